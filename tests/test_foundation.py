@@ -1,0 +1,65 @@
+"""The environment itself: package imports, graph mode, a known value, Saver round trip."""
+import importlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from utils.tfv1 import tf
+from utils import layers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("name", ["utils", "utils.camera", "utils.layers", "rgb", "partseg", "tf_ops"])
+def test_package_imports(name):
+    assert importlib.import_module(name) is not None
+
+
+def test_utils_importable_without_pythonpath(tmp_path):
+    """The editable install, not PYTHONPATH or the cwd, makes ``utils`` importable."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", "import utils, os; print(os.path.dirname(utils.__file__))"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    assert os.path.samefile(out.stdout.strip(), os.path.join(ROOT, "utils"))
+
+
+def test_graph_mode_and_known_value(sess):
+    assert not tf.executing_eagerly()
+    x = tf.placeholder(tf.float32, [None, 3])
+    y = tf.reduce_sum(tf.square(x), axis=1)
+    np.testing.assert_allclose(sess.run(y, {x: [[1, 2, 3], [0, -1, 0.5]]}), [14.0, 1.25])
+
+
+def test_saver_round_trip(tmp_path, fresh_graph):
+    x = tf.placeholder(tf.float32, [2, 5, 5, 3])
+    with tf.variable_scope("net"):
+        h = layers.conv2d(x, 4, scope="c1")
+        y = layers.fully_connected(h, 7, activation=None, scope="fc")
+    saver = tf.train.Saver()
+    feed = {x: np.random.default_rng(1).random((2, 5, 5, 3), dtype=np.float32)}
+    with tf.Session() as s:
+        s.run(tf.global_variables_initializer())
+        before = s.run(y, feed)
+        values = {v.name: s.run(v) for v in tf.global_variables()}
+        path = saver.save(s, str(tmp_path / "model"), global_step=3)
+    with tf.Session() as s:
+        s.run(tf.global_variables_initializer())  # new random values ...
+        saver.restore(s, path)                    # ... replaced by the saved ones
+        for v in tf.global_variables():
+            np.testing.assert_array_equal(s.run(v), values[v.name])
+        np.testing.assert_array_equal(s.run(y, feed), before)
+    assert path.endswith("model-3")
+
+
+def test_layers_shapes_and_weight_decay(sess):
+    x = tf.placeholder(tf.float32, [3, 9, 7, 2])
+    h = layers.conv2d(x, 5, strides=2, weight_decay=0.5, scope="c")
+    y = layers.fully_connected(h, 4, weight_decay=0.0, scope="f")
+    assert h.shape.as_list() == [3, 5, 4, 5] and y.shape.as_list() == [3, 4]
+    sess.run(tf.global_variables_initializer())
+    w = sess.run(tf.global_variables("c/W")[0])
+    # Only the conv layer has decay: 0.5 * sum(w^2) / 2.
+    np.testing.assert_allclose(sess.run(layers.weight_decay_loss()), 0.25 * np.sum(w ** 2), rtol=1e-5)

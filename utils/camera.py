@@ -1,0 +1,161 @@
+"""Pinhole camera of the original DIFFER/CAPNet code, parameterised.
+
+Conventions (identical to the original, so its ShapeNet renders line up):
+
+* World frame: the canonical object frame of the ground-truth clouds (after
+  ``utils.shapenet.preprocess_pcl_gt``), object roughly inside [-0.5, 0.5]^3.
+* ``world2cam``: rotate by azimuth about the world x axis, then by elevation
+  about the y axis (R = R_el @ R_az), then translate by -distance along z. The
+  camera sits at the origin of the camera frame and looks down -z, so visible
+  points have z_cam < 0 and depth = -z_cam (about ``distance`` for the object).
+* ``perspective_transform``: intrinsics with focal 120 px and principal point
+  32 px for a 64x64 image, both scaled with the image size. The output's first
+  coordinate indexes image **rows** (axis 0 of an (H, W) image, called "x" in
+  the original), the second indexes **columns** ("y"); pixel centres sit at
+  integer coordinates 0..H-1 / 0..W-1.
+
+Angles are radians everywhere in this module (``view.txt`` stores degrees; the
+data loaders convert). Each graph function has a numpy twin (suffix ``_np``)
+used by the demo-data renderer and by tests.
+"""
+import numpy as np
+
+from utils.tfv1 import tf
+
+BASE_FOCAL = 120.0  # px, for a 64 px image
+BASE_SIZE = 64.0
+DEFAULT_DISTANCE = 2.0  # camera to object centre, world units
+MIN_DEPTH = 1e-3  # depths are clamped here so nothing divides by zero
+OFF_IMAGE = -1.0e4  # pixel coordinate given to points behind the camera
+
+
+def intrinsics(img_h, img_w):
+    """Focal lengths and principal point for an image of ``img_h`` x ``img_w`` px.
+
+    Returns ``(f_row, f_col, c_row, c_col)`` in pixels: focal 120 and centre 32
+    at 64x64, scaled linearly with each side (focal = 120*H/64, centre = H/2).
+    """
+    return (BASE_FOCAL * img_h / BASE_SIZE, BASE_FOCAL * img_w / BASE_SIZE,
+            img_h / 2.0, img_w / 2.0)
+
+
+def rotation_np(az, el):
+    """Rotation world -> camera, float64 ``(..., 3, 3)``; ``az``, ``el`` radians ``(...)``."""
+    az = np.asarray(az, np.float64)
+    el = np.asarray(el, np.float64)
+    ca, sa, ce, se = np.cos(az), np.sin(az), np.cos(el), np.sin(el)
+    one, zero = np.ones_like(az), np.zeros_like(az)
+    r_az = np.stack([np.stack([one, zero, zero], -1),
+                     np.stack([zero, ca, -sa], -1),
+                     np.stack([zero, sa, ca], -1)], -2)
+    r_el = np.stack([np.stack([ce, zero, se], -1),
+                     np.stack([zero, one, zero], -1),
+                     np.stack([-se, zero, ce], -1)], -2)
+    return r_el @ r_az
+
+
+def world2cam_np(xyz, az, el, distance=DEFAULT_DISTANCE):
+    """Numpy twin of :func:`world2cam`: ``xyz (N, 3)``, scalar ``az``/``el`` (radians)."""
+    rot = rotation_np(az, el)
+    out = np.asarray(xyz, np.float64) @ rot.T
+    out[:, 2] -= distance
+    return out
+
+
+def cam2world_np(xyz_cam, az, el, distance=DEFAULT_DISTANCE):
+    """Inverse of :func:`world2cam_np` (points or, with ``distance=0``, directions)."""
+    rot = rotation_np(az, el)
+    p = np.array(xyz_cam, np.float64, copy=True)
+    p[..., 2] += distance
+    return p @ rot
+
+
+def perspective_transform_np(xyz_cam, img_h, img_w):
+    """Numpy twin of :func:`perspective_transform`: ``(N, 3)`` -> ``(N, 3)`` (row, col, depth)."""
+    f_r, f_c, c_r, c_c = intrinsics(img_h, img_w)
+    xyz_cam = np.asarray(xyz_cam, np.float64)
+    z = xyz_cam[:, 2]
+    in_front = z < -MIN_DEPTH
+    depth = np.maximum(-z, MIN_DEPTH)
+    row = np.where(in_front, c_r + f_r * xyz_cam[:, 0] / depth, OFF_IMAGE)
+    col = np.where(in_front, c_c + f_c * xyz_cam[:, 1] / depth, OFF_IMAGE)
+    return np.stack([row, col, depth], -1)
+
+
+def project_np(xyz, az, el, img_h, img_w, distance=DEFAULT_DISTANCE):
+    """World points ``(N, 3)`` -> pixel ``(N, 3)``: row, col (px) and depth (world units)."""
+    return perspective_transform_np(world2cam_np(xyz, az, el, distance), img_h, img_w)
+
+
+def pixel_rays_np(az, el, img_h, img_w, distance=DEFAULT_DISTANCE):
+    """Rays through every pixel centre, in world coordinates.
+
+    Returns ``origins (H*W, 3)`` (all the camera centre) and unit
+    ``directions (H*W, 3)``, ordered row-major like an ``(H, W)`` image. Used by
+    the independent mesh renderer of the demo data.
+    """
+    f_r, f_c, c_r, c_c = intrinsics(img_h, img_w)
+    rows, cols = np.meshgrid(np.arange(img_h), np.arange(img_w), indexing="ij")
+    d_cam = np.stack([(rows.ravel() - c_r) / f_r, (cols.ravel() - c_c) / f_c,
+                      -np.ones(img_h * img_w)], -1)
+    d_world = cam2world_np(d_cam, az, el, distance=0.0)
+    d_world /= np.linalg.norm(d_world, axis=-1, keepdims=True)
+    origin = cam2world_np(np.zeros((1, 3)), az, el, distance)
+    return np.repeat(origin, img_h * img_w, axis=0), d_world
+
+
+def _rotation(az, el):
+    """Graph version of :func:`rotation_np`: ``az``, ``el`` (B,) radians -> (B, 3, 3)."""
+    ca, sa, ce, se = tf.cos(az), tf.sin(az), tf.cos(el), tf.sin(el)
+    one, zero = tf.ones_like(az), tf.zeros_like(az)
+    r_az = tf.stack([tf.stack([one, zero, zero], -1),
+                     tf.stack([zero, ca, -sa], -1),
+                     tf.stack([zero, sa, ca], -1)], -2)
+    r_el = tf.stack([tf.stack([ce, zero, se], -1),
+                     tf.stack([zero, one, zero], -1),
+                     tf.stack([-se, zero, ce], -1)], -2)
+    return tf.matmul(r_el, r_az)
+
+
+def world2cam(xyz, az, el, distance=DEFAULT_DISTANCE):
+    """World -> camera coordinates.
+
+    Args:
+        xyz: float32 (B, N, 3), points in the world (object) frame.
+        az: float32 (B,), azimuth in radians (rotation about world x).
+        el: float32 (B,), elevation in radians (rotation about y, after az).
+        distance: float, camera-to-origin distance in world units.
+    Returns:
+        float32 (B, N, 3), camera coordinates; visible points have z < 0.
+    """
+    rot = _rotation(tf.cast(az, tf.float32), tf.cast(el, tf.float32))  # (B,3,3)
+    out = tf.matmul(xyz, rot, transpose_b=True)  # (B,N,3) = xyz @ R^T
+    return out - tf.constant([0.0, 0.0, distance], tf.float32)
+
+
+def perspective_transform(xyz_cam, img_h, img_w):
+    """Camera coordinates -> pixel coordinates and depth.
+
+    Args:
+        xyz_cam: float32 (B, N, 3) from :func:`world2cam`.
+        img_h, img_w: int, image size in pixels (intrinsics scale with it).
+    Returns:
+        float32 (B, N, 3): row (px, image axis 0), column (px, axis 1), depth
+        (world units, > 0). Points behind or too close to the camera
+        (z_cam >= -1e-3) get row = col = -1e4, far outside any image, and depth
+        1e-3, so they never light a pixel, never wrap around and give no NaN;
+        their gradient is zero.
+    """
+    f_r, f_c, c_r, c_c = intrinsics(img_h, img_w)
+    x, y, z = tf.unstack(xyz_cam, axis=-1)
+    in_front = z < -MIN_DEPTH
+    depth = tf.maximum(-z, MIN_DEPTH)
+    off = tf.fill(tf.shape(x), OFF_IMAGE)
+    row = tf.where(in_front, c_r + f_r * x / depth, off)
+    col = tf.where(in_front, c_c + f_c * y / depth, off)
+    return tf.stack([row, col, depth], -1)
+
+
+def project(xyz, az, el, img_h, img_w, distance=DEFAULT_DISTANCE):
+    """``perspective_transform(world2cam(...))``: (B, N, 3) world -> (B, N, 3) row, col, depth."""
+    return perspective_transform(world2cam(xyz, az, el, distance), img_h, img_w)
