@@ -1,0 +1,83 @@
+"""What is specific to coloured point clouds: 3 sigmoid colour channels per point,
+their depth-aware projection, the L2 colour loss and colour pictures."""
+import numpy as np
+
+from utils import losses, metrics, projection
+from utils.model import Task
+from utils.tfv1 import tf
+
+
+class RGBTask(Task):
+    name = "rgb"
+    view_key, point_key = "rgb", "pcl_rgb"
+    view_dtype = point_dtype = tf.float32
+
+    def resolve_args(self, args):
+        """Nothing to resolve for colours (partseg reads n_cls from the data)."""
+
+    def n_feat(self, args):
+        return 3
+
+    def feat_activation(self):
+        return "sigmoid"
+
+    def view_shape(self, args):
+        return (args.N_VIEWS, args.IMG_H, args.IMG_W, 3)
+
+    def point_shape(self, args):
+        return (3,)
+
+    def weight(self, args):
+        return args.wt_rgb
+
+    def project(self, pix, feat, args):
+        """(B, N, 3) pixels, (B, N, 3) colours -> (B, H, W, 3) colour map (0 where no point)."""
+        rgb, _ = projection.feature_projection(pix, feat, args.IMG_H, args.IMG_W, args.WELL_RADIUS,
+                                               args.BETA, impl=args.projection)
+        return rgb
+
+    def view_loss(self, proj, gt_view):
+        return losses.rgb_l2(proj, gt_view)
+
+    def feature_loss_3d(self, feat, gt_feat, idx_fwd, idx_bwd):
+        """Colour L2 through nearest neighbours: feat (B, N, 3), gt_feat (B, N_gt, 3)."""
+        fwd = tf.reduce_mean(tf.square(tf.gather(feat, idx_fwd, batch_dims=1) - gt_feat))
+        bwd = tf.reduce_mean(tf.square(tf.gather(gt_feat, idx_bwd, batch_dims=1) - feat))
+        return fwd + bwd
+
+    def display(self, proj):
+        return tf.clip_by_value(proj, 0.0, 1.0)
+
+    def display_gt(self, gt_view):
+        return gt_view
+
+    def display_np(self, view, gt):
+        return np.clip(view, 0.0, 1.0)
+
+    # -- evaluation ---------------------------------------------------------
+    headline = ("chamfer", "emd", "colour")
+
+    def point_colours(self, feat):
+        """Predicted per-point features (N, 3) -> colours (N, 3) for pictures."""
+        return np.clip(feat, 0.0, 1.0)
+
+    def gt_point_colours(self, gt_feat):
+        return np.clip(gt_feat, 0.0, 1.0)
+
+    def feature_metrics(self, gt_feat, feat, idx_fwd, idx_bwd, margs):
+        """Colour error through nearest neighbours: dict of (B,) arrays."""
+        fwd, bwd = metrics.colour_errors(gt_feat, feat, idx_fwd, idx_bwd)
+        return dict(colour_fwd=fwd, colour_bwd=bwd, colour=fwd + bwd)
+
+    def baselines(self, train_clouds, train_feats, medoid, args):
+        """The training medoid cloud painted with the mean training colour."""
+        xyz = train_clouds[medoid]
+        colour = np.broadcast_to(train_feats.reshape(-1, 3).mean(axis=0), (len(xyz), 3))
+
+        def medoid_mean_colour(pred_xyz, pred_feat):
+            b = len(pred_xyz)
+            return np.broadcast_to(xyz, (b,) + xyz.shape), np.broadcast_to(colour, (b,) + colour.shape)
+        return [("medoid_baseline", medoid_mean_colour)]
+
+
+TASK = RGBTask()

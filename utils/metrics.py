@@ -1,0 +1,159 @@
+"""3D evaluation: unit-cube scaling, Chamfer and EMD (tf_ops), feature errors, baselines.
+
+Definitions (as the original's metrics code):
+
+* Both clouds are first scaled independently so that the longest side of their
+  bounding box is 1 and the box is centred in [-0.5, 0.5]^3
+  (:func:`scale_to_unit_cube`).
+* Chamfer forward = mean over ground-truth points of the Euclidean distance to
+  the nearest predicted point; backward = the same from predicted to ground
+  truth; Chamfer = forward + backward. (Euclidean, not squared, as the original
+  reported them.)
+* EMD = mean Euclidean distance between points matched one-to-one by
+  ``tf_ops.auction_match``.
+* Colour error forward = mean over ground-truth points of the squared RGB
+  difference (averaged over channels) to the colour of the nearest predicted
+  point; backward = from every predicted point to its nearest ground-truth
+  point. Colours in [0, 1].
+* Part IoU through the same nearest-neighbour correspondences; per part, IoU =
+  TP / (|GT| + |pred| - TP); a part absent from both clouds counts as 1; mIoU is
+  the mean over parts; optionally frequency weighted by the GT part counts.
+"""
+import numpy as np
+
+import tf_ops
+from utils.tfv1 import tf
+
+
+def scale_to_unit_cube(pcl):
+    """Scale each cloud so its bounding box's longest side is 1, centred at 0.
+
+    Args:
+        pcl: float32 (B, N, 3).
+    Returns:
+        float32 (B, N, 3); each cloud's box spans [-0.5, 0.5] along its longest
+        axis and is centred on the origin along the others.
+    """
+    lo = tf.reduce_min(pcl, axis=1, keepdims=True)  # (B,1,3)
+    hi = tf.reduce_max(pcl, axis=1, keepdims=True)
+    size = tf.reduce_max(hi - lo, axis=2, keepdims=True)  # (B,1,1)
+    return (pcl - (lo + hi) / 2.0) / tf.maximum(size, 1e-8)
+
+
+def scale_to_unit_cube_np(pcl):
+    """Numpy twin of :func:`scale_to_unit_cube` for ``(N, 3)`` or ``(B, N, 3)``."""
+    pcl = np.asarray(pcl, np.float64)
+    lo, hi = pcl.min(axis=-2, keepdims=True), pcl.max(axis=-2, keepdims=True)
+    size = np.max(hi - lo, axis=-1, keepdims=True)
+    return (pcl - (lo + hi) / 2.0) / np.maximum(size, 1e-8)
+
+
+def cloud_metrics(gt, pred, emd=True):
+    """Per-sample Chamfer (and EMD) between unit-cube-scaled clouds.
+
+    Args:
+        gt: float32 (B, N, 3), pred: float32 (B, M, 3) (M == N for EMD), world units.
+    Returns:
+        dict of float32 (B,) tensors: chamfer_fwd, chamfer_bwd, chamfer, emd; and
+        int32 (B, N) ``idx_fwd`` (nearest predicted point of each GT point) and
+        (B, M) ``idx_bwd`` (nearest GT point of each predicted point).
+    """
+    gt_s, pred_s = scale_to_unit_cube(gt), scale_to_unit_cube(pred)
+    d_fwd, idx_fwd, d_bwd, idx_bwd = tf_ops.nn_distance(gt_s, pred_s)
+    out = dict(chamfer_fwd=tf.reduce_mean(tf.sqrt(d_fwd + 1e-12), axis=1),
+               chamfer_bwd=tf.reduce_mean(tf.sqrt(d_bwd + 1e-12), axis=1),
+               idx_fwd=idx_fwd, idx_bwd=idx_bwd)
+    out["chamfer"] = out["chamfer_fwd"] + out["chamfer_bwd"]
+    if emd:
+        match, _ = tf_ops.auction_match(pred_s, gt_s)  # (B, M): GT index of each predicted point
+        matched = tf.gather(gt_s, match, batch_dims=1)
+        out["emd"] = tf.reduce_mean(tf.norm(matched - pred_s, axis=-1), axis=1)
+    return out
+
+
+def gather_np(values, idx):
+    """values (B, N, ...) gathered along axis 1 by idx (B, M) -> (B, M, ...)."""
+    return np.take_along_axis(values, idx.reshape(idx.shape + (1,) * (values.ndim - 2)), axis=1)
+
+
+def colour_errors(gt_rgb, pred_rgb, idx_fwd, idx_bwd):
+    """Colour error through nearest-neighbour correspondences.
+
+    Args:
+        gt_rgb (B, N, 3), pred_rgb (B, M, 3) in [0, 1]; idx_fwd (B, N), idx_bwd (B, M)
+        from :func:`cloud_metrics`.
+    Returns:
+        (fwd, bwd) float64 (B,): mean squared difference per point and channel.
+    """
+    fwd = np.mean((gather_np(pred_rgb, idx_fwd) - gt_rgb) ** 2, axis=(1, 2))
+    bwd = np.mean((gather_np(gt_rgb, idx_bwd) - pred_rgb) ** 2, axis=(1, 2))
+    return fwd, bwd
+
+
+def part_iou(gt_labels, pred_labels, n_cls, freq_wt=False):
+    """Per-part IoU of two label arrays over the same points.
+
+    Args:
+        gt_labels, pred_labels: int (B, N), 0-based part indices.
+        n_cls: int, number of parts K.
+        freq_wt: weight each part's IoU by its GT frequency (then the parts'
+            values sum to the frequency-weighted IoU instead of averaging to mIoU).
+    Returns:
+        float64 (B, K): IoU per part; 1 where a part is absent from both.
+    """
+    gt_labels, pred_labels = np.asarray(gt_labels), np.asarray(pred_labels)
+    ious = np.zeros((gt_labels.shape[0], n_cls))
+    for k in range(n_cls):
+        g, p = gt_labels == k, pred_labels == k
+        tp = np.sum(g & p, axis=1)
+        union = np.sum(g, axis=1) + np.sum(p, axis=1) - tp
+        # Absent from both: 1 (mIoU), or no weight at all (frequency weighted).
+        iou = np.where(union > 0, tp / np.maximum(union, 1), 0.0 if freq_wt else 1.0)
+        if freq_wt:
+            iou = iou * np.sum(g, axis=1) / gt_labels.shape[1]
+        ious[:, k] = iou
+    return ious
+
+
+def part_mious(gt_labels, pred_labels, idx_fwd, idx_bwd, n_cls, freq_wt=False):
+    """Forward/backward part IoU through nearest-neighbour correspondences.
+
+    Forward: every GT point takes the label of its nearest predicted point;
+    backward: every predicted point is compared with its nearest GT point's label.
+    Returns:
+        dict: miou_fwd, miou_bwd, miou (B,) and iou_fwd, iou_bwd (B, K); with
+        ``freq_wt`` the m* values are frequency-weighted sums instead of means.
+    """
+    iou_fwd = part_iou(gt_labels, gather_np(pred_labels, idx_fwd), n_cls, freq_wt)
+    iou_bwd = part_iou(gather_np(gt_labels, idx_bwd), pred_labels, n_cls, freq_wt)
+    reduce = np.sum if freq_wt else np.mean
+    out = dict(iou_fwd=iou_fwd, iou_bwd=iou_bwd, miou_fwd=reduce(iou_fwd, axis=1),
+               miou_bwd=reduce(iou_bwd, axis=1))
+    out["miou"] = (out["miou_fwd"] + out["miou_bwd"]) / 2.0
+    return out
+
+
+def medoid_index(clouds, batch_size=64):
+    """Index of the cloud with the lowest mean Chamfer distance to all others.
+
+    Args:
+        clouds: float32 (M, N, 3) numpy array (e.g. a subsample of the training set).
+    Returns:
+        (int index, float64 (M,) mean Chamfer of each cloud to the others).
+    Builds and runs its own small graph (tf_ops.nn_distance on scaled clouds).
+    """
+    m = clouds.shape[0]
+    graph = tf.Graph()
+    with graph.as_default():
+        a = tf.placeholder(tf.float32, [None, clouds.shape[1], 3])
+        b = tf.placeholder(tf.float32, [None, clouds.shape[1], 3])
+        d1, _, d2, _ = tf_ops.nn_distance(scale_to_unit_cube(a), scale_to_unit_cube(b))
+        cd = tf.reduce_mean(tf.sqrt(d1 + 1e-12), 1) + tf.reduce_mean(tf.sqrt(d2 + 1e-12), 1)
+        with tf.Session(graph=graph) as sess:
+            ii, jj = np.triu_indices(m, k=1)
+            dist = np.zeros((m, m))
+            for s in range(0, len(ii), batch_size):
+                i, j = ii[s:s + batch_size], jj[s:s + batch_size]
+                dist[i, j] = dist[j, i] = sess.run(cd, {a: clouds[i], b: clouds[j]})
+    mean = dist.sum(axis=1) / max(m - 1, 1)
+    return int(np.argmin(mean)), mean

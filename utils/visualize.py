@@ -1,0 +1,165 @@
+"""Pictures of clouds and projections: PNG grids, turntable GIFs, PLY files, a 3D window.
+
+Everything here is numpy + matplotlib (Agg for files; the interactive window
+uses whatever GUI backend matplotlib finds) + imageio + trimesh; no TensorFlow.
+Clouds are drawn in the data's frame with world -x pointing up (the axis the
+camera orbits around, see utils/camera.py).
+"""
+import os
+
+import numpy as np
+
+# Part colours (RGB in [0, 1]); index 0 is part 0 (the background has no points).
+PART_COLOURS = np.array([[0.00, 0.73, 1.00], [0.24, 1.00, 0.00], [1.00, 0.27, 0.00],
+                         [0.73, 0.00, 1.00], [1.00, 0.85, 0.10], [0.50, 0.50, 0.50],
+                         [0.90, 0.10, 0.50], [0.10, 0.40, 0.20]])
+
+
+def part_colours(labels):
+    """int (...,) 0-based part labels -> float (..., 3) RGB."""
+    return PART_COLOURS[np.asarray(labels) % len(PART_COLOURS)]
+
+
+def label_map_to_rgb(label_map):
+    """int (..., H, W) label map with 0 = background -> float (..., H, W, 3), background white."""
+    label_map = np.asarray(label_map)
+    out = np.ones(label_map.shape + (3,))
+    fg = label_map > 0
+    out[fg] = part_colours(label_map[fg] - 1)
+    return out
+
+
+def to_uint8(img):
+    """float image in [0, 1] (or a mask) -> uint8 RGB (H, W, 3)."""
+    img = np.clip(np.asarray(img, np.float64), 0.0, 1.0)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    return (img * 255 + 0.5).astype(np.uint8)
+
+
+def save_image_row(path, images, scale=3):
+    """Save images (each (H, W) or (H, W, 3) in [0, 1]) side by side as one PNG, upscaled."""
+    import imageio.v2 as imageio
+    tiles = [np.kron(to_uint8(im), np.ones((scale, scale, 1), np.uint8)) for im in images]
+    sep = np.full((tiles[0].shape[0], 2, 3), 128, np.uint8)
+    row = np.concatenate([t for tile in tiles for t in (tile, sep)][:-1], axis=1)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    imageio.imwrite(path, row)
+
+
+def _draw_cloud(ax, xyz, colours, elev, azim, point_size):
+    # The camera orbits about world x and world -x is "up" in the renders (utils/camera.py,
+    # utils/shapenet.py): matplotlib z (up) <- -x, matplotlib x <- y, matplotlib y <- z.
+    ax.scatter(xyz[:, 1], xyz[:, 2], -xyz[:, 0], c=np.clip(colours, 0, 1), s=point_size,
+               depthshade=False, linewidths=0)
+    ax.view_init(elev=elev, azim=azim)
+    lim = 0.55
+    ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim), ax.set_zlim(-lim, lim)
+    ax.set_box_aspect((1, 1, 1))
+    ax.set_axis_off()
+
+
+def _offscreen_figure(figsize, dpi):
+    """A figure drawn by the Agg canvas, whatever GUI backend pyplot would pick."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _figure_to_array(fig):
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def cloud_grid(image, clouds, angles=((20, -60), (20, 30), (20, 120), (80, 0)), titles=None,
+               point_size=6.0, cell=2.2):
+    """One figure: the input image, then each cloud seen from several angles.
+
+    Args:
+        image: float (H, W, 3) in [0, 1] or None.
+        clouds: list of (xyz (N, 3), colours (N, 3) in [0, 1]) -- e.g. GT and prediction.
+        angles: (elevation, azimuth) in degrees for matplotlib's camera.
+    Returns:
+        uint8 (h, w, 3) picture.
+    """
+    rows, cols = len(clouds), len(angles) + 1
+    fig = _offscreen_figure((cell * cols, cell * rows), 80)
+    for r, (xyz, colours) in enumerate(clouds):
+        ax = fig.add_subplot(rows, cols, r * cols + 1)
+        if image is not None and r == 0:
+            ax.imshow(np.clip(image, 0, 1))
+        ax.set_axis_off()
+        if titles:
+            ax.set_title(titles[r], fontsize=10)
+        for c, (elev, azim) in enumerate(angles):
+            ax3 = fig.add_subplot(rows, cols, r * cols + c + 2, projection="3d")
+            _draw_cloud(ax3, np.asarray(xyz), np.asarray(colours), elev, azim, point_size)
+    fig.tight_layout()
+    return _figure_to_array(fig)
+
+
+def save_screenshot(path, image, clouds, titles=None):
+    """Write :func:`cloud_grid` to ``path`` (PNG)."""
+    import imageio.v2 as imageio
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    imageio.imwrite(path, cloud_grid(image, clouds, titles=titles))
+
+
+def save_turntable_gif(path, clouds, n_frames=24, elev=20, point_size=6.0, duration=0.15):
+    """Turntable GIF: the clouds (list of (xyz, colours)) side by side, rotating."""
+    import imageio.v2 as imageio
+    frames = []
+    fig = _offscreen_figure((2.6 * len(clouds), 2.6), 70)
+    axes = [fig.add_subplot(1, len(clouds), i + 1, projection="3d") for i in range(len(clouds))]
+    for azim in np.linspace(0, 360, n_frames, endpoint=False):
+        for ax, (xyz, colours) in zip(axes, clouds):
+            ax.cla()
+            _draw_cloud(ax, np.asarray(xyz), np.asarray(colours), elev, azim, point_size)
+        frames.append(_figure_to_array(fig))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    imageio.mimsave(path, frames, duration=duration, loop=0)
+
+
+def save_ply(path, xyz, colours):
+    """Coloured point cloud as a PLY file (MeshLab, Open3D, CloudCompare read it)."""
+    import trimesh
+    rgba = np.concatenate([to_uint8(np.asarray(colours)[None])[0],
+                           np.full((len(xyz), 1), 255, np.uint8)], axis=1)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    trimesh.PointCloud(np.asarray(xyz, np.float64), colors=rgba).export(path)
+
+
+def interactive_viewer(samples):
+    """A matplotlib window per sample: input image, GT and predicted clouds (rotatable).
+
+    Args:
+        samples: iterable of dicts with 'title', 'image' (H, W, 3) and 'clouds'
+            [(name, xyz, colours), ...].
+    Keys: n / right arrow / space -> next sample; q / escape -> quit.
+    """
+    import matplotlib.pyplot as plt
+    for sample in samples:
+        clouds = sample["clouds"]
+        fig = plt.figure(figsize=(4 * (len(clouds) + 1), 4))
+        fig.suptitle(f"{sample['title']}    [n: next, q: quit; drag to rotate]")
+        ax = fig.add_subplot(1, len(clouds) + 1, 1)
+        ax.imshow(np.clip(sample["image"], 0, 1)), ax.set_axis_off(), ax.set_title("input")
+        for i, (name, xyz, colours) in enumerate(clouds):
+            ax3 = fig.add_subplot(1, len(clouds) + 1, i + 2, projection="3d")
+            _draw_cloud(ax3, np.asarray(xyz), np.asarray(colours), 20, -60, 8.0)
+            ax3.set_title(name)
+        state = {"quit": False}
+
+        def on_key(event, state=state, fig=fig):
+            if event.key in ("q", "escape"):
+                state["quit"] = True
+                plt.close(fig)
+            elif event.key in ("n", "right", " "):
+                plt.close(fig)
+
+        fig.canvas.mpl_connect("key_press_event", on_key)
+        plt.show()
+        if state["quit"]:
+            break
