@@ -1,0 +1,229 @@
+"""GPU check of the CUDA kernels (not run by CI; needs nvcc and an NVIDIA GPU).
+
+    python tf_ops/check_gpu.py [--out DIR] [--arch sm_90] [--reps 20]
+
+1. Compiles the framework-free ``*.cu`` files plus ``check_gpu_host.cu`` (host-pointer
+   wrappers) with nvcc into a standalone shared library -- no TensorFlow involved.
+2. Calls each launcher through ctypes on random clouds and compares with the float64
+   numpy/scipy references of ``tf_ops/reference.py``: nn_distance (distances, indices,
+   gradient), approx_match (match, cost, gradient), auction_match (permutation, cost
+   ratio to scipy's exact assignment).
+3. Prints a table (GPU model, max errors, GPU times, and the compiled CPU op's times
+   when the CPU library is built) to paste into tf_ops/README.md; exits 1 if a check
+   fails, 2 if there is no usable GPU (the compile step still ran).
+
+The compile step alone (``compile_library``) is what tests/test_tf_ops_cuda.py runs
+on machines with nvcc but no GPU.
+"""
+import argparse
+import ctypes
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CU_SOURCES = ["nn_distance.cu", "approx_match.cu", "auction_match.cu", "check_gpu_host.cu"]
+
+_f32 = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
+_i32 = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
+_int, _float, _pf = ctypes.c_int, ctypes.c_float, ctypes.POINTER(ctypes.c_float)
+
+
+def _sibling(name):
+    """Imports tf_ops/<name>.py by path (without importing the tf_ops package, hence TensorFlow)."""
+    key = f"_differ_tf_ops_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, os.path.join(HERE, f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[key] = module
+    return sys.modules[key]
+
+
+def find_nvcc():
+    """nvcc as tf_ops/build.py finds it."""
+    return _sibling("build").find_nvcc()
+
+
+def compile_library(out_dir, nvcc=None, arch=None, sources=None):
+    """Compiles the .cu files into ``out_dir/libdiffer_cuda_check.so`` in ONE nvcc call; returns its path.
+
+    Raises RuntimeError with nvcc's message on failure.
+    """
+    nvcc = nvcc or find_nvcc()
+    if not nvcc:
+        raise RuntimeError("nvcc not found (set NVCC or CUDA_HOME)")
+    os.makedirs(out_dir, exist_ok=True)
+    out = os.path.join(out_dir, "libdiffer_cuda_check.so")
+    cmd = [nvcc, "-shared", "-O3", "-std=c++17", "-Xcompiler", "-fPIC", f"-I{HERE}", "-o", out]
+    if arch:
+        cmd.append(f"-arch={arch}")
+    cmd += [os.path.join(HERE, s) for s in (sources or CU_SOURCES)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"nvcc failed (exit {proc.returncode}):\n  {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+    return out
+
+
+def load(path):
+    """ctypes handle with the signatures of check_gpu_host.cu."""
+    lib = ctypes.CDLL(path)
+    lib.differ_gpu_name.restype = ctypes.c_char_p
+    lib.differ_gpu_name.argtypes = [ctypes.c_char_p, _int]
+    for name, args in {
+        "differ_host_nn_distance": [_int, _int, _f32, _int, _f32, _f32, _i32, _f32, _i32, _int, _pf],
+        "differ_host_nn_distance_grad": [_int, _int, _f32, _int, _f32, _f32, _i32, _f32, _i32, _f32, _f32, _int,
+                                         _pf],
+        "differ_host_approx_match": [_int, _int, _int, _f32, _f32, _f32, _f32, _f32, _f32, _int, _pf, _pf, _pf],
+        "differ_host_auction_match": [_int, _int, _f32, _f32, _float, _i32, _i32, _int, _pf],
+    }.items():
+        fn = getattr(lib, name)
+        fn.restype = ctypes.c_char_p
+        fn.argtypes = args
+    return lib
+
+
+def gpu_name(lib):
+    """Name of CUDA device 0; RuntimeError when there is none."""
+    buf = ctypes.create_string_buffer(256)
+    err = lib.differ_gpu_name(buf, 256)
+    if err:
+        raise RuntimeError(f"CUDA: {err.decode()}")
+    return buf.value.decode()
+
+
+def _call(fn, *args):
+    err = fn(*args)
+    if err:
+        raise RuntimeError(f"{fn.__name__}: {err.decode()}")
+
+
+def _ms():
+    return ctypes.c_float(0.0)
+
+
+# ------------------------------------------------------------------------------------ checks
+def check_nn_distance(lib, rng, b, n, m, reps):
+    reference = _sibling("reference")
+    p = (rng.random((b, n, 3)) - 0.5).astype(np.float32)
+    q = (rng.random((b, m, 3)) - 0.5).astype(np.float32)
+    d1, d2 = np.empty((b, n), np.float32), np.empty((b, m), np.float32)
+    i1, i2 = np.empty((b, n), np.int32), np.empty((b, m), np.int32)
+    t = _ms()
+    _call(lib.differ_host_nn_distance, b, n, p, m, q, d1, i1, d2, i2, reps, ctypes.byref(t))
+    r1, ri1, r2, ri2 = reference.nn_distance(p, q)
+    err_d = max(np.max(np.abs(d1 - r1) / np.maximum(r1, 1e-12)), np.max(np.abs(d2 - r2) / np.maximum(r2, 1e-12)))
+    # indices: must point at a neighbour as close as the reference one (ties allowed)
+    p64, q64 = p.astype(np.float64), q.astype(np.float64)
+    e1 = np.sum((p64 - np.take_along_axis(q64, i1[..., None].astype(np.int64), 1)) ** 2, -1) - r1
+    e2 = np.sum((q64 - np.take_along_axis(p64, i2[..., None].astype(np.int64), 1)) ** 2, -1) - r2
+    err_i = max(np.abs(e1).max(), np.abs(e2).max())
+    g1 = rng.standard_normal((b, n)).astype(np.float32)
+    g2 = rng.standard_normal((b, m)).astype(np.float32)
+    o1, o2 = np.empty((b, n, 3), np.float32), np.empty((b, m, 3), np.float32)
+    tg = _ms()
+    _call(lib.differ_host_nn_distance_grad, b, n, p, m, q, g1, i1, g2, i2, o1, o2, reps, ctypes.byref(tg))
+    err_g = 0.0
+    for k in range(b):
+        rg1, rg2 = reference.nn_distance_grad(p[k], q[k], g1[k], i1[k], g2[k], i2[k])
+        scale = max(np.abs(rg1).max(), np.abs(rg2).max(), 1e-12)
+        err_g = max(err_g, np.abs(o1[k] - rg1).max() / scale, np.abs(o2[k] - rg2).max() / scale)
+    ok = err_d < 1e-5 and err_i < 1e-6 and err_g < 1e-5
+    return {"op": f"nn_distance B={b} N={n} M={m}", "ok": ok,
+            "error": f"dist rel {err_d:.1e}, idx {err_i:.1e}, grad rel {err_g:.1e}",
+            "gpu_ms": f"{t.value:.3f} fwd, {tg.value:.3f} grad"}
+
+
+def check_approx_match(lib, rng, b, n, m, reps):
+    reference = _sibling("reference")
+    p = (rng.random((b, n, 3)) - 0.5).astype(np.float32)
+    q = (rng.random((b, m, 3)) - 0.5).astype(np.float32)
+    match = np.empty((b, m, n), np.float32)
+    cost = np.empty(b, np.float32)
+    g1, g2 = np.empty((b, n, 3), np.float32), np.empty((b, m, 3), np.float32)
+    tm, tc, tg = _ms(), _ms(), _ms()
+    _call(lib.differ_host_approx_match, b, n, m, p, q, match, cost, g1, g2, reps, ctypes.byref(tm),
+          ctypes.byref(tc), ctypes.byref(tg))
+    err_m = err_c = err_g = 0.0
+    for k in range(b):
+        rm = reference.approx_match(p[k], q[k])
+        err_m = max(err_m, np.abs(match[k] - rm).max())
+        rc = reference.match_cost(p[k], q[k], match[k])
+        err_c = max(err_c, abs(cost[k] - rc) / rc, abs(cost[k] - reference.match_cost(p[k], q[k], rm)) / rc)
+        rg1, rg2 = reference.match_cost_grad(p[k], q[k], match[k])
+        scale = max(np.abs(rg1).max(), np.abs(rg2).max())
+        err_g = max(err_g, np.abs(g1[k] - rg1).max() / scale, np.abs(g2[k] - rg2).max() / scale)
+    ok = err_m < 1e-3 and err_c < 1e-3 and err_g < 1e-4
+    return {"op": f"approx_match+match_cost B={b} N={n} M={m}", "ok": ok,
+            "error": f"match abs {err_m:.1e}, cost rel {err_c:.1e}, grad rel {err_g:.1e}",
+            "gpu_ms": f"{tm.value:.2f} match, {tc.value:.3f} cost, {tg.value:.3f} grad"}
+
+
+def check_auction_match(lib, rng, b, n, reps, rel_tol=1e-4):
+    reference = _sibling("reference")
+    p = (rng.random((b, n, 3)) - 0.5).astype(np.float32)
+    q = (rng.random((b, n, 3)) - 0.5).astype(np.float32)
+    l, r = np.empty((b, n), np.int32), np.empty((b, n), np.int32)
+    t = _ms()
+    _call(lib.differ_host_auction_match, b, n, p, q, rel_tol, l, r, reps, ctypes.byref(t))
+    worst, perm_ok = 0.0, True
+    t0 = time.perf_counter()
+    exact = [reference.emd_exact(p[k], q[k]) for k in range(b)]
+    t_exact = (time.perf_counter() - t0) * 1e3
+    for k in range(b):
+        perm_ok &= bool(np.array_equal(np.sort(l[k]), np.arange(n)) and np.array_equal(r[k][l[k]], np.arange(n)))
+        worst = max(worst, reference.assignment_cost(p[k], q[k], l[k]) / exact[k])
+    ok = perm_ok and worst <= 1 + max(rel_tol, 1e-5) + 1e-6
+    return {"op": f"auction_match B={b} N={n}", "ok": ok,
+            "error": f"permutation {'yes' if perm_ok else 'NO'}, cost/exact max {worst:.6f}",
+            "gpu_ms": f"{t.value:.2f} (scipy exact: {t_exact:.0f} for all {b})"}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=os.path.join(HERE, "build", "gpu_check"), help="where to put the library")
+    ap.add_argument("--arch", default=None, help="nvcc -arch value (default: nvcc's default; 'native' is good)")
+    ap.add_argument("--reps", type=int, default=10, help="timed repetitions per launcher")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    path = compile_library(args.out, arch=args.arch)
+    print(f"compiled {path} in {time.time() - t0:.1f} s")
+    lib = load(path)
+    try:
+        name = gpu_name(lib)
+    except RuntimeError as e:
+        print(f"no usable GPU ({e}): the CUDA sources compile, but nothing was run", file=sys.stderr)
+        return 2
+    smi = shutil.which("nvidia-smi")
+    driver = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
+                            text=True).stdout.strip() if smi else "?"
+    print(f"GPU: {name} (driver {driver})")
+    rng = np.random.default_rng(args.seed)
+    rows = [
+        check_nn_distance(lib, rng, 1, 1, 1, args.reps),
+        check_nn_distance(lib, rng, 3, 7, 1025, args.reps),
+        check_nn_distance(lib, rng, 8, 1024, 1024, args.reps),
+        check_nn_distance(lib, rng, 8, 4096, 1024, args.reps),
+        check_approx_match(lib, rng, 2, 7, 5, args.reps),
+        check_approx_match(lib, rng, 2, 1000, 1025, args.reps),
+        check_approx_match(lib, rng, 8, 1024, 1024, args.reps),
+        check_auction_match(lib, rng, 1, 1, args.reps),
+        check_auction_match(lib, rng, 2, 7, args.reps),
+        check_auction_match(lib, rng, 8, 1024, args.reps),
+    ]
+    print(f"\n| check | result | max error | GPU time (ms) |\n| --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['op']} | {'ok' if r['ok'] else 'FAIL'} | {r['error']} | {r['gpu_ms']} |")
+    bad = [r["op"] for r in rows if not r["ok"]]
+    print("\nall checks passed" if not bad else f"\nFAILED: {', '.join(bad)}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

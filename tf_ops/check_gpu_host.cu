@@ -1,0 +1,165 @@
+// Host-pointer wrappers around the CUDA launchers, for tf_ops/check_gpu.py
+// (ctypes). Not part of the TensorFlow op library. Each wrapper copies its
+// inputs to the device, runs the launcher once to warm up and `reps` more times
+// under CUDA events (average milliseconds into *ms), copies the outputs back
+// and returns NULL or an error message.
+#include <cuda_runtime.h>
+
+#include <cstring>
+#include <vector>
+
+#include "launchers.h"
+
+namespace {
+
+struct DeviceBuffers {
+  std::vector<void*> ptrs;
+  ~DeviceBuffers() {
+    for (void* p : ptrs) cudaFree(p);
+  }
+  template <typename T>
+  T* alloc(size_t count) {
+    void* p = nullptr;
+    if (cudaMalloc(&p, count * sizeof(T) + 16) != cudaSuccess) return nullptr;
+    ptrs.push_back(p);
+    return static_cast<T*>(p);
+  }
+  template <typename T>
+  T* upload(const T* host, size_t count) {
+    T* d = alloc<T>(count);
+    if (d) cudaMemcpy(d, host, count * sizeof(T), cudaMemcpyHostToDevice);
+    return d;
+  }
+};
+
+#define DIFFER_CHECK(expr)                                  \
+  do {                                                      \
+    const cudaError_t e_ = (expr);                          \
+    if (e_ != cudaSuccess) return cudaGetErrorString(e_);   \
+  } while (0)
+#define DIFFER_CHECK_PTR(p) \
+  if (!(p)) return "cudaMalloc failed"
+#define DIFFER_CHECK_MSG(m)        \
+  do {                             \
+    const char* m_ = (m);          \
+    if (m_) return m_;             \
+  } while (0)
+
+// Runs f() once, then reps times between two events; *ms = mean time per run.
+template <typename F>
+const char* timed(F f, int reps, float* ms) {
+  DIFFER_CHECK_MSG(f());
+  DIFFER_CHECK(cudaDeviceSynchronize());
+  cudaEvent_t a, b;
+  DIFFER_CHECK(cudaEventCreate(&a));
+  DIFFER_CHECK(cudaEventCreate(&b));
+  cudaEventRecord(a);
+  for (int r = 0; r < reps; ++r) DIFFER_CHECK_MSG(f());
+  cudaEventRecord(b);
+  DIFFER_CHECK(cudaEventSynchronize(b));
+  float total = 0.f;
+  cudaEventElapsedTime(&total, a, b);
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  *ms = reps > 0 ? total / reps : 0.f;
+  return nullptr;
+}
+
+}  // namespace
+
+extern "C" const char* differ_gpu_name(char* out, int len) {
+  int count = 0;
+  DIFFER_CHECK(cudaGetDeviceCount(&count));
+  if (count < 1) return "no CUDA device";
+  cudaDeviceProp prop;
+  DIFFER_CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::strncpy(out, prop.name, len - 1);
+  out[len - 1] = '\0';
+  return nullptr;
+}
+
+extern "C" const char* differ_host_nn_distance(int b, int n, const float* xyz1, int m, const float* xyz2,
+                                               float* dist1, int* idx1, float* dist2, int* idx2, int reps,
+                                               float* ms) {
+  DeviceBuffers buf;
+  const float* d1 = buf.upload(xyz1, 3 * static_cast<size_t>(b) * n);
+  const float* d2 = buf.upload(xyz2, 3 * static_cast<size_t>(b) * m);
+  float* o1 = buf.alloc<float>(static_cast<size_t>(b) * n);
+  float* o2 = buf.alloc<float>(static_cast<size_t>(b) * m);
+  int* i1 = buf.alloc<int>(static_cast<size_t>(b) * n);
+  int* i2 = buf.alloc<int>(static_cast<size_t>(b) * m);
+  DIFFER_CHECK_PTR(d1 && d2 && o1 && o2 && i1 && i2);
+  DIFFER_CHECK_MSG(timed([&] { return differ_nn_distance_launcher(b, n, d1, m, d2, o1, i1, o2, i2, nullptr); },
+                         reps, ms));
+  DIFFER_CHECK(cudaMemcpy(dist1, o1, sizeof(float) * b * n, cudaMemcpyDeviceToHost));
+  DIFFER_CHECK(cudaMemcpy(idx1, i1, sizeof(int) * b * n, cudaMemcpyDeviceToHost));
+  DIFFER_CHECK(cudaMemcpy(dist2, o2, sizeof(float) * b * m, cudaMemcpyDeviceToHost));
+  DIFFER_CHECK(cudaMemcpy(idx2, i2, sizeof(int) * b * m, cudaMemcpyDeviceToHost));
+  return nullptr;
+}
+
+extern "C" const char* differ_host_nn_distance_grad(int b, int n, const float* xyz1, int m, const float* xyz2,
+                                                    const float* grad_dist1, const int* idx1,
+                                                    const float* grad_dist2, const int* idx2, float* grad1,
+                                                    float* grad2, int reps, float* ms) {
+  DeviceBuffers buf;
+  const float* d1 = buf.upload(xyz1, 3 * static_cast<size_t>(b) * n);
+  const float* d2 = buf.upload(xyz2, 3 * static_cast<size_t>(b) * m);
+  const float* g1 = buf.upload(grad_dist1, static_cast<size_t>(b) * n);
+  const float* g2 = buf.upload(grad_dist2, static_cast<size_t>(b) * m);
+  const int* i1 = buf.upload(idx1, static_cast<size_t>(b) * n);
+  const int* i2 = buf.upload(idx2, static_cast<size_t>(b) * m);
+  float* o1 = buf.alloc<float>(3 * static_cast<size_t>(b) * n);
+  float* o2 = buf.alloc<float>(3 * static_cast<size_t>(b) * m);
+  DIFFER_CHECK_PTR(d1 && d2 && g1 && g2 && i1 && i2 && o1 && o2);
+  DIFFER_CHECK_MSG(timed(
+      [&] { return differ_nn_distance_grad_launcher(b, n, d1, m, d2, g1, i1, g2, i2, o1, o2, nullptr); }, reps,
+      ms));
+  DIFFER_CHECK(cudaMemcpy(grad1, o1, sizeof(float) * 3 * b * n, cudaMemcpyDeviceToHost));
+  DIFFER_CHECK(cudaMemcpy(grad2, o2, sizeof(float) * 3 * b * m, cudaMemcpyDeviceToHost));
+  return nullptr;
+}
+
+extern "C" const char* differ_host_approx_match(int b, int n, int m, const float* xyz1, const float* xyz2,
+                                                float* match, float* cost, float* grad1, float* grad2, int reps,
+                                                float* ms_match, float* ms_cost, float* ms_grad) {
+  DeviceBuffers buf;
+  const size_t nm = static_cast<size_t>(b) * n * m;
+  const float* d1 = buf.upload(xyz1, 3 * static_cast<size_t>(b) * n);
+  const float* d2 = buf.upload(xyz2, 3 * static_cast<size_t>(b) * m);
+  float* dm = buf.alloc<float>(nm);
+  float* temp = buf.alloc<float>(differ_approx_match_temp_floats(b, n, m));
+  float* dc = buf.alloc<float>(b);
+  float* ones = buf.alloc<float>(b);
+  float* o1 = buf.alloc<float>(3 * static_cast<size_t>(b) * n);
+  float* o2 = buf.alloc<float>(3 * static_cast<size_t>(b) * m);
+  DIFFER_CHECK_PTR(d1 && d2 && dm && temp && dc && ones && o1 && o2);
+  std::vector<float> h_ones(b, 1.f);
+  DIFFER_CHECK(cudaMemcpy(ones, h_ones.data(), sizeof(float) * b, cudaMemcpyHostToDevice));
+  DIFFER_CHECK_MSG(
+      timed([&] { return differ_approx_match_launcher(b, n, m, d1, d2, dm, temp, nullptr); }, reps, ms_match));
+  DIFFER_CHECK_MSG(timed([&] { return differ_match_cost_launcher(b, n, m, d1, d2, dm, dc, nullptr); }, reps, ms_cost));
+  DIFFER_CHECK_MSG(timed([&] { return differ_match_cost_grad_launcher(b, n, m, d1, d2, dm, ones, o1, o2, nullptr); },
+                         reps, ms_grad));
+  DIFFER_CHECK(cudaMemcpy(match, dm, sizeof(float) * nm, cudaMemcpyDeviceToHost));
+  DIFFER_CHECK(cudaMemcpy(cost, dc, sizeof(float) * b, cudaMemcpyDeviceToHost));
+  DIFFER_CHECK(cudaMemcpy(grad1, o1, sizeof(float) * 3 * b * n, cudaMemcpyDeviceToHost));
+  DIFFER_CHECK(cudaMemcpy(grad2, o2, sizeof(float) * 3 * b * m, cudaMemcpyDeviceToHost));
+  return nullptr;
+}
+
+extern "C" const char* differ_host_auction_match(int b, int n, const float* xyz1, const float* xyz2, float rel_tol,
+                                                 int* matchl, int* matchr, int reps, float* ms) {
+  DeviceBuffers buf;
+  const float* d1 = buf.upload(xyz1, 3 * static_cast<size_t>(b) * n);
+  const float* d2 = buf.upload(xyz2, 3 * static_cast<size_t>(b) * n);
+  int* l = buf.alloc<int>(static_cast<size_t>(b) * n);
+  int* r = buf.alloc<int>(static_cast<size_t>(b) * n);
+  void* temp = buf.alloc<char>(differ_auction_match_temp_bytes(b, n));
+  DIFFER_CHECK_PTR(d1 && d2 && l && r && temp);
+  DIFFER_CHECK_MSG(
+      timed([&] { return differ_auction_match_launcher(b, n, d1, d2, rel_tol, l, r, temp, nullptr); }, reps, ms));
+  DIFFER_CHECK(cudaMemcpy(matchl, l, sizeof(int) * b * n, cudaMemcpyDeviceToHost));
+  DIFFER_CHECK(cudaMemcpy(matchr, r, sizeof(int) * b * n, cudaMemcpyDeviceToHost));
+  return nullptr;
+}

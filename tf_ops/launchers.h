@@ -1,0 +1,60 @@
+/* C interface of the CUDA kernels (nn_distance.cu, approx_match.cu,
+ * auction_match.cu). Framework-free: used by the TensorFlow GPU kernels in the
+ * *_op.cc files (built only when TensorFlow has CUDA) and, through
+ * check_gpu_host.cu, by tf_ops/check_gpu.py via ctypes.
+ *
+ * All array pointers are DEVICE pointers with the layouts of the TF ops
+ * (clouds (b, n, 3) row-major, match (b, m, n)); `stream` is a cudaStream_t
+ * (NULL = default stream). The launchers only enqueue work; each returns NULL
+ * on success or a static error message of the CUDA runtime. Inputs are assumed
+ * checked by the caller (b >= 1, n >= 1, m >= 1).
+ */
+#ifndef DIFFER_TF_OPS_LAUNCHERS_H_
+#define DIFFER_TF_OPS_LAUNCHERS_H_
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* dist1[b,i] = min_j |xyz1[b,i] - xyz2[b,j]|^2, idx1 its argmin; dist2/idx2 the other way. */
+const char* differ_nn_distance_launcher(int b, int n, const float* xyz1, int m, const float* xyz2,
+                                        float* dist1, int* idx1, float* dist2, int* idx2, void* stream);
+
+/* Gradients of sum(grad_dist1 * dist1) + sum(grad_dist2 * dist2) w.r.t. xyz1 and xyz2. */
+const char* differ_nn_distance_grad_launcher(int b, int n, const float* xyz1, int m, const float* xyz2,
+                                             const float* grad_dist1, const int* idx1,
+                                             const float* grad_dist2, const int* idx2,
+                                             float* grad_xyz1, float* grad_xyz2, void* stream);
+
+/* Floats of device scratch memory differ_approx_match_launcher needs. */
+size_t differ_approx_match_temp_floats(int b, int n, int m);
+
+/* match (b, m, n): PSGN-style multi-level approximate matching (see README.md). */
+const char* differ_approx_match_launcher(int b, int n, int m, const float* xyz1, const float* xyz2,
+                                         float* match, float* temp, void* stream);
+
+/* cost[b] = sum_{j,i} match[b,j,i] * |xyz1[b,i] - xyz2[b,j]|. */
+const char* differ_match_cost_launcher(int b, int n, int m, const float* xyz1, const float* xyz2,
+                                       const float* match, float* cost, void* stream);
+
+/* grad_xyz1, grad_xyz2 = grad_cost[b] * d cost[b] / d xyz1, d xyz2 (grad_cost is a device array (b,)). */
+const char* differ_match_cost_grad_launcher(int b, int n, int m, const float* xyz1, const float* xyz2,
+                                            const float* match, const float* grad_cost,
+                                            float* grad_xyz1, float* grad_xyz2, void* stream);
+
+/* Bytes of device scratch memory differ_auction_match_launcher needs. */
+size_t differ_auction_match_temp_bytes(int b, int n);
+
+/* One-to-one assignment minimising the summed Euclidean distance (auction with
+ * epsilon scaling, parallel "Jacobi" bidding, one thread block per cloud pair):
+ * matchl[b,i] = j, matchr[b,j] = i. rel_tol as in the CPU kernel. */
+const char* differ_auction_match_launcher(int b, int n, const float* xyz1, const float* xyz2, float rel_tol,
+                                          int* matchl, int* matchr, void* temp, void* stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DIFFER_TF_OPS_LAUNCHERS_H_ */
