@@ -178,3 +178,18 @@ def test_part_cross_entropy_on_a_rendered_label_image(sess):
     bad = losses.part_cross_entropy(parts, tf.constant(np.where(labels > 0, 3 - labels, 0)))
     g, b = sess.run([good, bad])
     assert g < 1e-6 and b > 1.0
+
+
+def test_affinity_points_hand_computed_and_pulls_stray_points(sess):
+    gt = np.zeros((1, 16, 16), np.float32)
+    gt[0, 4:8, 4:8] = 1
+    dist = losses.gt_distance_transform(gt)
+    # (10, 5): 3 px below the square; (5.5, 5.5): inside; (5, 30): 15 px right of the image,
+    # whose nearest column (15) is 8 px from the square; the last point is behind the camera.
+    pix = tf.constant([[[10.0, 5.0, 2.0], [5.5, 5.5, 2.0], [5.0, 30.0, 2.0], [3.0, 3.0, 1e-3]]])
+    loss = losses.affinity_points(pix, tf.constant(dist))
+    value, grad = sess.run([loss, tf.gradients(loss, pix)[0]])
+    np.testing.assert_allclose(value, (3 + 0 + 23) / 3, rtol=1e-5)
+    assert grad[0, 0, 0] > 0 and grad[0, 2, 1] > 0  # descent moves both stray points back
+    np.testing.assert_allclose(grad[0, 1], 0.0)
+    np.testing.assert_allclose(grad[0, 3], 0.0)

@@ -151,3 +151,20 @@ def test_colour_errors_and_scaling():
     s = metrics.scale_to_unit_cube_np(cloud)
     np.testing.assert_allclose(s.max(0) - s.min(0), [0.5, 0.25, 1.0])
     np.testing.assert_allclose((s.max(0) + s.min(0)) / 2, 0.0, atol=1e-12)
+
+
+def test_stray_points_do_not_shrink_the_scaled_prediction():
+    rng = np.random.default_rng(0)
+    cloud = rng.uniform(-0.3, 0.3, (1, 200, 3)).astype(np.float32)
+    stray = cloud.copy()
+    stray[0, 0] = [5.0, -4.0, 3.0]
+    with tf.Session() as s:
+        a, b = s.run([metrics.scale_to_unit_cube(tf.constant(cloud), metrics.PRED_BOX_CLIP),
+                      metrics.scale_to_unit_cube(tf.constant(stray), metrics.PRED_BOX_CLIP)])
+        plain = s.run(metrics.scale_to_unit_cube(tf.constant(stray)))
+    # The stray point's pull on the box is bounded by the clip: the cloud (0.6 wide) keeps
+    # at least 0.6 / (0.3 + 0.5) of the unit cube; measured without the clip it collapses.
+    assert np.isclose(np.ptp(a[0], axis=0).max(), 1.0, atol=1e-5)
+    assert np.ptp(b[0, 1:], axis=0).max() >= 0.6 * 0.99 / 0.8
+    assert np.ptp(plain[0, 1:], axis=0).max() < 0.2
+    np.testing.assert_allclose(b[0, 1:], metrics.scale_to_unit_cube_np(stray, metrics.PRED_BOX_CLIP)[0, 1:], atol=1e-5)

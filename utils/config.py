@@ -76,6 +76,9 @@ def train_parser(task):
     g.add_argument("--wt_bce", type=_non_negative_float, default=1.0, help="mask binary cross-entropy")
     g.add_argument("--wt_aff_fwd", type=_non_negative_float, default=1.0, help="forward affinity (scaled by 1e-4 as in the original)")
     g.add_argument("--wt_aff_bwd", type=_non_negative_float, default=1.0, help="backward affinity (scaled by 1e-4 as in the original)")
+    g.add_argument("--wt_aff_pts", type=_non_negative_float, default=0.0,
+                   help="point-wise affinity (not in the original): pulls every projected point, "
+                        "also off-image ones, towards the GT silhouette; 0 = off")
     if task == "rgb":
         g.add_argument("--wt_rgb", type=_non_negative_float, default=1.0, help="L2 loss on projected colours")
     else:

@@ -180,3 +180,42 @@ def part_cross_entropy(pred_probs, gt_labels, eps=LOG_EPS):
     n_cls = int(pred.shape[-1])
     onehot = tf.one_hot(tf.cast(gt_labels, tf.int32), n_cls, dtype=pred.dtype)
     return tf.reduce_mean(-tf.reduce_sum(onehot * tf.log(pred + eps), axis=-1))
+
+
+def affinity_points(pix, gt_dist, min_depth=2e-3):
+    """Point-wise forward affinity: how far each projected point lies from the GT silhouette.
+
+    Not in the original. The pixel-wise forward affinity (:func:`affinity_fwd`) only
+    sees points through the mask they paint inside the image, so a point that has
+    left the image (in some view) receives no gradient from any 2D loss and stays a
+    stray point forever. This term samples the GT distance map bilinearly at every
+    projected point (clamped into the image) and adds the point's distance to the
+    image rectangle, so every point is pulled towards the silhouette.
+
+    Args:
+        pix: float32 (B, N, 3) from ``camera.perspective_transform`` (row px, col px, depth).
+        gt_dist: float32 (B, H, W), squared px distance to the nearest GT foreground pixel.
+        min_depth: points with depth below this (behind the camera: depth 1e-3) are ignored.
+    Returns:
+        float32 scalar: mean over valid points of the distance in px (not squared,
+        so far points pull with a bounded force).
+    """
+    pix = tf.convert_to_tensor(pix)
+    dist = tf.sqrt(tf.maximum(tf.cast(gt_dist, pix.dtype), 0.0))  # (B,H,W) px
+    img_h, img_w = int(dist.shape[1]), int(dist.shape[2])
+    row, col, depth = tf.unstack(pix, axis=-1)
+    r = tf.clip_by_value(row, 0.0, img_h - 1.0)
+    c = tf.clip_by_value(col, 0.0, img_w - 1.0)
+    outside = tf.sqrt(tf.square(row - r) + tf.square(col - c) + 1e-12) - 1e-6
+    r0 = tf.minimum(tf.floor(r), img_h - 2.0)
+    c0 = tf.minimum(tf.floor(c), img_w - 2.0)
+    fr, fc = r - r0, c - c0
+    r0i, c0i = tf.cast(r0, tf.int32), tf.cast(c0, tf.int32)
+
+    def at(dr, dc):
+        return tf.gather_nd(dist, tf.stack([r0i + dr, c0i + dc], -1), batch_dims=1)
+
+    inside = ((1 - fr) * (1 - fc) * at(0, 0) + (1 - fr) * fc * at(0, 1)
+              + fr * (1 - fc) * at(1, 0) + fr * fc * at(1, 1))
+    valid = tf.cast(depth > min_depth, pix.dtype)
+    return tf.reduce_sum(valid * (inside + outside)) / tf.maximum(tf.reduce_sum(valid), 1.0)

@@ -4,7 +4,8 @@ Definitions (as the original's metrics code):
 
 * Both clouds are first scaled independently so that the longest side of their
   bounding box is 1 and the box is centred in [-0.5, 0.5]^3
-  (:func:`scale_to_unit_cube`).
+  (:func:`scale_to_unit_cube`); the prediction's box ignores coordinates beyond
+  +-0.5 (stray points), as the original clipped predictions before measuring.
 * Chamfer forward = mean over ground-truth points of the Euclidean distance to
   the nearest predicted point; backward = the same from predicted to ground
   truth; Chamfer = forward + backward. (Euclidean, not squared, as the original
@@ -25,25 +26,36 @@ import tf_ops
 from utils.tfv1 import tf
 
 
-def scale_to_unit_cube(pcl):
+PRED_BOX_CLIP = 0.5  # world units; see scale_to_unit_cube
+
+
+def scale_to_unit_cube(pcl, box_clip=None):
     """Scale each cloud so its bounding box's longest side is 1, centred at 0.
 
     Args:
         pcl: float32 (B, N, 3).
+        box_clip: float or None. When given, the bounding box is measured on the
+            coordinates clipped to [-box_clip, box_clip] (the points themselves are
+            not clipped), so a few stray predicted points far outside the object's
+            space cannot shrink the whole cloud. The original's metrics did this
+            for predictions (with 0.4); we use ``PRED_BOX_CLIP`` = 0.5, which
+            contains every ground-truth object (ShapeNet's and the demo's).
     Returns:
         float32 (B, N, 3); each cloud's box spans [-0.5, 0.5] along its longest
         axis and is centred on the origin along the others.
     """
-    lo = tf.reduce_min(pcl, axis=1, keepdims=True)  # (B,1,3)
-    hi = tf.reduce_max(pcl, axis=1, keepdims=True)
+    box = pcl if box_clip is None else tf.clip_by_value(pcl, -box_clip, box_clip)
+    lo = tf.reduce_min(box, axis=1, keepdims=True)  # (B,1,3)
+    hi = tf.reduce_max(box, axis=1, keepdims=True)
     size = tf.reduce_max(hi - lo, axis=2, keepdims=True)  # (B,1,1)
     return (pcl - (lo + hi) / 2.0) / tf.maximum(size, 1e-8)
 
 
-def scale_to_unit_cube_np(pcl):
+def scale_to_unit_cube_np(pcl, box_clip=None):
     """Numpy twin of :func:`scale_to_unit_cube` for ``(N, 3)`` or ``(B, N, 3)``."""
     pcl = np.asarray(pcl, np.float64)
-    lo, hi = pcl.min(axis=-2, keepdims=True), pcl.max(axis=-2, keepdims=True)
+    box = pcl if box_clip is None else np.clip(pcl, -box_clip, box_clip)
+    lo, hi = box.min(axis=-2, keepdims=True), box.max(axis=-2, keepdims=True)
     size = np.max(hi - lo, axis=-1, keepdims=True)
     return (pcl - (lo + hi) / 2.0) / np.maximum(size, 1e-8)
 
@@ -58,7 +70,7 @@ def cloud_metrics(gt, pred, emd=True):
         int32 (B, N) ``idx_fwd`` (nearest predicted point of each GT point) and
         (B, M) ``idx_bwd`` (nearest GT point of each predicted point).
     """
-    gt_s, pred_s = scale_to_unit_cube(gt), scale_to_unit_cube(pred)
+    gt_s, pred_s = scale_to_unit_cube(gt), scale_to_unit_cube(pred, PRED_BOX_CLIP)
     d_fwd, idx_fwd, d_bwd, idx_bwd = tf_ops.nn_distance(gt_s, pred_s)
     out = dict(chamfer_fwd=tf.reduce_mean(tf.sqrt(d_fwd + 1e-12), axis=1),
                chamfer_bwd=tf.reduce_mean(tf.sqrt(d_bwd + 1e-12), axis=1),

@@ -121,11 +121,12 @@ def build_graph(args, task, batch_size, n_gt_pts=1024, training=True):
         t = dict(bce=losses.mask_bce(g.pred_mask, gt_mask),
                  aff_fwd=losses.affinity_fwd(g.pred_mask, _flatten_views(ph["dist"])),
                  aff_bwd=losses.affinity_bwd(pix, gt_mask),
+                 aff_pts=losses.affinity_points(pix, _flatten_views(ph["dist"])),
                  feat=task.view_loss(g.proj, _flatten_views(ph[task.view_key])),
                  decay=layers.weight_decay_loss("recon_net"))
         loss = (args.wt_bce * t["bce"]
                 + AFFINITY_SCALE * (args.wt_aff_fwd * t["aff_fwd"] + args.wt_aff_bwd * t["aff_bwd"])
-                + task.weight(args) * t["feat"] + t["decay"])
+                + args.wt_aff_pts * t["aff_pts"] + task.weight(args) * t["feat"] + t["decay"])
         d_fwd, idx_fwd, d_bwd, idx_bwd = tf_ops.nn_distance(ph["pcl"], g.xyz)
         if args.USE_3D_LOSS:
             t["chamfer_3d"] = tf.reduce_mean(d_fwd) + tf.reduce_mean(d_bwd)
