@@ -9,6 +9,8 @@ from utils.model import Task
 from utils.tfv1 import tf
 
 _EPS = 1e-8
+# Colour of label k (0 = background, white; k >= 1 = part k-1), as visualize.label_map_to_rgb.
+_LABEL_PALETTE = np.concatenate([np.ones((1, 3)), visualize.PART_COLOURS], 0).astype(np.float32)
 
 
 class PartsegTask(Task):
@@ -55,15 +57,10 @@ class PartsegTask(Task):
 
     def display(self, proj):
         """(B, H, W, K+1) -> colour-coded (B, H, W, 3), background white."""
-        return tf.gather(self._palette(proj.shape[-1]), tf.argmax(proj, axis=-1))
+        return tf.gather(tf.constant(_LABEL_PALETTE), tf.argmax(proj, axis=-1))
 
     def display_gt(self, gt_view):
-        return tf.gather(self._palette(None), gt_view)
-
-    @staticmethod
-    def _palette(_):
-        colours = np.concatenate([np.ones((1, 3)), visualize.PART_COLOURS], 0).astype(np.float32)
-        return tf.constant(colours)
+        return tf.gather(tf.constant(_LABEL_PALETTE), gt_view)
 
     def display_np(self, view, gt):
         return visualize.label_map_to_rgb(view if gt else np.argmax(view, axis=-1))

@@ -23,20 +23,6 @@ from utils.model import build_graph
 from utils.tfv1 import tf
 
 
-def _pad(batch, size):
-    """Pad a short final batch to ``size`` by repeating its last sample; returns (batch, n_valid)."""
-    n = len(batch["model_id"])
-    if "valid" in batch:
-        n = int(np.sum(batch["valid"]))
-    if len(batch["model_id"]) == size:
-        return batch, n
-    out = {}
-    for k, v in batch.items():
-        v = np.asarray(v)
-        out[k] = np.concatenate([v, np.repeat(v[-1:], size - len(v), axis=0)], axis=0)
-    return out, n
-
-
 def _collect_training_clouds(targs, task, n_models, num_workers):
     """Up to n_models (cloud, point features) pairs from the training split, in a fixed order."""
     data = BatchPipeline(targs.data_dir, targs.category, "train", task=task.name, batch_size=1, n_views=1,
@@ -97,8 +83,8 @@ def evaluate(task, margs):
 
         n_steps = math.ceil(n_total / B)
         for k in tqdm(range(n_steps), disable=not margs.tqdm, desc=f"metrics {margs.eval_set}", unit="batch"):
-            batch, n_valid = _pad(data.get_batch(k), B)
-            n_valid = min(n_valid, n_total - k * B)
+            batch = data.get_batch(k)  # always B samples; the pipeline pads the last pass batch
+            n_valid = min(int(np.sum(batch["valid"])), n_total - k * B)
             xyz, feat = sess.run([g.xyz, g.feat], g.feed(batch))
             results = {"model": score(batch, xyz, feat)}
             for name, fn in baselines:

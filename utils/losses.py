@@ -41,7 +41,6 @@ import tf_ops
 from utils.tfv1 import tf
 
 ORIGINAL_AFFINITY_SCALE = 1e-4  # the original's training script: loss_aff = 1e-4 * mean(...)
-BCE_EPS = 1e-8  # the original's 'bce_prob' epsilon (kept for reference)
 BCE_CLIP = 1e-7  # probabilities clipped to [BCE_CLIP, 1 - BCE_CLIP] (1 - 1e-8 rounds to 1 in float32)
 LOG_EPS = 1e-8  # part cross-entropy: log(p + eps)
 
@@ -70,11 +69,11 @@ def gt_distance_transform(mask):
     return out.reshape(mask.shape)
 
 
-def mask_bce(pred_mask, gt_mask, eps=BCE_EPS):
+def mask_bce(pred_mask, gt_mask):
     """Binary cross-entropy on probabilities, as the original's 'bce_prob'.
 
     ``-gt log(p) - (1 - gt) log(1 - p)`` with ``p = clip(pred, 1e-7, 1 - 1e-7)``
-    (the original's ``log(pred + eps)`` form, made safe in float32).
+    (the original's ``log(pred + 1e-8)`` form, made safe in float32).
 
     Args:
         pred_mask: float32 (B, H, W) in [0, 1] (from ``mask_projection``).

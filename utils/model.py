@@ -10,6 +10,7 @@ import types
 
 import tf_ops
 from utils import camera, layers, losses, metrics, projection
+from utils.recon_net import recon_net
 from utils.tfv1 import tf
 
 AFFINITY_SCALE = 1e-4  # the original multiplied both affinity terms by this
@@ -94,7 +95,6 @@ def build_graph(args, task, batch_size, n_gt_pts=1024, training=True):
     B, V, H, W = batch_size, args.N_VIEWS, args.IMG_H, args.IMG_W
     ph = dict(image=tf.placeholder(tf.float32, [B, H, W, 3], "image"))
     g = types.SimpleNamespace(ph=ph)
-    from utils.recon_net import recon_net
     g.xyz, g.feat = recon_net(ph["image"], args.N_PTS, task.n_feat(args), task.feat_activation(),
                               args.bottleneck, getattr(args, "skipconn", False))
     if not training:

@@ -22,7 +22,7 @@ from utils.model import build_graph
 from utils.tfv1 import tf
 
 
-def _scalar_summary(values, step):
+def _scalar_summary(values):
     return tf.Summary(value=[tf.Summary.Value(tag=k, simple_value=float(v)) for k, v in values.items()])
 
 
@@ -94,7 +94,7 @@ class _Trainer:
                 sums[key] += float(np.mean(val[key])) / self.n_val
             if k == 0:
                 self._save_pictures(sess, batch, step, writer)
-        writer.add_summary(_scalar_summary({f"val/{k}": v for k, v in sums.items()}, step), step)
+        writer.add_summary(_scalar_summary({f"val/{k}": v for k, v in sums.items()}), step)
         msg = f"val @ {step}: chamfer {sums['chamfer']:.4f} (fwd {sums['chamfer_fwd']:.4f}, bwd {sums['chamfer_bwd']:.4f})"
         if sums["chamfer"] < self.best_value:
             self.best_value = sums["chamfer"]
@@ -153,7 +153,7 @@ class _Trainer:
                                         feat=f"{running['feat'] / count:.4f}")
                     if step % args.print_n == 0 or step == args.N_ITERS:
                         means = {k: v / count for k, v in running.items()}
-                        train_writer.add_summary(_scalar_summary({f"train/{k}": v for k, v in means.items()}, step), step)
+                        train_writer.add_summary(_scalar_summary({f"train/{k}": v for k, v in means.items()}), step)
                         rate = count / max(time.time() - since, 1e-9)
                         exp.log(f"iter {step}: " + "  ".join(f"{k} {v:.5f}" for k, v in sorted(means.items()))
                                 + f"  ({rate:.1f} it/s)", echo)
