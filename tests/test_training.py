@@ -96,6 +96,31 @@ def test_every_train_flag_is_read():
                 assert f"args.{action.dest}" in sources or f'"{action.dest}"' in sources, action.dest
 
 
+def test_loss_is_the_weighted_sum_of_its_terms():
+    """The total loss uses every weight flag, weight decay included (the original never added it)."""
+    from rgb.net import TASK
+    from utils.model import AFFINITY_SCALE, build_graph
+    args = config.train_parser("rgb").parse_args(
+        ["--exp", "x", "--N_VIEWS", "2", "--N_PTS", "64", "--IMG_H", "16", "--IMG_W", "16", "--wt_bce", "0.7",
+         "--wt_aff_fwd", "2", "--wt_aff_bwd", "3", "--wt_aff_pts", "0.5", "--wt_rgb", "4", "--wt_decay", "0.25",
+         "--bottleneck", "8"])
+    rng = np.random.default_rng(0)
+    with tf.Graph().as_default(), tf.Session() as sess:
+        tf.set_random_seed(1)
+        g = build_graph(args, TASK, batch_size=2, n_gt_pts=32)
+        sess.run(tf.global_variables_initializer())
+        mask = (rng.random((2, 2, 16, 16)) > 0.5).astype(np.float32)
+        feed = {g.ph["image"]: rng.random((2, 16, 16, 3)), g.ph["mask"]: mask,
+                g.ph["dist"]: rng.random((2, 2, 16, 16)) * 10, g.ph["az"]: rng.random((2, 2)) * 6,
+                g.ph["el"]: rng.random((2, 2)) * 0.5, g.ph["pcl"]: rng.random((2, 32, 3)) - 0.5,
+                g.ph["rgb"]: rng.random((2, 2, 16, 16, 3)), g.ph["pcl_rgb"]: rng.random((2, 32, 3))}
+        t = sess.run(g.terms, feed)
+    assert t["decay"] > 0
+    expected = (0.7 * t["bce"] + AFFINITY_SCALE * (2 * t["aff_fwd"] + 3 * t["aff_bwd"]) + 0.5 * t["aff_pts"]
+                + 4 * t["feat"] + 0.25 * t["decay"])
+    np.testing.assert_allclose(t["total"], expected, rtol=1e-5)
+
+
 def test_incompatible_resume_is_refused(tmp_path):
     a = config.train_parser("rgb").parse_args(["--exp", str(tmp_path)])
     b = config.train_parser("rgb").parse_args(["--exp", str(tmp_path), "--N_PTS", "512"])

@@ -86,6 +86,9 @@ def train_parser(task):
     g.add_argument("--USE_3D_LOSS", action="store_true",
                    help="add the 3D-supervised baseline loss (Chamfer + feature error through nearest neighbours)")
     g.add_argument("--wt_3d", type=_non_negative_float, default=1.0, help="weight of the 3D loss (with --USE_3D_LOSS)")
+    g.add_argument("--wt_decay", type=_non_negative_float, default=1.0,
+                   help="multiplier on the weight decay (the original's 1e-5 on convolutions, 1e-3 on "
+                        "fully connected layers); 0 = off, which is how the original effectively trained")
 
     g = p.add_argument_group("network")
     g.add_argument("--bottleneck", type=_positive_int, default=128, help="latent size of the encoder")

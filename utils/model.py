@@ -126,7 +126,8 @@ def build_graph(args, task, batch_size, n_gt_pts=1024, training=True):
                  decay=layers.weight_decay_loss("recon_net"))
         loss = (args.wt_bce * t["bce"]
                 + AFFINITY_SCALE * (args.wt_aff_fwd * t["aff_fwd"] + args.wt_aff_bwd * t["aff_bwd"])
-                + args.wt_aff_pts * t["aff_pts"] + task.weight(args) * t["feat"] + t["decay"])
+                + args.wt_aff_pts * t["aff_pts"] + task.weight(args) * t["feat"]
+                + args.wt_decay * t["decay"])
         d_fwd, idx_fwd, d_bwd, idx_bwd = tf_ops.nn_distance(ph["pcl"], g.xyz)
         if args.USE_3D_LOSS:
             t["chamfer_3d"] = tf.reduce_mean(d_fwd) + tf.reduce_mean(d_bwd)
