@@ -19,7 +19,7 @@ source scripts/setup_env.sh
 
 category="${DEMO_CATEGORY:-chair}"
 exp="${DEMO_EXP:-experiments/demo_$task}"
-iters="${DEMO_ITERS:-5000}"
+iters="${DEMO_ITERS:-8000}"
 
 if python -c "import sys; from utils.data import has_dataset; sys.exit(0 if has_dataset('data', '$category', '$task') else 1)"; then
     echo "run_demo: using the data set already in data/"
@@ -31,7 +31,7 @@ fi
 echo "run_demo: training $task on $category for $iters iterations -> $exp"
 if [ "$task" = rgb ]; then task_flags=(--wt_rgb 1.0 --skipconn); else task_flags=(--wt_partseg 1.0); fi
 python "$task/train_$task.py" --exp "$exp" --category "$category" \
-    --N_VIEWS 4 --batch_size 8 --lr 3e-4 --wt_aff_pts 1.0 --N_ITERS "$iters" \
+    --N_VIEWS 4 --batch_size 8 --lr 3e-4 --wt_aff_pts 1.0 --wt_decay 0.1 --N_ITERS "$iters" \
     --print_n 250 --save_n 500 --save_model_n 500 "${task_flags[@]}"
 
 echo "run_demo: evaluating the best snapshot on the test split"

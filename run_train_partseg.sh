@@ -17,6 +17,7 @@ python partseg/train_partseg.py \
     --wt_aff_fwd 1.0 \
     --wt_aff_bwd 1.0 \
     --wt_aff_pts 1.0 \
+    --wt_decay 0.1 \
     --wt_partseg 1.0 \
     --batch_size 8 \
     --lr 5e-5 \

@@ -17,6 +17,7 @@ python rgb/train_rgb.py \
     --wt_aff_fwd 1.0 \
     --wt_aff_bwd 1.0 \
     --wt_aff_pts 1.0 \
+    --wt_decay 0.1 \
     --wt_rgb 1.0 \
     --skipconn \
     --batch_size 8 \
