@@ -110,11 +110,10 @@ def test_loss_is_the_weighted_sum_of_its_terms():
         g = build_graph(args, TASK, batch_size=2, n_gt_pts=32)
         sess.run(tf.global_variables_initializer())
         mask = (rng.random((2, 2, 16, 16)) > 0.5).astype(np.float32)
-        feed = {g.ph["image"]: rng.random((2, 16, 16, 3)), g.ph["mask"]: mask,
-                g.ph["dist"]: rng.random((2, 2, 16, 16)) * 10, g.ph["az"]: rng.random((2, 2)) * 6,
-                g.ph["el"]: rng.random((2, 2)) * 0.5, g.ph["pcl"]: rng.random((2, 32, 3)) - 0.5,
-                g.ph["rgb"]: rng.random((2, 2, 16, 16, 3)), g.ph["pcl_rgb"]: rng.random((2, 32, 3))}
-        t = sess.run(g.terms, feed)
+        batch = dict(image=rng.random((2, 16, 16, 3)), mask=mask, dist=rng.random((2, 2, 16, 16)) * 10,
+                     az=rng.random((2, 2)) * 6, el=rng.random((2, 2)) * 0.5, pcl=rng.random((2, 32, 3)) - 0.5,
+                     rgb=rng.random((2, 2, 16, 16, 3)), pcl_rgb=rng.random((2, 32, 3)))
+        t = sess.run(g.terms, g.feed(batch))
     assert t["decay"] > 0
     expected = (0.7 * t["bce"] + AFFINITY_SCALE * (2 * t["aff_fwd"] + 3 * t["aff_bwd"]) + 0.5 * t["aff_pts"]
                 + 4 * t["feat"] + 0.25 * t["decay"])
