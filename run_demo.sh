@@ -9,7 +9,9 @@
 #   5. saves screenshots and prints the table and where everything is.
 #
 # Knobs (environment): DEMO_ITERS (training iterations), DEMO_EXP (experiment folder),
-# DEMO_CATEGORY (default chair).
+# DEMO_CATEGORY (default chair), DEMO_PRESET (recommended, or original: the original code's
+# effective training settings on the same data and schedule; default experiment folder then
+# experiments/demo_<task>_original).
 set -euo pipefail
 cd "$(dirname "$0")"
 task="${1:-rgb}"
@@ -18,7 +20,10 @@ start=$(date +%s)
 source scripts/setup_env.sh
 
 category="${DEMO_CATEGORY:-chair}"
-exp="${DEMO_EXP:-experiments/demo_$task}"
+preset="${DEMO_PRESET:-recommended}"
+case "$preset" in recommended) suffix="";; original) suffix="_original";;
+    *) echo "DEMO_PRESET must be recommended or original, got '$preset'" >&2; exit 2;; esac
+exp="${DEMO_EXP:-experiments/demo_$task$suffix}"
 iters="${DEMO_ITERS:-8000}"
 
 if python -c "import sys; from utils.data import has_dataset; sys.exit(0 if has_dataset('data', '$category', '$task') else 1)"; then
@@ -28,14 +33,13 @@ else
     python data/make_demo_data.py
 fi
 
-echo "run_demo: training $task on $category for $iters iterations -> $exp"
-if [ "$task" = rgb ]; then task_flags=(--wt_rgb 1.0 --skipconn); else task_flags=(--wt_partseg 1.0); fi
-python "$task/train_$task.py" --exp "$exp" --category "$category" \
-    --N_VIEWS 4 --batch_size 8 --lr 3e-4 --wt_aff_pts 1.0 --wt_decay 0.1 --N_ITERS "$iters" \
-    --print_n 250 --save_n 500 --save_model_n 500 "${task_flags[@]}"
+echo "run_demo: training $task on $category for $iters iterations ($preset preset) -> $exp"
+# The same schedule and validation cadence for either preset; the method's settings come from it.
+python "$task/train_$task.py" --exp "$exp" --category "$category" --preset "$preset" \
+    --N_ITERS "$iters" --print_n 250 --save_n 500 --save_model_n 500
 
-echo "run_demo: evaluating the best snapshot on the test split"
-python "$task/metrics_$task.py" --exp "$exp" --snapshot best --eval_set test \
+echo "run_demo: evaluating the best snapshot on the test split (every input view of every model)"
+python "$task/metrics_$task.py" --exp "$exp" --snapshot best --eval_set test --input_views all \
     --out "$exp/metrics_test" --save_screenshots --n_pictures 8 --tqdm
 
 elapsed=$(( $(date +%s) - start ))

@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: every test gets a fresh default graph."""
+"""Shared pytest fixtures: a fresh default graph per test, and one tiny generated data set."""
 import numpy as np
 import pytest
 
@@ -24,3 +24,13 @@ def sess(fresh_graph):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A tiny demo data set (chairs: 8 train / 1 val / 1 test models, 4 views each), made once."""
+    from utils import demo_data
+    out = tmp_path_factory.mktemp("tiny_data")
+    demo_data.main(["--out", str(out), "--categories", "chair", "--n_models", "10", "--n_views", "4",
+                    "--seed", "3", "--workers", "1"])
+    return str(out)

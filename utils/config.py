@@ -8,6 +8,14 @@ the network they rebuild cannot disagree with the one that was trained.
 Task-specific flags are registered by the task (``rgb`` adds ``--wt_rgb`` and
 ``--skipconn``, ``partseg`` adds ``--wt_partseg`` and ``--n_cls``) through
 :func:`train_parser`'s ``task`` argument; everything else is common.
+
+Presets. The parser's defaults are the settings we recommend (:data:`RECOMMENDED`,
+validated on the demo data). ``--preset original`` replaces those defaults by the
+original code's *effective* training settings (:data:`ORIGINAL`: what its
+``run_train_rgb.sh`` and ``train_rgb.py`` actually did, which is not always what
+its flags said); flags given explicitly on the command line still win. Use
+:func:`parse_train_args` rather than ``train_parser(...).parse_args`` so the
+preset is applied.
 """
 import argparse
 import json
@@ -15,9 +23,42 @@ import os
 
 TASKS = ("rgb", "partseg")
 ARGS_FILE = "args.json"
+PRESET_NAMES = ("recommended", "original")
 
 # Flags that fix the graph: a resumed run or the metrics must agree on them.
-ARCHITECTURE_KEYS = ("task", "N_PTS", "IMG_H", "IMG_W", "bottleneck", "skipconn", "n_cls")
+ARCHITECTURE_KEYS = ("task", "N_PTS", "IMG_H", "IMG_W", "bottleneck", "skipconn", "n_cls", "input_scale")
+
+# The recommended settings: the parser's defaults (the demo's configuration).
+RECOMMENDED = dict(
+    N_VIEWS=4, views="random", input_views="random", CORR=False,
+    SIGMA_SQ_MASK=0.4, WELL_RADIUS=1.0, BETA=100.0,
+    wt_bce=1.0, wt_aff_fwd=1.0, wt_aff_bwd=1.0, affinity="paper", wt_aff_pts=1.0, wt_decay=0.1,
+    wt_rgb=1.0, wt_partseg=1.0, skipconn=True,
+    input_scale="unit", init="he",
+    batch_size=8, lr=3e-4, N_ITERS=8000, print_n=250, save_n=500, save_model_n=500, val_clip_box=0.0,
+)
+
+# The original code's effective training (klnavaneet/differ, rgb/run_train_rgb.sh + src/train_utils.py
+# + rgb/train_rgb.py); README "Deviations from the original" explains each value. Partseg had no
+# training code in the original: it takes the same values (wt_partseg like wt_rgb).
+ORIGINAL = dict(
+    N_VIEWS=4,               # run_train_rgb.sh
+    views="fixed",           # --views is never read: supervision views are always 0..N_VIEWS-1
+    input_views="all",       # every (model, input view) pair once per epoch, shuffled
+    CORR=False,
+    SIGMA_SQ_MASK=0.4, WELL_RADIUS=1.0, BETA=100.0,   # run script; parser defaults of well/beta
+    wt_bce=1.0, wt_aff_fwd=1.0, wt_aff_bwd=1.0,       # run script
+    affinity="original",     # the affinity code as it behaves (mis-tiled masks), see utils/losses.py
+    wt_aff_pts=0.0,          # not in the original
+    wt_decay=0.0,            # weight decay declared in the layers, never added to the loss
+    wt_rgb=1.0, wt_partseg=1.0, skipconn=True,        # run script (--wt_rgb 1. --skipconn)
+    input_scale="255",       # images fed as raw 0..255 values
+    init="tflearn",          # tflearn's default initialisers
+    batch_size=1, lr=5e-5,   # parser defaults, not overridden by the run script
+    N_ITERS=200000, print_n=100, save_n=1000, save_model_n=5000,   # run script
+    val_clip_box=0.4,        # training-time validation: box measured on predictions clipped to +-0.4
+)
+PRESETS = {"recommended": RECOMMENDED, "original": ORIGINAL}
 
 
 def _positive_int(text):
@@ -39,27 +80,46 @@ def default_data_dir():
     return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 
 
+def _preset_note(dest):
+    """' [original: X]' for a flag whose original value differs from the recommended one."""
+    if dest in ORIGINAL and ORIGINAL[dest] != RECOMMENDED.get(dest):
+        return f" [--preset original: {ORIGINAL[dest]}]"
+    return ""
+
+
 def train_parser(task):
-    """argparse parser for ``<task>/train_<task>.py``; ``task`` is 'rgb' or 'partseg'."""
+    """argparse parser for ``<task>/train_<task>.py``; ``task`` is 'rgb' or 'partseg'.
+
+    Its defaults are :data:`RECOMMENDED`; :func:`parse_train_args` applies ``--preset``.
+    """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     p = argparse.ArgumentParser(
         prog=f"train_{task}.py",
         description=f"Train DIFFER ({task}) from 2D supervision. Re-running the same command "
-                    "resumes from the latest snapshot in --exp.",
+                    "resumes from the latest snapshot in --exp. Defaults are the recommended settings; "
+                    "'--preset original' switches to the original code's effective settings (shown in "
+                    "[brackets] where they differ); explicit flags override either.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("experiment")
     g.add_argument("--exp", required=True, help="experiment folder (created if absent; resumed if present)")
+    g.add_argument("--preset", choices=PRESET_NAMES, default="recommended",
+                   help="default values of the flags below: 'recommended' (ours, validated on the demo data) "
+                        "or 'original' (the original code's effective training; README: Deviations)")
     g.add_argument("--gpu", default=None, help="GPU index to use (sets CUDA_VISIBLE_DEVICES); default: all visible")
     g.add_argument("--seed", type=int, default=1024, help="seed for weights, data order and view choice")
     g.add_argument("--data_dir", default=default_data_dir(), help="root of the data layout (see data/README.md)")
     g.add_argument("--category", default="chair", help="category name (chair, car, airplane, ...) or synset id")
 
     g = p.add_argument_group("data and views")
-    g.add_argument("--N_VIEWS", type=_positive_int, default=4, help="supervision views per sample")
-    g.add_argument("--views", choices=("random", "fixed"), default="random",
-                   help="supervision views drawn at random per sample, or the first N_VIEWS")
-    g.add_argument("--CORR", action="store_true", help="include the input image's own view among the supervision views")
+    g.add_argument("--N_VIEWS", type=_positive_int, help="supervision views per sample")
+    g.add_argument("--views", choices=("random", "fixed"),
+                   help="supervision views drawn at random per sample, or always views 0..N_VIEWS-1")
+    g.add_argument("--input_views", choices=("random", "all"),
+                   help="an epoch visits every model once with a random input view ('random'), or every "
+                        "(model, input view) pair once ('all')")
+    g.add_argument("--CORR", action=argparse.BooleanOptionalAction,
+                   help="include the input image's own view among the supervision views")
     g.add_argument("--IMG_H", type=_positive_int, default=64, help="image height (px), input and projections")
     g.add_argument("--IMG_W", type=_positive_int, default=64, help="image width (px)")
     g.add_argument("--N_PTS", type=_positive_int, default=1024, help="points in the predicted cloud")
@@ -68,49 +128,83 @@ def train_parser(task):
     g = p.add_argument_group("projection")
     g.add_argument("--projection", choices=("local", "dense"), default="local",
                    help="'local' (fast, default) or 'dense' (the original's reference formulation)")
-    g.add_argument("--SIGMA_SQ_MASK", type=float, default=0.4, help="variance (px^2) of the mask-projection Gaussian")
-    g.add_argument("--WELL_RADIUS", type=float, default=1.0, help="half-width (px) of the depth well")
-    g.add_argument("--BETA", type=float, default=100.0, help="softmax sharpness over 1/(depth+1)")
+    g.add_argument("--SIGMA_SQ_MASK", type=float, help="variance (px^2) of the mask-projection Gaussian")
+    g.add_argument("--WELL_RADIUS", type=float, help="half-width (px) of the depth well")
+    g.add_argument("--BETA", type=float, help="softmax sharpness over 1/(depth+1)")
 
     g = p.add_argument_group("loss weights")
-    g.add_argument("--wt_bce", type=_non_negative_float, default=1.0, help="mask binary cross-entropy")
-    g.add_argument("--wt_aff_fwd", type=_non_negative_float, default=1.0, help="forward affinity (scaled by 1e-4 as in the original)")
-    g.add_argument("--wt_aff_bwd", type=_non_negative_float, default=1.0, help="backward affinity (scaled by 1e-4 as in the original)")
-    g.add_argument("--wt_aff_pts", type=_non_negative_float, default=0.0,
+    g.add_argument("--wt_bce", type=_non_negative_float, help="mask binary cross-entropy")
+    g.add_argument("--wt_aff_fwd", type=_non_negative_float, help="forward affinity (scaled by 1e-4 as in the original)")
+    g.add_argument("--wt_aff_bwd", type=_non_negative_float, help="backward affinity (scaled by 1e-4 as in the original)")
+    g.add_argument("--affinity", choices=("paper", "original"),
+                   help="affinity terms: 'paper' (squared px distance to the other silhouette / nearest "
+                        "point) or 'original' (what the original code computed: mask values weighted 1 "
+                        "inside and 1e6 outside the other mask); see utils/losses.py")
+    g.add_argument("--wt_aff_pts", type=_non_negative_float,
                    help="point-wise affinity (not in the original): pulls every projected point, "
                         "also off-image ones, towards the GT silhouette; 0 = off")
     if task == "rgb":
-        g.add_argument("--wt_rgb", type=_non_negative_float, default=1.0, help="L2 loss on projected colours")
+        g.add_argument("--wt_rgb", type=_non_negative_float, help="L2 loss on projected colours")
     else:
-        g.add_argument("--wt_partseg", type=_non_negative_float, default=1.0, help="cross-entropy on projected part labels")
+        g.add_argument("--wt_partseg", type=_non_negative_float, help="cross-entropy on projected part labels")
     g.add_argument("--USE_3D_LOSS", action="store_true",
                    help="add the 3D-supervised baseline loss (Chamfer + feature error through nearest neighbours)")
     g.add_argument("--wt_3d", type=_non_negative_float, default=1.0, help="weight of the 3D loss (with --USE_3D_LOSS)")
-    g.add_argument("--wt_decay", type=_non_negative_float, default=1.0,
-                   help="multiplier on the weight decay (the original's 1e-5 on convolutions, 1e-3 on "
-                        "fully connected layers); 0 = off, which is how the original effectively trained")
+    g.add_argument("--wt_decay", type=_non_negative_float,
+                   help="multiplier on the weight decay (1e-5 on convolutions, 1e-3 on fully connected "
+                        "layers, as the original declared); 0 = off, which is how the original trained")
 
     g = p.add_argument_group("network")
     g.add_argument("--bottleneck", type=_positive_int, default=128, help="latent size of the encoder")
+    g.add_argument("--input_scale", choices=("unit", "255"),
+                   help="input image values seen by the network: [0, 1] ('unit') or 0..255 ('255', the original)")
+    g.add_argument("--init", choices=("he", "tflearn"),
+                   help="weight initialisers: 'he' (He-normal, small output layers) or 'tflearn' (the original: "
+                        "uniform scaling on convolutions, truncated N(0, 0.02) on fully connected layers)")
     if task == "rgb":
-        g.add_argument("--skipconn", action="store_true",
+        g.add_argument("--skipconn", action=argparse.BooleanOptionalAction,
                        help="feed the structure branch's hidden features to the colour branch")
     else:
         g.add_argument("--n_cls", type=int, default=0,
                        help="number of part classes; 0 = read from the data set for --category")
 
     g = p.add_argument_group("optimisation and logging")
-    g.add_argument("--batch_size", type=_positive_int, default=8)
-    g.add_argument("--lr", type=float, default=5e-5, help="Adam learning rate")
-    g.add_argument("--N_ITERS", type=_positive_int, default=200000, help="total training iterations")
-    g.add_argument("--print_n", type=_positive_int, default=100, help="log training losses every print_n iterations")
-    g.add_argument("--save_n", type=_positive_int, default=1000,
+    g.add_argument("--batch_size", type=_positive_int)
+    g.add_argument("--lr", type=float, help="Adam learning rate")
+    g.add_argument("--N_ITERS", type=_positive_int, help="total training iterations")
+    g.add_argument("--print_n", type=_positive_int, help="log training losses every print_n iterations")
+    g.add_argument("--save_n", type=_positive_int,
                    help="every save_n iterations: validation, best model, projection images")
-    g.add_argument("--save_model_n", type=_positive_int, default=5000, help="snapshot every save_model_n iterations")
+    g.add_argument("--save_model_n", type=_positive_int, help="snapshot every save_model_n iterations")
     g.add_argument("--val_batches", type=_positive_int, default=10, help="validation batches per evaluation")
+    g.add_argument("--val_clip_box", type=_non_negative_float,
+                   help="validation Chamfer: measure the prediction's bounding box on coordinates clipped "
+                        "to +-val_clip_box (0 = no clipping, as the metrics)")
     g.add_argument("--no_progress", action="store_true", help="no progress bar (plain log lines only)")
-    p.set_defaults(task=task)
+    dests = {a.dest for a in p._actions}
+    p.set_defaults(task=task, **{k: v for k, v in RECOMMENDED.items() if k in dests})
+    for action in p._actions:
+        action.help = (action.help or "") + _preset_note(action.dest)
     return p
+
+
+def preset_values(preset, task):
+    """The flag values a preset sets for ``task`` (the keys its parser has)."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {PRESET_NAMES}, got {preset!r}")
+    dests = {a.dest for a in train_parser(task)._actions}
+    return {k: v for k, v in PRESETS[preset].items() if k in dests}
+
+
+def parse_train_args(task, argv=None):
+    """Parse training flags with the preset applied: preset values replace the defaults, and
+    flags given on the command line win over both. Returns the Namespace."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", choices=PRESET_NAMES, default="recommended")
+    known, _ = pre.parse_known_args(argv)
+    parser = train_parser(task)
+    parser.set_defaults(**preset_values(known.preset, task))
+    return parser.parse_args(argv)
 
 
 def metrics_parser(task):
@@ -125,7 +219,14 @@ def metrics_parser(task):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--exp", required=True, help="experiment folder written by training (holds args.json)")
     p.add_argument("--snapshot", default="best", help="'best', 'latest' or an iteration number")
-    p.add_argument("--eval_set", choices=("train", "val", "test"), default="test")
+    p.add_argument("--eval_set", choices=("train", "val", "test"), default="test",
+                   help="split to evaluate (the authors' ShapeNet release has only train and val lists)")
+    p.add_argument("--input_views", choices=("all", "random"), default="all",
+                   help="'all': every input view of every model is a sample (the paper's protocol); "
+                        "'random': one seeded random input view per model")
+    p.add_argument("--clip_box", type=_non_negative_float, default=0.0,
+                   help="measure the prediction's bounding box (unit-cube scaling) on coordinates clipped to "
+                        "+-clip_box, so far stray points do not shrink the cloud; 0 = off (the original's metrics)")
     p.add_argument("--data_dir", default=None, help="override the data root stored in args.json")
     p.add_argument("--gpu", default=None, help="GPU index to use (sets CUDA_VISIBLE_DEVICES)")
     p.add_argument("--batch_size", type=_positive_int, default=16)
@@ -167,7 +268,10 @@ def load_train_args(exp_dir):
             values = json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON ({e})") from e
-    return argparse.Namespace(**values)
+    defaults = preset_values("recommended", values.get("task", "rgb"))
+    missing = {k: v for k, v in defaults.items() if k not in values}
+    # args.json files written before a flag existed: the flag's default is the behaviour they had.
+    return argparse.Namespace(**{**missing, **values})
 
 
 def check_compatible(saved, current):

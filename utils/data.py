@@ -88,8 +88,12 @@ def split_file(data_dir, category, split, task="rgb"):
             if os.path.isfile(path):
                 return path
             tried.append(path)
+    found = sorted(os.path.join(folder, name) for folder in task_dirs(data_dir, task)["splits"]
+                   if os.path.isdir(folder) for name in os.listdir(folder)
+                   if name.startswith(f"{syn}_") and "_list." in name)
     raise DataError(f"no split file for category {category} ({syn}), split '{split}', task '{task}': "
-                    f"expected one of {', '.join(tried)}")
+                    f"expected one of {', '.join(tried)}; split lists found for this category: "
+                    f"{', '.join(found) if found else 'none'}")
 
 
 def read_split(path):

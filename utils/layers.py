@@ -22,6 +22,29 @@ def _activation(name):
     return _ACTIVATIONS[name]
 
 
+INITS = ("he", "tflearn")
+TFLEARN_FC_STDDEV = 0.02  # tflearn's fully_connected default: truncated normal, stddev 0.02
+
+
+def _weights_init(init, kind, scale=2.0):
+    """Initialiser of a weight matrix / kernel.
+
+    Args:
+        init: 'he' -- variance scaling ``scale / fan_in``, truncated normal (He-normal for
+            ``scale`` = 2) -- or 'tflearn' -- tflearn's defaults, which the original used:
+            convolutions U(-sqrt(3 / fan_in), +sqrt(3 / fan_in)) ('uniform_scaling'), fully
+            connected layers a truncated normal with stddev 0.02, whatever ``scale``.
+        kind: 'conv' or 'fc'.
+    """
+    if init == "he":
+        return tf.variance_scaling_initializer(scale, "fan_in", "truncated_normal")
+    if init == "tflearn":
+        if kind == "conv":
+            return tf.variance_scaling_initializer(1.0, "fan_in", "uniform")
+        return tf.truncated_normal_initializer(stddev=TFLEARN_FC_STDDEV)
+    raise ValueError(f"init must be one of {INITS}, got {init!r}")
+
+
 def _add_decay(w, weight_decay):
     if weight_decay and weight_decay > 0:
         tf.add_to_collection(tf.GraphKeys.REGULARIZATION_LOSSES,
@@ -29,8 +52,9 @@ def _add_decay(w, weight_decay):
 
 
 def conv2d(x, filters, kernel_size=3, strides=1, activation="relu", weight_decay=1e-5,
-           scope="conv"):
-    """2D convolution, 'SAME' padding, He-normal init.
+           scope="conv", init="he"):
+    """2D convolution, 'SAME' padding, zero bias; weights initialised by ``init``
+    (:func:`_weights_init`: He-normal or tflearn's uniform scaling).
 
     Args:
         x: float32 (B, H, W, C_in).
@@ -42,7 +66,7 @@ def conv2d(x, filters, kernel_size=3, strides=1, activation="relu", weight_decay
     c_in = int(x.shape[-1])
     with tf.variable_scope(scope):
         w = tf.get_variable("W", [kernel_size, kernel_size, c_in, filters], tf.float32,
-                            tf.variance_scaling_initializer(2.0, "fan_in", "truncated_normal"))
+                            _weights_init(init, "conv"))
         b = tf.get_variable("b", [filters], tf.float32, tf.zeros_initializer())
         _add_decay(w, weight_decay)
         y = tf.nn.conv2d(x, w, [1, strides, strides, 1], "SAME") + b
@@ -50,13 +74,14 @@ def conv2d(x, filters, kernel_size=3, strides=1, activation="relu", weight_decay
 
 
 def fully_connected(x, units, activation="relu", weight_decay=1e-5, scope="fc",
-                    init_scale=2.0):
-    """Dense layer on the flattened input.
+                    init_scale=2.0, init="he"):
+    """Dense layer on the flattened input, zero bias.
 
     Args:
         x: float32 (B, ...) -- flattened to (B, D).
         units: int, output width.
-        init_scale: variance-scaling factor (2 for ReLU, smaller for outputs).
+        init_scale: variance-scaling factor of the 'he' init (2 for ReLU, smaller for outputs).
+        init: 'he' or 'tflearn' (truncated N(0, 0.02), ``init_scale`` unused); see :func:`_weights_init`.
     Returns:
         float32 (B, units).
     """
@@ -64,7 +89,7 @@ def fully_connected(x, units, activation="relu", weight_decay=1e-5, scope="fc",
     x = tf.reshape(x, [-1, d])
     with tf.variable_scope(scope):
         w = tf.get_variable("W", [d, units], tf.float32,
-                            tf.variance_scaling_initializer(init_scale, "fan_in", "truncated_normal"))
+                            _weights_init(init, "fc", init_scale))
         b = tf.get_variable("b", [units], tf.float32, tf.zeros_initializer())
         _add_decay(w, weight_decay)
         return _activation(activation)(tf.matmul(x, w) + b)

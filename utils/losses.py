@@ -28,11 +28,21 @@ Affinity losses (CAPNet paper: a 2D Chamfer-like distance between silhouettes):
 
 Scale: the original training script multiplied both affinity means by 1e-4 *inside* the
 script (``loss_fwd = 1e-4 * reduce_mean(fwd)``) before its ``wt_aff_fwd``/``wt_aff_bwd``
-weights; these functions do not, so a caller reproducing the original passes
-``1e-4 * wt_aff_*`` (see :data:`ORIGINAL_AFFINITY_SCALE`). Note also that the original code
-tiled its masks over the wrong axes, so its "minimum distance" was a minimum over a constant
-and the terms reduced to mask values scaled by 1 or 1e6; we implement the paper's formula,
-whose magnitudes (px^2, up to ~H^2) differ from the original's.
+weights; these functions do not: the graph builder applies ``utils.model.AFFINITY_SCALE``.
+
+What the original code actually computed (``--affinity original``,
+:func:`affinity_fwd_original`, :func:`affinity_bwd_original`): it tiled each (B, H, W)
+mask to (B, H, W, H, W) along the *trailing* axes, so the "minimum over all other pixels" of
+``mask_a(p) * (d(p, q) + 1) * weight_b(p)`` saw ``mask_a``/``weight_b`` at the fixed pixel
+``p`` only, and the minimum over ``q`` of ``d(p, q) + 1`` is 1 (at ``q = p``). Each term
+therefore collapses to a per-pixel weighting of one mask by the other:
+``fwd(p) = pred(p) * (gt(p) + 1e6 (1 - gt(p)))``,
+``bwd(p) = gt(p) * (pred(p) + 1e6 (1 - pred(p)))``: after the 1e-4 scale, a strong L1-like
+penalty on predicted foreground outside the GT silhouette and on GT foreground the
+prediction leaves empty. (Its ``dist_mat += 1.`` also mutated one numpy array shared by
+all views, so view k (0-based) was scaled by k + 1; that accumulation is a bug we do not reproduce.)
+The paper's formula, the default (``--affinity paper``), is a distance-weighted silhouette
+term whose magnitudes (px^2) differ from the original's.
 """
 import numpy as np
 from scipy import ndimage
@@ -40,7 +50,7 @@ from scipy import ndimage
 import tf_ops
 from utils.tfv1 import tf
 
-ORIGINAL_AFFINITY_SCALE = 1e-4  # the original's training script: loss_aff = 1e-4 * mean(...)
+ORIGINAL_AFFINITY_FAR = 1e6  # the original's weight of pixels outside the other mask
 BCE_CLIP = 1e-7  # probabilities clipped to [BCE_CLIP, 1 - BCE_CLIP] (1 - 1e-8 rounds to 1 in float32)
 LOG_EPS = 1e-8  # part cross-entropy: log(p + eps)
 
@@ -102,10 +112,37 @@ def affinity_fwd(pred_mask, gt_dist):
             foreground pixel, 0 on the foreground (:func:`gt_distance_transform`).
     Returns:
         float32 scalar, ``mean_{b,p} pred(b,p) * gt_dist(b,p)`` in px^2 (unscaled; the
-        original applied 1e-4 in its training script).
+        graph builder applies the original's 1e-4).
     """
     pred = tf.convert_to_tensor(pred_mask)
     return tf.reduce_mean(pred * tf.cast(gt_dist, pred.dtype))
+
+
+def affinity_fwd_original(pred_mask, gt_mask):
+    """The original code's forward affinity as it behaves (see the module docstring).
+
+    Args:
+        pred_mask: float32 (B, H, W) in [0, 1]. gt_mask: float32 (B, H, W) in {0, 1}.
+    Returns:
+        float32 scalar, ``mean_{b,p} pred * (gt + 1e6 * (1 - gt))`` (unscaled, like
+        :func:`affinity_fwd`).
+    """
+    pred = tf.convert_to_tensor(pred_mask)
+    gt = tf.cast(gt_mask, pred.dtype)
+    return tf.reduce_mean(pred * (gt + ORIGINAL_AFFINITY_FAR * (1.0 - gt)))
+
+
+def affinity_bwd_original(pred_mask, gt_mask):
+    """The original code's backward affinity as it behaves (see the module docstring).
+
+    Args:
+        pred_mask: float32 (B, H, W) in [0, 1]. gt_mask: float32 (B, H, W) in {0, 1}.
+    Returns:
+        float32 scalar, ``mean_{b,p} gt * (pred + 1e6 * (1 - pred))`` (unscaled).
+    """
+    pred = tf.convert_to_tensor(pred_mask)
+    gt = tf.cast(gt_mask, pred.dtype)
+    return tf.reduce_mean(gt * (pred + ORIGINAL_AFFINITY_FAR * (1.0 - pred)))
 
 
 def _pixel_grid(img_h, img_w, dtype):
@@ -131,7 +168,7 @@ def affinity_bwd(pix, gt_mask, max_dist_sq=None):
             it the term is constant (zero gradient), so points behind the camera or far off
             the image never dominate.
     Returns:
-        float32 scalar in px^2 (unscaled; the original applied 1e-4 in its training script).
+        float32 scalar in px^2 (unscaled; the graph builder applies the original's 1e-4).
         Gradient flows to the row/column of each pixel's nearest point.
     """
     pix = tf.convert_to_tensor(pix)

@@ -4,8 +4,11 @@ Definitions (as the original's metrics code):
 
 * Both clouds are first scaled independently so that the longest side of their
   bounding box is 1 and the box is centred in [-0.5, 0.5]^3
-  (:func:`scale_to_unit_cube`); the prediction's box ignores coordinates beyond
-  +-0.5 (stray points), as the original clipped predictions before measuring.
+  (:func:`scale_to_unit_cube`), as the original's metrics did. Optionally
+  (``--clip_box``) the prediction's box is measured on coordinates clipped to
+  +-clip_box, so a few far stray points cannot shrink the whole cloud; the
+  original's metrics did not clip (its *training-time* validation measured the
+  prediction's box on coordinates clipped to +-0.4, see ``--val_clip_box``).
 * Chamfer forward = mean over ground-truth points of the Euclidean distance to
   the nearest predicted point; backward = the same from predicted to ground
   truth; Chamfer = forward + backward. (Euclidean, not squared, as the original
@@ -26,20 +29,16 @@ import tf_ops
 from utils.tfv1 import tf
 
 
-PRED_BOX_CLIP = 0.5  # world units; see scale_to_unit_cube
-
-
 def scale_to_unit_cube(pcl, box_clip=None):
     """Scale each cloud so its bounding box's longest side is 1, centred at 0.
 
     Args:
-        pcl: float32 (B, N, 3).
+        pcl: float32 (B, N, 3), world units.
         box_clip: float or None. When given, the bounding box is measured on the
             coordinates clipped to [-box_clip, box_clip] (the points themselves are
-            not clipped), so a few stray predicted points far outside the object's
-            space cannot shrink the whole cloud. The original's metrics did this
-            for predictions (with 0.4); we use ``PRED_BOX_CLIP`` = 0.5, which
-            contains every ground-truth object (ShapeNet's and the demo's).
+            not clipped), so a few stray points far outside the object's space
+            cannot shrink the whole cloud. None (the metrics' default, as the
+            original's metrics): the plain bounding box.
     Returns:
         float32 (B, N, 3); each cloud's box spans [-0.5, 0.5] along its longest
         axis and is centred on the origin along the others.
@@ -60,17 +59,18 @@ def scale_to_unit_cube_np(pcl, box_clip=None):
     return (pcl - (lo + hi) / 2.0) / np.maximum(size, 1e-8)
 
 
-def cloud_metrics(gt, pred, emd=True):
+def cloud_metrics(gt, pred, emd=True, box_clip=None):
     """Per-sample Chamfer (and EMD) between unit-cube-scaled clouds.
 
     Args:
         gt: float32 (B, N, 3), pred: float32 (B, M, 3) (M == N for EMD), world units.
+        box_clip: float or None, passed to :func:`scale_to_unit_cube` for the prediction.
     Returns:
         dict of float32 (B,) tensors: chamfer_fwd, chamfer_bwd, chamfer, emd; and
         int32 (B, N) ``idx_fwd`` (nearest predicted point of each GT point) and
         (B, M) ``idx_bwd`` (nearest GT point of each predicted point).
     """
-    gt_s, pred_s = scale_to_unit_cube(gt), scale_to_unit_cube(pred, PRED_BOX_CLIP)
+    gt_s, pred_s = scale_to_unit_cube(gt), scale_to_unit_cube(pred, box_clip)
     d_fwd, idx_fwd, d_bwd, idx_bwd = tf_ops.nn_distance(gt_s, pred_s)
     out = dict(chamfer_fwd=tf.reduce_mean(tf.sqrt(d_fwd + 1e-12), axis=1),
                chamfer_bwd=tf.reduce_mean(tf.sqrt(d_bwd + 1e-12), axis=1),

@@ -13,7 +13,7 @@ from utils import camera, layers, losses, metrics, projection
 from utils.recon_net import recon_net
 from utils.tfv1 import tf
 
-AFFINITY_SCALE = 1e-4  # the original multiplied both affinity terms by this
+AFFINITY_SCALE = 1e-4  # the original's training script multiplied both affinity means by this
 
 
 class Task:
@@ -76,6 +76,36 @@ def _repeat_views(x, n_views):
     return tf.reshape(x, [shape[0] * n_views] + shape[1:])
 
 
+INPUT_SCALES = {"unit": 1.0, "255": 255.0}
+
+
+def network_input(image, input_scale="unit"):
+    """What the network sees of an input image.
+
+    Args:
+        image: float32 (B, H, W, 3), RGB in [0, 1] (every loader and the inference code
+            feed this).
+        input_scale: 'unit' (unchanged) or '255' (multiplied by 255: the original fed raw
+            0..255 pixel values). Applied inside the graph, so a saved model expects [0, 1]
+            whatever it was trained with.
+    Returns:
+        float32 (B, H, W, 3).
+    """
+    if input_scale not in INPUT_SCALES:
+        raise ValueError(f"input_scale must be one of {tuple(INPUT_SCALES)}, got {input_scale!r}")
+    factor = INPUT_SCALES[input_scale]
+    return image if factor == 1.0 else image * factor
+
+
+def _affinity_terms(args, pred_mask, pix, gt_mask, gt_dist):
+    """Forward and backward affinity (unscaled scalars) of ``args.affinity``: 'paper' or 'original'."""
+    if args.affinity == "original":
+        return losses.affinity_fwd_original(pred_mask, gt_mask), losses.affinity_bwd_original(pred_mask, gt_mask)
+    if args.affinity == "paper":
+        return losses.affinity_fwd(pred_mask, gt_dist), losses.affinity_bwd(pix, gt_mask)
+    raise ValueError(f"affinity must be 'paper' or 'original', got {args.affinity!r}")
+
+
 def build_graph(args, task, batch_size, n_gt_pts=1024, training=True):
     """Build placeholders, network, projections, losses and validation metrics.
 
@@ -95,8 +125,9 @@ def build_graph(args, task, batch_size, n_gt_pts=1024, training=True):
     B, V, H, W = batch_size, args.N_VIEWS, args.IMG_H, args.IMG_W
     ph = dict(image=tf.placeholder(tf.float32, [B, H, W, 3], "image"))
     g = types.SimpleNamespace(ph=ph)
-    g.xyz, g.feat = recon_net(ph["image"], args.N_PTS, task.n_feat(args), task.feat_activation(),
-                              args.bottleneck, getattr(args, "skipconn", False))
+    g.xyz, g.feat = recon_net(network_input(ph["image"], args.input_scale), args.N_PTS, task.n_feat(args),
+                              task.feat_activation(), args.bottleneck, getattr(args, "skipconn", False),
+                              init=args.init)
     if not training:
         g.feed = lambda batch: {ph[k]: batch[k] for k in ph}
         return g
@@ -117,11 +148,10 @@ def build_graph(args, task, batch_size, n_gt_pts=1024, training=True):
         g.proj = task.project(pix, _repeat_views(g.feat, V), args)
 
     with tf.name_scope("loss"):
-        gt_mask = _flatten_views(ph["mask"])
-        t = dict(bce=losses.mask_bce(g.pred_mask, gt_mask),
-                 aff_fwd=losses.affinity_fwd(g.pred_mask, _flatten_views(ph["dist"])),
-                 aff_bwd=losses.affinity_bwd(pix, gt_mask),
-                 aff_pts=losses.affinity_points(pix, _flatten_views(ph["dist"])),
+        gt_mask, gt_dist = _flatten_views(ph["mask"]), _flatten_views(ph["dist"])
+        aff_fwd, aff_bwd = _affinity_terms(args, g.pred_mask, pix, gt_mask, gt_dist)
+        t = dict(bce=losses.mask_bce(g.pred_mask, gt_mask), aff_fwd=aff_fwd, aff_bwd=aff_bwd,
+                 aff_pts=losses.affinity_points(pix, gt_dist),
                  feat=task.view_loss(g.proj, _flatten_views(ph[task.view_key])),
                  decay=layers.weight_decay_loss("recon_net"))
         loss = (args.wt_bce * t["bce"]
@@ -137,6 +167,6 @@ def build_graph(args, task, batch_size, n_gt_pts=1024, training=True):
         g.loss, g.terms = loss, t
 
     with tf.name_scope("val_metrics"):
-        g.val = metrics.cloud_metrics(ph["pcl"], g.xyz, emd=False)
+        g.val = metrics.cloud_metrics(ph["pcl"], g.xyz, emd=False, box_clip=args.val_clip_box or None)
     g.feed = lambda batch: {ph[k]: batch[k] for k in ph}
     return g

@@ -44,11 +44,12 @@ def prepare(args, task):
     return exp
 
 
-def _pipeline(args, task, split, start_step=0, shuffle=True, view_mode=None):
+def _pipeline(args, task, split, start_step=0, shuffle=True, view_mode=None, all_input_views=False):
     return BatchPipeline(args.data_dir, args.category, split, task=task.name, batch_size=args.batch_size,
                          n_views=args.N_VIEWS, img_h=args.IMG_H, img_w=args.IMG_W,
                          view_mode=view_mode or args.views, use_input_view=args.CORR, shuffle=shuffle,
-                         seed=args.seed, num_workers=args.num_workers, start_step=start_step)
+                         seed=args.seed, num_workers=args.num_workers, start_step=start_step,
+                         all_input_views=all_input_views)
 
 
 class _Trainer:
@@ -56,7 +57,8 @@ class _Trainer:
         self.args, self.task, self.exp = args, task, exp
         resume = exp.pointer(SNAPSHOTS)
         self.start_step = resume["step"] if resume else 0
-        self.train_data = _pipeline(args, task, "train", start_step=self.start_step)
+        self.train_data = _pipeline(args, task, "train", start_step=self.start_step,
+                                    all_input_views=args.input_views == "all")
         self.val_data = _pipeline(args, task, "val", shuffle=False, view_mode="fixed")
         probe = self.val_data.get_batch(0)
         n_gt = probe["pcl"].shape[1]
@@ -132,8 +134,9 @@ class _Trainer:
             bar = tqdm(total=args.N_ITERS, initial=step, disable=args.no_progress, dynamic_ncols=True,
                        desc=f"train {self.task.name}", unit="it")
             echo = bar.write if not args.no_progress else print
-            exp.log(("resumed at" if step else "started at") + f" iteration {step}; "
-                    f"{len(self.train_data)} training models, {self.n_val} validation batches", echo)
+            exp.log(("resumed at" if step else "started at") + f" iteration {step} ({args.preset} preset, "
+                    f"flags in args.json); {len(self.train_data)} training models, "
+                    f"{self.n_val} validation batches", echo)
             running, count, since = {}, 0, time.time()
             try:
                 while step < args.N_ITERS:
@@ -178,7 +181,7 @@ class _Trainer:
 
 def main(task, argv=None):
     """Entry point of train_<task>.py: parse, prepare the experiment, train."""
-    args = config.train_parser(task.name).parse_args(argv)
+    args = config.parse_train_args(task.name, argv)
     exp = prepare(args, task)
     graph = tf.Graph()
     with graph.as_default():
