@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: every test gets a fresh default graph."""
+"""Shared pytest fixtures: every test gets a fresh default graph; one tiny demo data set per run."""
 import numpy as np
 import pytest
 
@@ -24,3 +24,13 @@ def sess(fresh_graph):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A tiny generated data set (10 chairs, 4 views, both tasks), made once per test run."""
+    from utils import demo_data
+    out = tmp_path_factory.mktemp("tiny_data")
+    demo_data.main(["--out", str(out), "--categories", "chair", "--n_models", "10", "--n_views", "4",
+                    "--seed", "3", "--workers", "1"])
+    return str(out)

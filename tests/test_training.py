@@ -17,15 +17,6 @@ from utils.tfv1 import tf
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    from utils import demo_data
-    out = tmp_path_factory.mktemp("tiny_data")
-    demo_data.main(["--out", str(out), "--categories", "chair", "--n_models", "10", "--n_views", "4",
-                    "--seed", "3", "--workers", "1"])
-    return str(out)
-
-
 def _train_argv(task, exp, data, iters, extra=()):
     argv = ["--exp", exp, "--data_dir", data, "--category", "chair", "--N_VIEWS", "2", "--batch_size", "2",
             "--N_ITERS", str(iters), "--print_n", "2", "--save_n", "3", "--save_model_n", "2",
