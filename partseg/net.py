@@ -74,6 +74,10 @@ class PartsegTask(Task):
     def gt_point_colours(self, gt_feat):
         return visualize.part_colours(gt_feat)
 
+    def point_properties(self, feat):
+        """PLY ``label``: the predicted part, int32 0-based index into the part names (label k+1 in the data)."""
+        return dict(label=np.argmax(feat, axis=-1).astype(np.int32))
+
     def feature_metrics(self, gt_feat, feat, idx_fwd, idx_bwd, margs):
         """Part mIoU forward/backward (+ per part, + frequency weighted with --freq_wt)."""
         n_cls = feat.shape[-1]

@@ -62,6 +62,10 @@ class Task:
         """The task's loss weight (wt_rgb or wt_partseg)."""
         raise NotImplementedError
 
+    def point_properties(self, feat):
+        """(N, C) predicted features -> dict name -> (N,) extra PLY vertex properties (none by default)."""
+        return {}
+
 
 def _flatten_views(x):
     """(B, V, ...) -> (B*V, ...)."""

@@ -74,13 +74,14 @@ def _figure_to_array(fig):
 
 
 def cloud_grid(image, clouds, angles=((20, -60), (20, 30), (20, 120), (80, 0)), titles=None,
-               point_size=6.0, cell=2.2):
+               point_size=6.0, cell=2.2, legend=None):
     """One figure: the input image, then each cloud seen from several angles.
 
     Args:
         image: float (H, W, 3) in [0, 1] or None.
         clouds: list of (xyz (N, 3), colours (N, 3) in [0, 1]) -- e.g. GT and prediction.
         angles: (elevation, azimuth) in degrees for matplotlib's camera.
+        legend: optional list of (name, colour (3,)) drawn as a row of patches below (part names).
     Returns:
         uint8 (h, w, 3) picture.
     """
@@ -97,14 +98,30 @@ def cloud_grid(image, clouds, angles=((20, -60), (20, 30), (20, 120), (80, 0)), 
             ax3 = fig.add_subplot(rows, cols, r * cols + c + 2, projection="3d")
             _draw_cloud(ax3, np.asarray(xyz), np.asarray(colours), elev, azim, point_size)
     fig.tight_layout()
-    return _figure_to_array(fig)
+    picture = _figure_to_array(fig)
+    if legend:
+        picture = np.concatenate([picture, _legend_strip(legend, picture.shape[1], 80)], axis=0)
+    return picture
 
 
-def save_screenshot(path, image, clouds, titles=None):
+def _legend_strip(legend, width_px, dpi, height_in=0.35):
+    """uint8 (h, width_px, 3) white strip with a row of coloured patches and names."""
+    from matplotlib.patches import Patch
+    fig = _offscreen_figure((width_px / dpi, height_in), dpi)
+    fig.legend(handles=[Patch(color=np.clip(c, 0, 1), label=n) for n, c in legend], loc="center",
+               ncol=len(legend), frameon=False, fontsize=9)
+    strip = _figure_to_array(fig)
+    if strip.shape[1] != width_px:  # rounding of the figure size
+        strip = np.pad(strip, ((0, 0), (0, max(0, width_px - strip.shape[1])), (0, 0)),
+                       constant_values=255)[:, :width_px]
+    return strip
+
+
+def save_screenshot(path, image, clouds, titles=None, legend=None):
     """Write :func:`cloud_grid` to ``path`` (PNG)."""
     import imageio.v2 as imageio
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    imageio.imwrite(path, cloud_grid(image, clouds, titles=titles))
+    imageio.imwrite(path, cloud_grid(image, clouds, titles=titles, legend=legend))
 
 
 def save_turntable_gif(path, clouds, n_frames=24, elev=20, point_size=6.0, duration=0.15):
@@ -122,13 +139,26 @@ def save_turntable_gif(path, clouds, n_frames=24, elev=20, point_size=6.0, durat
     imageio.mimsave(path, frames, duration=duration, loop=0)
 
 
-def save_ply(path, xyz, colours):
-    """Coloured point cloud as a PLY file (MeshLab, Open3D, CloudCompare read it)."""
+def save_ply(path, xyz, colours, properties=None):
+    """Coloured point cloud as a binary PLY file (MeshLab, Open3D, CloudCompare read it).
+
+    Args:
+        xyz: float (N, 3), stored as float32. colours: float (N, 3) in [0, 1], stored as uchar RGBA.
+        properties: optional dict name -> (N,) numeric array, extra vertex properties after the
+            colour (e.g. ``{"label": int32 part indices}``), typed as the array's dtype.
+    """
     import trimesh
     rgba = np.concatenate([to_uint8(np.asarray(colours)[None])[0],
                            np.full((len(xyz), 1), 255, np.uint8)], axis=1)
+    cloud = trimesh.PointCloud(np.asarray(xyz, np.float64), colors=rgba)
+    if properties:
+        for name, values in properties.items():
+            if np.shape(values) != (len(xyz),):
+                raise ValueError(f"PLY property {name!r}: expected shape ({len(xyz)},), got {np.shape(values)}")
+        # trimesh's PLY exporter writes any per-vertex ``vertex_attributes`` as extra properties
+        cloud.vertex_attributes = {name: np.asarray(v) for name, v in properties.items()}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    trimesh.PointCloud(np.asarray(xyz, np.float64), colors=rgba).export(path)
+    cloud.export(path, file_type="ply")
 
 
 def interactive_viewer(samples):

@@ -1,0 +1,20 @@
+"""Reconstruct coloured point clouds from your own images with a trained RGB experiment.
+
+    python rgb/predict_rgb.py --exp experiments/demo_rgb photo.png folder_of_images/ --out predictions
+    python rgb/predict_rgb.py --exp experiments/demo_rgb --export experiments/demo_rgb/saved_model   # SavedModel
+
+Writes <name>.ply (coloured), <name>.png (input + cloud from 4 angles), optionally a GIF and the
+raw arrays; ``--help`` says what input the model expects. The shared code is utils/inference.py.
+"""
+import sys
+
+from rgb.net import TASK
+from utils import inference
+
+
+def main(argv=None):
+    return inference.main(TASK, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(1 if main()["errors"] else 0)

@@ -1,0 +1,519 @@
+"""Use a trained model on images of your own: image loading, batched prediction, outputs, export.
+
+Shared by ``rgb/predict_rgb.py`` and ``partseg/predict_partseg.py``::
+
+    python rgb/predict_rgb.py --exp experiments/demo_rgb photo.png more_photos/ --out predictions
+
+* :func:`find_images` expands folders; :func:`load_image` turns any PNG/JPEG into what the
+  network saw in training: float32 (H, W, 3) RGB in [0, 1], transparent pixels composited on
+  the training background (:func:`training_background`), cropped or padded to the trained
+  aspect ratio and resized to IMG_H x IMG_W (``args.json``).
+* :class:`Predictor` restores a snapshot into one session (the network from
+  :func:`utils.model.build_graph`, exactly as metrics build it) and runs images through it in
+  batches of a static size, padding the last one.
+* :func:`write_outputs` writes a coloured PLY (partseg: plus a ``label`` vertex property), a
+  PNG sheet, optionally a turntable GIF and the raw arrays.
+* :meth:`Predictor.export` writes a TensorFlow SavedModel (signature ``serving_default``:
+  ``image`` -> ``xyz``, ``features``) that loads with plain TensorFlow, without this code.
+
+A file that cannot be read as an image is reported with its path and skipped; the others go on.
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+import cv2
+import numpy as np
+
+from utils import config, metrics, shapenet, visualize
+from utils.experiment import Experiment
+from utils.model import build_graph
+from utils.tfv1 import tf
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+DEMO_BACKGROUND = (0.0, 0.0, 0.0)  # utils/demo_data.py renders on black
+FITS = ("crop", "pad")
+FRAMES = ("shapenet", "network")
+EXPORT_INFO = os.path.join("assets.extra", "differ.json")
+SIGNATURE = "serving_default"
+
+INPUT_NOTE = """\
+what the model expects:
+  It was trained on renders, so it does best on images that look like them: one object,
+  centred, on a plain background, seen from about the training camera (distance 2 from the
+  object's centre, focal 120 px at 64 px: a 30-degree field of view; the demo's objects fit a
+  sphere of radius 0.46, so they fill most of the frame; demo elevations -10 to 40 degrees).
+  Images with an alpha channel are composited on the training background: measured on the
+  training renders of args.json's data_dir when they are there, else black (the demo's);
+  --background overrides. Then every image is centre-cropped (--fit crop) or padded with the
+  background (--fit pad) to the trained aspect ratio and resized to the trained IMG_H x IMG_W.
+  Photos with clutter, another background or a very different viewpoint give poorer clouds.
+"""
+
+
+class ImageError(ValueError):
+    """An input file is missing, not an image, or cannot be decoded."""
+
+
+# --------------------------------------------------------------------------
+# inputs
+# --------------------------------------------------------------------------
+def find_images(paths):
+    """Expand files and folders (their PNG/JPEG files, sorted, not recursive).
+
+    Returns:
+        (files, errors): list of paths; list of (path, reason) for paths that
+        do not exist or folders without any image.
+    """
+    files, errors = [], []
+    for p in paths:
+        if os.path.isdir(p):
+            found = sorted(os.path.join(p, n) for n in os.listdir(p)
+                           if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(p, n)))
+            if not found:
+                errors.append((p, f"folder holds no image ({', '.join(IMAGE_EXTENSIONS)})"))
+            files.extend(found)
+        elif os.path.isfile(p):
+            files.append(p)
+        else:
+            errors.append((p, "no such file or folder"))
+    return files, errors
+
+
+def read_image(path):
+    """Decode a PNG/JPEG (8 or 16 bit, grey, RGB or RGBA) -> float32 (h, w, 3 or 4) RGB(A) in [0, 1].
+
+    Raises ImageError naming the file when it cannot be read or decoded.
+    """
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as err:
+        raise ImageError(f"{path}: cannot read file ({err.strerror or err})") from None
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise ImageError(f"{path}: not a readable image; expected a PNG or JPEG file")
+    if img.dtype == np.uint8:
+        img = img.astype(np.float32) / 255.0
+    elif img.dtype == np.uint16:
+        img = img.astype(np.float32) / 65535.0
+    else:
+        raise ImageError(f"{path}: unsupported pixel type {img.dtype}; expected 8- or 16-bit channels")
+    if img.ndim == 2:
+        img = img[..., None]
+    channels = img.shape[-1]
+    if channels == 1:
+        return np.repeat(img, 3, axis=-1)
+    if channels == 2:  # grey + alpha
+        return np.concatenate([np.repeat(img[..., :1], 3, axis=-1), img[..., 1:]], axis=-1)
+    if channels == 3:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if channels == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+    raise ImageError(f"{path}: {channels} channels; expected grey, RGB or RGBA")
+
+
+def to_network_input(img, img_h, img_w, fit="crop", background=DEMO_BACKGROUND):
+    """An RGB(A) image of any size -> float32 (img_h, img_w, 3) in [0, 1].
+
+    Args:
+        img: float (h, w, 3) RGB or (h, w, 4) RGBA (straight alpha) in [0, 1].
+        img_h, img_w: the trained input size (px).
+        fit: 'crop' (centre crop) or 'pad' (pad with ``background``) to the
+            aspect ratio img_w / img_h before resizing.
+        background: RGB in [0, 1] under transparent pixels and in the padding.
+    An image already of the right size and without alpha passes through unchanged.
+    """
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
+    img = np.asarray(img, np.float32)
+    bg = np.asarray(background, np.float32).reshape(1, 1, 3)
+    if img.shape[-1] == 4:
+        alpha = img[..., 3:]
+        img = img[..., :3] * alpha + bg * (1.0 - alpha)
+    h, w = img.shape[:2]
+    if h * img_w != w * img_h:  # not the target aspect ratio
+        if fit == "crop":
+            ch, cw = min(h, round(w * img_h / img_w)), min(w, round(h * img_w / img_h))
+            top, left = (h - ch) // 2, (w - cw) // 2
+            img = img[top:top + ch, left:left + cw]
+        else:
+            ph, pw = max(h, math.ceil(w * img_h / img_w)), max(w, math.ceil(h * img_w / img_h))
+            canvas = np.empty((ph, pw, 3), np.float32)
+            canvas[:] = bg
+            top, left = (ph - h) // 2, (pw - w) // 2
+            canvas[top:top + h, left:left + w] = img
+            img = canvas
+    if img.shape[:2] != (img_h, img_w):
+        shrink = img.shape[0] > img_h or img.shape[1] > img_w
+        img = cv2.resize(img, (img_w, img_h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
+def load_image(path, img_h, img_w, fit="crop", background=DEMO_BACKGROUND):
+    """:func:`read_image` then :func:`to_network_input`."""
+    return to_network_input(read_image(path), img_h, img_w, fit, background)
+
+
+def training_background(targs, task_name, n_models=4):
+    """The colour outside the object in the training renders, RGB in [0, 1], and where it came from.
+
+    Measured as the per-channel median over the background pixels (depth >= 254) of the first
+    views of a few training models, read as the training loader reads them (alpha dropped).
+    Without the data set: the demo's black.
+    """
+    from utils import data
+    try:
+        models = data.list_models(targs.data_dir, targs.category, "train", task_name)[:n_models]
+        rendered = os.path.join(data.task_dirs(targs.data_dir, task_name)["rendered"], shapenet.synset_id(targs.category))
+        pixels = []
+        for m in models:
+            rgb = data.read_rgb(os.path.join(rendered, m, "render_0.png"), targs.IMG_H, targs.IMG_W)
+            mask = data.read_mask(os.path.join(rendered, m, "depth_0.png"), targs.IMG_H, targs.IMG_W)
+            pixels.append(rgb[mask < 0.5])
+        pixels = np.concatenate(pixels)
+        if len(pixels) == 0:
+            raise data.DataError("no background pixels")
+    except (data.DataError, OSError, ValueError):
+        return DEMO_BACKGROUND, "the demo's black (training renders not found)"
+    colour = tuple(float(c) for c in np.median(pixels, axis=0))
+    return colour, f"measured on {len(models)} training renders in {targs.data_dir}"
+
+
+# --------------------------------------------------------------------------
+# the network
+# --------------------------------------------------------------------------
+def _session_config(threads=0):
+    cfg = tf.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads)
+    cfg.gpu_options.allow_growth = True
+    return cfg
+
+
+class Predictor:
+    """A trained experiment restored into one session; images in, clouds out.
+
+    Args:
+        exp_dir: experiment folder (args.json, snapshots/, best/).
+        task: rgb.net.TASK or partseg.net.TASK; must be the task the experiment trained.
+        snapshot: 'best', 'latest' or an iteration number.
+        batch_size: images per session run (static in the graph; the last batch is padded).
+        threads: TensorFlow thread pools (0 = TensorFlow's choice).
+    """
+
+    def __init__(self, exp_dir, task, snapshot="best", batch_size=8, threads=0):
+        self.args = config.load_train_args(exp_dir)
+        trained = getattr(self.args, "task", task.name)
+        if trained != task.name:
+            raise ValueError(f"{os.path.join(exp_dir, config.ARGS_FILE)}: the experiment was trained for "
+                             f"'{trained}'; use {trained}/predict_{trained}.py")
+        self.task, self.batch_size, self.threads = task, int(batch_size), threads
+        self.checkpoint, self.step = Experiment(exp_dir, create=False).checkpoint(snapshot)
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self.g = build_graph(self.args, task, self.batch_size, training=False)
+            saver = tf.train.Saver(tf.global_variables("recon_net"))
+        self.sess = tf.Session(graph=self.graph, config=_session_config(threads))
+        saver.restore(self.sess, self.checkpoint)
+
+    @property
+    def image_size(self):
+        """(IMG_H, IMG_W), the trained input size in pixels."""
+        return int(self.args.IMG_H), int(self.args.IMG_W)
+
+    def warm_up(self):
+        """One run on a blank batch, so that TensorFlow's one-off set-up is not timed later."""
+        H, W = self.image_size
+        self.sess.run(self.g.xyz, {self.g.ph["image"]: np.zeros((self.batch_size, H, W, 3), np.float32)})
+
+    def predict(self, images):
+        """float32 (n, H, W, 3) RGB in [0, 1] -> xyz (n, N, 3), features (n, N, C), network frame.
+
+        Runs ceil(n / batch_size) session calls; the last batch is padded by
+        repeating its last image and the padding is dropped from the result.
+        """
+        images = np.asarray(images, np.float32)
+        H, W = self.image_size
+        if images.ndim != 4 or images.shape[1:] != (H, W, 3):
+            raise ValueError(f"expected images of shape (n, {H}, {W}, 3), got {images.shape}")
+        B, xyz, feat = self.batch_size, [], []
+        for start in range(0, len(images), B):
+            chunk = images[start:start + B]
+            n = len(chunk)
+            if n < B:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], B - n, axis=0)])
+            x, f = self.sess.run([self.g.xyz, self.g.feat], {self.g.ph["image"]: chunk})
+            xyz.append(x[:n])
+            feat.append(f[:n])
+        if not xyz:
+            n_pts, n_feat = self.g.feat.shape.as_list()[1:]
+            return np.zeros((0, n_pts, 3), np.float32), np.zeros((0, n_pts, n_feat), np.float32)
+        return np.concatenate(xyz), np.concatenate(feat)
+
+    def export(self, out_dir, info=None):
+        """Write a SavedModel of the network to ``out_dir`` (which must not exist or be empty).
+
+        Signature ``serving_default``: input ``image`` float32 (batch, H, W, 3) RGB in [0, 1]
+        (any batch size); outputs ``xyz`` float32 (batch, N, 3) in the network frame and
+        ``features`` float32 (batch, N, C) (colours in [0, 1], or part probabilities).
+        ``assets.extra/differ.json`` describes the model (sizes, frames, training flags) plus
+        ``info`` (the CLI adds the background to composite transparent images on, part names).
+        Written into a temporary folder and renamed into place.
+        """
+        out_dir = os.path.abspath(out_dir)
+        if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
+            raise FileExistsError(f"--export {out_dir}: already exists; choose a new folder or remove it")
+        tmp = f"{out_dir}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        graph = tf.Graph()
+        with graph.as_default():
+            # batch None: the network alone has no op that needs a static batch size. Resource
+            # variables: TF2's tf.saved_model.load tracks them (reference variables only warn).
+            with tf.variable_scope(tf.get_variable_scope(), use_resource=True):
+                g = build_graph(self.args, self.task, None, training=False)
+            saver = tf.train.Saver(tf.global_variables("recon_net"))
+            with tf.Session(graph=graph, config=_session_config(self.threads)) as sess:
+                saver.restore(sess, self.checkpoint)
+                signature = tf.saved_model.predict_signature_def(
+                    inputs={"image": g.ph["image"]}, outputs={"xyz": g.xyz, "features": g.feat})
+                builder = tf.saved_model.Builder(tmp)
+                builder.add_meta_graph_and_variables(sess, [tf.saved_model.SERVING],
+                                                     signature_def_map={SIGNATURE: signature},
+                                                     strip_default_attrs=True)
+                builder.save()
+        H, W = self.image_size
+        meta = dict(task=self.task.name, signature=SIGNATURE, input="image",
+                    input_spec=f"float32 (batch, {H}, {W}, 3), RGB in [0, 1]",
+                    outputs=dict(xyz=f"float32 (batch, {self.args.N_PTS}, 3), network frame (world -x up)",
+                                 features=f"float32 (batch, {self.args.N_PTS}, {self.g.feat.shape[-1]}), "
+                                          + ("colours in [0, 1]" if self.task.name == "rgb"
+                                             else "part probabilities (softmax); argmax = part index")),
+                    to_shapenet_frame="(x, y, z) -> (z, -x, -y): the frame of the data set's clouds, y up",
+                    IMG_H=H, IMG_W=W, N_PTS=int(self.args.N_PTS), checkpoint=self.checkpoint, step=int(self.step),
+                    train_args=vars(self.args), **(info or {}))
+        os.makedirs(os.path.join(tmp, os.path.dirname(EXPORT_INFO)), exist_ok=True)
+        with open(os.path.join(tmp, EXPORT_INFO), "w") as f:
+            json.dump(meta, f, indent=2, sort_keys=True, default=str)
+        if os.path.isdir(out_dir):
+            os.rmdir(out_dir)  # empty (checked above)
+        os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+        os.replace(tmp, out_dir)
+        return out_dir
+
+    def close(self):
+        self.sess.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+# --------------------------------------------------------------------------
+# outputs
+# --------------------------------------------------------------------------
+def output_names(paths):
+    """File stems for the outputs of ``paths``, made unique with _2, _3 ... suffixes."""
+    names, seen = [], set()
+    for p in paths:
+        stem = os.path.splitext(os.path.basename(p))[0] or "image"
+        name, k = stem, 1
+        while name in seen:
+            k += 1
+            name = f"{stem}_{k}"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def _legend(task, targs):
+    """[(part name, colour)] for partseg pictures; None for rgb."""
+    if task.name != "partseg":
+        return None
+    from utils import data
+    try:
+        names = data.part_names(targs.data_dir, targs.category)
+    except (data.DataError, OSError):
+        names = []
+    n_cls = int(targs.n_cls)
+    names = [names[k] if k < len(names) else f"part {k}" for k in range(n_cls)]
+    return list(zip(names, visualize.part_colours(np.arange(n_cls))))
+
+
+def write_outputs(out_dir, name, image, xyz, feat, task, frame="shapenet", sheet=True, gif=False, npy=False,
+                  legend=None):
+    """Write one prediction. Returns the list of written paths.
+
+    Args:
+        image: float32 (H, W, 3), the network's input.
+        xyz: float32 (N, 3), network frame. feat: float32 (N, C).
+        frame: 'shapenet' (y up, the frame of the data set's cloud files) or 'network' (world -x up)
+            for the PLY and .npy files; the pictures are drawn upright either way.
+    Files: <name>.ply (colours; partseg also a ``label`` vertex property: the argmax part index,
+    0-based), <name>.png (input + the cloud from 4 angles), <name>.gif (turntable),
+    <name>_xyz.npy (N, 3) and <name>_features.npy (N, C).
+    """
+    if frame not in FRAMES:
+        raise ValueError(f"frame must be one of {FRAMES}, got {frame!r}")
+    out_xyz = shapenet.undo_preprocess_pcl_gt(xyz).astype(np.float32) if frame == "shapenet" else xyz
+    colours = task.point_colours(feat)
+    written = [os.path.join(out_dir, name + ".ply")]
+    visualize.save_ply(written[-1], out_xyz, colours, properties=task.point_properties(feat))
+    shown = metrics.scale_to_unit_cube_np(xyz, metrics.PRED_BOX_CLIP)
+    if sheet:
+        written.append(os.path.join(out_dir, name + ".png"))
+        visualize.save_screenshot(written[-1], image, [(shown, colours)], titles=[name], legend=legend)
+    if gif:
+        written.append(os.path.join(out_dir, name + ".gif"))
+        visualize.save_turntable_gif(written[-1], [(shown, colours)])
+    if npy:
+        written += [os.path.join(out_dir, name + "_xyz.npy"), os.path.join(out_dir, name + "_features.npy")]
+        np.save(written[-2], out_xyz)
+        np.save(written[-1], feat)
+    return written
+
+
+# --------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------
+def _background_arg(text):
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3 or not all(0 <= v <= 255 for v in values):
+        raise argparse.ArgumentTypeError(f"expected R,G,B with values in 0..255 (e.g. 0,0,0 or 255,255,255), "
+                                         f"got {text!r}")
+    return tuple(v / 255.0 for v in values)
+
+
+def predict_parser(task):
+    """argparse parser for ``<task>/predict_<task>.py``."""
+    what = "coloured" if task == "rgb" else "part-labelled"
+    p = argparse.ArgumentParser(
+        prog=f"predict_{task}.py",
+        description=f"Reconstruct {what} point clouds from your own images with a trained DIFFER ({task})\n"
+                    "experiment, and/or export it as a TensorFlow SavedModel. Writes per image into --out:\n"
+                    "<name>.ply (" + ("coloured" if task == "rgb" else "part colours + a 'label' vertex property")
+                    + "), <name>.png (input + the cloud from 4 angles),\n"
+                    "with --gif <name>.gif (turntable), with --npy <name>_xyz.npy and <name>_features.npy.",
+        epilog=INPUT_NOTE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="*", metavar="IMAGE_OR_FOLDER",
+                   help="PNG/JPEG files of any size, or folders of them")
+    p.add_argument("--exp", required=True, help="experiment folder written by training (holds args.json)")
+    p.add_argument("--snapshot", default="best", help="'best', 'latest' or an iteration number (default: best)")
+    p.add_argument("--out", default=None, help="output folder (default: <exp>/predictions)")
+    p.add_argument("--fit", choices=FITS, default="crop",
+                   help="make non-square images square by a centre crop, or by padding with the background "
+                        "(default: crop)")
+    p.add_argument("--background", type=_background_arg, default=None, metavar="R,G,B",
+                   help="0..255 colour under transparent pixels and in the padding (default: the training "
+                        "renders' background, see below)")
+    p.add_argument("--frame", choices=FRAMES, default="shapenet",
+                   help="frame of the PLY/.npy coordinates: 'shapenet' (y up, like the data set's clouds) "
+                        "or 'network' (the network's output, world -x up) (default: shapenet)")
+    p.add_argument("--batch_size", type=config._positive_int, default=8, help="images per session run (default: 8)")
+    p.add_argument("--gif", action="store_true", help="also write a turntable GIF per image")
+    p.add_argument("--npy", action="store_true", help="also write the raw arrays (xyz, features) as .npy")
+    p.add_argument("--no_sheet", action="store_true", help="skip the PNG sheets (faster on large folders)")
+    p.add_argument("--export", default=None, metavar="DIR",
+                   help="write a TensorFlow SavedModel (signature serving_default: image -> xyz, features) "
+                        "to DIR; loads with plain TensorFlow, without this repository")
+    p.add_argument("--gpu", default=None, help="GPU index to use (sets CUDA_VISIBLE_DEVICES)")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar (it only shows on a terminal)")
+    return p
+
+
+def run(task, args):
+    """Predict (and/or export) as described by the parsed flags.
+
+    Returns a dict: 'outputs' {input path: [written files]}, 'errors' [(path, message)],
+    'export' (path or None), 'images_per_s' (network only) and 'total_s'.
+    """
+    from tqdm import tqdm
+    if args.gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
+    result = dict(outputs={}, errors=[], export=None, images_per_s=None, total_s=0.0)
+    t_start = time.perf_counter()
+    with Predictor(args.exp, task, args.snapshot, args.batch_size) as pred:
+        print(f"{task.name} model: {args.exp}, snapshot {args.snapshot} (iteration {pred.step}), "
+              f"input {pred.image_size[0]}x{pred.image_size[1]}, {pred.args.N_PTS} points")
+        background, source = (args.background, "--background") if args.background is not None else \
+            training_background(pred.args, task.name)
+        if args.export:
+            legend = _legend(task, pred.args)
+            info = dict(background_rgb=[round(255 * c) for c in background], background_source=source)
+            if legend:
+                info["part_names"] = [name for name, _ in legend]
+            result["export"] = pred.export(args.export, info)
+            print(f"SavedModel: {result['export']} (signature '{SIGNATURE}': image -> xyz, features)")
+        if args.inputs:
+            print(f"background for transparent pixels and padding: RGB "
+                  f"{tuple(round(255 * c) for c in background)} ({source})")
+            _predict_files(pred, task, args, background, result, tqdm)
+    result["total_s"] = time.perf_counter() - t_start
+    if result["errors"]:
+        print(f"skipped {len(result['errors'])} input(s), listed above", file=sys.stderr)
+    return result
+
+
+def main(task, argv=None):
+    """Entry point of predict_<task>.py; returns :func:`run`'s result."""
+    parser = predict_parser(task.name)
+    args = parser.parse_args(argv)
+    if not args.inputs and not args.export:
+        parser.error("give images or folders to predict, and/or --export DIR")
+    try:
+        return run(task, args)
+    except (FileNotFoundError, FileExistsError, ValueError) as err:  # a bad --exp, --snapshot, --export
+        parser.error(str(err))
+
+
+def _skip(result, path, message, write=None):
+    result["errors"].append((path, message))
+    (write or print)(f"skipped: {message}", file=sys.stderr)
+
+
+def _predict_files(pred, task, args, background, result, tqdm):
+    files, errors = find_images(args.inputs)
+    for path, reason in errors:
+        _skip(result, path, f"{path}: {reason}")
+    out_dir = args.out or os.path.join(args.exp, "predictions")
+    os.makedirs(out_dir, exist_ok=True)
+    names = dict(zip(files, output_names(files)))
+    legend = _legend(task, pred.args)
+    H, W = pred.image_size
+    B = pred.batch_size
+    show = not args.no_progress and sys.stderr.isatty()
+    if files:
+        pred.warm_up()
+    net_s, n_done, t_start = 0.0, 0, time.perf_counter()
+    with tqdm(total=len(files), disable=not show, unit="img", desc=f"predict {task.name}") as bar:
+        for start in range(0, len(files), B):
+            batch, images = [], []
+            for path in files[start:start + B]:
+                try:
+                    images.append(load_image(path, H, W, args.fit, background))
+                    batch.append(path)
+                except ImageError as err:
+                    _skip(result, path, str(err), tqdm.write)
+            if batch:
+                t0 = time.perf_counter()
+                xyz, feat = pred.predict(np.stack(images))
+                net_s += time.perf_counter() - t0
+                n_done += len(batch)
+                for i, path in enumerate(batch):
+                    result["outputs"][path] = write_outputs(out_dir, names[path], images[i], xyz[i], feat[i], task,
+                                                            frame=args.frame, sheet=not args.no_sheet,
+                                                            gif=args.gif, npy=args.npy, legend=legend)
+            bar.update(len(files[start:start + B]))
+    if n_done:
+        result["images_per_s"] = n_done / net_s
+        total = time.perf_counter() - t_start
+        print(f"predicted {n_done} image(s) -> {os.path.abspath(out_dir)}\n"
+              f"speed: network {result['images_per_s']:.1f} images/s at batch {B}; with reading and "
+              f"writing {n_done / total:.1f} images/s")
