@@ -87,7 +87,8 @@ def test_predict_rgb_images_folder_rgba_corrupt_and_metrics_path(rgb_exp, tiny_d
     mout = str(tmp_path / "metrics")
     metrics_rgb.main(["--exp", rgb_exp, "--snapshot", "latest", "--eval_set", "test", "--out", mout,
                       "--batch_size", "3", "--baseline_models", "2", "--save_ply", "--n_pictures", "1"])
-    m_xyz, m_rgb, _ = _ply(os.path.join(mout, "ply", f"test_000_{model_id}_pred.ply"))
+    # (every input view is a sample; the pictures take each model's first: view 0, render_0.png)
+    m_xyz, m_rgb, _ = _ply(os.path.join(mout, "ply", f"test_000_{model_id}_view0_pred.ply"))
 
     # --- inputs: a folder with two images of different sizes (one RGBA) and a corrupt file
     folder = tmp_path / "inputs"
@@ -118,11 +119,11 @@ def test_predict_rgb_images_folder_rgba_corrupt_and_metrics_path(rgb_exp, tiny_d
     # --- the RGBA image (other size, transparent background with junk colours) gives the same cloud
     np.testing.assert_allclose(xyz["chair_rgba"], xyz["chair"], atol=1e-5)
 
-    # --- the metrics path's cloud is the prediction for one of the model's renders (its input view)
+    # --- the metrics path's cloud for view 0 is the prediction for render_0.png ("chair")
     dists = sorted((np.abs(xyz[n] - m_xyz).max(), n) for n in ("chair", "render_1", "render_2", "render_3"))
-    assert dists[0][0] < 1e-5, dists
+    assert dists[0][1] == "chair" and dists[0][0] < 1e-5, dists
     assert dists[1][0] > 1e-3, dists  # the views are told apart: the match is not a coincidence
-    _, best_rgb, _ = _ply(str(out / f"{dists[0][1]}.ply"))
+    _, best_rgb, _ = _ply(str(out / "chair.ply"))
     assert np.abs(best_rgb.astype(int) - m_rgb.astype(int)).max() <= 1
 
 

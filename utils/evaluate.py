@@ -207,7 +207,7 @@ def _pictures(pictures, margs, out_dir):
     limit = margs.n_pictures or len(pictures)
     for i, p in enumerate(pictures[:limit]):
         gt = metrics.scale_to_unit_cube_np(p["gt"])
-        pred = metrics.scale_to_unit_cube_np(p["pred"], margs.clip_box or None)
+        pred = metrics.scale_to_unit_cube_np(p["pred"], visualize.PICTURE_BOX_CLIP)
         name = f"{margs.eval_set}_{i:03d}_{p['model_id'].replace('/', '_')}"
         if margs.save_screenshots:
             visualize.save_screenshot(os.path.join(out_dir, "screenshots", name + ".png"), p["image"],
@@ -226,7 +226,7 @@ def _pictures(pictures, margs, out_dir):
         visualize.interactive_viewer(
             dict(title=p["model_id"], image=p["image"],
                  clouds=[("ground truth", metrics.scale_to_unit_cube_np(p["gt"]), p["gt_col"]),
-                         ("prediction", metrics.scale_to_unit_cube_np(p["pred"], margs.clip_box or None),
+                         ("prediction", metrics.scale_to_unit_cube_np(p["pred"], visualize.PICTURE_BOX_CLIP),
                           p["pred_col"])])
             for p in pictures)
 

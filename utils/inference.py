@@ -363,7 +363,7 @@ def write_outputs(out_dir, name, image, xyz, feat, task, frame="shapenet", sheet
     colours = task.point_colours(feat)
     written = [os.path.join(out_dir, name + ".ply")]
     visualize.save_ply(written[-1], out_xyz, colours, properties=task.point_properties(feat))
-    shown = metrics.scale_to_unit_cube_np(xyz, metrics.PRED_BOX_CLIP)
+    shown = metrics.scale_to_unit_cube_np(xyz, visualize.PICTURE_BOX_CLIP)
     if sheet:
         written.append(os.path.join(out_dir, name + ".png"))
         visualize.save_screenshot(written[-1], image, [(shown, colours)], titles=[name], legend=legend)

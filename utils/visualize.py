@@ -9,6 +9,10 @@ import os
 
 import numpy as np
 
+# Pictures of a predicted cloud scale it by its bounding box measured on coordinates clipped
+# to +-PICTURE_BOX_CLIP (world units), so a few stray points do not shrink the drawing.
+PICTURE_BOX_CLIP = 0.5
+
 # Part colours (RGB in [0, 1]); index 0 is part 0 (the background has no points).
 PART_COLOURS = np.array([[0.00, 0.73, 1.00], [0.24, 1.00, 0.00], [1.00, 0.27, 0.00],
                          [0.73, 0.00, 1.00], [1.00, 0.85, 0.10], [0.50, 0.50, 0.50],
