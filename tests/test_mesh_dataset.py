@@ -127,14 +127,27 @@ def test_texture_lookup_orientation_and_wrap():
     np.testing.assert_allclose(got[3], [1, 0, 0])  # the corner clamps, no bleeding from the other side
 
 
-def test_textured_obj_colours_in_views_and_cloud(tmp_path):
+def _glb_copy(obj_path):
+    """The same textured square as a binary glTF (texture embedded; trimesh turns the OBJ's Kd 0.2
+    into the base colour factor, which glTF multiplies with the texture)."""
+    import trimesh
+    glb = obj_path.with_suffix(".glb")
+    trimesh.load(str(obj_path), force="scene").export(str(glb))
+    return glb
+
+
+@pytest.mark.parametrize("fmt", ["obj", "glb"])
+def test_textured_mesh_colours_in_views_and_cloud(tmp_path, fmt):
     """A wrong v (or u) orientation swaps the cells: the pixel and point colours then fail."""
     path = _write_checker_quad(tmp_path / "quad")
+    factor = 1.0  # OBJ: map_Kd alone, the Kd of 0.2 ignored
+    if fmt == "glb":  # glTF counts v from the top of the image; trimesh turns it into the OBJ convention
+        path, factor = _glb_copy(path), 0.2
     model = mesh_dataset.render_model(_source(path), _opts(azimuth=(-60, 60), elevation=(-30, 30)))
     half = 0.5 / np.sqrt(2)  # the 2 x 2 square scaled to a unit diagonal
     expected = lambda p: np.where((p[:, 1] > 0)[:, None],  # noqa: E731
                                   np.where((p[:, 0] < 0)[:, None], RED, GREEN),
-                                  np.where((p[:, 0] < 0)[:, None], BLUE, WHITE)) / 255.0
+                                  np.where((p[:, 0] < 0)[:, None], BLUE, WHITE)) * factor / 255.0
     margin = 0.03  # keep away from the cell borders, where the bilinear lookup blends
     pcl, col = model["pcl"].astype(np.float64), model["colours"]
     assert np.allclose(np.abs(pcl).max(0), [half, half, 0], atol=0.01)

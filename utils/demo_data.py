@@ -45,8 +45,8 @@ import trimesh
 
 from utils.data_writer import (SPLIT_FRACTIONS, split_models, write_label_maps, write_part_cloud,
                                write_rgb_cloud, write_splits, write_views)
-from utils.mesh_render import (DEPTH_FAR, DEPTH_NEAR, SUPERSAMPLE, MeshRenderer, Surface, encode_depth,
-                               farthest_point_sampling, sample_faces)
+from utils.mesh_render import (DEPTH_FAR, DEPTH_NEAR, SUPERSAMPLE, MeshRenderer, Surface,  # noqa: F401
+                               encode_depth, farthest_point_sampling, sample_faces)
 from utils.shapenet import DEMO_PART_NAMES, synset_id
 
 N_PTS = 1024  # the file names of the original layout fix the cloud size

@@ -254,7 +254,7 @@ def _job(job):
         for rel in model_folders(source.synset, source.model_id, partseg):
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp / rel, out / rel)
-        rec = dict(path=str(source.path), synset=source.synset, model_id=source.model_id, layout=source.layout,
+        rec = dict(path=str(Path(source.path).resolve()), synset=source.synset, model_id=source.model_id, layout=source.layout,
                    partseg=partseg, **model["report"])
         path = _record_path(out, source.synset, source.model_id)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -357,7 +357,8 @@ def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits
         limit: at most this many models per synset (0 = all), the first in
             model-id order.
         workers: processes; force: redo complete models.
-        log: where messages go (failures as they happen, the summary).
+        progress: a tqdm bar on a terminal, a line every 5% of the models otherwise.
+        log: where messages go (failures as they happen, progress lines).
     Returns:
         the summary dict written to ``dataset_info.json``.
     """
@@ -368,8 +369,12 @@ def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits
     synset = shapenet.synset_id(category) if category else None
     sources = find_meshes(meshes, synset)
     if limit:
-        per = {}
-        sources = [s for s in sources if per.setdefault(s.synset, []).append(s) or len(per[s.synset]) <= limit]
+        kept, count = [], {}
+        for s in sources:  # sorted by (synset, model id): the first `limit` of each synset
+            count[s.synset] = count.get(s.synset, 0) + 1
+            if count[s.synset] <= limit:
+                kept.append(s)
+        sources = kept
     out.mkdir(parents=True, exist_ok=True)
     _check_params(out, opts, force)
     shutil.rmtree(out / STATE_DIR / "tmp", ignore_errors=True)  # leftovers of an interrupted run
@@ -377,8 +382,11 @@ def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits
     todo = [s for s in sources if force or read_record(out, s.synset, s.model_id) is None]
     failures = []
     jobs = [(str(out), s, opts) for s in todo]
-    bar = tqdm(total=len(jobs), desc="make_dataset", unit="model", disable=not progress or not jobs)
-    say = tqdm.write if progress and jobs else log
+    use_bar = bool(progress and jobs and sys.stderr.isatty())  # progress lines instead in a log file
+    bar = tqdm(total=len(jobs), desc="make_dataset", unit="model", disable=not use_bar)
+    say = tqdm.write if use_bar else log
+    every = max(1, len(jobs) // 20)
+    finished = []
 
     def finish(result):
         source, rec, err = result
@@ -386,6 +394,9 @@ def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits
             failures.append(dict(path=str(source.path), error=err))
             say(f"make_dataset: skipped {err}")
         bar.update()
+        finished.append(source)
+        if progress and not use_bar and (len(finished) % every == 0 or len(finished) == len(jobs)):
+            log(f"make_dataset: {len(finished)}/{len(jobs)} models, {time.time() - t0:.0f} s")
 
     if workers > 1 and len(jobs) > 1:
         ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
@@ -559,7 +570,7 @@ def main(argv=None):
         names = [n.strip() for n in args.part_names.split(",")] if args.part_names else None
         info = make_dataset(args.meshes, args.out, opts, category=args.category, split=parse_fractions(args.split),
                             splits_from=args.splits_from, part_names=names, limit=args.limit, workers=args.workers,
-                            force=args.force, progress=not args.quiet and sys.stderr.isatty())
+                            force=args.force, progress=not args.quiet)
     except (MeshError, FileExistsError, ValueError) as err:
         print(f"make_dataset: {err}", file=sys.stderr)
         return 2
