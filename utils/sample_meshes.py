@@ -11,7 +11,8 @@ textured with the photograph through UV coordinates, grey walls and bottom.
 :func:`write_checker_cube` writes a cube whose faces carry a labelled checker
 texture (the row of renders in ``docs/``).
 
-Command line: ``python -m utils.sample_meshes --out DIR`` writes both.
+Command line: ``python -m utils.sample_meshes --out DIR`` writes both;
+``--figures docs`` also draws the pictures of ``data/README.md`` from them.
 """
 import argparse
 import sys
@@ -149,12 +150,79 @@ def write_checker_cube(folder):
                       {"checker": ((1.0, 1.0, 1.0), True)}, "checker.png")
 
 
+def turntable(path, up="y", azimuths=range(0, 360, 45), elevation=20.0, size=64, shading=False):
+    """Views of one mesh file at fixed angles (degrees), as make_dataset renders it: uint8 (V, H, W, 3)."""
+    from utils.mesh_io import load_mesh, normalise
+    from utils.mesh_render import MeshRenderer
+    surface, _, _ = normalise(load_mesh(path, up).surface)
+    renderer = MeshRenderer(surface)
+    return np.stack([np.round(renderer.render(np.radians(a), np.radians(elevation), size, size, shading).rgb
+                              * 255).astype(np.uint8) for a in azimuths])
+
+
+def _row(views, zoom=2, gap=4):
+    """Views side by side on a dark grey strip, enlarged without smoothing: uint8 RGB."""
+    big = [cv2.resize(v, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST) for v in views]
+    h = big[0].shape[0]
+    strip = np.full((h, len(big) * (h + gap) - gap, 3), 32, np.uint8)
+    for k, b in enumerate(big):
+        strip[:, k * (h + gap):k * (h + gap) + h] = b
+    return strip
+
+
+def figures(out, work):
+    """The two pictures of data/README.md: ``mesh_renders.png`` and ``mesh_up_axis.png`` in ``out``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    out, work = Path(out), Path(work)
+    out.mkdir(parents=True, exist_ok=True)
+    cube = write_checker_cube(work / "cube")
+    tile = write_terrain_tiles(work / "terrain", n_tiles=1)[0]
+    top, bottom = _row(turntable(cube)), _row(turntable(tile, up="z"))
+    rows = np.concatenate([top, np.full((4, top.shape[1], 3), 32, np.uint8), bottom], 0)
+    cv2.imwrite(str(out / "mesh_renders.png"), cv2.cvtColor(rows, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+
+    fig = plt.figure(figsize=(7.6, 2.3), dpi=100)
+    grid = fig.add_gridspec(2, 2, width_ratios=(1.25, 4))
+    ax = fig.add_subplot(grid[:, 0])
+    into, out_of = np.array([0.35, 0.25]), np.array([-0.35, -0.25])  # oblique drawing of the depth axis
+    for origin, axes3, title in (((0.0, 0.0), (("x", (1, 0)), ("y", into), ("z", (0, 1))), "source, z up"),
+                                 ((1.9, 0.0), (("x", (1, 0)), ("y", (0, 1)), ("z", out_of)), "ShapeNet frame")):
+        for name, d in axes3:
+            d = np.asarray(d, float) * 0.8
+            ax.annotate("", xy=np.add(origin, d), xytext=origin, arrowprops=dict(arrowstyle="->", lw=1.2))
+            ax.text(*(np.add(origin, d * 1.18)), name, fontsize=8, ha="center", va="center")
+        ax.text(origin[0] + 0.35, -0.65, title, fontsize=7, ha="center")
+    ax.annotate("", xy=(1.55, 0.35), xytext=(1.05, 0.35), arrowprops=dict(arrowstyle="->", lw=1, color="0.4"))
+    ax.text(1.3, 0.5, "--up z", fontsize=7, ha="center", color="0.3")
+    ax.set_xlim(-0.6, 3.0)
+    ax.set_ylim(-0.8, 1.1)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    for k, up in enumerate(("y", "z")):
+        ax = fig.add_subplot(grid[k, 1])
+        ax.imshow(_row(turntable(tile, up=up, azimuths=range(0, 360, 60)), zoom=1))
+        ax.set_axis_off()
+        label = "--up y (default): a z-up source lies on its side" if up == "y" else \
+            "--up z: (x, y, z) -> (x, z, -y), upright"
+        ax.set_title(label, fontsize=8, loc="left")
+    fig.tight_layout(pad=0.3)
+    fig.savefig(out / "mesh_up_axis.png")
+    plt.close(fig)
+    return [out / "mesh_renders.png", out / "mesh_up_axis.png"]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="sample_meshes.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="folder to write the OBJ files into")
     p.add_argument("--n_tiles", type=int, default=5, help="terrain blocks (default: %(default)s)")
+    p.add_argument("--figures", default=None, metavar="DIR",
+                   help="also draw the pictures of data/README.md into DIR (e.g. docs)")
     args = p.parse_args(argv)
     paths = write_terrain_tiles(Path(args.out) / "terrain", args.n_tiles) + [write_checker_cube(Path(args.out) / "cube")]
+    if args.figures:
+        paths += figures(args.figures, Path(args.out) / "figures")
     print("\n".join(str(p) for p in paths))
     return 0
 
