@@ -345,6 +345,10 @@ def test_find_meshes_layouts(tmp_path):
     assert mesh_io.find_meshes(tmp_path / "loose", "90000001")[0].model_id == "sub_dir__bar"
     with pytest.raises(mesh_io.MeshError, match="no mesh files"):
         mesh_io.find_meshes(tmp_path / "v2", "04379243")
+    # any 8-digit id names a category for the loaders; anything else unknown is still refused
+    assert shapenet.synset_id("90000001") == "90000001" and shapenet.category_name("90000001") == "90000001"
+    with pytest.raises(ValueError, match="unknown ShapeNet category"):
+        shapenet.synset_id("9000001x")
 
 
 def test_interior_geometry_left_out_of_the_cloud(tmp_path):

@@ -483,8 +483,7 @@ def build_parser():
         description="Render a collection of 3D models (any folder of meshes, or ShapeNetCore v1/v2) into the "
                     "data layout of data/README.md: RGB renders, coverage masks, view angles and 1024-point "
                     "coloured clouds for the rgb task, and, with part labels, label maps and labelled clouds for "
-                    "the partseg task, plus train/val/test splits. Uses the ray-casting renderer of the demo.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "the partseg task, plus train/val/test splits. Uses the ray-casting renderer of the demo.")
     g = p.add_argument_group("input and output")
     g.add_argument("--meshes", required=True, metavar="SRC",
                    help=f"folder searched recursively for {' '.join(MESH_SUFFIXES)} files (or one file). "
@@ -496,29 +495,35 @@ def build_parser():
                    help="category name (chair, car, ...) or any 8-digit synset id for the meshes outside the "
                         "ShapeNetCore layouts (required for them); restricts ShapeNetCore sources to that synset")
     g.add_argument("--limit", type=int, default=0, metavar="N",
-                   help="render at most N models per synset, the first by model id (0 = all)")
+                   help="render at most N models per synset, the first by model id (default: 0 = all)")
     g = p.add_argument_group("geometry and frame")
     g.add_argument("--up", choices=UP_AXES, default="y",
                    help="the source's up axis: y (ShapeNet, glTF) or z (ModelNet, most scans, CAD and Blender "
-                        "scenes): z-up meshes are rotated by (x, y, z) -> (x, z, -y) into the y-up ShapeNet frame")
+                        "scenes): z-up meshes are rotated by (x, y, z) -> (x, z, -y) into the y-up ShapeNet frame "
+                        "(default: %(default)s)")
     g.add_argument("--normalise", choices=("diagonal", "sphere"), default="diagonal",
                    help="diagonal: bounding box centred at the origin with a diagonal of 1, as ShapeNetCore's "
-                        "normalised models; sphere: centred and scaled into a sphere of radius 0.46, as the demo")
+                        "normalised models (the default); sphere: centred and scaled into a sphere of radius 0.46, "
+                        "as the demo")
     g = p.add_argument_group("views")
-    g.add_argument("--n_views", type=int, default=10, metavar="V", help="views per model")
-    g.add_argument("--size", type=int, default=64, metavar="PX", help="image side in pixels")
+    g.add_argument("--n_views", type=int, default=10, metavar="V", help="views per model (default: %(default)s)")
+    g.add_argument("--size", type=int, default=64, metavar="PX", help="image side in pixels (default: %(default)s)")
     g.add_argument("--azimuth", type=float, nargs=2, default=[0.0, 360.0], metavar=("MIN", "MAX"),
-                   help="azimuth range in degrees (turn about the up axis), drawn uniformly per view")
+                   help="azimuth range in degrees (turn about the up axis), drawn uniformly per view "
+                        "(default: 0 360)")
     g.add_argument("--elevation", type=float, nargs=2, default=[-10.0, 40.0], metavar=("MIN", "MAX"),
-                   help="elevation range in degrees (positive: from above), drawn uniformly per view")
+                   help="elevation range in degrees (positive: from above), drawn uniformly per view "
+                        "(default: -10 40)")
     g.add_argument("--supersample", type=int, default=SUPERSAMPLE,
                    help="rays per pixel side; a pixel is foreground when any of its rays hits (coverage mask) and "
-                        "takes the colour of the hit nearest its centre; 1 = one ray through the centre")
+                        "takes the colour of the hit nearest its centre; 1 = one ray through the centre "
+                        "(default: %(default)s)")
     g.add_argument("--shading", action="store_true",
                    help="shade the renders (Lambert term); default flat colours, equal to the cloud colours")
     g = p.add_argument_group("ground-truth clouds")
     g.add_argument("--n_dense", type=int, default=16384,
-                   help="dense area-weighted surface samples, reduced to 1024 by farthest point sampling")
+                   help="dense area-weighted surface samples, reduced to 1024 by farthest point sampling "
+                        "(default: %(default)s)")
     g.add_argument("--keep_hidden", action="store_true",
                    help="keep samples that cannot be seen from outside the object (interior geometry); by "
                         "default they are dropped, so the cloud's colours are the ones the views show")
@@ -534,21 +539,22 @@ def build_parser():
     g.add_argument("--part_names", default=None, metavar="A,B,..",
                    help="names of the annotation labels 1..K for part_names.json (default: part1..partK)")
     g.add_argument("--min_agreement", type=float, default=0.9,
-                   help="a transfer whose agreement is lower leaves the model out of the partseg tree")
+                   help="a transfer whose agreement is lower leaves the model out of the partseg tree "
+                        "(default: %(default)s)")
     g = p.add_argument_group("splits")
     g.add_argument("--split", default="0.8,0.1,0.1", metavar="TRAIN,VAL,TEST",
-                   help="fractions of a seeded random split, per synset")
+                   help="fractions of a seeded random split, per synset (default: %(default)s)")
     g.add_argument("--splits_from", default=None, metavar="PATH",
                    help="reuse split lists instead: a folder of <synset>_{train,val,test}_list.{txt,npy} files "
                         "or a CSV with columns synsetId, modelId, split (ShapeNetCore's all.csv); rendered models "
                         "missing from the lists are left out and counted")
     g = p.add_argument_group("running")
-    g.add_argument("--seed", type=int, default=0, help="seed of the views, samples and split; same seed, same files")
-    g.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    g.add_argument("--seed", type=int, default=0, help="seed of the views, samples and split; same seed, same files (default: %(default)s)")
+    g.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default: %(default)s)")
     g.add_argument("--force", action="store_true",
                    help="redo models that are already complete (also needed to change options for an --out that "
                         "holds models)")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
     return p
 
 

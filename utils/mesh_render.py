@@ -321,6 +321,7 @@ class MeshRenderer:
         depth = np.zeros(n_pix)
         if self.surface.needs_bary and len(tri):
             bary = trimesh.triangles.points_to_barycentric(self.mesh.triangles[tri], loc)
+            bary = np.nan_to_num(bary, nan=1.0 / 3.0)  # a degenerate (zero-area) face: its centre
         else:  # flat colours only: the hit's position inside its face does not matter
             bary = np.full((len(tri), 3), 1.0 / 3.0)
         colour = self.surface.colour_at(tri, bary)
