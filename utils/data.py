@@ -163,7 +163,7 @@ def part_names(data_dir, category):
             raise DataError(f"{path}: expected a JSON object synset -> list of part names ({err})") from None
         if syn in table:
             return list(table[syn])
-    name = shapenet.SYNSET_TO_CATEGORY[syn]
+    name = shapenet.category_name(syn)
     if name in shapenet.DEMO_PART_NAMES:
         return list(shapenet.DEMO_PART_NAMES[name])
     if name in shapenet.PART_COUNTS:

@@ -6,10 +6,11 @@ vocabulary, see :data:`utils.shapenet.DEMO_PART_NAMES`) and carrying that
 part's colour. Proportions, part styles, part presence (arms, engines, ...) and
 colours are drawn at random per model.
 
-Views are rendered by **ray casting** the mesh with trimesh/embree (first hit
-per ray; the rays of :func:`utils.camera.pixel_rays_np`, plus sub-pixel shifted
-copies), an independent renderer that shares only the camera model with the
-differentiable projections. A pixel is foreground when any of its 3x3 rays
+Views are rendered by **ray casting** the mesh with the renderer of
+:mod:`utils.mesh_render` (trimesh/embree, first hit per ray; the rays of
+:func:`utils.camera.pixel_rays_np`, plus sub-pixel shifted copies), an
+independent renderer that shares only the camera model with the differentiable
+projections, and the one ``data/make_dataset.py`` renders users' meshes with. A pixel is foreground when any of its 3x3 rays
 (spread over the pixel square, edges included) hits the object: a coverage
 mask, as the original data's "depth < 254" threshold makes of anti-aliased
 renders. It then takes the colour and part label of the hitting ray nearest its
@@ -39,22 +40,21 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import trimesh
 
-from utils import camera
-from utils.shapenet import ALIGN, DEMO_PART_NAMES, synset_id
+from utils.data_writer import (SPLIT_FRACTIONS, split_models, write_label_maps, write_part_cloud,
+                               write_rgb_cloud, write_splits, write_views)
+from utils.mesh_render import (DEPTH_FAR, DEPTH_NEAR, SUPERSAMPLE, MeshRenderer, Surface,  # noqa: F401
+                               encode_depth, farthest_point_sampling, sample_faces)
+from utils.shapenet import DEMO_PART_NAMES, synset_id
 
 N_PTS = 1024  # the file names of the original layout fix the cloud size
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "data"
 DEFAULT_CATEGORIES = ("chair", "airplane", "car")
 BOUND_RADIUS = 0.46  # every model is scaled so that it fits in a sphere of this radius
-SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train, val, test
-DEPTH_NEAR, DEPTH_FAR = 1.0, 3.0  # depth_k.png: 0..253 spans this depth range
 TOP_LEVEL = ("ShapeNet_rendered", "ShapeNet_pcl", "splits", "partseg", "demo_info.json")
 INFO_FILE = "demo_info.json"
-SUPERSAMPLE = 3  # rays per pixel side for the coverage masks
 
 
 # --------------------------------------------------------------------------
@@ -337,13 +337,7 @@ def sample_surface(parts, n, rng):
     for k, ((mesh, _, _), c) in enumerate(zip(parts, counts)):
         if c == 0:
             continue
-        tri = mesh.triangles
-        face = rng.choice(len(tri), size=c, p=mesh.area_faces / mesh.area)
-        u, v = rng.random((2, c))
-        flip = u + v > 1
-        u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-        t = tri[face]
-        xyz.append(t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0]))
+        xyz.append(sample_faces(mesh.triangles, mesh.area_faces / mesh.area, c, rng)[0])
         owner.append(np.full(c, k))
     xyz, owner = np.concatenate(xyz), np.concatenate(owner)
     buried = np.zeros(len(xyz), bool)
@@ -356,93 +350,6 @@ def sample_surface(parts, n, rng):
             signed = xyz[near] @ normals.T - offsets
             buried[np.flatnonzero(near)[np.all(signed < -1e-4, axis=1)]] = True
     return xyz[~buried], owner[~buried]
-
-
-def farthest_point_sampling(xyz, k, rng):
-    """Indices of ``k`` points of ``xyz (N, 3)`` chosen greedily far apart (start drawn by rng)."""
-    n = len(xyz)
-    if n < k:
-        raise ValueError(f"cannot pick {k} points out of {n}")
-    x, y, z = (np.ascontiguousarray(c) for c in np.asarray(xyz, np.float64).T)
-    idx = np.empty(k, np.int64)
-    idx[0] = rng.integers(n)
-    dist = np.full(n, np.inf)
-    for i in range(k):
-        if i:
-            idx[i] = np.argmax(dist)
-        j = idx[i]
-        np.minimum(dist, (x - x[j]) ** 2 + (y - y[j]) ** 2 + (z - z[j]) ** 2, out=dist)
-    return idx
-
-
-class MeshRenderer:
-    """First-hit ray casting of a part-labelled mesh in the renderer (world) frame."""
-
-    def __init__(self, parts):
-        world = [m.copy().apply_transform(_align4()) for m, _, _ in parts]
-        self.mesh = trimesh.util.concatenate(world)
-        n_faces = [len(m.faces) for m in world]
-        self.face_label = np.repeat([lab for _, lab, _ in parts], n_faces)
-        self.face_colour = np.repeat(np.array([col for _, _, col in parts]), n_faces, axis=0)
-        self.normals = self.mesh.face_normals
-        self.rays = self.mesh.ray  # embree when embreex is installed, trimesh's own otherwise
-
-    def render(self, az, el, img_h, img_w, shading=False, supersample=SUPERSAMPLE):
-        """Render one view (radians).
-
-        Each pixel casts ``supersample**2`` rays on a regular grid over its
-        square, the square's edges included; it is foreground when any of
-        them hits (a coverage mask, like the original data's threshold at 254
-        on anti-aliased renders), and takes colour, part label and depth from
-        the hitting ray nearest its centre (no blending, so colours stay the
-        flat part colours).
-
-        Returns rgb float (H,W,3), label uint8 (H,W) (0 = background), depth
-        float (H,W) (0 where nothing is hit).
-        """
-        s = int(supersample)
-        offs = np.linspace(-0.5, 0.5, s) if s > 1 else np.zeros(1)  # sub-pixel offsets, edges included
-        sub = np.array([(a, b) for a in offs for b in offs]).reshape(-1, 2)
-        sub = sub[np.argsort(np.hypot(sub[:, 0], sub[:, 1]), kind="stable")]  # centre first
-        origin, centre_dirs = camera.pixel_rays_np(az, el, img_h, img_w)
-        f_r, f_c, _, _ = camera.intrinsics(img_h, img_w)
-        # shift each pixel ray by a sub-pixel offset: in camera space the ray
-        # through (row, col) is ((row - c_r) / f_r, (col - c_c) / f_c, -1)
-        rot = camera.rotation_np(az, el)
-        n_pix = img_h * img_w
-        best = np.full(n_pix, -1)
-        best_tri = np.zeros(n_pix, np.int64)
-        best_loc = np.zeros((n_pix, 3))
-        best_dir = np.zeros((n_pix, 3))
-        for k, (dr, dc) in enumerate(sub):
-            shift = np.array([dr / f_r, dc / f_c, 0.0]) @ rot  # camera -> world direction
-            dirs = centre_dirs / np.abs(centre_dirs @ rot[2])[:, None] + shift
-            dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-            loc, ray, tri = self.rays.intersects_location(origin, dirs, multiple_hits=False)
-            new = best[ray] < 0
-            ray, tri, loc = ray[new], tri[new], loc[new]
-            best[ray], best_tri[ray], best_loc[ray], best_dir[ray] = k, tri, loc, dirs[ray]
-        hit = best >= 0
-        tri, loc = best_tri[hit], best_loc[hit]
-        rgb = np.zeros((n_pix, 3))
-        label = np.zeros(n_pix, np.uint8)
-        depth = np.zeros(n_pix)
-        colour = self.face_colour[tri]
-        if shading:
-            light = best_dir[hit] * 0.6 + np.array([-0.6, 0.3, 0.2])  # headlight plus a light from above
-            light /= np.linalg.norm(light, axis=1, keepdims=True)
-            lambert = np.abs(np.einsum("ij,ij->i", self.normals[tri], light))
-            colour = colour * (0.35 + 0.65 * lambert)[:, None]
-        rgb[hit] = colour
-        label[hit] = self.face_label[tri]
-        depth[hit] = -camera.world2cam_np(loc, az, el)[:, 2]
-        return rgb.reshape(img_h, img_w, 3), label.reshape(img_h, img_w), depth.reshape(img_h, img_w)
-
-
-def _align4():
-    m = np.eye(4)
-    m[:3, :3] = ALIGN
-    return m
 
 
 # --------------------------------------------------------------------------
@@ -471,14 +378,13 @@ def make_model(category, index, seed=0, n_views=10, img_size=64, shading=False,
     view_rng = np.random.default_rng(view_ss)
     az = view_rng.uniform(0.0, 360.0, n_views)
     el = view_rng.uniform(el_range[0], el_range[1], n_views)
-    renderer = MeshRenderer(parts)
+    renderer = MeshRenderer(Surface.from_parts(parts))
     rgb, depth, labels = [], [], []
     for a, e in zip(az, el):
-        col, lab, dep = renderer.render(np.radians(a), np.radians(e), img_size, img_size, shading, supersample)
-        rgb.append(np.round(col * 255).astype(np.uint8))
-        labels.append(lab)
-        code = np.clip(np.round((dep - DEPTH_NEAR) / (DEPTH_FAR - DEPTH_NEAR) * 253), 0, 253)
-        depth.append(np.where(lab > 0, code, 255).astype(np.uint8))
+        view = renderer.render(np.radians(a), np.radians(e), img_size, img_size, shading, supersample)
+        rgb.append(np.round(view.rgb * 255).astype(np.uint8))
+        labels.append(view.label)
+        depth.append(encode_depth(view.depth, view.hit))
 
     sample_rng = np.random.default_rng(sample_ss)
     xyz, owner = sample_surface(parts, n_dense, sample_rng)
@@ -499,40 +405,11 @@ def model_id(category, index):
 def write_model(root, category, index, model):
     """Write one model's files into both trees (RGB and partseg) under ``root``."""
     synset, mid = synset_id(category), model_id(category, index)
-    rendered = [root / "ShapeNet_rendered" / synset / mid, root / "partseg" / "ShapeNet_rendered" / synset / mid]
-    labels_dir = root / "partseg" / "ShapeNet_labels" / synset / mid
-    pcl_dir, seg_pcl_dir = root / "ShapeNet_pcl" / synset / mid, root / "partseg" / "ShapeNet_pcl" / synset / mid
-    for d in rendered + [labels_dir, pcl_dir, seg_pcl_dir]:
-        d.mkdir(parents=True, exist_ok=True)
-    view_txt = "".join(f"{a:.6f} {e:.6f}\n" for a, e in model["views"])
-    for k in range(len(model["views"])):
-        ok_rgb, png_rgb = cv2.imencode(".png", cv2.cvtColor(model["rgb"][k], cv2.COLOR_RGB2BGR))
-        ok_dep, png_dep = cv2.imencode(".png", model["depth"][k])
-        if not (ok_rgb and ok_dep):
-            raise RuntimeError(f"PNG encoding failed for {mid} view {k}")
-        for d in rendered:
-            (d / f"render_{k}.png").write_bytes(png_rgb.tobytes())
-            (d / f"depth_{k}.png").write_bytes(png_dep.tobytes())
-        np.save(labels_dir / f"labels_{k}.npy", model["labels"][k])
-    for d in rendered:
-        (d / "view.txt").write_text(view_txt)
-    np.save(pcl_dir / "pcl_1024_fps_trimesh.npy", model["pcl"])
-    np.save(pcl_dir / "pcl_1024_fps_trimesh_colors.npy", np.concatenate([model["pcl"], model["colours"]], 1))
-    np.save(seg_pcl_dir / "pcl_1024_fps_trimesh.npy", model["pcl"])
-    np.save(seg_pcl_dir / "pointcloud_labels.npy", model["point_labels"])
-
-
-def split_models(ids, seed, synset, fractions=SPLIT_FRACTIONS):
-    """Deterministic train/val/test partition of ``ids`` (each list sorted)."""
-    n = len(ids)
-    perm = np.random.default_rng([int(seed), int(synset), 7]).permutation(n)
-    n_val = int(round(fractions[1] * n))
-    n_test = int(round(fractions[2] * n))
-    if n >= 3:
-        n_val, n_test = max(1, n_val), max(1, n_test)
-    n_train = n - n_val - n_test
-    pick = lambda a, b: sorted(ids[i] for i in perm[a:b])  # noqa: E731
-    return {"train": pick(0, n_train), "val": pick(n_train, n_train + n_val), "test": pick(n_train + n_val, n)}
+    write_views([root / "ShapeNet_rendered" / synset / mid, root / "partseg" / "ShapeNet_rendered" / synset / mid],
+                model["views"], model["rgb"], model["depth"])
+    write_label_maps(root / "partseg" / "ShapeNet_labels" / synset / mid, model["labels"])
+    write_rgb_cloud(root / "ShapeNet_pcl" / synset / mid, model["pcl"], model["colours"])
+    write_part_cloud(root / "partseg" / "ShapeNet_pcl" / synset / mid, model["pcl"], model["point_labels"])
 
 
 def _job(job):
@@ -588,14 +465,8 @@ def generate(out, categories=DEFAULT_CATEGORIES, n_models=200, n_views=10, img_s
         for c in categories:
             syn = synset_id(c)
             splits = split_models([model_id(c, i) for i in range(n_models)], seed, syn)
-            for tree, ext in ((tmp / "splits", ".npy"), (tmp / "partseg" / "splits", ".txt")):
-                tree.mkdir(parents=True, exist_ok=True)
-                for name, ids in splits.items():
-                    path = tree / f"{syn}_{name}_list{ext}"
-                    if ext == ".npy":
-                        np.save(path, np.array(ids, dtype=str))
-                    else:
-                        path.write_text("".join(i + "\n" for i in ids))
+            write_splits(tmp / "splits", syn, splits, ".npy")
+            write_splits(tmp / "partseg" / "splits", syn, splits, ".txt")
         (tmp / "partseg" / "part_names.json").write_text(json.dumps(
             {synset_id(c): list(DEMO_PART_NAMES[c]) for c in categories}, indent=1) + "\n")
         info = dict(generator="utils.demo_data", categories={c: synset_id(c) for c in categories},

@@ -65,10 +65,13 @@ DEMO_PART_NAMES = {
 def synset_id(category):
     """Synset id (8-digit string) for a category name, alias or synset id.
 
-    Raises ValueError for anything unknown, listing the known names.
+    Any 8-digit string is accepted as a synset id (ShapeNetCore has 55 synsets,
+    and users' own collections may pick an id of their own, see
+    ``data/make_dataset.py``). Raises ValueError for anything else unknown,
+    listing the known names.
     """
     key = str(category).strip().lower()
-    if key in SYNSET_TO_CATEGORY:
+    if key in SYNSET_TO_CATEGORY or (len(key) == 8 and key.isascii() and key.isdigit()):
         return key
     key = ALIASES.get(key, key)
     if key in CATEGORY_TO_SYNSET:
@@ -78,8 +81,10 @@ def synset_id(category):
 
 
 def category_name(category):
-    """Canonical category name for a name, alias or synset id (ValueError if unknown)."""
-    return SYNSET_TO_CATEGORY[synset_id(category)]
+    """Canonical category name for a name, alias or synset id (ValueError if unknown); a synset id
+    outside the table is its own name."""
+    syn = synset_id(category)
+    return SYNSET_TO_CATEGORY.get(syn, syn)
 
 
 def preprocess_pcl_gt(pcl):

@@ -1,0 +1,605 @@
+"""Render a collection of real meshes into the data layout (``data/make_dataset.py``).
+
+For every mesh found by :func:`utils.mesh_io.find_meshes` (any folder of
+``.obj .glb .gltf .ply .off .stl`` files, or ShapeNetCore v1/v2):
+
+1. load it with its appearance and part names (:func:`utils.mesh_io.load_mesh`),
+   turn a z-up source upright (``--up z``), centre and scale it like
+   ShapeNetCore's normalised models (unit bounding-box diagonal);
+2. label its faces when asked: part names through a JSON map (``--part_map``)
+   or the ShapeNet part annotations (``--part_annotations``, see
+   :mod:`utils.part_transfer`);
+3. render V views with the shared ray caster (:mod:`utils.mesh_render`, the
+   demo's renderer): RGB, coverage mask as depth codes, part-label maps;
+4. sample the surface densely (area-weighted), drop the samples that cannot be
+   seen from outside the object (interior geometry), reduce to 1024 points by
+   farthest point sampling; colours are looked up at the sampled points with
+   the same function that colours the rendered pixels.
+
+The outputs of a model depend only on the options, the seed and its
+(synset, model id), whatever the number of workers. A model is written into a
+temporary folder and its folders are then renamed into place; a record in
+``<out>/.make_dataset/models/`` marks it complete, so a re-run skips it and an
+interrupted model is redone. Splits, ``partseg/part_names.json``,
+``dataset_info.json`` (and ``part_transfer.csv``) are rewritten at the end of
+every run from the complete models.
+"""
+import argparse
+import csv
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from utils import shapenet
+from utils.data import DataError, read_split
+from utils.data_writer import (SPLIT_NAMES, atomic_write_text, split_models, write_label_maps, write_part_cloud,
+                               write_rgb_cloud, write_splits, write_views)
+from utils.mesh_io import (MESH_SUFFIXES, UP_AXES, MeshError, PartMap, find_meshes, load_mesh, normalise)
+from utils.mesh_render import (SUPERSAMPLE, MeshRenderer, encode_depth, farthest_point_sampling)
+from utils import part_transfer
+
+N_PTS = 1024  # the file names of the layout fix the cloud size
+STATE_DIR = ".make_dataset"
+INFO_FILE = "dataset_info.json"
+TRANSFER_FILE = "part_transfer.csv"
+PART_NAMES_FILE = "part_names.json"
+# options that change what a model's files hold: a data set is made with one set of them
+OUTPUT_OPTIONS = ("n_views", "img_size", "azimuth", "elevation", "supersample", "shading", "up", "normalise",
+                  "n_dense", "keep_hidden", "seed", "part_map", "part_annotations", "min_agreement")
+
+
+@dataclass
+class Options:
+    """Everything that decides a model's files (see ``--help`` for each)."""
+    n_views: int = 10
+    img_size: int = 64
+    azimuth: tuple = (0.0, 360.0)
+    elevation: tuple = (-10.0, 40.0)
+    supersample: int = SUPERSAMPLE
+    shading: bool = False
+    up: str = "y"
+    normalise: str = "diagonal"
+    n_dense: int = 16384
+    keep_hidden: bool = False
+    seed: int = 0
+    part_map: dict = None  # PartMap as a dict {'patterns': [[pattern, label]], 'names': [...]}
+    part_annotations: str = None  # folder of the ShapeNet part annotations
+    min_agreement: float = 0.9
+
+    def check(self):
+        if self.n_views < 1 or self.img_size < 8 or self.supersample < 1:
+            raise ValueError("need --n_views >= 1, --size >= 8 and --supersample >= 1")
+        if self.n_dense < 2 * N_PTS:
+            raise ValueError(f"--n_dense must be at least {2 * N_PTS}")
+        if self.up not in UP_AXES:
+            raise ValueError(f"--up must be one of {UP_AXES}")
+        if self.elevation[0] > self.elevation[1] or self.azimuth[0] > self.azimuth[1]:
+            raise ValueError("--azimuth and --elevation take MIN MAX with MIN <= MAX")
+        if self.elevation[0] <= -90 or self.elevation[1] >= 90:
+            raise ValueError("--elevation must stay inside (-90, 90) degrees")
+        if self.part_map and self.part_annotations:
+            raise ValueError("give --part_map or --part_annotations, not both")
+
+    def part_map_obj(self):
+        if not self.part_map:
+            return None
+        return PartMap([tuple(p) for p in self.part_map["patterns"]], self.part_map["names"],
+                       self.part_map.get("source", "part map"))
+
+    def record(self):
+        d = asdict(self)
+        d["azimuth"], d["elevation"] = list(self.azimuth), list(self.elevation)
+        return {k: d[k] for k in OUTPUT_OPTIONS}
+
+
+def model_seed(seed, synset, model_id):
+    """SeedSequence of one model: depends only on (seed, synset, model id)."""
+    digest = hashlib.sha256(f"{synset}/{model_id}".encode()).digest()
+    words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
+    return np.random.SeedSequence([int(seed)] + words)
+
+
+def quantise(colour):
+    """Colours as they survive an 8-bit PNG, so cloud colours equal pixel colours."""
+    return np.round(np.clip(colour, 0, 1) * 255.0) / 255.0
+
+
+# --------------------------------------------------------------------------
+# one model
+# --------------------------------------------------------------------------
+def render_model(source, opts):
+    """Load, label, render and sample one model. Pure function of its arguments.
+
+    Args:
+        source: :class:`utils.mesh_io.MeshSource`.
+        opts: :class:`Options`.
+    Returns:
+        dict: ``views (V, 2)`` degrees; ``rgb (V,H,W,3)`` uint8; ``depth
+        (V,H,W)`` uint8; ``pcl (1024, 3)`` float32 ShapeNet frame; ``colours
+        (1024, 3)`` float32 in [0, 1]; with part labels also ``labels
+        (V,H,W)`` uint8 and ``point_labels (1024,)`` int32 1-based; ``report``
+        (a JSON-able dict: notes, faces, part transfer).
+    Raises:
+        MeshError (and AnnotationError): the model cannot be used.
+    """
+    view_ss, sample_ss, align_ss = model_seed(opts.seed, source.synset, source.model_id).spawn(3)
+    loaded = load_mesh(source.path, opts.up)
+    surface, _, _ = normalise(loaded.surface, opts.normalise)
+    report = dict(faces=int(len(surface.faces)), textures=len(surface.textures), notes=list(loaded.notes))
+    labelled = False
+    part_map = opts.part_map_obj()
+    if part_map is not None:
+        surface = surface.with_labels(part_map.face_labels(loaded, source.path))
+        labelled = True
+    elif opts.part_annotations:
+        files = part_transfer.annotation_files(opts.part_annotations, source.synset, source.model_id)
+        if files is None:
+            report["partseg"] = "no part annotation"
+        else:
+            pts, seg = part_transfer.read_annotation(*files)
+            labels, info = part_transfer.transfer(surface, pts, seg, np.random.default_rng(align_ss))
+            report["transfer"] = info
+            if info["agreement"] >= opts.min_agreement:
+                surface = surface.with_labels(labels)
+                labelled = True
+            else:
+                report["partseg"] = f"part transfer agreement {info['agreement']:.3f} < {opts.min_agreement}"
+
+    view_rng = np.random.default_rng(view_ss)
+    az = view_rng.uniform(opts.azimuth[0], opts.azimuth[1], opts.n_views)
+    el = view_rng.uniform(opts.elevation[0], opts.elevation[1], opts.n_views)
+    renderer = MeshRenderer(surface)
+    rgb, depth, label_maps = [], [], []
+    for a, e in zip(az, el):
+        view = renderer.render(np.radians(a), np.radians(e), opts.img_size, opts.img_size, opts.shading,
+                               opts.supersample)
+        rgb.append(np.round(view.rgb * 255).astype(np.uint8))
+        depth.append(encode_depth(view.depth, view.hit))
+        label_maps.append(view.label)
+
+    sample_rng = np.random.default_rng(sample_ss)
+    xyz, face, bary = surface.sample(opts.n_dense, sample_rng)
+    if not opts.keep_hidden:
+        seen = renderer.visible_from_outside(xyz)
+        report["hidden_samples"] = round(float(1 - seen.mean()), 4)
+        if seen.sum() < N_PTS:
+            raise MeshError(f"{source.path}: only {int(seen.sum())} of {opts.n_dense} surface samples can be seen "
+                            f"from outside; raise --n_dense or pass --keep_hidden")
+        xyz, face, bary = xyz[seen], face[seen], bary[seen]
+    keep = farthest_point_sampling(xyz, N_PTS, sample_rng)
+    xyz, face, bary = xyz[keep], face[keep], bary[keep]
+    out = dict(views=np.stack([az, el], 1), rgb=np.stack(rgb), depth=np.stack(depth), pcl=xyz.astype(np.float32),
+               colours=quantise(surface.colour_at(face, bary)).astype(np.float32), report=report)
+    if labelled:
+        out["labels"] = np.stack(label_maps)
+        out["point_labels"] = surface.labels[face].astype(np.int32)
+        report["part_labels"] = sorted(int(k) for k in np.unique(surface.labels))
+    return out
+
+
+def model_folders(synset, model_id, partseg):
+    """The model's folders, relative to the data root (rgb tree first)."""
+    rel = Path(synset) / model_id
+    out = [Path("ShapeNet_rendered") / rel, Path("ShapeNet_pcl") / rel]
+    if partseg:
+        out += [Path("partseg/ShapeNet_rendered") / rel, Path("partseg/ShapeNet_labels") / rel,
+                Path("partseg/ShapeNet_pcl") / rel]
+    return out
+
+
+def write_model(root, synset, model_id, model):
+    """Write one model's files under ``root`` (its partseg folders when it has part labels)."""
+    root = Path(root)
+    partseg = "labels" in model
+    folders = [root / f for f in model_folders(synset, model_id, partseg)]
+    write_views([folders[0]] + ([folders[2]] if partseg else []), model["views"], model["rgb"], model["depth"])
+    write_rgb_cloud(folders[1], model["pcl"], model["colours"])
+    if partseg:
+        write_label_maps(folders[3], model["labels"])
+        write_part_cloud(folders[4], model["pcl"], model["point_labels"])
+
+
+def _record_path(out, synset, model_id):
+    return Path(out) / STATE_DIR / "models" / synset / f"{model_id}.json"
+
+
+def read_record(out, synset, model_id):
+    """The completion record of a model whose folders are all in place, else None."""
+    path = _record_path(out, synset, model_id)
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not all((Path(out) / f).is_dir() for f in model_folders(synset, model_id, rec.get("partseg", False))):
+        return None
+    return rec
+
+
+def _remove_model(out, synset, model_id):
+    """Delete a model's record and folders (an interrupted or forced model)."""
+    rec = _record_path(out, synset, model_id)
+    if rec.exists():
+        rec.unlink()
+    for f in model_folders(synset, model_id, True):
+        if (Path(out) / f).exists():
+            shutil.rmtree(Path(out) / f)
+
+
+def _job(job):
+    """Worker: render, write into a private temporary folder, move into place, record. Never raises
+    for a bad mesh: returns ``(source, record or None, error message or None)``."""
+    out, source, opts = job
+    out = Path(out)
+    tmp = out / STATE_DIR / "tmp" / f"{source.synset}_{source.model_id}"
+    try:
+        model = render_model(source, opts)
+    except (MeshError, part_transfer.AnnotationError, ValueError, OSError, MemoryError) as err:
+        return source, None, str(err) if str(source.path) in str(err) else f"{source.path}: {err}"
+    except Exception as err:  # a bug or a library failure on an odd file: report, keep going
+        return source, None, f"{source.path}: {type(err).__name__}: {err}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        write_model(tmp, source.synset, source.model_id, model)
+        _remove_model(out, source.synset, source.model_id)
+        partseg = "labels" in model
+        for rel in model_folders(source.synset, source.model_id, partseg):
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp / rel, out / rel)
+        rec = dict(path=str(Path(source.path).resolve()), synset=source.synset, model_id=source.model_id, layout=source.layout,
+                   partseg=partseg, **model["report"])
+        path = _record_path(out, source.synset, source.model_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(rec, indent=1) + "\n")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return source, rec, None
+
+
+# --------------------------------------------------------------------------
+# splits
+# --------------------------------------------------------------------------
+def parse_fractions(text):
+    """'0.8,0.1,0.1' -> (0.8, 0.1, 0.1); ValueError unless three non-negative numbers summing to 1."""
+    try:
+        vals = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) != 3 or min(vals) < 0 or abs(sum(vals) - 1) > 1e-6:
+        raise ValueError(f"--split {text!r}: expected three fractions train,val,test summing to 1, e.g. 0.8,0.1,0.1")
+    return vals
+
+
+def read_split_source(path, synset):
+    """Split lists to reuse: ``{split: [ids]}`` for ``synset`` from a folder of
+    ``<synset>_{train,val,test}_list.{txt,npy}`` files or a CSV with columns
+    ``synsetId``, ``modelId``, ``split`` (ShapeNetCore's ``all.csv``).
+    Missing lists are empty."""
+    path = Path(path)
+    out = {name: [] for name in SPLIT_NAMES}
+    if path.is_file():
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if rows and not {"synsetId", "modelId", "split"} <= set(rows[0]):
+            raise ValueError(f"--splits_from {path}: expected CSV columns synsetId, modelId, split")
+        for r in rows:
+            name = r["split"].strip().lower()
+            name = "val" if name == "validation" else name
+            if r["synsetId"].strip().zfill(8) == synset and name in out:
+                out[name].append(r["modelId"].strip())
+        return out
+    if not path.is_dir():
+        raise ValueError(f"--splits_from {path}: no such folder or CSV file")
+    for name in SPLIT_NAMES:
+        for ext in (".txt", ".npy"):
+            f = path / f"{synset}_{name}_list{ext}"
+            if f.is_file():
+                try:
+                    out[name] = read_split(str(f))
+                except DataError as err:
+                    raise ValueError(f"--splits_from: {err}") from None
+                break
+    return out
+
+
+def make_splits(ids, synset, seed, fractions, reuse=None):
+    """``({split: sorted ids}, [ids left out])``: ``reuse`` lists filtered to ``ids``, or a fresh
+    seeded partition (:func:`utils.data_writer.split_models`)."""
+    ids = sorted(ids)
+    if reuse is None:
+        return split_models(ids, seed, synset, fractions), []
+    have = set(ids)
+    splits = {name: sorted(i for i in reuse.get(name, []) if i in have) for name in SPLIT_NAMES}
+    listed = set().union(*map(set, splits.values()))
+    return splits, [i for i in ids if i not in listed]
+
+
+# --------------------------------------------------------------------------
+# the whole collection
+# --------------------------------------------------------------------------
+def _check_params(out, opts, force):
+    path = Path(out) / STATE_DIR / "params.json"
+    new = opts.record()
+    if path.is_file() and not force:
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:
+            old = None
+        if old is not None and old != new:
+            diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in OUTPUT_OPTIONS if old.get(k) != new.get(k)]
+            raise FileExistsError(f"{out} holds models made with other options ({'; '.join(diff)}); use another "
+                                  f"--out, or --force to redo every model with the new options")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(new, indent=1) + "\n")
+
+
+def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits_from=None, part_names=None,
+                 limit=0, workers=1, force=False, progress=True, log=print):
+    """Render every mesh of ``meshes`` into the data layout under ``out``.
+
+    Args:
+        meshes: folder (searched recursively) or one mesh file.
+        out: data root to fill (created when absent).
+        opts: :class:`Options`.
+        category: category name or synset id of the meshes outside the
+            ShapeNetCore layouts; also restricts ShapeNetCore models to it.
+        split: train, val, test fractions (ignored with ``splits_from``).
+        splits_from: folder of split lists or ShapeNet CSV to reuse.
+        part_names: names of the part labels 1..K of ``--part_annotations``.
+        limit: at most this many models per synset (0 = all), the first in
+            model-id order.
+        workers: processes; force: redo complete models.
+        progress: a tqdm bar on a terminal, a line every 5% of the models otherwise.
+        log: where messages go (failures as they happen, progress lines).
+    Returns:
+        the summary dict written to ``dataset_info.json``.
+    """
+    from tqdm import tqdm
+    opts.check()
+    t0 = time.time()
+    out = Path(out).resolve()
+    synset = shapenet.synset_id(category) if category else None
+    sources = find_meshes(meshes, synset)
+    if limit:
+        kept, count = [], {}
+        for s in sources:  # sorted by (synset, model id): the first `limit` of each synset
+            count[s.synset] = count.get(s.synset, 0) + 1
+            if count[s.synset] <= limit:
+                kept.append(s)
+        sources = kept
+    out.mkdir(parents=True, exist_ok=True)
+    _check_params(out, opts, force)
+    shutil.rmtree(out / STATE_DIR / "tmp", ignore_errors=True)  # leftovers of an interrupted run
+
+    todo = [s for s in sources if force or read_record(out, s.synset, s.model_id) is None]
+    failures = []
+    jobs = [(str(out), s, opts) for s in todo]
+    use_bar = bool(progress and jobs and sys.stderr.isatty())  # progress lines instead in a log file
+    bar = tqdm(total=len(jobs), desc="make_dataset", unit="model", disable=not use_bar)
+    say = tqdm.write if use_bar else log
+    every = max(1, len(jobs) // 20)
+    finished = []
+
+    def finish(result):
+        source, rec, err = result
+        if err is not None:
+            failures.append(dict(path=str(source.path), error=err))
+            say(f"make_dataset: skipped {err}")
+        bar.update()
+        finished.append(source)
+        if progress and not use_bar and (len(finished) % every == 0 or len(finished) == len(jobs)):
+            log(f"make_dataset: {len(finished)}/{len(jobs)} models, {time.time() - t0:.0f} s")
+
+    if workers > 1 and len(jobs) > 1:
+        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        with ctx.Pool(min(workers, len(jobs))) as pool:
+            for result in pool.imap_unordered(_job, jobs, chunksize=1):
+                finish(result)
+    else:
+        for job in jobs:
+            finish(_job(job))
+    bar.close()
+
+    # ---- splits, part names, reports: from every complete model of this collection
+    records = [r for r in (read_record(out, s.synset, s.model_id) for s in sources) if r is not None]
+    by_synset = {}
+    for r in records:
+        by_synset.setdefault(r["synset"], []).append(r)
+    fractions = parse_fractions(split if isinstance(split, str) else ",".join(map(repr, split)))
+    summary_cats, left_out = {}, {}
+    names_path = out / "partseg" / PART_NAMES_FILE
+    part_table = json.loads(names_path.read_text()) if names_path.is_file() else {}
+    for syn, recs in sorted(by_synset.items()):
+        reuse = read_split_source(splits_from, syn) if splits_from else None
+        splits, missing = make_splits([r["model_id"] for r in recs], syn, opts.seed, fractions, reuse)
+        if missing:
+            left_out[syn] = missing
+        write_splits(out / "splits", syn, splits)
+        seg_ids = {r["model_id"] for r in recs if r["partseg"]}
+        if seg_ids:
+            write_splits(out / "partseg" / "splits", syn, {k: [i for i in v if i in seg_ids]
+                                                             for k, v in splits.items()})
+            labels = [k for r in recs if r["partseg"] for k in r.get("part_labels", [])]
+            part_table[syn] = _part_names(opts, syn, max(labels), part_names)
+        summary_cats[syn] = dict(models=len(recs), partseg=len(seg_ids),
+                                 **{name: len(ids) for name, ids in splits.items()})
+    if part_table:
+        names_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(names_path, json.dumps(part_table, indent=1) + "\n")
+    transfers = [r for r in records if "transfer" in r]
+    if transfers:
+        _write_transfer_report(out / TRANSFER_FILE, transfers)
+
+    info = dict(generator="utils.mesh_dataset", meshes=str(Path(meshes).resolve()), options=opts.record(),
+                split=list(fractions) if not splits_from else f"from {splits_from}", found=len(sources),
+                rendered_now=len(todo) - len(failures), already_complete=len(sources) - len(todo),
+                failed=failures, not_in_reused_splits=left_out, categories=summary_cats,
+                without_part_labels=sum(1 for r in records if not r["partseg"]) if (opts.part_map or
+                                                                                 opts.part_annotations) else None,
+                seconds=round(time.time() - t0, 1))
+    atomic_write_text(out / INFO_FILE, json.dumps(info, indent=1) + "\n")
+    return info
+
+
+def _part_names(opts, synset, top, given):
+    """Names of labels 1..K for part_names.json."""
+    if opts.part_map:
+        names = list(opts.part_map["names"])
+    elif given:
+        names = list(given)
+    else:
+        name = shapenet.SYNSET_TO_CATEGORY.get(synset)
+        k = max(top, shapenet.PART_COUNTS.get(name, 0))
+        names = [f"part{i}" for i in range(1, k + 1)]
+    if len(names) < top:
+        raise ValueError(f"--part_names lists {len(names)} names but labels reach {top} (synset {synset})")
+    return names
+
+
+def _write_transfer_report(path, records):
+    rows = ["synset,model_id,n_points,agreement,rmse,scale,rotation,partseg"]
+    for r in sorted(records, key=lambda r: (r["synset"], r["model_id"])):
+        t = r["transfer"]
+        rot = " ".join(str(v) for row in t["rotation"] for v in row)
+        rows.append(f"{r['synset']},{r['model_id']},{t['n_points']},{t['agreement']:.4f},{t['rmse']:.5f},"
+                    f"{t['scale']:.5f},{rot},{int(r['partseg'])}")
+    atomic_write_text(path, "\n".join(rows) + "\n")
+
+
+# --------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="make_dataset.py",
+        description="Render a collection of 3D models (any folder of meshes, or ShapeNetCore v1/v2) into the "
+                    "data layout of data/README.md: RGB renders, coverage masks, view angles and 1024-point "
+                    "coloured clouds for the rgb task, and, with part labels, label maps and labelled clouds for "
+                    "the partseg task, plus train/val/test splits. Uses the ray-casting renderer of the demo.")
+    g = p.add_argument_group("input and output")
+    g.add_argument("--meshes", required=True, metavar="SRC",
+                   help=f"folder searched recursively for {' '.join(MESH_SUFFIXES)} files (or one file). "
+                        "ShapeNetCore v1 (<synset>/<model>/model.obj) and v2 "
+                        "(<synset>/<model>/models/model_normalized.obj) are recognised: synset and model ids come "
+                        "from the folders. Other files get the model id <path below SRC>, folders joined by '__'")
+    g.add_argument("--out", required=True, metavar="DIR", help="data root to fill (e.g. data/); created if absent")
+    g.add_argument("--category", default=None, metavar="NAME",
+                   help="category name (chair, car, ...) or any 8-digit synset id for the meshes outside the "
+                        "ShapeNetCore layouts (required for them); restricts ShapeNetCore sources to that synset")
+    g.add_argument("--limit", type=int, default=0, metavar="N",
+                   help="render at most N models per synset, the first by model id (default: 0 = all)")
+    g = p.add_argument_group("geometry and frame")
+    g.add_argument("--up", choices=UP_AXES, default="y",
+                   help="the source's up axis: y (ShapeNet, glTF) or z (ModelNet, most scans, CAD and Blender "
+                        "scenes): z-up meshes are rotated by (x, y, z) -> (x, z, -y) into the y-up ShapeNet frame "
+                        "(default: %(default)s)")
+    g.add_argument("--normalise", choices=("diagonal", "sphere"), default="diagonal",
+                   help="diagonal: bounding box centred at the origin with a diagonal of 1, as ShapeNetCore's "
+                        "normalised models (the default); sphere: centred and scaled into a sphere of radius 0.46, "
+                        "as the demo")
+    g = p.add_argument_group("views")
+    g.add_argument("--n_views", type=int, default=10, metavar="V", help="views per model (default: %(default)s)")
+    g.add_argument("--size", type=int, default=64, metavar="PX", help="image side in pixels (default: %(default)s)")
+    g.add_argument("--azimuth", type=float, nargs=2, default=[0.0, 360.0], metavar=("MIN", "MAX"),
+                   help="azimuth range in degrees (turn about the up axis), drawn uniformly per view "
+                        "(default: 0 360)")
+    g.add_argument("--elevation", type=float, nargs=2, default=[-10.0, 40.0], metavar=("MIN", "MAX"),
+                   help="elevation range in degrees (positive: from above), drawn uniformly per view "
+                        "(default: -10 40)")
+    g.add_argument("--supersample", type=int, default=SUPERSAMPLE,
+                   help="rays per pixel side; a pixel is foreground when any of its rays hits (coverage mask) and "
+                        "takes the colour of the hit nearest its centre; 1 = one ray through the centre "
+                        "(default: %(default)s)")
+    g.add_argument("--shading", action="store_true",
+                   help="shade the renders (Lambert term); default flat colours, equal to the cloud colours")
+    g = p.add_argument_group("ground-truth clouds")
+    g.add_argument("--n_dense", type=int, default=16384,
+                   help="dense area-weighted surface samples, reduced to 1024 by farthest point sampling "
+                        "(default: %(default)s)")
+    g.add_argument("--keep_hidden", action="store_true",
+                   help="keep samples that cannot be seen from outside the object (interior geometry); by "
+                        "default they are dropped, so the cloud's colours are the ones the views show")
+    g = p.add_argument_group("part labels (partseg tree)")
+    g.add_argument("--part_map", default=None, metavar="JSON",
+                   help="label faces by their part names (OBJ 'o'/'g', glTF node or mesh names): a JSON object "
+                        "{pattern: label name or number} or {\"labels\": [names], \"parts\": {pattern: label}}; "
+                        "patterns use * ? [..], first match wins, case ignored; see data/README.md")
+    g.add_argument("--part_annotations", default=None, metavar="DIR",
+                   help="ShapeNet part annotations of Yi et al. 2016 (DIR/<synset>/points/<model>.pts and "
+                        "points_label/<model>.seg), transferred to the faces after aligning the frames; the "
+                        "agreement per model goes to part_transfer.csv")
+    g.add_argument("--part_names", default=None, metavar="A,B,..",
+                   help="names of the annotation labels 1..K for part_names.json (default: part1..partK)")
+    g.add_argument("--min_agreement", type=float, default=0.9,
+                   help="a transfer whose agreement is lower leaves the model out of the partseg tree "
+                        "(default: %(default)s)")
+    g = p.add_argument_group("splits")
+    g.add_argument("--split", default="0.8,0.1,0.1", metavar="TRAIN,VAL,TEST",
+                   help="fractions of a seeded random split, per synset (default: %(default)s)")
+    g.add_argument("--splits_from", default=None, metavar="PATH",
+                   help="reuse split lists instead: a folder of <synset>_{train,val,test}_list.{txt,npy} files "
+                        "or a CSV with columns synsetId, modelId, split (ShapeNetCore's all.csv); rendered models "
+                        "missing from the lists are left out and counted")
+    g = p.add_argument_group("running")
+    g.add_argument("--seed", type=int, default=0, help="seed of the views, samples and split; same seed, same files (default: %(default)s)")
+    g.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default: %(default)s)")
+    g.add_argument("--force", action="store_true",
+                   help="redo models that are already complete (also needed to change options for an --out that "
+                        "holds models)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        part_map = None
+        if args.part_map:
+            pm = PartMap.from_json(args.part_map)
+            part_map = dict(patterns=[list(x) for x in pm.patterns], names=pm.names, source=str(args.part_map))
+        if args.part_annotations and not Path(args.part_annotations).is_dir():
+            raise ValueError(f"--part_annotations {args.part_annotations}: no such folder")
+        opts = Options(n_views=args.n_views, img_size=args.size, azimuth=tuple(args.azimuth),
+                       elevation=tuple(args.elevation), supersample=args.supersample, shading=args.shading,
+                       up=args.up, normalise=args.normalise, n_dense=args.n_dense, keep_hidden=args.keep_hidden,
+                       seed=args.seed, part_map=part_map,
+                       part_annotations=str(Path(args.part_annotations).resolve()) if args.part_annotations else None,
+                       min_agreement=args.min_agreement)
+        names = [n.strip() for n in args.part_names.split(",")] if args.part_names else None
+        info = make_dataset(args.meshes, args.out, opts, category=args.category, split=parse_fractions(args.split),
+                            splits_from=args.splits_from, part_names=names, limit=args.limit, workers=args.workers,
+                            force=args.force, progress=not args.quiet)
+    except (MeshError, FileExistsError, ValueError) as err:
+        print(f"make_dataset: {err}", file=sys.stderr)
+        return 2
+    print(summary_text(info, args.out))
+    return 0 if info["rendered_now"] + info["already_complete"] > 0 else 1
+
+
+def summary_text(info, out):
+    lines = [f"make_dataset: {info['found']} meshes found; {info['rendered_now']} rendered now, "
+             f"{info['already_complete']} already complete, {len(info['failed'])} failed to load or render "
+             f"(skipped) in {info['seconds']} s -> {Path(out).resolve()}"]
+    for f in info["failed"]:
+        lines.append(f"  failed: {f['error']}")
+    for syn, c in info["categories"].items():
+        lines.append(f"  {syn} ({shapenet.SYNSET_TO_CATEGORY.get(syn, 'custom')}): {c['models']} models "
+                     f"(train {c['train']}, val {c['val']}, test {c['test']}), {c['partseg']} with part labels")
+    if info.get("without_part_labels"):
+        lines.append(f"  {info['without_part_labels']} models have no part labels (see {INFO_FILE}"
+                     f"{' and ' + TRANSFER_FILE if info['options']['part_annotations'] else ''})")
+    for syn, ids in info["not_in_reused_splits"].items():
+        lines.append(f"  {syn}: {len(ids)} rendered models are in none of the reused split lists")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,419 @@
+"""Reading users' mesh collections: discovery, loading with appearance and part names.
+
+* :func:`find_meshes` walks a folder for ``.obj .glb .gltf .ply .off .stl``
+  files and recognises the ShapeNetCore layouts (v1:
+  ``<synset>/<model>/model.obj``, v2:
+  ``<synset>/<model>/models/model_normalized.obj``), whose synset and model ids
+  come from the folder names.
+* :func:`load_mesh` reads one file with trimesh into a
+  :class:`utils.mesh_render.Surface` in the ShapeNet frame (y up), with the
+  appearance of every face (texture + UVs, per-face or per-vertex colours, the
+  material's colour, or grey, in this order) and the part names of every face
+  (OBJ ``o`` / ``g`` names, glTF node and mesh names).
+* :class:`PartMap` turns part names into labels (a JSON file of name patterns).
+"""
+import fnmatch
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import trimesh
+from scipy.spatial import cKDTree
+
+from utils.mesh_render import GREY, Surface
+
+MESH_SUFFIXES = (".obj", ".glb", ".gltf", ".ply", ".off", ".stl")
+UP_AXES = ("y", "z")
+# --up z: rotate a z-up source into the y-up ShapeNet frame, (x, y, z) -> (x, z, -y)
+# (a -90 degree rotation about x; Blender's glTF exporter makes the same change of axes)
+Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+_SYNSET_RE = re.compile(r"^\d{8}$")
+
+
+class MeshError(ValueError):
+    """A mesh file cannot be used (unreadable, no triangles, unmatched part names, ...)."""
+
+
+# --------------------------------------------------------------------------
+# discovery
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MeshSource:
+    """One model to render: its file, synset id and model id, and how they were found."""
+    path: Path
+    synset: str
+    model_id: str
+    layout: str  # 'shapenet_v1', 'shapenet_v2' or 'files'
+
+
+def _shapenet_ids(path):
+    """(synset, model, layout) when ``path`` sits in a ShapeNetCore v1/v2 layout, else None."""
+    p = Path(path).absolute()
+    up = [q.name for q in p.parents]
+    if p.name == "model_normalized.obj" and len(up) > 2 and up[0] == "models" and _SYNSET_RE.match(up[2]):
+        return up[2], up[1], "shapenet_v2"
+    if p.name == "model.obj" and len(up) > 1 and _SYNSET_RE.match(up[1]):
+        return up[1], up[0], "shapenet_v1"
+    return None
+
+
+def safe_model_id(rel_path):
+    """A model id for a file outside the ShapeNet layouts: its path below the source folder,
+    without the extension, folders joined by ``__``, characters other than letters, digits,
+    ``.``, ``-`` and ``_`` replaced by ``_``."""
+    parts = list(Path(rel_path).with_suffix("").parts)
+    return "__".join(re.sub(r"[^A-Za-z0-9._-]", "_", p) for p in parts)
+
+
+def find_meshes(src, synset=None):
+    """All models below ``src`` (a folder, searched recursively, or one mesh file).
+
+    Args:
+        src: folder or file.
+        synset: the synset id of the files outside the ShapeNetCore layouts
+            (``--category``); it also restricts ShapeNetCore models to that
+            synset. ``None``: only ShapeNetCore layouts are accepted.
+    Returns:
+        list of :class:`MeshSource`, sorted by (synset, model id).
+    Raises:
+        MeshError: ``src`` is missing or holds no mesh, files outside the
+        ShapeNetCore layouts without a synset, or two files with one id.
+    """
+    src = Path(src)
+    if not src.exists():
+        raise MeshError(f"--meshes {src}: no such file or folder")
+    files = [src] if src.is_file() else sorted(p for p in src.rglob("*")
+                                                if p.is_file() and p.suffix.lower() in MESH_SUFFIXES)
+    if src.is_file() and src.suffix.lower() not in MESH_SUFFIXES:
+        raise MeshError(f"--meshes {src}: expected a folder or a mesh file ({' '.join(MESH_SUFFIXES)})")
+    out, loose = [], []
+    for f in files:
+        ids = _shapenet_ids(f)
+        if ids is not None:
+            if synset is None or ids[0] == synset:
+                out.append(MeshSource(f, ids[0], ids[1], ids[2]))
+        else:
+            loose.append(f)
+    if loose:
+        if synset is None:
+            raise MeshError(f"--meshes {src}: {len(loose)} mesh file(s) outside the ShapeNetCore layouts "
+                            f"(e.g. {loose[0]}); pass --category to name their category")
+        root = src.parent if src.is_file() else src
+        out += [MeshSource(f, synset, safe_model_id(f.relative_to(root)), "files") for f in loose]
+    if not out:
+        raise MeshError(f"--meshes {src}: no mesh files ({' '.join(MESH_SUFFIXES)})"
+                        + (f" of synset {synset}" if synset else ""))
+    out.sort(key=lambda s: (s.synset, s.model_id))
+    seen = {}
+    for s in out:
+        key = (s.synset, s.model_id)
+        if key in seen:
+            raise MeshError(f"two meshes get the model id {s.model_id} (synset {s.synset}): {seen[key]} and "
+                            f"{s.path}")
+        seen[key] = s.path
+    return out
+
+
+# --------------------------------------------------------------------------
+# part names of OBJ faces
+# --------------------------------------------------------------------------
+def obj_face_parts(path):
+    """Triangles of an OBJ file with the ``o`` and ``g`` names they were declared under.
+
+    Polygons are split into fans; an ``o`` line ends the current group. Returns ``centroids`` float (T, 3) and
+    ``names`` list of T tuples ``(object name, group name)`` ('' when absent).
+    """
+    verts, cents, names = [], [], []
+    obj = grp = ""
+    with open(path, "r", errors="replace") as f:
+        for line in f:
+            head, _, rest = line.strip().partition(" ")
+            if head == "v":
+                verts.append([float(x) for x in rest.split()[:3]])
+            elif head == "o":
+                obj, grp = rest.strip(), ""  # a new object starts outside any group
+            elif head == "g":
+                grp = rest.strip()
+            elif head == "f":
+                idx = []
+                for tok in rest.split():
+                    i = int(tok.split("/")[0])
+                    idx.append(i - 1 if i > 0 else len(verts) + i)
+                for k in range(1, len(idx) - 1):
+                    cents.append((idx[0], idx[k], idx[k + 1]))
+                    names.append((obj, grp))
+    if not cents:
+        return np.zeros((0, 3)), []
+    v = np.asarray(verts, np.float64)
+    return v[np.asarray(cents)].mean(axis=1), names
+
+
+# --------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------
+@dataclass
+class LoadedMesh:
+    """A mesh file's surface (ShapeNet frame, not yet normalised) and its face part names."""
+    surface: Surface
+    part_names: list  # distinct name tuples
+    face_part: np.ndarray  # int (F,) index into part_names
+    notes: list = field(default_factory=list)  # non-fatal problems (a texture that could not be read, ...)
+
+
+def _rgb(colour):
+    """RGB(A) colours, uint8 0..255 or float 0..1, (..., 3|4) -> float (..., 3) in [0, 1]."""
+    arr = np.asarray(colour)
+    c = arr[..., :3].astype(np.float64)
+    return c / 255.0 if arr.dtype == np.uint8 or (c.size and c.max() > 1.0) else c
+
+
+def _image_array(image):
+    """A PIL image (or array) -> uint8 (H, W, 3)."""
+    if hasattr(image, "convert"):
+        image = image.convert("RGB")
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.dtype != np.uint8:
+        arr = np.clip(np.asarray(arr, np.float64) * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(arr[:, :, :3])
+
+
+def _appearance(geom, textures, texture_ids):
+    """Per-face appearance arrays of one trimesh geometry (see :class:`Surface`)."""
+    n = len(geom.faces)
+    corner = np.full((n, 3, 3), GREY)
+    tex_index = np.full(n, -1, np.int64)
+    uv = np.zeros((n, 3, 2))
+    tint = np.ones((n, 3))
+    vis = geom.visual
+    kind = getattr(vis, "kind", None)
+    if isinstance(vis, trimesh.visual.texture.TextureVisuals):
+        mat = vis.material
+        image = getattr(mat, "baseColorTexture", None)
+        if image is None:
+            image = getattr(mat, "image", None)
+        if isinstance(mat, trimesh.visual.material.PBRMaterial):
+            factor = mat.baseColorFactor
+            colour = np.ones(3) if factor is None else _rgb(factor)  # glTF's default factor is white
+        else:
+            colour = _rgb(mat.main_color) if mat is not None else np.full(3, GREY)
+        have_uv = vis.uv is not None and len(vis.uv) == len(geom.vertices)
+        if image is not None and have_uv:
+            key = id(image)
+            if key not in texture_ids:
+                texture_ids[key] = len(textures)
+                textures.append(_image_array(image))
+            tex_index[:] = texture_ids[key]
+            uv = np.asarray(vis.uv, np.float64)[geom.faces]
+            if isinstance(mat, trimesh.visual.material.PBRMaterial):
+                tint[:] = colour  # glTF: base colour = texture x factor; OBJ: map_Kd alone
+        else:
+            corner[:] = colour
+    elif kind == "vertex":
+        corner = _rgb(vis.vertex_colors[:, :3])[geom.faces]
+    elif kind == "face":
+        corner[:] = _rgb(vis.face_colors[:, :3])[:, None]
+    return corner, tex_index, uv, tint
+
+
+def _missing_obj_textures(path):
+    """Texture files named by an OBJ's material libraries (``map_Kd``) that do not exist."""
+    path = Path(path)
+    missing = []
+    try:
+        libs = [line.split(None, 1)[1].strip() for line in open(path, errors="replace")
+                if line.startswith("mtllib ")]
+    except OSError:
+        return missing
+    for lib in libs:
+        mtl = path.parent / lib
+        if not mtl.is_file():
+            missing.append(lib)
+            continue
+        for line in open(mtl, errors="replace"):
+            parts = line.strip().split()
+            if parts and parts[0] == "map_Kd" and len(parts) > 1:
+                tex = parts[-1]
+                if not (mtl.parent / tex).is_file():
+                    missing.append(tex)
+    return missing
+
+
+def load_mesh(path, up="y"):
+    """Read a mesh file into a :class:`LoadedMesh` (ShapeNet frame, original scale).
+
+    Args:
+        path: ``.obj`` (with its ``.mtl`` and textures), ``.glb``/``.gltf``,
+            ``.ply``, ``.off``, ``.stl``.
+        up: 'y' (the file is y up, as ShapeNet and glTF) or 'z' (z up: rotated
+            by :data:`Z_UP_TO_Y_UP`).
+    Raises:
+        MeshError: the file cannot be read or holds no triangles.
+    """
+    if up not in UP_AXES:
+        raise ValueError(f"up must be one of {UP_AXES}, got {up!r}")
+    path = Path(path)
+    try:
+        scene = trimesh.load(str(path), force="scene", process=False)
+    except Exception as err:  # trimesh raises many kinds of errors on bad files
+        raise MeshError(f"{path}: cannot read as a mesh ({type(err).__name__}: {err})") from None
+    is_obj = path.suffix.lower() == ".obj"
+    verts, faces, corners, tex_idx, uvs, tints, names = [], [], [], [], [], [], []
+    textures, texture_ids = [], {}
+    offset = 0
+    for node in scene.graph.nodes_geometry:
+        transform, geom_name = scene.graph[node]
+        geom = scene.geometry.get(geom_name)
+        if not isinstance(geom, trimesh.Trimesh) or len(geom.faces) == 0:
+            continue
+        v = trimesh.transform_points(np.asarray(geom.vertices, np.float64), transform)
+        corner, ti, uv, tint = _appearance(geom, textures, texture_ids)
+        verts.append(v)
+        faces.append(np.asarray(geom.faces, np.int64) + offset)
+        offset += len(v)
+        corners.append(corner)
+        tex_idx.append(ti)
+        uvs.append(uv)
+        tints.append(tint)
+        names += [(str(node), str(geom_name))] * len(geom.faces)
+    if not faces:
+        raise MeshError(f"{path}: no triangles found (an empty file, a point cloud or only lines)")
+    vertices = np.concatenate(verts)
+    if not np.all(np.isfinite(vertices)):
+        raise MeshError(f"{path}: vertex coordinates contain NaN or inf")
+    faces = np.concatenate(faces)
+    if up == "z":
+        vertices = vertices @ Z_UP_TO_Y_UP.T
+    surface = Surface(vertices, faces, corner_colours=np.concatenate(corners), uv=np.concatenate(uvs),
+                      texture_index=np.concatenate(tex_idx), textures=textures, tint=np.concatenate(tints))
+    notes = []
+    if is_obj:
+        cents, obj_names = obj_face_parts(path)
+        if len(obj_names):
+            centroids = surface.triangles.mean(axis=1) @ (Z_UP_TO_Y_UP if up == "z" else np.eye(3))
+            _, nearest = cKDTree(cents).query(centroids)
+            names = [obj_names[i] for i in nearest]
+        missing = _missing_obj_textures(path)
+        if missing:
+            notes.append(f"texture/material file(s) not found: {', '.join(sorted(set(missing)))} "
+                         f"(those faces use the material colour)")
+    distinct = sorted(set(names))
+    lookup = {n: i for i, n in enumerate(distinct)}
+    return LoadedMesh(surface, distinct, np.array([lookup[n] for n in names], np.int64), notes)
+
+
+def normalise(surface, mode="diagonal"):
+    """Centre the bounding box of the used vertices at the origin and scale.
+
+    ``mode='diagonal'``: bounding-box diagonal of length 1, as ShapeNetCore's
+    normalised models (every point then lies within 0.5 of the centre and the
+    object always fits the 64x64 views at camera distance 2); ``'sphere'``:
+    every point within 0.46 of the centre (the demo's convention).
+    Returns ``(surface, centre, scale)``.
+    """
+    used = surface.vertices[np.unique(surface.faces)]
+    lo, hi = used.min(0), used.max(0)
+    centre = (lo + hi) / 2
+    if mode == "diagonal":
+        size = np.linalg.norm(hi - lo)
+    elif mode == "sphere":
+        size = np.linalg.norm(used - centre, axis=1).max() / 0.46
+    else:
+        raise ValueError(f"normalisation must be 'diagonal' or 'sphere', got {mode!r}")
+    if not size > 0:
+        raise MeshError("the mesh is degenerate (all its vertices coincide)")
+    scale = 1.0 / size
+    return surface.transformed(scale=scale, offset=-centre * scale), centre, scale
+
+
+# --------------------------------------------------------------------------
+# part maps
+# --------------------------------------------------------------------------
+class PartMap:
+    """Part names -> labels, from a JSON file.
+
+    Two forms::
+
+        {"back*": "back", "seat": "seat", "leg*": "leg"}
+        {"labels": ["back", "seat", "leg", "arm"], "parts": {"back*": "back", "chair_leg_*": 3}}
+
+    Keys are patterns (``fnmatch``: ``*``, ``?``, ``[...]``), matched without
+    regard to case against every name of a face (OBJ: the ``o`` object and the
+    ``g`` group it was declared under; glTF and other scenes: the node and the
+    mesh name); the first pattern in file order that matches wins. Values are
+    label names or 1-based label numbers. Label order: ``labels`` when given,
+    else the names in order of first appearance (label 1 first). A face that
+    no pattern matches is an error (add ``"*": "..."`` to catch the rest).
+    """
+
+    def __init__(self, patterns, names, source="part map"):
+        self.patterns = list(patterns)  # [(pattern, label 1..K)]
+        self.names = list(names)
+        self.source = source
+
+    @classmethod
+    def from_json(cls, path):
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError) as err:
+            raise MeshError(f"--part_map {path}: cannot read as JSON ({err})") from None
+        return cls.from_dict(data, str(path))
+
+    @classmethod
+    def from_dict(cls, data, source="part map"):
+        bad = f"{source}: expected a JSON object {{pattern: label name or number}} or " \
+              f"{{\"labels\": [names], \"parts\": {{pattern: label}}}}"
+        if not isinstance(data, dict):
+            raise MeshError(bad)
+        names = None
+        if "parts" in data:
+            names, parts = data.get("labels"), data["parts"]
+            if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
+                raise MeshError(f"{source}: 'labels' must be a list of part names")
+        else:
+            parts = data
+        if not isinstance(parts, dict) or not parts:
+            raise MeshError(bad)
+        names = list(names) if names else []
+        explicit = bool(names)
+        patterns = []
+        for pat, lab in parts.items():
+            if isinstance(lab, bool) or not isinstance(lab, (str, int)):
+                raise MeshError(f"{source}: the label of {pat!r} must be a part name or a number >= 1")
+            if isinstance(lab, int):
+                if lab < 1 or lab > 255:
+                    raise MeshError(f"{source}: label numbers must lie in 1..255, got {lab} for {pat!r}")
+                num = lab
+            else:
+                if lab not in names:
+                    if explicit:
+                        raise MeshError(f"{source}: {pat!r} maps to {lab!r}, which 'labels' does not list")
+                    names.append(lab)
+                num = names.index(lab) + 1
+            patterns.append((pat, num))
+        top = max(n for _, n in patterns)
+        names += [f"part{k}" for k in range(len(names) + 1, top + 1)]
+        return cls(patterns, names, source)
+
+    def label(self, names):
+        """Label (1..K) of a face with these names, or None when no pattern matches."""
+        lowered = [n.lower() for n in names if n]
+        for pat, num in self.patterns:
+            p = pat.lower()
+            if any(fnmatch.fnmatchcase(n, p) for n in lowered):
+                return num
+        return None
+
+    def face_labels(self, loaded, path=""):
+        """int (F,) labels of a :class:`LoadedMesh`'s faces; MeshError naming unmatched parts."""
+        per_part = [self.label(n) for n in loaded.part_names]
+        unmatched = [" / ".join(x for x in n if x) or "(unnamed)" for n, lab in zip(loaded.part_names, per_part)
+                     if lab is None]
+        if unmatched:
+            raise MeshError(f"{path}: part(s) {', '.join(repr(u) for u in unmatched[:8])}"
+                            f"{' ...' if len(unmatched) > 8 else ''} match no pattern of {self.source}")
+        return np.asarray(per_part, np.int64)[loaded.face_part]
