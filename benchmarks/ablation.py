@@ -94,19 +94,20 @@ def parse_args(argv=None):
         description="Train one experiment per ablation variant on the demo data (each in its own process, "
                     "the demo schedule, one seed), evaluate each on the test split, and write table.md, "
                     "table.json and a figure. Re-running resumes. Variants: "
-                    + "; ".join(f"{v.name}: {v.description}" for v in VARIANTS.values()),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--task", choices=("rgb", "partseg"), default="rgb")
+                    + "; ".join(f"{v.name}: {v.description}" for v in VARIANTS.values()))
+    p.add_argument("--task", choices=("rgb", "partseg"), default="rgb", help="colours or part labels (default: rgb)")
     p.add_argument("--variants", default=",".join(VARIANTS),
-                   help="comma-separated subset of: " + ", ".join(VARIANTS))
-    p.add_argument("--iters", type=int, default=DEFAULT_ITERS, help="training iterations per variant")
+                   help="comma-separated subset of: " + ", ".join(VARIANTS) + " (default: all, in this order)")
+    p.add_argument("--iters", type=int, default=DEFAULT_ITERS,
+                   help=f"training iterations per variant (default: {DEFAULT_ITERS}, the demo's)")
     p.add_argument("--out", default=None, help="output folder (default: <repo>/experiments/ablation_<task>)")
     p.add_argument("--data_dir", default=None, help="data root (default: <repo>/data, the demo data)")
-    p.add_argument("--category", default="chair")
-    p.add_argument("--seed", type=int, default=1024, help="the same seed for every variant")
-    p.add_argument("--n_pictures", type=int, default=4, help="test samples drawn per variant (screenshots, PLY)")
+    p.add_argument("--category", default="chair", help="category (default: chair)")
+    p.add_argument("--seed", type=int, default=1024, help="the one seed of every variant (default: 1024)")
+    p.add_argument("--n_pictures", type=int, default=4,
+                   help="test samples drawn per variant: screenshots, PLY (default: 4)")
     p.add_argument("--copy_figure", default=None, metavar="PATH",
-                   help="also copy the figure there (e.g. docs/ablation_rgb.png for the README)")
+                   help="also copy the figure there, e.g. docs/ablation_rgb.png for the README")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
     unknown = [n for n in names if n not in VARIANTS]
@@ -301,7 +302,7 @@ def write_table(args, rows, wall_s):
     baseline = next((r["baseline"] for r in rows if r.get("baseline")), None)
     info = dict(task=args.task, category=args.category, iters=args.iters, seed=args.seed, data_dir=args.data_dir,
                 schedule=SCHEDULE, eval=dict(snapshot="best", eval_set="test", input_views="all"),
-                wall_s=wall_s, headline=list(keys), baseline=dict(name=BASELINE, metrics=baseline))
+                wall_s=wall_s, variants_s=sum(r["train_s"] + r["eval_s"] for r in rows), headline=list(keys), baseline=dict(name=BASELINE, metrics=baseline))
     _write_json(os.path.join(args.out, "table.json"), dict(info, variants=rows))
 
     n_samples = next((r["n_samples"] for r in rows if r.get("n_samples")), None)
@@ -309,7 +310,8 @@ def write_table(args, rows, wall_s):
     lines = [f"Ablation ({args.task}, {args.category}): {args.iters} training iterations per variant, seed "
              f"{args.seed}; best validation snapshot on the test split"
              + (f" ({n_samples} samples: every input view of {n_models} models)" if n_samples else "")
-             + f". Wall time of this run: {_minutes(wall_s)}.", "",
+             + f". Training and evaluation time, summed over the variants: "
+             f"{_minutes(sum(r['train_s'] + r['eval_s'] for r in rows))} (this invocation: {_minutes(wall_s)}).", "",
              "| variant | status | iterations (best) | train | eval | " + " | ".join(keys) + " |",
              "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in keys) + " |"]
     for r in rows:
@@ -389,8 +391,7 @@ def write_figure(args, rows, angles=((20, -60), (20, 120))):
     fig = Figure(figsize=(max(3.2 * len(keys), 1.9 * n_cols), 3.4 + 1.9 * len(angles) * (key is not None)), dpi=110)
     FigureCanvasAgg(fig)
     top, bottom = fig.subfigures(2, 1, height_ratios=[3.4, 1.9 * len(angles) if key else 0.01])
-    axes = top.subplots(1, len(keys))
-    axes = np.atleast_1d(axes)
+    axes = np.atleast_1d(top.subplots(1, len(keys), gridspec_kw=dict(top=0.84, bottom=0.24, wspace=0.25)))
     baseline = next((r["baseline"] for r in rows if r.get("baseline")), None)
     for ax, k in zip(axes, keys):
         values = [(r.get("metrics") or {}).get(k, np.nan) for r in rows]
