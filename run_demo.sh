@@ -26,12 +26,7 @@ case "$preset" in recommended) suffix="";; original) suffix="_original";;
 exp="${DEMO_EXP:-experiments/demo_$task$suffix}"
 iters="${DEMO_ITERS:-8000}"
 
-if python -c "import sys; from utils.data import has_dataset; sys.exit(0 if has_dataset('data', '$category', '$task') else 1)"; then
-    echo "run_demo: using the data set already in data/"
-else
-    echo "run_demo: no data set in data/ -> generating the demo data set (about a minute)"
-    python data/make_demo_data.py
-fi
+bash scripts/ensure_demo_data.sh "$category" "$task"
 
 echo "run_demo: training $task on $category for $iters iterations ($preset preset) -> $exp"
 # The same schedule and validation cadence for either preset; the method's settings come from it.

@@ -158,15 +158,20 @@ def build_graph(args, task, batch_size, n_gt_pts=1024, training=True):
                  aff_pts=losses.affinity_points(pix, gt_dist),
                  feat=task.view_loss(g.proj, _flatten_views(ph[task.view_key])),
                  decay=layers.weight_decay_loss("recon_net"))
-        loss = (args.wt_bce * t["bce"]
-                + AFFINITY_SCALE * (args.wt_aff_fwd * t["aff_fwd"] + args.wt_aff_bwd * t["aff_bwd"])
-                + args.wt_aff_pts * t["aff_pts"] + task.weight(args) * t["feat"]
-                + args.wt_decay * t["decay"])
+        weighted = [(args.wt_bce, "bce"), (AFFINITY_SCALE * args.wt_aff_fwd, "aff_fwd"),
+                    (AFFINITY_SCALE * args.wt_aff_bwd, "aff_bwd"), (args.wt_aff_pts, "aff_pts"),
+                    (task.weight(args), "feat"), (args.wt_decay, "decay")]
         d_fwd, idx_fwd, d_bwd, idx_bwd = tf_ops.nn_distance(ph["pcl"], g.xyz)
         if args.USE_3D_LOSS:
             t["chamfer_3d"] = tf.reduce_mean(d_fwd) + tf.reduce_mean(d_bwd)
             t["feat_3d"] = task.feature_loss_3d(g.feat, ph[task.point_key], idx_fwd, idx_bwd)
-            loss += args.wt_3d * (t["chamfer_3d"] + t["feat_3d"])
+            weighted += [(args.wt_3d, "chamfer_3d"), (args.wt_3d, "feat_3d")]
+        # A term whose weight is 0 stays in ``terms`` (logged) but not in the loss, so it adds no
+        # gradient ops at all (e.g. the 3D-only ablation has no path from the loss to the projections).
+        active = [w * t[name] for w, name in weighted if w]
+        if not active:
+            raise ValueError("every loss weight is 0: nothing to train (check --wt_* and --USE_3D_LOSS)")
+        loss = tf.add_n(active)
         t["total"] = loss
         g.loss, g.terms = loss, t
 

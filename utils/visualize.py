@@ -51,7 +51,8 @@ def save_image_row(path, images, scale=3):
     imageio.imwrite(path, row)
 
 
-def _draw_cloud(ax, xyz, colours, elev, azim, point_size):
+def draw_cloud(ax, xyz, colours, elev=20, azim=-60, point_size=6.0):
+    """Scatter a cloud (N, 3), colours (N, 3) in [0, 1], on a matplotlib 3D axis; angles in degrees."""
     # The camera orbits about world x and world -x is "up" in the renders (utils/camera.py,
     # utils/shapenet.py): matplotlib z (up) <- -x, matplotlib x <- y, matplotlib y <- z.
     ax.scatter(xyz[:, 1], xyz[:, 2], -xyz[:, 0], c=np.clip(colours, 0, 1), s=point_size,
@@ -100,7 +101,7 @@ def cloud_grid(image, clouds, angles=((20, -60), (20, 30), (20, 120), (80, 0)), 
             ax.set_title(titles[r], fontsize=10)
         for c, (elev, azim) in enumerate(angles):
             ax3 = fig.add_subplot(rows, cols, r * cols + c + 2, projection="3d")
-            _draw_cloud(ax3, np.asarray(xyz), np.asarray(colours), elev, azim, point_size)
+            draw_cloud(ax3, np.asarray(xyz), np.asarray(colours), elev, azim, point_size)
     fig.tight_layout()
     picture = _figure_to_array(fig)
     if legend:
@@ -137,7 +138,7 @@ def save_turntable_gif(path, clouds, n_frames=24, elev=20, point_size=6.0, durat
     for azim in np.linspace(0, 360, n_frames, endpoint=False):
         for ax, (xyz, colours) in zip(axes, clouds):
             ax.cla()
-            _draw_cloud(ax, np.asarray(xyz), np.asarray(colours), elev, azim, point_size)
+            draw_cloud(ax, np.asarray(xyz), np.asarray(colours), elev, azim, point_size)
         frames.append(_figure_to_array(fig))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     imageio.mimsave(path, frames, duration=duration, loop=0)
@@ -182,7 +183,7 @@ def interactive_viewer(samples):
         ax.imshow(np.clip(sample["image"], 0, 1)), ax.set_axis_off(), ax.set_title("input")
         for i, (name, xyz, colours) in enumerate(clouds):
             ax3 = fig.add_subplot(1, len(clouds) + 1, i + 2, projection="3d")
-            _draw_cloud(ax3, np.asarray(xyz), np.asarray(colours), 20, -60, 8.0)
+            draw_cloud(ax3, np.asarray(xyz), np.asarray(colours), 20, -60, 8.0)
             ax3.set_title(name)
         state = {"quit": False}
 

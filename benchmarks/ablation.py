@@ -1,0 +1,468 @@
+"""Reproduce the paper's two claims: train the ablations on the demo data and compare them.
+
+Usage::
+
+    bash run_ablation.sh [rgb|partseg]                      # every variant, the demo schedule
+    python benchmarks/ablation.py --task rgb --variants 2d,depth-unaware --iters 1000
+
+One experiment per variant, all with the demo's schedule (``run_demo.sh``: 8000 iterations,
+validation and snapshots every 500) and the same seed, each trained in its own process by the
+task's training entry point, then evaluated in its own process by the metrics entry point with
+the repository's protocol (best validation snapshot, test split, every input view of every
+model, clouds scaled to the unit cube). Variants (:data:`VARIANTS`):
+
+* ``2d``: the recommended configuration (the demo's): 2D supervision only;
+* ``3d``: 3D supervision only: ``--USE_3D_LOSS`` (Chamfer on the points plus the feature
+  error through nearest neighbours) with every 2D loss weight 0;
+* ``2d+3d``: both;
+* ``depth-unaware``: ``2d`` with ``--BETA 0``: the feature of a pixel is the unweighted mean of
+  the features of the points in its well, whatever their depth;
+* ``no-affinity``: ``2d`` without the affinity terms (forward, backward, point-wise);
+* ``original``: ``--preset original`` (the original code's effective settings) on the same data
+  and schedule.
+
+Outputs in ``--out`` (default ``experiments/ablation_<task>``): ``table.md``, ``table.json``
+and ``ablation_<task>.png`` (bar charts of the headline metrics per variant with the
+image-blind medoid baseline as a line, and the same test sample under every variant); one
+experiment folder per variant (``<out>/<variant>/``: the training's files, ``metrics_test/``,
+``train.log`` / ``metrics.log`` (the subprocesses' output), ``ablation.json`` (status, times)).
+
+Re-running the same command resumes: a variant trained to ``--iters`` whose metrics are
+written is not run again; a half-trained one continues from its last snapshot (the training
+entry point resumes); a trained, unevaluated one is only evaluated. A variant that fails is
+reported in the table (status and the tail of its log) and the others still run.
+"""
+import argparse
+import codecs
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The demo's schedule (run_demo.sh); --iters replaces N_ITERS.
+SCHEDULE = dict(print_n=250, save_n=500, save_model_n=500)
+DEFAULT_ITERS = 8000
+HEADLINE = {"rgb": ("chamfer", "emd", "colour"), "partseg": ("chamfer", "emd", "miou")}
+METRIC_LABELS = dict(chamfer="Chamfer (lower is better)", emd="EMD (lower is better)",
+                     colour="colour error (lower is better)", miou="part mIoU (higher is better)")
+BASELINE = "medoid_baseline"
+BASELINE_LABEL = {"rgb": "image-blind baseline (training medoid, mean colour)",
+                  "partseg": "image-blind baseline (training medoid, its own labels)"}
+EVAL_DIR = "metrics_test"
+STATE_FILE = "ablation.json"
+ERROR_TAIL_LINES = 12
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    preset: str = "recommended"
+    flags: tuple = ()           # training flags on top of the preset and the schedule
+    task_weight_zero: bool = False  # also set the task's feature weight (wt_rgb / wt_partseg) to 0
+
+    def train_flags(self, task):
+        flags = list(self.flags)
+        if self.task_weight_zero:
+            flags += ["--wt_rgb" if task == "rgb" else "--wt_partseg", "0"]
+        return flags
+
+
+_NO_AFFINITY = ("--wt_aff_fwd", "0", "--wt_aff_bwd", "0", "--wt_aff_pts", "0")
+VARIANTS = {v.name: v for v in (
+    Variant("2d", "2D supervision only: masks (BCE + affinity) and depth-aware features (recommended)"),
+    Variant("3d", "3D supervision only: Chamfer + nearest-neighbour feature loss, every 2D weight 0",
+            flags=("--USE_3D_LOSS", "--wt_bce", "0") + _NO_AFFINITY, task_weight_zero=True),
+    Variant("2d+3d", "2D and 3D supervision together", flags=("--USE_3D_LOSS",)),
+    Variant("depth-unaware", "2d with --BETA 0: a pixel's feature is the unweighted mean over its well",
+            flags=("--BETA", "0")),
+    Variant("no-affinity", "2d without the affinity terms (forward, backward, point-wise)", flags=_NO_AFFINITY),
+    Variant("original", "the original code's effective settings (--preset original), same data and schedule",
+            preset="original"),
+)}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="ablation.py",
+        description="Train one experiment per ablation variant on the demo data (each in its own process, "
+                    "the demo schedule, one seed), evaluate each on the test split, and write table.md, "
+                    "table.json and a figure. Re-running resumes. Variants: "
+                    + "; ".join(f"{v.name}: {v.description}" for v in VARIANTS.values()))
+    p.add_argument("--task", choices=("rgb", "partseg"), default="rgb", help="colours or part labels (default: rgb)")
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help="comma-separated subset of: " + ", ".join(VARIANTS) + " (default: all, in this order)")
+    p.add_argument("--iters", type=int, default=DEFAULT_ITERS,
+                   help=f"training iterations per variant (default: {DEFAULT_ITERS}, the demo's)")
+    p.add_argument("--out", default=None, help="output folder (default: <repo>/experiments/ablation_<task>)")
+    p.add_argument("--data_dir", default=None, help="data root (default: <repo>/data, the demo data)")
+    p.add_argument("--category", default="chair", help="category (default: chair)")
+    p.add_argument("--seed", type=int, default=1024, help="the one seed of every variant (default: 1024)")
+    p.add_argument("--n_pictures", type=int, default=4,
+                   help="test samples drawn per variant: screenshots, PLY (default: 4)")
+    p.add_argument("--copy_figure", default=None, metavar="PATH",
+                   help="also copy the figure there, e.g. docs/ablation_rgb.png for the README")
+    args = p.parse_args(argv)
+    names = [n.strip() for n in args.variants.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or not names:
+        p.error(f"--variants: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(VARIANTS)}")
+    args.variants = list(dict.fromkeys(names))
+    if args.iters <= 0:
+        p.error(f"--iters must be a positive integer, got {args.iters}")
+    from utils import config
+    args.out = os.path.abspath(args.out or os.path.join(ROOT, "experiments", f"ablation_{args.task}"))
+    args.data_dir = os.path.abspath(args.data_dir or config.default_data_dir())
+    return args
+
+
+# ----------------------------------------------------------------------------- commands
+def train_command(args, variant):
+    """argv of the training subprocess (the demo's schedule, the variant's flags)."""
+    cmd = [sys.executable, "-m", f"{args.task}.train_{args.task}", "--exp", os.path.join(args.out, variant.name),
+           "--data_dir", args.data_dir, "--category", args.category, "--preset", variant.preset,
+           "--seed", str(args.seed), "--N_ITERS", str(args.iters)]
+    cmd += [x for k, v in SCHEDULE.items() for x in (f"--{k}", str(v))]
+    cmd += variant.train_flags(args.task)
+    if not _tty():
+        cmd.append("--no_progress")
+    return cmd
+
+
+def metrics_command(args, variant):
+    """argv of the metrics subprocess (run_demo.sh's protocol, plus PLY files for the figure)."""
+    exp = os.path.join(args.out, variant.name)
+    cmd = [sys.executable, "-m", f"{args.task}.metrics_{args.task}", "--exp", exp, "--snapshot", "best",
+           "--eval_set", "test", "--input_views", "all", "--data_dir", args.data_dir,
+           "--out", os.path.join(exp, EVAL_DIR), "--save_screenshots", "--save_ply",
+           "--n_pictures", str(args.n_pictures)]
+    if _tty():
+        cmd.append("--tqdm")
+    return cmd
+
+
+def _tty():
+    return sys.stdout.isatty()
+
+
+def _run_logged(cmd, log_path):
+    """Run ``cmd`` (cwd: the repository), its output passed through to ours and appended to
+    ``log_path``. Returns (exit status, the last lines of the output)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    tail = b""
+    with open(log_path, "ab") as log:
+        log.write(("$ " + " ".join(cmd) + "\n").encode())
+        log.flush()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            while True:
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                log.write(chunk)
+                tail = (tail + chunk)[-16384:]
+                sys.stdout.write(decoder.decode(chunk))
+                sys.stdout.flush()
+        except BaseException:
+            proc.wait()  # Ctrl-C reaches the child too: let it write its snapshot
+            raise
+        finally:
+            proc.stdout.close()
+        rc = proc.wait()
+    return rc, _last_lines(tail.decode("utf-8", "replace"), ERROR_TAIL_LINES)
+
+
+def _last_lines(text, n):
+    """The last ``n`` non-empty lines of a log, progress-bar redraws (\\r) collapsed."""
+    lines = [line.rsplit("\r", 1)[-1].rstrip() for line in text.split("\n")]
+    return "\n".join([line for line in lines if line.strip()][-n:])
+
+
+# ----------------------------------------------------------------------------- state
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _write_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def _progress(exp_dir):
+    """(latest snapshot step, best snapshot step), None where absent."""
+    from utils.experiment import BEST, SNAPSHOTS, Experiment
+    if not os.path.isdir(exp_dir):
+        return None, None
+    exp = Experiment(exp_dir, create=False)
+    latest, best = exp.pointer(SNAPSHOTS), exp.pointer(BEST)
+    return (latest["step"] if latest else None), (best["step"] if best else None)
+
+
+def _evaluated(exp_dir, best_step):
+    """The metrics summary of the best snapshot, or None when it is missing or stale."""
+    summary = _read_json(os.path.join(exp_dir, EVAL_DIR, "summary.json"))
+    if summary and best_step is not None and summary.get("step") == best_step:
+        return summary
+    return None
+
+
+def run_variant(args, variant, index, total):
+    """Train (or resume) and evaluate one variant unless already done; returns its row (a dict)."""
+    exp_dir = os.path.join(args.out, variant.name)
+    state_path = os.path.join(exp_dir, STATE_FILE)
+    os.makedirs(exp_dir, exist_ok=True)
+    state = _read_json(state_path) or {}
+    row = dict(variant=variant.name, description=variant.description, preset=variant.preset,
+               flags=variant.train_flags(args.task), exp=exp_dir, status="ok", error=None,
+               train_s=state.get("train_s", 0.0), eval_s=state.get("eval_s", 0.0))
+    tag = f"ablation: [{index}/{total}] {variant.name}"
+    from utils import config
+    if variant.preset not in config.PRESET_NAMES:
+        row["status"] = f"skipped: --preset {variant.preset} is not available"
+        print(f"{tag}: {row['status']}", flush=True)
+        return row
+
+    latest, best = _progress(exp_dir)
+    summary = _evaluated(exp_dir, best) if latest is not None and latest >= args.iters else None
+    if summary is not None:
+        print(f"{tag}: already trained ({latest} iterations) and evaluated; reused", flush=True)
+    else:
+        start = time.time()
+        if latest is None:
+            what = f"training {args.iters} iterations"
+        elif latest < args.iters:
+            what = f"resuming at iteration {latest} of {args.iters}"
+        else:
+            what = f"trained ({latest} iterations), evaluating"
+        print(f"{tag}: started ({what}) -> {exp_dir}", flush=True)
+        if latest is None or latest < args.iters:
+            t0 = time.time()
+            rc, tail = _run_logged(train_command(args, variant), os.path.join(exp_dir, "train.log"))
+            row["train_s"] += time.time() - t0
+            state.update(train_s=row["train_s"])
+            _write_json(state_path, state)
+            if rc != 0:
+                row.update(status=f"failed: training exited with {rc}", error=tail)
+        latest, best = _progress(exp_dir)
+        if row["status"] == "ok":
+            t0 = time.time()
+            rc, tail = _run_logged(metrics_command(args, variant), os.path.join(exp_dir, "metrics.log"))
+            row["eval_s"] = time.time() - t0
+            state.update(eval_s=row["eval_s"])
+            _write_json(state_path, state)
+            summary = _evaluated(exp_dir, best)
+            if rc != 0 or summary is None:
+                row.update(status=f"failed: metrics exited with {rc}", error=tail)
+        elapsed = time.time() - start
+        if row["status"] == "ok":
+            print(f"{tag}: finished in {_minutes(elapsed)} ({_metric_text(summary, args.task)})", flush=True)
+        else:
+            print(f"{tag}: {row['status']} after {_minutes(elapsed)}; last lines:\n{row['error']}", flush=True)
+    state.update(status=row["status"], error=row["error"])
+    _write_json(state_path, state)
+    row.update(iterations=latest, best_step=best)
+    if summary is not None:
+        row["metrics"] = summary["methods"]["model"]
+        row["baseline"] = summary["methods"].get(BASELINE)
+        row["n_samples"], row["n_models"] = summary.get("n_samples"), summary.get("n_models")
+    return row
+
+
+def _minutes(seconds):
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _metric_text(summary, task):
+    model = summary["methods"]["model"]
+    return ", ".join(f"{k} {model[k]:.4f}" for k in HEADLINE[task] if k in model)
+
+
+# ----------------------------------------------------------------------------- table
+def _fmt(value):
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def write_table(args, rows, wall_s):
+    """Write table.json and table.md into ``args.out``; returns the markdown text."""
+    keys = HEADLINE[args.task]
+    baseline = next((r["baseline"] for r in rows if r.get("baseline")), None)
+    info = dict(task=args.task, category=args.category, iters=args.iters, seed=args.seed, data_dir=args.data_dir,
+                schedule=SCHEDULE, eval=dict(snapshot="best", eval_set="test", input_views="all"),
+                wall_s=wall_s, variants_s=sum(r["train_s"] + r["eval_s"] for r in rows), headline=list(keys), baseline=dict(name=BASELINE, metrics=baseline))
+    _write_json(os.path.join(args.out, "table.json"), dict(info, variants=rows))
+
+    n_samples = next((r["n_samples"] for r in rows if r.get("n_samples")), None)
+    n_models = next((r["n_models"] for r in rows if r.get("n_models")), None)
+    lines = [f"Ablation ({args.task}, {args.category}): {args.iters} training iterations per variant, seed "
+             f"{args.seed}; best validation snapshot on the test split"
+             + (f" ({n_samples} samples: every input view of {n_models} models)" if n_samples else "")
+             + f". Training and evaluation time, summed over the variants: "
+             f"{_minutes(sum(r['train_s'] + r['eval_s'] for r in rows))} (this invocation: {_minutes(wall_s)}).", "",
+             "| variant | status | iterations (best) | train | eval | " + " | ".join(keys) + " |",
+             "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in keys) + " |"]
+    for r in rows:
+        m = r.get("metrics") or {}
+        its = f"{r.get('iterations')} ({r.get('best_step')})" if r.get("iterations") is not None else "-"
+        lines.append(f"| {r['variant']} | {r['status']} | {its} | {_minutes(r['train_s'])} | "
+                     f"{_minutes(r['eval_s'])} | " + " | ".join(_fmt(m.get(k)) for k in keys) + " |")
+    if baseline:
+        lines.append(f"| {BASELINE_LABEL[args.task]} | | | | | "
+                     + " | ".join(_fmt(baseline.get(k)) for k in keys) + " |")
+    lines += ["", "Variants:"] + [f"- `{r['variant']}`: {r['description']}"
+                                  + (f" (flags: `{' '.join(r['flags'])}`)" if r["flags"] else "") for r in rows]
+    for r in rows:
+        if r.get("error"):
+            lines += ["", f"`{r['variant']}` {r['status']}; last lines of its log:", "```", r["error"], "```"]
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(args.out, "table.md"), "w") as f:
+        f.write(text)
+    return text
+
+
+# ----------------------------------------------------------------------------- figure
+def _pictured_samples(exp_dir):
+    """{sample key ('<model>_view<v>'): (pred PLY, GT PLY)} written by the metrics' --save_ply."""
+    folder = os.path.join(exp_dir, EVAL_DIR, "ply")
+    out = {}
+    if os.path.isdir(folder):
+        for name in sorted(os.listdir(folder)):
+            if name.endswith("_pred.ply"):
+                key = name[:-len("_pred.ply")].split("_", 2)[-1]  # drop '<eval_set>_<index>_'
+                out[key] = (os.path.join(folder, name), os.path.join(folder, name[:-len("_pred.ply")] + "_gt.ply"))
+    return out
+
+
+def _read_ply(path):
+    """(xyz (N, 3) scaled to the unit cube as the metrics' pictures, colours (N, 3) in [0, 1])."""
+    import numpy as np
+    import trimesh
+    from utils import metrics
+    cloud = trimesh.load(path)
+    return (metrics.scale_to_unit_cube_np(np.asarray(cloud.vertices)),
+            np.asarray(cloud.colors, np.float64)[:, :3] / 255.0)
+
+
+def _input_image(args, key):
+    """The input image of a pictured sample '<model>_view<v>' from the data set, or None."""
+    from utils import data, shapenet
+    model, _, view = key.rpartition("_view")
+    path = os.path.join(data.task_dirs(args.data_dir, args.task)["rendered"], shapenet.synset_id(args.category),
+                        model, f"render_{view}.png")
+    try:
+        import imageio.v2 as imageio
+        return imageio.imread(path)[..., :3]
+    except (OSError, ValueError):
+        return None
+
+
+def write_figure(args, rows, angles=((20, -60), (20, 120))):
+    """Bar charts of the headline metrics (baseline as a line) above the same test sample under
+    every variant. Returns the PNG path, or None when no variant has metrics."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from utils import visualize
+
+    keys = HEADLINE[args.task]
+    done = [r for r in rows if r.get("metrics")]
+    if not done:
+        return None
+    names = [r["variant"] for r in rows]
+    colours = [f"C{i}" for i in range(len(rows))]
+    samples = {r["variant"]: _pictured_samples(r["exp"]) for r in done}
+    common = [k for k in samples[done[0]["variant"]] if all(k in s for s in samples.values())]
+    key = common[0] if common else None
+
+    n_cols = 2 + len(done)
+    fig = Figure(figsize=(max(3.2 * len(keys), 1.9 * n_cols), 3.4 + 1.9 * len(angles) * (key is not None)), dpi=110)
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subfigures(2, 1, height_ratios=[3.4, 1.9 * len(angles) if key else 0.01])
+    axes = np.atleast_1d(top.subplots(1, len(keys), gridspec_kw=dict(top=0.84, bottom=0.24, wspace=0.25)))
+    baseline = next((r["baseline"] for r in rows if r.get("baseline")), None)
+    for ax, k in zip(axes, keys):
+        values = [(r.get("metrics") or {}).get(k, np.nan) for r in rows]
+        bars = ax.bar(range(len(rows)), np.nan_to_num(values, nan=0.0), color=colours)
+        for bar, v, r in zip(bars, values, rows):
+            label = f"{v:.3f}" if np.isfinite(v) else ("failed" if r["status"].startswith("failed") else "n/a")
+            ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
+                        fontsize=7, xytext=(0, 1), textcoords="offset points")
+        if baseline and k in baseline:
+            ax.axhline(baseline[k], color="k", linestyle="--", linewidth=1, label="image-blind baseline")
+        ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(METRIC_LABELS.get(k, k), fontsize=9)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.margins(y=0.15)
+    if baseline:
+        top.legend(*axes[0].get_legend_handles_labels(), loc="upper right", fontsize=8, frameon=False)
+    top.suptitle(f"DIFFER ablation ({args.task}, {args.category}, {args.iters} iterations, test split)", fontsize=10)
+
+    if key is not None:
+        gt = _read_ply(samples[done[0]["variant"]][key][1])
+        preds = [(r["variant"], _read_ply(samples[r["variant"]][key][0])) for r in done]
+        image = _input_image(args, key)
+        grid = bottom.subplots(len(angles), n_cols, subplot_kw=dict(projection="3d"), squeeze=False,
+                               gridspec_kw=dict(wspace=0.02, hspace=0.02, left=0.01, right=0.99, top=0.9, bottom=0.01))
+        for a, (elev, azim) in enumerate(angles):
+            grid[a, 0].remove()
+            for c, (title, (xyz, col)) in enumerate([("ground truth", gt)] + preds, start=1):
+                visualize.draw_cloud(grid[a, c], xyz, col, elev, azim, point_size=3.0)
+                grid[a, c].set_box_aspect((1, 1, 1), zoom=1.5)
+                if a == 0:
+                    grid[a, c].set_title(title, fontsize=8)
+        ax = bottom.add_subplot(len(angles), n_cols, 1)
+        if image is not None:
+            ax.imshow(image)
+        ax.set_title(f"input ({key})", fontsize=7)
+        ax.set_axis_off()
+    path = os.path.join(args.out, f"ablation_{args.task}.png")
+    fig.savefig(path)
+    return path
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv=None):
+    args = parse_args(argv)
+    from utils.data import has_dataset
+    if not has_dataset(args.data_dir, args.category, args.task):
+        print(f"ablation: no {args.task} data set for '{args.category}' in {args.data_dir}; make the demo data "
+              f"with 'python data/make_demo_data.py' (run_ablation.sh does this) or pass --data_dir",
+              file=sys.stderr)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    start = time.time()
+    print(f"ablation: {args.task}, variants {', '.join(args.variants)}, {args.iters} iterations each, "
+          f"seed {args.seed} -> {args.out}", flush=True)
+    rows = [run_variant(args, VARIANTS[name], i, len(args.variants)) for i, name in enumerate(args.variants, 1)]
+    wall = time.time() - start
+    text = write_table(args, rows, wall)
+    figure = None
+    try:
+        figure = write_figure(args, rows)
+    except Exception as err:  # the table is the result; a drawing problem must not hide it
+        print(f"ablation: could not draw the figure ({type(err).__name__}: {err})", file=sys.stderr)
+    if figure and args.copy_figure:
+        os.makedirs(os.path.dirname(os.path.abspath(args.copy_figure)), exist_ok=True)
+        shutil.copyfile(figure, args.copy_figure)
+    print("\n" + text)
+    print(f"ablation: done in {_minutes(wall)}. Table: {os.path.join(args.out, 'table.md')} (and table.json)"
+          + (f"; figure: {figure}" if figure else "")
+          + (f" (copied to {args.copy_figure})" if figure and args.copy_figure else ""), flush=True)
+    return 1 if any(r["status"].startswith("failed") for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
