@@ -535,7 +535,7 @@ def test_real_terrain_meshes_train_and_evaluate(tmp_path):
     assert train_rgb.main(argv) == 10
     summary = metrics_rgb.main(["--exp", exp, "--snapshot", "latest", "--eval_set", "test", "--batch_size", "2",
                                 "--baseline_models", "3", "--out", str(tmp_path / "metrics")])
-    assert summary["n_samples"] == 1
+    assert summary["n_models"] == 1 and summary["n_samples"] == 4  # every input view is a sample
     with open(tmp_path / "metrics" / "per_sample.csv") as f:
         row = next(r for r in csv.DictReader(f) if r["method"] == "model")
     for key in ("chamfer", "emd", "colour"):
