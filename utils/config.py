@@ -11,13 +11,24 @@ Task-specific flags are registered by the task (``rgb`` adds ``--wt_rgb`` and
 """
 import argparse
 import json
+import math
 import os
+import time
 
 TASKS = ("rgb", "partseg")
 ARGS_FILE = "args.json"
+HISTORY_FILE = "args_history.jsonl"
 
 # Flags that fix the graph: a resumed run or the metrics must agree on them.
 ARCHITECTURE_KEYS = ("task", "N_PTS", "IMG_H", "IMG_W", "bottleneck", "skipconn", "n_cls")
+# Flags that do not change what is trained: a resumed run may change them freely (a larger
+# N_ITERS extends the run). Every other flag must match args.json unless --override is given.
+RUNTIME_KEYS = ("exp", "gpu", "num_workers", "print_n", "save_n", "save_model_n", "val_batches",
+                "no_progress", "N_ITERS", "override")
+
+
+class ResumeError(ValueError):
+    """A resumed run was given flags that change what is trained (without --override)."""
 
 
 def _positive_int(text):
@@ -27,10 +38,24 @@ def _positive_int(text):
     return value
 
 
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
 def _non_negative_float(text):
     value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text}")
+    if not value >= 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a finite non-negative number, got {text}")
+    return value
+
+
+def _positive_float(text):
+    value = float(text)
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text}")
     return value
 
 
@@ -51,7 +76,7 @@ def train_parser(task):
     g = p.add_argument_group("experiment")
     g.add_argument("--exp", required=True, help="experiment folder (created if absent; resumed if present)")
     g.add_argument("--gpu", default=None, help="GPU index to use (sets CUDA_VISIBLE_DEVICES); default: all visible")
-    g.add_argument("--seed", type=int, default=1024, help="seed for weights, data order and view choice")
+    g.add_argument("--seed", type=_non_negative_int, default=1024, help="seed for weights, data order and view choice")
     g.add_argument("--data_dir", default=default_data_dir(), help="root of the data layout (see data/README.md)")
     g.add_argument("--category", default="chair", help="category name (chair, car, airplane, ...) or synset id")
 
@@ -68,9 +93,9 @@ def train_parser(task):
     g = p.add_argument_group("projection")
     g.add_argument("--projection", choices=("local", "dense"), default="local",
                    help="'local' (fast, default) or 'dense' (the original's reference formulation)")
-    g.add_argument("--SIGMA_SQ_MASK", type=float, default=0.4, help="variance (px^2) of the mask-projection Gaussian")
-    g.add_argument("--WELL_RADIUS", type=float, default=1.0, help="half-width (px) of the depth well")
-    g.add_argument("--BETA", type=float, default=100.0, help="softmax sharpness over 1/(depth+1)")
+    g.add_argument("--SIGMA_SQ_MASK", type=_positive_float, default=0.4, help="variance (px^2) of the mask-projection Gaussian")
+    g.add_argument("--WELL_RADIUS", type=_positive_float, default=1.0, help="half-width (px) of the depth well")
+    g.add_argument("--BETA", type=_non_negative_float, default=100.0, help="softmax sharpness over 1/(depth+1)")
 
     g = p.add_argument_group("loss weights")
     g.add_argument("--wt_bce", type=_non_negative_float, default=1.0, help="mask binary cross-entropy")
@@ -96,12 +121,12 @@ def train_parser(task):
         g.add_argument("--skipconn", action="store_true",
                        help="feed the structure branch's hidden features to the colour branch")
     else:
-        g.add_argument("--n_cls", type=int, default=0,
+        g.add_argument("--n_cls", type=_non_negative_int, default=0,
                        help="number of part classes; 0 = read from the data set for --category")
 
     g = p.add_argument_group("optimisation and logging")
     g.add_argument("--batch_size", type=_positive_int, default=8)
-    g.add_argument("--lr", type=float, default=5e-5, help="Adam learning rate")
+    g.add_argument("--lr", type=_positive_float, default=5e-5, help="Adam learning rate")
     g.add_argument("--N_ITERS", type=_positive_int, default=200000, help="total training iterations")
     g.add_argument("--print_n", type=_positive_int, default=100, help="log training losses every print_n iterations")
     g.add_argument("--save_n", type=_positive_int, default=1000,
@@ -109,6 +134,9 @@ def train_parser(task):
     g.add_argument("--save_model_n", type=_positive_int, default=5000, help="snapshot every save_model_n iterations")
     g.add_argument("--val_batches", type=_positive_int, default=10, help="validation batches per evaluation")
     g.add_argument("--no_progress", action="store_true", help="no progress bar (plain log lines only)")
+    g.add_argument("--override", action="store_true",
+                   help="resume even though flags that change what is trained differ from the experiment's "
+                        "args.json (the change is logged; earlier flags are kept in " + HISTORY_FILE + ")")
     p.set_defaults(task=task)
     return p
 
@@ -129,7 +157,7 @@ def metrics_parser(task):
     p.add_argument("--data_dir", default=None, help="override the data root stored in args.json")
     p.add_argument("--gpu", default=None, help="GPU index to use (sets CUDA_VISIBLE_DEVICES)")
     p.add_argument("--batch_size", type=_positive_int, default=16)
-    p.add_argument("--max_samples", type=int, default=0, help="evaluate at most this many samples (0 = all)")
+    p.add_argument("--max_samples", type=_non_negative_int, default=0, help="evaluate at most this many samples (0 = all)")
     p.add_argument("--baseline_models", type=_positive_int, default=200,
                    help="training clouds used to find the baseline's medoid")
     p.add_argument("--out", default=None, help="output folder (default: <exp>/metrics_<eval_set>_<snapshot>)")
@@ -141,10 +169,15 @@ def metrics_parser(task):
     g.add_argument("--save_screenshots", action="store_true", help="PNG grids (input, GT, prediction from several angles)")
     g.add_argument("--save_gifs", action="store_true", help="turntable GIFs of GT and prediction")
     g.add_argument("--save_ply", action="store_true", help="predicted clouds as coloured PLY files")
-    g.add_argument("--n_pictures", type=int, default=8, help="samples to draw with --save_screenshots/--save_gifs (0 = all)")
+    g.add_argument("--n_pictures", type=_non_negative_int, default=8, help="samples to draw with --save_screenshots/--save_gifs (0 = all)")
     g.add_argument("--tqdm", action="store_true", help="progress bar")
     p.set_defaults(task=task)
     return p
+
+
+def args_json(args):
+    """The text :func:`save_args` writes for ``args``."""
+    return json.dumps(vars(args), indent=2, sort_keys=True)
 
 
 def save_args(args, exp_dir):
@@ -152,7 +185,7 @@ def save_args(args, exp_dir):
     path = os.path.join(exp_dir, ARGS_FILE)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(vars(args), f, indent=2, sort_keys=True)
+        f.write(args_json(args))
     os.replace(tmp, path)
     return path
 
@@ -177,6 +210,72 @@ def check_compatible(saved, current):
     if diffs:
         raise ValueError("the experiment folder was created with a different architecture ("
                          + "; ".join(diffs) + "); use a new --exp or the saved flags")
+
+
+_MISSING = object()
+
+
+def _plain(value):
+    """The value as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+def changed_flags(saved, current, defaults=None, ignore=RUNTIME_KEYS):
+    """Flags that change what is trained and differ between args.json and this command.
+
+    Compares the two Namespaces key by key, skipping ``ignore`` (the
+    :data:`RUNTIME_KEYS`). ``data_dir`` is compared as an absolute path. A key
+    absent from ``saved`` (a flag added after the experiment was created) counts
+    as unchanged when the new value equals its entry in ``defaults`` (parser
+    defaults); a key absent from ``current`` (a flag since removed) is skipped.
+
+    Returns:
+        list of ``(key, saved value, new value)``, sorted by key; a missing
+        saved value is reported as ``None``.
+    """
+    old, new = vars(saved), vars(current)
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        if key in ignore or key not in new:
+            continue
+        a, b = old.get(key, _MISSING), _plain(new[key])
+        if key == "data_dir":
+            a = a if a is _MISSING or a is None else os.path.abspath(a)
+            b = b if b is None else os.path.abspath(b)
+        if a is _MISSING:
+            if defaults is not None and key in defaults and b == _plain(defaults[key]):
+                continue
+            a = None
+        if a != b:
+            changes.append((key, a, b))
+    return changes
+
+
+def describe_changes(changes):
+    return "; ".join(f"--{k}: {a!r} -> {b!r}" for k, a, b in changes)
+
+
+def check_resume(saved, current, exp_dir, override=False, defaults=None):
+    """Refuse to resume with flags that change what is trained, unless ``override`` (--override).
+
+    Returns the list of :func:`changed_flags` (empty when nothing changed);
+    raises :class:`ResumeError` naming them when they are not accepted.
+    """
+    changes = changed_flags(saved, current, defaults)
+    if changes and not override:
+        raise ResumeError(
+            f"{os.path.join(exp_dir, ARGS_FILE)} was trained with other flags ({describe_changes(changes)}). "
+            "Re-run with the saved flags to resume, choose a new --exp, or add --override to continue "
+            f"training with the new flags (the change is logged; {HISTORY_FILE} keeps the earlier ones)")
+    return changes
+
+
+def append_history(exp_dir, args, step, changes):
+    """Append one JSON line (time, iteration, changed flags, all flags) to ``<exp_dir>/args_history.jsonl``."""
+    entry = dict(time=time.strftime("%Y-%m-%d %H:%M:%S"), step=int(step),
+                 changes={k: [a, b] for k, a, b in changes}, args=_plain(vars(args)))
+    with open(os.path.join(exp_dir, HISTORY_FILE), "a") as f:
+        f.write(json.dumps(entry, sort_keys=True) + "\n")
 
 
 def flags_in_script(path):
