@@ -27,7 +27,7 @@ def _collect_training_clouds(targs, task, n_models, num_workers):
     """Up to n_models (cloud, point features) pairs from the training split, in a fixed order."""
     data = BatchPipeline(targs.data_dir, targs.category, "train", task=task.name, batch_size=1, n_views=1,
                          img_h=targs.IMG_H, img_w=targs.IMG_W, view_mode="fixed", shuffle=False,
-                         repeat=False, seed=targs.seed, num_workers=num_workers)
+                         repeat=False, seed=targs.seed, num_workers=num_workers, n_cls=getattr(targs, "n_cls", None))
     try:
         n = min(n_models, len(data))
         batches = [data.get_batch(k) for k in range(n)]
@@ -56,7 +56,8 @@ def evaluate(task, margs):
 
     data = BatchPipeline(targs.data_dir, targs.category, margs.eval_set, task=task.name, batch_size=B,
                          n_views=1, img_h=targs.IMG_H, img_w=targs.IMG_W, view_mode="fixed",
-                         shuffle=False, repeat=False, seed=targs.seed, num_workers=targs.num_workers)
+                         shuffle=False, repeat=False, seed=targs.seed, num_workers=targs.num_workers,
+                         n_cls=getattr(targs, "n_cls", None))
     n_total = len(data) if margs.max_samples <= 0 else min(len(data), margs.max_samples)
     n_gt = data.get_batch(0)["pcl"].shape[1]
     with_emd = n_gt == targs.N_PTS
