@@ -88,8 +88,11 @@ def test_second_trainer_is_refused_and_a_dead_holders_lock_is_taken_over(data, t
 
 # --------------------------------------------------------------------------- signals
 DRIVER = """
-import json, os, sys
+import json, os, signal, sys
 from rgb.train_rgb import main
+for sig in (signal.SIGTERM, signal.SIGHUP):  # as in a terminal, whatever the test runner ignores
+    signal.signal(sig, signal.SIG_DFL)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 for plan, argv in json.loads(sys.argv[1]):
     os.environ["DIFFER_TEST_SIGNAL_AT"] = plan
     try:
@@ -145,8 +148,12 @@ def test_ctrl_c_during_a_save_waits_for_it(tmp_path, sess):
             return saver.save(*args, **kwargs)
 
     sess.run(v.assign([20.0, 20.0]))
-    with pytest.raises(KeyboardInterrupt):
-        e.save(CtrlCWhileSaving(), sess, 20)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # even if the runner ignores it
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            e.save(CtrlCWhileSaving(), sess, 20)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     prefix, step = e.checkpoint("latest")
     saver.restore(sess, prefix)
     assert step == 20 and sess.run(v).tolist() == [20.0, 20.0]
@@ -254,6 +261,7 @@ def test_missing_data_dir_is_reported_before_any_folder_is_created(tmp_path):
 
 
 def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_snapshot(data, tmp_path):
+    """lr 1e6: finite weights after iteration 1 (snapshot), non-finite points in iteration 2's forward pass."""
     exp = tmp_path / "exp"
     with pytest.raises(FloatingPointError,
                        match=r"^loss became nan at iteration \d+ .*— lower --lr or check the data; "
@@ -264,3 +272,13 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_snapshot(
     for name, value in _variables(exp).items():
         assert np.all(np.isfinite(value)), name
     assert "train_rgb: error: loss became nan" in _log(exp)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")
+def test_non_finite_weights_are_never_snapshotted(data, tmp_path):
+    """lr 1e39 is inf in float32: iteration 1's loss is finite, its update makes the weights inf."""
+    exp = tmp_path / "exp"
+    with pytest.raises(FloatingPointError, match=r"^loss became nan at iteration 1 \(non-finite weights"
+                                                 r".*; no snapshot was written"):
+        train_rgb.main(_argv(exp, data, 10, "--lr", "1e39", "--save_model_n", "1"))
+    assert not [n for n in os.listdir(exp / "snapshots") if n.startswith("step-")]

@@ -65,7 +65,8 @@ def deferred_signals(signals=STOP_SIGNALS):
         yield
         return
     received = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in signals}
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+                for sig in signals if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         yield
     finally:

@@ -58,7 +58,11 @@ class TrainingInterrupted(SystemExit):
 
 
 class _StopRequest:
-    """While active, Ctrl-C / SIGTERM / SIGHUP only record a stop request (``signum``)."""
+    """While installed, Ctrl-C / SIGTERM / SIGHUP only record a stop request (``signum``).
+
+    Signals the process ignores (``nohup`` ignores SIGHUP; a non-interactive shell's ``&``
+    ignores SIGINT) stay ignored.
+    """
 
     def __init__(self):
         self.signum = None
@@ -78,7 +82,8 @@ class _StopRequest:
     def install(self):
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handler)
+                if signal.getsignal(sig) is not signal.SIG_IGN:  # keep nohup's / a script's '&' choice
+                    self._previous[sig] = signal.signal(sig, self._handler)
 
     def restore(self):
         for sig, handler in self._previous.items():
