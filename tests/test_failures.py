@@ -234,6 +234,9 @@ def test_resume_with_changed_flags_is_refused_unless_override(data, tmp_path, ca
         history = [json.loads(line) for line in f]
     assert [h["step"] for h in history] == [0, 2, 3]
     assert history[0]["args"]["lr"] == 1e-4 and history[-1]["changes"] == {"lr": [1e-4, 2e-4]}
+    # A complete run (nothing left to train) may be re-run with other flags: it keeps its args.json.
+    assert train_rgb.main(_argv(exp, data, 4, "--lr", "1e-4")) == 4
+    assert config.load_train_args(str(exp)).lr == 2e-4 and "args.json is kept" in _log(exp)
 
 
 @pytest.mark.parametrize("flag, value", [("--lr", "-5e-5"), ("--lr", "0"), ("--lr", "nan"), ("--lr", "inf"),

@@ -161,7 +161,8 @@ def prepare(args, task, exp, defaults=None):
     differ from args.json (:func:`utils.config.changed_flags`). With a
     checkpoint to resume, a changed architecture is refused, and so are other
     changed flags unless ``--override``; without one nothing has been trained
-    and the new flags simply replace the old.
+    and the new flags simply replace the old. A run that is already complete
+    (nothing left to train) keeps its args.json: ``changes`` is then None.
     """
     task.resolve_args(args)
     resume = find_resume(exp)
@@ -175,7 +176,14 @@ def prepare(args, task, exp, defaults=None):
                     f"{err}; it records the flags this experiment was trained with. Repair it (earlier "
                     f"versions: {exp.path(config.HISTORY_FILE)}) or choose another --exp") from None
             saved = None
-        if saved is not None and resume is not None:
+        if saved is not None and resume is not None and resume[1] >= args.N_ITERS and not args.override:
+            config.check_compatible(saved, args)
+            changes = config.changed_flags(saved, args, defaults)
+            if changes:
+                exp.log(f"nothing to train (iteration {resume[1]}, --N_ITERS {args.N_ITERS}); args.json is kept, "
+                        f"these flags of the command are not used: {config.describe_changes(changes)}")
+                return resume, None
+        elif saved is not None and resume is not None:
             config.check_compatible(saved, args)
             changes = config.check_resume(saved, args, exp.root, args.override, defaults)
         elif saved is not None:
@@ -187,6 +195,8 @@ def prepare(args, task, exp, defaults=None):
 
 def _record_args(args, exp, resume, changes):
     """Write args.json (and a line of args_history.jsonl) when new or changed; log the change."""
+    if changes is None:  # a complete run keeps the flags it was trained with
+        return
     path = exp.path(config.ARGS_FILE)
     step = resume[1] if resume else 0
     if changes:
