@@ -262,3 +262,52 @@ def test_bad_view_file(broken):
     (_model_dir(broken) / "view.txt").write_text("12.5\n")
     with pytest.raises(DataError, match="view.txt: expected one 'azimuth elevation' line"):
         _pipe(broken, shuffle=False)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("10 20\n30 20\n50 20\n", r"view.txt: 3 view line\(s\), but .* also holds render_3.png"),  # 4 renders
+    ("10 20\n30 20\n50 20\n70 20\n90 20\n", "view.txt: lists 5 views, but render_4.png is missing"),
+    ("10 20\nnan 20\n50 20\n70 20\n", r"view.txt: view 1 has a non-finite angle \(\[nan, 20.0\]\)"),
+    ("10 20\n30 inf\n50 20\n70 20\n", "view.txt: view 1 has a non-finite angle"),
+])
+def test_view_file_must_match_the_renders_with_finite_angles(broken, text, message):
+    (_model_dir(broken) / "view.txt").write_text(text)
+    with pytest.raises(DataError, match=message):
+        _pipe(broken, shuffle=False)
+
+
+@pytest.mark.parametrize("tree, name, make, message", [
+    ("partseg/ShapeNet_labels", "labels_0.npy", lambda a: np.where(a > 0, 5, 0).astype(a.dtype),
+     r"labels_0.npy: found label 5; expected 0 \(background\) .. 4"),
+    ("partseg/ShapeNet_pcl", "pointcloud_labels.npy", lambda a: np.where(np.arange(len(a)) == 7, 9, a).astype(a.dtype),
+     r"pointcloud_labels.npy: found part label 9; expected 1 .. 4"),
+])
+def test_part_labels_out_of_range(broken, tree, name, make, message):
+    mid = data.list_models(broken, "chair", "train", "partseg")[0]
+    path = broken / tree / CHAIR / mid / name
+    np.save(path, make(np.load(path)))
+    with pytest.raises(DataError, match=message):
+        _pipe(broken, task="partseg", view_mode="fixed", shuffle=False)
+
+
+def test_labels_beyond_the_trained_number_of_parts(tiny):
+    """The demo chairs have 4 parts; a model trained with --n_cls 3 must not take them silently."""
+    with pytest.raises(DataError, match=r"found (part )?label 4; expected .*\.\. 3"):
+        _pipe(tiny, task="partseg", view_mode="fixed", shuffle=False, n_cls=3)
+
+
+@pytest.mark.parametrize("bad_id", ["../../x", "/etc", "a/b", "..", ".", "a\\b"])
+def test_split_ids_must_be_plain_folder_names(broken, bad_id):
+    ids = data.list_models(broken, "chair", "train")
+    (broken / "splits" / f"{CHAIR}_train_list.npy").unlink()
+    (broken / "splits" / f"{CHAIR}_train_list.txt").write_text("\n".join(ids[:1] + [bad_id]) + "\n")
+    with pytest.raises(DataError, match=f"model id {re.escape(repr(bad_id))} is not a plain folder name"):
+        data.list_models(broken, "chair", "train")
+
+
+def test_missing_data_dir(tmp_path):
+    with pytest.raises(DataError, match=f"data directory {re.escape(str(tmp_path / 'nope'))} does not exist"):
+        data.list_models(tmp_path / "nope", "chair", "train")
+    (tmp_path / "rgb_only").mkdir()
+    with pytest.raises(DataError, match="has no partseg/ folder"):
+        data.list_models(tmp_path / "rgb_only", "chair", "train", task="partseg")

@@ -1,8 +1,10 @@
 """Demo-data generator: layout, reproducibility, renderer/cloud agreement, safe writing."""
+import fcntl
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -174,3 +176,29 @@ def test_shading_and_supersampling_options():
     small = centre_only["labels"] > 0
     assert np.all(fg[small]) and small.sum() < fg.sum()
     assert np.array_equal(centre_only["rgb"][small], flat["rgb"][small])
+
+
+def test_temporary_folder_of_a_killed_run_is_removed(tmp_path):
+    """kill -9 leaves the generator's hidden working folder; the next run removes it, but not the
+    working folder of a generator that is still running (its lock is held)."""
+    out = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "utils.demo_data", "--out", str(out), "--categories", "chair",
+                             "--n_models", "200", "--n_views", "2", "--workers", "1", "--quiet"])
+    try:  # wait until its first models are written (200 models: it is far from done then)
+        while proc.poll() is None and not list(out.glob(".demo_tmp_*/ShapeNet_rendered/*/*/view.txt")):
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+        proc.wait()
+    stale = list(out.glob(".demo_tmp_*"))
+    assert len(stale) == 1 and any(stale[0].rglob("*.png"))
+    live = out / ".demo_tmp_999999999_running"
+    live.mkdir()
+    fd = os.open(live / demo_data.TMP_OWNER, os.O_WRONLY | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a running generator holds it
+    try:
+        demo_data.generate(out, workers=1, **TINY)
+        assert not stale[0].exists() and live.is_dir()
+        assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [live.name]
+    finally:
+        os.close(fd)

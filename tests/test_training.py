@@ -138,6 +138,7 @@ def test_checkpoint_is_atomic_and_pruned(tmp_path, sess):
     assert sorted(os.listdir(e.path("snapshots"))) == ["latest.json", "step-0000020", "step-0000030"]
     # A crash while writing leaves a temporary folder: ignored, then removed on restart.
     os.makedirs(e.path("snapshots", ".tmp-step-0000040-1"))
+    e.release()  # the crash releases the lock
     e = Experiment(str(tmp_path / "exp"))
     assert not any(n.startswith(".tmp") for n in os.listdir(e.path("snapshots")))
     prefix, step = e.checkpoint("latest")

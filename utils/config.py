@@ -19,11 +19,14 @@ preset is applied.
 """
 import argparse
 import json
+import math
 import os
+import time
 
 TASKS = ("rgb", "partseg")
 ARGS_FILE = "args.json"
 PRESET_NAMES = ("recommended", "original")
+HISTORY_FILE = "args_history.jsonl"
 
 # Flags that fix the graph: a resumed run or the metrics must agree on them.
 ARCHITECTURE_KEYS = ("task", "N_PTS", "IMG_H", "IMG_W", "bottleneck", "skipconn", "n_cls", "input_scale")
@@ -60,6 +63,15 @@ ORIGINAL = dict(
 )
 PRESETS = {"recommended": RECOMMENDED, "original": ORIGINAL}
 
+# Flags that do not change what is trained: a resumed run may change them freely (a larger
+# N_ITERS extends the run). Every other flag must match args.json unless --override is given.
+RUNTIME_KEYS = ("exp", "gpu", "num_workers", "print_n", "save_n", "save_model_n", "val_batches",
+                "no_progress", "N_ITERS", "override")
+
+
+class ResumeError(ValueError):
+    """A resumed run was given flags that change what is trained (without --override)."""
+
 
 def _positive_int(text):
     value = int(text)
@@ -68,10 +80,24 @@ def _positive_int(text):
     return value
 
 
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
 def _non_negative_float(text):
     value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text}")
+    if not value >= 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a finite non-negative number, got {text}")
+    return value
+
+
+def _positive_float(text):
+    value = float(text)
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text}")
     return value
 
 
@@ -107,7 +133,7 @@ def train_parser(task):
                    help="default values of the flags below: 'recommended' (ours, validated on the demo data) "
                         "or 'original' (the original code's effective training; README: Deviations)")
     g.add_argument("--gpu", default=None, help="GPU index to use (sets CUDA_VISIBLE_DEVICES); default: all visible")
-    g.add_argument("--seed", type=int, default=1024, help="seed for weights, data order and view choice")
+    g.add_argument("--seed", type=_non_negative_int, default=1024, help="seed for weights, data order and view choice")
     g.add_argument("--data_dir", default=default_data_dir(), help="root of the data layout (see data/README.md)")
     g.add_argument("--category", default="chair", help="category name (chair, car, airplane, ...) or synset id")
 
@@ -128,9 +154,9 @@ def train_parser(task):
     g = p.add_argument_group("projection")
     g.add_argument("--projection", choices=("local", "dense"), default="local",
                    help="'local' (fast, default) or 'dense' (the original's reference formulation)")
-    g.add_argument("--SIGMA_SQ_MASK", type=float, help="variance (px^2) of the mask-projection Gaussian")
-    g.add_argument("--WELL_RADIUS", type=float, help="half-width (px) of the depth well")
-    g.add_argument("--BETA", type=float, help="softmax sharpness over 1/(depth+1)")
+    g.add_argument("--SIGMA_SQ_MASK", type=_positive_float, help="variance (px^2) of the mask-projection Gaussian")
+    g.add_argument("--WELL_RADIUS", type=_positive_float, help="half-width (px) of the depth well")
+    g.add_argument("--BETA", type=_non_negative_float, help="softmax sharpness over 1/(depth+1)")
 
     g = p.add_argument_group("loss weights")
     g.add_argument("--wt_bce", type=_non_negative_float, help="mask binary cross-entropy")
@@ -165,12 +191,12 @@ def train_parser(task):
         g.add_argument("--skipconn", action=argparse.BooleanOptionalAction,
                        help="feed the structure branch's hidden features to the colour branch")
     else:
-        g.add_argument("--n_cls", type=int, default=0,
+        g.add_argument("--n_cls", type=_non_negative_int, default=0,
                        help="number of part classes; 0 = read from the data set for --category")
 
     g = p.add_argument_group("optimisation and logging")
     g.add_argument("--batch_size", type=_positive_int)
-    g.add_argument("--lr", type=float, help="Adam learning rate")
+    g.add_argument("--lr", type=_positive_float, help="Adam learning rate")
     g.add_argument("--N_ITERS", type=_positive_int, help="total training iterations")
     g.add_argument("--print_n", type=_positive_int, help="log training losses every print_n iterations")
     g.add_argument("--save_n", type=_positive_int,
@@ -181,6 +207,9 @@ def train_parser(task):
                    help="validation Chamfer: measure the prediction's bounding box on coordinates clipped "
                         "to +-val_clip_box (0 = no clipping, as the metrics)")
     g.add_argument("--no_progress", action="store_true", help="no progress bar (plain log lines only)")
+    g.add_argument("--override", action="store_true",
+                   help="resume even though flags that change what is trained differ from the experiment's "
+                        "args.json (the change is logged; earlier flags are kept in " + HISTORY_FILE + ")")
     dests = {a.dest for a in p._actions}
     p.set_defaults(task=task, **{k: v for k, v in RECOMMENDED.items() if k in dests})
     for action in p._actions:
@@ -196,15 +225,25 @@ def preset_values(preset, task):
     return {k: v for k, v in PRESETS[preset].items() if k in dests}
 
 
+def _preset_parser(task, preset):
+    parser = train_parser(task)
+    parser.set_defaults(**preset_values(preset, task))
+    return parser
+
+
+def train_defaults(task, preset="recommended"):
+    """{flag: default} of the training parser under ``preset``."""
+    parser = _preset_parser(task, preset)
+    return {a.dest: parser.get_default(a.dest) for a in parser._actions if a.dest != "help"}
+
+
 def parse_train_args(task, argv=None):
     """Parse training flags with the preset applied: preset values replace the defaults, and
     flags given on the command line win over both. Returns the Namespace."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset", choices=PRESET_NAMES, default="recommended")
     known, _ = pre.parse_known_args(argv)
-    parser = train_parser(task)
-    parser.set_defaults(**preset_values(known.preset, task))
-    return parser.parse_args(argv)
+    return _preset_parser(task, known.preset).parse_args(argv)
 
 
 def metrics_parser(task):
@@ -230,7 +269,7 @@ def metrics_parser(task):
     p.add_argument("--data_dir", default=None, help="override the data root stored in args.json")
     p.add_argument("--gpu", default=None, help="GPU index to use (sets CUDA_VISIBLE_DEVICES)")
     p.add_argument("--batch_size", type=_positive_int, default=16)
-    p.add_argument("--max_samples", type=int, default=0, help="evaluate at most this many samples (0 = all)")
+    p.add_argument("--max_samples", type=_non_negative_int, default=0, help="evaluate at most this many samples (0 = all)")
     p.add_argument("--baseline_models", type=_positive_int, default=200,
                    help="training clouds used to find the baseline's medoid")
     p.add_argument("--out", default=None, help="output folder (default: <exp>/metrics_<eval_set>_<snapshot>)")
@@ -242,10 +281,15 @@ def metrics_parser(task):
     g.add_argument("--save_screenshots", action="store_true", help="PNG grids (input, GT, prediction from several angles)")
     g.add_argument("--save_gifs", action="store_true", help="turntable GIFs of GT and prediction")
     g.add_argument("--save_ply", action="store_true", help="predicted clouds as coloured PLY files")
-    g.add_argument("--n_pictures", type=int, default=8, help="samples to draw with --save_screenshots/--save_gifs (0 = all)")
+    g.add_argument("--n_pictures", type=_non_negative_int, default=8, help="samples to draw with --save_screenshots/--save_gifs (0 = all)")
     g.add_argument("--tqdm", action="store_true", help="progress bar")
     p.set_defaults(task=task)
     return p
+
+
+def args_json(args):
+    """The text :func:`save_args` writes for ``args``."""
+    return json.dumps(vars(args), indent=2, sort_keys=True)
 
 
 def save_args(args, exp_dir):
@@ -253,7 +297,7 @@ def save_args(args, exp_dir):
     path = os.path.join(exp_dir, ARGS_FILE)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(vars(args), f, indent=2, sort_keys=True)
+        f.write(args_json(args))
     os.replace(tmp, path)
     return path
 
@@ -281,6 +325,72 @@ def check_compatible(saved, current):
     if diffs:
         raise ValueError("the experiment folder was created with a different architecture ("
                          + "; ".join(diffs) + "); use a new --exp or the saved flags")
+
+
+_MISSING = object()
+
+
+def _plain(value):
+    """The value as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+def changed_flags(saved, current, defaults=None, ignore=RUNTIME_KEYS):
+    """Flags that change what is trained and differ between args.json and this command.
+
+    Compares the two Namespaces key by key, skipping ``ignore`` (the
+    :data:`RUNTIME_KEYS`). ``data_dir`` is compared as an absolute path. A key
+    absent from ``saved`` (a flag added after the experiment was created) counts
+    as unchanged when the new value equals its entry in ``defaults`` (parser
+    defaults); a key absent from ``current`` (a flag since removed) is skipped.
+
+    Returns:
+        list of ``(key, saved value, new value)``, sorted by key; a missing
+        saved value is reported as ``None``.
+    """
+    old, new = vars(saved), vars(current)
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        if key in ignore or key not in new:
+            continue
+        a, b = old.get(key, _MISSING), _plain(new[key])
+        if key == "data_dir":
+            a = a if a is _MISSING or a is None else os.path.abspath(a)
+            b = b if b is None else os.path.abspath(b)
+        if a is _MISSING:
+            if defaults is not None and key in defaults and b == _plain(defaults[key]):
+                continue
+            a = None
+        if a != b:
+            changes.append((key, a, b))
+    return changes
+
+
+def describe_changes(changes):
+    return "; ".join(f"--{k}: {a!r} -> {b!r}" for k, a, b in changes)
+
+
+def check_resume(saved, current, exp_dir, override=False, defaults=None):
+    """Refuse to resume with flags that change what is trained, unless ``override`` (--override).
+
+    Returns the list of :func:`changed_flags` (empty when nothing changed);
+    raises :class:`ResumeError` naming them when they are not accepted.
+    """
+    changes = changed_flags(saved, current, defaults)
+    if changes and not override:
+        raise ResumeError(
+            f"{os.path.join(exp_dir, ARGS_FILE)} was trained with other flags ({describe_changes(changes)}). "
+            "Re-run with the saved flags to resume, choose a new --exp, or add --override to continue "
+            f"training with the new flags (the change is logged; {HISTORY_FILE} keeps the earlier ones)")
+    return changes
+
+
+def append_history(exp_dir, args, step, changes):
+    """Append one JSON line (time, iteration, changed flags, all flags) to ``<exp_dir>/args_history.jsonl``."""
+    entry = dict(time=time.strftime("%Y-%m-%d %H:%M:%S"), step=int(step),
+                 changes={k: [a, b] for k, a, b in changes}, args=_plain(vars(args)))
+    with open(os.path.join(exp_dir, HISTORY_FILE), "a") as f:
+        f.write(json.dumps(entry, sort_keys=True) + "\n")
 
 
 def flags_in_script(path):

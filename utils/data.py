@@ -28,6 +28,7 @@ was expected. ``.npy`` files are always loaded with ``allow_pickle=False``.
 import json
 import math
 import os
+import re
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,18 @@ class DataError(ValueError):
 # --------------------------------------------------------------------------
 # layout
 # --------------------------------------------------------------------------
+def check_data_dir(data_dir, task="rgb"):
+    """DataError unless ``data_dir`` is an existing folder holding the task's tree."""
+    if not os.path.isdir(data_dir):
+        what = "is not a folder" if os.path.exists(data_dir) else "does not exist"
+        raise DataError(f"data directory {os.path.abspath(data_dir)} {what} (--data_dir); expected the layout "
+                        "described in data/README.md (make the demo set with python data/make_demo_data.py)")
+    root = os.path.join(data_dir, "partseg") if task == "partseg" else data_dir
+    if not os.path.isdir(root):
+        raise DataError(f"data directory {os.path.abspath(data_dir)} has no partseg/ folder; the partseg task "
+                        "expects partseg/ShapeNet_rendered, partseg/ShapeNet_pcl, partseg/splits there")
+
+
 def task_dirs(data_dir, task):
     """Folders of a task's tree: dict with 'rendered', 'pcl', 'labels' (partseg), 'splits' (a list
     of candidate folders, first match wins)."""
@@ -81,6 +94,7 @@ def split_file(data_dir, category, split, task="rgb"):
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     syn = _synset(category)
+    check_data_dir(data_dir, task)
     tried = []
     for folder in task_dirs(data_dir, task)["splits"]:
         for ext in (".txt", ".npy"):
@@ -96,8 +110,22 @@ def split_file(data_dir, category, split, task="rgb"):
                     f"{', '.join(found) if found else 'none'}")
 
 
+_PLAIN_NAME = re.compile(r"[^/\\\x00]+")
+
+
+def _check_model_id(path, mid):
+    """A model id must be a plain folder name: no separators, not '.', '..' or absolute."""
+    if not _PLAIN_NAME.fullmatch(mid) or mid in (".", ".."):
+        raise DataError(f"{path}: model id {mid!r} is not a plain folder name; expected names like "
+                        "1a6f615e8b1b5ae4dbbc9440457e303e (no '/', '\\', '.' or '..')")
+
+
 def read_split(path):
-    """Model ids listed by a split file (.txt: one per line; .npy: 1-D array of strings)."""
+    """Model ids listed by a split file (.txt: one per line; .npy: 1-D array of strings).
+
+    Every id must be a plain folder name (DataError otherwise), so a split file
+    can never make the loaders read outside the data directory.
+    """
     if path.endswith(".npy"):
         arr = load_npy(path)
         if arr.ndim != 1 or arr.dtype.kind not in "US":
@@ -109,7 +137,10 @@ def read_split(path):
                 ids = f.read().split()
         except (OSError, UnicodeDecodeError) as err:
             raise DataError(f"{path}: cannot read split list ({err})") from None
-    return [i.strip() for i in ids if i.strip()]
+    ids = [i.strip() for i in ids if i.strip()]
+    for mid in ids:
+        _check_model_id(path, mid)
+    return ids
 
 
 def list_models(data_dir, category, split, task="rgb"):
@@ -225,7 +256,29 @@ def read_views(path):
         raise DataError(f"{path}: expected one 'azimuth elevation' line (degrees) per view ({err})") from None
     if not rows:
         raise DataError(f"{path}: no views; expected one 'azimuth elevation' line (degrees) per view")
-    return np.array(rows, np.float64)
+    angles = np.array(rows, np.float64)
+    bad = np.flatnonzero(~np.all(np.isfinite(angles), axis=1))
+    if len(bad):
+        raise DataError(f"{path}: view {bad[0]} has a non-finite angle ({angles[bad[0]].tolist()}); expected "
+                        "finite 'azimuth elevation' degrees on every line")
+    return angles
+
+
+_RENDER = re.compile(r"render_(\d+)\.png")
+
+
+def check_views_match_renders(path, n_views):
+    """DataError unless the folder of ``view.txt`` holds exactly ``render_0..n_views-1.png``."""
+    folder = os.path.dirname(path)
+    found = {int(m.group(1)) for m in map(_RENDER.fullmatch, os.listdir(folder)) if m}
+    expected = set(range(n_views))
+    if found - expected:
+        extra = sorted(found - expected)
+        raise DataError(f"{path}: {n_views} view line(s), but {folder} also holds render_{extra[0]}.png "
+                        f"({len(found)} renders); expected one 'azimuth elevation' line per render")
+    if expected - found:
+        raise DataError(f"{path}: lists {n_views} views, but render_{min(expected - found)}.png is missing "
+                        f"in {folder}; expected one render per line")
 
 
 def _read_png(path, img_h, img_w):
@@ -250,11 +303,14 @@ def read_mask(path, img_h, img_w):
     return (img[:, :, 0] < MASK_THRESHOLD).astype(np.float32)
 
 
-def read_label_map(path, img_h, img_w):
-    """``labels_{k}.npy`` -> int32 (H, W), 0 = background, k = part k."""
+def read_label_map(path, img_h, img_w, n_cls=None):
+    """``labels_{k}.npy`` -> int32 (H, W), 0 = background, k = part k (1 <= k <= n_cls)."""
     lab = load_npy(path, (img_h, img_w), "iub")
     if lab.size and lab.min() < 0:
         raise DataError(f"{path}: expected labels >= 0 (0 = background), found {lab.min()}")
+    if n_cls is not None and lab.size and lab.max() > n_cls:
+        raise DataError(f"{path}: found label {lab.max()}; expected 0 (background) .. {n_cls} "
+                        f"(the number of parts, --n_cls)")
     return lab.astype(np.int32)
 
 
@@ -280,12 +336,15 @@ def read_cloud_colours(path, n_pts):
     return rgb
 
 
-def read_cloud_labels(path, n_pts):
-    """``pointcloud_labels.npy`` (N,), 1-based -> int32 (N,) 0-based part index."""
-    lab = load_npy(path, (n_pts,), "iu").astype(np.int32)
+def read_cloud_labels(path, n_pts, n_cls=None):
+    """``pointcloud_labels.npy`` (N,), 1-based -> int32 (N,) 0-based part index (< n_cls)."""
+    lab = load_npy(path, (n_pts,), "iu").astype(np.int64)
     if lab.size and lab.min() < 1:
         raise DataError(f"{path}: expected 1-based part labels (>= 1), found {lab.min()}")
-    return lab - 1
+    if n_cls is not None and lab.size and lab.max() > n_cls:
+        raise DataError(f"{path}: found part label {lab.max()}; expected 1 .. {n_cls} "
+                        f"(the number of parts, --n_cls)")
+    return (lab - 1).astype(np.int32)
 
 
 # --------------------------------------------------------------------------
@@ -328,6 +387,11 @@ class BatchPipeline:
     ``use_input_view=True`` makes the first supervision view the input view
     (with V=1 this is the original's ``--CORR``).
 
+    Checks (DataError naming the file): ``view.txt`` has one finite
+    'azimuth elevation' line per ``render_k.png``; part labels (partseg) lie in
+    ``0..n_cls`` (label maps) and ``1..n_cls`` (point labels), ``n_cls`` being
+    the number of parts of the category when not given.
+
     Iteration (``next(pipeline)``, ``for batch in pipeline``) yields batches
     ``start_step, start_step+1, ...`` computed ahead by ``num_workers`` threads
     (``prefetch`` batches in flight), forever; with ``repeat=False`` it yields one
@@ -348,7 +412,7 @@ class BatchPipeline:
 
     def __init__(self, data_dir, category, split, task="rgb", batch_size=1, n_views=1, img_h=64, img_w=64,
                  n_pts=1024, view_mode="random", use_input_view=False, shuffle=True, seed=0, num_workers=2,
-                 prefetch=4, start_step=0, repeat=True, all_input_views=False):
+                 prefetch=4, start_step=0, repeat=True, all_input_views=False, n_cls=None):
         if view_mode not in VIEW_MODES:
             raise ValueError(f"view_mode must be one of {VIEW_MODES}, got {view_mode!r}")
         if batch_size < 1 or n_views < 1:
@@ -364,6 +428,9 @@ class BatchPipeline:
         self.all_input_views = bool(all_input_views)
         self.dirs = task_dirs(data_dir, task)
         self.models = list_models(data_dir, category, split, task)
+        if task == "partseg" and not n_cls:
+            n_cls = n_parts(data_dir, category)
+        self.n_cls = int(n_cls) if task == "partseg" else None
         self._angles = {}
         self._angles_lock = threading.Lock()
         self._perms, self._perm_lock = {}, threading.Lock()
@@ -404,7 +471,9 @@ class BatchPipeline:
         with self._angles_lock:
             angles = self._angles.get(m)
         if angles is None:
-            angles = read_views(os.path.join(self._model_dir("rendered", m), VIEWS_FILE))
+            path = os.path.join(self._model_dir("rendered", m), VIEWS_FILE)
+            angles = read_views(path)
+            check_views_match_renders(path, len(angles))
             with self._angles_lock:
                 self._angles[m] = angles
         return angles
@@ -484,9 +553,9 @@ class BatchPipeline:
                 if not os.path.isfile(path):  # some copies keep the label maps beside the renders
                     alt = os.path.join(rdir, f"labels_{v}.npy")
                     path = alt if os.path.isfile(alt) else path
-                lab.append(read_label_map(path, H, W))
+                lab.append(read_label_map(path, H, W, self.n_cls))
             out["labels"] = np.stack(lab)
-            out["pcl_labels"] = read_cloud_labels(os.path.join(pdir, PCL_LABELS_FILE), self.n_pts)
+            out["pcl_labels"] = read_cloud_labels(os.path.join(pdir, PCL_LABELS_FILE), self.n_pts, self.n_cls)
         return out
 
     def get_batch(self, step):

@@ -31,6 +31,7 @@ Command line: ``python data/make_demo_data.py --help`` (or
 ``python -m utils.demo_data``).
 """
 import argparse
+import fcntl
 import json
 import multiprocessing
 import os
@@ -55,6 +56,8 @@ DEFAULT_CATEGORIES = ("chair", "airplane", "car")
 BOUND_RADIUS = 0.46  # every model is scaled so that it fits in a sphere of this radius
 TOP_LEVEL = ("ShapeNet_rendered", "ShapeNet_pcl", "splits", "partseg", "demo_info.json")
 INFO_FILE = "demo_info.json"
+TMP_PREFIX = ".demo_tmp_"  # the generator's working folder inside --out: .demo_tmp_<pid>_<random>
+TMP_OWNER = ".owner"  # inside it, flock-ed by the generator while it runs
 
 
 # --------------------------------------------------------------------------
@@ -421,6 +424,47 @@ def _job(job):
 # --------------------------------------------------------------------------
 # whole data set
 # --------------------------------------------------------------------------
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(out):
+    """Remove the working folders of generator runs that died (kill -9, power loss) in ``out``.
+
+    A running generator holds an exclusive flock on ``<tmp>/.owner``; a folder
+    whose lock is free belongs to a dead run. A folder without the file (a run
+    that has not taken its lock yet, or an older version) is kept only while the
+    PID in its name is alive. Returns the removed paths.
+    """
+    removed = []
+    for tmp in sorted(Path(out).glob(TMP_PREFIX + "*")):
+        if not tmp.is_dir():
+            continue
+        owner = tmp / TMP_OWNER
+        try:
+            fd = os.open(owner, os.O_RDONLY)
+        except FileNotFoundError:
+            pid = tmp.name[len(TMP_PREFIX):].split("_")[0]
+            if pid.isdigit() and _pid_alive(int(pid)):
+                continue
+        else:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its generator is running
+            finally:
+                os.close(fd)
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append(tmp)
+    return removed
+
+
 def generate(out, categories=DEFAULT_CATEGORIES, n_models=200, n_views=10, img_size=64, seed=0,
              shading=False, workers=2, el_range=(-10.0, 40.0), supersample=SUPERSAMPLE, force=False,
              progress=True):
@@ -444,8 +488,12 @@ def generate(out, categories=DEFAULT_CATEGORIES, n_models=200, n_views=10, img_s
     if existing and not force:
         raise FileExistsError(f"{out} already holds {', '.join(existing)}; pass --force to replace them")
 
+    for stale in remove_stale_temporaries(out):
+        print(f"make_demo_data: removed {stale}, left by an interrupted run", file=sys.stderr)
     t0 = time.time()
-    tmp = Path(tempfile.mkdtemp(prefix=".demo_tmp_", dir=out))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}_", dir=out))
+    owner = os.open(tmp / TMP_OWNER, os.O_WRONLY | os.O_CREAT, 0o644)
+    fcntl.flock(owner, fcntl.LOCK_EX)  # released by the kernel if this process dies
     try:
         kw = dict(seed=seed, n_views=n_views, img_size=img_size, shading=shading, el_range=tuple(el_range),
                   supersample=supersample)
@@ -484,6 +532,7 @@ def generate(out, categories=DEFAULT_CATEGORIES, n_models=200, n_views=10, img_s
                 os.replace(tmp / name, out / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        os.close(owner)
     return info
 
 

@@ -30,7 +30,7 @@ def _collect_training_clouds(targs, task, n_models, num_workers):
     """Up to n_models (cloud, point features) pairs from the training split, in a fixed order."""
     data = BatchPipeline(targs.data_dir, targs.category, "train", task=task.name, batch_size=1, n_views=1,
                          img_h=targs.IMG_H, img_w=targs.IMG_W, view_mode="fixed", shuffle=False,
-                         repeat=False, seed=targs.seed, num_workers=num_workers)
+                         repeat=False, seed=targs.seed, num_workers=num_workers, n_cls=getattr(targs, "n_cls", None))
     try:
         n = min(n_models, len(data))
         batches = [data.get_batch(k) for k in range(n)]
@@ -52,7 +52,8 @@ def _eval_pipeline(targs, task, margs):
     return BatchPipeline(targs.data_dir, targs.category, margs.eval_set, task=task.name,
                          batch_size=margs.batch_size, n_views=1, img_h=targs.IMG_H, img_w=targs.IMG_W,
                          view_mode="fixed", shuffle=False, repeat=False, seed=targs.seed,
-                         num_workers=targs.num_workers, all_input_views=margs.input_views == "all")
+                         num_workers=targs.num_workers, all_input_views=margs.input_views == "all",
+                         n_cls=getattr(targs, "n_cls", None))
 
 
 def evaluate(task, margs):

@@ -15,16 +15,65 @@ Atomicity: a checkpoint is written into a hidden temporary folder, which is
 renamed to ``step-N`` only once TensorFlow has finished writing; the pointer
 JSON is then replaced atomically (``os.replace``). A run killed at any moment
 therefore leaves either the previous pointer or the new one, each naming a
-complete checkpoint; stale temporaries are removed on the next start.
+complete checkpoint; stale temporaries are removed on the next start. Signals
+(Ctrl-C, SIGTERM, SIGHUP) that arrive during a save are held back until it is
+complete. A pointer that is missing, unreadable or names an incomplete
+checkpoint falls back to the newest complete ``step-N`` folder.
+
+Concurrency: a writer (``Experiment(root)``, i.e. a trainer) holds an exclusive
+``flock`` on ``<exp>/.lock`` for its lifetime and records its PID and host in
+it; a second writer is refused with :class:`ExperimentInUse` naming them. The
+kernel releases the lock when its holder dies, so a lock left by a killed run
+is taken over. Readers (``Experiment(root, create=False)``, metrics) take no
+lock and may run while training goes on.
 """
+import contextlib
+import fcntl
+import glob
 import json
 import os
 import shutil
+import signal
+import socket
+import threading
 import time
+import warnings
 
 SNAPSHOTS, BEST = "snapshots", "best"
 POINTER = {SNAPSHOTS: "latest.json", BEST: "best.json"}
 CKPT_NAME = "model"
+LOCK_FILE = ".lock"
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class ExperimentInUse(RuntimeError):
+    """Another process holds the experiment's lock (a second trainer on the same --exp)."""
+
+
+class ExperimentStateError(RuntimeError):
+    """The experiment holds work that cannot be resumed safely; nothing is started over it."""
+
+
+@contextlib.contextmanager
+def deferred_signals(signals=STOP_SIGNALS):
+    """Hold back ``signals`` inside the block; deliver them (to the previous handlers) at its end.
+
+    Only possible in the main thread (elsewhere the block runs unprotected, as
+    Python delivers signals to the main thread anyway).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+                for sig in signals if signal.getsignal(sig) is not signal.SIG_IGN}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for sig in dict.fromkeys(received):
+            signal.raise_signal(sig)  # now handled as it would have been without the block
 
 
 def _write_json_atomic(path, obj):
@@ -36,17 +85,80 @@ def _write_json_atomic(path, obj):
     os.replace(tmp, path)
 
 
+def _lock_holder_text(text):
+    try:
+        info = json.loads(text)
+        return f"PID {info['pid']} on host {info['host']} (since {info.get('since', '?')})"
+    except (ValueError, KeyError, TypeError):
+        return "an unknown process (its lock file could not be read)"
+
+
 class Experiment:
-    """Paths and checkpoint bookkeeping of one experiment folder."""
+    """Paths and checkpoint bookkeeping of one experiment folder.
+
+    ``Experiment(root)`` creates the folder and takes its writer lock (raises
+    :class:`ExperimentInUse` when another process holds it); call
+    :meth:`release` (or use it as a context manager) when done.
+    ``Experiment(root, create=False)`` opens an existing folder for reading only.
+    """
 
     def __init__(self, root, create=True):
         self.root = os.path.abspath(root)
+        self._lock_fd = None
+        self._reported = set()
+        self.took_over = None  # holder of a stale lock that was taken over (text), if any
         if not create and not os.path.isdir(self.root):
             raise FileNotFoundError(f"experiment folder {self.root} does not exist")
         if create:
+            os.makedirs(self.root, exist_ok=True)
+            self._acquire_lock()
             for sub in (SNAPSHOTS, BEST, "logs/train", "logs/val", "log_proj_images"):
                 os.makedirs(os.path.join(self.root, sub), exist_ok=True)
             self._remove_temporaries()
+
+    # -- lock ----------------------------------------------------------------
+    def _acquire_lock(self):
+        path = self.path(LOCK_FILE)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            with open(path) as f:
+                holder = _lock_holder_text(f.read())
+            os.close(fd)
+            raise ExperimentInUse(f"experiment folder {self.root} is in use by another trainer: {holder}. "
+                                  "Wait for it to finish or stop it, or choose another --exp "
+                                  "(metrics may read the folder meanwhile)") from None
+        previous = os.read(fd, 4096).decode(errors="replace").strip()
+        if previous:  # released without clearing: its holder died (kill -9, crash, power loss)
+            self.took_over = _lock_holder_text(previous)
+        info = dict(pid=os.getpid(), host=socket.gethostname(), since=time.strftime("%Y-%m-%d %H:%M:%S"))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        os.fsync(fd)
+        self._lock_fd = fd
+
+    def release(self):
+        """Give up the writer lock (cleared, so the next holder does not see a stale one)."""
+        if self._lock_fd is not None:
+            fd, self._lock_fd = self._lock_fd, None
+            try:
+                os.ftruncate(fd, 0)
+            finally:
+                os.close(fd)  # closing releases the flock
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+    def __del__(self):
+        try:
+            self.release()
+        except Exception:
+            pass
 
     def path(self, *parts):
         return os.path.join(self.root, *parts)
@@ -61,7 +173,10 @@ class Experiment:
         with open(self.log_file, "a") as f:
             f.write(line + "\n")
         if echo is not None:
-            echo(line)
+            try:
+                echo(line)
+            except OSError:  # e.g. the terminal is gone (SIGHUP): log.txt has the line
+                pass
 
     def _remove_temporaries(self):
         for kind in (SNAPSHOTS, BEST):
@@ -74,26 +189,30 @@ class Experiment:
     def save(self, saver, sess, step, kind=SNAPSHOTS, keep=2, extra=None):
         """Save a checkpoint atomically; returns its prefix path.
 
+        Ctrl-C, SIGTERM and SIGHUP arriving meanwhile take effect once the
+        checkpoint and its pointer are complete (:func:`deferred_signals`).
+
         Args:
             saver: tf.train.Saver. sess: tf.Session.
             step: int, global iteration stored with the checkpoint.
             kind: 'snapshots' (periodic, last ``keep`` kept) or 'best' (only the newest kept).
             extra: dict stored in the pointer file (e.g. the validation value).
         """
-        folder = self.path(kind)
-        name = f"step-{int(step):07d}"
-        tmp = os.path.join(folder, f".tmp-{name}-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-        saver.save(sess, os.path.join(tmp, CKPT_NAME), write_meta_graph=False,
-                   write_state=False)
-        final = os.path.join(folder, name)
-        if os.path.exists(final):
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _write_json_atomic(os.path.join(folder, POINTER[kind]),
-                           dict(step=int(step), dir=name, time=time.time(), **(extra or {})))
-        self._prune(kind, keep if kind == SNAPSHOTS else 1)
+        with deferred_signals():
+            folder = self.path(kind)
+            name = f"step-{int(step):07d}"
+            tmp = os.path.join(folder, f".tmp-{name}-{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.makedirs(tmp)
+            saver.save(sess, os.path.join(tmp, CKPT_NAME), write_meta_graph=False,
+                       write_state=False)
+            final = os.path.join(folder, name)
+            if os.path.exists(final):
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            _write_json_atomic(os.path.join(folder, POINTER[kind]),
+                               dict(step=int(step), dir=name, time=time.time(), **(extra or {})))
+            self._prune(kind, keep if kind == SNAPSHOTS else 1)
         return os.path.join(final, CKPT_NAME)
 
     def _prune(self, kind, keep):
@@ -105,17 +224,55 @@ class Experiment:
                 shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
 
     # -- reading -------------------------------------------------------------
+    def is_complete(self, kind, name):
+        """True when ``<kind>/<name>`` holds a checkpoint's index and data files."""
+        prefix = self.path(kind, name, CKPT_NAME)
+        return os.path.isfile(prefix + ".index") and bool(glob.glob(glob.escape(prefix) + ".data-*"))
+
+    def complete_checkpoints(self, kind=SNAPSHOTS):
+        """``[(step, dir name)]`` of the complete checkpoints of ``kind``, newest first."""
+        folder = self.path(kind)
+        if not os.path.isdir(folder):
+            return []
+        found = []
+        for name in os.listdir(folder):
+            if name.startswith("step-") and name[5:].isdigit() and self.is_complete(kind, name):
+                found.append((int(name[5:]), name))
+        return sorted(found, reverse=True)
+
     def pointer(self, kind=SNAPSHOTS):
-        """The pointer dict of ``kind`` (None when no complete checkpoint exists)."""
+        """The pointer dict of ``kind`` (None when no complete checkpoint exists).
+
+        A pointer file that is missing, unreadable (e.g. truncated) or names an
+        incomplete checkpoint falls back to the newest complete ``step-N``
+        folder, with a warning (the dict then has ``recovered=True``).
+        """
         path = self.path(kind, POINTER[kind])
+        problem = None
         try:
             with open(path) as f:
                 info = json.load(f)
-        except (OSError, json.JSONDecodeError):
+            if not isinstance(info, dict) or not isinstance(info.get("dir"), str) or "step" not in info:
+                problem = "does not hold {'step', 'dir'}"
+            elif not self.is_complete(kind, info["dir"]):
+                problem = f"names {info['dir']}, which is not a complete checkpoint"
+            else:
+                return info
+        except FileNotFoundError:
+            problem = "is missing"
+        except (OSError, ValueError) as err:
+            problem = f"is unreadable ({type(err).__name__}: {err})"
+        found = self.complete_checkpoints(kind)
+        if not found:
             return None
-        if not os.path.isfile(self.path(kind, info.get("dir", ""), CKPT_NAME + ".index")):
-            return None
-        return info
+        step, name = found[0]
+        message = f"{path} {problem}; using the newest complete checkpoint, {kind}/{name}"
+        if (kind, message) not in self._reported:
+            self._reported.add((kind, message))
+            if self._lock_fd is not None:
+                self.log("warning: " + message)
+            warnings.warn(message, stacklevel=2)
+        return dict(step=step, dir=name, recovered=True)
 
     def checkpoint(self, which="latest"):
         """Resolve ``which`` ('latest', 'best' or an iteration number) to (prefix, step).

@@ -14,6 +14,7 @@ from utils.recon_net import recon_net
 from utils.tfv1 import tf
 
 AFFINITY_SCALE = 1e-4  # the original's training script multiplied both affinity means by this
+NONFINITE_TAG = "non-finite network output"  # in the error raised when predictions become NaN/inf
 
 
 class Task:
@@ -146,10 +147,14 @@ def build_graph(args, task, batch_size, n_gt_pts=1024, training=True):
                                         task.point_key)
 
     with tf.name_scope("projection"):
-        pix = camera.project(_repeat_views(g.xyz, V), _flatten_views(ph["az"]),
+        # A diverged network (NaN/inf weights) stops here with NONFINITE_TAG in the error, before
+        # the projection turns NaN pixel coordinates into meaningless scatter indices.
+        xyz = tf.debugging.check_numerics(g.xyz, NONFINITE_TAG + " (predicted points)")
+        feat = tf.debugging.check_numerics(g.feat, NONFINITE_TAG + " (predicted features)")
+        pix = camera.project(_repeat_views(xyz, V), _flatten_views(ph["az"]),
                              _flatten_views(ph["el"]), H, W)  # (B*V, N, 3)
         g.pred_mask = projection.mask_projection(pix, H, W, args.SIGMA_SQ_MASK, impl=args.projection)
-        g.proj = task.project(pix, _repeat_views(g.feat, V), args)
+        g.proj = task.project(pix, _repeat_views(feat, V), args)
 
     with tf.name_scope("loss"):
         gt_mask, gt_dist = _flatten_views(ph["mask"]), _flatten_views(ph["dist"])

@@ -8,18 +8,96 @@ best model and writes projection pictures; every ``save_model_n`` iterations it
 writes a snapshot. Re-running the same command resumes from the latest
 snapshot: the step counter, the weights, Adam's state and -- because batch k is
 a pure function of (seed, k) -- the data order continue where they stopped.
+
+Failure behaviour (README, "Failure behaviour"):
+
+* Ctrl-C, SIGTERM and SIGHUP finish the current iteration, write a snapshot at
+  exactly that iteration and exit with status 128 + signal number
+  (:class:`TrainingInterrupted`); further signals meanwhile are ignored, so the
+  save cannot be cut short. Interrupt + resume equals an uninterrupted run.
+* The experiment folder is locked (utils.experiment); resuming with flags that
+  change what is trained is refused unless ``--override`` (utils.config).
+* A diverging run stops with "loss became nan at iteration k" before a
+  non-finite network output reaches the projection, and never snapshots
+  non-finite variables, so ``latest`` stays the last good snapshot.
+* Fatal errors: one readable line on stderr and in log.txt, then the traceback.
+
+Test hook: ``DIFFER_TEST_SIGNAL_AT="<iteration>:<SIGNAME>[,...]"`` makes the
+trainer send itself that signal right after the training step of that
+iteration, so tests can interrupt at a known point.
 """
+import contextlib
 import math
 import os
+import signal
+import sys
+import threading
 import time
+import traceback
 
 import numpy as np
 
 from utils import config, visualize
-from utils.data import BatchPipeline
-from utils.experiment import BEST, SNAPSHOTS, Experiment
-from utils.model import build_graph
+from utils.data import BatchPipeline, DataError, check_data_dir
+from utils.experiment import (BEST, CKPT_NAME, SNAPSHOTS, STOP_SIGNALS, Experiment, ExperimentInUse,
+                              ExperimentStateError)
+from utils.model import NONFINITE_TAG, build_graph
 from utils.tfv1 import tf
+
+TEST_SIGNAL_ENV = "DIFFER_TEST_SIGNAL_AT"
+# Errors whose message says everything: no traceback in log.txt.
+_EXPECTED_ERRORS = (DataError, ExperimentInUse, ExperimentStateError, config.ResumeError, FloatingPointError)
+
+
+class TrainingInterrupted(SystemExit):
+    """Training stopped by a signal after writing a snapshot; exit status 128 + signal number."""
+
+    def __init__(self, signum, step):
+        super().__init__(128 + signum)
+        self.signum, self.step = signum, step
+
+
+class _StopRequest:
+    """While installed, Ctrl-C / SIGTERM / SIGHUP only record a stop request (``signum``).
+
+    Signals the process ignores (``nohup`` ignores SIGHUP; a non-interactive shell's ``&``
+    ignores SIGINT) stay ignored.
+    """
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def _handler(self, signum, frame):
+        if self.signum is None:
+            self.signum = signum
+            msg = f"\n{signal.Signals(signum).name}: finishing this iteration, then saving a snapshot\n"
+        else:
+            msg = "\nalready stopping: the snapshot is being written, please wait\n"
+        try:
+            os.write(2, msg.encode())  # a raw write is safe inside a signal handler
+        except OSError:
+            pass
+
+    def install(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                if signal.getsignal(sig) is not signal.SIG_IGN:  # keep nohup's / a script's '&' choice
+                    self._previous[sig] = signal.signal(sig, self._handler)
+
+    def restore(self):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        self._previous = {}
+
+
+def _test_signals():
+    """{iteration: [signal numbers]} from the DIFFER_TEST_SIGNAL_AT test hook."""
+    plan = {}
+    for item in filter(None, os.environ.get(TEST_SIGNAL_ENV, "").split(",")):
+        step, name = item.split(":")
+        plan.setdefault(int(step), []).append(int(getattr(signal, name.strip().upper())))
+    return plan
 
 
 def _scalar_summary(values):
@@ -32,16 +110,106 @@ def _session_config():
     return cfg
 
 
-def prepare(args, task):
-    """Create/validate the experiment folder and store args.json. Returns the Experiment."""
-    if args.gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
-    exp = Experiment(args.exp)
+def _read_checkpoint(prefix):
+    """Read every tensor of a checkpoint (checksums verified); returns its global_step."""
+    reader = tf.train.load_checkpoint(prefix)
+    for name in reader.get_variable_to_shape_map():
+        reader.get_tensor(name)
+    return int(reader.get_tensor("global_step"))
+
+
+def find_resume(exp):
+    """Where to resume: ``(checkpoint prefix, iteration)``, or None when the folder holds no training.
+
+    Tries the snapshot named by ``snapshots/latest.json`` (or, when that is
+    damaged, the newest complete one), then older snapshots, then ``best/``;
+    each must read back in full. Raises ExperimentStateError when the folder
+    holds checkpoints but none can be restored: existing work is never started over.
+    """
+    candidates = []
+    info = exp.pointer(SNAPSHOTS)
+    if info is not None:
+        candidates.append((SNAPSHOTS, info["dir"]))
+    for kind in (SNAPSHOTS, BEST):
+        candidates += [(kind, name) for _, name in exp.complete_checkpoints(kind) if (kind, name) not in candidates]
+    problems = []
+    for kind, name in candidates:
+        prefix = exp.path(kind, name, CKPT_NAME)
+        try:
+            step = _read_checkpoint(prefix)
+        except Exception as err:  # truncated / corrupt files
+            problems.append(f"{kind}/{name}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+            continue
+        for problem in problems:
+            exp.log(f"warning: skipped unreadable checkpoint {problem}")
+        return prefix, step
+    leftovers = [f"{kind}/{n}" for kind in (SNAPSHOTS, BEST) for n in sorted(os.listdir(exp.path(kind)))
+                 if n.startswith("step-")]
+    if problems or leftovers:
+        raise ExperimentStateError(
+            f"{exp.root} holds earlier training ({', '.join(leftovers)}) but no checkpoint can be restored"
+            + (f" ({'; '.join(problems)})" if problems else " (none is complete)")
+            + ". Nothing was started over it: repair or move those folders away to start afresh, "
+              "or choose another --exp")
+    return None
+
+
+def prepare(args, task, exp, defaults=None):
+    """Check this command against the experiment folder; returns (resume, changes).
+
+    ``resume`` is :func:`find_resume`'s answer; ``changes`` lists the flags that
+    differ from args.json (:func:`utils.config.changed_flags`). With a
+    checkpoint to resume, a changed architecture is refused, and so are other
+    changed flags unless ``--override``; without one nothing has been trained
+    and the new flags simply replace the old. A run that is already complete
+    (nothing left to train) keeps its args.json: ``changes`` is then None.
+    """
     task.resolve_args(args)
+    resume = find_resume(exp)
+    changes = []
     if os.path.isfile(exp.path(config.ARGS_FILE)):
-        config.check_compatible(config.load_train_args(exp.root), args)
-    config.save_args(args, exp.root)
-    return exp
+        try:
+            saved = config.load_train_args(exp.root)
+        except ValueError as err:
+            if resume is not None:
+                raise ExperimentStateError(
+                    f"{err}; it records the flags this experiment was trained with. Repair it (earlier "
+                    f"versions: {exp.path(config.HISTORY_FILE)}) or choose another --exp") from None
+            saved = None
+        if saved is not None and resume is not None and resume[1] >= args.N_ITERS and not args.override:
+            config.check_compatible(saved, args)
+            changes = config.changed_flags(saved, args, defaults)
+            if changes:
+                exp.log(f"nothing to train (iteration {resume[1]}, --N_ITERS {args.N_ITERS}); args.json is kept, "
+                        f"these flags of the command are not used: {config.describe_changes(changes)}")
+                return resume, None
+        elif saved is not None and resume is not None:
+            config.check_compatible(saved, args)
+            changes = config.check_resume(saved, args, exp.root, args.override, defaults)
+        elif saved is not None:
+            changes = config.changed_flags(saved, args, defaults)
+    elif resume is not None:
+        exp.log(f"warning: {exp.path(config.ARGS_FILE)} is missing; resuming with this command's flags")
+    return resume, changes
+
+
+def _record_args(args, exp, resume, changes):
+    """Write args.json (and a line of args_history.jsonl) when new or changed; log the change."""
+    if changes is None:  # a complete run keeps the flags it was trained with
+        return
+    path = exp.path(config.ARGS_FILE)
+    step = resume[1] if resume else 0
+    if changes:
+        what = "--override: training continues with" if resume else "no checkpoint yet: args.json takes"
+        exp.log(f"{what} changed flags at iteration {step}: {config.describe_changes(changes)}")
+    try:
+        with open(path) as f:
+            same = f.read() == config.args_json(args)
+    except OSError:
+        same = False
+    if not same:
+        config.save_args(args, exp.root)
+        config.append_history(exp.root, args, step, changes)
 
 
 def _pipeline(args, task, split, start_step=0, shuffle=True, view_mode=None, all_input_views=False):
@@ -53,10 +221,10 @@ def _pipeline(args, task, split, start_step=0, shuffle=True, view_mode=None, all
 
 
 class _Trainer:
-    def __init__(self, args, task, exp):
+    def __init__(self, args, task, exp, resume=None):
         self.args, self.task, self.exp = args, task, exp
-        resume = exp.pointer(SNAPSHOTS)
-        self.start_step = resume["step"] if resume else 0
+        self.resume = resume
+        self.start_step = resume[1] if resume else 0
         self.train_data = _pipeline(args, task, "train", start_step=self.start_step,
                                     all_input_views=args.input_views == "all")
         self.val_data = _pipeline(args, task, "val", shuffle=False, view_mode="fixed")
@@ -71,6 +239,8 @@ class _Trainer:
         self.train_op = tf.train.AdamOptimizer(args.lr, beta1=0.9).minimize(
             g.loss, global_step=self.global_step, var_list=train_vars)
         self.saver = tf.train.Saver(tf.global_variables(), max_to_keep=None)
+        self.all_finite = tf.reduce_all([tf.reduce_all(tf.is_finite(v)) for v in tf.global_variables()
+                                         if v.dtype.base_dtype.is_floating])
         V = args.N_VIEWS
         with tf.name_scope("images"):
             gt_view = tf.reshape(g.ph[task.view_key], [-1] + g.ph[task.view_key].shape.as_list()[2:])
@@ -83,6 +253,19 @@ class _Trainer:
                 tf.summary.image("views_gtmask_predmask_gtfeat_predfeat", pictures, max_outputs=V)])
         best = exp.pointer(BEST)
         self.best_value = best["value"] if best and "value" in best else math.inf
+
+    def diverged(self, step, value="nan", why=""):
+        last = self.exp.pointer(SNAPSHOTS)
+        kept = (f"the last good snapshot (iteration {last['step']}) stays 'latest'" if last
+                else "no snapshot was written")
+        return FloatingPointError(f"loss became {value} at iteration {step}{f' ({why})' if why else ''} — "
+                                  f"lower --lr or check the data; {kept}")
+
+    def save(self, sess, step, **kw):
+        """Snapshot (or best model) after checking every variable is finite; FloatingPointError if not."""
+        if not sess.run(self.all_finite):
+            raise self.diverged(step, why="non-finite weights or optimiser state")
+        return self.exp.save(self.saver, sess, step, **kw)
 
     def validate(self, sess, step, writer, echo):
         keys = sorted(self.g.terms)
@@ -98,9 +281,9 @@ class _Trainer:
                 self._save_pictures(sess, batch, step, writer)
         writer.add_summary(_scalar_summary({f"val/{k}": v for k, v in sums.items()}), step)
         msg = f"val @ {step}: chamfer {sums['chamfer']:.4f} (fwd {sums['chamfer_fwd']:.4f}, bwd {sums['chamfer_bwd']:.4f})"
-        if sums["chamfer"] < self.best_value:
+        if sums["chamfer"] < self.best_value:  # False for NaN
             self.best_value = sums["chamfer"]
-            self.exp.save(self.saver, sess, step, kind=BEST, extra={"value": self.best_value})
+            self.save(sess, step, kind=BEST, extra={"value": self.best_value})
             msg += "  [new best, saved]"
         self.exp.log(msg, echo)
 
@@ -119,34 +302,48 @@ class _Trainer:
             name = str(batch["model_id"][b]).replace("/", "_")
             visualize.save_image_row(os.path.join(folder, f"{b}_{name}.png"), row)
 
+    @contextlib.contextmanager
+    def guard(self, step):
+        """Turn the graph's non-finite-output check into the divergence error for ``step``."""
+        try:
+            yield
+        except tf.errors.InvalidArgumentError as err:
+            if NONFINITE_TAG in err.message:
+                raise self.diverged(step, why="non-finite network output: the weights diverged") from None
+            raise
+
     def run(self):
         args, exp, g = self.args, self.exp, self.g
         from tqdm import tqdm
         with tf.Session(config=_session_config()) as sess:
             sess.run(tf.global_variables_initializer())
             step = 0
-            if self.start_step:
-                prefix, step = exp.checkpoint("latest")
-                self.saver.restore(sess, prefix)
+            if self.resume:
+                self.saver.restore(sess, self.resume[0])
                 step = int(sess.run(self.global_step))
+                assert step == self.start_step, (step, self.start_step)
             train_writer = tf.summary.FileWriter(exp.path("logs", "train"), sess.graph if step == 0 else None)
             val_writer = tf.summary.FileWriter(exp.path("logs", "val"))
             bar = tqdm(total=args.N_ITERS, initial=step, disable=args.no_progress, dynamic_ncols=True,
                        desc=f"train {self.task.name}", unit="it")
             echo = bar.write if not args.no_progress else print
-            exp.log(("resumed at" if step else "started at") + f" iteration {step} ({args.preset} preset, "
+            where = f" from {os.path.relpath(self.resume[0], exp.root)}" if self.resume else ""
+            exp.log(("resumed at" if step else "started at") + f" iteration {step}{where} ({args.preset} preset, "
                     f"flags in args.json); {len(self.train_data)} training models, "
                     f"{self.n_val} validation batches", echo)
             running, count, since = {}, 0, time.time()
+            stop, test_signals, saved_at = _StopRequest(), _test_signals(), step
             try:
-                while step < args.N_ITERS:
+                stop.install()
+                while step < args.N_ITERS and stop.signum is None:
                     batch = next(self.train_data)
-                    _, terms = sess.run([self.train_op, g.terms], g.feed(batch))
+                    with self.guard(step + 1):
+                        _, terms = sess.run([self.train_op, g.terms], g.feed(batch))
                     step += 1
+                    for signum in test_signals.get(step, ()):
+                        os.kill(os.getpid(), signum)
                     if not np.isfinite(terms["total"]):
-                        raise FloatingPointError(
-                            f"loss became {terms['total']} at iteration {step} ({terms}); "
-                            f"lower --lr or check the data. Last snapshot: {exp.pointer(SNAPSHOTS)}")
+                        raise self.diverged(step, terms["total"], ", ".join(f"{k} {v:.4g}" for k, v in terms.items()))
                     for k, v in terms.items():
                         running[k] = running.get(k, 0.0) + float(v)
                     count += 1
@@ -162,14 +359,20 @@ class _Trainer:
                                 + f"  ({rate:.1f} it/s)", echo)
                         running, count, since = {}, 0, time.time()
                     if step % args.save_n == 0 or step == args.N_ITERS:
-                        self.validate(sess, step, val_writer, echo)
+                        with self.guard(step):
+                            self.validate(sess, step, val_writer, echo)
                     if step % args.save_model_n == 0 or step == args.N_ITERS:
-                        exp.save(self.saver, sess, step)
-            except KeyboardInterrupt:
-                exp.save(self.saver, sess, step)
-                exp.log(f"interrupted: snapshot saved at iteration {step}; re-run the same command to resume", echo)
-                raise
+                        self.save(sess, step)
+                        saved_at = step
+                if stop.signum is not None and step < args.N_ITERS:
+                    if saved_at != step:
+                        self.save(sess, step)
+                    saved = f"snapshot saved at iteration {step}" if step else "nothing trained yet"
+                    exp.log(f"stopped by {signal.Signals(stop.signum).name}: {saved}; "
+                            "re-run the same command to resume", echo)
+                    raise TrainingInterrupted(stop.signum, step)
             finally:
+                stop.restore()
                 bar.close()
                 train_writer.close()
                 val_writer.close()
@@ -179,10 +382,56 @@ class _Trainer:
         return step
 
 
+def _report_fatal(err, exp, task):
+    """One readable line on stderr and in log.txt (plus the traceback there for unexpected errors)."""
+    text = str(err).strip()
+    line = f"train_{task.name}: error: {text.splitlines()[0] if text else type(err).__name__}"
+    if not isinstance(err, _EXPECTED_ERRORS):
+        line += f" ({type(err).__name__})"
+    print(line, file=sys.stderr, flush=True)
+    if exp is not None:
+        exp.log(line)
+        if not isinstance(err, _EXPECTED_ERRORS):
+            with open(exp.log_file, "a") as f:
+                f.write("".join(traceback.format_exception(err)))
+
+
 def main(task, argv=None):
-    """Entry point of train_<task>.py: parse, prepare the experiment, train."""
+    """Entry point of train_<task>.py: parse, check data and experiment folder, train.
+
+    Returns the final iteration; raises :class:`TrainingInterrupted` (a
+    SystemExit) after a signal stopped the run, and the original exception (after
+    a readable line on stderr and in log.txt) on any error.
+    """
     args = config.parse_train_args(task.name, argv)
-    exp = prepare(args, task)
-    graph = tf.Graph()
-    with graph.as_default():
-        return _Trainer(args, task, exp).run()
+    args.data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
+    if args.gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
+    exp = None
+    try:
+        check_data_dir(args.data_dir, task.name)  # before any experiment folder is created
+        exp = Experiment(args.exp)  # takes the lock
+        if exp.took_over:
+            exp.log(f"took over the lock left by {exp.took_over}, which is no longer running")
+        resume, changes = prepare(args, task, exp, config.train_defaults(task.name, args.preset))
+        graph = tf.Graph()
+        with graph.as_default():
+            trainer = _Trainer(args, task, exp, resume)  # builds the data pipelines: data checks
+            _record_args(args, exp, resume, changes)
+            return trainer.run()
+    except Exception as err:
+        _report_fatal(err, exp, task)
+        raise
+    finally:
+        if exp is not None:
+            exp.release()
+
+
+def cli(task, argv=None):
+    """Command-line entry: like :func:`main`, but an expected error (bad data, a locked or
+    damaged experiment, refused flags, divergence) exits with status 1 after its one-line
+    message, without a traceback."""
+    try:
+        main(task, argv)
+    except _EXPECTED_ERRORS:
+        raise SystemExit(1) from None
