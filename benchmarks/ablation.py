@@ -43,12 +43,13 @@ import sys
 import time
 from dataclasses import dataclass
 
+from utils.config import TASKS  # the standard library only: --help stays quick
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The demo's schedule (run_demo.sh); --iters replaces N_ITERS.
 SCHEDULE = dict(print_n=250, save_n=500, save_model_n=500)
 DEFAULT_ITERS = 8000
-HEADLINE = {"rgb": ("chamfer", "emd", "colour"), "partseg": ("chamfer", "emd", "miou")}
 METRIC_LABELS = dict(chamfer="Chamfer (lower is better)", emd="EMD (lower is better)",
                      colour="colour error (lower is better)", miou="part mIoU (higher is better)")
 BASELINE = "medoid_baseline"
@@ -95,7 +96,7 @@ def parse_args(argv=None):
                     "the demo schedule, one seed), evaluate each on the test split, and write table.md, "
                     "table.json and a figure. Re-running resumes. Variants: "
                     + "; ".join(f"{v.name}: {v.description}" for v in VARIANTS.values()))
-    p.add_argument("--task", choices=("rgb", "partseg"), default="rgb", help="colours or part labels (default: rgb)")
+    p.add_argument("--task", choices=TASKS, default="rgb", help="colours or part labels (default: rgb)")
     p.add_argument("--variants", default=",".join(VARIANTS),
                    help="comma-separated subset of: " + ", ".join(VARIANTS) + " (default: all, in this order)")
     p.add_argument("--iters", type=int, default=DEFAULT_ITERS,
@@ -130,8 +131,6 @@ def train_command(args, variant):
            "--seed", str(args.seed), "--N_ITERS", str(args.iters)]
     cmd += [x for k, v in SCHEDULE.items() for x in (f"--{k}", str(v))]
     cmd += variant.train_flags(args.task)
-    if not _tty():
-        cmd.append("--no_progress")
     return cmd
 
 
@@ -141,20 +140,16 @@ def metrics_command(args, variant):
     cmd = [sys.executable, "-m", f"{args.task}.metrics_{args.task}", "--exp", exp, "--snapshot", "best",
            "--eval_set", "test", "--input_views", "all", "--data_dir", args.data_dir,
            "--out", os.path.join(exp, EVAL_DIR), "--save_screenshots", "--save_ply",
-           "--n_pictures", str(args.n_pictures)]
-    if _tty():
-        cmd.append("--tqdm")
+           "--n_pictures", str(args.n_pictures), "--tqdm"]
     return cmd
-
-
-def _tty():
-    return sys.stdout.isatty()
 
 
 def _run_logged(cmd, log_path):
     """Run ``cmd`` (cwd: the repository), its output passed through to ours and appended to
     ``log_path``. Returns (exit status, the last lines of the output)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    from utils.progress import PROGRESS_ENV, on_terminal
+    # The child writes into a pipe: it draws progress bars when our own output is a terminal.
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **{PROGRESS_ENV: "1" if on_terminal(sys.stdout) else "0"})
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     tail = b""
@@ -213,9 +208,10 @@ def _progress(exp_dir):
 
 
 def _evaluated(exp_dir, best_step):
-    """The metrics summary of the best snapshot, or None when it is missing or stale."""
+    """The metrics summary of the best snapshot, or None when it is missing or stale (older
+    summaries, without the task's 'headline' metrics, count as stale)."""
     summary = _read_json(os.path.join(exp_dir, EVAL_DIR, "summary.json"))
-    if summary and best_step is not None and summary.get("step") == best_step:
+    if summary and best_step is not None and summary.get("step") == best_step and summary.get("headline"):
         return summary
     return None
 
@@ -269,7 +265,7 @@ def run_variant(args, variant, index, total):
                 row.update(status=f"failed: metrics exited with {rc}", error=tail)
         elapsed = time.time() - start
         if row["status"] == "ok":
-            print(f"{tag}: finished in {_minutes(elapsed)} ({_metric_text(summary, args.task)})", flush=True)
+            print(f"{tag}: finished in {_minutes(elapsed)} ({_metric_text(summary)})", flush=True)
         else:
             print(f"{tag}: {row['status']} after {_minutes(elapsed)}; last lines:\n{row['error']}", flush=True)
     state.update(status=row["status"], error=row["error"])
@@ -277,6 +273,7 @@ def run_variant(args, variant, index, total):
     row.update(iterations=latest, best_step=best)
     if summary is not None:
         row["metrics"] = summary["methods"]["model"]
+        row["headline"] = summary["headline"]
         row["baseline"] = summary["methods"].get(BASELINE)
         row["n_samples"], row["n_models"] = summary.get("n_samples"), summary.get("n_models")
     return row
@@ -286,9 +283,14 @@ def _minutes(seconds):
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
-def _metric_text(summary, task):
+def _metric_text(summary):
     model = summary["methods"]["model"]
-    return ", ".join(f"{k} {model[k]:.4f}" for k in HEADLINE[task] if k in model)
+    return ", ".join(f"{k} {model[k]:.4f}" for k in summary["headline"] if k in model)
+
+
+def _headline(rows):
+    """The task's headline metrics (Task.headline, recorded by the metrics in summary.json)."""
+    return next((r["headline"] for r in rows if r.get("headline")), [])
 
 
 # ----------------------------------------------------------------------------- table
@@ -298,7 +300,7 @@ def _fmt(value):
 
 def write_table(args, rows, wall_s):
     """Write table.json and table.md into ``args.out``; returns the markdown text."""
-    keys = HEADLINE[args.task]
+    keys = _headline(rows)
     baseline = next((r["baseline"] for r in rows if r.get("baseline")), None)
     info = dict(task=args.task, category=args.category, iters=args.iters, seed=args.seed, data_dir=args.data_dir,
                 schedule=SCHEDULE, eval=dict(snapshot="best", eval_set="test", input_views="all"),
@@ -361,7 +363,7 @@ def _input_image(args, key):
     from utils import data, shapenet
     model, _, view = key.rpartition("_view")
     path = os.path.join(data.task_dirs(args.data_dir, args.task)["rendered"], shapenet.synset_id(args.category),
-                        model, f"render_{view}.png")
+                        model, data.render_file(view))
     try:
         import imageio.v2 as imageio
         return imageio.imread(path)[..., :3]
@@ -377,7 +379,7 @@ def write_figure(args, rows, angles=((20, -60), (20, 120))):
     from matplotlib.figure import Figure
     from utils import visualize
 
-    keys = HEADLINE[args.task]
+    keys = _headline(rows)
     done = [r for r in rows if r.get("metrics")]
     if not done:
         return None

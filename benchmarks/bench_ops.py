@@ -28,18 +28,8 @@ from tf_ops import fallback, reference
 from utils.tfv1 import tf
 
 
-def median_ms(sess, fetches, reps, warmup=2):
-    for _ in range(warmup):
-        sess.run(fetches)
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        sess.run(fetches)
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
-
-
 def host_median_ms(fn, reps, warmup=1):
+    """Median wall time (ms) of ``fn()`` over ``reps`` calls, after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -48,6 +38,11 @@ def host_median_ms(fn, reps, warmup=1):
         fn()
         times.append(time.perf_counter() - t0)
     return 1e3 * statistics.median(times)
+
+
+def median_ms(sess, fetches, reps, warmup=2):
+    """Median wall time (ms) of ``sess.run(fetches)``."""
+    return host_median_ms(lambda: sess.run(fetches), reps, warmup)
 
 
 # --------------------------------------------------------------------- pure-TF Chamfer variants

@@ -8,35 +8,29 @@ from utils.data import n_parts
 from utils.model import Task
 from utils.tfv1 import tf
 
-_EPS = 1e-8
 # Colour of label k (0 = background, white; k >= 1 = part k-1), as visualize.label_map_to_rgb.
 _LABEL_PALETTE = np.concatenate([np.ones((1, 3)), visualize.PART_COLOURS], 0).astype(np.float32)
 
 
 class PartsegTask(Task):
+    """Part labels: the :class:`utils.model.Task` hooks for ``partseg/``."""
     name = "partseg"
     view_key, point_key = "labels", "pcl_labels"
     view_dtype = point_dtype = tf.int32
+    feature_dims = ()
+    activation = "softmax"
+    weight_flag = "wt_partseg"
+    headline = ("chamfer", "emd", "miou")
 
     def resolve_args(self, args):
-        """``--n_cls 0`` means: the number of parts of ``--category`` in the data set."""
+        """``--n_cls 0`` means: the number of parts of ``--category`` in the data set (read from it)."""
+        args = super().resolve_args(args)
         if not args.n_cls:
             args.n_cls = int(n_parts(args.data_dir, args.category))
+        return args
 
     def n_feat(self, args):
         return args.n_cls
-
-    def feat_activation(self):
-        return "softmax"
-
-    def view_shape(self, args):
-        return (args.N_VIEWS, args.IMG_H, args.IMG_W)
-
-    def point_shape(self, args):
-        return ()
-
-    def weight(self, args):
-        return args.wt_partseg
 
     def project(self, pix, feat, args):
         """(B, N, 3) pixels, (B, N, K) probabilities -> (B, H, W, K+1), channel 0 = background."""
@@ -48,12 +42,11 @@ class PartsegTask(Task):
         return losses.part_cross_entropy(proj, gt_view)
 
     def feature_loss_3d(self, feat, gt_feat, idx_fwd, idx_bwd):
-        """Cross-entropy through nearest neighbours: feat (B, N, K) probabilities, gt_feat (B, N_gt) labels."""
+        """Cross-entropy through nearest neighbours (:func:`utils.losses.part_cross_entropy` over points):
+        feat (B, N, K) probabilities, gt_feat (B, N_gt) labels."""
         p_fwd = tf.gather(feat, idx_fwd, batch_dims=1)  # (B, N_gt, K): prediction at each GT point
-        fwd = -tf.reduce_mean(tf.log(tf.reduce_sum(p_fwd * tf.one_hot(gt_feat, tf.shape(feat)[-1]), -1) + _EPS))
         lbl_bwd = tf.gather(gt_feat, idx_bwd, batch_dims=1)  # (B, N): GT label nearest each predicted point
-        bwd = -tf.reduce_mean(tf.log(tf.reduce_sum(feat * tf.one_hot(lbl_bwd, tf.shape(feat)[-1]), -1) + _EPS))
-        return fwd + bwd
+        return losses.part_cross_entropy(p_fwd, gt_feat) + losses.part_cross_entropy(feat, lbl_bwd)
 
     def display(self, proj):
         """(B, H, W, K+1) -> colour-coded (B, H, W, 3), background white."""
@@ -66,8 +59,6 @@ class PartsegTask(Task):
         return visualize.label_map_to_rgb(view if gt else np.argmax(view, axis=-1))
 
     # -- evaluation ---------------------------------------------------------
-    headline = ("chamfer", "emd", "miou")
-
     def point_colours(self, feat):
         return visualize.part_colours(np.argmax(feat, axis=-1))
 

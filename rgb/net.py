@@ -8,27 +8,17 @@ from utils.tfv1 import tf
 
 
 class RGBTask(Task):
+    """Colours: the :class:`utils.model.Task` hooks for ``rgb/``."""
     name = "rgb"
     view_key, point_key = "rgb", "pcl_rgb"
     view_dtype = point_dtype = tf.float32
-
-    def resolve_args(self, args):
-        """Nothing to resolve for colours (partseg reads n_cls from the data)."""
+    feature_dims = (3,)
+    activation = "sigmoid"
+    weight_flag = "wt_rgb"
+    headline = ("chamfer", "emd", "colour")
 
     def n_feat(self, args):
         return 3
-
-    def feat_activation(self):
-        return "sigmoid"
-
-    def view_shape(self, args):
-        return (args.N_VIEWS, args.IMG_H, args.IMG_W, 3)
-
-    def point_shape(self, args):
-        return (3,)
-
-    def weight(self, args):
-        return args.wt_rgb
 
     def project(self, pix, feat, args):
         """(B, N, 3) pixels, (B, N, 3) colours -> (B, H, W, 3) colour map (0 where no point)."""
@@ -40,10 +30,10 @@ class RGBTask(Task):
         return losses.rgb_l2(proj, gt_view)
 
     def feature_loss_3d(self, feat, gt_feat, idx_fwd, idx_bwd):
-        """Colour L2 through nearest neighbours: feat (B, N, 3), gt_feat (B, N_gt, 3)."""
-        fwd = tf.reduce_mean(tf.square(tf.gather(feat, idx_fwd, batch_dims=1) - gt_feat))
-        bwd = tf.reduce_mean(tf.square(tf.gather(gt_feat, idx_bwd, batch_dims=1) - feat))
-        return fwd + bwd
+        """Colour L2 (:func:`utils.losses.rgb_l2` over points) through nearest neighbours:
+        feat (B, N, 3), gt_feat (B, N_gt, 3)."""
+        return (losses.rgb_l2(tf.gather(feat, idx_fwd, batch_dims=1), gt_feat)
+                + losses.rgb_l2(tf.gather(gt_feat, idx_bwd, batch_dims=1), feat))
 
     def display(self, proj):
         return tf.clip_by_value(proj, 0.0, 1.0)
@@ -55,8 +45,6 @@ class RGBTask(Task):
         return np.clip(view, 0.0, 1.0)
 
     # -- evaluation ---------------------------------------------------------
-    headline = ("chamfer", "emd", "colour")
-
     def point_colours(self, feat):
         """Predicted per-point features (N, 3) -> colours (N, 3) for pictures."""
         return np.clip(feat, 0.0, 1.0)

@@ -45,6 +45,8 @@ def test_categories_and_axis_alignment():
     # swap x/z, swap x/y, negate x and y (the original's steps) -> (-y, -z, x)
     np.testing.assert_allclose(shapenet.preprocess_pcl_gt(p), [[-0.2, -0.3, 0.1]])
     np.testing.assert_allclose(shapenet.undo_preprocess_pcl_gt(shapenet.preprocess_pcl_gt(p)), p)
+    np.testing.assert_array_equal(shapenet.undo_preprocess_pcl_gt(np.float32([[-0.2, -0.3, 0.1]])),
+                                  np.float32([[0.1, 0.2, 0.3]]))  # exact, dtype kept
     np.testing.assert_allclose(p @ shapenet.ALIGN.T, shapenet.preprocess_pcl_gt(p))
     assert np.isclose(np.linalg.det(shapenet.ALIGN), 1.0)
 
@@ -97,7 +99,7 @@ def test_ground_truth_points_project_inside_the_masks(tiny):
         for split in ("train", "val", "test"):
             with _pipe(tiny, category=category, split=split, batch_size=1, n_views=4, view_mode="fixed",
                        shuffle=False) as p:
-                for step in range(len(p)):
+                for step in range(p.n_models):
                     b = p.get_batch(step)
                     for v in range(4):
                         pix = camera.project_np(b["pcl"][0], b["az"][0, v], b["el"][0, v], 64, 64)
@@ -141,7 +143,7 @@ def test_determinism_and_resume(tiny):
         resumed = [next(p) for _ in range(3)]
     with _pipe(tiny, seed=3) as p:
         direct = p.get_batch(5)
-        assert p.steps_per_epoch == 2 and len(p) == 4
+        assert p.steps_per_epoch == 2 and p.n_models == 4 and not hasattr(p, "__len__")
     assert all(_same(a, b) for a, b in zip(run[4:], resumed)) and _same(run[5], direct)
     with _pipe(tiny, seed=4) as p:
         assert not _same(p.get_batch(5), direct)
@@ -160,7 +162,7 @@ def test_single_pass_evaluation_order_and_padding(tiny):
     assert [*batches[0]["model_id"], batches[1]["model_id"][0]] == models
     assert batches[1]["model_id"].tolist() == [models[3]] * 3  # padded with the last sample
     with _pipe(tiny, batch_size=3, shuffle=False, repeat=False, all_input_views=True) as p:
-        assert p.n_samples == 16 and p.steps_per_epoch == 6
+        assert p.n_samples == 16 and p.n_models == 4 and p.steps_per_epoch == 6
         b = p.get_batch(0)
         assert b["input_view"].tolist() == [0, 1, 2] and len(set(b["model_id"])) == 1
 

@@ -106,7 +106,8 @@ for plan, argv in json.loads(sys.argv[1]):
 def test_signal_then_resume_equals_an_uninterrupted_run(data, tmp_path):
     """SIGTERM, SIGINT (twice) and SIGHUP at iteration 3 of 5: each run stops with a snapshot at exactly
     iteration 3 and status 128 + signal; resumed, it ends with the weights AND Adam slots of an
-    uninterrupted run, bit for bit. TF_NUM_INTRAOP_THREADS=1: TF's multi-threaded CPU bincount (in the
+    uninterrupted run, bit for bit. So does a run of 3 iterations extended to 5 by re-running the
+    command with --N_ITERS 5. TF_NUM_INTRAOP_THREADS=1: TF's multi-threaded CPU bincount (in the
     projection) sums in a thread-dependent order, which varies any two runs at float rounding."""
     env = dict(os.environ, TF_NUM_INTRAOP_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2")
     # The command line, stopped as a scheduler would (the hook sends the signal at iteration 3).
@@ -118,10 +119,11 @@ def test_signal_then_resume_equals_an_uninterrupted_run(data, tmp_path):
     runs = [("", _argv(tmp_path / "reference", data, 5))]
     runs += [(plan, _argv(tmp_path / name, data, 5)) for name, plan in plans.items()]
     runs += [("", _argv(tmp_path / name, data, 5)) for name in ("SIGTERM", *plans)]
+    runs += [("", _argv(tmp_path / "extended", data, 3)), ("", _argv(tmp_path / "extended", data, 5))]
     out = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(runs)], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     results = [int(line.split()[1]) for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    assert results == [5, 128 + signal.SIGINT, 128 + signal.SIGHUP, 5, 5, 5]
+    assert results == [5, 128 + signal.SIGINT, 128 + signal.SIGHUP, 5, 5, 5, 3, 5]
     reference = _variables(tmp_path / "reference")
     assert reference["global_step"] == 5 and any(k.endswith("/Adam_1") for k in reference)
     for name in ("SIGTERM", *plans):
@@ -132,6 +134,11 @@ def test_signal_then_resume_equals_an_uninterrupted_run(data, tmp_path):
         assert sorted(resumed) == sorted(reference)
         for key, value in reference.items():
             np.testing.assert_array_equal(resumed[key], value, err_msg=f"{name}: {key}")
+    assert "resumed at iteration 3" in _log(tmp_path / "extended")
+    extended = _variables(tmp_path / "extended")
+    assert sorted(extended) == sorted(reference)
+    for key, value in reference.items():
+        np.testing.assert_array_equal(extended[key], value, err_msg=f"3 + 2 iterations: {key}")
 
 
 def test_ctrl_c_during_a_save_waits_for_it(tmp_path, sess):

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from utils import camera, mesh_dataset, mesh_io, shapenet
+from utils import camera, config, mesh_dataset, mesh_io, shapenet
 from utils.data import BatchPipeline, list_models, n_parts, part_names
 from utils.mesh_render import DEPTH_FAR, DEPTH_NEAR, sample_texture
 
@@ -411,7 +411,9 @@ def test_collection_layout_loaders_and_failures(collection, tmp_path):
     ids = list_models(str(out), "90000001", "train") + list_models(str(out), "90000001", "val") + \
         list_models(str(out), "90000001", "test")
     assert sorted(ids) == ["bar", "plain", "quads__quad", "toy"]
-    batch = BatchPipeline(str(out), "90000001", "train", batch_size=2, n_views=2, num_workers=0).get_batch(0)
+    args = config.parse_train_args("rgb", ["--exp", "x", "--data_dir", str(out), "--category", "90000001",
+                                           "--batch_size", "2", "--N_VIEWS", "2"])
+    batch = BatchPipeline.from_args(args, "rgb", "train", num_workers=0).get_batch(0)
     assert batch["image"].shape == (2, 64, 64, 3) and batch["pcl"].shape == (2, 1024, 3)
     assert batch["mask"].sum() > 0 and batch["pcl_rgb"].max() <= 1
     # the off file has no colour: grey everywhere
@@ -499,8 +501,9 @@ def test_cli_help_partseg_tree_and_errors(collection, tmp_path, monkeypatch, cap
     assert json.loads((seg / "part_names.json").read_text()) == {"02958343": ["wheel", "body"]}
     labels = np.load(seg / "ShapeNet_labels" / "02958343" / "toy" / "labels_1.npy")
     assert labels.shape == (32, 32) and labels.dtype == np.uint8 and set(np.unique(labels)) <= {0, 1, 2}
-    batch = BatchPipeline(str(out), "car", "train", task="partseg", batch_size=1, n_views=2, img_h=32, img_w=32,
-                          num_workers=0).get_batch(0)
+    args = config.parse_train_args("partseg", ["--exp", "x", "--data_dir", str(out), "--category", "car",
+                                               "--batch_size", "1", "--N_VIEWS", "2", "--IMG_H", "32", "--IMG_W", "32"])
+    batch = BatchPipeline.from_args(args, "partseg", "train", num_workers=0).get_batch(0)
     assert set(np.unique(batch["pcl_labels"])) == {0, 1}  # 0-based in batches
     assert mesh_dataset.main(["--meshes", str(collection), "--out", str(tmp_path / "x"), "--quiet"]) == 2
 

@@ -24,6 +24,7 @@ import os
 import time
 
 TASKS = ("rgb", "partseg")
+SPLITS = ("train", "val", "test")
 ARGS_FILE = "args.json"
 PRESET_NAMES = ("recommended", "original")
 HISTORY_FILE = "args_history.jsonl"
@@ -66,7 +67,8 @@ PRESETS = {"recommended": RECOMMENDED, "original": ORIGINAL}
 # Flags that do not change what is trained: a resumed run may change them freely (a larger
 # N_ITERS extends the run). Every other flag must match args.json unless --override is given.
 RUNTIME_KEYS = ("exp", "gpu", "num_workers", "print_n", "save_n", "save_model_n", "val_batches",
-                "no_progress", "N_ITERS", "override")
+                "no_progress", "verbose", "N_ITERS", "override")
+VERBOSE_HELP = "also show TensorFlow's start-up and info messages (hidden by default)"
 
 
 class ResumeError(ValueError):
@@ -206,7 +208,9 @@ def train_parser(task):
     g.add_argument("--val_clip_box", type=_non_negative_float,
                    help="validation Chamfer: measure the prediction's bounding box on coordinates clipped "
                         "to +-val_clip_box (0 = no clipping, as the metrics)")
-    g.add_argument("--no_progress", action="store_true", help="no progress bar (plain log lines only)")
+    g.add_argument("--no_progress", action="store_true",
+                   help="no progress bar (it is drawn only on a terminal; a log file gets the --print_n lines)")
+    g.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     g.add_argument("--override", action="store_true",
                    help="resume even though flags that change what is trained differ from the experiment's "
                         "args.json (the change is logged; earlier flags are kept in " + HISTORY_FILE + ")")
@@ -258,7 +262,7 @@ def metrics_parser(task):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--exp", required=True, help="experiment folder written by training (holds args.json)")
     p.add_argument("--snapshot", default="best", help="'best', 'latest' or an iteration number")
-    p.add_argument("--eval_set", choices=("train", "val", "test"), default="test",
+    p.add_argument("--eval_set", choices=SPLITS, default="test",
                    help="split to evaluate (the authors' ShapeNet release has only train and val lists)")
     p.add_argument("--input_views", choices=("all", "random"), default="all",
                    help="'all': every input view of every model is a sample (the paper's protocol); "
@@ -282,7 +286,9 @@ def metrics_parser(task):
     g.add_argument("--save_gifs", action="store_true", help="turntable GIFs of GT and prediction")
     g.add_argument("--save_ply", action="store_true", help="predicted clouds as coloured PLY files")
     g.add_argument("--n_pictures", type=_non_negative_int, default=8, help="samples to draw with --save_screenshots/--save_gifs (0 = all)")
-    g.add_argument("--tqdm", action="store_true", help="progress bar")
+    g.add_argument("--tqdm", action="store_true",
+                   help="progress bar on a terminal (elsewhere: a plain line every 10%% of the batches)")
+    p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     p.set_defaults(task=task)
     return p
 

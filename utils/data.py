@@ -37,16 +37,44 @@ import cv2
 import numpy as np
 
 from utils import shapenet
+from utils.config import SPLITS, TASKS
+from utils.distance_map import gt_distance_transform
 
-SPLITS = ("train", "val", "test")
-TASKS = ("rgb", "partseg")
 VIEW_MODES = ("random", "fixed")
-PCL_FILE = "pcl_1024_fps_trimesh.npy"
-PCL_COLOURS_FILE = "pcl_1024_fps_trimesh_colors.npy"
+# Folder and file names of the layout (the writers, utils/data_writer.py, use the same ones).
+PARTSEG_DIR = "partseg"  # root of the partseg task's tree inside the data root
+RENDERED_DIR, PCL_DIR, LABELS_DIR, SPLITS_DIR = "ShapeNet_rendered", "ShapeNet_pcl", "ShapeNet_labels", "splits"
+N_GT_PTS = 1024  # points of every ground-truth cloud: the file names below say so
+PCL_FILE = f"pcl_{N_GT_PTS}_fps_trimesh.npy"
+PCL_COLOURS_FILE = f"pcl_{N_GT_PTS}_fps_trimesh_colors.npy"
 PCL_LABELS_FILE = "pointcloud_labels.npy"
 VIEWS_FILE = "view.txt"
 PART_NAMES_FILE = "part_names.json"
 MASK_THRESHOLD = 254  # depth_{k}.png: foreground where value < 254
+# Salt of the seed of each epoch's sample order, rng([seed, epoch, EPOCH_ORDER_SALT]): it keeps that
+# stream apart from the per-sample generators, rng([seed, step, i]) with i < batch size.
+EPOCH_ORDER_SALT = 0x5EED
+CACHED_EPOCH_ORDERS = 4  # permutations kept in memory (an epoch boundary may fall inside a batch)
+
+
+def render_file(view):
+    """``render_{k}.png``: the RGB render of view k."""
+    return f"render_{view}.png"
+
+
+def depth_file(view):
+    """``depth_{k}.png``: the depth code of view k (mask: value < MASK_THRESHOLD)."""
+    return f"depth_{view}.png"
+
+
+def label_map_file(view):
+    """``labels_{k}.npy``: the part-label map of view k (partseg)."""
+    return f"labels_{view}.npy"
+
+
+def split_list_file(synset, split, ext=".txt"):
+    """``<synset>_<split>_list.txt`` (or ``.npy``)."""
+    return f"{synset}_{split}_list{ext}"
 
 
 class DataError(ValueError):
@@ -62,23 +90,27 @@ def check_data_dir(data_dir, task="rgb"):
         what = "is not a folder" if os.path.exists(data_dir) else "does not exist"
         raise DataError(f"data directory {os.path.abspath(data_dir)} {what} (--data_dir); expected the layout "
                         "described in data/README.md (make the demo set with python data/make_demo_data.py)")
-    root = os.path.join(data_dir, "partseg") if task == "partseg" else data_dir
+    root = _task_root(data_dir, task)
     if not os.path.isdir(root):
         raise DataError(f"data directory {os.path.abspath(data_dir)} has no partseg/ folder; the partseg task "
                         "expects partseg/ShapeNet_rendered, partseg/ShapeNet_pcl, partseg/splits there")
 
 
+def _task_root(data_dir, task):
+    return os.path.join(data_dir, PARTSEG_DIR) if task == "partseg" else data_dir
+
+
 def task_dirs(data_dir, task):
     """Folders of a task's tree: dict with 'rendered', 'pcl', 'labels' (partseg), 'splits' (a list
-    of candidate folders, first match wins)."""
+    of candidate folders, first match wins; writers use the first)."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    root = os.path.join(data_dir, "partseg") if task == "partseg" else data_dir
-    rendered = os.path.join(root, "ShapeNet_rendered")
-    dirs = dict(rendered=rendered, pcl=os.path.join(root, "ShapeNet_pcl"),
-                splits=[os.path.join(root, "splits"), os.path.join(rendered, "splits")])
+    root = _task_root(data_dir, task)
+    rendered = os.path.join(root, RENDERED_DIR)
+    dirs = dict(rendered=rendered, pcl=os.path.join(root, PCL_DIR),
+                splits=[os.path.join(root, SPLITS_DIR), os.path.join(rendered, SPLITS_DIR)])
     if task == "partseg":
-        dirs["labels"] = os.path.join(root, "ShapeNet_labels")
+        dirs["labels"] = os.path.join(root, LABELS_DIR)
     return dirs
 
 
@@ -98,7 +130,7 @@ def split_file(data_dir, category, split, task="rgb"):
     tried = []
     for folder in task_dirs(data_dir, task)["splits"]:
         for ext in (".txt", ".npy"):
-            path = os.path.join(folder, f"{syn}_{split}_list{ext}")
+            path = os.path.join(folder, split_list_file(syn, split, ext))
             if os.path.isfile(path):
                 return path
             tried.append(path)
@@ -185,7 +217,7 @@ def n_parts(data_dir, category):
 def part_names(data_dir, category):
     """Part names in label order (label k+1 in files, index k in batches)."""
     syn = _synset(category)
-    path = os.path.join(data_dir, "partseg", PART_NAMES_FILE)
+    path = os.path.join(data_dir, PARTSEG_DIR, PART_NAMES_FILE)
     if os.path.isfile(path):
         try:
             with open(path) as f:
@@ -264,7 +296,7 @@ def read_views(path):
     return angles
 
 
-_RENDER = re.compile(r"render_(\d+)\.png")
+_RENDER = re.compile(render_file(r"(\d+)").replace(".", r"\."))  # render_<k>.png
 
 
 def check_views_match_renders(path, n_views):
@@ -274,10 +306,10 @@ def check_views_match_renders(path, n_views):
     expected = set(range(n_views))
     if found - expected:
         extra = sorted(found - expected)
-        raise DataError(f"{path}: {n_views} view line(s), but {folder} also holds render_{extra[0]}.png "
+        raise DataError(f"{path}: {n_views} view line(s), but {folder} also holds {render_file(extra[0])} "
                         f"({len(found)} renders); expected one 'azimuth elevation' line per render")
     if expected - found:
-        raise DataError(f"{path}: lists {n_views} views, but render_{min(expected - found)}.png is missing "
+        raise DataError(f"{path}: lists {n_views} views, but {render_file(min(expected - found))} is missing "
                         f"in {folder}; expected one render per line")
 
 
@@ -350,25 +382,12 @@ def read_cloud_labels(path, n_pts, n_cls=None):
 # --------------------------------------------------------------------------
 # batches
 # --------------------------------------------------------------------------
-def _distance_transform_fn():
-    """``utils.losses.gt_distance_transform`` when available, else the same computation here."""
-    try:
-        from utils.losses import gt_distance_transform
-        return gt_distance_transform
-    except ImportError:
-        from scipy import ndimage
-
-        def squared_edt(mask):
-            h, w = mask.shape[-2:]
-            fg = np.asarray(mask) > 0.5
-            if not fg.any():
-                return np.full(mask.shape, float(h * h + w * w), np.float32)
-            return np.square(ndimage.distance_transform_edt(~fg)).astype(np.float32)
-        return squared_edt
-
-
 class BatchPipeline:
     """Batches of (input image, V supervision views, ground-truth cloud) for one category/split.
+
+    Entry points and scripts build it from the training flags with :meth:`from_args`.
+    Sizes: ``n_models``, ``n_samples`` (per epoch) and ``steps_per_epoch``; there is no
+    ``len()``, which could be read as any of them.
 
     Determinism: batch ``step`` depends only on ``(seed, step)`` and the data.
     The samples (one per model, or one per (model, view) pair with
@@ -403,7 +422,7 @@ class BatchPipeline:
     Batch dict (numpy): 'image' float32 (B,H,W,3) in [0,1]; 'input_az',
     'input_el' float32 (B,) radians; 'input_view' int32 (B,); 'views' int32
     (B,V); 'mask' float32 (B,V,H,W) in {0,1}; 'dist' float32 (B,V,H,W) squared
-    px distance to the nearest foreground pixel; 'az', 'el' float32 (B,V)
+    px distance to the nearest foreground pixel (:mod:`utils.distance_map`); 'az', 'el' float32 (B,V)
     radians; 'pcl' float32 (B,N,3) renderer frame; task rgb: 'rgb' float32
     (B,V,H,W,3) in [0,1], background 0, and 'pcl_rgb' float32 (B,N,3); task
     partseg: 'labels' int32 (B,V,H,W) (0 background, k part k) and
@@ -411,7 +430,7 @@ class BatchPipeline:
     """
 
     def __init__(self, data_dir, category, split, task="rgb", batch_size=1, n_views=1, img_h=64, img_w=64,
-                 n_pts=1024, view_mode="random", use_input_view=False, shuffle=True, seed=0, num_workers=2,
+                 n_pts=N_GT_PTS, view_mode="random", use_input_view=False, shuffle=True, seed=0, num_workers=2,
                  prefetch=4, start_step=0, repeat=True, all_input_views=False, n_cls=None):
         if view_mode not in VIEW_MODES:
             raise ValueError(f"view_mode must be one of {VIEW_MODES}, got {view_mode!r}")
@@ -438,7 +457,6 @@ class BatchPipeline:
             self.samples = [(m, v) for m in range(len(self.models)) for v in range(len(self._views_deg(m)))]
         else:
             self.samples = [(m, None) for m in range(len(self.models))]
-        self._dist = _distance_transform_fn()
         self._check_first_model()
 
         self.num_workers, self.prefetch = max(0, int(num_workers)), max(1, int(prefetch))
@@ -447,9 +465,29 @@ class BatchPipeline:
         self._next_step = self._next_submit = int(start_step)
         self._closed = False
 
+    @classmethod
+    def from_args(cls, args, task, split, **overrides):
+        """The pipeline the training flags describe, for ``split``.
+
+        Args:
+            args: the training Namespace (``utils.config.parse_train_args`` or args.json): reads
+                data_dir, category, batch_size, N_VIEWS, IMG_H, IMG_W, views, CORR, seed,
+                num_workers, input_views and (partseg) n_cls.
+            task: 'rgb' or 'partseg'.
+            split: 'train', 'val' or 'test'.
+            overrides: constructor arguments that replace the mapped ones (e.g. ``shuffle=False,
+                repeat=False, view_mode='fixed', batch_size=1, start_step=k``).
+        """
+        kw = dict(task=task, batch_size=args.batch_size, n_views=args.N_VIEWS, img_h=args.IMG_H, img_w=args.IMG_W,
+                  view_mode=args.views, use_input_view=args.CORR, seed=args.seed, num_workers=args.num_workers,
+                  all_input_views=args.input_views == "all", n_cls=getattr(args, "n_cls", None) or None)
+        kw.update(overrides)
+        return cls(args.data_dir, args.category, split, **kw)
+
     # ---------------------------------------------------------------- sizes
-    def __len__(self):
-        """Number of models in the split."""
+    @property
+    def n_models(self):
+        """Models in the split (a model has one sample, or one per input view with ``all_input_views``)."""
         return len(self.models)
 
     @property
@@ -501,8 +539,8 @@ class BatchPipeline:
         with self._perm_lock:
             perm = self._perms.get(epoch)
             if perm is None:
-                perm = np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(self.n_samples)
-                if len(self._perms) >= 4:
+                perm = np.random.default_rng([self.seed, epoch, EPOCH_ORDER_SALT]).permutation(self.n_samples)
+                if len(self._perms) >= CACHED_EPOCH_ORDERS:
                     self._perms.pop(next(iter(self._perms)))
                 self._perms[epoch] = perm
             return perm
@@ -532,26 +570,26 @@ class BatchPipeline:
         views = self._choose_views(rng, n_avail, input_view)
         rdir, pdir = self._model_dir("rendered", m), self._model_dir("pcl", m)
         H, W = self.img_h, self.img_w
-        out = dict(image=read_rgb(os.path.join(rdir, f"render_{input_view}.png"), H, W),
+        out = dict(image=read_rgb(os.path.join(rdir, render_file(input_view)), H, W),
                    input_view=input_view, views=np.array(views, np.int32),
                    input_az=np.radians(angles[input_view, 0]), input_el=np.radians(angles[input_view, 1]),
                    az=np.radians(angles[views, 0]), el=np.radians(angles[views, 1]),
                    model_id=self.models[m])
-        masks = np.stack([read_mask(os.path.join(rdir, f"depth_{v}.png"), H, W) for v in views])
+        masks = np.stack([read_mask(os.path.join(rdir, depth_file(v)), H, W) for v in views])
         out["mask"] = masks
-        out["dist"] = np.stack([self._dist(mk) for mk in masks]).astype(np.float32)
+        out["dist"] = gt_distance_transform(masks)
         out["pcl"] = read_cloud(os.path.join(pdir, PCL_FILE), self.n_pts)
         if self.task == "rgb":
-            out["rgb"] = np.stack([read_rgb(os.path.join(rdir, f"render_{v}.png"), H, W) for v in views])
+            out["rgb"] = np.stack([read_rgb(os.path.join(rdir, render_file(v)), H, W) for v in views])
             out["rgb"] *= masks[..., None]
             out["pcl_rgb"] = read_cloud_colours(os.path.join(pdir, PCL_COLOURS_FILE), self.n_pts)
         else:
             ldir = self._model_dir("labels", m)
             lab = []
             for v in views:
-                path = os.path.join(ldir, f"labels_{v}.npy")
+                path = os.path.join(ldir, label_map_file(v))
                 if not os.path.isfile(path):  # some copies keep the label maps beside the renders
-                    alt = os.path.join(rdir, f"labels_{v}.npy")
+                    alt = os.path.join(rdir, label_map_file(v))
                     path = alt if os.path.isfile(alt) else path
                 lab.append(read_label_map(path, H, W, self.n_cls))
             out["labels"] = np.stack(lab)
@@ -624,7 +662,7 @@ class BatchPipeline:
         return False
 
     def __del__(self):
-        try:
+        # A pipeline dropped without close() stops its threads here. Nothing is swallowed: Python
+        # reports an error raised in __del__ ("Exception ignored in ...") on stderr.
+        if getattr(self, "_closed", True) is False:
             self.close()
-        except Exception:
-            pass

@@ -5,16 +5,20 @@ renderer (:mod:`utils.mesh_dataset`), so both write byte for byte the same kind
 of files: 8-bit PNG renders and depth codes, ``view.txt`` in degrees, ``.npy``
 clouds in the ShapeNet frame, split lists.
 """
+import multiprocessing
 import os
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from utils.data import PCL_COLOURS_FILE, PCL_FILE, PCL_LABELS_FILE, VIEWS_FILE
+from utils.data import (PCL_COLOURS_FILE, PCL_FILE, PCL_LABELS_FILE, SPLITS, VIEWS_FILE, depth_file, label_map_file,
+                        render_file, split_list_file)
 
-SPLIT_NAMES = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train, val, test
+DEFAULT_WORKERS = min(2, os.cpu_count() or 1)  # the generators' worker processes (--workers)
+SPLIT_SALT = 7  # split_models seeds its permutation with (seed, synset, SPLIT_SALT)
 
 
 def _png(image, what):
@@ -39,8 +43,8 @@ def write_views(folders, views, rgb, depth):
         png_rgb = _png(cv2.cvtColor(rgb[k], cv2.COLOR_RGB2BGR), f"{folders[0]} render {k}")
         png_dep = _png(depth[k], f"{folders[0]} depth {k}")
         for d in folders:
-            (d / f"render_{k}.png").write_bytes(png_rgb)
-            (d / f"depth_{k}.png").write_bytes(png_dep)
+            (d / render_file(k)).write_bytes(png_rgb)
+            (d / depth_file(k)).write_bytes(png_dep)
     view_txt = "".join(f"{a:.6f} {e:.6f}\n" for a, e in views)
     for d in folders:
         (d / VIEWS_FILE).write_text(view_txt)
@@ -51,7 +55,7 @@ def write_label_maps(folder, labels):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for k, lab in enumerate(labels):
-        np.save(folder / f"labels_{k}.npy", lab)
+        np.save(folder / label_map_file(k), lab)
 
 
 def write_rgb_cloud(folder, pcl, colours):
@@ -78,7 +82,7 @@ def split_models(ids, seed, synset, fractions=SPLIT_FRACTIONS):
     there are 3 models or more.
     """
     n = len(ids)
-    perm = np.random.default_rng([int(seed), int(synset), 7]).permutation(n)
+    perm = np.random.default_rng([int(seed), int(synset), SPLIT_SALT]).permutation(n)
     n_val = int(round(fractions[1] * n))
     n_test = int(round(fractions[2] * n))
     if n >= 3:
@@ -92,13 +96,24 @@ def write_splits(folder, synset, splits, ext=".txt"):
     """``<synset>_{train,val,test}_list.txt`` (one id per line) or ``.npy`` (1-D string array)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for name in SPLIT_NAMES:
+    for name in SPLITS:
         ids = splits.get(name, [])
-        path = folder / f"{synset}_{name}_list{ext}"
+        path = folder / split_list_file(synset, name, ext)
         if ext == ".npy":
             np.save(path, np.array(ids, dtype=str))
         else:
             atomic_write_text(path, "".join(i + "\n" for i in ids))
+
+
+def run_jobs(fn, jobs, workers, chunksize=1):
+    """Yield ``fn(job)`` for every job of ``jobs`` (a list), in the order they finish: in up to
+    ``workers`` processes (forked on Linux), or in this process when ``workers`` <= 1."""
+    if workers > 1 and len(jobs) > 1:
+        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        with ctx.Pool(min(workers, len(jobs))) as pool:
+            yield from pool.imap_unordered(fn, jobs, chunksize=chunksize)
+    else:
+        yield from map(fn, jobs)
 
 
 def atomic_write_text(path, text):

@@ -33,7 +33,6 @@ Command line: ``python data/make_demo_data.py --help`` (or
 import argparse
 import fcntl
 import json
-import multiprocessing
 import os
 import shutil
 import sys
@@ -44,18 +43,19 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from utils.data_writer import (SPLIT_FRACTIONS, split_models, write_label_maps, write_part_cloud,
-                               write_rgb_cloud, write_splits, write_views)
+from utils.data import N_GT_PTS, PART_NAMES_FILE, PARTSEG_DIR, PCL_DIR, RENDERED_DIR, SPLITS_DIR, task_dirs
+from utils.data_writer import (DEFAULT_WORKERS, SPLIT_FRACTIONS, run_jobs, split_models, write_label_maps,
+                               write_part_cloud, write_rgb_cloud, write_splits, write_views)
 from utils.mesh_render import (DEPTH_FAR, DEPTH_NEAR, SUPERSAMPLE, MeshRenderer, Surface,  # noqa: F401
                                encode_depth, farthest_point_sampling, sample_faces)
+from utils.progress import Progress
 from utils.shapenet import DEMO_PART_NAMES, synset_id
 
-N_PTS = 1024  # the file names of the original layout fix the cloud size
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "data"
 DEFAULT_CATEGORIES = ("chair", "airplane", "car")
 BOUND_RADIUS = 0.46  # every model is scaled so that it fits in a sphere of this radius
-TOP_LEVEL = ("ShapeNet_rendered", "ShapeNet_pcl", "splits", "partseg", "demo_info.json")
 INFO_FILE = "demo_info.json"
+TOP_LEVEL = (RENDERED_DIR, PCL_DIR, SPLITS_DIR, PARTSEG_DIR, INFO_FILE)
 TMP_PREFIX = ".demo_tmp_"  # the generator's working folder inside --out: .demo_tmp_<pid>_<random>
 TMP_OWNER = ".owner"  # inside it, flock-ed by the generator while it runs
 
@@ -391,7 +391,7 @@ def make_model(category, index, seed=0, n_views=10, img_size=64, shading=False,
 
     sample_rng = np.random.default_rng(sample_ss)
     xyz, owner = sample_surface(parts, n_dense, sample_rng)
-    keep = farthest_point_sampling(xyz, N_PTS, sample_rng)
+    keep = farthest_point_sampling(xyz, N_GT_PTS, sample_rng)
     xyz, owner = xyz[keep], owner[keep]
     part_label = np.array([lab for _, lab, _ in parts])
     part_colour = np.array([col for _, _, col in parts])
@@ -407,12 +407,13 @@ def model_id(category, index):
 
 def write_model(root, category, index, model):
     """Write one model's files into both trees (RGB and partseg) under ``root``."""
-    synset, mid = synset_id(category), model_id(category, index)
-    write_views([root / "ShapeNet_rendered" / synset / mid, root / "partseg" / "ShapeNet_rendered" / synset / mid],
-                model["views"], model["rgb"], model["depth"])
-    write_label_maps(root / "partseg" / "ShapeNet_labels" / synset / mid, model["labels"])
-    write_rgb_cloud(root / "ShapeNet_pcl" / synset / mid, model["pcl"], model["colours"])
-    write_part_cloud(root / "partseg" / "ShapeNet_pcl" / synset / mid, model["pcl"], model["point_labels"])
+    rel = Path(synset_id(category)) / model_id(category, index)
+    rgb, seg = task_dirs(root, "rgb"), task_dirs(root, "partseg")
+    write_views([Path(rgb["rendered"]) / rel, Path(seg["rendered"]) / rel], model["views"], model["rgb"],
+                model["depth"])
+    write_label_maps(Path(seg["labels"]) / rel, model["labels"])
+    write_rgb_cloud(Path(rgb["pcl"]) / rel, model["pcl"], model["colours"])
+    write_part_cloud(Path(seg["pcl"]) / rel, model["pcl"], model["point_labels"])
 
 
 def _job(job):
@@ -475,7 +476,6 @@ def generate(out, categories=DEFAULT_CATEGORIES, n_models=200, n_views=10, img_s
     leaves a data set that looks complete. Refuses to overwrite existing data
     unless ``force``. Returns the info dict written to ``demo_info.json``.
     """
-    from tqdm import tqdm
     out = Path(out).resolve()
     categories = [c.strip().lower() for c in categories]
     for c in categories:
@@ -498,28 +498,21 @@ def generate(out, categories=DEFAULT_CATEGORIES, n_models=200, n_views=10, img_s
         kw = dict(seed=seed, n_views=n_views, img_size=img_size, shading=shading, el_range=tuple(el_range),
                   supersample=supersample)
         jobs = [(str(tmp), c, i, kw) for c in categories for i in range(n_models)]
-        bar = tqdm(total=len(jobs), desc="demo data", unit="model", disable=not progress)
-        if workers > 1:
-            ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-            with ctx.Pool(workers) as pool:
-                for _ in pool.imap_unordered(_job, jobs, chunksize=4):
-                    bar.update()
-        else:
-            for job in jobs:
-                _job(job)
-                bar.update()
+        bar = Progress(len(jobs), "demo data", unit="model", enabled=progress)
+        for _ in run_jobs(_job, jobs, workers, chunksize=4):
+            bar.update()
         bar.close()
 
         for c in categories:
             syn = synset_id(c)
             splits = split_models([model_id(c, i) for i in range(n_models)], seed, syn)
-            write_splits(tmp / "splits", syn, splits, ".npy")
-            write_splits(tmp / "partseg" / "splits", syn, splits, ".txt")
-        (tmp / "partseg" / "part_names.json").write_text(json.dumps(
+            write_splits(task_dirs(tmp, "rgb")["splits"][0], syn, splits, ".npy")
+            write_splits(task_dirs(tmp, "partseg")["splits"][0], syn, splits, ".txt")
+        (tmp / PARTSEG_DIR / PART_NAMES_FILE).write_text(json.dumps(
             {synset_id(c): list(DEMO_PART_NAMES[c]) for c in categories}, indent=1) + "\n")
         info = dict(generator="utils.demo_data", categories={c: synset_id(c) for c in categories},
                     n_models=n_models, n_views=n_views, img_size=img_size, seed=seed, shading=shading,
-                    elevation_range_deg=list(el_range), supersample=supersample, n_pts=N_PTS,
+                    elevation_range_deg=list(el_range), supersample=supersample, n_pts=N_GT_PTS,
                     bound_radius=BOUND_RADIUS,
                     split_fractions=list(SPLIT_FRACTIONS), seconds=round(time.time() - t0, 1))
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=1) + "\n")
@@ -558,10 +551,11 @@ def build_parser():
     p.add_argument("--supersample", type=int, default=SUPERSAMPLE,
                    help="rays per pixel side; a pixel is foreground when any of its rays hits "
                         "(default: %(default)s; 1 = one ray through the pixel centre)")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                    help="worker processes (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="replace a data set already present in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (on a terminal) or progress lines (in a log file)")
     return p
 
 

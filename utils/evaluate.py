@@ -11,29 +11,34 @@ Writes ``per_sample.csv`` (one row per sample and method), ``per_model.csv``
 model-vs-baseline table, and makes the pictures asked for (screenshots, GIFs,
 PLY, an interactive window).
 """
+import argparse
 import csv
 import json
 import math
 import os
+import sys
+import types
 import warnings
 
 import numpy as np
 
-from utils import config, metrics, visualize
+from utils import config, metrics, tfv1, visualize
 from utils.data import BatchPipeline, DataError, list_models
 from utils.experiment import Experiment
 from utils.model import build_graph
+from utils.progress import Progress
 from utils.tfv1 import tf
 
+# One pass over the samples in file order, one input view each (unless told otherwise), the
+# first views supervising: the evaluation's pipelines differ from training's in these arguments.
+_ONE_PASS = dict(n_views=1, view_mode="fixed", use_input_view=False, shuffle=False, repeat=False)
 
-def _collect_training_clouds(targs, task, n_models, num_workers):
+
+def _collect_training_clouds(targs, task, n_models):
     """Up to n_models (cloud, point features) pairs from the training split, in a fixed order."""
-    data = BatchPipeline(targs.data_dir, targs.category, "train", task=task.name, batch_size=1, n_views=1,
-                         img_h=targs.IMG_H, img_w=targs.IMG_W, view_mode="fixed", shuffle=False,
-                         repeat=False, seed=targs.seed, num_workers=num_workers, n_cls=getattr(targs, "n_cls", None))
+    data = BatchPipeline.from_args(targs, task.name, "train", batch_size=1, all_input_views=False, **_ONE_PASS)
     try:
-        n = min(n_models, len(data))
-        batches = [data.get_batch(k) for k in range(n)]
+        batches = [data.get_batch(k) for k in range(min(n_models, data.n_models))]
     finally:
         data.close()
     return (np.concatenate([b["pcl"] for b in batches]), np.concatenate([b[task.point_key] for b in batches]))
@@ -49,95 +54,151 @@ def _eval_pipeline(targs, task, margs):
             raise DataError(f"{err}. The authors' ShapeNet release has only train and val lists: "
                             f"evaluate with --eval_set val") from None
         raise
-    return BatchPipeline(targs.data_dir, targs.category, margs.eval_set, task=task.name,
-                         batch_size=margs.batch_size, n_views=1, img_h=targs.IMG_H, img_w=targs.IMG_W,
-                         view_mode="fixed", shuffle=False, repeat=False, seed=targs.seed,
-                         num_workers=targs.num_workers, all_input_views=margs.input_views == "all",
-                         n_cls=getattr(targs, "n_cls", None))
+    return BatchPipeline.from_args(targs, task.name, margs.eval_set, batch_size=margs.batch_size,
+                                   all_input_views=margs.input_views == "all", **_ONE_PASS)
 
 
 def evaluate(task, margs):
-    """Run the evaluation described by the parsed metrics flags; returns the summary dict."""
-    if margs.gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(margs.gpu)
+    """Run the evaluation described by the parsed metrics flags; returns the summary dict.
+
+    Steps: the trained experiment (:func:`_trained`), the evaluation samples
+    (:func:`_eval_pipeline`), the image-blind baselines (:func:`_baselines`), every sample
+    scored (:func:`_run`), then the files, the table and the pictures (:func:`_report`).
+    """
+    tfv1.select_gpu(margs.gpu)
+    tfv1.set_verbose(margs.verbose)
+    margs = _check_window(margs)
+    targs, exp, prefix, step = _trained(task, margs)
+    out_dir = margs.out or exp.path(f"metrics_{margs.eval_set}_{margs.snapshot}")
+    os.makedirs(out_dir, exist_ok=True)
+    data = _eval_pipeline(targs, task, margs)
+    try:
+        medoid, baselines = _baselines(targs, task, margs)
+        rows, pictures = _run(task, margs, targs, prefix, data, baselines)
+    finally:
+        data.close()
+    summary = _summarise(rows, ["model"] + [name for name, _ in baselines],
+                         dict(exp=os.path.abspath(margs.exp), snapshot=margs.snapshot, step=step,
+                              eval_set=margs.eval_set, category=targs.category, input_views=margs.input_views,
+                              clip_box=margs.clip_box, medoid_model=int(medoid), task=task.name,
+                              headline=list(task.headline)))
+    _report(out_dir, rows, summary, pictures, task, margs)
+    return summary
+
+
+def _check_window(margs):
+    """``--visualize`` without a display: say so (before the evaluation, not after) and go on without
+    the window. Returns the flags to use."""
+    problem = margs.visualize and visualize.display_problem()
+    if not problem:
+        return margs
+    print(f"metrics: --visualize: {problem}, so no window will open. Write the pictures to files instead: "
+          "--save_screenshots (PNG grids) or --save_gifs (turntables).", file=sys.stderr, flush=True)
+    return argparse.Namespace(**dict(vars(margs), visualize=False))
+
+
+def _trained(task, margs):
+    """The experiment's training flags (args.json, ``--data_dir`` replacing its data root, resolved
+    by the task) and the snapshot to evaluate: (targs, Experiment, checkpoint prefix, iteration)."""
     targs = config.load_train_args(margs.exp)
     if margs.data_dir:
         targs.data_dir = margs.data_dir
     exp = Experiment(margs.exp, create=False)
     prefix, step = exp.checkpoint(margs.snapshot)
-    out_dir = margs.out or exp.path(f"metrics_{margs.eval_set}_{margs.snapshot}")
-    os.makedirs(out_dir, exist_ok=True)
+    return task.resolve_args(targs), exp, prefix, step
 
-    data = _eval_pipeline(targs, task, margs)
-    train_clouds, train_feats = _collect_training_clouds(targs, task, margs.baseline_models, targs.num_workers)
+
+def _baselines(targs, task, margs):
+    """The training medoid (over ``--baseline_models`` training clouds) and the task's image-blind
+    baselines built on it: (medoid index, [(name, fn)])."""
+    train_clouds, train_feats = _collect_training_clouds(targs, task, margs.baseline_models)
     medoid, _ = metrics.medoid_index(train_clouds)
-    baselines = task.baselines(train_clouds, train_feats, medoid, targs)
-    methods = ["model"] + [name for name, _ in baselines]
-    try:
-        rows, pictures = _run(task, margs, targs, prefix, data, baselines)
-    finally:
-        data.close()
-    summary = _summarise(rows, methods, dict(exp=os.path.abspath(margs.exp), snapshot=margs.snapshot, step=step,
-                                             eval_set=margs.eval_set, category=targs.category,
-                                             input_views=margs.input_views, clip_box=margs.clip_box,
-                                             medoid_model=int(medoid), task=task.name))
+    return medoid, task.baselines(train_clouds, train_feats, medoid, targs)
+
+
+def _metrics_graph(targs, task, batch_size, n_gt, clip_box):
+    """The network (as trained) and the cloud metrics, in a new graph.
+
+    Returns:
+        SimpleNamespace: graph, g (build_graph's network), gt and pred placeholders (B, n_gt, 3),
+        (B, N_PTS, 3) (any N with Chamfer only: the baselines' clouds have n_gt points), cloud
+        (utils.metrics.cloud_metrics; EMD when n_gt == N_PTS), saver.
+    """
+    with_emd = n_gt == targs.N_PTS
+    if not with_emd:
+        warnings.warn(f"EMD needs equal point counts (prediction {targs.N_PTS}, ground truth {n_gt}); skipped")
+    m = types.SimpleNamespace(graph=tf.Graph())
+    with m.graph.as_default():
+        m.g = build_graph(targs, task, batch_size, training=False)
+        m.gt = tf.placeholder(tf.float32, [batch_size, n_gt, 3])
+        m.pred = tf.placeholder(tf.float32, [batch_size, targs.N_PTS if with_emd else None, 3])
+        m.cloud = metrics.cloud_metrics(m.gt, m.pred, emd=with_emd, box_clip=clip_box or None)
+        m.saver = tf.train.Saver(tf.global_variables("recon_net"))
+    return m
+
+
+def _score(sess, m, task, margs, batch, xyz, feat):
+    """Per-sample metrics of one method's clouds ``xyz`` (B, N, 3), features ``feat`` against the
+    batch's ground truth: dict name -> (B,) array."""
+    res = sess.run(m.cloud, {m.gt: batch["pcl"], m.pred: xyz})
+    out = {k: res[k] for k in ("chamfer_fwd", "chamfer_bwd", "chamfer", "emd") if k in res}
+    out.update(task.feature_metrics(batch[task.point_key], feat, res["idx_fwd"], res["idx_bwd"], margs))
+    return out
+
+
+def _run(task, margs, targs, prefix, data, baselines):
+    """Restore the snapshot and score the samples of ``data`` (at most ``--max_samples``) with the
+    model and every baseline: (rows, one per sample and method; pictures)."""
+    B = margs.batch_size
+    n_total = data.n_samples if margs.max_samples <= 0 else min(data.n_samples, margs.max_samples)
+    m = _metrics_graph(targs, task, B, data.get_batch(0)["pcl"].shape[1], margs.clip_box)
+    rows, pictures = [], _Pictures(task, margs.n_pictures or n_total, every_sample=margs.visualize)
+    n_batches = math.ceil(n_total / B)
+    with tf.Session(graph=m.graph) as sess, \
+            Progress(n_batches, f"metrics {margs.eval_set}", unit="batch", enabled=margs.tqdm) as progress:
+        m.saver.restore(sess, prefix)
+        for k in range(n_batches):
+            batch = data.get_batch(k)  # always B samples; the pipeline pads the last batch of the pass
+            n_valid = min(int(np.sum(batch["valid"])), n_total - k * B)
+            xyz, feat = sess.run([m.g.xyz, m.g.feat], m.g.feed(batch))
+            results = {"model": _score(sess, m, task, margs, batch, xyz, feat)}
+            for name, fn in baselines:
+                results[name] = _score(sess, m, task, margs, batch, *fn(xyz, feat))
+            for i in range(n_valid):
+                mid, view = str(batch["model_id"][i]), int(batch["input_view"][i])
+                rows += [dict(model_id=mid, input_view=view, method=method, **{key: float(v[i]) for key, v in
+                                                                                values.items()})
+                         for method, values in results.items()]
+                pictures.offer(batch, i, xyz[i], feat[i])
+            progress.update()
+    return rows, pictures.taken
+
+
+class _Pictures:
+    """The samples to draw: one per model (its first evaluated view) up to ``limit``, or every sample
+    (``every_sample``: the interactive window)."""
+
+    def __init__(self, task, limit, every_sample=False):
+        self.task, self.limit, self.every_sample = task, limit, every_sample
+        self.taken, self._models = [], set()
+
+    def offer(self, batch, i, xyz, feat):
+        mid = str(batch["model_id"][i])
+        if self.every_sample or (len(self.taken) < self.limit and mid not in self._models):
+            self._models.add(mid)
+            self.taken.append(dict(model_id=f"{mid}_view{int(batch['input_view'][i])}", image=batch["image"][i],
+                                   gt=batch["pcl"][i], gt_col=self.task.gt_point_colours(batch[self.task.point_key][i]),
+                                   pred=xyz, pred_col=self.task.point_colours(feat)))
+
+
+def _report(out_dir, rows, summary, pictures, task, margs):
+    """Write the CSV and JSON files, print the table, make the pictures, say where everything is."""
     _write(out_dir, rows, summary)
     _print_table(summary, task.headline)
     _pictures(pictures, margs, out_dir)
     print(f"per-sample metrics: {os.path.join(out_dir, 'per_sample.csv')}\n"
           f"per-model means: {os.path.join(out_dir, 'per_model.csv')}\n"
           f"summary: {os.path.join(out_dir, 'summary.json')}")
-    return summary
-
-
-def _run(task, margs, targs, prefix, data, baselines):
-    """Restore the snapshot and score every sample of ``data``: (rows, pictures)."""
-    from tqdm import tqdm
-    B = margs.batch_size
-    n_total = data.n_samples if margs.max_samples <= 0 else min(data.n_samples, margs.max_samples)
-    n_gt = data.get_batch(0)["pcl"].shape[1]
-    with_emd = n_gt == targs.N_PTS
-    if not with_emd:
-        warnings.warn(f"EMD needs equal point counts (prediction {targs.N_PTS}, ground truth {n_gt}); skipped")
-
-    graph = tf.Graph()
-    with graph.as_default():
-        g = build_graph(targs, task, B, training=False)
-        gt_ph = tf.placeholder(tf.float32, [B, n_gt, 3])
-        pred_ph = tf.placeholder(tf.float32, [B, targs.N_PTS, 3])
-        cloud_m = metrics.cloud_metrics(gt_ph, pred_ph, emd=with_emd, box_clip=margs.clip_box or None)
-        saver = tf.train.Saver(tf.global_variables("recon_net"))
-    rows, pictures, pictured = [], [], set()
-    n_pictures = margs.n_pictures or n_total
-    with tf.Session(graph=graph) as sess:
-        saver.restore(sess, prefix)
-
-        def score(batch, xyz, feat):
-            m = sess.run(cloud_m, {gt_ph: batch["pcl"], pred_ph: xyz})
-            out = {k: m[k] for k in ("chamfer_fwd", "chamfer_bwd", "chamfer", "emd") if k in m}
-            out.update(task.feature_metrics(batch[task.point_key], feat, m["idx_fwd"], m["idx_bwd"], margs))
-            return out
-
-        for k in tqdm(range(math.ceil(n_total / B)), disable=not margs.tqdm, desc=f"metrics {margs.eval_set}",
-                      unit="batch"):
-            batch = data.get_batch(k)  # always B samples; the pipeline pads the last pass batch
-            n_valid = min(int(np.sum(batch["valid"])), n_total - k * B)
-            xyz, feat = sess.run([g.xyz, g.feat], g.feed(batch))
-            results = {"model": score(batch, xyz, feat)}
-            for name, fn in baselines:
-                results[name] = score(batch, *fn(xyz, feat))
-            for i in range(n_valid):
-                mid, view = str(batch["model_id"][i]), int(batch["input_view"][i])
-                for method, values in results.items():
-                    rows.append(dict(model_id=mid, input_view=view, method=method,
-                                     **{key: float(v[i]) for key, v in values.items()}))
-                # Pictures: one sample per model (its first evaluated view), or every sample to view.
-                if (len(pictures) < n_pictures and mid not in pictured) or margs.visualize:
-                    pictured.add(mid)
-                    pictures.append(dict(model_id=f"{mid}_view{view}", image=batch["image"][i], gt=batch["pcl"][i],
-                                         gt_col=task.gt_point_colours(batch[task.point_key][i]),
-                                         pred=xyz[i], pred_col=task.point_colours(feat[i])))
-    return rows, pictures
 
 
 ID_KEYS = ("model_id", "input_view", "method")
@@ -207,8 +268,7 @@ def _pictures(pictures, margs, out_dir):
         return
     limit = margs.n_pictures or len(pictures)
     for i, p in enumerate(pictures[:limit]):
-        gt = metrics.scale_to_unit_cube_np(p["gt"])
-        pred = metrics.scale_to_unit_cube_np(p["pred"], visualize.PICTURE_BOX_CLIP)
+        gt, pred = _shown(p)
         name = f"{margs.eval_set}_{i:03d}_{p['model_id'].replace('/', '_')}"
         if margs.save_screenshots:
             visualize.save_screenshot(os.path.join(out_dir, "screenshots", name + ".png"), p["image"],
@@ -226,10 +286,15 @@ def _pictures(pictures, margs, out_dir):
     if margs.visualize:
         visualize.interactive_viewer(
             dict(title=p["model_id"], image=p["image"],
-                 clouds=[("ground truth", metrics.scale_to_unit_cube_np(p["gt"]), p["gt_col"]),
-                         ("prediction", metrics.scale_to_unit_cube_np(p["pred"], visualize.PICTURE_BOX_CLIP),
-                          p["pred_col"])])
-            for p in pictures)
+                 clouds=[("ground truth", gt, p["gt_col"]), ("prediction", pred, p["pred_col"])])
+            for p in pictures for gt, pred in [_shown(p)])
+
+
+def _shown(picture):
+    """The GT and predicted clouds of a picture as drawn: each scaled to the unit cube (the
+    prediction's box measured on coordinates clipped to visualize.PICTURE_BOX_CLIP)."""
+    return (metrics.scale_to_unit_cube_np(picture["gt"]),
+            metrics.scale_to_unit_cube_np(picture["pred"], visualize.PICTURE_BOX_CLIP))
 
 
 def main(task, argv=None):

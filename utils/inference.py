@@ -29,9 +29,10 @@ import time
 import cv2
 import numpy as np
 
-from utils import config, metrics, shapenet, visualize
+from utils import config, metrics, shapenet, tfv1, visualize
 from utils.experiment import Experiment
 from utils.model import build_graph
+from utils.progress import Progress
 from utils.tfv1 import tf
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -171,8 +172,8 @@ def training_background(targs, task_name, n_models=4):
         rendered = os.path.join(data.task_dirs(targs.data_dir, task_name)["rendered"], shapenet.synset_id(targs.category))
         pixels = []
         for m in models:
-            rgb = data.read_rgb(os.path.join(rendered, m, "render_0.png"), targs.IMG_H, targs.IMG_W)
-            mask = data.read_mask(os.path.join(rendered, m, "depth_0.png"), targs.IMG_H, targs.IMG_W)
+            rgb = data.read_rgb(os.path.join(rendered, m, data.render_file(0)), targs.IMG_H, targs.IMG_W)
+            mask = data.read_mask(os.path.join(rendered, m, data.depth_file(0)), targs.IMG_H, targs.IMG_W)
             pixels.append(rgb[mask < 0.5])
         pixels = np.concatenate(pixels)
         if len(pixels) == 0:
@@ -204,11 +205,12 @@ class Predictor:
     """
 
     def __init__(self, exp_dir, task, snapshot="best", batch_size=8, threads=0):
-        self.args = config.load_train_args(exp_dir)
-        trained = getattr(self.args, "task", task.name)
+        args = config.load_train_args(exp_dir)
+        trained = getattr(args, "task", task.name)
         if trained != task.name:
             raise ValueError(f"{os.path.join(exp_dir, config.ARGS_FILE)}: the experiment was trained for "
                              f"'{trained}'; use {trained}/predict_{trained}.py")
+        self.args = task.resolve_args(args)
         self.task, self.batch_size, self.threads = task, int(batch_size), threads
         self.checkpoint, self.step = Experiment(exp_dir, create=False).checkpoint(snapshot)
         self.graph = tf.Graph()
@@ -425,6 +427,7 @@ def predict_parser(task):
                         "to DIR; loads with plain TensorFlow, without this repository")
     p.add_argument("--gpu", default=None, help="GPU index to use (sets CUDA_VISIBLE_DEVICES)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar (it only shows on a terminal)")
+    p.add_argument("--verbose", action="store_true", help=config.VERBOSE_HELP)
     return p
 
 
@@ -434,9 +437,8 @@ def run(task, args):
     Returns a dict: 'outputs' {input path: [written files]}, 'errors' [(path, message)],
     'export' (path or None), 'images_per_s' (network only) and 'total_s'.
     """
-    from tqdm import tqdm
-    if args.gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
+    tfv1.select_gpu(args.gpu)
+    tfv1.set_verbose(args.verbose)
     result = dict(outputs={}, errors=[], export=None, images_per_s=None, total_s=0.0)
     t_start = time.perf_counter()
     with Predictor(args.exp, task, args.snapshot, args.batch_size) as pred:
@@ -454,7 +456,7 @@ def run(task, args):
         if args.inputs:
             print(f"background for transparent pixels and padding: RGB "
                   f"{tuple(round(255 * c) for c in background)} ({source})")
-            _predict_files(pred, task, args, background, result, tqdm)
+            _predict_files(pred, task, args, background, result)
     result["total_s"] = time.perf_counter() - t_start
     if result["errors"]:
         print(f"skipped {len(result['errors'])} input(s), listed above", file=sys.stderr)
@@ -478,7 +480,7 @@ def _skip(result, path, message, write=None):
     (write or print)(f"skipped: {message}", file=sys.stderr)
 
 
-def _predict_files(pred, task, args, background, result, tqdm):
+def _predict_files(pred, task, args, background, result):
     files, errors = find_images(args.inputs)
     for path, reason in errors:
         _skip(result, path, f"{path}: {reason}")
@@ -488,11 +490,10 @@ def _predict_files(pred, task, args, background, result, tqdm):
     legend = _legend(task, pred.args)
     H, W = pred.image_size
     B = pred.batch_size
-    show = not args.no_progress and sys.stderr.isatty()
     if files:
         pred.warm_up()
     net_s, n_done, t_start = 0.0, 0, time.perf_counter()
-    with tqdm(total=len(files), disable=not show, unit="img", desc=f"predict {task.name}") as bar:
+    with Progress(len(files), f"predict {task.name}", unit="image", enabled=not args.no_progress) as bar:
         for start in range(0, len(files), B):
             batch, images = [], []
             for path in files[start:start + B]:
@@ -500,7 +501,7 @@ def _predict_files(pred, task, args, background, result, tqdm):
                     images.append(load_image(path, H, W, args.fit, background))
                     batch.append(path)
                 except ImageError as err:
-                    _skip(result, path, str(err), tqdm.write)
+                    _skip(result, path, str(err), bar.write)
             if batch:
                 t0 = time.perf_counter()
                 xyz, feat = pred.predict(np.stack(images))

@@ -9,8 +9,9 @@ Affinity losses (CAPNet paper: a 2D Chamfer-like distance between silhouettes):
 * forward, :func:`affinity_fwd`: every predicted-mask pixel ``p`` is weighted by ``D_gt(p)``,
   the squared distance (px^2) to the nearest ground-truth foreground pixel:
   ``mean_p M_pred(p) * D_gt(p)``. ``D_gt`` does not depend on the prediction, so it is
-  computed once per image in the data pipeline with :func:`gt_distance_transform` (scipy's
-  exact Euclidean distance transform), never as an (H, W, H, W) tensor.
+  computed once per image in the data pipeline with :func:`gt_distance_transform`
+  (:mod:`utils.distance_map`: scipy's exact Euclidean distance transform), never as an
+  (H, W, H, W) tensor.
 * backward, :func:`affinity_bwd`: every ground-truth foreground pixel ``p`` is weighted by the
   squared distance (px^2) to the nearest **projected point** (not the nearest
   predicted-foreground pixel): ``mean_p M_gt(p) * min(min_i |p - (r_i, c_i)|^2, cap)``.
@@ -45,38 +46,14 @@ The paper's formula, the default (``--affinity paper``), is a distance-weighted 
 term whose magnitudes (px^2) differ from the original's.
 """
 import numpy as np
-from scipy import ndimage
 
 import tf_ops
+from utils.distance_map import gt_distance_transform  # noqa: F401  (D_gt of the affinities; re-exported)
 from utils.tfv1 import tf
 
 ORIGINAL_AFFINITY_FAR = 1e6  # the original's weight of pixels outside the other mask
 BCE_CLIP = 1e-7  # probabilities clipped to [BCE_CLIP, 1 - BCE_CLIP] (1 - 1e-8 rounds to 1 in float32)
 LOG_EPS = 1e-8  # part cross-entropy: log(p + eps)
-
-
-def gt_distance_transform(mask):
-    """Squared distance (px^2) from every pixel to the nearest foreground pixel (numpy).
-
-    Args:
-        mask: (H, W) or (..., H, W) array; foreground where ``mask > 0.5``.
-    Returns:
-        float32 array of the same shape: 0 on foreground pixels, the squared Euclidean
-        distance between pixel centres elsewhere. An image without foreground gets
-        H^2 + W^2 everywhere (farther than any pixel of the image).
-    """
-    mask = np.asarray(mask)
-    if mask.ndim < 2:
-        raise ValueError(f"mask must be (H, W) or (..., H, W), got shape {mask.shape}")
-    h, w = mask.shape[-2:]
-    flat = mask.reshape((-1, h, w)) > 0.5
-    out = np.empty(flat.shape, np.float32)
-    for k, fg in enumerate(flat):
-        if fg.any():
-            out[k] = np.square(ndimage.distance_transform_edt(~fg))
-        else:
-            out[k] = float(h * h + w * w)
-    return out.reshape(mask.shape)
 
 
 def mask_bce(pred_mask, gt_mask):

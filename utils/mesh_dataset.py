@@ -28,7 +28,6 @@ import argparse
 import csv
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 import sys
@@ -39,18 +38,18 @@ from pathlib import Path
 import numpy as np
 
 from utils import shapenet
-from utils.data import DataError, read_split
-from utils.data_writer import (SPLIT_NAMES, atomic_write_text, split_models, write_label_maps, write_part_cloud,
-                               write_rgb_cloud, write_splits, write_views)
+from utils.data import (N_GT_PTS, PART_NAMES_FILE, PARTSEG_DIR, SPLITS, DataError, read_split, split_list_file,
+                        task_dirs)
+from utils.data_writer import (DEFAULT_WORKERS, atomic_write_text, run_jobs, split_models, write_label_maps,
+                               write_part_cloud, write_rgb_cloud, write_splits, write_views)
 from utils.mesh_io import (MESH_SUFFIXES, UP_AXES, MeshError, PartMap, find_meshes, load_mesh, normalise)
 from utils.mesh_render import (SUPERSAMPLE, MeshRenderer, encode_depth, farthest_point_sampling)
+from utils.progress import Progress
 from utils import part_transfer
 
-N_PTS = 1024  # the file names of the layout fix the cloud size
 STATE_DIR = ".make_dataset"
 INFO_FILE = "dataset_info.json"
 TRANSFER_FILE = "part_transfer.csv"
-PART_NAMES_FILE = "part_names.json"
 # options that change what a model's files hold: a data set is made with one set of them
 OUTPUT_OPTIONS = ("n_views", "img_size", "azimuth", "elevation", "supersample", "shading", "up", "normalise",
                   "n_dense", "keep_hidden", "seed", "part_map", "part_annotations", "min_agreement")
@@ -77,8 +76,8 @@ class Options:
     def check(self):
         if self.n_views < 1 or self.img_size < 8 or self.supersample < 1:
             raise ValueError("need --n_views >= 1, --size >= 8 and --supersample >= 1")
-        if self.n_dense < 2 * N_PTS:
-            raise ValueError(f"--n_dense must be at least {2 * N_PTS}")
+        if self.n_dense < 2 * N_GT_PTS:
+            raise ValueError(f"--n_dense must be at least {2 * N_GT_PTS}")
         if self.up not in UP_AXES:
             raise ValueError(f"--up must be one of {UP_AXES}")
         if self.elevation[0] > self.elevation[1] or self.azimuth[0] > self.azimuth[1]:
@@ -170,11 +169,11 @@ def render_model(source, opts):
     if not opts.keep_hidden:
         seen = renderer.visible_from_outside(xyz)
         report["hidden_samples"] = round(float(1 - seen.mean()), 4)
-        if seen.sum() < N_PTS:
+        if seen.sum() < N_GT_PTS:
             raise MeshError(f"{source.path}: only {int(seen.sum())} of {opts.n_dense} surface samples can be seen "
                             f"from outside; raise --n_dense or pass --keep_hidden")
         xyz, face, bary = xyz[seen], face[seen], bary[seen]
-    keep = farthest_point_sampling(xyz, N_PTS, sample_rng)
+    keep = farthest_point_sampling(xyz, N_GT_PTS, sample_rng)
     xyz, face, bary = xyz[keep], face[keep], bary[keep]
     out = dict(views=np.stack([az, el], 1), rgb=np.stack(rgb), depth=np.stack(depth), pcl=xyz.astype(np.float32),
                colours=quantise(surface.colour_at(face, bary)).astype(np.float32), report=report)
@@ -188,10 +187,10 @@ def render_model(source, opts):
 def model_folders(synset, model_id, partseg):
     """The model's folders, relative to the data root (rgb tree first)."""
     rel = Path(synset) / model_id
-    out = [Path("ShapeNet_rendered") / rel, Path("ShapeNet_pcl") / rel]
+    rgb, seg = task_dirs("", "rgb"), task_dirs("", "partseg")
+    out = [Path(rgb["rendered"]) / rel, Path(rgb["pcl"]) / rel]
     if partseg:
-        out += [Path("partseg/ShapeNet_rendered") / rel, Path("partseg/ShapeNet_labels") / rel,
-                Path("partseg/ShapeNet_pcl") / rel]
+        out += [Path(seg["rendered"]) / rel, Path(seg["labels"]) / rel, Path(seg["pcl"]) / rel]
     return out
 
 
@@ -284,7 +283,7 @@ def read_split_source(path, synset):
     ``synsetId``, ``modelId``, ``split`` (ShapeNetCore's ``all.csv``).
     Missing lists are empty."""
     path = Path(path)
-    out = {name: [] for name in SPLIT_NAMES}
+    out = {name: [] for name in SPLITS}
     if path.is_file():
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
@@ -298,9 +297,9 @@ def read_split_source(path, synset):
         return out
     if not path.is_dir():
         raise ValueError(f"--splits_from {path}: no such folder or CSV file")
-    for name in SPLIT_NAMES:
+    for name in SPLITS:
         for ext in (".txt", ".npy"):
-            f = path / f"{synset}_{name}_list{ext}"
+            f = path / split_list_file(synset, name, ext)
             if f.is_file():
                 try:
                     out[name] = read_split(str(f))
@@ -317,7 +316,7 @@ def make_splits(ids, synset, seed, fractions, reuse=None):
     if reuse is None:
         return split_models(ids, seed, synset, fractions), []
     have = set(ids)
-    splits = {name: sorted(i for i in reuse.get(name, []) if i in have) for name in SPLIT_NAMES}
+    splits = {name: sorted(i for i in reuse.get(name, []) if i in have) for name in SPLITS}
     listed = set().union(*map(set, splits.values()))
     return splits, [i for i in ids if i not in listed]
 
@@ -357,12 +356,11 @@ def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits
         limit: at most this many models per synset (0 = all), the first in
             model-id order.
         workers: processes; force: redo complete models.
-        progress: a tqdm bar on a terminal, a line every 5% of the models otherwise.
+        progress: a bar on a terminal, a line every 5% of the models otherwise (utils.progress).
         log: where messages go (failures as they happen, progress lines).
     Returns:
         the summary dict written to ``dataset_info.json``.
     """
-    from tqdm import tqdm
     opts.check()
     t0 = time.time()
     out = Path(out).resolve()
@@ -382,30 +380,17 @@ def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits
     todo = [s for s in sources if force or read_record(out, s.synset, s.model_id) is None]
     failures = []
     jobs = [(str(out), s, opts) for s in todo]
-    use_bar = bool(progress and jobs and sys.stderr.isatty())  # progress lines instead in a log file
-    bar = tqdm(total=len(jobs), desc="make_dataset", unit="model", disable=not use_bar)
-    say = tqdm.write if use_bar else log
-    every = max(1, len(jobs) // 20)
-    finished = []
+    bar = Progress(len(jobs), "make_dataset", unit="model", enabled=bool(progress and jobs), lines=0.05, write=log)
 
     def finish(result):
         source, rec, err = result
         if err is not None:
             failures.append(dict(path=str(source.path), error=err))
-            say(f"make_dataset: skipped {err}")
+            bar.write(f"make_dataset: skipped {err}")
         bar.update()
-        finished.append(source)
-        if progress and not use_bar and (len(finished) % every == 0 or len(finished) == len(jobs)):
-            log(f"make_dataset: {len(finished)}/{len(jobs)} models, {time.time() - t0:.0f} s")
 
-    if workers > 1 and len(jobs) > 1:
-        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with ctx.Pool(min(workers, len(jobs))) as pool:
-            for result in pool.imap_unordered(_job, jobs, chunksize=1):
-                finish(result)
-    else:
-        for job in jobs:
-            finish(_job(job))
+    for result in run_jobs(_job, jobs, workers):
+        finish(result)
     bar.close()
 
     # ---- splits, part names, reports: from every complete model of this collection
@@ -415,18 +400,18 @@ def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits
         by_synset.setdefault(r["synset"], []).append(r)
     fractions = parse_fractions(split if isinstance(split, str) else ",".join(map(repr, split)))
     summary_cats, left_out = {}, {}
-    names_path = out / "partseg" / PART_NAMES_FILE
+    names_path = out / PARTSEG_DIR / PART_NAMES_FILE
     part_table = json.loads(names_path.read_text()) if names_path.is_file() else {}
     for syn, recs in sorted(by_synset.items()):
         reuse = read_split_source(splits_from, syn) if splits_from else None
         splits, missing = make_splits([r["model_id"] for r in recs], syn, opts.seed, fractions, reuse)
         if missing:
             left_out[syn] = missing
-        write_splits(out / "splits", syn, splits)
+        write_splits(task_dirs(out, "rgb")["splits"][0], syn, splits)
         seg_ids = {r["model_id"] for r in recs if r["partseg"]}
         if seg_ids:
-            write_splits(out / "partseg" / "splits", syn, {k: [i for i in v if i in seg_ids]
-                                                             for k, v in splits.items()})
+            write_splits(task_dirs(out, "partseg")["splits"][0], syn,
+                         {k: [i for i in v if i in seg_ids] for k, v in splits.items()})
             labels = [k for r in recs if r["partseg"] for k in r.get("part_labels", [])]
             part_table[syn] = _part_names(opts, syn, max(labels), part_names)
         summary_cats[syn] = dict(models=len(recs), partseg=len(seg_ids),
@@ -550,7 +535,7 @@ def build_parser():
                         "missing from the lists are left out and counted")
     g = p.add_argument_group("running")
     g.add_argument("--seed", type=int, default=0, help="seed of the views, samples and split; same seed, same files (default: %(default)s)")
-    g.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default: %(default)s)")
+    g.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="worker processes (default: %(default)s)")
     g.add_argument("--force", action="store_true",
                    help="redo models that are already complete (also needed to change options for an --out that "
                         "holds models)")

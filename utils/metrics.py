@@ -28,6 +28,9 @@ import numpy as np
 import tf_ops
 from utils.tfv1 import tf
 
+MIN_BOX = 1e-8  # scale_to_unit_cube: a degenerate (single-point) cloud is not divided by 0
+SQRT_EPS = 1e-12  # Euclidean distances as sqrt(squared + SQRT_EPS): finite gradients at 0
+
 
 def scale_to_unit_cube(pcl, box_clip=None):
     """Scale each cloud so its bounding box's longest side is 1, centred at 0.
@@ -47,7 +50,7 @@ def scale_to_unit_cube(pcl, box_clip=None):
     lo = tf.reduce_min(box, axis=1, keepdims=True)  # (B,1,3)
     hi = tf.reduce_max(box, axis=1, keepdims=True)
     size = tf.reduce_max(hi - lo, axis=2, keepdims=True)  # (B,1,1)
-    return (pcl - (lo + hi) / 2.0) / tf.maximum(size, 1e-8)
+    return (pcl - (lo + hi) / 2.0) / tf.maximum(size, MIN_BOX)
 
 
 def scale_to_unit_cube_np(pcl, box_clip=None):
@@ -56,7 +59,7 @@ def scale_to_unit_cube_np(pcl, box_clip=None):
     box = pcl if box_clip is None else np.clip(pcl, -box_clip, box_clip)
     lo, hi = box.min(axis=-2, keepdims=True), box.max(axis=-2, keepdims=True)
     size = np.max(hi - lo, axis=-1, keepdims=True)
-    return (pcl - (lo + hi) / 2.0) / np.maximum(size, 1e-8)
+    return (pcl - (lo + hi) / 2.0) / np.maximum(size, MIN_BOX)
 
 
 def cloud_metrics(gt, pred, emd=True, box_clip=None):
@@ -72,8 +75,8 @@ def cloud_metrics(gt, pred, emd=True, box_clip=None):
     """
     gt_s, pred_s = scale_to_unit_cube(gt), scale_to_unit_cube(pred, box_clip)
     d_fwd, idx_fwd, d_bwd, idx_bwd = tf_ops.nn_distance(gt_s, pred_s)
-    out = dict(chamfer_fwd=tf.reduce_mean(tf.sqrt(d_fwd + 1e-12), axis=1),
-               chamfer_bwd=tf.reduce_mean(tf.sqrt(d_bwd + 1e-12), axis=1),
+    out = dict(chamfer_fwd=tf.reduce_mean(tf.sqrt(d_fwd + SQRT_EPS), axis=1),
+               chamfer_bwd=tf.reduce_mean(tf.sqrt(d_bwd + SQRT_EPS), axis=1),
                idx_fwd=idx_fwd, idx_bwd=idx_bwd)
     out["chamfer"] = out["chamfer_fwd"] + out["chamfer_bwd"]
     if emd:
@@ -152,15 +155,14 @@ def medoid_index(clouds, batch_size=64):
         clouds: float32 (M, N, 3) numpy array (e.g. a subsample of the training set).
     Returns:
         (int index, float64 (M,) mean Chamfer of each cloud to the others).
-    Builds and runs its own small graph (tf_ops.nn_distance on scaled clouds).
+    Builds and runs its own small graph (:func:`cloud_metrics`' Chamfer, clouds scaled to the unit cube).
     """
     m = clouds.shape[0]
     graph = tf.Graph()
     with graph.as_default():
         a = tf.placeholder(tf.float32, [None, clouds.shape[1], 3])
         b = tf.placeholder(tf.float32, [None, clouds.shape[1], 3])
-        d1, _, d2, _ = tf_ops.nn_distance(scale_to_unit_cube(a), scale_to_unit_cube(b))
-        cd = tf.reduce_mean(tf.sqrt(d1 + 1e-12), 1) + tf.reduce_mean(tf.sqrt(d2 + 1e-12), 1)
+        cd = cloud_metrics(a, b, emd=False)["chamfer"]
         with tf.Session(graph=graph) as sess:
             ii, jj = np.triu_indices(m, k=1)
             dist = np.zeros((m, m))

@@ -6,10 +6,12 @@ placeholders, the network's structure branch, projecting every supervision
 view, the mask and affinity losses, weight decay, the optional 3D loss and the
 validation Chamfer -- is built here once.
 """
+import copy
 import types
 
 import tf_ops
 from utils import camera, layers, losses, metrics, projection
+from utils.data import N_GT_PTS
 from utils.recon_net import recon_net
 from utils.tfv1 import tf
 
@@ -18,54 +20,139 @@ NONFINITE_TAG = "non-finite network output"  # in the error raised when predicti
 
 
 class Task:
-    """What a task must provide. Subclassed in rgb/net.py and partseg/net.py.
+    """What a task must provide: the interface between the shared code and ``rgb/``, ``partseg/``.
+
+    Subclassed in rgb/net.py (``RGBTask``) and partseg/net.py (``PartsegTask``); each module's
+    ``TASK`` is the one instance the entry points pass around. Data attributes describe the
+    task; the methods below are the hooks, in three groups. A hook that raises
+    NotImplementedError here must be provided by every task; the others have a default.
 
     Attributes:
-        name: 'rgb' or 'partseg'.
+        name: 'rgb' or 'partseg' (also the name of the task's data tree, utils.data.task_dirs).
         view_key: batch key of the per-view GT feature maps ('rgb' or 'labels').
         point_key: batch key of the GT per-point features ('pcl_rgb' or 'pcl_labels').
         view_dtype, point_dtype: TF dtypes of those placeholders.
+        feature_dims: trailing dimensions of one GT pixel / point feature: (3,) for a colour,
+            () for a part label.
+        activation: output activation of the feature branch ('sigmoid' or 'softmax').
+        weight_flag: the training flag weighting the task's 2D feature loss ('wt_rgb', 'wt_partseg').
+        headline: the metrics printed first in tables (e.g. ('chamfer', 'emd', 'colour')).
     """
     name = view_key = point_key = None
     view_dtype = point_dtype = tf.float32
+    feature_dims = ()
+    activation = None
+    weight_flag = None
+    headline = ("chamfer", "emd")
 
+    # -- arguments -------------------------------------------------------------------------
+    def resolve_args(self, args):
+        """Fill in flag values that depend on the data (e.g. partseg's ``--n_cls 0``).
+
+        Args:
+            args: the training Namespace; left unchanged.
+        Returns:
+            a new namespace (a copy of ``args`` by default).
+        """
+        return copy.copy(args)
+
+    # -- graph hooks (utils.model.build_graph, the training pictures) ---------------------
     def n_feat(self, args):
         """C, the per-point feature width the network predicts."""
         raise NotImplementedError
 
     def feat_activation(self):
-        raise NotImplementedError
+        """The feature branch's output activation (:attr:`activation`)."""
+        return self.activation
 
     def view_shape(self, args):
-        """Per-sample shape of the GT view maps, e.g. (V, H, W, 3)."""
-        raise NotImplementedError
+        """Per-sample shape of the GT view maps: (V, H, W) + feature_dims."""
+        return (args.N_VIEWS, args.IMG_H, args.IMG_W) + tuple(self.feature_dims)
 
     def point_shape(self, args):
-        raise NotImplementedError
+        """Per-point shape of the GT cloud features: feature_dims."""
+        return tuple(self.feature_dims)
+
+    def weight(self, args):
+        """The weight of the task's 2D feature loss (the flag :attr:`weight_flag`)."""
+        return getattr(args, self.weight_flag)
 
     def project(self, pix, feat, args):
-        """(B, N, 3) pixels, (B, N, C) features -> (B, H, W, C') projected map."""
+        """Depth-aware feature projection.
+
+        Args:
+            pix: float32 (B, N, 3) row, col (px), depth (camera.project).
+            feat: float32 (B, N, C) predicted features.
+            args: the training Namespace (IMG_H, IMG_W, WELL_RADIUS, BETA, projection).
+        Returns:
+            float32 (B, H, W, C') projected map.
+        """
         raise NotImplementedError
 
     def view_loss(self, proj, gt_view):
-        """Scalar loss between a projected map (B, H, W, C') and GT maps (B, H, W[, 3])."""
+        """Scalar loss between a projected map (B, H, W, C') and GT maps (B, H, W) + feature_dims."""
         raise NotImplementedError
 
     def feature_loss_3d(self, feat, gt_feat, idx_fwd, idx_bwd):
-        """Scalar 3D feature loss through nearest-neighbour indices (B, N_gt), (B, N)."""
+        """Scalar 3D feature loss through nearest neighbours (``--USE_3D_LOSS``).
+
+        Args:
+            feat: float32 (B, N, C) predicted features; gt_feat: (B, N_gt) + feature_dims.
+            idx_fwd: int32 (B, N_gt), nearest predicted point of each GT point.
+            idx_bwd: int32 (B, N), nearest GT point of each predicted point.
+        """
         raise NotImplementedError
 
     def display(self, proj):
-        """(B, H, W, C') projected map -> float32 (B, H, W, 3) picture in [0, 1]."""
+        """(B, H, W, C') projected map -> float32 (B, H, W, 3) picture in [0, 1] (TensorBoard)."""
         raise NotImplementedError
 
-    def weight(self, args):
-        """The task's loss weight (wt_rgb or wt_partseg)."""
+    def display_gt(self, gt_view):
+        """(B, H, W) + feature_dims GT maps -> float32 (B, H, W, 3) picture in [0, 1] (TensorBoard)."""
+        raise NotImplementedError
+
+    def display_np(self, view, gt):
+        """Numpy twin of :meth:`display` (``gt=False``, a projected map (H, W, C')) and of
+        :meth:`display_gt` (``gt=True``, a GT map) -> (H, W, 3) in [0, 1] (PNG pictures)."""
+        raise NotImplementedError
+
+    # -- evaluation hooks (utils.evaluate, utils.inference) -------------------------------
+    def point_colours(self, feat):
+        """(N, C) predicted features -> (N, 3) colours in [0, 1] for pictures and PLY files."""
+        raise NotImplementedError
+
+    def gt_point_colours(self, gt_feat):
+        """(N,) + feature_dims GT features -> (N, 3) colours in [0, 1]."""
         raise NotImplementedError
 
     def point_properties(self, feat):
         """(N, C) predicted features -> dict name -> (N,) extra PLY vertex properties (none by default)."""
         return {}
+
+    def feature_metrics(self, gt_feat, feat, idx_fwd, idx_bwd, margs):
+        """Per-sample feature metrics through nearest-neighbour correspondences.
+
+        Args:
+            gt_feat: (B, N_gt) + feature_dims numpy; feat: (B, N, C) numpy predictions.
+            idx_fwd (B, N_gt), idx_bwd (B, N): from utils.metrics.cloud_metrics.
+            margs: the metrics Namespace (task-specific options, e.g. --freq_wt).
+        Returns:
+            dict name -> (B,) numpy array.
+        """
+        raise NotImplementedError
+
+    def baselines(self, train_clouds, train_feats, medoid, args):
+        """Predictors that ignore the image, scored beside the model.
+
+        Args:
+            train_clouds: float32 (M, N_gt, 3) training clouds; train_feats: (M, N_gt) + feature_dims.
+            medoid: int, index of the training medoid cloud (utils.metrics.medoid_index).
+            args: the training Namespace (args.json).
+        Returns:
+            list of (name, fn): ``fn(pred_xyz (B, N, 3), pred_feat (B, N, C))`` returns the
+            baseline's (xyz (B, N', 3), features (B, N', C)).
+        """
+        raise NotImplementedError
 
 
 def _flatten_views(x):
@@ -111,7 +198,7 @@ def _affinity_terms(args, pred_mask, pix, gt_mask, gt_dist):
     raise ValueError(f"affinity must be 'paper' or 'original', got {args.affinity!r}")
 
 
-def build_graph(args, task, batch_size, n_gt_pts=1024, training=True):
+def build_graph(args, task, batch_size, n_gt_pts=N_GT_PTS, training=True):
     """Build placeholders, network, projections, losses and validation metrics.
 
     Args:

@@ -106,11 +106,15 @@ def preprocess_pcl_gt(pcl):
     return np.stack([-pcl[..., 1], -pcl[..., 2], pcl[..., 0]], -1)
 
 
+# The rotation matrix of preprocess_pcl_gt (renderer = shapenet @ ALIGN.T), read off the function.
+ALIGN = preprocess_pcl_gt(np.eye(3)).T
+
+
 def undo_preprocess_pcl_gt(pcl):
-    """Inverse of :func:`preprocess_pcl_gt`: renderer frame -> ShapeNet frame."""
+    """Inverse of :func:`preprocess_pcl_gt`: renderer frame -> ShapeNet frame (same dtype).
+
+    ``ALIGN`` is a rotation, so its inverse is its transpose; its entries are 0 and +-1, so
+    the product is exact in any float dtype.
+    """
     pcl = np.asarray(pcl)
-    return np.stack([pcl[..., 2], -pcl[..., 0], -pcl[..., 1]], -1)
-
-
-# Rotation matrix of preprocess_pcl_gt: renderer = shapenet @ ALIGN.T
-ALIGN = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
+    return (pcl @ ALIGN).astype(pcl.dtype, copy=False)

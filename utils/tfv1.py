@@ -9,14 +9,79 @@ off (graph mode, no eager execution). Every module does::
     from utils.tfv1 import tf
 
 and gets that ``tf``; importing this module is what switches graph mode on.
+
+Start-up messages. While it is imported, TensorFlow's C++ side prints INFO lines
+("oneDNN custom operations are on ...", absl's "All log messages before
+absl::InitializeLog() ...") that ``TF_CPP_MIN_LOG_LEVEL`` no longer silences (they go
+through absl logging before TensorFlow reads that variable). They are hidden: stderr is
+captured while TensorFlow loads and everything else in it (warnings, errors) is written
+back. They show with ``--verbose`` on the command line of an entry point (read here from
+``sys.argv``, because they are printed before any parser runs) or with
+``TF_CPP_MIN_LOG_LEVEL=0``. :func:`set_verbose` does the rest of ``--verbose``.
 """
 import os
+import re
+import sys
+import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide C++ info/warning spam
+VERBOSE_FLAG = "--verbose"
+# Lines TensorFlow writes while it loads that say nothing to our users: absl's notice, and
+# absl-formatted INFO lines ("I0000 00:00:1795715210.040975    3771 port.cc:153] ...").
+_STARTUP_NOISE = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+                            r"|I\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*")
 
-import tensorflow.compat.v1 as tf  # noqa: E402
 
+def _verbose_start():
+    return VERBOSE_FLAG in sys.argv[1:] or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip() == "0"
+
+
+def _import_tensorflow():
+    """``import tensorflow.compat.v1``, with its start-up INFO lines dropped unless verbose."""
+    if _verbose_start():
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        import tensorflow.compat.v1 as module
+        return module
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's own C++ info/warning lines
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no file descriptor 2 to capture
+        import tensorflow.compat.v1 as module
+        return module
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow.compat.v1 as module
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode("utf-8", "replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if not _STARTUP_NOISE.fullmatch(line.rstrip("\r\n")))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+    return module
+
+
+tf = _import_tensorflow()
 tf.logging.set_verbosity(tf.logging.ERROR)  # before the next line, which warns
 tf.disable_v2_behavior()
 
-__all__ = ["tf"]
+
+def set_verbose(verbose):
+    """``--verbose``: TensorFlow's Python-side info and deprecation messages too (default: errors only)."""
+    tf.logging.set_verbosity(tf.logging.INFO if verbose else tf.logging.ERROR)
+
+
+def select_gpu(gpu):
+    """``--gpu``: make only GPU ``gpu`` (an index, or a comma-separated list) visible to TensorFlow.
+
+    Sets ``CUDA_VISIBLE_DEVICES``, which TensorFlow reads when it creates its first session; the
+    entry points call this right after parsing, before any session. ``None`` leaves every GPU visible.
+    """
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+
+
+__all__ = ["tf", "set_verbose", "select_gpu"]

@@ -2,7 +2,7 @@
 
 ``main(task, argv)`` parses the shared flags (utils.config), prepares the
 experiment folder (utils.experiment), builds the one graph (utils.model) and
-trains with Adam, logging to TensorBoard, log.txt and a progress bar. Every
+trains with Adam, logging to TensorBoard, log.txt and (on a terminal) a progress bar. Every
 ``save_n`` iterations it validates (scaled Chamfer on the val split), keeps the
 best model and writes projection pictures; every ``save_model_n`` iterations it
 writes a snapshot. Re-running the same command resumes from the latest
@@ -34,14 +34,16 @@ import sys
 import threading
 import time
 import traceback
+import types
 
 import numpy as np
 
-from utils import config, visualize
+from utils import config, tfv1, visualize
 from utils.data import BatchPipeline, DataError, check_data_dir
 from utils.experiment import (BEST, CKPT_NAME, SNAPSHOTS, STOP_SIGNALS, Experiment, ExperimentInUse,
                               ExperimentStateError)
 from utils.model import NONFINITE_TAG, build_graph
+from utils.progress import Progress
 from utils.tfv1 import tf
 
 TEST_SIGNAL_ENV = "DIFFER_TEST_SIGNAL_AT"
@@ -154,8 +156,9 @@ def find_resume(exp):
     return None
 
 
-def prepare(args, task, exp, defaults=None):
-    """Check this command against the experiment folder; returns (resume, changes).
+def prepare(args, exp, defaults=None):
+    """Check this command (``args``, resolved by the task) against the experiment folder;
+    returns (resume, changes).
 
     ``resume`` is :func:`find_resume`'s answer; ``changes`` lists the flags that
     differ from args.json (:func:`utils.config.changed_flags`). With a
@@ -164,7 +167,6 @@ def prepare(args, task, exp, defaults=None):
     and the new flags simply replace the old. A run that is already complete
     (nothing left to train) keeps its args.json: ``changes`` is then None.
     """
-    task.resolve_args(args)
     resume = find_resume(exp)
     changes = []
     if os.path.isfile(exp.path(config.ARGS_FILE)):
@@ -212,48 +214,63 @@ def _record_args(args, exp, resume, changes):
         config.append_history(exp.root, args, step, changes)
 
 
-def _pipeline(args, task, split, start_step=0, shuffle=True, view_mode=None, all_input_views=False):
-    return BatchPipeline(args.data_dir, args.category, split, task=task.name, batch_size=args.batch_size,
-                         n_views=args.N_VIEWS, img_h=args.IMG_H, img_w=args.IMG_W,
-                         view_mode=view_mode or args.views, use_input_view=args.CORR, shuffle=shuffle,
-                         seed=args.seed, num_workers=args.num_workers, start_step=start_step,
-                         all_input_views=all_input_views)
+# Training pictures (log_proj_images/ and TensorBoard): the first samples of the first validation
+# batch, each with its first supervision views.
+PICTURE_SAMPLES = 4
+PICTURE_VIEWS = 2
+POSTFIX_EVERY = 10  # iterations between updates of the progress bar's running losses
+
+
+def build_training_graph(args, task, n_gt_pts):
+    """Everything the trainer runs, in the default graph: the model (utils.model.build_graph),
+    Adam on its variables, the saver, a finiteness check and the picture summaries.
+
+    Args:
+        args: the resolved training Namespace; task: a Task; n_gt_pts: int, points per GT cloud.
+    Returns:
+        SimpleNamespace: g (build_graph's namespace), global_step, train_op, saver,
+        all_finite (bool scalar: every float variable finite), image_summary.
+    """
+    tf.set_random_seed(args.seed)
+    g = build_graph(args, task, args.batch_size, n_gt_pts=n_gt_pts)
+    global_step = tf.train.get_or_create_global_step()
+    train_op = tf.train.AdamOptimizer(args.lr, beta1=0.9).minimize(
+        g.loss, global_step=global_step, var_list=tf.trainable_variables("recon_net"))
+    saver = tf.train.Saver(tf.global_variables(), max_to_keep=None)
+    all_finite = tf.reduce_all([tf.reduce_all(tf.is_finite(v)) for v in tf.global_variables()
+                                if v.dtype.base_dtype.is_floating])
+    V = args.N_VIEWS
+    with tf.name_scope("images"):
+        gt_view = tf.reshape(g.ph[task.view_key], [-1] + g.ph[task.view_key].shape.as_list()[2:])
+        pictures = tf.concat([
+            tf.image.grayscale_to_rgb(tf.reshape(g.ph["mask"], [-1, args.IMG_H, args.IMG_W, 1])[:V]),
+            tf.image.grayscale_to_rgb(g.pred_mask[:V, :, :, None]),
+            task.display_gt(gt_view)[:V], task.display(g.proj)[:V]], axis=2)
+        image_summary = tf.summary.merge([
+            tf.summary.image("input", g.ph["image"][:1]),
+            tf.summary.image("views_gtmask_predmask_gtfeat_predfeat", pictures, max_outputs=V)])
+    return types.SimpleNamespace(g=g, global_step=global_step, train_op=train_op, saver=saver,
+                                 all_finite=all_finite, image_summary=image_summary)
 
 
 class _Trainer:
+    """One training run in one graph: data pipelines, graph, and the loop (:meth:`run`)."""
+
     def __init__(self, args, task, exp, resume=None):
         self.args, self.task, self.exp = args, task, exp
         self.resume = resume
         self.start_step = resume[1] if resume else 0
-        self.train_data = _pipeline(args, task, "train", start_step=self.start_step,
-                                    all_input_views=args.input_views == "all")
-        self.val_data = _pipeline(args, task, "val", shuffle=False, view_mode="fixed")
-        probe = self.val_data.get_batch(0)
-        n_gt = probe["pcl"].shape[1]
-        self.n_val = max(1, min(args.val_batches, len(self.val_data) // args.batch_size))
-
-        tf.set_random_seed(args.seed)
-        self.g = g = build_graph(args, task, args.batch_size, n_gt_pts=n_gt)
-        self.global_step = tf.train.get_or_create_global_step()
-        train_vars = tf.trainable_variables("recon_net")
-        self.train_op = tf.train.AdamOptimizer(args.lr, beta1=0.9).minimize(
-            g.loss, global_step=self.global_step, var_list=train_vars)
-        self.saver = tf.train.Saver(tf.global_variables(), max_to_keep=None)
-        self.all_finite = tf.reduce_all([tf.reduce_all(tf.is_finite(v)) for v in tf.global_variables()
-                                         if v.dtype.base_dtype.is_floating])
-        V = args.N_VIEWS
-        with tf.name_scope("images"):
-            gt_view = tf.reshape(g.ph[task.view_key], [-1] + g.ph[task.view_key].shape.as_list()[2:])
-            pictures = tf.concat([
-                tf.image.grayscale_to_rgb(tf.reshape(g.ph["mask"], [-1, args.IMG_H, args.IMG_W, 1])[:V]),
-                tf.image.grayscale_to_rgb(g.pred_mask[:V, :, :, None]),
-                task.display_gt(gt_view)[:V], task.display(g.proj)[:V]], axis=2)
-            self.image_summary = tf.summary.merge([
-                tf.summary.image("input", g.ph["image"][:1]),
-                tf.summary.image("views_gtmask_predmask_gtfeat_predfeat", pictures, max_outputs=V)])
+        self.train_data = BatchPipeline.from_args(args, task.name, "train", start_step=self.start_step)
+        self.val_data = BatchPipeline.from_args(args, task.name, "val", shuffle=False, view_mode="fixed",
+                                                all_input_views=False)
+        n_gt = self.val_data.get_batch(0)["pcl"].shape[1]
+        self.n_val = max(1, min(args.val_batches, self.val_data.n_models // args.batch_size))
+        self.t = build_training_graph(args, task, n_gt)
+        self.g = self.t.g
         best = exp.pointer(BEST)
         self.best_value = best["value"] if best and "value" in best else math.inf
 
+    # ------------------------------------------------------------------ snapshots, errors
     def diverged(self, step, value="nan", why=""):
         last = self.exp.pointer(SNAPSHOTS)
         kept = (f"the last good snapshot (iteration {last['step']}) stays 'latest'" if last
@@ -263,11 +280,25 @@ class _Trainer:
 
     def save(self, sess, step, **kw):
         """Snapshot (or best model) after checking every variable is finite; FloatingPointError if not."""
-        if not sess.run(self.all_finite):
+        if not sess.run(self.t.all_finite):
             raise self.diverged(step, why="non-finite weights or optimiser state")
-        return self.exp.save(self.saver, sess, step, **kw)
+        path = self.exp.save(self.t.saver, sess, step, **kw)
+        if kw.get("kind", SNAPSHOTS) == SNAPSHOTS:
+            self.saved_at = step  # (a stop signal then needs no second snapshot)
+        return path
 
-    def validate(self, sess, step, writer, echo):
+    @contextlib.contextmanager
+    def guard(self, step):
+        """Turn the graph's non-finite-output check into the divergence error for ``step``."""
+        try:
+            yield
+        except tf.errors.InvalidArgumentError as err:
+            if NONFINITE_TAG in err.message:
+                raise self.diverged(step, why="non-finite network output: the weights diverged") from None
+            raise
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, sess, step, writer):
         keys = sorted(self.g.terms)
         sums = dict.fromkeys(keys + ["chamfer", "chamfer_fwd", "chamfer_bwd"], 0.0)
         for k in range(self.n_val):
@@ -285,101 +316,140 @@ class _Trainer:
             self.best_value = sums["chamfer"]
             self.save(sess, step, kind=BEST, extra={"value": self.best_value})
             msg += "  [new best, saved]"
-        self.exp.log(msg, echo)
+        self.log(msg)
 
     def _save_pictures(self, sess, batch, step, writer):
         g, task, V = self.g, self.task, self.args.N_VIEWS
-        fd = g.feed(batch)
-        pred_mask, proj, summ = sess.run([g.pred_mask, g.proj, self.image_summary], fd)
+        pred_mask, proj, summ = sess.run([g.pred_mask, g.proj, self.t.image_summary], g.feed(batch))
         writer.add_summary(summ, step)
         folder = self.exp.path("log_proj_images", f"{step:07d}")
-        for b in range(min(4, self.args.batch_size)):
+        for b in range(min(PICTURE_SAMPLES, self.args.batch_size)):
             row = [batch["image"][b]]
-            for v in range(min(V, 2)):
+            for v in range(min(V, PICTURE_VIEWS)):
                 row += [batch["mask"][b, v], pred_mask[b * V + v],
                         task.display_np(batch[task.view_key][b, v], gt=True),
                         task.display_np(proj[b * V + v], gt=False)]
             name = str(batch["model_id"][b]).replace("/", "_")
             visualize.save_image_row(os.path.join(folder, f"{b}_{name}.png"), row)
 
-    @contextlib.contextmanager
-    def guard(self, step):
-        """Turn the graph's non-finite-output check into the divergence error for ``step``."""
-        try:
-            yield
-        except tf.errors.InvalidArgumentError as err:
-            if NONFINITE_TAG in err.message:
-                raise self.diverged(step, why="non-finite network output: the weights diverged") from None
-            raise
+    # ------------------------------------------------------------------ the loop
+    def log(self, message):
+        """A line in log.txt and on stdout (above the progress bar when there is one)."""
+        self.exp.log(message, self.progress.write)
 
     def run(self):
-        args, exp, g = self.args, self.exp, self.g
-        from tqdm import tqdm
+        """Train from the start (or resumed) iteration to ``N_ITERS``; returns the last iteration.
+
+        Steps: :meth:`_initialise` (variables, or the resumed snapshot), :meth:`_open_outputs`
+        (TensorBoard writers, progress), then :meth:`_iterate` until ``N_ITERS`` or a stop
+        signal, after which :meth:`_stop` saves and raises :class:`TrainingInterrupted`.
+        """
+        stop = _StopRequest()
         with tf.Session(config=_session_config()) as sess:
-            sess.run(tf.global_variables_initializer())
-            step = 0
-            if self.resume:
-                self.saver.restore(sess, self.resume[0])
-                step = int(sess.run(self.global_step))
-                assert step == self.start_step, (step, self.start_step)
-            train_writer = tf.summary.FileWriter(exp.path("logs", "train"), sess.graph if step == 0 else None)
-            val_writer = tf.summary.FileWriter(exp.path("logs", "val"))
-            bar = tqdm(total=args.N_ITERS, initial=step, disable=args.no_progress, dynamic_ncols=True,
-                       desc=f"train {self.task.name}", unit="it")
-            echo = bar.write if not args.no_progress else print
-            where = f" from {os.path.relpath(self.resume[0], exp.root)}" if self.resume else ""
-            exp.log(("resumed at" if step else "started at") + f" iteration {step}{where} ({args.preset} preset, "
-                    f"flags in args.json); {len(self.train_data)} training models, "
-                    f"{self.n_val} validation batches", echo)
-            running, count, since = {}, 0, time.time()
-            stop, test_signals, saved_at = _StopRequest(), _test_signals(), step
+            step = self._initialise(sess)
+            self._open_outputs(sess, step)
             try:
                 stop.install()
-                while step < args.N_ITERS and stop.signum is None:
-                    batch = next(self.train_data)
-                    with self.guard(step + 1):
-                        _, terms = sess.run([self.train_op, g.terms], g.feed(batch))
-                    step += 1
-                    for signum in test_signals.get(step, ()):
-                        os.kill(os.getpid(), signum)
-                    if not np.isfinite(terms["total"]):
-                        raise self.diverged(step, terms["total"], ", ".join(f"{k} {v:.4g}" for k, v in terms.items()))
-                    for k, v in terms.items():
-                        running[k] = running.get(k, 0.0) + float(v)
-                    count += 1
-                    bar.update(1)
-                    if step % 10 == 0 or step == args.N_ITERS:
-                        bar.set_postfix(loss=f"{running['total'] / count:.4f}", bce=f"{running['bce'] / count:.3f}",
-                                        feat=f"{running['feat'] / count:.4f}")
-                    if step % args.print_n == 0 or step == args.N_ITERS:
-                        means = {k: v / count for k, v in running.items()}
-                        train_writer.add_summary(_scalar_summary({f"train/{k}": v for k, v in means.items()}), step)
-                        rate = count / max(time.time() - since, 1e-9)
-                        exp.log(f"iter {step}: " + "  ".join(f"{k} {v:.5f}" for k, v in sorted(means.items()))
-                                + f"  ({rate:.1f} it/s)", echo)
-                        running, count, since = {}, 0, time.time()
-                    if step % args.save_n == 0 or step == args.N_ITERS:
-                        with self.guard(step):
-                            self.validate(sess, step, val_writer, echo)
-                    if step % args.save_model_n == 0 or step == args.N_ITERS:
-                        self.save(sess, step)
-                        saved_at = step
-                if stop.signum is not None and step < args.N_ITERS:
-                    if saved_at != step:
-                        self.save(sess, step)
-                    saved = f"snapshot saved at iteration {step}" if step else "nothing trained yet"
-                    exp.log(f"stopped by {signal.Signals(stop.signum).name}: {saved}; "
-                            "re-run the same command to resume", echo)
-                    raise TrainingInterrupted(stop.signum, step)
+                self._log_start(step)
+                while step < self.args.N_ITERS and stop.signum is None:
+                    step = self._iterate(sess, step)
+                if stop.signum is not None and step < self.args.N_ITERS:
+                    self._stop(sess, step, stop.signum)
             finally:
                 stop.restore()
-                bar.close()
-                train_writer.close()
-                val_writer.close()
-                self.train_data.close()
-                self.val_data.close()
-            exp.log(f"finished: {step} iterations; best validation Chamfer {self.best_value:.4f}", echo)
+                self._close_outputs()
+            self.log(f"finished: {step} iterations; best validation Chamfer {self.best_value:.4f}")
         return step
+
+    def _initialise(self, sess):
+        """Fresh variables, or those of the snapshot to resume; returns the iteration reached."""
+        sess.run(tf.global_variables_initializer())
+        self.saved_at = 0
+        if not self.resume:
+            return 0
+        self.t.saver.restore(sess, self.resume[0])
+        step = int(sess.run(self.t.global_step))
+        assert step == self.start_step, (step, self.start_step)
+        self.saved_at = step
+        return step
+
+    def _open_outputs(self, sess, step):
+        args = self.args
+        self.train_writer = tf.summary.FileWriter(self.exp.path("logs", "train"), sess.graph if step == 0 else None)
+        self.val_writer = tf.summary.FileWriter(self.exp.path("logs", "val"))
+        # The bar only on a terminal; in a file the periodic "iter" lines (--print_n) are the progress.
+        self.progress = Progress(args.N_ITERS, f"train {self.task.name}", unit="it", enabled=not args.no_progress,
+                                 lines=None, initial=step, dynamic_ncols=True)
+        self.running, self.count, self.since = {}, 0, time.time()
+        self._test_signals = _test_signals()
+
+    def _close_outputs(self):
+        self.progress.close()
+        self.train_writer.close()
+        self.val_writer.close()
+        self.train_data.close()
+        self.val_data.close()
+
+    def _log_start(self, step):
+        args = self.args
+        where = f" from {os.path.relpath(self.resume[0], self.exp.root)}" if self.resume else ""
+        per_epoch = (f" ({self.train_data.n_samples} samples: every input view)"
+                     if self.train_data.n_samples != self.train_data.n_models else "")
+        self.log(("resumed at" if step else "started at") + f" iteration {step}{where} ({args.preset} preset, "
+                 f"flags in args.json); {self.train_data.n_models} training models{per_epoch}, "
+                 f"{self.n_val} validation batches")
+
+    def _iterate(self, sess, step):
+        """One training step, then what is due at its iteration (log line, validation, snapshot)."""
+        terms = self._train_step(sess, step + 1)
+        step += 1
+        for signum in self._test_signals.get(step, ()):
+            os.kill(os.getpid(), signum)
+        self._accumulate(step, terms)
+        args = self.args
+        if step % args.print_n == 0 or step == args.N_ITERS:
+            self._log_losses(step)
+        if step % args.save_n == 0 or step == args.N_ITERS:
+            with self.guard(step):
+                self.validate(sess, step, self.val_writer)
+        if step % args.save_model_n == 0 or step == args.N_ITERS:
+            self.save(sess, step)
+        return step
+
+    def _train_step(self, sess, step):
+        """Run the training op on the next batch for iteration ``step``; the loss terms (divergence checked)."""
+        batch = next(self.train_data)
+        with self.guard(step):
+            _, terms = sess.run([self.t.train_op, self.g.terms], self.g.feed(batch))
+        if not np.isfinite(terms["total"]):
+            raise self.diverged(step, terms["total"], ", ".join(f"{k} {v:.4g}" for k, v in terms.items()))
+        return terms
+
+    def _accumulate(self, step, terms):
+        for k, v in terms.items():
+            self.running[k] = self.running.get(k, 0.0) + float(v)
+        self.count += 1
+        self.progress.update(1)
+        if step % POSTFIX_EVERY == 0 or step == self.args.N_ITERS:
+            mean = {k: v / self.count for k, v in self.running.items()}
+            self.progress.set_postfix(loss=f"{mean['total']:.4f}", bce=f"{mean['bce']:.3f}", feat=f"{mean['feat']:.4f}")
+
+    def _log_losses(self, step):
+        """The mean loss terms since the last line: TensorBoard and a log line."""
+        means = {k: v / self.count for k, v in self.running.items()}
+        self.train_writer.add_summary(_scalar_summary({f"train/{k}": v for k, v in means.items()}), step)
+        rate = self.count / max(time.time() - self.since, 1e-9)
+        self.log(f"iter {step}: " + "  ".join(f"{k} {v:.5f}" for k, v in sorted(means.items()))
+                 + f"  ({rate:.1f} it/s)")
+        self.running, self.count, self.since = {}, 0, time.time()
+
+    def _stop(self, sess, step, signum):
+        """After a stop signal: snapshot at ``step`` (unless just written), log, raise TrainingInterrupted."""
+        if self.saved_at != step:
+            self.save(sess, step)
+        saved = f"snapshot saved at iteration {step}" if step else "nothing trained yet"
+        self.log(f"stopped by {signal.Signals(signum).name}: {saved}; re-run the same command to resume")
+        raise TrainingInterrupted(signum, step)
 
 
 def _report_fatal(err, exp, task):
@@ -405,15 +475,16 @@ def main(task, argv=None):
     """
     args = config.parse_train_args(task.name, argv)
     args.data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
-    if args.gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
+    tfv1.select_gpu(args.gpu)
+    tfv1.set_verbose(args.verbose)
     exp = None
     try:
         check_data_dir(args.data_dir, task.name)  # before any experiment folder is created
         exp = Experiment(args.exp)  # takes the lock
         if exp.took_over:
             exp.log(f"took over the lock left by {exp.took_over}, which is no longer running")
-        resume, changes = prepare(args, task, exp, config.train_defaults(task.name, args.preset))
+        args = task.resolve_args(args)
+        resume, changes = prepare(args, exp, config.train_defaults(task.name, args.preset))
         graph = tf.Graph()
         with graph.as_default():
             trainer = _Trainer(args, task, exp, resume)  # builds the data pipelines: data checks

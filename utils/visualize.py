@@ -166,8 +166,45 @@ def save_ply(path, xyz, colours, properties=None):
     cloud.export(path, file_type="ply")
 
 
+def display_problem():
+    """None when matplotlib can open a window here; else why it cannot (a short phrase).
+
+    Without a display (no ``DISPLAY`` on Linux, a remote shell, CI) matplotlib falls back to its
+    non-interactive Agg backend, where ``plt.show()`` silently does nothing.
+    """
+    import matplotlib
+    import matplotlib.pyplot  # noqa: F401  (resolves the backend)
+    backend = matplotlib.get_backend().lower()
+    try:
+        from matplotlib.backends import BackendFilter, backend_registry
+        interactive = backend_registry.list_builtin(BackendFilter.INTERACTIVE)
+    except ImportError:  # matplotlib < 3.9
+        from matplotlib.rcsetup import interactive_bk as interactive
+    if backend in {b.lower() for b in interactive}:
+        return None
+    return f"matplotlib has no window to draw in here (its backend is '{backend}': no display found)"
+
+
+def link_views(axes):
+    """Make 3D axes turn together: dragging one gives the others its elevation, azimuth and roll,
+    so ground truth and prediction are always seen from the same angle. Returns the callback id."""
+    axes = list(axes)
+
+    def follow(event):
+        if event.inaxes not in axes:
+            return
+        src = event.inaxes
+        for ax in axes:
+            if ax is not src and (ax.elev, ax.azim, ax.roll) != (src.elev, src.azim, src.roll):
+                ax.view_init(elev=src.elev, azim=src.azim, roll=src.roll)
+        event.canvas.draw_idle()
+
+    return axes[0].figure.canvas.mpl_connect("motion_notify_event", follow)
+
+
 def interactive_viewer(samples):
-    """A matplotlib window per sample: input image, GT and predicted clouds (rotatable).
+    """A matplotlib window per sample: input image, GT and predicted clouds, rotating together
+    (:func:`link_views`). Call :func:`display_problem` first: without a display nothing shows.
 
     Args:
         samples: iterable of dicts with 'title', 'image' (H, W, 3) and 'clouds'
@@ -178,13 +215,16 @@ def interactive_viewer(samples):
     for sample in samples:
         clouds = sample["clouds"]
         fig = plt.figure(figsize=(4 * (len(clouds) + 1), 4))
-        fig.suptitle(f"{sample['title']}    [n: next, q: quit; drag to rotate]")
+        fig.suptitle(f"{sample['title']}    [n: next, q: quit; drag to rotate both]")
         ax = fig.add_subplot(1, len(clouds) + 1, 1)
         ax.imshow(np.clip(sample["image"], 0, 1)), ax.set_axis_off(), ax.set_title("input")
+        views = []
         for i, (name, xyz, colours) in enumerate(clouds):
             ax3 = fig.add_subplot(1, len(clouds) + 1, i + 2, projection="3d")
             draw_cloud(ax3, np.asarray(xyz), np.asarray(colours), 20, -60, 8.0)
             ax3.set_title(name)
+            views.append(ax3)
+        link_views(views)
         state = {"quit": False}
 
         def on_key(event, state=state, fig=fig):
