@@ -333,11 +333,18 @@ def test_dense_projection_through_build_graph(task_name, rng):
     for k in ("bce", "aff_fwd", "aff_bwd", "aff_pts", "feat", "total"):
         np.testing.assert_allclose(dense["terms"][k], local["terms"][k], rtol=5e-3, err_msg=k)
 
-    def points_by_pixels(g):  # a tensor with the N = 37 points and the 16 x 12 pixels
-        shapes = [out.shape.as_list() for op in g.pred_mask.graph.get_operations()
-                  if op.name.startswith("projection/") for out in op.outputs if out.shape.rank]
-        return any({37, 16, 12} <= set(s) for s in shapes)
-    assert points_by_pixels(g_dense) and not points_by_pixels(g_local)
+    def points_by_pixels(tensor):  # computed from a tensor with the N = 37 points and the 16 x 12 pixels
+        seen, todo = set(), [tensor.op]
+        while todo:
+            op = todo.pop()
+            if op not in seen:
+                seen.add(op)
+                if any(out.shape.rank and {37, 16, 12} <= set(out.shape.as_list()) for out in op.outputs):
+                    return True
+                todo += [t.op for t in op.inputs]
+        return False
+    assert points_by_pixels(g_dense.pred_mask) and points_by_pixels(g_dense.proj)
+    assert not points_by_pixels(g_local.pred_mask) and not points_by_pixels(g_local.proj)
 
 
 @pytest.mark.slow
