@@ -45,8 +45,8 @@ def test_categories_and_axis_alignment():
     # swap x/z, swap x/y, negate x and y (the original's steps) -> (-y, -z, x)
     np.testing.assert_allclose(shapenet.preprocess_pcl_gt(p), [[-0.2, -0.3, 0.1]])
     np.testing.assert_allclose(shapenet.undo_preprocess_pcl_gt(shapenet.preprocess_pcl_gt(p)), p)
-    np.testing.assert_array_equal(shapenet.undo_preprocess_pcl_gt(np.float32([[-0.2, -0.3, 0.1]])),
-                                  np.float32([[0.1, 0.2, 0.3]]))  # exact, dtype kept
+    back = shapenet.undo_preprocess_pcl_gt(np.float32([[-0.2, -0.3, 0.1]]))
+    assert back.dtype == np.float32 and back.tolist() == np.float32([[0.1, 0.2, 0.3]]).tolist()  # exact
     np.testing.assert_allclose(p @ shapenet.ALIGN.T, shapenet.preprocess_pcl_gt(p))
     assert np.isclose(np.linalg.det(shapenet.ALIGN), 1.0)
 
