@@ -19,6 +19,9 @@ DIFFER_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export DIFFER_ROOT
 
 _differ_die() { echo "setup_env: $*" >&2; return 1; }
+# Run a command, showing its output only when it fails: pip's build back-end prints pages of
+# deprecation notices even with -q, which would bury the start of every log.
+_differ_quiet() { local out; out="$("$@" 2>&1)" || { printf '%s\n' "$out" >&2; return 1; }; }
 
 _differ_setup() {
     local py req venv stamp want have
@@ -49,9 +52,9 @@ _differ_setup() {
         have="$(cat "$stamp" 2>/dev/null)"
         if [ "$want" != "$have" ]; then
             echo "setup_env: installing $(basename "$req") into $venv (about a minute the first time)"
-            "$venv/bin/python" -m pip install -q --upgrade pip || { _differ_die "pip upgrade failed"; return 1; }
-            "$venv/bin/python" -m pip install -q -r "$req" || { _differ_die "installing $req failed"; return 1; }
-            "$venv/bin/python" -m pip install -q --no-deps -e "$DIFFER_ROOT" || { _differ_die "editable install of the project failed"; return 1; }
+            _differ_quiet "$venv/bin/python" -m pip install -q --upgrade pip || { _differ_die "pip upgrade failed"; return 1; }
+            _differ_quiet "$venv/bin/python" -m pip install -q -r "$req" || { _differ_die "installing $req failed"; return 1; }
+            _differ_quiet "$venv/bin/python" -m pip install -q --no-deps -e "$DIFFER_ROOT" || { _differ_die "editable install of the project failed"; return 1; }
             echo "$want" > "$stamp"
         else
             echo "setup_env: $venv is up to date"
