@@ -378,6 +378,18 @@ def test_training_on_one_batch_drives_the_losses_down(task_name, tiny_data):
     assert np.all(chamfer_after <= 0.85 * chamfer_before), (chamfer_before, chamfer_after)
 
 
+def test_resolve_args_returns_a_new_namespace(tiny_data):
+    """partseg's --n_cls 0 is read from the data set into a copy; the parsed flags stay as given."""
+    for name, expected in (("rgb", None), ("partseg", 4)):
+        args = config.parse_train_args(name, ["--exp", "x", "--data_dir", tiny_data])
+        before = dict(vars(args))
+        resolved = _task(name).resolve_args(args)
+        assert resolved is not args and vars(args) == before
+        assert getattr(resolved, "n_cls", None) == expected
+        assert {k: v for k, v in vars(resolved).items() if k != "n_cls"} == \
+            {k: v for k, v in before.items() if k != "n_cls"}
+
+
 def test_incompatible_resume_is_refused(tmp_path):
     a = config.train_parser("rgb").parse_args(["--exp", str(tmp_path)])
     b = config.train_parser("rgb").parse_args(["--exp", str(tmp_path), "--N_PTS", "512"])
