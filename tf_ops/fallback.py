@@ -16,7 +16,15 @@ compiled kernels.
 * ``auction_match``: scipy's exact ``linear_sum_assignment`` on the CPU through
   ``tf.numpy_function`` -- exact, so it is never worse than the auction; it is
   slower and does not run on a GPU. Not differentiable (indices).
+* ``mask_projection`` / ``feature_projection``: the graph-op ``local``
+  implementation of ``utils/projection.py`` (windows + scatter sums), the
+  readable reference of the fused kernels.
+* ``pixel_nearest``: brute force, the fallback ``nn_distance`` between the
+  pixel centres and the points (row, col, 0); like there, near-ties may pick
+  another index than the compiled op.
 """
+import math
+
 import numpy as np
 
 from tf_ops import _common
@@ -165,3 +173,37 @@ def auction_match(xyz1, xyz2, rel_tol=None):
         for t in (idx1, idx2):
             t.set_shape(shape if shape is not None else [None, None])
     return idx1, idx2
+
+
+def mask_projection(pix, img_h, img_w, sigma_sq=0.4):
+    """Pure-TF mask projection: ``utils.projection``'s local implementation (same contract as
+    ``tf_ops.mask_projection``)."""
+    from utils import projection  # imported here: utils.projection imports tf_ops
+    return projection.mask_projection(pix, img_h, img_w, sigma_sq, impl="local")
+
+
+def feature_projection(pix, feat, img_h, img_w, well_radius=1.0, beta=100.0):
+    """Pure-TF feature projection: ``utils.projection``'s local implementation."""
+    from utils import projection
+    return projection.feature_projection(pix, feat, img_h, img_w, well_radius, beta, impl="local")
+
+
+def pixel_nearest(points, query, max_dist_sq=math.inf):
+    """Pure-TF pixel_nearest (brute force); same contract as ``tf_ops.pixel_nearest``."""
+    points = tf.cast(tf.convert_to_tensor(points)[..., :2], tf.float32)  # (B, N, 2) row, col
+    query = tf.convert_to_tensor(query)
+    img_h, img_w = int(query.shape[1]), int(query.shape[2])
+    with tf.name_scope("pixel_nearest_fallback"):
+        # Far points are clipped (and non-finite ones moved) to a bound beyond the cap: they stay
+        # out of reach, and coordinates stay small for the matmul form of nn_distance.
+        bound = float(max(img_h, img_w)) + (2.0 * math.sqrt(max_dist_sq) if max_dist_sq < 1e12 else 1e6)
+        points = tf.where(tf.math.is_finite(points), tf.clip_by_value(points, -bound, bound),
+                          tf.fill(tf.shape(points), bound))
+        points = tf.concat([points, tf.zeros_like(points[..., :1])], -1)  # (B, N, 3)
+        rows, cols = tf.meshgrid(tf.range(img_h), tf.range(img_w), indexing="ij")
+        grid = tf.cast(tf.stack([tf.reshape(rows, [-1]), tf.reshape(cols, [-1]),
+                                 tf.zeros([img_h * img_w], tf.int32)], -1), tf.float32)
+        grid = tf.tile(grid[None], [tf.shape(points)[0], 1, 1])  # (B, H*W, 3)
+        dist, idx, _, _ = nn_distance(grid, points)
+        keep = tf.logical_and(tf.reshape(dist <= max_dist_sq, tf.shape(query)), tf.not_equal(query, 0))
+        return tf.where(keep, tf.reshape(idx, tf.shape(query)), -tf.ones_like(keep, tf.int32))

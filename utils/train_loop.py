@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from utils import config, visualize
+from utils import config, projection, visualize
 from utils.data import BatchPipeline
 from utils.experiment import BEST, SNAPSHOTS, Experiment
 from utils.model import build_graph
@@ -133,7 +133,8 @@ class _Trainer:
                        desc=f"train {self.task.name}", unit="it")
             echo = bar.write if not args.no_progress else print
             exp.log(("resumed at" if step else "started at") + f" iteration {step}; "
-                    f"{len(self.train_data)} training models, {self.n_val} validation batches", echo)
+                    f"{len(self.train_data)} training models, {self.n_val} validation batches; "
+                    f"projection: {projection.resolve_impl(args.projection)}", echo)
             running, count, since = {}, 0, time.time()
             try:
                 while step < args.N_ITERS:

@@ -1,0 +1,266 @@
+// Definitions shared by the CPU (*_cpu.cc) and CUDA (*.cu) kernels of the
+// projection and pixel_nearest ops, so both compute the same windows, cells
+// and distances. Framework-free; every function is usable on host and device.
+//
+// Conventions: a projected point is (row px, column px, depth); pixel centres
+// sit at integer coordinates 0..h-1 (rows) and 0..w-1 (columns).
+#ifndef DIFFER_TF_OPS_RASTER_COMMON_H_
+#define DIFFER_TF_OPS_RASTER_COMMON_H_
+
+#include <cmath>
+
+#ifdef __CUDACC__
+#define DIFFER_HD __host__ __device__ __forceinline__
+#else
+#define DIFFER_HD inline
+#endif
+
+namespace differ {
+namespace raster {
+
+using std::exp;  // float overloads for float T, on host and device
+using std::floor;
+using std::rint;
+using std::sqrt;
+
+// ------------------------------------------------------------------ windows
+// The window of a point along one axis: pixels centre-half .. centre+half,
+// where `centre` is round-half-to-even(coord) for the Gaussian (mask) window
+// and floor(coord) for the well, clamped to [-half-1, size+half] as in
+// utils/projection.py's _axis_window (so far-off points keep small window
+// coordinates, all outside the image). [*lo, *hi] is the part of the window
+// inside the image (empty when *lo > *hi); *pos0 = centre - half (the first
+// window pixel, possibly outside the image). Non-finite coordinates give an
+// empty window.
+template <typename T>
+DIFFER_HD void axis_window(T coord, bool use_floor, int half, int size, int* lo, int* hi) {
+  if (!(coord == coord) || coord - coord != coord - coord) {  // NaN or +-inf
+    *lo = 1;
+    *hi = 0;
+    return;
+  }
+  T centre = use_floor ? floor(coord) : rint(coord);  // rint: round half to even, like tf.round
+  const T c_lo = T(-half - 1), c_hi = T(size + half);
+  centre = centre < c_lo ? c_lo : (centre > c_hi ? c_hi : centre);
+  const int c = static_cast<int>(centre);
+  *lo = c - half < 0 ? 0 : c - half;
+  *hi = c + half > size - 1 ? size - 1 : c + half;
+}
+
+// exp(-d^2 / (2 sigma_sq)) written as utils/projection.py's graph computes it.
+template <typename T>
+DIFFER_HD T gaussian(T d, T two_sigma_sq) {
+  return exp(-(d * d) / two_sigma_sq);
+}
+
+// Softmax logit of a point: beta / (depth + 1) (the original's depth shift).
+template <typename T>
+DIFFER_HD T well_logit(T depth, T beta) {
+  return beta / (depth + T(1));
+}
+
+// d logit / d depth = -beta / (depth + 1)^2.
+template <typename T>
+DIFFER_HD T well_logit_grad(T depth, T beta) {
+  const T s = depth + T(1);
+  return -beta / (s * s);
+}
+
+// ------------------------------------------------------------ pixel_nearest
+// Cells of the nearest-point search: one cell per pixel, over the image plus a
+// margin of kMargin cells on each side; points farther out are clamped into the
+// outermost ring of cells. Cell (a, b) holds the points whose
+// (floor(row + 0.5), floor(col + 0.5)) is (a - kMargin, b - kMargin) after that
+// clamp. A point in cell (a, b) is at least (|a - a_p| - 1/2)+ rows and
+// (|b - b_p| - 1/2)+ columns away from the centre of a pixel in cell (a_p, b_p)
+// (clamping only moves points outward, never closer to an image pixel).
+constexpr int kMargin = 2;
+
+DIFFER_HD int grid_rows(int h) { return h + 2 * kMargin; }
+DIFFER_HD int grid_cols(int w) { return w + 2 * kMargin; }
+
+DIFFER_HD int clamp_cell(double coord, int size) {
+  const double lo = -kMargin, hi = size - 1 + kMargin;
+  const double c = floor(coord + 0.5);
+  return static_cast<int>((c < lo ? lo : (c > hi ? hi : c)) + kMargin);
+}
+
+// Squared distance (px^2, double) from pixel centre (pr, pc) to point (r, c):
+// the products and sum of the search, the same on CPU and GPU.
+DIFFER_HD double sq_dist(int pr, int pc, double r, double c) {
+  const double dr = r - pr, dc = c - pc;
+  return dr * dr + dc * dc;
+}
+
+// Cell of point (r, c), or -1 when it cannot be within max_dist_sq of any pixel
+// of an h x w image (its distance to the image rectangle is larger) or is not
+// finite.
+DIFFER_HD int point_cell(double r, double c, int h, int w, double max_dist_sq) {
+  if (!(r - r == 0.0) || !(c - c == 0.0)) return -1;  // NaN or inf
+  const double out_r = r < 0.0 ? -r : (r > h - 1 ? r - (h - 1) : 0.0);
+  const double out_c = c < 0.0 ? -c : (c > w - 1 ? c - (w - 1) : 0.0);
+  if (out_r * out_r + out_c * out_c > max_dist_sq) return -1;
+  return clamp_cell(r, h) * grid_cols(w) + clamp_cell(c, w);
+}
+
+// ---- exact squared distance transform of the occupied cells (Felzenszwalb &
+// Huttenlocher), in integer cell units. start: the per-cell offsets of the
+// bucketed points (cell k is occupied when start[k + 1] > start[k]).
+constexpr long long kFar = 1LL << 40;  // "no occupied cell"
+
+// Column `col` of the grid: squared distance from each cell to the nearest
+// occupied cell of the same column -> out[a * gw + col].
+DIFFER_HD void column_pass(const int* start, int gh, int gw, int col, long long* out) {
+  long long last = -kFar;
+  for (int a = 0; a < gh; ++a) {
+    const int k = a * gw + col;
+    if (start[k + 1] > start[k]) last = a;
+    out[k] = a - last;  // >= kFar when there is none above
+  }
+  last = kFar + gh;
+  for (int a = gh - 1; a >= 0; --a) {
+    const int k = a * gw + col;
+    if (start[k + 1] > start[k]) last = a;
+    long long d = out[k] < last - a ? out[k] : last - a;
+    out[k] = d >= kFar ? kFar : d * d;
+  }
+}
+
+// One grid row f[0..len) of column distances: the lower envelope of the
+// parabolas (x - q)^2 + f[q] (sites with f[q] < kFar), evaluated at
+// x = x0 .. x0 + nx - 1 into out. v (len ints), z (len + 1 doubles): scratch.
+DIFFER_HD void row_pass(const long long* f, int len, int x0, int nx, int* v, double* z, long long* out) {
+  int k = -1;
+  for (int q = 0; q < len; ++q) {
+    if (f[q] >= kFar) continue;
+    const double fq = static_cast<double>(f[q]) + static_cast<double>(q) * q;
+    double s = 0;
+    while (k >= 0) {
+      const int p = v[k];
+      s = (fq - (static_cast<double>(f[p]) + static_cast<double>(p) * p)) / (2.0 * (q - p));
+      if (s > z[k]) break;
+      --k;
+    }
+    ++k;
+    v[k] = q;
+    z[k] = k == 0 ? -INFINITY : s;
+    z[k + 1] = INFINITY;
+  }
+  if (k < 0) {  // no occupied cell at all
+    for (int x = 0; x < nx; ++x) out[x] = kFar;
+    return;
+  }
+  int j = 0;
+  for (int x = 0; x < nx; ++x) {
+    while (z[j + 1] < static_cast<double>(x0 + x)) ++j;
+    const long long d = x0 + x - v[j];
+    out[x] = d * d + f[v[j]];
+  }
+}
+
+// (x)+^2 with x = |k| - 1/2: the squared lower bound of one axis for cells k apart.
+DIFFER_HD double cell_gap_sq(int k) {
+  const double g = (k < 0 ? -k : k) - 0.5;
+  return g > 0.0 ? g * g : 0.0;
+}
+
+// Lexicographic (distance, index) update: the smallest index wins exact ties.
+DIFFER_HD void consider(double d, int j, double* best, int* best_j) {
+  if (d < *best || (d == *best && j < *best_j)) {
+    *best = d;
+    *best_j = j;
+  }
+}
+
+// Exact nearest point for the pixel (pr, pc), given:
+//   * d2: the squared distance (in cells, an integer) from the pixel's cell to
+//     the nearest occupied cell (exact distance transform of the occupancy);
+//     every cell whose centre is closer is empty;
+//   * the points bucketed by cell: cell k holds sorted[start[k] .. start[k+1])
+//     (indices into pts, which has `dim` values per point: row, col, ...),
+//     n_valid = start[cells] points in all.
+// The nearest point lies within sqrt(best) + sqrt(2)/2 cells (centre distance)
+// of the pixel, best <= the distance to any point of the nearest occupied cell,
+// so the cells are scanned in bands of centre distance^2 [d2, q1], (q1, q2], ...
+// until the band covers (sqrt(best) + sqrt(2)/2)^2; a cell whose square is
+// already farther than `best` is skipped. When a band would visit more cells
+// than there are points, the remaining work is a plain scan of all points.
+// Returns the index of the nearest point (smallest index on exact ties) if its
+// squared distance is <= max_dist_sq, else -1.
+template <typename T>
+DIFFER_HD int nearest_point(int pr, int pc, long long d2, const T* pts, int dim, const int* start,
+                            const int* sorted, int h, int w, double max_dist_sq) {
+  const int gh = grid_rows(h), gw = grid_cols(w);
+  const int n_valid = start[gh * gw];
+  if (n_valid == 0) return -1;
+  const int ap = pr + kMargin, bp = pc + kMargin;
+  double best = INFINITY;
+  int best_j = -1;
+  const double half_diag = 0.70710678118654757;
+  long long q_lo = d2;
+  const long long q_max = static_cast<long long>(gh) * gh + static_cast<long long>(gw) * gw;
+  // First band: the nearest occupied cell (centre distance^2 = d2) and every cell that can
+  // hold a point as near as that cell's points can be: centre distance <= sqrt(d2) + sqrt(2).
+  const double first = sqrt(static_cast<double>(d2)) + 2.0 * half_diag;
+  long long q_hi = static_cast<long long>(floor(first * first + 1e-6));
+  if (q_hi > q_max) q_hi = q_max;
+  long long visited = 0;
+  while (q_lo <= q_hi && q_lo <= q_max) {
+    // cells in the band: about pi * (q_hi - q_lo + 1); scan everything instead when cheaper
+    const double band_cells = 3.1416 * static_cast<double>(q_hi - q_lo + 1) + 8.0;
+    if (static_cast<double>(visited) + band_cells > static_cast<double>(n_valid) + 64.0) {
+      for (int s = 0; s < n_valid; ++s) {
+        const int j = sorted[s];
+        consider(sq_dist(pr, pc, static_cast<double>(pts[j * dim]), static_cast<double>(pts[j * dim + 1])), j,
+                 &best, &best_j);
+      }
+      break;
+    }
+    const int rad = static_cast<int>(floor(sqrt(static_cast<double>(q_hi))));
+    for (int da = -rad; da <= rad; ++da) {
+      const int a = ap + da;
+      if (a < 0 || a >= gh) continue;
+      const long long rest_hi = q_hi - static_cast<long long>(da) * da;
+      if (rest_hi < 0) continue;
+      const long long rest_lo = q_lo - static_cast<long long>(da) * da;
+      int db_max = static_cast<int>(floor(sqrt(static_cast<double>(rest_hi))));
+      while (static_cast<long long>(db_max) * db_max > rest_hi) --db_max;
+      while (static_cast<long long>(db_max + 1) * (db_max + 1) <= rest_hi) ++db_max;
+      int db_min = 0;
+      if (rest_lo > 0) {
+        db_min = static_cast<int>(ceil(sqrt(static_cast<double>(rest_lo))));
+        while (db_min > 0 && static_cast<long long>(db_min - 1) * (db_min - 1) >= rest_lo) --db_min;
+        while (static_cast<long long>(db_min) * db_min < rest_lo) ++db_min;
+      }
+      const double gap_a = cell_gap_sq(da);
+      for (int db = db_min; db <= db_max; ++db) {
+        for (int sign = 0; sign < (db == 0 ? 1 : 2); ++sign) {
+          const int dbs = sign ? -db : db;
+          const int b = bp + dbs;
+          if (b < 0 || b >= gw) continue;
+          ++visited;
+          if (gap_a + cell_gap_sq(dbs) > best) continue;  // the whole cell is farther
+          const int cell = a * gw + b;
+          for (int s = start[cell]; s < start[cell + 1]; ++s) {
+            const int j = sorted[s];
+            consider(sq_dist(pr, pc, static_cast<double>(pts[j * dim]), static_cast<double>(pts[j * dim + 1])), j,
+                     &best, &best_j);
+          }
+        }
+      }
+    }
+    // A point of a cell not scanned yet (centre distance^2 >= q_hi + 1) is at least
+    // sqrt(q_hi + 1) - sqrt(2)/2 away: the next band only needs the cells up to
+    // (sqrt(best) + sqrt(2)/2)^2 (with a little slack for rounding).
+    const double need = sqrt(best) + half_diag;
+    const double q_need = need * need + 1e-6;  // +inf while nothing was found
+    q_lo = q_hi + 1;
+    q_hi = q_need >= static_cast<double>(q_max) ? q_max : static_cast<long long>(floor(q_need));
+  }
+  return (best_j >= 0 && best <= max_dist_sq) ? best_j : -1;
+}
+
+}  // namespace raster
+}  // namespace differ
+
+#endif  // DIFFER_TF_OPS_RASTER_COMMON_H_
