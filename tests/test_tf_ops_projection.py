@@ -234,10 +234,24 @@ def test_pixel_nearest_matches_brute_force(sess, rng, batch, n_pts, h, w):
     pts = nearest_scene(rng, batch, n_pts, h, w)
     query = (rng.uniform(size=(batch, h, w)) < 0.6).astype(np.float32)
     cap = float(h * h + w * w)
-    idx = sess.run(tf_ops.pixel_nearest(pts, query, cap))
-    assert idx.dtype == np.int32 and idx.shape == (batch, h, w)
+    pts_t = tf.constant(pts)
+    dist, idx = tf_ops.pixel_nearest(pts_t, query, cap)
+    g_dist = rng.normal(size=(batch, h, w)).astype(np.float32)
+    dist, idx, grad = sess.run([dist, idx, tf.gradients(tf.reduce_sum(tf.minimum(dist, cap) * g_dist), pts_t)[0]])
+    assert idx.dtype == np.int32 and idx.shape == (batch, h, w) and dist.dtype == np.float32
     for b in range(batch):
         assert check_nearest(idx[b], pts[b], query[b], cap) > 0.99
+        # dist: the squared distance to the returned point, +inf where none; gradient 2 g (point - pixel)
+        rows, cols = np.nonzero(idx[b] >= 0)
+        near = pts[b].astype(np.float64)[idx[b][rows, cols]]
+        np.testing.assert_allclose(dist[b][rows, cols], (near[:, 0] - rows) ** 2 + (near[:, 1] - cols) ** 2,
+                                   rtol=1e-6)
+        assert np.all(np.isinf(dist[b][idx[b] < 0]))
+        want = np.zeros((n_pts, 3))
+        g = 2 * g_dist[b][rows, cols]
+        np.add.at(want[:, 0], idx[b][rows, cols], g * (near[:, 0] - rows))
+        np.add.at(want[:, 1], idx[b][rows, cols], g * (near[:, 1] - cols))
+        np.testing.assert_allclose(grad[b], want, rtol=1e-5, atol=1e-5 * max(np.abs(want).max(), 1.0))
 
 
 def test_pixel_nearest_ties_cap_and_degenerate_clouds(sess):
@@ -245,28 +259,28 @@ def test_pixel_nearest_ties_cap_and_degenerate_clouds(sess):
     query = np.ones((1, h, w), np.float32)
     # two points mirrored around pixel row 5 (distance exactly 1): the smaller index wins
     pts = np.array([[[6.0, 4.0, 1], [4.0, 4.0, 1]]], np.float32)
-    assert sess.run(tf_ops.pixel_nearest(pts, query))[0, 5, 4] == 0
+    assert sess.run(tf_ops.pixel_nearest(pts, query)[1])[0, 5, 4] == 0
     pts = np.array([[[4.0, 4.0, 1], [6.0, 4.0, 1]]], np.float32)
-    assert sess.run(tf_ops.pixel_nearest(pts, query))[0, 5, 4] == 0
+    assert sess.run(tf_ops.pixel_nearest(pts, query)[1])[0, 5, 4] == 0
     # the cap: 3.5 px away is beyond a cap of 12 px^2, 3 px is within (inclusive)
     pts = np.array([[[0.0, 0.0, 1]]], np.float32)
-    idx = sess.run(tf_ops.pixel_nearest(pts, query, max_dist_sq=9.0))
+    idx = sess.run(tf_ops.pixel_nearest(pts, query, max_dist_sq=9.0)[1])
     assert idx[0, 3, 0] == 0 and idx[0, 0, 3] == 0 and idx[0, 3, 1] == -1 and idx[0, 2, 2] == 0
     # the query mask
     q = np.zeros((1, h, w), np.float32)
     q[0, 2, 3] = 1
-    idx = sess.run(tf_ops.pixel_nearest(pts, q))
+    idx = sess.run(tf_ops.pixel_nearest(pts, q)[1])
     assert idx[0, 2, 3] == 0 and (idx == -1).sum() == h * w - 1
     # every point far away in one spot (the search falls back to scanning all points), NaN points,
     # no usable point at all, no point at all
     far = np.full((2, 300, 3), [-25.0, 70.0, 1.0], np.float32)
     far[:, ::7] = np.nan
     far[1] = np.nan
-    idx = sess.run(tf_ops.pixel_nearest(far, np.ones((2, h, w), np.float32), 1e4))
+    idx = sess.run(tf_ops.pixel_nearest(far, np.ones((2, h, w), np.float32), 1e4)[1])
     assert check_nearest(idx[0], far[0], np.ones((h, w)), 1e4) == 1.0  # first index of the spot
     assert np.all(idx[1] == -1)
-    none = sess.run(tf_ops.pixel_nearest(np.zeros((1, 0, 3), np.float32), query))
-    assert np.all(none == -1)
+    dist, none = sess.run(tf_ops.pixel_nearest(np.zeros((1, 0, 3), np.float32), query))
+    assert np.all(none == -1) and np.all(np.isinf(dist))
 
 
 def test_affinity_bwd_matches_brute_force_at_demo_size(sess, rng):
@@ -311,7 +325,9 @@ def test_cpu_kernels_do_not_depend_on_the_thread_count(rng):
             mask = tf_ops.mask_projection(p, 40, 40, SIGMA_SQ)
             fmap, cov = tf_ops.feature_projection(p, f, 40, 40, RADIUS, BETA)
             loss = tf.reduce_sum(mask * w_mask.astype(np.float32)) + tf.reduce_sum(fmap * w_map.astype(np.float32))
-            fetch = [mask, fmap, cov, tf_ops.pixel_nearest(p, query)] + tf.gradients(loss, [p, f])
+            dist, idx = tf_ops.pixel_nearest(p, query)
+            loss += tf.reduce_sum(tf.minimum(dist, 50.0))
+            fetch = [mask, fmap, cov, dist, idx] + tf.gradients(loss, [p, f])
             config = tf.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1)
             with tf.Session(graph=graph, config=config) as s:
                 results.append(s.run(fetch))
@@ -389,6 +405,6 @@ def test_bad_input_raises_clear_errors(sess):
     with pytest.raises(tf.errors.InvalidArgumentError, match="feat must have shape"):
         sess.run(fmap, {p: np.zeros((2, 5, 3)), f: np.zeros((2, 6, 3))})
     with pytest.raises(tf.errors.InvalidArgumentError, match="query must have shape"):
-        sess.run(tf_ops.pixel_nearest(p, f), {p: np.zeros((2, 5, 3)), f: np.zeros((3, 4, 4))})
+        sess.run(tf_ops.pixel_nearest(p, f)[1], {p: np.zeros((2, 5, 3)), f: np.zeros((3, 4, 4))})
     with pytest.raises(ValueError, match="impl must be one of"):
         proj.resolve_impl("fast")

@@ -9,7 +9,8 @@
    gradient), approx_match (match, cost, gradient), auction_match (permutation, cost
    ratio to scipy's exact assignment), the fused mask/feature projections (values,
    coverage, gradients; scenes with pixel-boundary points, points behind the camera and
-   depth ties) and pixel_nearest (which pixels find a point, the found distances).
+   depth ties) and pixel_nearest (which pixels find a point, the found distances, the
+   gradient).
 3. Prints a table (GPU model, max errors, GPU times, and the compiled CPU op's times
    when the CPU library is built) to paste into tf_ops/README.md; exits 1 if a check
    fails, 2 if there is no usable GPU (the compile step still ran).
@@ -86,7 +87,8 @@ def load(path):
         "differ_host_auction_match": [_int, _int, _f32, _f32, _float, _i32, _i32, _int, _pf],
         "differ_host_projection": [_int, _int, _int, _f32, _f32, _int, _int, _float, _int, _float, _int, _float,
                                    _f32, _f32, _f32, _f32, _f32, _f32, _f32, _f32, _int, _pf, _pf, _pf, _pf],
-        "differ_host_pixel_nearest": [_int, _int, _int, _f32, _int, _int, _f32, ctypes.c_double, _i32, _int, _pf],
+        "differ_host_pixel_nearest": [_int, _int, _int, _f32, _int, _int, _f32, ctypes.c_double, _f32, _i32, _f32,
+                                      _f32, _int, _pf, _pf],
     }.items():
         fn = getattr(lib, name)
         fn.restype = ctypes.c_char_p
@@ -249,24 +251,33 @@ def check_pixel_nearest(lib, rng, b, n, h, w, reps):
     pts = pts.astype(np.float32)
     query = (rng.random((b, h, w)) < 0.6).astype(np.float32)
     cap = float(h * h + w * w)
-    idx = np.empty((b, h, w), np.int32)
-    t = _ms()
-    _call(lib.differ_host_pixel_nearest, b, n, 3, pts, h, w, query, cap, idx, reps, ctypes.byref(t))
-    err, same_found, agree = 0.0, True, []
+    g_dist = rng.standard_normal((b, h, w)).astype(np.float32)
+    idx, dist, grad = np.empty((b, h, w), np.int32), np.empty((b, h, w), np.float32), np.empty((b, n, 3), np.float32)
+    t, tg = _ms(), _ms()
+    _call(lib.differ_host_pixel_nearest, b, n, 3, pts, h, w, query, cap, g_dist, idx, dist, grad, reps,
+          ctypes.byref(t), ctypes.byref(tg))
+    err, err_g, same_found, agree = 0.0, 0.0, True, []
     for k in range(b):
         ref_idx, ref_d = reference.pixel_nearest(pts[k], query[k], cap)
-        same_found &= bool(np.array_equal(idx[k] < 0, ref_idx < 0))
+        same_found &= bool(np.array_equal(idx[k] < 0, ref_idx < 0)) and bool(np.all(np.isinf(dist[k][idx[k] < 0])))
         hit = (idx[k] >= 0) & (ref_idx >= 0)
         rows, cols = np.nonzero(hit)
         p = pts[k].astype(np.float64)[idx[k][hit]]
         d = (rows - p[:, 0]) ** 2 + (cols - p[:, 1]) ** 2
-        err = max(err, float(np.max(np.abs(d - ref_d[hit]) / np.maximum(ref_d[hit], 1e-12), initial=0.0)))
+        err = max(err, float(np.max(np.abs(d - ref_d[hit]) / np.maximum(ref_d[hit], 1e-12), initial=0.0)),
+                  float(np.max(np.abs(dist[k][hit] - ref_d[hit]) / np.maximum(ref_d[hit], 1e-6), initial=0.0)))
         agree.append(np.mean(idx[k][hit] == ref_idx[hit]) if hit.any() else 1.0)
-    ok = same_found and err < 1e-12
+        want = np.zeros((n, 3))  # the gradient for the returned indices: 2 g (point - pixel)
+        rows, cols = np.nonzero(idx[k] >= 0)
+        j = idx[k][rows, cols]
+        np.add.at(want[:, 0], j, 2 * g_dist[k][rows, cols] * (pts[k, j, 0] - rows))
+        np.add.at(want[:, 1], j, 2 * g_dist[k][rows, cols] * (pts[k, j, 1] - cols))
+        err_g = max(err_g, np.abs(grad[k] - want).max() / max(np.abs(want).max(), 1e-12))
+    ok = bool(same_found and err < 1e-6 and err_g < 1e-5)
     return {"op": f"pixel_nearest B={b} N={n} {h}x{w}", "ok": ok,
             "error": f"found {'same' if same_found else 'DIFFERS'}, dist rel {err:.1e}, "
-                     f"same index {100 * min(agree):.2f}% (ties)",
-            "gpu_ms": f"{t.value:.3f}"}
+                     f"same index {100 * min(agree):.2f}% (ties), grad rel {err_g:.1e}",
+            "gpu_ms": f"{t.value:.3f} + {tg.value:.3f} grad"}
 
 
 def main(argv=None):

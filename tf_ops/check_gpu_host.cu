@@ -208,18 +208,27 @@ extern "C" const char* differ_host_projection(int b, int n, int c, const float* 
 }
 
 extern "C" const char* differ_host_pixel_nearest(int b, int n, int dim, const float* pts, int h, int w,
-                                                 const float* query, double max_dist_sq, int* idx, int reps,
-                                                 float* ms) {
+                                                 const float* query, double max_dist_sq, const float* grad_dist,
+                                                 int* idx, float* dist, float* grad_pts, int reps, float* ms,
+                                                 float* ms_grad) {
   DeviceBuffers buf;
   const size_t pixels = static_cast<size_t>(b) * h * w;
   const float* d_pts = buf.upload(pts, static_cast<size_t>(b) * n * dim);
   const float* d_query = buf.upload(query, pixels);
+  const float* d_gd = buf.upload(grad_dist, pixels);
   int* d_idx = buf.alloc<int>(pixels);
+  float* d_dist = buf.alloc<float>(pixels);
+  float* d_grad = buf.alloc<float>(static_cast<size_t>(b) * n * dim);
   void* temp = buf.alloc<char>(differ_pixel_nearest_temp_bytes(b, n, h, w));
-  DIFFER_CHECK_PTR(d_pts && d_query && d_idx && temp);
+  DIFFER_CHECK_PTR(d_pts && d_query && d_gd && d_idx && d_dist && d_grad && temp);
+  DIFFER_CHECK_MSG(timed([&] {
+    return differ_pixel_nearest_launcher(b, n, dim, d_pts, h, w, d_query, max_dist_sq, d_idx, d_dist, temp, nullptr);
+  }, reps, ms));
   DIFFER_CHECK_MSG(timed(
-      [&] { return differ_pixel_nearest_launcher(b, n, dim, d_pts, h, w, d_query, max_dist_sq, d_idx, temp, nullptr); },
-      reps, ms));
+      [&] { return differ_pixel_nearest_grad_launcher(b, n, dim, d_pts, h, w, d_idx, d_gd, d_grad, nullptr); }, reps,
+      ms_grad));
   DIFFER_CHECK(cudaMemcpy(idx, d_idx, sizeof(int) * pixels, cudaMemcpyDeviceToHost));
+  DIFFER_CHECK(cudaMemcpy(dist, d_dist, sizeof(float) * pixels, cudaMemcpyDeviceToHost));
+  DIFFER_CHECK(cudaMemcpy(grad_pts, d_grad, sizeof(float) * b * n * dim, cudaMemcpyDeviceToHost));
   return nullptr;
 }

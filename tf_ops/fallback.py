@@ -21,7 +21,8 @@ compiled kernels.
   readable reference of the fused kernels.
 * ``pixel_nearest``: brute force, the fallback ``nn_distance`` between the
   pixel centres and the points (row, col, 0); like there, near-ties may pick
-  another index than the compiled op.
+  another index than the compiled op. The distance is recomputed from the
+  gathered point (its gradient goes through the gather).
 """
 import math
 
@@ -190,20 +191,28 @@ def feature_projection(pix, feat, img_h, img_w, well_radius=1.0, beta=100.0):
 
 def pixel_nearest(points, query, max_dist_sq=math.inf):
     """Pure-TF pixel_nearest (brute force); same contract as ``tf_ops.pixel_nearest``."""
-    points = tf.cast(tf.convert_to_tensor(points)[..., :2], tf.float32)  # (B, N, 2) row, col
+    points = tf.convert_to_tensor(points)
+    dtype = points.dtype if points.dtype in (tf.float32, tf.float64) else tf.float32
+    rc = tf.cast(points[..., :2], dtype)  # (B, N, 2) row, col
     query = tf.convert_to_tensor(query)
     img_h, img_w = int(query.shape[1]), int(query.shape[2])
     with tf.name_scope("pixel_nearest_fallback"):
-        # Far points are clipped (and non-finite ones moved) to a bound beyond the cap: they stay
-        # out of reach, and coordinates stay small for the matmul form of nn_distance.
+        # For the search, far points are clipped (and non-finite ones moved) to a bound beyond
+        # the cap: they stay out of reach, and coordinates stay small for the matmul form.
         bound = float(max(img_h, img_w)) + (2.0 * math.sqrt(max_dist_sq) if max_dist_sq < 1e12 else 1e6)
-        points = tf.where(tf.math.is_finite(points), tf.clip_by_value(points, -bound, bound),
-                          tf.fill(tf.shape(points), bound))
-        points = tf.concat([points, tf.zeros_like(points[..., :1])], -1)  # (B, N, 3)
+        search = tf.cast(tf.stop_gradient(rc), tf.float32)
+        search = tf.where(tf.math.is_finite(search), tf.clip_by_value(search, -bound, bound),
+                          tf.fill(tf.shape(search), bound))
+        search = tf.concat([search, tf.zeros_like(search[..., :1])], -1)  # (B, N, 3)
         rows, cols = tf.meshgrid(tf.range(img_h), tf.range(img_w), indexing="ij")
-        grid = tf.cast(tf.stack([tf.reshape(rows, [-1]), tf.reshape(cols, [-1]),
-                                 tf.zeros([img_h * img_w], tf.int32)], -1), tf.float32)
-        grid = tf.tile(grid[None], [tf.shape(points)[0], 1, 1])  # (B, H*W, 3)
-        dist, idx, _, _ = nn_distance(grid, points)
-        keep = tf.logical_and(tf.reshape(dist <= max_dist_sq, tf.shape(query)), tf.not_equal(query, 0))
-        return tf.where(keep, tf.reshape(idx, tf.shape(query)), -tf.ones_like(keep, tf.int32))
+        grid = tf.stack([rows, cols], -1)  # (H, W, 2)
+        grid3 = tf.cast(tf.concat([tf.reshape(grid, [-1, 2]), tf.zeros([img_h * img_w, 1], tf.int32)], -1),
+                        tf.float32)
+        _, idx, _, _ = nn_distance(tf.tile(grid3[None], [tf.shape(search)[0], 1, 1]), search)
+        idx = tf.reshape(idx, tf.shape(query))  # (B, H, W)
+        # the distance, exactly and differentiably, from the gathered point
+        near = tf.gather(rc, idx, batch_dims=1)  # (B, H, W, 2)
+        dist = tf.reduce_sum(tf.square(near - tf.cast(grid, dtype)), -1)
+        keep = tf.logical_and(dist <= max_dist_sq, tf.not_equal(query, 0))
+        return (tf.where(keep, dist, tf.fill(tf.shape(dist), tf.constant(math.inf, dtype))),
+                tf.where(keep, idx, -tf.ones_like(idx)))

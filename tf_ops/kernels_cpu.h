@@ -87,11 +87,18 @@ AuctionStats auction_match(int n, const float* xyz1, const float* xyz2, float re
 template <typename T>
 void mask_projection_rows(int n, const T* pix, int h, int w, T sigma_sq, int half, int row0, int row1, T* mask);
 
-// Gradient w.r.t. pix of sum(grad_mask * mask) for the points [i0, i1), given
-// the forward output `mask`; grad_pix rows i0..i1-1 are overwritten (depth: 0).
+// Gradient w.r.t. pix of sum(grad_mask * mask), in two steps: per pixel,
+// a = grad_mask * (1 - mask^2) (the gradient w.r.t. the sum under the tanh),
+// written for `rows` image rows into rows of mask_grad_row_stride(w) values (the
+// padding zeroed); then for the points [i0, i1) of one batch item (its (h, w)
+// image of a) the window sums of a times the Gaussians' derivatives; grad_pix
+// rows i0..i1-1 are overwritten (depth: 0).
+int mask_grad_row_stride(int w);
 template <typename T>
-void mask_projection_grad_points(int n, const T* pix, int h, int w, T sigma_sq, int half, const T* mask,
-                                 const T* grad_mask, int i0, int i1, T* grad_pix);
+void mask_projection_grad_pixels(int rows, int w, const T* mask, const T* grad_mask, T* a);
+template <typename T>
+void mask_projection_grad_points(int n, const T* pix, int h, int w, T sigma_sq, int half, const T* a, int i0,
+                                 int i1, T* grad_pix);
 
 // Depth-aware feature projection, rows [row0, row1). Point i is in the well of
 // pixel p when |p_r - r_i| <= radius and |p_c - c_i| <= radius (inside the
@@ -117,11 +124,21 @@ void feature_projection_grad_points(int n, int nc, const T* pix, const T* feat, 
 // For every pixel p of an (h, w) image with query[p] != 0: the index of the
 // point (pts (n, dim), dim >= 2: row px, column px, ...) nearest to p's centre,
 // the smallest index on exact ties, or -1 when no point is within
-// sqrt(max_dist_sq) px; idx[p] = -1 where query[p] == 0. Exact (squared
-// distances in double precision), O(h*w + n) plus a small search per queried
-// pixel (raster_common.h, tf_ops/README.md). One batch item.
+// sqrt(max_dist_sq) px; idx[p] = -1 where query[p] == 0. dist[p] = the squared
+// distance (px^2, (row - p_r)^2 + (col - p_c)^2 in T) to that point, +inf where
+// idx[p] = -1. Exact (the search compares squared distances in double
+// precision), O(h*w + n) plus a small search per queried pixel
+// (raster_common.h, tf_ops/README.md). One batch item.
 template <typename T>
-void pixel_nearest(int n, int dim, const T* pts, int h, int w, const T* query, double max_dist_sq, int* idx);
+void pixel_nearest(int n, int dim, const T* pts, int h, int w, const T* query, double max_dist_sq, int* idx,
+                   T* dist);
+
+// Gradient of sum(grad_dist * dist) w.r.t. pts: 2 g (point - pixel) added to the
+// row and column of each pixel's nearest point (pixels with idx -1 or g = 0
+// contribute nothing); grad_pts (n, dim) is overwritten. One batch item.
+template <typename T>
+void pixel_nearest_grad(int n, int dim, const T* pts, int h, int w, const int* idx, const T* grad_dist,
+                        T* grad_pts);
 
 }  // namespace differ
 

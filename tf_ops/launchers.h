@@ -82,10 +82,15 @@ size_t differ_pixel_nearest_temp_bytes(int b, int n, int h, int w);
 
 /* idx (b, h, w): nearest of the points (b, n, dim), dim >= 2 (row, col, ...), to each pixel
  * centre with query != 0 (smallest index on exact ties), -1 where query == 0 or no point is
- * within sqrt(max_dist_sq) px. Same algorithm as the CPU kernel (raster_common.h). */
+ * within sqrt(max_dist_sq) px; dist (b, h, w) its squared distance (+inf where idx = -1).
+ * Same algorithm as the CPU kernel (raster_common.h). */
 const char* differ_pixel_nearest_launcher(int b, int n, int dim, const float* pts, int h, int w,
-                                          const float* query, double max_dist_sq, int* idx, void* temp,
-                                          void* stream);
+                                          const float* query, double max_dist_sq, int* idx, float* dist,
+                                          void* temp, void* stream);
+
+/* grad_pts (b, n, dim) = d sum(grad_dist * dist) / d pts (row and column; other columns 0). */
+const char* differ_pixel_nearest_grad_launcher(int b, int n, int dim, const float* pts, int h, int w, const int* idx,
+                                               const float* grad_dist, float* grad_pts, void* stream);
 
 #ifdef __cplusplus
 }

@@ -265,10 +265,18 @@ class MaskProjectionGradCpuOp : public OpKernel {
     const T* g = ctx->input(2).flat<T>().data();
     T* out = grad->flat<T>().data();
     const std::int64_t k = 2 * a_.half + 1, hw = static_cast<std::int64_t>(a_.h) * a_.w;
-    ForPointBlocks(ctx, b, n, 12 * k * k, [&](int item, int i0, int i1) {
+    Tensor a_tensor;  // d loss / d (sum under the tanh), per pixel, in padded rows
+    const std::int64_t a_hw = static_cast<std::int64_t>(a_.h) * differ::mask_grad_row_stride(a_.w);
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value, TensorShape({b, a_hw}), &a_tensor));
+    T* a = a_tensor.flat<T>().data();
+    ParallelFor(ctx, b, 4 * hw, [&](std::int64_t begin, std::int64_t end) {
+      differ::mask_projection_grad_pixels<T>(static_cast<int>((end - begin) * a_.h), a_.w, m + begin * hw,
+                                             g + begin * hw, a + begin * a_hw);
+    });
+    ForPointBlocks(ctx, b, n, 8 * k * k, [&](int item, int i0, int i1) {
       const std::int64_t off = 3 * static_cast<std::int64_t>(item) * n;
-      differ::mask_projection_grad_points<T>(n, p + off, a_.h, a_.w, T(a_.sigma_sq), a_.half, m + item * hw,
-                                             g + item * hw, i0, i1, out + off);
+      differ::mask_projection_grad_points<T>(n, p + off, a_.h, a_.w, T(a_.sigma_sq), a_.half, a + item * a_hw, i0,
+                                             i1, out + off);
     });
   }
 

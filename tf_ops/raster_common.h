@@ -21,6 +21,7 @@ namespace raster {
 using std::exp;  // float overloads for float T, on host and device
 using std::floor;
 using std::rint;
+using std::ceil;
 using std::sqrt;
 
 // ------------------------------------------------------------------ windows
@@ -92,6 +93,14 @@ DIFFER_HD double sq_dist(int pr, int pc, double r, double c) {
   return dr * dr + dc * dc;
 }
 
+// The squared distance reported to the caller (and differentiated), in the
+// points' precision: (row - p_r)^2 + (col - p_c)^2.
+template <typename T>
+DIFFER_HD T out_dist(int pr, int pc, T r, T c) {
+  const T dr = r - static_cast<T>(pr), dc = c - static_cast<T>(pc);
+  return dr * dr + dc * dc;
+}
+
 // Cell of point (r, c), or -1 when it cannot be within max_dist_sq of any pixel
 // of an h x w image (its distance to the image rectangle is larger) or is not
 // finite.
@@ -128,23 +137,28 @@ DIFFER_HD void column_pass(const int* start, int gh, int gw, int col, long long*
 
 // One grid row f[0..len) of column distances: the lower envelope of the
 // parabolas (x - q)^2 + f[q] (sites with f[q] < kFar), evaluated at
-// x = x0 .. x0 + nx - 1 into out. v (len ints), z (len + 1 doubles): scratch.
-DIFFER_HD void row_pass(const long long* f, int len, int x0, int nx, int* v, double* z, long long* out) {
+// x = x0 .. x0 + nx - 1 into out. The envelope's breakpoints are kept as exact
+// fractions zn[k] / zd[k] (zd > 0), compared by cross-multiplication (no rounding).
+// v (len ints), zn, zd (len + 1 each): scratch.
+DIFFER_HD void row_pass(const long long* f, int len, int x0, int nx, int* v, long long* zn, long long* zd,
+                        long long* out) {
   int k = -1;
   for (int q = 0; q < len; ++q) {
     if (f[q] >= kFar) continue;
-    const double fq = static_cast<double>(f[q]) + static_cast<double>(q) * q;
-    double s = 0;
+    const long long fq = f[q] + static_cast<long long>(q) * q;
+    long long sn = 0, sd = 1;
     while (k >= 0) {
+      // breakpoint of parabolas v[k] < q: s = (fq - fp) / (2 (q - p))
       const int p = v[k];
-      s = (fq - (static_cast<double>(f[p]) + static_cast<double>(p) * p)) / (2.0 * (q - p));
-      if (s > z[k]) break;
+      sn = fq - (f[p] + static_cast<long long>(p) * p);
+      sd = 2LL * (q - p);
+      if (k == 0 || sn * zd[k] > zn[k] * sd) break;  // s > z[k] (z[0] = -inf)
       --k;
     }
     ++k;
     v[k] = q;
-    z[k] = k == 0 ? -INFINITY : s;
-    z[k + 1] = INFINITY;
+    zn[k] = sn;
+    zd[k] = sd;
   }
   if (k < 0) {  // no occupied cell at all
     for (int x = 0; x < nx; ++x) out[x] = kFar;
@@ -152,12 +166,14 @@ DIFFER_HD void row_pass(const long long* f, int len, int x0, int nx, int* v, dou
   }
   int j = 0;
   for (int x = 0; x < nx; ++x) {
-    while (z[j + 1] < static_cast<double>(x0 + x)) ++j;
-    const long long d = x0 + x - v[j];
+    const long long xx = x0 + x;
+    while (j < k && zn[j + 1] < xx * zd[j + 1]) ++j;  // z[j + 1] < x
+    const long long d = xx - v[j];
     out[x] = d * d + f[v[j]];
   }
 }
 
+// ---- the search
 // (x)+^2 with x = |k| - 1/2: the squared lower bound of one axis for cells k apart.
 DIFFER_HD double cell_gap_sq(int k) {
   const double g = (k < 0 ? -k : k) - 0.5;
@@ -172,48 +188,113 @@ DIFFER_HD void consider(double d, int j, double* best, int* best_j) {
   }
 }
 
+// Cell offsets (da, db) with q = da^2 + db^2 <= kTableQ, sorted by q (then da, db):
+// a spiral of growing distance. first[q] = the first entry with that q or more
+// (q = 0 .. kTableQ + 1). Built once on the host (build_offset_table); the GPU
+// launcher copies it to device memory.
+constexpr int kTableQ = 576;     // 24 cells
+constexpr int kTableSize = 1793;  // entries with q <= 576 (checked by build_offset_table)
+
+struct OffsetTable {
+  int da[kTableSize];
+  int db[kTableSize];
+  int q[kTableSize];
+  double gap[kTableSize];  // squared distance from a pixel centre to the nearest point of the cell (da, db)
+  int first[kTableQ + 2];
+};
+
+// Fills *t; returns false if kTableSize does not match (a programming error).
+inline bool build_offset_table(OffsetTable* t) {
+  int count = 0;
+  for (int q = 0; q <= kTableQ; ++q) {
+    t->first[q] = count;
+    for (int da = -24; da <= 24; ++da)
+      for (int db = -24; db <= 24; ++db)
+        if (da * da + db * db == q) {
+          if (count >= kTableSize) return false;
+          t->da[count] = da;
+          t->db[count] = db;
+          t->q[count] = q;
+          t->gap[count] = cell_gap_sq(da) + cell_gap_sq(db);
+          ++count;
+        }
+  }
+  t->first[kTableQ + 1] = count;
+  return count == kTableSize;
+}
+
+// Points of one cell against the current best: the bucketed points' coordinates
+// sr, sc (double, in bucket order) and indices sorted, slots [s0, s1).
+DIFFER_HD void scan_cell(int s0, int s1, int pr, int pc, const double* sr, const double* sc, const int* sorted,
+                         double* best, int* best_j) {
+  for (int s = s0; s < s1; ++s) consider(sq_dist(pr, pc, sr[s], sc[s]), sorted[s], best, best_j);
+}
+
+// Cells whose centre is at squared distance q from the query's cell need scanning while
+// q <= (sqrt(best) + sqrt(2)/2)^2: a point of a cell at q is at least sqrt(q) - sqrt(2)/2
+// away. (+1e-6: slack for rounding; +inf while nothing was found.)
+DIFFER_HD double q_needed(double best) {
+  const double need = sqrt(best) + 0.70710678118654757;
+  return need * need + 1e-6;
+}
+
 // Exact nearest point for the pixel (pr, pc), given:
 //   * d2: the squared distance (in cells, an integer) from the pixel's cell to
 //     the nearest occupied cell (exact distance transform of the occupancy);
 //     every cell whose centre is closer is empty;
-//   * the points bucketed by cell: cell k holds sorted[start[k] .. start[k+1])
-//     (indices into pts, which has `dim` values per point: row, col, ...),
-//     n_valid = start[cells] points in all.
-// The nearest point lies within sqrt(best) + sqrt(2)/2 cells (centre distance)
-// of the pixel, best <= the distance to any point of the nearest occupied cell,
-// so the cells are scanned in bands of centre distance^2 [d2, q1], (q1, q2], ...
-// until the band covers (sqrt(best) + sqrt(2)/2)^2; a cell whose square is
-// already farther than `best` is skipped. When a band would visit more cells
-// than there are points, the remaining work is a plain scan of all points.
+//   * the points bucketed by cell: cell k holds the slots start[k] .. start[k+1]
+//     of sorted (point indices) and sr, sc (their row and column, double);
+//     n_valid = start[cells] points in all;
+//   * the offset table.
+// Cells are visited in order of growing centre distance q, from q = d2 on, until
+// q exceeds q_needed(best) (then no unvisited point can be as near as the best);
+// a cell whose square is already farther than `best` is skipped. Beyond the table
+// (pixels more than 24 cells from every point) the cells are enumerated row by row
+// in bands of q. Whenever the cells to visit would outnumber the points, the search
+// becomes a plain scan of all points.
 // Returns the index of the nearest point (smallest index on exact ties) if its
 // squared distance is <= max_dist_sq, else -1.
-template <typename T>
-DIFFER_HD int nearest_point(int pr, int pc, long long d2, const T* pts, int dim, const int* start,
-                            const int* sorted, int h, int w, double max_dist_sq) {
+DIFFER_HD int nearest_point(int pr, int pc, long long d2, const double* sr, const double* sc, const int* start,
+                            const int* sorted, const OffsetTable* table, int h, int w, double max_dist_sq) {
   const int gh = grid_rows(h), gw = grid_cols(w);
   const int n_valid = start[gh * gw];
   if (n_valid == 0) return -1;
   const int ap = pr + kMargin, bp = pc + kMargin;
   double best = INFINITY;
   int best_j = -1;
-  const double half_diag = 0.70710678118654757;
-  long long q_lo = d2;
-  const long long q_max = static_cast<long long>(gh) * gh + static_cast<long long>(gw) * gw;
-  // First band: the nearest occupied cell (centre distance^2 = d2) and every cell that can
-  // hold a point as near as that cell's points can be: centre distance <= sqrt(d2) + sqrt(2).
-  const double first = sqrt(static_cast<double>(d2)) + 2.0 * half_diag;
-  long long q_hi = static_cast<long long>(floor(first * first + 1e-6));
-  if (q_hi > q_max) q_hi = q_max;
   long long visited = 0;
-  while (q_lo <= q_hi && q_lo <= q_max) {
-    // cells in the band: about pi * (q_hi - q_lo + 1); scan everything instead when cheaper
-    const double band_cells = 3.1416 * static_cast<double>(q_hi - q_lo + 1) + 8.0;
-    if (static_cast<double>(visited) + band_cells > static_cast<double>(n_valid) + 64.0) {
-      for (int s = 0; s < n_valid; ++s) {
-        const int j = sorted[s];
-        consider(sq_dist(pr, pc, static_cast<double>(pts[j * dim]), static_cast<double>(pts[j * dim + 1])), j,
-                 &best, &best_j);
-      }
+  bool brute = false;
+  double q_stop = INFINITY;
+  // 1. the spiral of the table
+  for (int t = d2 <= kTableQ ? table->first[d2] : kTableSize; t < kTableSize; ++t) {
+    const int q = table->q[t];
+    if (q > q_stop) return (best <= max_dist_sq) ? best_j : -1;
+    const int da = table->da[t], db = table->db[t];
+    const int a = ap + da, b = bp + db;
+    if (a < 0 || a >= gh || b < 0 || b >= gw) continue;
+    if (++visited > n_valid + 64) {
+      brute = true;
+      break;
+    }
+    if (table->gap[t] > best) continue;  // the whole cell is farther
+    const int cell = a * gw + b;
+    if (start[cell] == start[cell + 1]) continue;
+    scan_cell(start[cell], start[cell + 1], pr, pc, sr, sc, sorted, &best, &best_j);
+    q_stop = q_needed(best);
+  }
+  // 2. beyond the table: bands of q, rows enumerated directly
+  const long long q_max = static_cast<long long>(gh) * gh + static_cast<long long>(gw) * gw;
+  long long q_lo = d2 > kTableQ ? d2 : kTableQ + 1;
+  while (!brute && q_lo <= q_max && static_cast<double>(q_lo) <= q_stop) {
+    long long q_hi = q_stop >= static_cast<double>(q_max) ? q_max : static_cast<long long>(floor(q_stop));
+    if (!(best < INFINITY)) {  // nothing found yet: the band up to the nearest occupied cell and sqrt(2) beyond
+      const double first = sqrt(static_cast<double>(q_lo)) + 1.4142135623730951;
+      q_hi = static_cast<long long>(floor(first * first + 1e-6));
+      if (q_hi > q_max) q_hi = q_max;
+    }
+    // about pi * (q_hi - q_lo + 1) cells in the band
+    if (static_cast<double>(visited) + 3.1416 * static_cast<double>(q_hi - q_lo + 1) + 8.0 > n_valid + 64.0) {
+      brute = true;
       break;
     }
     const int rad = static_cast<int>(floor(sqrt(static_cast<double>(q_hi))));
@@ -232,31 +313,22 @@ DIFFER_HD int nearest_point(int pr, int pc, long long d2, const T* pts, int dim,
         while (db_min > 0 && static_cast<long long>(db_min - 1) * (db_min - 1) >= rest_lo) --db_min;
         while (static_cast<long long>(db_min) * db_min < rest_lo) ++db_min;
       }
-      const double gap_a = cell_gap_sq(da);
       for (int db = db_min; db <= db_max; ++db) {
         for (int sign = 0; sign < (db == 0 ? 1 : 2); ++sign) {
           const int dbs = sign ? -db : db;
           const int b = bp + dbs;
           if (b < 0 || b >= gw) continue;
           ++visited;
-          if (gap_a + cell_gap_sq(dbs) > best) continue;  // the whole cell is farther
+          if (cell_gap_sq(da) + cell_gap_sq(dbs) > best) continue;
           const int cell = a * gw + b;
-          for (int s = start[cell]; s < start[cell + 1]; ++s) {
-            const int j = sorted[s];
-            consider(sq_dist(pr, pc, static_cast<double>(pts[j * dim]), static_cast<double>(pts[j * dim + 1])), j,
-                     &best, &best_j);
-          }
+          scan_cell(start[cell], start[cell + 1], pr, pc, sr, sc, sorted, &best, &best_j);
         }
       }
     }
-    // A point of a cell not scanned yet (centre distance^2 >= q_hi + 1) is at least
-    // sqrt(q_hi + 1) - sqrt(2)/2 away: the next band only needs the cells up to
-    // (sqrt(best) + sqrt(2)/2)^2 (with a little slack for rounding).
-    const double need = sqrt(best) + half_diag;
-    const double q_need = need * need + 1e-6;  // +inf while nothing was found
+    q_stop = q_needed(best);
     q_lo = q_hi + 1;
-    q_hi = q_need >= static_cast<double>(q_max) ? q_max : static_cast<long long>(floor(q_need));
   }
+  if (brute) scan_cell(0, n_valid, pr, pc, sr, sc, sorted, &best, &best_j);
   return (best_j >= 0 && best <= max_dist_sq) ? best_j : -1;
 }
 

@@ -118,8 +118,7 @@ def affinity_bwd(pix, gt_mask, max_dist_sq=None):
     The nearest point is found exactly by ``tf_ops.pixel_nearest`` (only for the pixels where
     ``gt_mask != 0``: a distance transform of the rasterised points, then a search over the
     few cells that can hold the nearest one; O(H*W + N) per image instead of the H*W*N of a
-    brute-force query); the distance is then recomputed from the gathered point, so the
-    gradient is ``2 (point - pixel)`` on each pixel's nearest point, as before.
+    brute-force query); the gradient is ``2 (point - pixel)`` on each pixel's nearest point.
 
     Args:
         pix: float32 (B, N, 3) from ``camera.perspective_transform`` (row px, col px, depth;
@@ -137,17 +136,8 @@ def affinity_bwd(pix, gt_mask, max_dist_sq=None):
     img_h, img_w = int(gt.shape[1]), int(gt.shape[2])
     if max_dist_sq is None:
         max_dist_sq = float(img_h * img_h + img_w * img_w)
-    idx = tf_ops.pixel_nearest(pix, gt, max_dist_sq)  # (B,H,W) int32; -1: not foreground / beyond the cap
-    found = idx >= 0
-    rows, cols = tf.meshgrid(tf.range(img_h), tf.range(img_w), indexing="ij")
-    grid = tf.cast(tf.stack([rows, cols], -1), pix.dtype)  # (H,W,2) pixel centres
-    nearest = tf.gather(pix[..., :2], tf.maximum(idx, 0), batch_dims=1)  # (B,H,W,2)
-    # Where nothing was found, use the pixel itself: a zero distance (and zero gradient) that
-    # tf.where then replaces by the cap, with no inf or NaN from unrelated points involved.
-    nearest = tf.where(tf.broadcast_to(found[..., None], tf.shape(nearest)), nearest,
-                       tf.broadcast_to(grid, tf.shape(nearest)))
-    dist = tf.reduce_sum(tf.square(nearest - grid), -1)  # (B,H,W) px^2
-    dist = tf.where(found, tf.minimum(dist, max_dist_sq), tf.fill(tf.shape(dist), tf.cast(max_dist_sq, pix.dtype)))
+    dist, _ = tf_ops.pixel_nearest(pix, gt, max_dist_sq)  # (B,H,W) px^2, +inf: background or beyond the cap
+    dist = tf.minimum(dist, max_dist_sq)
     return tf.reduce_mean(gt * dist)
 
 
