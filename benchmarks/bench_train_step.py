@@ -25,6 +25,15 @@ counted):
   projection), and all of them together as in the training loss. "2D share" = that last one
   over the full step.
 
+Implementations: ``fused``, ``local``, ``dense`` (``--projection``), and ``before``: ``local``
+with the backward affinity as it was before the fused kernels (a brute-force nearest-point
+query through ``tf_ops.nn_distance``, both directions, copied here), i.e. the training step
+the fused kernels are measured against.
+
+Noise: the workers run one after the other, ``--rounds`` times in turn; every number in the
+table is the smallest over the rounds (the run least disturbed by other work on the machine),
+each a median of ``--repeats`` runs. Ratios are "this implementation's time / fused's".
+
 Data: the data set in ``--data_dir`` (default ``data/``) when it has the category, else a
 small demo data set generated into a temporary folder (about 10 s). Threads: TensorFlow's
 default, as in training (all cores), unless ``--threads``.
@@ -52,6 +61,32 @@ COMPONENTS = [  # (key, label)
     ("feat", "rgb L2 (incl. feature projection)"),
     ("all_2d", "all 2D terms together (as in the loss)"),
 ]
+
+
+def _affinity_bwd_before(pix, gt_mask, max_dist_sq=None):
+    """utils.losses.affinity_bwd as it was before the fused kernels: the nearest point of every
+    pixel by brute force (tf_ops.nn_distance between all pixel centres and all points, which
+    also computes the unused other direction). Same values and gradients as today's."""
+    import numpy as np
+
+    import tf_ops
+    from utils.tfv1 import tf
+
+    pix = tf.convert_to_tensor(pix)
+    gt = tf.cast(gt_mask, pix.dtype)
+    img_h, img_w = int(gt.shape[1]), int(gt.shape[2])
+    if max_dist_sq is None:
+        max_dist_sq = float(img_h * img_h + img_w * img_w)
+    rows, cols = tf.meshgrid(tf.range(img_h), tf.range(img_w), indexing="ij")
+    grid = tf.cast(tf.stack([tf.reshape(rows, [-1]), tf.reshape(cols, [-1]), tf.zeros([img_h * img_w], tf.int32)],
+                            -1), pix.dtype)
+    grid = tf.tile(grid[None], [tf.shape(pix)[0], 1, 1])  # (B, H*W, 3)
+    points = tf.concat([pix[..., :2], tf.zeros_like(pix[..., 2:])], -1)
+    bound = float(max(img_h, img_w)) + 2.0 * np.sqrt(max_dist_sq)
+    points = tf.clip_by_value(points, -bound, bound)
+    dist, _, _, _ = tf_ops.nn_distance(grid, points)
+    dist = tf.minimum(tf.reshape(dist, tf.shape(gt)), max_dist_sq)
+    return tf.reduce_mean(gt * dist)
 
 
 def _demo_flags(cfg, impl, data_dir, exp):
@@ -119,12 +154,17 @@ def worker(impl, cfg, data_dir, repeats, train_first, threads):
     from utils.model import build_graph
     from utils.tfv1 import tf
 
+    from utils import losses
+
+    if impl == "before":
+        losses.affinity_bwd = _affinity_bwd_before  # utils.model and _components look it up at build time
     with tempfile.TemporaryDirectory() as exp:
-        args = config.train_parser("rgb").parse_args(_demo_flags(cfg, impl, data_dir, exp))
-    resolved = projection.resolve_impl(impl)
+        args = config.train_parser("rgb").parse_args(
+            _demo_flags(cfg, "local" if impl == "before" else impl, data_dir, exp))
+    resolved = projection.resolve_impl(args.projection)
     B = args.batch_size
     pipe = BatchPipeline(data_dir, "chair", "train", task="rgb", batch_size=B, n_views=args.N_VIEWS,
-                         img_h=args.IMG_H, img_w=args.IMG_W, n_pts=args.N_PTS, seed=args.seed, num_workers=1)
+                         img_h=args.IMG_H, img_w=args.IMG_W, seed=args.seed, num_workers=1)
     batches = [pipe.get_batch(k) for k in range(max(4, min(train_first, 64)))]
     pipe.close()
     tf.set_random_seed(args.seed)
@@ -189,42 +229,53 @@ def _run(impl, cfg, data_dir, args):
     return res
 
 
-def _table(results, base_impl):
-    """Markdown table: one column per implementation, plus ratios to ``base_impl``."""
-    impls = [r["impl"] for r in results]
-    base = next(r for r in results if r["impl"] == base_impl)
-    rows = [("full training step (ms)", lambda r: r["step_ms"]),
-            ("  network forward", lambda r: r["net_fwd_ms"]),
-            ("  forward of the whole loss (network + all terms)", lambda r: r["loss_fwd_ms"]),
-            ("  gradients of the whole loss (no optimiser)", lambda r: r["grads_ms"]),
-            ("  optimiser (Adam) = step - gradients", lambda r: r["step_ms"] - r["grads_ms"])]
-    rows += [(f"  {label}, fwd+bwd", (lambda k: lambda r: r["components_ms"][k])(key)) for key, label in COMPONENTS]
-    head = "| | " + " | ".join(f"{i} (ms)" for i in impls) + " | " + " | ".join(
-        f"{base_impl} / {i}" for i in impls if i != base_impl) + " |"
-    lines = [head, "|" + " --- |" * (1 + len(impls) + len(impls) - 1)]
+def _best(runs):
+    """Per measurement, the smallest value over the rounds of one implementation."""
+    out = dict(runs[0])
+    for key in ("step_ms", "net_fwd_ms", "loss_fwd_ms", "grads_ms"):
+        out[key] = min(r[key] for r in runs)
+    out["components_ms"] = {k: min(r["components_ms"][k] for r in runs) for k in runs[0]["components_ms"]}
+    out["step_ms_all"] = [round(r["step_ms"], 1) for r in runs]
+    return out
+
+
+def _table(results):
+    """Markdown table: one column per implementation, then "time / fused's" for the others."""
+    ref = next((r for r in results if r["impl"] == "fused"), results[-1])
+    others = [r for r in results if r is not ref]
+    rows = [("full training step", lambda r: r["step_ms"]),
+            ("network forward", lambda r: r["net_fwd_ms"]),
+            ("forward of the whole loss (network + all terms)", lambda r: r["loss_fwd_ms"]),
+            ("gradients of the whole loss (no optimiser)", lambda r: r["grads_ms"]),
+            ("optimiser (Adam) = step - gradients", lambda r: r["step_ms"] - r["grads_ms"])]
+    rows += [(f"{label}, fwd+bwd", (lambda k: lambda r: r["components_ms"][k])(key)) for key, label in COMPONENTS]
+    head = ("| | " + " | ".join(f"{r['impl']}" for r in results) + " | "
+            + " | ".join(f"{r['impl']} / {ref['impl']}" for r in others) + " |")
+    lines = [head, "| --- |" + " --- |" * (len(results) + len(others))]
     lines.append("| training speed (it/s) | " + " | ".join(f"{1e3 / r['step_ms']:.1f}" for r in results) + " | "
-                 + " | ".join(f"{base['step_ms'] / r['step_ms']:.2f}x" for r in results if r["impl"] != base_impl)
-                 + " |")
+                 + " | ".join(f"{r['step_ms'] / ref['step_ms']:.2f}x" for r in others) + " |")
     for label, fn in rows:
-        vals = [fn(r) for r in results]
-        ratios = [f"{fn(base) / fn(r):.1f}x" if fn(r) > 0.05 else "" for r in results if r["impl"] != base_impl]
-        lines.append(f"| {label} | " + " | ".join(f"{v:.1f}" for v in vals) + " | " + " | ".join(ratios) + " |")
+        ratios = [f"{fn(r) / fn(ref):.1f}x" if fn(ref) > 0.05 and fn(r) > 0.05 else "" for r in others]
+        lines.append(f"| {label} (ms) | " + " | ".join(f"{fn(r):.1f}" for r in results) + " | "
+                     + " | ".join(ratios) + " |")
     lines.append("| 2D terms / full step | " + " | ".join(
         f"{100 * r['components_ms']['all_2d'] / r['step_ms']:.0f}%" for r in results) + " |"
-        + " |" * (len(impls) - 1))
+        + " |" * len(others))
     return "\n".join(lines)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--impls", nargs="+", default=["local", "fused"], help="implementations at the demo size")
+    p.add_argument("--impls", nargs="+", default=["before", "local", "fused"],
+                   help="implementations at the demo size (before, local, fused, dense)")
     p.add_argument("--small_impls", nargs="+", default=["dense", "local", "fused"],
                    help="implementations at the small size (B=2, V=2, N=256, 32x32)")
     p.add_argument("--repeats", type=int, default=30, help="timed runs per measurement (median)")
+    p.add_argument("--rounds", type=int, default=3, help="times each worker runs (the smallest value counts)")
     p.add_argument("--train_first", type=int, default=200, help="training steps before timing")
     p.add_argument("--threads", type=int, default=0, help="TF intra/inter-op threads (0: TF's default)")
     p.add_argument("--data_dir", default=os.path.join(ROOT, "data"))
-    p.add_argument("--quick", action="store_true", help="10 repeats, 50 training steps first, no small size")
+    p.add_argument("--quick", action="store_true", help="10 repeats, 1 round, 50 training steps first, no small size")
     p.add_argument("--worker", nargs=2, metavar=("IMPL", "CFG"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -232,23 +283,28 @@ def main(argv=None):
                args.threads)
         return 0
     if args.quick:
-        args.repeats, args.train_first, args.small_impls = 10, 50, []
+        args.repeats, args.rounds, args.train_first, args.small_impls = 10, 1, 50, []
     data_dir, tmp = _ensure_data(args.data_dir)
     try:
-        sections = [(DEMO, args.impls), (SMALL, args.small_impls)]
-        for cfg, impls in sections:
+        for cfg, impls in [(DEMO, args.impls), (SMALL, args.small_impls)]:
             if not impls:
                 continue
-            results = [r for r in (_run(i, cfg, data_dir, args) for i in impls) if r is not None]
+            runs = {i: [] for i in impls}
+            for _ in range(args.rounds):
+                for impl in impls:
+                    res = _run(impl, cfg, data_dir, args)
+                    if res is not None:
+                        runs[impl].append(res)
+            results = [_best(r) for r in runs.values() if r]
             if not results:
                 continue
-            base = "local" if any(r["impl"] == "local" for r in results) else results[0]["impl"]
             print(f"\nB={cfg['batch']} objects x V={cfg['views']} views, N={cfg['n_pts']}, "
-                  f"{cfg['size']}x{cfg['size']}, rgb; median of {args.repeats} runs after {args.train_first} "
-                  f"training steps; threads: {args.threads or 'TF default'}; "
-                  + ", ".join(f"{r['impl']} -> {r['resolved']}" for r in results if r["impl"] != r["resolved"]))
+                  f"{cfg['size']}x{cfg['size']}, rgb; smallest over {args.rounds} round(s) of the median of "
+                  f"{args.repeats} runs, after {args.train_first} training steps; threads: "
+                  f"{args.threads or 'TF default'}; full step per round: "
+                  + "; ".join(f"{r['impl']} {r['step_ms_all']}" for r in results))
             print()
-            print(_table(results, base))
+            print(_table(results))
             sys.stdout.flush()
     finally:
         if tmp is not None:

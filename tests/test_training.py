@@ -54,6 +54,7 @@ def test_train_snapshot_resume_metrics(task, tiny_data, tmp_path, capsys):
     assert train.main(_train_argv(task, exp, tiny_data, 5, extra)) == 5
     log = open(e.log_file).read()
     assert "resumed at iteration 3" in log
+    assert "projection: fused" in log  # --projection auto with the compiled library
     assert e.pointer("snapshots")["step"] == 5
 
     out = str(tmp_path / "metrics")
@@ -72,6 +73,30 @@ def test_train_snapshot_resume_metrics(task, tiny_data, tmp_path, capsys):
     assert len(os.listdir(os.path.join(out, "screenshots"))) == 1
     assert len(os.listdir(os.path.join(out, "ply"))) == 2
     assert "medoid_baseline" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_train_step_benchmark_worker(tiny_data, capsys):
+    """benchmarks/bench_train_step.py's worker on a tiny configuration: it trains, times and reports
+    every part, for the fused step and the step before it."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_train_step",
+                                                  os.path.join(ROOT, "benchmarks", "bench_train_step.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from utils import losses
+    affinity_bwd = losses.affinity_bwd
+    cfg = dict(batch=2, views=2, n_pts=64, size=64)  # the tiny data set has 64x64 renders
+    try:
+        for impl in ("fused", "before"):
+            with tf.Graph().as_default():
+                bench.worker(impl, cfg, tiny_data, repeats=1, train_first=2, threads=1)
+            res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+            assert res["impl"] == impl and res["resolved"] == ("local" if impl == "before" else "fused")
+            assert res["step_ms"] > 0 and set(res["components_ms"]) == {k for k, _ in bench.COMPONENTS}
+            assert all(np.isfinite(v) for v in res["loss_first_last"])
+    finally:
+        losses.affinity_bwd = affinity_bwd  # the 'before' worker swapped it
 
 
 @pytest.mark.parametrize("task", ["rgb", "partseg"])
