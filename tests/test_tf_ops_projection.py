@@ -310,30 +310,49 @@ def test_affinity_bwd_matches_brute_force_at_demo_size(sess, rng):
 
 
 # ------------------------------------------------------------------------ determinism
-def test_cpu_kernels_do_not_depend_on_the_thread_count(rng):
-    """Bitwise-identical outputs and gradients with 1, 2, 3 and 8 intra-op threads (each pixel
-    is summed over its points in index order, whichever thread owns it)."""
+_THREADS_SCRIPT = r"""
+import sys
+import numpy as np
+import tf_ops
+from utils.tfv1 import tf
+data = np.load(sys.argv[1])
+p, f = tf.constant(data["pix"]), tf.constant(data["feat"])
+h, w = data["query"].shape[1:]
+mask = tf_ops.mask_projection(p, h, w, 0.4)
+fmap, cov = tf_ops.feature_projection(p, f, h, w, 1.0, 100.0)
+dist, idx = tf_ops.pixel_nearest(p, data["query"])
+loss = (tf.reduce_sum(mask * data["w_mask"]) + tf.reduce_sum(fmap * data["w_map"])
+        + tf.reduce_sum(tf.minimum(dist, 50.0)))
+# the first session of a process sizes TensorFlow's (process-wide) intra-op thread pool
+config = tf.ConfigProto(intra_op_parallelism_threads=int(sys.argv[2]), inter_op_parallelism_threads=1)
+with tf.Session(config=config) as s:
+    out = s.run([mask, fmap, cov, dist, idx] + tf.gradients(loss, [p, f]))
+np.savez(sys.argv[3], *out)
+"""
+
+
+def test_cpu_kernels_do_not_depend_on_the_thread_count(rng, tmp_path):
+    """Bitwise-identical outputs and gradients with 1 and 4 intra-op threads, each in its own
+    process (TensorFlow sizes its thread pool once per process). The forward kernels then split
+    the images into different bands of rows; each pixel is still summed over its points in
+    index order."""
+    import subprocess
+    import sys
     pix = scene(rng, 3, 2000, 40, 40)
-    feat = rng.uniform(size=(3, 2000, 3)).astype(np.float32)
-    w_mask, w_map = rng.normal(size=(3, 40, 40)), rng.normal(size=(3, 40, 40, 3))
-    query = (rng.uniform(size=(3, 40, 40)) < 0.5).astype(np.float32)
+    np.savez(tmp_path / "in.npz", pix=pix, feat=rng.uniform(size=(3, 2000, 3)).astype(np.float32),
+             query=(rng.uniform(size=(3, 40, 40)) < 0.5).astype(np.float32),
+             w_mask=rng.normal(size=(3, 40, 40)).astype(np.float32),
+             w_map=rng.normal(size=(3, 40, 40, 3)).astype(np.float32))
     results = []
-    for threads in (1, 2, 3, 8):
-        graph = tf.Graph()
-        with graph.as_default():
-            p, f = tf.constant(pix), tf.constant(feat)
-            mask = tf_ops.mask_projection(p, 40, 40, SIGMA_SQ)
-            fmap, cov = tf_ops.feature_projection(p, f, 40, 40, RADIUS, BETA)
-            loss = tf.reduce_sum(mask * w_mask.astype(np.float32)) + tf.reduce_sum(fmap * w_map.astype(np.float32))
-            dist, idx = tf_ops.pixel_nearest(p, query)
-            loss += tf.reduce_sum(tf.minimum(dist, 50.0))
-            fetch = [mask, fmap, cov, dist, idx] + tf.gradients(loss, [p, f])
-            config = tf.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1)
-            with tf.Session(graph=graph, config=config) as s:
-                results.append(s.run(fetch))
-    for other in results[1:]:
-        for a, b in zip(results[0], other):
-            np.testing.assert_array_equal(a, b)
+    for threads in (1, 4):
+        out = tmp_path / f"out{threads}.npz"
+        proc = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(tmp_path / "in.npz"), str(threads), str(out)],
+                              capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        with np.load(out) as data:
+            results.append([data[k] for k in sorted(data.files, key=lambda k: int(k.split("_")[1]))])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
 
 
 # ------------------------------------------------------------------------ fallback, API
