@@ -78,7 +78,7 @@ def test_train_snapshot_resume_metrics(task, tiny_data, tmp_path, capsys):
 @pytest.mark.slow
 def test_train_step_benchmark_worker(tiny_data, capsys):
     """benchmarks/bench_train_step.py's worker on a tiny configuration: it trains, times and reports
-    every part, for the fused step and the step before it."""
+    every part, for the fused step and the step before it; and the table it prints."""
     import importlib.util
     spec = importlib.util.spec_from_file_location("bench_train_step",
                                                   os.path.join(ROOT, "benchmarks", "bench_train_step.py"))
@@ -93,10 +93,15 @@ def test_train_step_benchmark_worker(tiny_data, capsys):
                 bench.worker(impl, cfg, tiny_data, repeats=1, train_first=2, threads=1)
             res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
             assert res["impl"] == impl and res["resolved"] == ("local" if impl == "before" else "fused")
-            assert res["step_ms"] > 0 and set(res["components_ms"]) == {k for k, _ in bench.COMPONENTS}
+            keys = {k for _, k in bench.ROWS} | {k for k, _ in bench.COMPONENTS}
+            assert set(res["cpu_ms"]) == set(res["wall_ms"]) == keys and res["cpu_ms"]["step"] > 0
             assert all(np.isfinite(v) for v in res["loss_first_last"])
     finally:
         losses.affinity_bwd = affinity_bwd  # the 'before' worker swapped it
+    cpu = {i: dict.fromkeys(keys, 2.0) for i in ("before", "fused")}
+    cpu["before"]["step"] = 6.0
+    table = bench._table(cpu, {"before": 50.0, "fused": 25.0})
+    assert "| full training step | 6.0 | 2.0 | 3.0x |" in table and "| 20.0 | 40.0 | 2.00x |" in table
 
 
 @pytest.mark.parametrize("task", ["rgb", "partseg"])

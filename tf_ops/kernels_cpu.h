@@ -107,7 +107,8 @@ void mask_projection_grad_points(int n, const T* pix, int h, int w, T sigma_sq, 
 //   e_ip = exp(z_i - m_p), den_p = sum_i e_ip,
 //   feat_map (h, w, nc) = sum_i e_ip feat_i / den_p (0 where the well is empty),
 //   coverage (h, w) = 1 where the well holds a point, else 0,
-//   stats (h, w, 2) = (m_p, den_p), kept for the gradient.
+//   stats (h, w, 2) = (m_p, 1 / den_p) (den_p = 0 where the well is empty), kept for
+//   the gradient.
 template <typename T>
 void feature_projection_rows(int n, int nc, const T* pix, const T* feat, int h, int w, T radius, int half, T beta,
                              int row0, int row1, T* feat_map, T* coverage, T* stats);

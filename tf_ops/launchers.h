@@ -65,7 +65,7 @@ const char* differ_mask_projection_grad_launcher(int b, int n, const float* pix,
                                                  int half, const float* mask, const float* grad_mask,
                                                  float* grad_pix, void* stream);
 
-/* feat (b, n, c) -> feat_map (b, h, w, c), coverage (b, h, w), stats (b, h, w, 2) = (max logit, denominator). */
+/* feat (b, n, c) -> feat_map (b, h, w, c), coverage (b, h, w), stats (b, h, w, 2) = (max logit, 1 / denominator). */
 const char* differ_feature_projection_launcher(int b, int n, int c, const float* pix, const float* feat, int h,
                                                int w, float radius, int half, float beta, float* feat_map,
                                                float* coverage, float* stats, void* stream);

@@ -141,10 +141,17 @@ __global__ void query_kernel(int b, int n, int dim, const float* __restrict__ pt
     const size_t bi = t / hw;
     const int pr = static_cast<int>((t % hw) / w), pc = static_cast<int>(t % w);
     const float* p = pts + bi * n * dim;
-    const int j = (query[t] != 0.f && d2_all[t] < raster::kFar)
-                      ? raster::nearest_point(pr, pc, d2_all[t], sr_all + bi * n, sc_all + bi * n,
-                                              start_all + bi * (cells + 1), sorted_all + bi * n, table, h, w, cap)
-                      : -1;
+    int j = -1;
+    double d;
+    if (query[t] != 0.f && d2_all[t] < raster::kFar) {
+      const int gw = raster::grid_cols(w);
+      if (raster::nearest_in_block(pr, pc, sr_all + bi * n, sc_all + bi * n, start_all + bi * (cells + 1),
+                                   sorted_all + bi * n, gw, &j, &d))
+        j = d <= cap ? j : -1;
+      else
+        j = raster::nearest_point(pr, pc, d2_all[t], sr_all + bi * n, sc_all + bi * n, start_all + bi * (cells + 1),
+                                  sorted_all + bi * n, table, h, w, cap);
+    }
     idx[t] = j;
     dist[t] = j >= 0 ? raster::out_dist(pr, pc, p[j * dim], p[j * dim + 1]) : INFINITY;
   }

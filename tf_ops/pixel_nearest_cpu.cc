@@ -9,6 +9,9 @@
 //    lower envelope of parabolas along every image row), in integer cell units.
 // 3. For each queried pixel, raster::nearest_point scans only the cells that
 //    can hold a point as near as the nearest occupied cell's.
+// Step 2 is lazy: a queried pixel is first searched from its own cell up to a
+// few cells away, which settles most of them; the distance transform is computed
+// (once per image, then once per row) only for the pixels that this leaves open.
 // The gradient scatters 2 g (point - pixel) into each pixel's nearest point, one
 // image after the other in pixel order (deterministic).
 #include <algorithm>
@@ -90,26 +93,47 @@ void pixel_nearest(int n, int dim, const T* pts, int h, int w, const T* query, d
       sr[s] = static_cast<double>(pts[i * dim]);
       sc[s] = static_cast<double>(pts[i * dim + 1]);
     }
-  // 2. squared distance transform of the occupied cells: down the grid columns, then
-  // along each image row that has a queried pixel
-  for (int b = 0; b < gw; ++b) raster::column_pass(start, gh, gw, b, col);
+  // 2./3. Most queried pixels have a point within a few cells: first the 3 x 3 cells around
+  // the pixel's own (exact when a point is nearer than 1.5 px), then a search from the own
+  // cell (d2 = 0 is a valid lower bound) up to centre distance^2 kLazyQ; only when that does
+  // not settle it, compute the squared distance transform of the occupied cells (down the
+  // grid columns once per image, then along the pixel's row, kept for the rest of the row)
+  // and search from the nearest occupied cell on.
+  constexpr int kLazyQ = 32;
   const raster::OffsetTable* table = &offset_table();
+  bool columns_done = false;
   for (int pr = 0; pr < h; ++pr) {
     const T* q = query + static_cast<std::size_t>(pr) * w;
     int* out_idx = idx + static_cast<std::size_t>(pr) * w;
     T* out_dist = dist + static_cast<std::size_t>(pr) * w;
-    bool any = false;
+    bool row_done = false;
     for (int pc = 0; pc < w; ++pc) {
-      any |= q[pc] != T(0);
       out_idx[pc] = -1;
       out_dist[pc] = INFINITY;
-    }
-    if (!any) continue;
-    raster::row_pass(col + static_cast<std::size_t>(pr + raster::kMargin) * gw, gw, raster::kMargin, w, v, zn, zd, d2);
-    // 3. exact search per queried pixel
-    for (int pc = 0; pc < w; ++pc) {
-      if (q[pc] == T(0) || d2[pc] >= raster::kFar) continue;
-      const int j = raster::nearest_point(pr, pc, d2[pc], sr, sc, start, sorted, table, h, w, max_dist_sq);
+      if (q[pc] == T(0)) continue;
+      int j;
+      double d;
+      if (raster::nearest_in_block(pr, pc, sr, sc, start, sorted, gw, &j, &d)) {
+        j = d <= max_dist_sq ? j : -1;
+      } else {
+        // without this row's distance transform: a search limited to q <= kLazyQ first
+        j = row_done ? raster::kUnresolved
+                     : raster::nearest_point(pr, pc, 0, sr, sc, start, sorted, table, h, w, max_dist_sq, kLazyQ);
+      }
+      if (j == raster::kUnresolved) {
+        if (!columns_done) {
+          for (int b = 0; b < gw; ++b) raster::column_pass(start, gh, gw, b, col);
+          columns_done = true;
+        }
+        if (!row_done) {
+          raster::row_pass(col + static_cast<std::size_t>(pr + raster::kMargin) * gw, gw, raster::kMargin, w, v, zn,
+                           zd, d2);
+          row_done = true;
+        }
+        j = d2[pc] < raster::kFar
+                ? raster::nearest_point(pr, pc, d2[pc], sr, sc, start, sorted, table, h, w, max_dist_sq)
+                : -1;
+      }
       out_idx[pc] = j;
       if (j >= 0) out_dist[pc] = raster::out_dist(pr, pc, pts[j * dim], pts[j * dim + 1]);
     }

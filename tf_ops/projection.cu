@@ -157,8 +157,11 @@ __global__ void feat_finish_kernel(size_t pixels, int nc, float* stats, float* f
     const float den = stats[2 * p + 1];
     const bool covered = den > 0.5f;
     coverage[p] = covered ? 1.f : 0.f;
-    if (covered)
-      for (int ch = 0; ch < nc; ++ch) feat_map[p * nc + ch] /= den;
+    if (covered) {
+      const float inv = 1.f / den;
+      stats[2 * p + 1] = inv;  // kept for the gradient: softmax weight = e * inv
+      for (int ch = 0; ch < nc; ++ch) feat_map[p * nc + ch] *= inv;
+    }
   }
 }
 
@@ -178,7 +181,7 @@ __global__ void feat_grad_kernel(int b, int n, int nc, const float* __restrict__
       int pr, pc;
       if (!well_pixel(pix[3 * pt], pix[3 * pt + 1], radius, half, h, w, entry, &pr, &pc)) continue;
       const size_t p = (pt / n) * h * w + static_cast<size_t>(pr) * w + pc;
-      const float weight = expf(z - stats[2 * p]) / stats[2 * p + 1];
+      const float weight = expf(z - stats[2 * p]) * stats[2 * p + 1];
       float dot = 0.f;
       for (int ch = 0; ch < nc; ++ch) {
         const float g = grad_map[p * nc + ch];

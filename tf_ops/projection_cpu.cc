@@ -34,17 +34,42 @@ inline void exp_inplace(double* x, int count) {
 
 // The Gaussian factors of a window, rows then columns:
 // g[k] = exp(-(r_lo + k - r)^2 / two_s), k < nr; g[nr + k] = exp(-(c_lo + k - c)^2 / two_s), k < nc.
-template <typename T>
-inline void window_gaussians(int r_lo, int nr, T r, int c_lo, int nc, T c, T two_s, T* g) {
+// float: the arguments too are computed a vector at a time (times -1/two_s, not divided).
+inline void window_gaussians(int r_lo, int nr, float r, int c_lo, int nc, float c, float two_s, float* g) {
+  const simd::vf lane = __builtin_convertvector(simd::iota(), simd::vf);
+  const float neg_inv = -1.f / two_s;
+  for (int i = 0; i < nr + nc; i += simd::W) {
+    const simd::vf k = lane + float(i);
+    // pixel coordinate (an exact integer) minus the point's: one rounding, as in the scalar code,
+    // so a factor does not depend on where the window was clipped
+    const simd::vi rows = k < float(nr);
+    const simd::vf d = (rows ? k + float(r_lo) : k + float(c_lo - nr)) - (rows ? simd::splat(r) : simd::splat(c));
+    simd::store(g + i, simd::vexp(d * d * neg_inv));
+  }
+}
+inline void window_gaussians(int r_lo, int nr, double r, int c_lo, int nc, double c, double two_s, double* g) {
   for (int k = 0; k < nr; ++k) {
-    const T d = T(r_lo + k) - r;
-    g[k] = -(d * d) / two_s;
+    const double d = (r_lo + k) - r;
+    g[k] = std::exp(-(d * d) / two_s);
   }
   for (int k = 0; k < nc; ++k) {
-    const T d = T(c_lo + k) - c;
-    g[nr + k] = -(d * d) / two_s;
+    const double d = (c_lo + k) - c;
+    g[nr + k] = std::exp(-(d * d) / two_s);
   }
-  exp_inplace(g, nr + nc);
+}
+
+// out[0..count) = tanh(in[0..count)) for in >= 0 (sums of Gaussians). float: a vector at a
+// time as (1 - t) / (1 + t), t = exp(-2x) (absolute error ~1e-7; exactly 0 at 0); in must be
+// readable and writable up to count rounded up to simd::W.
+inline void tanh_nonneg(float* in, int count, float* out) {
+  for (int i = 0; i < count; i += simd::W) {
+    const simd::vf t = simd::vexp(simd::load(in + i) * -2.f);
+    simd::store(in + i, (1.f - t) / (1.f + t));
+  }
+  std::copy(in, in + count, out);
+}
+inline void tanh_nonneg(double* in, int count, double* out) {
+  for (int i = 0; i < count; ++i) out[i] = std::tanh(in[i]);
 }
 
 }  // namespace
@@ -54,7 +79,7 @@ void mask_projection_rows(int n, const T* pix, int h, int w, T sigma_sq, int hal
   const int k = 2 * half + 1;
   // The sums are formed in a scratch copy of the band whose rows are padded by kLanes
   // columns, so that with float and k <= simd::W a window row is one vector
-  // multiply-add (lanes past the window add exactly 0).
+  // multiply-add (lanes past the window add exactly 0), and tanh runs on whole vectors.
   constexpr bool kVector = std::is_same<T, float>::value;
   const bool vec = kVector && k <= simd::W;
   const int stride = w + kLanes;
@@ -85,11 +110,9 @@ void mask_projection_rows(int n, const T* pix, int h, int w, T sigma_sq, int hal
     for (int kr = 0; kr < nr; ++kr, row += stride)
       for (int j = 0; j < nc; ++j) row[j] += gr[kr] * gc[j];
   }
-  for (int pr = row0; pr < row1; ++pr) {
-    const T* in = acc.data() + static_cast<std::ptrdiff_t>(pr - row0) * stride;
-    T* out = mask + static_cast<std::ptrdiff_t>(pr) * w;
-    for (int pc = 0; pc < w; ++pc) out[pc] = in[pc] != T(0) ? std::tanh(in[pc]) : T(0);  // most pixels are empty
-  }
+  for (int pr = row0; pr < row1; ++pr)
+    tanh_nonneg(acc.data() + static_cast<std::ptrdiff_t>(pr - row0) * stride, w,
+                mask + static_cast<std::ptrdiff_t>(pr) * w);
 }
 
 int mask_grad_row_stride(int w) { return w + kLanes; }
@@ -139,8 +162,8 @@ void mask_projection_grad_points(int n, const T* pix, int h, int w, T sigma_sq, 
             acc_r += (gr[kr] * (T(r_lo + kr) - r)) * av;
             acc_c += gr[kr] * av;
           }
-          g_r = simd::hsum(acc_r * gcv);
-          g_c = simd::hsum(acc_c * gdv);
+          g_r = simd::hsum_tree(acc_r * gcv);
+          g_c = simd::hsum_tree(acc_c * gdv);
           done = true;
         }
       }
@@ -177,9 +200,11 @@ inline void well_range(T coord, T radius, int half, int size, int* lo, int* hi) 
 
 }  // namespace
 
-template <typename T>
-void feature_projection_rows(int n, int nc, const T* pix, const T* feat, int h, int w, T radius, int half, T beta,
+// NC > 0: the number of channels known at compile time (unrolled loops); 0: nc at run time.
+template <typename T, int NC>
+void feature_rows_impl(int n, int nc_run, const T* pix, const T* feat, int h, int w, T radius, int half, T beta,
                              int row0, int row1, T* feat_map, T* coverage, T* stats) {
+  const int nc = NC > 0 ? NC : nc_run;
   const std::ptrdiff_t p0 = static_cast<std::ptrdiff_t>(row0) * w, p1 = static_cast<std::ptrdiff_t>(row1) * w;
   const T lowest = std::numeric_limits<T>::lowest();
   for (std::ptrdiff_t p = p0; p < p1; ++p) {
@@ -188,39 +213,45 @@ void feature_projection_rows(int n, int nc, const T* pix, const T* feat, int h, 
   }
   std::fill(feat_map + p0 * nc, feat_map + p1 * nc, T(0));
   std::vector<T> e(exp_capacity((2 * half + 1) * (2 * half + 1)), T(0));
-  // pass 1: per-pixel maximum of the logits in the well; pass 2: the softmax sums
-  for (int pass = 0; pass < 2; ++pass) {
-    for (int i = 0; i < n; ++i) {
-      const T z = raster::well_logit(pix[3 * i + 2], beta);
-      if (!std::isfinite(z)) continue;
-      int r_lo, r_hi, c_lo, c_hi;
-      well_range(pix[3 * i], radius, half, h, &r_lo, &r_hi);
-      r_lo = std::max(r_lo, row0);
-      r_hi = std::min(r_hi, row1 - 1);
-      if (r_lo > r_hi) continue;
-      well_range(pix[3 * i + 1], radius, half, w, &c_lo, &c_hi);
-      if (c_lo > c_hi) continue;
-      if (pass == 0) {
-        for (int pr = r_lo; pr <= r_hi; ++pr)
-          for (int pc = c_lo; pc <= c_hi; ++pc) {
-            const std::ptrdiff_t p = static_cast<std::ptrdiff_t>(pr) * w + pc;
-            stats[2 * p] = std::max(stats[2 * p], z);
-          }
-        continue;
+  // the points whose well reaches the band, with their logit and well (rows clipped to the band)
+  struct Active {
+    int i, r_lo, r_hi, c_lo, c_hi;
+    T z;
+  };
+  std::vector<Active> active;
+  active.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    const T z = raster::well_logit(pix[3 * i + 2], beta);
+    if (!std::isfinite(z)) continue;
+    Active a{i, 0, 0, 0, 0, z};
+    well_range(pix[3 * i], radius, half, h, &a.r_lo, &a.r_hi);
+    a.r_lo = std::max(a.r_lo, row0);
+    a.r_hi = std::min(a.r_hi, row1 - 1);
+    if (a.r_lo > a.r_hi) continue;
+    well_range(pix[3 * i + 1], radius, half, w, &a.c_lo, &a.c_hi);
+    if (a.c_lo <= a.c_hi) active.push_back(a);
+  }
+  // pass 1: per-pixel maximum of the logits in the well
+  for (const Active& a : active)
+    for (int pr = a.r_lo; pr <= a.r_hi; ++pr)
+      for (int pc = a.c_lo; pc <= a.c_hi; ++pc) {
+        const std::ptrdiff_t p = static_cast<std::ptrdiff_t>(pr) * w + pc;
+        stats[2 * p] = std::max(stats[2 * p], a.z);
       }
-      int k = 0;
-      for (int pr = r_lo; pr <= r_hi; ++pr)
-        for (int pc = c_lo; pc <= c_hi; ++pc) e[k++] = z - stats[2 * (static_cast<std::ptrdiff_t>(pr) * w + pc)];
-      exp_inplace(e.data(), k);  // <= 1
-      const T* f = feat + static_cast<std::ptrdiff_t>(i) * nc;
-      k = 0;
-      for (int pr = r_lo; pr <= r_hi; ++pr) {
-        for (int pc = c_lo; pc <= c_hi; ++pc, ++k) {
-          const std::ptrdiff_t p = static_cast<std::ptrdiff_t>(pr) * w + pc;
-          stats[2 * p + 1] += e[k];
-          T* out = feat_map + p * nc;
-          for (int ch = 0; ch < nc; ++ch) out[ch] += e[k] * f[ch];
-        }
+  // pass 2: the softmax sums, points in index order
+  for (const Active& a : active) {
+    int k = 0;
+    for (int pr = a.r_lo; pr <= a.r_hi; ++pr)
+      for (int pc = a.c_lo; pc <= a.c_hi; ++pc) e[k++] = a.z - stats[2 * (static_cast<std::ptrdiff_t>(pr) * w + pc)];
+    exp_inplace(e.data(), k);  // <= 1
+    const T* f = feat + static_cast<std::ptrdiff_t>(a.i) * nc;
+    k = 0;
+    for (int pr = a.r_lo; pr <= a.r_hi; ++pr) {
+      for (int pc = a.c_lo; pc <= a.c_hi; ++pc, ++k) {
+        const std::ptrdiff_t p = static_cast<std::ptrdiff_t>(pr) * w + pc;
+        stats[2 * p + 1] += e[k];
+        T* out = feat_map + p * nc;
+        for (int ch = 0; ch < nc; ++ch) out[ch] += e[k] * f[ch];
       }
     }
   }
@@ -229,16 +260,19 @@ void feature_projection_rows(int n, int nc, const T* pix, const T* feat, int h, 
     const bool covered = den > T(0.5);  // >= 1 wherever the well holds a point
     coverage[p] = covered ? T(1) : T(0);
     if (covered) {
+      const T inv = T(1) / den;
+      stats[2 * p + 1] = inv;  // kept for the gradient: softmax weight = e * inv
       T* out = feat_map + p * nc;
-      for (int k = 0; k < nc; ++k) out[k] /= den;
+      for (int k = 0; k < nc; ++k) out[k] *= inv;
     }
   }
 }
 
-template <typename T>
-void feature_projection_grad_points(int n, int nc, const T* pix, const T* feat, int h, int w, T radius, int half,
+template <typename T, int NC>
+void feature_grad_impl(int n, int nc_run, const T* pix, const T* feat, int h, int w, T radius, int half,
                                     T beta, const T* feat_map, const T* stats, const T* grad_map, int i0, int i1,
                                     T* grad_pix, T* grad_feat) {
+  const int nc = NC > 0 ? NC : nc_run;
   std::vector<T> weight(exp_capacity((2 * half + 1) * (2 * half + 1)), T(0));
   for (int i = i0; i < i1; ++i) {
     const T depth = pix[3 * i + 2];
@@ -261,7 +295,7 @@ void feature_projection_grad_points(int n, int nc, const T* pix, const T* feat, 
       for (int pr = r_lo; pr <= r_hi; ++pr) {
         for (int pc = c_lo; pc <= c_hi; ++pc, ++k) {
           const std::ptrdiff_t p = static_cast<std::ptrdiff_t>(pr) * w + pc;
-          const T wgt = weight[k] / stats[2 * p + 1];  // softmax weight of i at p
+          const T wgt = weight[k] * stats[2 * p + 1];  // softmax weight of i at p (e / denominator)
           const T* g = grad_map + p * nc;
           const T* fm = feat_map + p * nc;
           T dot = 0;  // g . (f_i - feat_map_p): d feat_map_p / d z_i = wgt (f_i - feat_map_p)
@@ -277,6 +311,41 @@ void feature_projection_grad_points(int n, int nc, const T* pix, const T* feat, 
     grad_pix[3 * i + 1] = T(0);
     grad_pix[3 * i + 2] = g_z == T(0) ? T(0) : g_z * raster::well_logit_grad(depth, beta);
   }
+}
+
+namespace {
+
+// Calls f(std::integral_constant<int, NC>) with NC = nc for 1..4 channels (unrolled), else NC = 0.
+template <typename F>
+inline void with_channels(int nc, F f) {
+  switch (nc) {
+    case 1: f(std::integral_constant<int, 1>()); break;
+    case 2: f(std::integral_constant<int, 2>()); break;
+    case 3: f(std::integral_constant<int, 3>()); break;
+    case 4: f(std::integral_constant<int, 4>()); break;
+    default: f(std::integral_constant<int, 0>());
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void feature_projection_rows(int n, int nc, const T* pix, const T* feat, int h, int w, T radius, int half, T beta,
+                             int row0, int row1, T* feat_map, T* coverage, T* stats) {
+  with_channels(nc, [&](auto k) {
+    feature_rows_impl<T, decltype(k)::value>(n, nc, pix, feat, h, w, radius, half, beta, row0, row1, feat_map,
+                                             coverage, stats);
+  });
+}
+
+template <typename T>
+void feature_projection_grad_points(int n, int nc, const T* pix, const T* feat, int h, int w, T radius, int half,
+                                    T beta, const T* feat_map, const T* stats, const T* grad_map, int i0, int i1,
+                                    T* grad_pix, T* grad_feat) {
+  with_channels(nc, [&](auto k) {
+    feature_grad_impl<T, decltype(k)::value>(n, nc, pix, feat, h, w, radius, half, beta, feat_map, stats, grad_map,
+                                             i0, i1, grad_pix, grad_feat);
+  });
 }
 
 #define DIFFER_INSTANTIATE(T)                                                                                     \

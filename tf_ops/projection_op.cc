@@ -87,7 +87,7 @@ REGISTER_OP("DifferMaskProjectionGrad")
 
 // Depth-aware feature projection (DIFFER): pix (B,N,3), feat (B,N,C) ->
 // feat_map (B,img_h,img_w,C), coverage (B,img_h,img_w), stats (B,img_h,img_w,2)
-// (per-pixel maximum logit and softmax denominator, for the gradient).
+// (per-pixel maximum logit and 1 / softmax denominator, for the gradient).
 REGISTER_OP("DifferFeatureProjection")
     .Input("pix: T")
     .Input("feat: T")

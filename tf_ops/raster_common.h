@@ -238,6 +238,31 @@ DIFFER_HD double q_needed(double best) {
   return need * need + 1e-6;
 }
 
+// Fast path of the search: the nearest point among the 3 x 3 cells around the pixel's own
+// (three runs of consecutive slots, no branches but the loop bounds). Any point outside them
+// is at least 1.5 px away, so the answer is exact when the best squared distance is < 2.25;
+// returns false otherwise (then the caller runs nearest_point). The cells are never the
+// clamped outer ring (kMargin = 2).
+DIFFER_HD bool nearest_in_block(int pr, int pc, const double* sr, const double* sc, const int* start,
+                                const int* sorted, int gw, int* best_j, double* best_d) {
+  double best = INFINITY;
+  int bj = -1;
+  const int ap = pr + kMargin, bp = pc + kMargin;
+  for (int a = ap - 1; a <= ap + 1; ++a) {
+    const int s1 = start[a * gw + bp + 2];
+    for (int s = start[a * gw + bp - 1]; s < s1; ++s) {
+      const double d = sq_dist(pr, pc, sr[s], sc[s]);
+      const int j = sorted[s];
+      const bool better = d < best || (d == best && j < bj);
+      best = better ? d : best;
+      bj = better ? j : bj;
+    }
+  }
+  *best_j = bj;
+  *best_d = best;
+  return best < 2.25;
+}
+
 // Exact nearest point for the pixel (pr, pc), given:
 //   * d2: the squared distance (in cells, an integer) from the pixel's cell to
 //     the nearest occupied cell (exact distance transform of the occupancy);
@@ -253,9 +278,13 @@ DIFFER_HD double q_needed(double best) {
 // in bands of q. Whenever the cells to visit would outnumber the points, the search
 // becomes a plain scan of all points.
 // Returns the index of the nearest point (smallest index on exact ties) if its
-// squared distance is <= max_dist_sq, else -1.
+// squared distance is <= max_dist_sq, else -1; or kUnresolved if the search would
+// have to visit cells beyond centre distance^2 q_limit (a caller that starts
+// without the distance transform, d2 = 0, retries with it).
+constexpr int kUnresolved = -2;
 DIFFER_HD int nearest_point(int pr, int pc, long long d2, const double* sr, const double* sc, const int* start,
-                            const int* sorted, const OffsetTable* table, int h, int w, double max_dist_sq) {
+                            const int* sorted, const OffsetTable* table, int h, int w, double max_dist_sq,
+                            int q_limit = kTableQ + 1) {
   const int gh = grid_rows(h), gw = grid_cols(w);
   const int n_valid = start[gh * gw];
   if (n_valid == 0) return -1;
@@ -269,6 +298,7 @@ DIFFER_HD int nearest_point(int pr, int pc, long long d2, const double* sr, cons
   for (int t = d2 <= kTableQ ? table->first[d2] : kTableSize; t < kTableSize; ++t) {
     const int q = table->q[t];
     if (q > q_stop) return (best <= max_dist_sq) ? best_j : -1;
+    if (q > q_limit) return kUnresolved;
     const int da = table->da[t], db = table->db[t];
     const int a = ap + da, b = bp + db;
     if (a < 0 || a >= gh || b < 0 || b >= gw) continue;
