@@ -4,7 +4,9 @@
 // bucket them (atomicAdd on a cursor: the order inside a cell varies, the
 // result does not, since ties are broken by index), the distance transform of
 // the occupied cells (one thread per grid column, then per image row), and
-// the search (one thread per queried pixel).
+// the search (one thread per queried pixel: the 3 x 3 cells around its own first,
+// then the spiral from the nearest occupied cell; unlike the CPU kernel, the
+// distance transform is always computed, for every row).
 #include <cuda_runtime.h>
 
 #include "launchers.h"

@@ -2,16 +2,16 @@
 // queried pixel in O(h*w + n) plus a short search per queried pixel.
 //
 // 1. Bucket the points by cell (one cell per pixel, plus a margin; see
-//    raster_common.h), a stable counting sort: cell k holds sorted[start[k] ..
-//    start[k+1]) in point order.
-// 2. Exact squared Euclidean distance transform of the occupied cells
-//    (Felzenszwalb & Huttenlocher: a 1D pass down every grid column, then the
-//    lower envelope of parabolas along every image row), in integer cell units.
-// 3. For each queried pixel, raster::nearest_point scans only the cells that
-//    can hold a point as near as the nearest occupied cell's.
-// Step 2 is lazy: a queried pixel is first searched from its own cell up to a
-// few cells away, which settles most of them; the distance transform is computed
-// (once per image, then once per row) only for the pixels that this leaves open.
+//    raster_common.h), a stable counting sort: cell k holds the slots
+//    start[k] .. start[k+1] (point indices in point order, and their coordinates).
+// 2. Per queried pixel, the 3 x 3 cells around its own (raster::nearest_in_block):
+//    exact when a point is nearer than 1.5 px, the common case.
+// 3. Otherwise raster::nearest_point: a spiral of cells by distance, first from the
+//    pixel's own cell up to a few cells; if that does not settle it, from the nearest
+//    occupied cell on, found by the exact squared Euclidean distance transform of the
+//    occupied cells (Felzenszwalb & Huttenlocher: a 1D pass down every grid column,
+//    once per image, then the lower envelope of parabolas along the pixel's row),
+//    computed only when needed.
 // The gradient scatters 2 g (point - pixel) into each pixel's nearest point, one
 // image after the other in pixel order (deterministic).
 #include <algorithm>
