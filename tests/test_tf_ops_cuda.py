@@ -25,10 +25,16 @@ def test_cuda_sources_compile_and_export_the_c_launchers(cuda_check_lib):
     lib = ctypes.CDLL(cuda_check_lib)
     for name in ["differ_nn_distance_launcher", "differ_nn_distance_grad_launcher", "differ_approx_match_launcher",
                  "differ_approx_match_temp_floats", "differ_match_cost_launcher", "differ_match_cost_grad_launcher",
-                 "differ_auction_match_launcher", "differ_auction_match_temp_bytes"]:
+                 "differ_auction_match_launcher", "differ_auction_match_temp_bytes",
+                 "differ_mask_projection_launcher", "differ_mask_projection_grad_launcher",
+                 "differ_feature_projection_launcher", "differ_feature_projection_grad_launcher",
+                 "differ_pixel_nearest_launcher", "differ_pixel_nearest_temp_bytes",
+                 "differ_host_projection", "differ_host_pixel_nearest"]:
         assert hasattr(lib, name), name
     lib.differ_approx_match_temp_floats.restype = ctypes.c_size_t
     assert lib.differ_approx_match_temp_floats(2, 3, 5) == 2 * 2 * (3 + 5)
+    lib.differ_pixel_nearest_temp_bytes.restype = ctypes.c_size_t
+    assert lib.differ_pixel_nearest_temp_bytes(2, 100, 64, 64) > 2 * (68 * 68 * 8 + 100 * 8)
 
 
 @needs_nvcc

@@ -73,6 +73,7 @@ def test_train_snapshot_resume_metrics(task, tiny_data, tmp_path, capsys, monkey
     assert train.main(_train_argv(task, exp, tiny_data, 5, extra)) == 5
     log = open(e.log_file).read()
     assert "resumed at iteration 3" in log
+    assert "projection: fused" in log  # --projection auto with the compiled library
     assert e.pointer("snapshots")["step"] == 5
     assert re.findall(r"(iter|val @) (\d+)", log)[3:] == [("iter", "4"), ("iter", "5"), ("val @", "5")]
     unread = _train_flags(task) - _ReadFlags.seen
@@ -115,6 +116,35 @@ def test_train_snapshot_resume_metrics(task, tiny_data, tmp_path, capsys, monkey
         for a, b in zip(rows, rows_b1):
             for k in ("chamfer", "emd", "colour"):
                 np.testing.assert_allclose(float(a[k]), float(b[k]), rtol=1e-4, atol=1e-6, err_msg=(k, a))
+
+
+@pytest.mark.slow
+def test_train_step_benchmark_worker(tiny_data, capsys):
+    """benchmarks/bench_train_step.py's worker on a tiny configuration: it trains, times and reports
+    every part, for the fused step and the step before it; and the table it prints."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_train_step",
+                                                  os.path.join(ROOT, "benchmarks", "bench_train_step.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from utils import losses
+    affinity_bwd = losses.affinity_bwd
+    cfg = dict(batch=2, views=2, n_pts=64, size=64)  # the tiny data set has 64x64 renders
+    try:
+        for impl in ("fused", "before"):
+            with tf.Graph().as_default():
+                bench.worker(impl, cfg, tiny_data, repeats=1, train_first=2, threads=1)
+            res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+            assert res["impl"] == impl and res["resolved"] == ("local" if impl == "before" else "fused")
+            keys = {k for _, k in bench.ROWS} | {k for k, _ in bench.COMPONENTS}
+            assert set(res["cpu_ms"]) == set(res["wall_ms"]) == keys and res["cpu_ms"]["step"] > 0
+            assert all(np.isfinite(v) for v in res["loss_first_last"])
+    finally:
+        losses.affinity_bwd = affinity_bwd  # the 'before' worker swapped it
+    cpu = {i: dict.fromkeys(keys, 2.0) for i in ("before", "fused")}
+    cpu["before"]["step"] = 6.0
+    table = bench._table(cpu, {"before": 50.0, "fused": 25.0})
+    assert "| full training step | 6.0 | 2.0 | 3.0x |" in table and "| 20.0 | 40.0 | 2.00x |" in table
 
 
 @pytest.mark.parametrize("task", ["rgb", "partseg"])

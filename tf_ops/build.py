@@ -53,10 +53,10 @@ BUILD_DIR = os.path.join(HERE, "build")
 LIB_NAME = "libdiffer_ops.so"
 LIB_PATH = os.path.join(BUILD_DIR, LIB_NAME)
 STAMP_PATH = os.path.join(BUILD_DIR, "stamp.json")
-OPS = ("nn_distance", "approx_match", "auction_match")  # one *_cpu.cc, *_op.cc, *.cu each
+OPS = ("nn_distance", "approx_match", "auction_match", "projection", "pixel_nearest")  # one *_cpu.cc, *_op.cc, *.cu each
 CPU_SOURCES = [f"{op}_cpu.cc" for op in OPS] + [f"{op}_op.cc" for op in OPS]
 CUDA_SOURCES = [f"{op}.cu" for op in OPS]
-HEADERS = ["kernels_cpu.h", "simd.h", "op_util.h", "launchers.h"]
+HEADERS = ["kernels_cpu.h", "simd.h", "op_util.h", "launchers.h", "raster_common.h"]
 OPT_FLAGS = ["-O3", "-fPIC", "-ffp-contract=fast", "-fno-math-errno", "-Wall", "-Wno-deprecated-declarations",
              "-Wno-sign-compare", "-Wno-unused-function"]
 
@@ -358,7 +358,8 @@ def _build(opts, verbose, quiet, build_dir):
             "cuda_note": cuda_reason, "cxx": cxx, "cflags": cflags, "built": time.strftime("%Y-%m-%d %H:%M:%S")}
     _atomic_write(stamp_path, json.dumps(info, indent=1))
     _log(f"built {_shown(lib_path)} in {time.time() - t0:.1f} s\n"
-         f"  CPU kernels:  nn_distance, approx_match, match_cost, auction_match "
+         f"  CPU kernels:  nn_distance, approx_match, match_cost, auction_match, mask/feature_projection, "
+         f"pixel_nearest "
          f"({cxx} {' '.join(f for f in cflags if f.startswith(('-O', '-march', '-std', '--std', '-D_GLIBCXX')))})\n"
          f"  CUDA kernels: {'built (nvcc ' + nvcc + ')' if use_cuda else cuda_reason}"
          f"{'' if tf_cuda_real or not use_cuda else ' -- --assume-tf-cuda: TensorFlow has no CUDA, so unused'}",

@@ -7,7 +7,10 @@
 2. Calls each launcher through ctypes on random clouds and compares with the float64
    numpy/scipy references of ``tf_ops/reference.py``: nn_distance (distances, indices,
    gradient), approx_match (match, cost, gradient), auction_match (permutation, cost
-   ratio to scipy's exact assignment).
+   ratio to scipy's exact assignment), the fused mask/feature projections (values,
+   coverage, gradients; scenes with pixel-boundary points, points behind the camera and
+   depth ties) and pixel_nearest (which pixels find a point, the found distances, the
+   gradient).
 3. Prints a table (GPU model, max errors, GPU times, and the compiled CPU op's times
    when the CPU library is built) to paste into tf_ops/README.md; exits 1 if a check
    fails, 2 if there is no usable GPU (the compile step still ran).
@@ -27,7 +30,8 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CU_SOURCES = ["nn_distance.cu", "approx_match.cu", "auction_match.cu", "check_gpu_host.cu"]
+CU_SOURCES = ["nn_distance.cu", "approx_match.cu", "auction_match.cu", "projection.cu", "pixel_nearest.cu",
+              "check_gpu_host.cu"]
 
 _f32 = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 _i32 = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
@@ -81,6 +85,10 @@ def load(path):
                                          _pf],
         "differ_host_approx_match": [_int, _int, _int, _f32, _f32, _f32, _f32, _f32, _f32, _int, _pf, _pf, _pf],
         "differ_host_auction_match": [_int, _int, _f32, _f32, _float, _i32, _i32, _int, _pf],
+        "differ_host_projection": [_int, _int, _int, _f32, _f32, _int, _int, _float, _int, _float, _int, _float,
+                                   _f32, _f32, _f32, _f32, _f32, _f32, _f32, _f32, _int, _pf, _pf, _pf, _pf],
+        "differ_host_pixel_nearest": [_int, _int, _int, _f32, _int, _int, _f32, ctypes.c_double, _f32, _i32, _f32,
+                                      _f32, _int, _pf, _pf],
     }.items():
         fn = getattr(lib, name)
         fn.restype = ctypes.c_char_p
@@ -184,6 +192,94 @@ def check_auction_match(lib, rng, b, n, reps, rel_tol=1e-4):
             "gpu_ms": f"{t.value:.2f} (scipy exact: {t_exact:.0f} for all {b})"}
 
 
+SIGMA_SQ, MASK_HALF = 0.4, 3  # utils.projection.gaussian_half_width(0.4) == 3 (tests/test_projection.py)
+RADIUS, WELL_HALF, BETA = 1.0, 1, 100.0
+
+
+def projection_scene(rng, b, n, h, w):
+    """float32 (b, n, 3) projected points with the hard cases of tests/test_tf_ops_projection.py:
+    integral and half-integral coordinates, points behind the camera and far off-image, groups
+    sharing a well and a depth."""
+    pix = np.stack([rng.uniform(-4, h + 4, (b, n)), rng.uniform(-4, w + 4, (b, n)), rng.uniform(0.5, 3, (b, n))], -1)
+    k = n // 10
+    if k:
+        pix[:, :k, :2] = rng.integers(-2, min(h, w) + 2, (b, k, 2))
+        pix[:, k:2 * k, :2] = rng.integers(-2, min(h, w) + 2, (b, k, 2)) + 0.5
+        pix[:, 2 * k:2 * k + 2] = [-1e4, -1e4, 1e-3]
+        ties = np.arange(2 * k + 2, 3 * k + 2)
+        pix[:, ties, :2] = pix[:, rng.integers(0, n, len(ties)), :2] + rng.uniform(-0.3, 0.3, (b, len(ties), 2))
+        pix[:, ties, 2] = 1.25
+    return pix.astype(np.float32)
+
+
+def check_projection(lib, rng, b, n, h, w, c, reps):
+    reference = _sibling("reference")
+    pix = projection_scene(rng, b, n, h, w)
+    feat = rng.uniform(size=(b, n, c)).astype(np.float32)
+    g_mask = rng.standard_normal((b, h, w)).astype(np.float32)
+    g_map = rng.standard_normal((b, h, w, c)).astype(np.float32)
+    mask, cov = np.empty((b, h, w), np.float32), np.empty((b, h, w), np.float32)
+    fmap = np.empty((b, h, w, c), np.float32)
+    gpm, gpf, gfe = np.empty((b, n, 3), np.float32), np.empty((b, n, 3), np.float32), np.empty((b, n, c), np.float32)
+    t = [_ms() for _ in range(4)]
+    _call(lib.differ_host_projection, b, n, c, pix, feat, h, w, SIGMA_SQ, MASK_HALF, RADIUS, WELL_HALF, BETA,
+          g_mask, g_map, mask, fmap, cov, gpm, gpf, gfe, reps, *[ctypes.byref(x) for x in t])
+    err_v = err_g = 0.0
+    cov_ok = True
+    for k in range(b):
+        err_v = max(err_v, np.abs(mask[k] - reference.mask_projection(pix[k], h, w, SIGMA_SQ)).max())
+        rf, rc = reference.feature_projection(pix[k], feat[k], h, w, RADIUS, BETA)
+        err_v = max(err_v, np.abs(fmap[k] - rf).max())
+        cov_ok &= bool(np.array_equal(cov[k], rc))
+        pairs = [(gpm[k], reference.mask_projection_grad(pix[k], h, w, SIGMA_SQ, g_mask[k]))]
+        pairs += list(zip((gpf[k], gfe[k]), reference.feature_projection_grad(pix[k], feat[k], h, w, RADIUS, BETA,
+                                                                            g_map[k])))
+        for got, want in pairs:
+            err_g = max(err_g, np.abs(got - want).max() / max(np.abs(want).max(), 1e-12))
+    ok = err_v < 1e-5 and err_g < 1e-4 and cov_ok
+    return {"op": f"mask+feature_projection B={b} N={n} {h}x{w} C={c}", "ok": ok,
+            "error": f"values abs {err_v:.1e}, coverage {'equal' if cov_ok else 'DIFFERS'}, grads rel {err_g:.1e}",
+            "gpu_ms": f"mask {t[0].value:.3f} + {t[1].value:.3f} grad, features {t[2].value:.3f} + "
+                      f"{t[3].value:.3f} grad"}
+
+
+def check_pixel_nearest(lib, rng, b, n, h, w, reps):
+    reference = _sibling("reference")
+    pts = np.stack([rng.uniform(-10, h + 10, (b, n)), rng.uniform(-10, w + 10, (b, n)), np.ones((b, n))], -1)
+    pts[:, :n // 8, :2] = rng.integers(-3, min(h, w) + 3, (b, n // 8, 2)) + 0.5 * rng.integers(0, 2, (b, n // 8, 2))
+    pts[:, n // 8:n // 8 + 2, :2] = -1e4
+    pts = pts.astype(np.float32)
+    query = (rng.random((b, h, w)) < 0.6).astype(np.float32)
+    cap = float(h * h + w * w)
+    g_dist = rng.standard_normal((b, h, w)).astype(np.float32)
+    idx, dist, grad = np.empty((b, h, w), np.int32), np.empty((b, h, w), np.float32), np.empty((b, n, 3), np.float32)
+    t, tg = _ms(), _ms()
+    _call(lib.differ_host_pixel_nearest, b, n, 3, pts, h, w, query, cap, g_dist, idx, dist, grad, reps,
+          ctypes.byref(t), ctypes.byref(tg))
+    err, err_g, same_found, agree = 0.0, 0.0, True, []
+    for k in range(b):
+        ref_idx, ref_d = reference.pixel_nearest(pts[k], query[k], cap)
+        same_found &= bool(np.array_equal(idx[k] < 0, ref_idx < 0)) and bool(np.all(np.isinf(dist[k][idx[k] < 0])))
+        hit = (idx[k] >= 0) & (ref_idx >= 0)
+        rows, cols = np.nonzero(hit)
+        p = pts[k].astype(np.float64)[idx[k][hit]]
+        d = (rows - p[:, 0]) ** 2 + (cols - p[:, 1]) ** 2
+        err = max(err, float(np.max(np.abs(d - ref_d[hit]) / np.maximum(ref_d[hit], 1e-12), initial=0.0)),
+                  float(np.max(np.abs(dist[k][hit] - ref_d[hit]) / np.maximum(ref_d[hit], 1e-6), initial=0.0)))
+        agree.append(np.mean(idx[k][hit] == ref_idx[hit]) if hit.any() else 1.0)
+        want = np.zeros((n, 3))  # the gradient for the returned indices: 2 g (point - pixel)
+        rows, cols = np.nonzero(idx[k] >= 0)
+        j = idx[k][rows, cols]
+        np.add.at(want[:, 0], j, 2 * g_dist[k][rows, cols] * (pts[k, j, 0] - rows))
+        np.add.at(want[:, 1], j, 2 * g_dist[k][rows, cols] * (pts[k, j, 1] - cols))
+        err_g = max(err_g, np.abs(grad[k] - want).max() / max(np.abs(want).max(), 1e-12))
+    ok = bool(same_found and err < 1e-6 and err_g < 1e-5)
+    return {"op": f"pixel_nearest B={b} N={n} {h}x{w}", "ok": ok,
+            "error": f"found {'same' if same_found else 'DIFFERS'}, dist rel {err:.1e}, "
+                     f"same index {100 * min(agree):.2f}% (ties), grad rel {err_g:.1e}",
+            "gpu_ms": f"{t.value:.3f} + {tg.value:.3f} grad"}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=os.path.join(HERE, "build", "gpu_check"), help="where to put the library")
@@ -216,6 +312,14 @@ def main(argv=None):
         check_auction_match(lib, rng, 1, 1, args.reps),
         check_auction_match(lib, rng, 2, 7, args.reps),
         check_auction_match(lib, rng, 8, 1024, args.reps),
+        check_projection(lib, rng, 1, 1, 1, 1, 3, args.reps),
+        check_projection(lib, rng, 3, 57, 13, 29, 5, args.reps),
+        check_projection(lib, rng, 32, 1024, 64, 64, 3, args.reps),
+        check_projection(lib, rng, 2, 16384, 128, 128, 3, args.reps),
+        check_pixel_nearest(lib, rng, 1, 1, 1, 1, args.reps),
+        check_pixel_nearest(lib, rng, 3, 37, 17, 53, args.reps),
+        check_pixel_nearest(lib, rng, 32, 1024, 64, 64, args.reps),
+        check_pixel_nearest(lib, rng, 2, 16384, 128, 128, args.reps),
     ]
     print(f"\n| check | result | max error | GPU time (ms) |\n| --- | --- | --- | --- |")
     for r in rows:

@@ -163,3 +163,72 @@ extern "C" const char* differ_host_auction_match(int b, int n, const float* xyz1
   DIFFER_CHECK(cudaMemcpy(matchr, r, sizeof(int) * b * n, cudaMemcpyDeviceToHost));
   return nullptr;
 }
+
+extern "C" const char* differ_host_projection(int b, int n, int c, const float* pix, const float* feat, int h, int w,
+                                              float sigma_sq, int half_mask, float radius, int half_well, float beta,
+                                              const float* grad_mask, const float* grad_map, float* mask,
+                                              float* feat_map, float* coverage, float* grad_pix_mask,
+                                              float* grad_pix_feat, float* grad_feat, int reps, float* ms_mask,
+                                              float* ms_mask_grad, float* ms_feat, float* ms_feat_grad) {
+  DeviceBuffers buf;
+  const size_t pts = static_cast<size_t>(b) * n, pixels = static_cast<size_t>(b) * h * w;
+  const float* d_pix = buf.upload(pix, 3 * pts);
+  const float* d_feat = buf.upload(feat, pts * c);
+  const float* d_gm = buf.upload(grad_mask, pixels);
+  const float* d_gf = buf.upload(grad_map, pixels * c);
+  float* d_mask = buf.alloc<float>(pixels);
+  float* d_fmap = buf.alloc<float>(pixels * c);
+  float* d_cov = buf.alloc<float>(pixels);
+  float* d_stats = buf.alloc<float>(2 * pixels);
+  float* d_gpm = buf.alloc<float>(3 * pts);
+  float* d_gpf = buf.alloc<float>(3 * pts);
+  float* d_gfe = buf.alloc<float>(pts * c);
+  DIFFER_CHECK_PTR(d_pix && d_feat && d_gm && d_gf && d_mask && d_fmap && d_cov && d_stats && d_gpm && d_gpf && d_gfe);
+  DIFFER_CHECK_MSG(timed(
+      [&] { return differ_mask_projection_launcher(b, n, d_pix, h, w, sigma_sq, half_mask, d_mask, nullptr); }, reps,
+      ms_mask));
+  DIFFER_CHECK_MSG(timed([&] {
+    return differ_mask_projection_grad_launcher(b, n, d_pix, h, w, sigma_sq, half_mask, d_mask, d_gm, d_gpm, nullptr);
+  }, reps, ms_mask_grad));
+  DIFFER_CHECK_MSG(timed([&] {
+    return differ_feature_projection_launcher(b, n, c, d_pix, d_feat, h, w, radius, half_well, beta, d_fmap, d_cov,
+                                              d_stats, nullptr);
+  }, reps, ms_feat));
+  DIFFER_CHECK_MSG(timed([&] {
+    return differ_feature_projection_grad_launcher(b, n, c, d_pix, d_feat, h, w, radius, half_well, beta, d_fmap,
+                                                   d_stats, d_gf, d_gpf, d_gfe, nullptr);
+  }, reps, ms_feat_grad));
+  DIFFER_CHECK(cudaMemcpy(mask, d_mask, sizeof(float) * pixels, cudaMemcpyDeviceToHost));
+  DIFFER_CHECK(cudaMemcpy(feat_map, d_fmap, sizeof(float) * pixels * c, cudaMemcpyDeviceToHost));
+  DIFFER_CHECK(cudaMemcpy(coverage, d_cov, sizeof(float) * pixels, cudaMemcpyDeviceToHost));
+  DIFFER_CHECK(cudaMemcpy(grad_pix_mask, d_gpm, sizeof(float) * 3 * pts, cudaMemcpyDeviceToHost));
+  DIFFER_CHECK(cudaMemcpy(grad_pix_feat, d_gpf, sizeof(float) * 3 * pts, cudaMemcpyDeviceToHost));
+  DIFFER_CHECK(cudaMemcpy(grad_feat, d_gfe, sizeof(float) * pts * c, cudaMemcpyDeviceToHost));
+  return nullptr;
+}
+
+extern "C" const char* differ_host_pixel_nearest(int b, int n, int dim, const float* pts, int h, int w,
+                                                 const float* query, double max_dist_sq, const float* grad_dist,
+                                                 int* idx, float* dist, float* grad_pts, int reps, float* ms,
+                                                 float* ms_grad) {
+  DeviceBuffers buf;
+  const size_t pixels = static_cast<size_t>(b) * h * w;
+  const float* d_pts = buf.upload(pts, static_cast<size_t>(b) * n * dim);
+  const float* d_query = buf.upload(query, pixels);
+  const float* d_gd = buf.upload(grad_dist, pixels);
+  int* d_idx = buf.alloc<int>(pixels);
+  float* d_dist = buf.alloc<float>(pixels);
+  float* d_grad = buf.alloc<float>(static_cast<size_t>(b) * n * dim);
+  void* temp = buf.alloc<char>(differ_pixel_nearest_temp_bytes(b, n, h, w));
+  DIFFER_CHECK_PTR(d_pts && d_query && d_gd && d_idx && d_dist && d_grad && temp);
+  DIFFER_CHECK_MSG(timed([&] {
+    return differ_pixel_nearest_launcher(b, n, dim, d_pts, h, w, d_query, max_dist_sq, d_idx, d_dist, temp, nullptr);
+  }, reps, ms));
+  DIFFER_CHECK_MSG(timed(
+      [&] { return differ_pixel_nearest_grad_launcher(b, n, dim, d_pts, h, w, d_idx, d_gd, d_grad, nullptr); }, reps,
+      ms_grad));
+  DIFFER_CHECK(cudaMemcpy(idx, d_idx, sizeof(int) * pixels, cudaMemcpyDeviceToHost));
+  DIFFER_CHECK(cudaMemcpy(dist, d_dist, sizeof(float) * pixels, cudaMemcpyDeviceToHost));
+  DIFFER_CHECK(cudaMemcpy(grad_pts, d_grad, sizeof(float) * b * n * dim, cudaMemcpyDeviceToHost));
+  return nullptr;
+}

@@ -16,7 +16,16 @@ compiled kernels.
 * ``auction_match``: scipy's exact ``linear_sum_assignment`` on the CPU through
   ``tf.numpy_function`` -- exact, so it is never worse than the auction; it is
   slower and does not run on a GPU. Not differentiable (indices).
+* ``mask_projection`` / ``feature_projection``: the graph-op ``local``
+  implementation of ``utils/projection.py`` (windows + scatter sums), the
+  readable reference of the fused kernels.
+* ``pixel_nearest``: brute force, the fallback ``nn_distance`` between the
+  pixel centres and the points (row, col, 0); like there, near-ties may pick
+  another index than the compiled op. The distance is recomputed from the
+  gathered point (its gradient goes through the gather).
 """
+import math
+
 import numpy as np
 
 from tf_ops import _common
@@ -165,3 +174,45 @@ def auction_match(xyz1, xyz2, rel_tol=None):
         for t in (idx1, idx2):
             t.set_shape(shape if shape is not None else [None, None])
     return idx1, idx2
+
+
+def mask_projection(pix, img_h, img_w, sigma_sq=0.4):
+    """Pure-TF mask projection: ``utils.projection``'s local implementation (same contract as
+    ``tf_ops.mask_projection``)."""
+    from utils import projection  # imported here: utils.projection imports tf_ops
+    return projection.mask_projection(pix, img_h, img_w, sigma_sq, impl="local")
+
+
+def feature_projection(pix, feat, img_h, img_w, well_radius=1.0, beta=100.0):
+    """Pure-TF feature projection: ``utils.projection``'s local implementation."""
+    from utils import projection
+    return projection.feature_projection(pix, feat, img_h, img_w, well_radius, beta, impl="local")
+
+
+def pixel_nearest(points, query, max_dist_sq=math.inf):
+    """Pure-TF pixel_nearest (brute force); same contract as ``tf_ops.pixel_nearest``."""
+    points = tf.convert_to_tensor(points)
+    dtype = points.dtype if points.dtype in (tf.float32, tf.float64) else tf.float32
+    rc = tf.cast(points[..., :2], dtype)  # (B, N, 2) row, col
+    query = tf.convert_to_tensor(query)
+    img_h, img_w = int(query.shape[1]), int(query.shape[2])
+    with tf.name_scope("pixel_nearest_fallback"):
+        # For the search, far points are clipped (and non-finite ones moved) to a bound beyond
+        # the cap: they stay out of reach, and coordinates stay small for the matmul form.
+        bound = float(max(img_h, img_w)) + (2.0 * math.sqrt(max_dist_sq) if max_dist_sq < 1e12 else 1e6)
+        search = tf.cast(tf.stop_gradient(rc), tf.float32)
+        search = tf.where(tf.math.is_finite(search), tf.clip_by_value(search, -bound, bound),
+                          tf.fill(tf.shape(search), bound))
+        search = tf.concat([search, tf.zeros_like(search[..., :1])], -1)  # (B, N, 3)
+        rows, cols = tf.meshgrid(tf.range(img_h), tf.range(img_w), indexing="ij")
+        grid = tf.stack([rows, cols], -1)  # (H, W, 2)
+        grid3 = tf.cast(tf.concat([tf.reshape(grid, [-1, 2]), tf.zeros([img_h * img_w, 1], tf.int32)], -1),
+                        tf.float32)
+        _, idx, _, _ = nn_distance(tf.tile(grid3[None], [tf.shape(search)[0], 1, 1]), search)
+        idx = tf.reshape(idx, tf.shape(query))  # (B, H, W)
+        # the distance, exactly and differentiably, from the gathered point
+        near = tf.gather(rc, idx, batch_dims=1)  # (B, H, W, 2)
+        dist = tf.reduce_sum(tf.square(near - tf.cast(grid, dtype)), -1)
+        keep = tf.logical_and(dist <= max_dist_sq, tf.not_equal(query, 0))
+        return (tf.where(keep, dist, tf.fill(tf.shape(dist), tf.constant(math.inf, dtype))),
+                tf.where(keep, idx, -tf.ones_like(idx)))

@@ -70,6 +70,14 @@ inline vf vexp(vf x) {
   return under ? splat(0.f) : result;
 }
 inline float hsum(vf v) { float s = 0; for (int l = 0; l < W; ++l) s += v[l]; return s; }
+// Sum of the lanes as a tree (W/2 pairs, then W/4, ...): a short dependency chain.
+inline float hsum_tree(vf v) {
+  float a[W];
+  std::memcpy(a, &v, sizeof(a));
+  for (int s = W / 2; s > 0; s /= 2)
+    for (int l = 0; l < s; ++l) a[l] += a[l + s];
+  return a[0];
+}
 inline double hsum_d(vf v) { double s = 0; for (int l = 0; l < W; ++l) s += v[l]; return s; }
 
 }  // namespace simd

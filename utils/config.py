@@ -154,8 +154,10 @@ def train_parser(task):
     g.add_argument("--num_workers", type=_positive_int, default=2, help="data-loading threads")
 
     g = p.add_argument_group("projection")
-    g.add_argument("--projection", choices=("local", "dense"), default="local",
-                   help="'local' (fast, default) or 'dense' (the original's reference formulation)")
+    g.add_argument("--projection", choices=("auto", "fused", "local", "dense"), default="auto",
+                   help="'fused' (compiled tf_ops kernels, fastest), 'local' (windowed graph ops, the readable "
+                        "reference), 'dense' (the original's formulation); 'auto' = fused when the compiled "
+                        "library loads, else local (args.json keeps 'auto'; the log names the one used)")
     g.add_argument("--SIGMA_SQ_MASK", type=_positive_float, help="variance (px^2) of the mask-projection Gaussian")
     g.add_argument("--WELL_RADIUS", type=_positive_float, help="half-width (px) of the depth well")
     g.add_argument("--BETA", type=_non_negative_float, help="softmax sharpness over 1/(depth+1)")

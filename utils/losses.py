@@ -20,8 +20,8 @@ Affinity losses (CAPNet paper: a 2D Chamfer-like distance between silhouettes):
   is for; with "nearest predicted-foreground pixel" the location of the minimum is a discrete
   argmin over pixels with no gradient, and the only gradient left flows through the mask
   values of far pixels, which are tanh of Gaussian tails, numerically zero; (2) it is a 2D
-  nearest-neighbour query (``tf_ops.nn_distance`` on (row, col, 0)), O(B*(H*W + N)) memory
-  with the compiled op, instead of an (H*W, H*W) pixel-pair table; (3) it does not depend on
+  nearest-point query (``tf_ops.pixel_nearest``), O(B*(H*W + N)) time and memory with the
+  compiled op, instead of an (H*W, H*W) pixel-pair table; (3) it does not depend on
   ``sigma_sq`` or on a threshold of the soft mask. ``cap`` (default: the squared image
   diagonal H^2 + W^2) stops points behind the camera (at -1e4 px) or far off-image from
   dominating when a batch element has no point near the image: the term then saturates and
@@ -122,20 +122,17 @@ def affinity_bwd_original(pred_mask, gt_mask):
     return tf.reduce_mean(gt * (pred + ORIGINAL_AFFINITY_FAR * (1.0 - pred)))
 
 
-def _pixel_grid(img_h, img_w, dtype):
-    """Pixel centres as (H*W, 3) points (row, col, 0), row-major like an (H, W) image."""
-    rows, cols = tf.meshgrid(tf.range(img_h), tf.range(img_w), indexing="ij")
-    grid = tf.stack([tf.reshape(rows, [-1]), tf.reshape(cols, [-1]),
-                     tf.zeros([img_h * img_w], tf.int32)], -1)
-    return tf.cast(grid, dtype)
-
-
 def affinity_bwd(pix, gt_mask, max_dist_sq=None):
     """Backward affinity: ground-truth foreground far from every projected point is penalised.
 
     For every ground-truth foreground pixel, the squared distance (px^2) to the nearest
     projected point (see the module docstring for why points rather than predicted pixels),
     capped at ``max_dist_sq``; the mean over all pixels (background pixels count as 0).
+
+    The nearest point is found exactly by ``tf_ops.pixel_nearest`` (only for the pixels where
+    ``gt_mask != 0``: a distance transform of the rasterised points, then a search over the
+    few cells that can hold the nearest one; O(H*W + N) per image instead of the H*W*N of a
+    brute-force query); the gradient is ``2 (point - pixel)`` on each pixel's nearest point.
 
     Args:
         pix: float32 (B, N, 3) from ``camera.perspective_transform`` (row px, col px, depth;
@@ -153,15 +150,8 @@ def affinity_bwd(pix, gt_mask, max_dist_sq=None):
     img_h, img_w = int(gt.shape[1]), int(gt.shape[2])
     if max_dist_sq is None:
         max_dist_sq = float(img_h * img_h + img_w * img_w)
-    batch = tf.shape(pix)[0]
-    grid = tf.tile(_pixel_grid(img_h, img_w, pix.dtype)[None], [batch, 1, 1])  # (B,H*W,3)
-    points = tf.concat([pix[..., :2], tf.zeros_like(pix[..., 2:])], -1)  # (B,N,3) row,col,0
-    # Keep coordinates bounded (points behind the camera sit at -1e4): distances stay finite
-    # in float32 whatever the op computes internally, and such points never come near the cap.
-    bound = float(max(img_h, img_w)) + 2.0 * np.sqrt(max_dist_sq)
-    points = tf.clip_by_value(points, -bound, bound)
-    dist, _, _, _ = tf_ops.nn_distance(grid, points)  # (B, H*W) squared px
-    dist = tf.minimum(tf.reshape(dist, tf.shape(gt)), max_dist_sq)
+    dist, _ = tf_ops.pixel_nearest(pix, gt, max_dist_sq)  # (B,H,W) px^2, +inf: background or beyond the cap
+    dist = tf.minimum(dist, max_dist_sq)
     return tf.reduce_mean(gt * dist)
 
 

@@ -16,7 +16,9 @@ Two renderers, both taking the output of :func:`utils.camera.perspective_transfo
   with respect to row/column: gradients reach the depths (through the softmax) and the
   features, as in the original.
 
-Each renderer has two implementations with the same signature, chosen by ``impl``:
+Each renderer has three implementations with the same signature, chosen by ``impl``
+(``'auto'``, the default, is ``'fused'`` when the compiled tf_ops library is loaded and
+``'local'`` otherwise; see :func:`resolve_impl`):
 
 * ``'dense'``: the original formulation, every point against every pixel: (B, N, H, W, 2)
   point-minus-pixel differences, (B, N, H, W) kernels / well indicators / softmax weights
@@ -25,7 +27,7 @@ Each renderer has two implementations with the same signature, chosen by ``impl`
   original marks points outside the well by a clipped depth of 10 and renormalises a softmax
   over all points; here the softmax is restricted to in-well points directly, the same
   weights without the overflow that ``exp(beta / depth)`` has for points near the camera.)
-* ``'local'`` (default): each point only touches the pixels of its kernel window:
+* ``'local'``: each point only touches the pixels of its kernel window:
   a (2K+1)^2 square around the point for the Gaussian (see :func:`gaussian_half_width`:
   K = 3 px at sigma_sq = 0.4), and the (2*ceil(well_radius)+1)^2 square (3x3 at radius 1)
   for the well. Window entries (B, N, k, k) carry a flat pixel id ``b*H*W + row*W + col``
@@ -34,25 +36,40 @@ Each renderer has two implementations with the same signature, chosen by ``impl`
   ids (``bincount`` with weights on CPU, ``unsorted_segment_sum`` with a GPU, see
   :func:`_scatter_sum`), and the per-pixel maximum of the softmax logits, subtracted before
   ``exp``, is an ``unsorted_segment_max``. Time and memory are O(B*N*k^2 + B*H*W); nothing of
-  size B*N*H*W exists.
+  size B*N*H*W exists. The readable reference of ``'fused'``, and its fallback.
+* ``'fused'``: the same windows and sums as ``'local'``, each renderer one compiled op
+  (``tf_ops.mask_projection``, ``tf_ops.feature_projection``: C++ on the CPU, CUDA on a GPU)
+  with a compiled gradient op, instead of a few dozen graph ops and their gradients. Without
+  the compiled library it runs ``'local'`` (tf_ops warns once).
 
-The two agree to ~1e-6 on masks (the Gaussian tail the local window drops is below 1e-6 of
-the peak per axis) and to float rounding on features; the tests check 1e-4 and gradients.
+``local`` and ``fused`` agree with ``dense`` to ~1e-6 on masks (the Gaussian tail the windows
+drop is below 1e-6 of the peak per axis) and to float rounding on features; the tests check
+values and gradients (tests/test_projection.py, tests/test_tf_ops_projection.py).
 All functions accept float64 as well as float32 inputs (the tests use float64 for finite
 differences); outputs have the input's dtype.
 """
 import functools
 import math
 
+import tf_ops
 from utils.tfv1 import tf
 
-IMPLS = ("local", "dense")
+IMPLS = ("local", "dense", "fused")  # the implementations; 'auto' picks one (resolve_impl)
+CHOICES = ("auto",) + IMPLS
 GAUSS_CUTOFF = 1e-6  # the local Gaussian window drops pixels where a 1D factor is below this
 
 
-def _check_impl(impl):
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got impl={impl!r}")
+def resolve_impl(impl):
+    """The implementation ``impl`` stands for: 'auto' -> 'fused' when the compiled tf_ops
+    library is loaded, else 'local'; the others are returned as they are.
+
+    Raises ValueError for a name not in :data:`CHOICES`.
+    """
+    if impl not in CHOICES:
+        raise ValueError(f"impl must be one of {CHOICES}, got impl={impl!r}")
+    if impl == "auto":
+        return "fused" if tf_ops.backend() == "compiled" else "local"
+    return impl
 
 
 def gaussian_half_width(sigma_sq, cutoff=GAUSS_CUTOFF):
@@ -148,7 +165,7 @@ def _grid(size, dtype):
 
 
 # ----------------------------------------------------------------------------- mask
-def mask_projection(pix, img_h, img_w, sigma_sq=0.4, impl="local"):
+def mask_projection(pix, img_h, img_w, sigma_sq=0.4, impl="auto"):
     """CAPNet soft silhouette of a projected point cloud.
 
     Args:
@@ -157,12 +174,15 @@ def mask_projection(pix, img_h, img_w, sigma_sq=0.4, impl="local"):
             the camera at -1e4) contribute nothing.
         img_h, img_w: int, output size in px; pixel centres at integer coordinates.
         sigma_sq: float, variance of the Gaussian splat in px^2 (0.4 in the original's script).
-        impl: 'local' (default, windowed, O(B*N*k^2 + B*H*W)) or 'dense' (reference, O(B*N*H*W)).
+        impl: 'auto' (default: 'fused' if compiled, else 'local'), 'fused' (one compiled op),
+            'local' (windowed graph ops, O(B*N*k^2 + B*H*W)) or 'dense' (reference, O(B*N*H*W)).
     Returns:
         float32 (B, H, W) in [0, 1): ``tanh`` of the summed Gaussians.
     """
-    _check_impl(impl)
+    impl = resolve_impl(impl)
     pix, row, col, _ = _split(pix)
+    if impl == "fused":
+        return tf_ops.mask_projection(pix, img_h, img_w, sigma_sq, gaussian_half_width(sigma_sq))
     if impl == "dense":
         return _mask_dense(row, col, img_h, img_w, sigma_sq)
     return _mask_local(row, col, img_h, img_w, sigma_sq)
@@ -198,7 +218,7 @@ def _mask_local(row, col, img_h, img_w, sigma_sq):
 
 
 # ----------------------------------------------------------------------------- features
-def feature_projection(pix, feat, img_h, img_w, well_radius=1.0, beta=100.0, impl="local"):
+def feature_projection(pix, feat, img_h, img_w, well_radius=1.0, beta=100.0, impl="auto"):
     """DIFFER depth-aware feature projection.
 
     Args:
@@ -210,23 +230,26 @@ def feature_projection(pix, feat, img_h, img_w, well_radius=1.0, beta=100.0, imp
             and |p_c - c_i| <= radius (inclusive).
         beta: float, softmax sharpness; weights are softmax_i(beta / (depth_i + 1)) over the
             points in the well (beta = 100 in the original).
-        impl: 'local' (default, 3x3 windows and segment ops) or 'dense' (reference).
+        impl: 'auto' (default: 'fused' if compiled, else 'local'), 'fused' (one compiled op),
+            'local' (3x3 windows and segment ops) or 'dense' (reference).
     Returns:
         feat_map: float32 (B, H, W, C), the weighted mean of the features in each pixel's well;
             0 on pixels whose well is empty.
         coverage: float32 (B, H, W), 1 where the well holds at least one point, else 0
             (no gradient).
     """
-    _check_impl(impl)
+    impl = resolve_impl(impl)
     pix, row, col, depth = _split(pix)
     feat = tf.cast(feat, pix.dtype)
+    if impl == "fused":
+        return tf_ops.feature_projection(pix, feat, img_h, img_w, well_radius, beta)
     logits = beta / (depth + 1.0)  # (B,N)
     if impl == "dense":
         return _feature_dense(row, col, logits, feat, img_h, img_w, well_radius)
     return _feature_local(row, col, logits, feat, img_h, img_w, well_radius)
 
 
-def part_projection(pix, probs, img_h, img_w, well_radius=1.0, beta=100.0, impl="local"):
+def part_projection(pix, probs, img_h, img_w, well_radius=1.0, beta=100.0, impl="auto"):
     """Part-label projection: :func:`feature_projection` plus a background channel.
 
     Args:

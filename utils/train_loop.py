@@ -38,7 +38,7 @@ import types
 
 import numpy as np
 
-from utils import config, tfv1, visualize
+from utils import config, projection, tfv1, visualize
 from utils.data import BatchPipeline, DataError, check_data_dir
 from utils.experiment import (BEST, CKPT_NAME, SNAPSHOTS, STOP_SIGNALS, Experiment, ExperimentInUse,
                               ExperimentStateError)
@@ -397,7 +397,7 @@ class _Trainer:
                      if self.train_data.n_samples != self.train_data.n_models else "")
         self.log(("resumed at" if step else "started at") + f" iteration {step}{where} ({args.preset} preset, "
                  f"flags in args.json); {self.train_data.n_models} training models{per_epoch}, "
-                 f"{self.n_val} validation batches")
+                 f"{self.n_val} validation batches; projection: {projection.resolve_impl(args.projection)}")
 
     def _iterate(self, sess, step):
         """One training step, then what is due at its iteration (log line, validation, snapshot)."""
