@@ -23,9 +23,10 @@ import time
 import numpy as np
 from scipy.spatial import cKDTree
 
+from utils.tfv1 import tf  # before tf_ops: TensorFlow loads quietly, in graph mode
+
 import tf_ops
 from tf_ops import fallback, reference
-from utils.tfv1 import tf
 
 
 def host_median_ms(fn, reps, warmup=1):

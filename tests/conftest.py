@@ -34,3 +34,13 @@ def tiny_data(tmp_path_factory):
     demo_data.main(["--out", str(out), "--categories", "chair", "--n_models", "10", "--n_views", "4",
                     "--seed", "3", "--workers", "1"])
     return str(out)
+
+
+@pytest.fixture
+def tf_ops_without_library(tmp_path):
+    """tf_ops as it is where its compiled library is missing: the loader is pointed at a file
+    that does not exist (the next use tries it, warns and falls back); restored afterwards."""
+    import tf_ops
+    tf_ops.LOADER.reset(lib_path=str(tmp_path / "no-such-lib.so"))
+    yield
+    tf_ops.LOADER.reset()

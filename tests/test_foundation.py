@@ -38,7 +38,6 @@ def _imports(path):
             yield node.lineno, node.module
 
 
-@pytest.mark.xfail(strict=True, reason="tf_ops self-containment lands with the tf_ops part of #15")
 def test_tf_ops_imports_nothing_from_utils():
     """tf_ops is a package of its own (ops, references, fallbacks, build): utils uses it, never the
     other way round, so there is no utils -> tf_ops -> utils loop."""
@@ -47,6 +46,30 @@ def test_tf_ops_imports_nothing_from_utils():
              for line, module in _imports(os.path.join(folder, name))
              if module == "utils" or module.startswith("utils.")]
     assert not found, found
+
+
+def test_project_modules_import_tfv1_before_tf_ops():
+    """tf_ops imports TensorFlow itself; the first import in a process decides whether TensorFlow's
+    start-up lines are hidden, so every module that imports tf_ops at its top imports utils.tfv1
+    first (tf_ops/__init__.py)."""
+    import ast
+    wrong = []
+    for folder in ("utils", "rgb", "partseg", "benchmarks", "scripts"):
+        for dirpath, _, names in os.walk(os.path.join(ROOT, folder)):
+            for name in sorted(n for n in names if n.endswith(".py")):
+                path = os.path.join(dirpath, name)
+                with open(path) as f:
+                    body = ast.parse(f.read(), path).body  # module level only
+                first = {}
+                for node in body:
+                    modules = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                               [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+                    for module in modules:
+                        key = "tf_ops" if module.split(".")[0] == "tf_ops" else module
+                        first.setdefault(key, node.lineno)
+                if "tf_ops" in first and first.get("utils.tfv1", 10 ** 9) > first["tf_ops"]:
+                    wrong.append(f"{os.path.relpath(path, ROOT)}:{first['tf_ops']}")
+    assert not wrong, wrong
 
 
 def test_graph_mode_and_known_value(sess):

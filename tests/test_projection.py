@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy.spatial import Delaunay
 
+from tf_ops import params
 from utils import camera
 from utils import projection as proj
 from utils.tfv1 import tf
@@ -26,12 +27,28 @@ def test_unknown_impl_is_rejected():
 
 
 def test_gaussian_window_truncates_below_cutoff():
+    """The window rule (tf_ops.params, shared by 'local' and 'fused')."""
     for sigma_sq in [0.1, 0.4, 0.5, 2.0]:
-        k = proj.gaussian_half_width(sigma_sq)
+        k = params.gaussian_half_width(sigma_sq)
         # the nearest pixel left out is k + 0.5 px away along one axis
-        assert np.exp(-(k + 0.5) ** 2 / (2 * sigma_sq)) < proj.GAUSS_CUTOFF
-        assert np.exp(-(k - 0.5) ** 2 / (2 * sigma_sq)) >= proj.GAUSS_CUTOFF  # and no larger
-    assert proj.gaussian_half_width(0.4) == 3
+        assert np.exp(-(k + 0.5) ** 2 / (2 * sigma_sq)) < params.GAUSS_CUTOFF
+        assert np.exp(-(k - 0.5) ** 2 / (2 * sigma_sq)) >= params.GAUSS_CUTOFF  # and no larger
+    assert params.gaussian_half_width(0.4) == 3
+
+
+def test_well_window_holds_the_well_and_no_more_rows_than_needed(rng):
+    """Rows floor(r)-K .. floor(r)+K, K = well_half_width(radius), hold every pixel row within the
+    radius (brute force over coordinates, integral and half-integral ones included)."""
+    coords = np.concatenate([rng.uniform(-3, 3, 200), np.arange(-3, 3.01, 0.5)])
+    for radius in [0.0, 0.5, 1.0, 1.3, 2.0, 2.7]:
+        k = params.well_half_width(radius)
+        needed = 0
+        for r in coords:
+            rows = np.arange(np.floor(r) - 10, np.floor(r) + 11)
+            in_well = rows[np.abs(rows - r) <= radius]
+            assert np.all(np.abs(in_well - np.floor(r)) <= k), (radius, r)
+            needed = max([needed] + list(np.abs(in_well - np.floor(r))))
+        assert needed == k, (radius, needed)  # and no wider
 
 
 # ----------------------------------------------------------------------------- known answers
@@ -308,7 +325,10 @@ def test_local_graph_has_no_points_by_pixels_tensor(fresh_graph):
 
 
 # ----------------------------------------------------------------------------- benchmark
-def test_benchmark_worker_reports_time_and_memory(capsys):
+def test_benchmark_runs_the_requested_configurations_and_tabulates_them(capsys, monkeypatch):
+    """benchmarks/bench_projection.py (no timing asserted): a worker runs the configuration it is
+    given; the table pairs each local row with the dense one of its size, skips dense
+    configurations over the memory limit and prints the ratios of the workers' numbers."""
     import importlib.util
     import json
     import os
@@ -320,4 +340,21 @@ def test_benchmark_worker_reports_time_and_memory(capsys):
     spec.loader.exec_module(bench)
     assert bench.main(["--worker", "local", "32", "16", "--repeats", "5"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert res["impl"] == "local" and res["time_s"] > 0 and res["mem_bytes"] >= 0
+    assert {k: res[k] for k in ("impl", "n_pts", "size", "repeats")} == dict(impl="local", n_pts=32, size=16,
+                                                                             repeats=5)
+    assert res["peak_source"] in ("VmHWM", "ru_maxrss")
+
+    runs = []
+
+    def fake_worker(impl, n_pts, size, args):  # canned numbers: dense 10x slower, 8x the memory
+        runs.append((impl, n_pts, size))
+        return dict(impl=impl, n_pts=n_pts, size=size, time_s=0.5 if impl == "dense" else 0.05,
+                    mem_bytes=(8 if impl == "dense" else 1) * 2 ** 20, peak_source="VmHWM")
+    monkeypatch.setattr(bench, "_run_config", fake_worker)
+    assert bench.main(["--max-dense-gb", "8"]) == 0
+    table = capsys.readouterr().out
+    # dense needs 16 projections * N * size^2 * 85 bytes: 5.3 GiB at 1024 points, 64x64; 21 GiB at 4x that
+    assert runs == [c for c in bench.CONFIGS if c[0] == "local" or c[1:] == (1024, 64)]
+    assert "| local | 1024 | 64x64 | 50.0 | 1.0 | 10x faster, 8x less memory |" in table
+    assert "| dense | 4096 | 64x64 | skipped: needs ~21 GB (> --max-dense-gb 8) | | |" in table
+    assert "| local | 4096 | 64x64 | 50.0 | 1.0 |  |" in table  # no dense row of its size: no ratio

@@ -1,17 +1,20 @@
 """tf_ops: compiled Chamfer/EMD ops against independent numpy/scipy references,
 their gradients against finite differences, the pure-TF fallbacks against the
-compiled ops, bad input, the fallback warning and the incremental build."""
+compiled ops, bad input, the fallback warning, the loader, the package's independence
+from utils and the incremental build."""
+import itertools
 import os
 import subprocess
 import sys
-import time
 import warnings
 
 import numpy as np
 import pytest
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
 
 import tf_ops
-from tf_ops import _common, build, fallback, reference
+from tf_ops import build, fallback, reference
 from utils.tfv1 import tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -322,14 +325,47 @@ def test_fallback_approx_match_and_cost_agree_with_compiled(sess, rng):
         np.testing.assert_allclose(run(sess, fallback.match_cost(x, y, mcv)), ccv, rtol=1e-5)
 
 
-def test_fallback_auction_match_is_exact_and_agrees_with_compiled(sess, rng):
+def summed_distance(p, q, idx1):
+    """float64 sum of |p[i] - q[idx1[i]]| (the quantity both assignments minimise)."""
+    return float(np.sum(np.sqrt(np.sum((p.astype(np.float64) - q.astype(np.float64)[idx1]) ** 2, -1))))
+
+
+def brute_force_assignment(p, q):
+    """One pair of N <= 8 points: the least summed Euclidean distance over ALL N! one-to-one
+    assignments (float64)."""
+    n = len(p)
+    cost = np.sqrt(((p[:, None, :].astype(np.float64) - q[None, :, :]) ** 2).sum(-1))  # (N, N)
+    perms = np.array(list(itertools.permutations(range(n))))  # (N!, N): perms[t, i] = j matched to p[i]
+    return float(cost[np.arange(n), perms].sum(1).min())
+
+
+@pytest.mark.parametrize("n,kind", [(1, "uniform"), (2, "gauss"), (3, "uniform"), (5, "gauss"), (7, "uniform"),
+                                    (8, "gauss"), (8, "grid")])
+def test_auction_match_and_fallback_against_all_permutations(sess, rng, n, kind):
+    """The fallback is optimal and the compiled auction within its certified 1e-4 of the optimum,
+    the optimum found by trying every permutation (N <= 8; 'grid' has many ties)."""
+    p, q = clouds(rng, 3, n, n, kind)
+    (c1, c2), (f1, f2) = run(sess, [tf_ops.auction_match(p, q), fallback.auction_match(p, q)])
+    for k in range(3):
+        check_permutation(f1[k], f2[k])
+        check_permutation(c1[k], c2[k])
+        best = brute_force_assignment(p[k], q[k])
+        assert summed_distance(p[k], q[k], f1[k]) == pytest.approx(best, rel=1e-9, abs=1e-12)
+        assert summed_distance(p[k], q[k], c1[k]) <= best * (1 + 1e-4) + 1e-6
+
+
+def test_fallback_auction_match_against_scipy_and_the_auction(sess, rng):
+    """N = 500: the compiled auction within its certified 1e-4 of scipy's optimum, and the exact
+    fallback never worse than the auction (two independent solvers)."""
     p, q = clouds(rng, 2, 500, 500)
     (c1, c2), (f1, f2) = run(sess, [tf_ops.auction_match(p, q), fallback.auction_match(p, q)])
     for k in range(2):
         check_permutation(f1[k], f2[k])
-        exact = reference.emd_exact(p[k], q[k])
-        assert reference.assignment_cost(p[k], q[k], f1[k]) == pytest.approx(exact, rel=1e-9)
-        assert reference.assignment_cost(p[k], q[k], c1[k]) <= exact * (1 + 1e-4) + 1e-7
+        rows, cols = linear_sum_assignment(cdist(p[k].astype(np.float64), q[k].astype(np.float64)))
+        optimum = summed_distance(p[k][rows], q[k], cols)
+        auction, exact = summed_distance(p[k], q[k], c1[k]), summed_distance(p[k], q[k], f1[k])
+        assert auction <= optimum * (1 + 1e-4)
+        assert exact <= auction * (1 + 1e-9)
 
 
 # --------------------------------------------------------------------------------- bad input
@@ -374,7 +410,7 @@ def test_bad_input_raises_clear_errors(sess, impl, op):
 
 
 def test_compiled_shape_functions_reject_bad_static_shapes():
-    lib = _common.library()
+    lib = tf_ops.LOADER.load()
     with pytest.raises(ValueError, match="same batch size"):
         lib.differ_nn_distance(tf.zeros([2, 5, 3]), tf.zeros([3, 5, 3]))
     with pytest.raises(ValueError, match="3 coordinates"):
@@ -402,55 +438,128 @@ def test_other_bad_inputs(sess):
 
 
 # ------------------------------------------------------------------ backend and warning
-def test_missing_library_warns_once_and_falls_back(monkeypatch, rng):
-    saved = dict(_common._state)
-    monkeypatch.setattr(_common, "LIB_PATH", os.path.join(ROOT, "tf_ops", "build", "no-such-lib.so"))
-    _common._state.update(loaded=False, lib=None, error=None)
+def test_missing_library_warns_once_and_falls_back(tf_ops_without_library, rng, sess):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert tf_ops.backend() == "fallback"
+        p, q = clouds(rng, 1, 10, 10)
+        d1 = tf_ops.nn_distance(p, q)[0]
+        i1, i2 = tf_ops.auction_match(p, q)
+        assert tf_ops.backend() == "fallback"
+    msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(msgs) == 1, msgs
+    assert "not found" in msgs[0] and "python tf_ops/build.py" in msgs[0]
+    assert "no-such-lib.so" in tf_ops.load_error()
+    assert not any(op.type.startswith("Differ") for op in tf.get_default_graph().get_operations())
+    np.testing.assert_allclose(run(sess, d1), reference.nn_distance(p, q)[0], rtol=1e-5, atol=1e-7)
+    check_permutation(*(x[0] for x in run(sess, [i1, i2])))
+    with pytest.raises(RuntimeError, match="needs the compiled library.*no-such-lib.so.*utils.projection"):
+        tf_ops.mask_projection(np.zeros((1, 4, 3), np.float32), 8, 8)  # no fallback in tf_ops
+    tf_ops.LOADER.reset()  # the documented way back
+    assert tf_ops.backend() == "compiled" and tf_ops.load_error() is None
+
+
+def test_backend_environment_switches(monkeypatch, tmp_path):
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        monkeypatch.setenv("DIFFER_TF_OPS_BACKEND", "fallback")
+        tf_ops.LOADER.reset()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # forced: no warning
             assert tf_ops.backend() == "fallback"
-            p, q = clouds(rng, 1, 10, 10)
-            tf_ops.nn_distance(p, q)
-            tf_ops.auction_match(p, q)
-            assert tf_ops.backend() == "fallback"
-        msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
-        assert len(msgs) == 1, msgs
-        assert "not found" in msgs[0] and "python tf_ops/build.py" in msgs[0]
-        assert "no-such-lib.so" in tf_ops.load_error()
+        assert tf_ops.load_error() == "DIFFER_TF_OPS_BACKEND=fallback"
+        monkeypatch.setenv("DIFFER_TF_OPS_BACKEND", "compiled")
+        tf_ops.LOADER.reset(lib_path=str(tmp_path / "libdiffer_ops.so"))
+        for _ in range(2):  # an error on every use, not only the first
+            with pytest.raises(RuntimeError, match="not found.*DIFFER_TF_OPS_BACKEND=compiled"):
+                tf_ops.backend()
+        monkeypatch.setenv("DIFFER_TF_OPS_BACKEND", "cpu")
+        tf_ops.LOADER.reset()
+        with pytest.raises(ValueError, match="DIFFER_TF_OPS_BACKEND must be 'fallback', 'compiled' or unset"):
+            tf_ops.backend()
     finally:
-        _common._state.clear()
-        _common._state.update(saved)
+        monkeypatch.delenv("DIFFER_TF_OPS_BACKEND")
+        tf_ops.LOADER.reset()
     assert tf_ops.backend() == "compiled"
 
 
-def test_backend_environment_switches(monkeypatch):
-    saved = dict(_common._state)
+def test_a_library_that_does_not_load_falls_back_with_the_reason(tmp_path):
+    bad = tmp_path / "libdiffer_ops.so"
+    bad.write_bytes(b"not a shared library")
     try:
-        monkeypatch.setenv("DIFFER_TF_OPS_BACKEND", "fallback")
-        _common._state.update(loaded=False, lib=None, error=None)
-        assert tf_ops.backend() == "fallback"  # forced: no warning needed
-        monkeypatch.setenv("DIFFER_TF_OPS_BACKEND", "compiled")
-        monkeypatch.setattr(_common, "LIB_PATH", "/nonexistent/libdiffer_ops.so")
-        _common._state.update(loaded=False, lib=None, error=None)
-        with pytest.raises(RuntimeError, match="not found"):
-            tf_ops.backend()
+        tf_ops.LOADER.reset(lib_path=str(bad))
+        with pytest.warns(RuntimeWarning, match="failed to load"):
+            assert tf_ops.backend() == "fallback"
+        assert "failed to load" in tf_ops.load_error()
     finally:
-        _common._state.clear()
-        _common._state.update(saved)
+        tf_ops.LOADER.reset()
+
+
+# ------------------------------------------------------------------ independence from utils
+_EAGER_SCRIPT = r"""
+import sys
+import numpy as np
+import tensorflow as tf  # TensorFlow 2 as it comes: eager, nothing of the project's set-up
+import tf_ops
+assert tf.executing_eagerly() and tf_ops.backend() == "compiled", tf_ops.load_error()
+p = tf.constant(np.random.default_rng(0).random((2, 40, 3), np.float32))
+q = p[:, ::-1] + 0.01
+with tf.GradientTape() as tape:
+    tape.watch(p)
+    d1, i1, d2, _ = tf_ops.nn_distance(p, q)
+    loss = tf.reduce_sum(d1) + tf.reduce_sum(d2)
+grad = tape.gradient(loss, p).numpy()
+idx, _ = tf_ops.auction_match(p, q)
+assert np.array_equal(np.sort(idx.numpy(), 1), np.tile(np.arange(40), (2, 1)))
+assert grad.shape == (2, 40, 3) and np.all(np.isfinite(grad)) and float(loss) > 0
+mine = sorted(k for k in sys.modules if k == "utils" or k.startswith("utils."))
+assert not mine, mine
+print("ok")
+"""
+
+
+def test_tf_ops_runs_without_utils_in_eager_mode():
+    """tf_ops on its own (tests/test_foundation.py checks its imports): in a fresh interpreter that
+    never imports utils, under TensorFlow 2's default eager mode, ops and gradients work."""
+    env = {k: v for k, v in os.environ.items() if k != "DIFFER_TF_OPS_BACKEND"}
+    out = subprocess.run([sys.executable, "-c", _EAGER_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+def test_check_gpu_helpers_load_without_tensorflow():
+    """check_gpu.py imports reference, params and build as siblings, without the tf_ops package."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import check_gpu; "
+            "r = check_gpu._sibling('reference'); p = check_gpu._sibling('params'); "
+            "assert r.APPROX_MATCH_LEVELS is p.APPROX_MATCH_LEVELS and len(p.APPROX_MATCH_LEVELS) == 10; "
+            "assert 'tensorflow' not in sys.modules and 'tf_ops' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code, os.path.join(ROOT, "tf_ops")], cwd="/", check=True)
 
 
 # --------------------------------------------------------------------------------- build
-def test_build_is_a_fast_noop_when_up_to_date():
+def _build_outputs():
+    """(inode, mtime) of the library, the stamp's text and the object files with their mtimes."""
+    lib, obj_dir = os.stat(build.LIB_PATH), os.path.join(build.BUILD_DIR, "obj")
+    with open(build.STAMP_PATH) as f:
+        stamp = f.read()
+    objs = {n: os.stat(os.path.join(obj_dir, n)).st_mtime_ns for n in os.listdir(obj_dir)}
+    return (lib.st_ino, lib.st_mtime_ns), stamp, objs
+
+
+def test_build_is_a_noop_when_up_to_date(monkeypatch):
+    """Nothing compiled, linked, loaded or rewritten; no subprocess at all; TensorFlow not imported."""
     build.build(quiet=True)
-    t0 = time.perf_counter()
+    before = _build_outputs()
     out = subprocess.run([sys.executable, os.path.join(ROOT, "tf_ops", "build.py")], cwd="/",
                          capture_output=True, text=True)
-    elapsed = time.perf_counter() - t0
     assert out.returncode == 0, out.stderr
     assert "up to date" in out.stdout
-    assert elapsed < 1.5, f"no-op build took {elapsed:.2f} s"  # about 0.05 s on an idle machine
-    # ... because it does not even import TensorFlow
+    assert _build_outputs() == before
+    # in this process: any compiler, linker or TensorFlow subprocess would fail the build
+    def no_subprocess(cmd, *args, **kwargs):
+        raise AssertionError(f"the no-op build ran {cmd}")
+    monkeypatch.setattr(subprocess, "run", no_subprocess)
+    assert build.build(quiet=True)["key"] == build.stamp_key(build._options(False))
+    monkeypatch.undo()
+    assert _build_outputs() == before
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import build; "
             "assert build.main(['--quiet']) == 0; assert 'tensorflow' not in sys.modules")
     subprocess.run([sys.executable, "-c", code, os.path.join(ROOT, "tf_ops")], check=True)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import tf_ops
-from tf_ops import _common, build, reference
+from tf_ops import build, reference
 from utils import camera, losses
 from utils import projection as proj
 from utils.tfv1 import tf
@@ -356,7 +356,7 @@ def test_cpu_kernels_do_not_depend_on_the_thread_count(rng, tmp_path):
 
 
 # ------------------------------------------------------------------------ fallback, API
-def test_missing_library_falls_back_to_local_with_one_warning(monkeypatch, rng):
+def test_missing_library_falls_back_to_local_with_one_warning(rng):
     # no exact ties here: the fallback's nearest-point query may break them differently
     pix_np = np.stack([rng.uniform(-3, 23, (2, 200)), rng.uniform(-3, 23, (2, 200)),
                        rng.uniform(1, 3, (2, 200))], -1).astype(np.float32)
@@ -377,21 +377,18 @@ def test_missing_library_falls_back_to_local_with_one_warning(monkeypatch, rng):
 
     compiled, types = build_and_run()
     assert {"DifferMaskProjection", "DifferFeatureProjection", "DifferPixelNearest"} <= types
-    assert proj.resolve_impl("auto") == "fused"
-    saved = dict(_common._state)
-    monkeypatch.setattr(_common, "LIB_PATH", os.path.join(ROOT, "tf_ops", "build", "no-such-lib.so"))
-    _common._state.update(loaded=False, lib=None, error=None)
+    assert proj.resolve_impl("auto") == proj.resolve_impl("fused") == "fused"
+    tf_ops.LOADER.reset(lib_path=os.path.join(ROOT, "tf_ops", "build", "no-such-lib.so"))
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             fell_back, types = build_and_run()
-            assert proj.resolve_impl("auto") == "local"
+            assert proj.resolve_impl("auto") == proj.resolve_impl("fused") == "local"
         msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
-        assert len(msgs) == 1 and "not found" in msgs[0], msgs
+        assert len(msgs) == 1 and "not found" in msgs[0] and "utils.projection" in msgs[0], msgs
         assert not any(t.startswith("Differ") for t in types)
     finally:
-        _common._state.clear()
-        _common._state.update(saved)
+        tf_ops.LOADER.reset()
     for a, b in zip(compiled, fell_back):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 

@@ -1,68 +1,117 @@
-"""Loading the compiled library (once, with one warning on failure) and input checks.
+"""Loading the compiled library (once, with one warning on failure), gradient registration and
+input checks.
 
 Backend choice, in this order:
 
 * ``DIFFER_TF_OPS_BACKEND=fallback`` forces the pure-TF implementations;
-  ``DIFFER_TF_OPS_BACKEND=compiled`` makes a missing library an error.
+  ``DIFFER_TF_OPS_BACKEND=compiled`` makes a missing library an error (any other non-empty
+  value is an error too).
 * Otherwise the library ``tf_ops/build/libdiffer_ops.so`` is loaded with
   ``tf.load_op_library`` on first use; when it is missing or does not load, the
   pure-TF fallbacks (``tf_ops.fallback``) are used and ONE ``RuntimeWarning``
   says what is missing and how to build it.
+
+The outcome is kept by :data:`LOADER`, a :class:`Loader`; ``LOADER.reset(...)`` makes the next
+use try again (tests: the package without its library, the environment switch).
 """
 import os
 import threading
 import warnings
 
-from utils.tfv1 import tf
+import tensorflow.compat.v1 as tf
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-LIB_PATH = os.path.join(HERE, "build", "libdiffer_ops.so")
+from tf_ops import build
+
+LIB_PATH = build.LIB_PATH
+BACKEND_ENV = "DIFFER_TF_OPS_BACKEND"
 BUILD_HINT = "build it with:  python tf_ops/build.py   (scripts/setup_env.sh does this on every run)"
-
-_lock = threading.Lock()
-_state = {"loaded": False, "lib": None, "error": None}
+FALLBACK_NOTE = ("using the pure-TF fallbacks (slower, more memory; auction_match runs scipy's exact solver on "
+                 "the CPU; mask_projection and feature_projection have none here: utils.projection renders "
+                 "with its 'local' graph ops instead)")
 
 
 def _warn(msg):
-    warnings.warn(f"tf_ops: {msg}", RuntimeWarning, stacklevel=4)
+    # stacklevel: _warn, Loader._try_load, Loader.load, library(), the op wrapper or backend() -> its caller
+    warnings.warn(f"tf_ops: {msg}", RuntimeWarning, stacklevel=6)
+
+
+class Loader:
+    """The compiled op library, loaded on first use and kept (thread-safe).
+
+    ``load()`` returns the library (the module of generated op functions) or None when the
+    fallbacks are to be used; it tries once and keeps the outcome, and ``error`` says why
+    there is no library (None when there is one). ``reset(lib_path)`` forgets the outcome,
+    so the next ``load()`` tries again (from ``lib_path``). A failed load warns once per
+    attempt; ``DIFFER_TF_OPS_BACKEND=compiled`` turns it into a RuntimeError (raised again
+    on every use until the library loads).
+    """
+
+    def __init__(self, lib_path=LIB_PATH):
+        self._lock = threading.Lock()
+        self.reset(lib_path)
+
+    def reset(self, lib_path=LIB_PATH):
+        """Forgets the outcome of the last load; the next ``load()`` tries ``lib_path``."""
+        with self._lock:
+            self.lib_path = lib_path
+            self._tried, self._lib, self._error = False, None, None
+
+    def load(self):
+        """The loaded library, or None (fallback)."""
+        with self._lock:
+            if not self._tried:
+                self._lib, self._error = self._try_load()
+                self._tried = True
+            return self._lib
+
+    @property
+    def error(self):
+        """Why the fallbacks are used (None when the library is loaded)."""
+        self.load()
+        return self._error
+
+    def _try_load(self):
+        """(library, None) or (None, reason); warns about a fallback nobody asked for."""
+        mode = os.environ.get(BACKEND_ENV, "").strip().lower()
+        if mode not in ("", "fallback", "compiled"):
+            raise ValueError(f"tf_ops: {BACKEND_ENV} must be 'fallback', 'compiled' or unset, "
+                             f"got {os.environ[BACKEND_ENV]!r}")
+        if mode == "fallback":
+            return None, f"{BACKEND_ENV}=fallback"
+        if not os.path.isfile(self.lib_path):
+            error = f"compiled library {self.lib_path} not found"
+        else:
+            try:
+                lib = tf.load_op_library(self.lib_path)
+            except (tf.errors.OpError, OSError) as e:  # undefined symbols, wrong ABI, not a library
+                error = f"compiled library {self.lib_path} failed to load: {e}"
+            else:
+                _warn_if_stale(self.lib_path)
+                return lib, None
+        if mode == "compiled":
+            raise RuntimeError(f"tf_ops: {error} ({BACKEND_ENV}=compiled); {BUILD_HINT}")
+        _warn(f"{error}; {FALLBACK_NOTE}. To get the compiled ops, {BUILD_HINT}")
+        return None, error
+
+
+def _warn_if_stale(lib_path):
+    """One warning when the sources changed after the library was built, or when that cannot be checked."""
+    try:
+        stale = not build.is_up_to_date(build_dir=os.path.dirname(lib_path))
+    except (build.BuildError, OSError) as e:  # e.g. a source file missing from an installed copy
+        _warn(f"cannot tell whether {lib_path} is up to date ({e}); using it anyway")
+        return
+    if stale:
+        _warn(f"{lib_path} is older than its sources, TensorFlow or build options; using it anyway. "
+              f"Rebuild: python tf_ops/build.py")
+
+
+LOADER = Loader()
 
 
 def library():
     """The loaded op library (module of generated op functions), or None (fallback)."""
-    with _lock:
-        if _state["loaded"]:
-            return _state["lib"]
-        _state["loaded"] = True
-        mode = os.environ.get("DIFFER_TF_OPS_BACKEND", "").strip().lower()
-        if mode == "fallback":
-            _state["error"] = "DIFFER_TF_OPS_BACKEND=fallback"
-            return None
-        if not os.path.isfile(LIB_PATH):
-            _state["error"] = f"compiled library {LIB_PATH} not found"
-        else:
-            try:
-                _state["lib"] = tf.load_op_library(LIB_PATH)
-            except Exception as e:  # noqa: BLE001 - any load failure means: use the fallback
-                _state["error"] = f"compiled library {LIB_PATH} failed to load: {e}"
-        if _state["lib"] is None:
-            if mode == "compiled":
-                raise RuntimeError(f"tf_ops: {_state['error']} (DIFFER_TF_OPS_BACKEND=compiled); {BUILD_HINT}")
-            _warn(f"{_state['error']}; using the pure-TF fallbacks (slower, more memory; auction_match "
-                  f"runs scipy's exact solver on the CPU). To get the compiled ops, {BUILD_HINT}")
-        else:
-            _warn_if_stale()
-        return _state["lib"]
-
-
-def _warn_if_stale():
-    """One warning when the sources changed after the library was built."""
-    try:
-        from tf_ops import build
-        if not build.is_up_to_date():
-            _warn(f"{LIB_PATH} is older than its sources, TensorFlow or build options; using it anyway. "
-                  f"Rebuild: python tf_ops/build.py")
-    except Exception:  # noqa: BLE001 - a stamp problem must never break the ops
-        pass
+    return LOADER.load()
 
 
 def backend():
@@ -73,7 +122,20 @@ def backend():
 def load_error():
     """Why the fallback is used (None when the compiled library is loaded)."""
     library()
-    return _state["error"]
+    return LOADER.error
+
+
+def register_gradient(op_type, grad_fn=None):
+    """Registers ``grad_fn`` as the gradient of the compiled op ``op_type`` (None: not
+    differentiable). TensorFlow's registry is per process; when this module's caller is imported
+    again (importlib.reload), the first registration stays."""
+    try:
+        if grad_fn is None:
+            tf.NotDifferentiable(op_type)
+        else:
+            tf.RegisterGradient(op_type)(grad_fn)
+    except KeyError:  # TensorFlow's "registering two gradients" error: already registered
+        pass
 
 
 # ---------------------------------------------------------------------------- input checks

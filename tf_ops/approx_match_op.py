@@ -1,6 +1,7 @@
 """approx_match and match_cost: the compiled ops, match_cost's gradient, and the fallback switch."""
+import tensorflow.compat.v1 as tf
+
 from tf_ops import _common, fallback
-from utils.tfv1 import tf
 
 
 def approx_match(xyz1, xyz2):
@@ -44,12 +45,5 @@ def _grad(op, grad_cost):
     return [g1, g2, None]
 
 
-for _name in ("DifferApproxMatch",):
-    try:
-        tf.NotDifferentiable(_name)
-    except KeyError:
-        pass
-try:
-    tf.RegisterGradient("DifferMatchCost")(_grad)
-except KeyError:  # module re-imported: already registered
-    pass
+_common.register_gradient("DifferApproxMatch", None)
+_common.register_gradient("DifferMatchCost", _grad)

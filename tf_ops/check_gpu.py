@@ -30,23 +30,26 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CU_SOURCES = ["nn_distance.cu", "approx_match.cu", "auction_match.cu", "projection.cu", "pixel_nearest.cu",
-              "check_gpu_host.cu"]
+HOST_WRAPPERS = "check_gpu_host.cu"  # compiled with build.py's CUDA_SOURCES
 
 _f32 = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 _i32 = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
 _int, _float, _pf = ctypes.c_int, ctypes.c_float, ctypes.POINTER(ctypes.c_float)
 
 
+_SIBLINGS = "_differ_tf_ops"  # tf_ops/*.py imported without tf_ops/__init__.py (which imports TensorFlow)
+
+
 def _sibling(name):
-    """Imports tf_ops/<name>.py by path (without importing the tf_ops package, hence TensorFlow)."""
-    key = f"_differ_tf_ops_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, os.path.join(HERE, f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[key] = module
-    return sys.modules[key]
+    """Imports tf_ops/<name>.py as ``_differ_tf_ops.<name>``: a package over this folder whose
+    __init__ is not run, so TensorFlow is not imported (the modules used here need only numpy,
+    scipy and each other, through relative imports)."""
+    if _SIBLINGS not in sys.modules:
+        spec = importlib.util.spec_from_loader(_SIBLINGS, loader=None, is_package=True)
+        package = importlib.util.module_from_spec(spec)
+        package.__path__ = [HERE]
+        sys.modules[_SIBLINGS] = package
+    return importlib.import_module(f"{_SIBLINGS}.{name}")
 
 
 def find_nvcc():
@@ -67,7 +70,7 @@ def compile_library(out_dir, nvcc=None, arch=None, sources=None):
     cmd = [nvcc, "-shared", "-O3", "-std=c++17", "-Xcompiler", "-fPIC", f"-I{HERE}", "-o", out]
     if arch:
         cmd.append(f"-arch={arch}")
-    cmd += [os.path.join(HERE, s) for s in (sources or CU_SOURCES)]
+    cmd += [os.path.join(HERE, s) for s in (sources or _sibling("build").CUDA_SOURCES + [HOST_WRAPPERS])]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"nvcc failed (exit {proc.returncode}):\n  {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
@@ -192,8 +195,7 @@ def check_auction_match(lib, rng, b, n, reps, rel_tol=1e-4):
             "gpu_ms": f"{t.value:.2f} (scipy exact: {t_exact:.0f} for all {b})"}
 
 
-SIGMA_SQ, MASK_HALF = 0.4, 3  # utils.projection.gaussian_half_width(0.4) == 3 (tests/test_projection.py)
-RADIUS, WELL_HALF, BETA = 1.0, 1, 100.0
+SIGMA_SQ, RADIUS, BETA = 0.4, 1.0, 100.0  # the original's values, as in tests/test_tf_ops_projection.py
 
 
 def projection_scene(rng, b, n, h, w):
@@ -213,7 +215,7 @@ def projection_scene(rng, b, n, h, w):
 
 
 def check_projection(lib, rng, b, n, h, w, c, reps):
-    reference = _sibling("reference")
+    reference, params = _sibling("reference"), _sibling("params")
     pix = projection_scene(rng, b, n, h, w)
     feat = rng.uniform(size=(b, n, c)).astype(np.float32)
     g_mask = rng.standard_normal((b, h, w)).astype(np.float32)
@@ -222,7 +224,8 @@ def check_projection(lib, rng, b, n, h, w, c, reps):
     fmap = np.empty((b, h, w, c), np.float32)
     gpm, gpf, gfe = np.empty((b, n, 3), np.float32), np.empty((b, n, 3), np.float32), np.empty((b, n, c), np.float32)
     t = [_ms() for _ in range(4)]
-    _call(lib.differ_host_projection, b, n, c, pix, feat, h, w, SIGMA_SQ, MASK_HALF, RADIUS, WELL_HALF, BETA,
+    _call(lib.differ_host_projection, b, n, c, pix, feat, h, w, SIGMA_SQ,
+          params.gaussian_half_width(SIGMA_SQ), RADIUS, params.well_half_width(RADIUS), BETA,
           g_mask, g_map, mask, fmap, cov, gpm, gpf, gfe, reps, *[ctypes.byref(x) for x in t])
     err_v = err_g = 0.0
     cov_ok = True

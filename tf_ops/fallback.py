@@ -16,9 +16,10 @@ compiled kernels.
 * ``auction_match``: scipy's exact ``linear_sum_assignment`` on the CPU through
   ``tf.numpy_function`` -- exact, so it is never worse than the auction; it is
   slower and does not run on a GPU. Not differentiable (indices).
-* ``mask_projection`` / ``feature_projection``: the graph-op ``local``
-  implementation of ``utils/projection.py`` (windows + scatter sums), the
-  readable reference of the fused kernels.
+* ``mask_projection`` / ``feature_projection``: none here. Their pure-TF
+  form is the ``local`` renderer of ``utils/projection.py`` (windows + scatter
+  sums), which that module uses when the library is missing (tf_ops imports
+  nothing from ``utils``).
 * ``pixel_nearest``: brute force, the fallback ``nn_distance`` between the
   pixel centres and the points (row, col, 0); like there, near-ties may pick
   another index than the compiled op. The distance is recomputed from the
@@ -27,12 +28,12 @@ compiled kernels.
 import math
 
 import numpy as np
+import tensorflow.compat.v1 as tf
 
 from tf_ops import _common
-from utils.tfv1 import tf
+from tf_ops.params import APPROX_MATCH_LEVELS
 
 NN_BLOCK_ELEMENTS = 1 << 26  # max B * rows * M per distance block (256 MiB of float32)
-APPROX_MATCH_LEVELS = [-4.0 ** p for p in range(7, -2, -1)] + [0.0]  # sharpness per level
 
 
 def _runtime_checks(a, b, op, same_points=False):
@@ -174,19 +175,6 @@ def auction_match(xyz1, xyz2, rel_tol=None):
         for t in (idx1, idx2):
             t.set_shape(shape if shape is not None else [None, None])
     return idx1, idx2
-
-
-def mask_projection(pix, img_h, img_w, sigma_sq=0.4):
-    """Pure-TF mask projection: ``utils.projection``'s local implementation (same contract as
-    ``tf_ops.mask_projection``)."""
-    from utils import projection  # imported here: utils.projection imports tf_ops
-    return projection.mask_projection(pix, img_h, img_w, sigma_sq, impl="local")
-
-
-def feature_projection(pix, feat, img_h, img_w, well_radius=1.0, beta=100.0):
-    """Pure-TF feature projection: ``utils.projection``'s local implementation."""
-    from utils import projection
-    return projection.feature_projection(pix, feat, img_h, img_w, well_radius, beta, impl="local")
 
 
 def pixel_nearest(points, query, max_dist_sq=math.inf):

@@ -1,6 +1,7 @@
 """nn_distance: the compiled op (CPU, and GPU where built), its gradient, and the fallback switch."""
+import tensorflow.compat.v1 as tf
+
 from tf_ops import _common, fallback
-from utils.tfv1 import tf
 
 
 def nn_distance(xyz1, xyz2):
@@ -37,7 +38,4 @@ def _grad(op, grad_dist1, grad_idx1, grad_dist2, grad_idx2):
         _zeros_if_none(grad_dist2, dist2), idx2))
 
 
-try:
-    tf.RegisterGradient("DifferNnDistance")(_grad)
-except KeyError:  # module re-imported (importlib.reload): already registered
-    pass
+_common.register_gradient("DifferNnDistance", _grad)

@@ -1,8 +1,9 @@
 """pixel_nearest: the compiled op (CPU, and GPU where built) and the fallback switch."""
 import math
 
+import tensorflow.compat.v1 as tf
+
 from tf_ops import _common, fallback
-from utils.tfv1 import tf
 
 
 def pixel_nearest(points, query, max_dist_sq=math.inf):
@@ -51,7 +52,4 @@ def _grad(op, grad_dist, grad_idx):
     return [_common.library().differ_pixel_nearest_grad(points, op.outputs[1], grad_dist), None]
 
 
-try:
-    tf.RegisterGradient("DifferPixelNearest")(_grad)
-except KeyError:  # module re-imported: already registered
-    pass
+_common.register_gradient("DifferPixelNearest", _grad)

@@ -1,10 +1,14 @@
-"""Fused mask and feature projections: the compiled ops (CPU, and GPU where built), their
-gradients, and the fallback switch (to the graph-op ``local`` implementation of
-``utils/projection.py``)."""
-import math
+"""Fused mask and feature projections: the compiled ops (CPU, and GPU where built) and their
+gradients.
 
-from tf_ops import _common, fallback
-from utils.tfv1 import tf
+They have no fallback in tf_ops: without the compiled library they raise RuntimeError. Their
+pure-TF form is the ``local`` renderer of ``utils/projection.py``, which that module uses
+instead (``impl='fused'`` or ``'auto'`` resolve to it, after tf_ops's one warning).
+"""
+import tensorflow.compat.v1 as tf
+
+from tf_ops import _common
+from tf_ops.params import gaussian_half_width, well_half_width
 
 
 def _pix(pix, op):
@@ -16,6 +20,16 @@ def _pix(pix, op):
     if shape.rank is not None and (shape.rank != 3 or (shape[2] is not None and shape[2] != 3)):
         raise ValueError(f"{op}: pix must have shape (batch, points, 3) = (row px, column px, depth), got {shape}")
     return pix
+
+
+def _compiled(op):
+    """The compiled library; RuntimeError naming the reason and the alternative when there is none."""
+    lib = _common.library()
+    if lib is None:
+        raise RuntimeError(f"tf_ops.{op} needs the compiled library ({_common.load_error()}); "
+                           f"{_common.BUILD_HINT}. Without it, use utils.projection.{op}, which falls back "
+                           f"to its 'local' graph implementation")
+    return lib
 
 
 def _image_size(img_h, img_w, op):
@@ -32,19 +46,17 @@ def mask_projection(pix, img_h, img_w, sigma_sq=0.4, window_half=None):
         img_h, img_w: int, output size in px; pixel centres at integer coordinates.
         sigma_sq: float, variance of the Gaussian splat in px^2 (> 0).
         window_half: int, half-width K (px) of each point's window of (2K+1)^2 pixels around
-            (round(row), round(col)); default ``utils.projection.gaussian_half_width(sigma_sq)``.
+            (round(row), round(col)); default ``tf_ops.params.gaussian_half_width(sigma_sq)``.
     Returns:
         (B, H, W), pix's dtype: ``tanh`` of the summed Gaussians. Differentiable w.r.t. row and
         column (depth gets 0).
+    Raises RuntimeError without the compiled library (see the module docstring).
     """
     img_h, img_w = _image_size(img_h, img_w, "mask_projection")
     if not sigma_sq > 0:
         raise ValueError(f"mask_projection: sigma_sq must be > 0 (px^2), got {sigma_sq!r}")
-    lib = _common.library()
-    if lib is None:
-        return fallback.mask_projection(pix, img_h, img_w, sigma_sq)
+    lib = _compiled("mask_projection")
     if window_half is None:
-        from utils.projection import gaussian_half_width  # the one definition of the window
         window_half = gaussian_half_width(sigma_sq)
     return lib.differ_mask_projection(_pix(pix, "mask_projection"), img_h=img_h, img_w=img_w,
                                       sigma_sq=float(sigma_sq), window_half=int(window_half))
@@ -65,20 +77,19 @@ def feature_projection(pix, feat, img_h, img_w, well_radius=1.0, beta=100.0):
             where it is empty; differentiable w.r.t. depth and feat (row/column get 0: the well
             is a hard indicator).
         coverage (B, H, W): 1 where the well holds a point, else 0 (no gradient).
+    Raises RuntimeError without the compiled library (see the module docstring).
     """
     img_h, img_w = _image_size(img_h, img_w, "feature_projection")
     if not well_radius >= 0:
         raise ValueError(f"feature_projection: well_radius must be >= 0 (px), got {well_radius!r}")
-    lib = _common.library()
-    if lib is None:
-        return fallback.feature_projection(pix, feat, img_h, img_w, well_radius, beta)
+    lib = _compiled("feature_projection")
     pix = _pix(pix, "feature_projection")
     feat = tf.cast(feat, pix.dtype)
     if feat.shape.rank is not None and feat.shape.rank != 3:
         raise ValueError(f"feature_projection: feat must have shape (batch, points, channels), got {feat.shape}")
     feat_map, coverage, _ = lib.differ_feature_projection(
         pix, feat, img_h=img_h, img_w=img_w, well_radius=float(well_radius),
-        window_half=int(math.ceil(well_radius)), beta=float(beta))
+        window_half=well_half_width(well_radius), beta=float(beta))
     return feat_map, coverage
 
 
@@ -103,8 +114,5 @@ def _feature_grad(op, grad_map, grad_coverage, grad_stats):
     return [g_pix, g_feat]
 
 
-for _name, _fn in (("DifferMaskProjection", _mask_grad), ("DifferFeatureProjection", _feature_grad)):
-    try:
-        tf.RegisterGradient(_name)(_fn)
-    except KeyError:  # module re-imported: already registered
-        pass
+_common.register_gradient("DifferMaskProjection", _mask_grad)
+_common.register_gradient("DifferFeatureProjection", _feature_grad)

@@ -8,7 +8,8 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
-APPROX_MATCH_LEVELS = [-4.0 ** p for p in range(7, -2, -1)] + [0.0]
+# Relative: check_gpu.py loads this file without the tf_ops package (hence without TensorFlow).
+from .params import APPROX_MATCH_LEVELS
 
 
 def nn_distance(xyz1, xyz2):

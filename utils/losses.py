@@ -47,9 +47,10 @@ term whose magnitudes (px^2) differ from the original's.
 """
 import numpy as np
 
+from utils.tfv1 import tf  # before tf_ops: TensorFlow loads quietly, in graph mode
+
 import tf_ops
 from utils.distance_map import gt_distance_transform  # noqa: F401  (D_gt of the affinities; re-exported)
-from utils.tfv1 import tf
 
 ORIGINAL_AFFINITY_FAR = 1e6  # the original's weight of pixels outside the other mask
 BCE_CLIP = 1e-7  # probabilities clipped to [BCE_CLIP, 1 - BCE_CLIP] (1 - 1e-8 rounds to 1 in float32)

@@ -25,8 +25,9 @@ Definitions (as the original's metrics code):
 """
 import numpy as np
 
+from utils.tfv1 import tf  # before tf_ops: TensorFlow loads quietly, in graph mode
+
 import tf_ops
-from utils.tfv1 import tf
 
 MIN_BOX = 1e-8  # scale_to_unit_cube: a degenerate (single-point) cloud is not divided by 0
 SQRT_EPS = 1e-12  # Euclidean distances as sqrt(squared + SQRT_EPS): finite gradients at 0

@@ -9,11 +9,12 @@ validation Chamfer -- is built here once.
 import copy
 import types
 
+from utils.tfv1 import tf  # before tf_ops: TensorFlow loads quietly, in graph mode
+
 import tf_ops
 from utils import camera, layers, losses, metrics, projection
 from utils.data import N_GT_PTS
 from utils.recon_net import recon_net
-from utils.tfv1 import tf
 
 AFFINITY_SCALE = 1e-4  # the original's training script multiplied both affinity means by this
 NONFINITE_TAG = "non-finite network output"  # in the error raised when predictions become NaN/inf

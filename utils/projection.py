@@ -17,8 +17,8 @@ Two renderers, both taking the output of :func:`utils.camera.perspective_transfo
   features, as in the original.
 
 Each renderer has three implementations with the same signature, chosen by ``impl``
-(``'auto'``, the default, is ``'fused'`` when the compiled tf_ops library is loaded and
-``'local'`` otherwise; see :func:`resolve_impl`):
+(``'auto'``, the default, and ``'fused'`` run the fused op when the compiled tf_ops library
+is loaded and ``'local'`` otherwise; see :func:`resolve_impl`):
 
 * ``'dense'``: the original formulation, every point against every pixel: (B, N, H, W, 2)
   point-minus-pixel differences, (B, N, H, W) kernels / well indicators / softmax weights
@@ -29,8 +29,8 @@ Each renderer has three implementations with the same signature, chosen by ``imp
   weights without the overflow that ``exp(beta / depth)`` has for points near the camera.)
 * ``'local'``: each point only touches the pixels of its kernel window:
   a (2K+1)^2 square around the point for the Gaussian (see :func:`gaussian_half_width`:
-  K = 3 px at sigma_sq = 0.4), and the (2*ceil(well_radius)+1)^2 square (3x3 at radius 1)
-  for the well. Window entries (B, N, k, k) carry a flat pixel id ``b*H*W + row*W + col``
+  K = 3 px at sigma_sq = 0.4), and the (2*ceil(well_radius)+1)^2 square (3x3 at radius 1,
+  :func:`well_half_width`) for the well; both rules are tf_ops's, shared with the fused ops. Window entries (B, N, k, k) carry a flat pixel id ``b*H*W + row*W + col``
   (clamped into the image; entries off the image or outside the well get weight 0). The
   per-pixel sums (Gaussians; softmax numerators and normaliser) are scatter-adds over those
   ids (``bincount`` with weights on CPU, ``unsorted_segment_sum`` with a GPU, see
@@ -40,7 +40,8 @@ Each renderer has three implementations with the same signature, chosen by ``imp
 * ``'fused'``: the same windows and sums as ``'local'``, each renderer one compiled op
   (``tf_ops.mask_projection``, ``tf_ops.feature_projection``: C++ on the CPU, CUDA on a GPU)
   with a compiled gradient op, instead of a few dozen graph ops and their gradients. Without
-  the compiled library it runs ``'local'`` (tf_ops warns once).
+  the compiled library it runs ``'local'``: tf_ops has no fallback for them (it imports
+  nothing from here); it warns once that the library is missing, and this module chooses.
 
 ``local`` and ``fused`` agree with ``dense`` to ~1e-6 on masks (the Gaussian tail the windows
 drop is below 1e-6 of the peak per axis) and to float rounding on features; the tests check
@@ -49,40 +50,29 @@ All functions accept float64 as well as float32 inputs (the tests use float64 fo
 differences); outputs have the input's dtype.
 """
 import functools
-import math
+
+from utils.tfv1 import tf  # before tf_ops: TensorFlow loads quietly, in graph mode
 
 import tf_ops
-from utils.tfv1 import tf
+from tf_ops.params import gaussian_half_width, well_half_width
 
 IMPLS = ("local", "dense", "fused")  # the implementations; 'auto' picks one (resolve_impl)
 CHOICES = ("auto",) + IMPLS
-GAUSS_CUTOFF = 1e-6  # the local Gaussian window drops pixels where a 1D factor is below this
 
 
 def resolve_impl(impl):
-    """The implementation ``impl`` stands for: 'auto' -> 'fused' when the compiled tf_ops
-    library is loaded, else 'local'; the others are returned as they are.
+    """The implementation ``impl`` stands for: 'auto' and 'fused' -> 'fused' when the compiled
+    tf_ops library is loaded, else 'local' (the fused ops' pure-TF form; tf_ops has warned once
+    that its library is missing, unless DIFFER_TF_OPS_BACKEND=fallback asked for that); 'local'
+    and 'dense' are returned as they are.
 
     Raises ValueError for a name not in :data:`CHOICES`.
     """
     if impl not in CHOICES:
         raise ValueError(f"impl must be one of {CHOICES}, got impl={impl!r}")
-    if impl == "auto":
+    if impl in ("auto", "fused"):
         return "fused" if tf_ops.backend() == "compiled" else "local"
     return impl
-
-
-def gaussian_half_width(sigma_sq, cutoff=GAUSS_CUTOFF):
-    """Half-width K (px) of the local Gaussian window of :func:`mask_projection`.
-
-    The window of a point at (r, c) is rows round(r)-K .. round(r)+K (columns likewise).
-    A pixel left out is at least K + 0.5 px away along one axis, so with
-    ``K = ceil(t - 0.5)``, ``t = sqrt(2 sigma_sq ln(1/cutoff))`` the dropped 1D factor
-    ``exp(-d^2 / (2 sigma_sq))`` is below ``cutoff`` times the peak: K = 3 (7x7 window)
-    for sigma_sq = 0.4 and 0.5.
-    """
-    t = math.sqrt(2.0 * sigma_sq * math.log(1.0 / cutoff))
-    return max(0, int(math.ceil(t - 0.5)))
 
 
 def _dim(x, i):
@@ -174,8 +164,9 @@ def mask_projection(pix, img_h, img_w, sigma_sq=0.4, impl="auto"):
             the camera at -1e4) contribute nothing.
         img_h, img_w: int, output size in px; pixel centres at integer coordinates.
         sigma_sq: float, variance of the Gaussian splat in px^2 (0.4 in the original's script).
-        impl: 'auto' (default: 'fused' if compiled, else 'local'), 'fused' (one compiled op),
-            'local' (windowed graph ops, O(B*N*k^2 + B*H*W)) or 'dense' (reference, O(B*N*H*W)).
+        impl: 'auto' (default) or 'fused' (one compiled op; 'local' without the compiled
+            library), 'local' (windowed graph ops, O(B*N*k^2 + B*H*W)) or 'dense' (reference,
+            O(B*N*H*W)).
     Returns:
         float32 (B, H, W) in [0, 1): ``tanh`` of the summed Gaussians.
     """
@@ -230,8 +221,8 @@ def feature_projection(pix, feat, img_h, img_w, well_radius=1.0, beta=100.0, imp
             and |p_c - c_i| <= radius (inclusive).
         beta: float, softmax sharpness; weights are softmax_i(beta / (depth_i + 1)) over the
             points in the well (beta = 100 in the original).
-        impl: 'auto' (default: 'fused' if compiled, else 'local'), 'fused' (one compiled op),
-            'local' (3x3 windows and segment ops) or 'dense' (reference).
+        impl: 'auto' (default) or 'fused' (one compiled op; 'local' without the compiled
+            library), 'local' (3x3 windows and segment ops) or 'dense' (reference).
     Returns:
         feat_map: float32 (B, H, W, C), the weighted mean of the features in each pixel's well;
             0 on pixels whose well is empty.
@@ -288,7 +279,7 @@ def _feature_dense(row, col, logits, feat, img_h, img_w, well_radius):
 
 def _feature_local(row, col, logits, feat, img_h, img_w, well_radius):
     dtype = row.dtype
-    half = int(math.ceil(well_radius))
+    half = well_half_width(well_radius)
     # Window rows floor(r)-K .. floor(r)+K hold every pixel with |p - r| <= radius; the exact
     # test below is the same float expression as in the dense path, so ties agree.
     d_r, inside_r, r_idx = _axis_window(row, tf.floor(row), half, img_h)  # (B,N,k)
