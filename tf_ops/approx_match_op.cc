@@ -1,29 +1,13 @@
 // TensorFlow ops DifferApproxMatch, DifferMatchCost and DifferMatchCostGrad:
-// registration, shape functions, CPU kernels (one batch item per work unit on
-// TensorFlow's thread pool) and, with GOOGLE_CUDA, GPU kernels calling the
-// launchers of approx_match.cu.
-#if GOOGLE_CUDA
-#define EIGEN_USE_GPU
-#endif
+// registration, shape functions, and kernels templated on the device: CPU work
+// (one batch item per work unit on TensorFlow's thread pool) and, with
+// GOOGLE_CUDA, GPU work through the launchers of approx_match.cu.
+#include "op_util.h"  // first: the GPU set-up, TensorFlow's op headers, kernels_cpu.h, launchers.h
 
 #include <vector>
 
-#include "kernels_cpu.h"
-#include "op_util.h"
-#include "tensorflow/core/framework/op.h"
-#include "tensorflow/core/framework/op_kernel.h"
-
-#if GOOGLE_CUDA
-#include "launchers.h"
-#endif
-
 namespace differ_tf {
 namespace {
-
-using tensorflow::DEVICE_CPU;
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::TensorShape;
 
 constexpr char kMatch[] = "approx_match";
 constexpr char kCost[] = "match_cost";
@@ -96,9 +80,22 @@ absl::Status CheckCostInputs(OpKernelContext* ctx, const char* op, bool with_gra
   return s;
 }
 
-class ApproxMatchCpuOp : public OpKernel {
+// ---- kernels: the shared prologue in the OpKernel class templates, the work per device in the
+// Launch* specialisations (called with b >= 1).
+
+template <typename Device>
+struct LaunchApproxMatch;  // Run(ctx, b, n, m, xyz1, xyz2, match)
+
+template <typename Device>
+struct LaunchMatchCost;  // Run(ctx, b, n, m, xyz1, xyz2, match, cost)
+
+template <typename Device>
+struct LaunchMatchCostGrad;  // Run(ctx, b, n, m, xyz1, xyz2, match, grad_cost, grad1, grad2)
+
+template <typename Device>
+class ApproxMatchOp : public OpKernel {
  public:
-  explicit ApproxMatchCpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit ApproxMatchOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& t1 = ctx->input(0);
@@ -110,11 +107,56 @@ class ApproxMatchCpuOp : public OpKernel {
     Tensor* match;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({b, m, n}), &match));
     if (b == 0) return;
+    LaunchApproxMatch<Device>::Run(ctx, b, n, m, t1.flat<float>().data(), t2.flat<float>().data(),
+                                   match->flat<float>().data());
+  }
+};
+
+template <typename Device>
+class MatchCostOp : public OpKernel {
+ public:
+  explicit MatchCostOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    OP_REQUIRES_OK(ctx, CheckCostInputs(ctx, kCost, false));
+    const Tensor& t1 = ctx->input(0);
+    const Tensor& t2 = ctx->input(1);
+    const int b = static_cast<int>(t1.dim_size(0));
+    Tensor* cost;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({b}), &cost));
+    if (b == 0) return;
+    LaunchMatchCost<Device>::Run(ctx, b, static_cast<int>(t1.dim_size(1)), static_cast<int>(t2.dim_size(1)),
+                                 t1.flat<float>().data(), t2.flat<float>().data(), ctx->input(2).flat<float>().data(),
+                                 cost->flat<float>().data());
+  }
+};
+
+template <typename Device>
+class MatchCostGradOp : public OpKernel {
+ public:
+  explicit MatchCostGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    OP_REQUIRES_OK(ctx, CheckCostInputs(ctx, kCostGrad, true));
+    const Tensor& t1 = ctx->input(0);
+    const Tensor& t2 = ctx->input(1);
+    const int b = static_cast<int>(t1.dim_size(0));
+    Tensor *g1, *g2;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, t1.shape(), &g1));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, t2.shape(), &g2));
+    if (b == 0) return;
+    LaunchMatchCostGrad<Device>::Run(ctx, b, static_cast<int>(t1.dim_size(1)), static_cast<int>(t2.dim_size(1)),
+                                     t1.flat<float>().data(), t2.flat<float>().data(),
+                                     ctx->input(2).flat<float>().data(), ctx->input(3).flat<float>().data(),
+                                     g1->flat<float>().data(), g2->flat<float>().data());
+  }
+};
+
+template <>
+struct LaunchApproxMatch<CPUDevice> {
+  static void Run(OpKernelContext* ctx, int b, int n, int m, const float* x1, const float* x2, float* out) {
     // Scratch memory per work range (not per batch item): at most one per thread.
     const std::size_t ws_size = differ::approx_match_workspace(n, m);
-    const float* x1 = t1.flat<float>().data();
-    const float* x2 = t2.flat<float>().data();
-    float* out = match->flat<float>().data();
     const std::int64_t nm = static_cast<std::int64_t>(n) * m;
     ParallelFor(ctx, b, 200 * nm, [&](std::int64_t begin, std::int64_t end) {
       std::vector<float> ws(ws_size);
@@ -124,23 +166,10 @@ class ApproxMatchCpuOp : public OpKernel {
   }
 };
 
-class MatchCostCpuOp : public OpKernel {
- public:
-  explicit MatchCostCpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    OP_REQUIRES_OK(ctx, CheckCostInputs(ctx, kCost, false));
-    const Tensor& t1 = ctx->input(0);
-    const Tensor& t2 = ctx->input(1);
-    const int b = static_cast<int>(t1.dim_size(0));
-    const int n = static_cast<int>(t1.dim_size(1));
-    const int m = static_cast<int>(t2.dim_size(1));
-    Tensor* cost;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({b}), &cost));
-    const float* x1 = t1.flat<float>().data();
-    const float* x2 = t2.flat<float>().data();
-    const float* mt = ctx->input(2).flat<float>().data();
-    float* out = cost->flat<float>().data();
+template <>
+struct LaunchMatchCost<CPUDevice> {
+  static void Run(OpKernelContext* ctx, int b, int n, int m, const float* x1, const float* x2, const float* mt,
+                  float* out) {
     const std::int64_t nm = static_cast<std::int64_t>(n) * m;
     ParallelFor(ctx, b, 10 * nm, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t k = begin; k < end; ++k)
@@ -149,26 +178,10 @@ class MatchCostCpuOp : public OpKernel {
   }
 };
 
-class MatchCostGradCpuOp : public OpKernel {
- public:
-  explicit MatchCostGradCpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    OP_REQUIRES_OK(ctx, CheckCostInputs(ctx, kCostGrad, true));
-    const Tensor& t1 = ctx->input(0);
-    const Tensor& t2 = ctx->input(1);
-    const int b = static_cast<int>(t1.dim_size(0));
-    const int n = static_cast<int>(t1.dim_size(1));
-    const int m = static_cast<int>(t2.dim_size(1));
-    Tensor *g1, *g2;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, t1.shape(), &g1));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, t2.shape(), &g2));
-    const float* x1 = t1.flat<float>().data();
-    const float* x2 = t2.flat<float>().data();
-    const float* mt = ctx->input(2).flat<float>().data();
-    const float* gc = ctx->input(3).flat<float>().data();
-    float* o1 = g1->flat<float>().data();
-    float* o2 = g2->flat<float>().data();
+template <>
+struct LaunchMatchCostGrad<CPUDevice> {
+  static void Run(OpKernelContext* ctx, int b, int n, int m, const float* x1, const float* x2, const float* mt,
+                  const float* gc, float* o1, float* o2) {
     const std::int64_t nm = static_cast<std::int64_t>(n) * m;
     ParallelFor(ctx, b, 20 * nm, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t k = begin; k < end; ++k)
@@ -178,82 +191,45 @@ class MatchCostGradCpuOp : public OpKernel {
   }
 };
 
-REGISTER_KERNEL_BUILDER(Name("DifferApproxMatch").Device(DEVICE_CPU), ApproxMatchCpuOp);
-REGISTER_KERNEL_BUILDER(Name("DifferMatchCost").Device(DEVICE_CPU), MatchCostCpuOp);
-REGISTER_KERNEL_BUILDER(Name("DifferMatchCostGrad").Device(DEVICE_CPU), MatchCostGradCpuOp);
+REGISTER_KERNEL_BUILDER(Name("DifferApproxMatch").Device(DEVICE_CPU), ApproxMatchOp<CPUDevice>);
+REGISTER_KERNEL_BUILDER(Name("DifferMatchCost").Device(DEVICE_CPU), MatchCostOp<CPUDevice>);
+REGISTER_KERNEL_BUILDER(Name("DifferMatchCostGrad").Device(DEVICE_CPU), MatchCostGradOp<CPUDevice>);
 
 #if GOOGLE_CUDA
-class ApproxMatchGpuOp : public OpKernel {
- public:
-  explicit ApproxMatchGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& t1 = ctx->input(0);
-    const Tensor& t2 = ctx->input(1);
-    OP_REQUIRES_OK(ctx, CheckPair(t1, t2, kMatch));
-    const int b = static_cast<int>(t1.dim_size(0));
-    const int n = static_cast<int>(t1.dim_size(1));
-    const int m = static_cast<int>(t2.dim_size(1));
-    Tensor* match;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({b, m, n}), &match));
-    if (b == 0) return;
+template <>
+struct LaunchApproxMatch<GPUDevice> {
+  static void Run(OpKernelContext* ctx, int b, int n, int m, const float* x1, const float* x2, float* out) {
     Tensor temp;
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_FLOAT,
                                            TensorShape({static_cast<std::int64_t>(
                                                differ_approx_match_temp_floats(b, n, m))}),
                                            &temp));
-    const char* err = differ_approx_match_launcher(b, n, m, t1.flat<float>().data(), t2.flat<float>().data(),
-                                                   match->flat<float>().data(), temp.flat<float>().data(),
-                                                   ctx->eigen_gpu_device().stream());
-    OP_REQUIRES(ctx, err == nullptr, absl::InternalError(absl::StrCat(kMatch, ": CUDA error: ", err ? err : "")));
+    OP_REQUIRES_OK(ctx, CudaStatus(kMatch, differ_approx_match_launcher(b, n, m, x1, x2, out, temp.flat<float>().data(),
+                                                                        ctx->eigen_gpu_device().stream())));
   }
 };
 
-class MatchCostGpuOp : public OpKernel {
- public:
-  explicit MatchCostGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    OP_REQUIRES_OK(ctx, CheckCostInputs(ctx, kCost, false));
-    const Tensor& t1 = ctx->input(0);
-    const Tensor& t2 = ctx->input(1);
-    const int b = static_cast<int>(t1.dim_size(0));
-    Tensor* cost;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({b}), &cost));
-    if (b == 0) return;
-    const char* err = differ_match_cost_launcher(
-        b, static_cast<int>(t1.dim_size(1)), static_cast<int>(t2.dim_size(1)), t1.flat<float>().data(),
-        t2.flat<float>().data(), ctx->input(2).flat<float>().data(), cost->flat<float>().data(),
-        ctx->eigen_gpu_device().stream());
-    OP_REQUIRES(ctx, err == nullptr, absl::InternalError(absl::StrCat(kCost, ": CUDA error: ", err ? err : "")));
+template <>
+struct LaunchMatchCost<GPUDevice> {
+  static void Run(OpKernelContext* ctx, int b, int n, int m, const float* x1, const float* x2, const float* mt,
+                  float* out) {
+    OP_REQUIRES_OK(ctx, CudaStatus(kCost, differ_match_cost_launcher(b, n, m, x1, x2, mt, out,
+                                                                     ctx->eigen_gpu_device().stream())));
   }
 };
 
-class MatchCostGradGpuOp : public OpKernel {
- public:
-  explicit MatchCostGradGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    OP_REQUIRES_OK(ctx, CheckCostInputs(ctx, kCostGrad, true));
-    const Tensor& t1 = ctx->input(0);
-    const Tensor& t2 = ctx->input(1);
-    const int b = static_cast<int>(t1.dim_size(0));
-    Tensor *g1, *g2;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, t1.shape(), &g1));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, t2.shape(), &g2));
-    if (b == 0) return;
-    const char* err = differ_match_cost_grad_launcher(
-        b, static_cast<int>(t1.dim_size(1)), static_cast<int>(t2.dim_size(1)), t1.flat<float>().data(),
-        t2.flat<float>().data(), ctx->input(2).flat<float>().data(), ctx->input(3).flat<float>().data(),
-        g1->flat<float>().data(), g2->flat<float>().data(), ctx->eigen_gpu_device().stream());
-    OP_REQUIRES(ctx, err == nullptr,
-                absl::InternalError(absl::StrCat(kCostGrad, ": CUDA error: ", err ? err : "")));
+template <>
+struct LaunchMatchCostGrad<GPUDevice> {
+  static void Run(OpKernelContext* ctx, int b, int n, int m, const float* x1, const float* x2, const float* mt,
+                  const float* gc, float* o1, float* o2) {
+    OP_REQUIRES_OK(ctx, CudaStatus(kCostGrad, differ_match_cost_grad_launcher(b, n, m, x1, x2, mt, gc, o1, o2,
+                                                                              ctx->eigen_gpu_device().stream())));
   }
 };
 
-REGISTER_KERNEL_BUILDER(Name("DifferApproxMatch").Device(tensorflow::DEVICE_GPU), ApproxMatchGpuOp);
-REGISTER_KERNEL_BUILDER(Name("DifferMatchCost").Device(tensorflow::DEVICE_GPU), MatchCostGpuOp);
-REGISTER_KERNEL_BUILDER(Name("DifferMatchCostGrad").Device(tensorflow::DEVICE_GPU), MatchCostGradGpuOp);
+REGISTER_KERNEL_BUILDER(Name("DifferApproxMatch").Device(tensorflow::DEVICE_GPU), ApproxMatchOp<GPUDevice>);
+REGISTER_KERNEL_BUILDER(Name("DifferMatchCost").Device(tensorflow::DEVICE_GPU), MatchCostOp<GPUDevice>);
+REGISTER_KERNEL_BUILDER(Name("DifferMatchCostGrad").Device(tensorflow::DEVICE_GPU), MatchCostGradOp<GPUDevice>);
 #endif  // GOOGLE_CUDA
 
 }  // namespace

@@ -1,28 +1,13 @@
-// TensorFlow op DifferAuctionMatch: registration, shape function, CPU kernel
-// (one batch item per work unit on TensorFlow's thread pool) and, with
-// GOOGLE_CUDA, a GPU kernel calling the launcher of auction_match.cu.
-#if GOOGLE_CUDA
-#define EIGEN_USE_GPU
-#endif
+// TensorFlow op DifferAuctionMatch: registration, shape function, and a kernel
+// templated on the device: CPU work (one batch item per work unit on
+// TensorFlow's thread pool) and, with GOOGLE_CUDA, GPU work through the launcher
+// of auction_match.cu.
+#include "op_util.h"  // first: the GPU set-up, TensorFlow's op headers, kernels_cpu.h, launchers.h
 
 #include <vector>
 
-#include "kernels_cpu.h"
-#include "op_util.h"
-#include "tensorflow/core/framework/op.h"
-#include "tensorflow/core/framework/op_kernel.h"
-
-#if GOOGLE_CUDA
-#include "launchers.h"
-#endif
-
 namespace differ_tf {
 namespace {
-
-using tensorflow::DEVICE_CPU;
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::TensorShape;
 
 constexpr char kOp[] = "auction_match";
 
@@ -62,9 +47,16 @@ absl::Status CheckAuctionInputs(OpKernelContext* ctx) {
   return s;
 }
 
-class AuctionMatchCpuOp : public OpKernel {
+// ---- kernel: the shared prologue in AuctionMatchOp, the work per device in LaunchAuctionMatch
+// (called with b >= 1).
+
+template <typename Device>
+struct LaunchAuctionMatch;  // Run(ctx, b, n, xyz1, xyz2, rel_tol, idx1, idx2)
+
+template <typename Device>
+class AuctionMatchOp : public OpKernel {
  public:
-  explicit AuctionMatchCpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit AuctionMatchOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("rel_tol", &rel_tol_));
     OP_REQUIRES(ctx, rel_tol_ >= 0.f, absl::InvalidArgumentError("auction_match: rel_tol must be >= 0"));
   }
@@ -75,64 +67,51 @@ class AuctionMatchCpuOp : public OpKernel {
     const Tensor& t2 = ctx->input(1);
     const int b = static_cast<int>(t1.dim_size(0));
     const int n = static_cast<int>(t1.dim_size(1));
-    const float* x1 = t1.flat<float>().data();
-    const float* x2 = t2.flat<float>().data();
-    // Non-finite coordinates have no meaningful assignment (and would stall the auction).
-    OP_REQUIRES(ctx, AllFinite(x1, t1.NumElements()) && AllFinite(x2, t2.NumElements()),
-                absl::InvalidArgumentError("auction_match: xyz1 or xyz2 contains NaN or Inf"));
     Tensor *l, *r;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({b, n}), &l));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({b, n}), &r));
-    int* ml = l->flat<int>().data();
-    int* mr = r->flat<int>().data();
+    if (b == 0) return;
+    LaunchAuctionMatch<Device>::Run(ctx, b, n, t1.flat<float>().data(), t2.flat<float>().data(), rel_tol_,
+                                    l->flat<int>().data(), r->flat<int>().data());
+  }
+
+ private:
+  float rel_tol_;
+};
+
+template <>
+struct LaunchAuctionMatch<CPUDevice> {
+  static void Run(OpKernelContext* ctx, int b, int n, const float* x1, const float* x2, float tol, int* ml, int* mr) {
+    // Non-finite coordinates have no meaningful assignment (and would stall the auction).
+    const std::int64_t count = 3 * static_cast<std::int64_t>(b) * n;
+    OP_REQUIRES(ctx, AllFinite(x1, count) && AllFinite(x2, count),
+                absl::InvalidArgumentError("auction_match: xyz1 or xyz2 contains NaN or Inf"));
     const std::size_t ws_size = differ::auction_match_workspace(n);
-    const float tol = rel_tol_;
     ParallelFor(ctx, b, 500 * static_cast<std::int64_t>(n) * n, [&](std::int64_t begin, std::int64_t end) {
       std::vector<float> ws(ws_size);
       for (std::int64_t k = begin; k < end; ++k)
         differ::auction_match(n, x1 + k * 3 * n, x2 + k * 3 * n, tol, ml + k * n, mr + k * n, ws.data());
     });
   }
-
- private:
-  float rel_tol_;
 };
 
-REGISTER_KERNEL_BUILDER(Name("DifferAuctionMatch").Device(DEVICE_CPU), AuctionMatchCpuOp);
+REGISTER_KERNEL_BUILDER(Name("DifferAuctionMatch").Device(DEVICE_CPU), AuctionMatchOp<CPUDevice>);
 
 #if GOOGLE_CUDA
-class AuctionMatchGpuOp : public OpKernel {
- public:
-  explicit AuctionMatchGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("rel_tol", &rel_tol_));
-    OP_REQUIRES(ctx, rel_tol_ >= 0.f, absl::InvalidArgumentError("auction_match: rel_tol must be >= 0"));
-  }
-
-  void Compute(OpKernelContext* ctx) override {
-    OP_REQUIRES_OK(ctx, CheckAuctionInputs(ctx));
-    const Tensor& t1 = ctx->input(0);
-    const Tensor& t2 = ctx->input(1);
-    const int b = static_cast<int>(t1.dim_size(0));
-    const int n = static_cast<int>(t1.dim_size(1));
-    Tensor *l, *r, temp;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({b, n}), &l));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({b, n}), &r));
-    if (b == 0) return;
+template <>
+struct LaunchAuctionMatch<GPUDevice> {
+  static void Run(OpKernelContext* ctx, int b, int n, const float* x1, const float* x2, float tol, int* ml, int* mr) {
+    Tensor temp;
     const std::int64_t bytes = static_cast<std::int64_t>(differ_auction_match_temp_bytes(b, n));
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_INT8, TensorShape({bytes}), &temp));
     // The GPU kernel cannot report NaN input; it returns the identity permutation for such a pair.
-    const char* err = differ_auction_match_launcher(b, n, t1.flat<float>().data(), t2.flat<float>().data(),
-                                                    rel_tol_, l->flat<int>().data(), r->flat<int>().data(),
-                                                    temp.flat<tensorflow::int8>().data(),
-                                                    ctx->eigen_gpu_device().stream());
-    OP_REQUIRES(ctx, err == nullptr, absl::InternalError(absl::StrCat(kOp, ": CUDA error: ", err ? err : "")));
+    OP_REQUIRES_OK(ctx, CudaStatus(kOp, differ_auction_match_launcher(b, n, x1, x2, tol, ml, mr,
+                                                                      temp.flat<tensorflow::int8>().data(),
+                                                                      ctx->eigen_gpu_device().stream())));
   }
-
- private:
-  float rel_tol_;
 };
 
-REGISTER_KERNEL_BUILDER(Name("DifferAuctionMatch").Device(tensorflow::DEVICE_GPU), AuctionMatchGpuOp);
+REGISTER_KERNEL_BUILDER(Name("DifferAuctionMatch").Device(tensorflow::DEVICE_GPU), AuctionMatchOp<GPUDevice>);
 #endif  // GOOGLE_CUDA
 
 }  // namespace

@@ -1,28 +1,13 @@
 // TensorFlow op DifferNnDistance (+ its gradient op): registration, shape
-// function, CPU kernels (sharded over TensorFlow's thread pool) and, when
-// built with GOOGLE_CUDA, GPU kernels calling the launchers of nn_distance.cu.
-#if GOOGLE_CUDA
-#define EIGEN_USE_GPU
-#endif
+// function, and kernels templated on the device: CPU work sharded over
+// TensorFlow's thread pool and, when built with GOOGLE_CUDA, GPU work through
+// the launchers of nn_distance.cu.
+#include "op_util.h"  // first: the GPU set-up, TensorFlow's op headers, kernels_cpu.h, launchers.h
 
 #include <algorithm>
 
-#include "kernels_cpu.h"
-#include "op_util.h"
-#include "tensorflow/core/framework/op.h"
-#include "tensorflow/core/framework/op_kernel.h"
-
-#if GOOGLE_CUDA
-#include "launchers.h"
-#endif
-
 namespace differ_tf {
 namespace {
-
-using tensorflow::DEVICE_CPU;
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::TensorShape;
 
 constexpr char kOp[] = "nn_distance";
 constexpr char kGradOp[] = "nn_distance_grad";
@@ -82,9 +67,19 @@ absl::Status CheckGradInputs(OpKernelContext* ctx) {
   return s;
 }
 
-class NnDistanceCpuOp : public OpKernel {
+// ---- kernels: the shared prologue in NnDistanceOp / NnDistanceGradOp, the work per device in
+// LaunchNnDistance / LaunchNnDistanceGrad (called with b >= 1).
+
+template <typename Device>
+struct LaunchNnDistance;  // Run(ctx, b, n, m, xyz1, xyz2, dist1, idx1, dist2, idx2)
+
+template <typename Device>
+struct LaunchNnDistanceGrad;  // Run(ctx, b, n, m, xyz1, xyz2, grad_dist1, idx1, grad_dist2, idx2, grad1, grad2)
+
+template <typename Device>
+class NnDistanceOp : public OpKernel {
  public:
-  explicit NnDistanceCpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit NnDistanceOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& t1 = ctx->input(0);
@@ -99,15 +94,45 @@ class NnDistanceCpuOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({b, m}), &dist2));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({b, m}), &idx2));
     if (b == 0) return;
+    LaunchNnDistance<Device>::Run(ctx, b, n, m, t1.flat<float>().data(), t2.flat<float>().data(),
+                                  dist1->flat<float>().data(), idx1->flat<int>().data(), dist2->flat<float>().data(),
+                                  idx2->flat<int>().data());
+  }
+};
 
+template <typename Device>
+class NnDistanceGradOp : public OpKernel {
+ public:
+  explicit NnDistanceGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    OP_REQUIRES_OK(ctx, CheckGradInputs(ctx));
+    const Tensor& t1 = ctx->input(0);
+    const Tensor& t2 = ctx->input(1);
+    const int b = static_cast<int>(t1.dim_size(0));
+    const int n = static_cast<int>(t1.dim_size(1));
+    const int m = static_cast<int>(t2.dim_size(1));
+    Tensor *g1, *g2;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, t1.shape(), &g1));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, t2.shape(), &g2));
+    if (b == 0) return;
+    LaunchNnDistanceGrad<Device>::Run(ctx, b, n, m, t1.flat<float>().data(), t2.flat<float>().data(),
+                                      ctx->input(2).flat<float>().data(), ctx->input(3).flat<int>().data(),
+                                      ctx->input(4).flat<float>().data(), ctx->input(5).flat<int>().data(),
+                                      g1->flat<float>().data(), g2->flat<float>().data());
+  }
+};
+
+template <>
+struct LaunchNnDistance<CPUDevice> {
+  static void Run(OpKernelContext* ctx, int b, int n, int m, const float* x1, const float* x2, float* d1, int* i1,
+                  float* d2, int* i2) {
     // Both clouds as NaN-padded SoA, then all query blocks of both directions
     // as one list of work units for the thread pool.
     const int n_pad = differ::pad_to_lanes(n), m_pad = differ::pad_to_lanes(m);
     Tensor soa1, soa2;
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_FLOAT, TensorShape({b, 3 * n_pad}), &soa1));
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_FLOAT, TensorShape({b, 3 * m_pad}), &soa2));
-    const float* x1 = t1.flat<float>().data();
-    const float* x2 = t2.flat<float>().data();
     float* s1 = soa1.flat<float>().data();
     float* s2 = soa2.flat<float>().data();
     ParallelFor(ctx, b, 20 * (n + m), [&](std::int64_t begin, std::int64_t end) {
@@ -117,10 +142,6 @@ class NnDistanceCpuOp : public OpKernel {
       }
     });
 
-    float* d1 = dist1->flat<float>().data();
-    float* d2 = dist2->flat<float>().data();
-    int* i1 = idx1->flat<int>().data();
-    int* i2 = idx2->flat<int>().data();
     const std::int64_t blocks1 = (n + kQueryBlock - 1) / kQueryBlock;
     const std::int64_t blocks2 = (m + kQueryBlock - 1) / kQueryBlock;
     const std::int64_t units = b * (blocks1 + blocks2);
@@ -142,22 +163,10 @@ class NnDistanceCpuOp : public OpKernel {
   }
 };
 
-class NnDistanceGradCpuOp : public OpKernel {
- public:
-  explicit NnDistanceGradCpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    OP_REQUIRES_OK(ctx, CheckGradInputs(ctx));
-    const Tensor& t1 = ctx->input(0);
-    const Tensor& t2 = ctx->input(1);
-    const int b = static_cast<int>(t1.dim_size(0));
-    const int n = static_cast<int>(t1.dim_size(1));
-    const int m = static_cast<int>(t2.dim_size(1));
-    Tensor *g1, *g2;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, t1.shape(), &g1));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, t2.shape(), &g2));
-    const int* idx1 = ctx->input(3).flat<int>().data();
-    const int* idx2 = ctx->input(5).flat<int>().data();
+template <>
+struct LaunchNnDistanceGrad<CPUDevice> {
+  static void Run(OpKernelContext* ctx, int b, int n, int m, const float* x1, const float* x2, const float* gd1,
+                  const int* idx1, const float* gd2, const int* idx2, float* o1, float* o2) {
     // Indices come from the forward op; a corrupted one must not write out of bounds.
     for (std::int64_t i = 0; i < static_cast<std::int64_t>(b) * n; ++i)
       OP_REQUIRES(ctx, idx1[i] >= 0 && idx1[i] < m,
@@ -165,12 +174,6 @@ class NnDistanceGradCpuOp : public OpKernel {
     for (std::int64_t j = 0; j < static_cast<std::int64_t>(b) * m; ++j)
       OP_REQUIRES(ctx, idx2[j] >= 0 && idx2[j] < n,
                   absl::InvalidArgumentError(absl::StrCat(kGradOp, ": idx2 out of range [0, ", n, ")")));
-    const float* x1 = t1.flat<float>().data();
-    const float* x2 = t2.flat<float>().data();
-    const float* gd1 = ctx->input(2).flat<float>().data();
-    const float* gd2 = ctx->input(4).flat<float>().data();
-    float* o1 = g1->flat<float>().data();
-    float* o2 = g2->flat<float>().data();
     ParallelFor(ctx, b, 30 * (n + m), [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t k = begin; k < end; ++k)
         differ::nn_distance_grad(n, m, x1 + k * 3 * n, x2 + k * 3 * m, gd1 + k * n, idx1 + k * n, gd2 + k * m,
@@ -179,62 +182,32 @@ class NnDistanceGradCpuOp : public OpKernel {
   }
 };
 
-REGISTER_KERNEL_BUILDER(Name("DifferNnDistance").Device(DEVICE_CPU), NnDistanceCpuOp);
-REGISTER_KERNEL_BUILDER(Name("DifferNnDistanceGrad").Device(DEVICE_CPU), NnDistanceGradCpuOp);
+REGISTER_KERNEL_BUILDER(Name("DifferNnDistance").Device(DEVICE_CPU), NnDistanceOp<CPUDevice>);
+REGISTER_KERNEL_BUILDER(Name("DifferNnDistanceGrad").Device(DEVICE_CPU), NnDistanceGradOp<CPUDevice>);
 
 #if GOOGLE_CUDA
-// GPU kernels: same checks (on host-side shapes), work enqueued on TF's stream.
-class NnDistanceGpuOp : public OpKernel {
- public:
-  explicit NnDistanceGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& t1 = ctx->input(0);
-    const Tensor& t2 = ctx->input(1);
-    OP_REQUIRES_OK(ctx, CheckPair(t1, t2, kOp));
-    const int b = static_cast<int>(t1.dim_size(0));
-    const int n = static_cast<int>(t1.dim_size(1));
-    const int m = static_cast<int>(t2.dim_size(1));
-    Tensor *dist1, *idx1, *dist2, *idx2;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({b, n}), &dist1));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({b, n}), &idx1));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({b, m}), &dist2));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({b, m}), &idx2));
-    if (b == 0) return;
-    const char* err = differ_nn_distance_launcher(
-        b, n, t1.flat<float>().data(), m, t2.flat<float>().data(), dist1->flat<float>().data(),
-        idx1->flat<int>().data(), dist2->flat<float>().data(), idx2->flat<int>().data(),
-        ctx->eigen_gpu_device().stream());
-    OP_REQUIRES(ctx, err == nullptr, absl::InternalError(absl::StrCat(kOp, ": CUDA error: ", err ? err : "")));
+// GPU: the same prologue (on host-side shapes), work enqueued on TF's stream. The indices are
+// device memory here, so the gradient cannot check their range.
+template <>
+struct LaunchNnDistance<GPUDevice> {
+  static void Run(OpKernelContext* ctx, int b, int n, int m, const float* x1, const float* x2, float* d1, int* i1,
+                  float* d2, int* i2) {
+    OP_REQUIRES_OK(ctx, CudaStatus(kOp, differ_nn_distance_launcher(b, n, x1, m, x2, d1, i1, d2, i2,
+                                                                    ctx->eigen_gpu_device().stream())));
   }
 };
 
-class NnDistanceGradGpuOp : public OpKernel {
- public:
-  explicit NnDistanceGradGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    OP_REQUIRES_OK(ctx, CheckGradInputs(ctx));
-    const Tensor& t1 = ctx->input(0);
-    const Tensor& t2 = ctx->input(1);
-    const int b = static_cast<int>(t1.dim_size(0));
-    const int n = static_cast<int>(t1.dim_size(1));
-    const int m = static_cast<int>(t2.dim_size(1));
-    Tensor *g1, *g2;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, t1.shape(), &g1));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, t2.shape(), &g2));
-    if (b == 0) return;
-    const char* err = differ_nn_distance_grad_launcher(
-        b, n, t1.flat<float>().data(), m, t2.flat<float>().data(), ctx->input(2).flat<float>().data(),
-        ctx->input(3).flat<int>().data(), ctx->input(4).flat<float>().data(), ctx->input(5).flat<int>().data(),
-        g1->flat<float>().data(), g2->flat<float>().data(), ctx->eigen_gpu_device().stream());
-    OP_REQUIRES(ctx, err == nullptr,
-                absl::InternalError(absl::StrCat(kGradOp, ": CUDA error: ", err ? err : "")));
+template <>
+struct LaunchNnDistanceGrad<GPUDevice> {
+  static void Run(OpKernelContext* ctx, int b, int n, int m, const float* x1, const float* x2, const float* gd1,
+                  const int* idx1, const float* gd2, const int* idx2, float* o1, float* o2) {
+    OP_REQUIRES_OK(ctx, CudaStatus(kGradOp, differ_nn_distance_grad_launcher(b, n, x1, m, x2, gd1, idx1, gd2, idx2,
+                                                                             o1, o2, ctx->eigen_gpu_device().stream())));
   }
 };
 
-REGISTER_KERNEL_BUILDER(Name("DifferNnDistance").Device(tensorflow::DEVICE_GPU), NnDistanceGpuOp);
-REGISTER_KERNEL_BUILDER(Name("DifferNnDistanceGrad").Device(tensorflow::DEVICE_GPU), NnDistanceGradGpuOp);
+REGISTER_KERNEL_BUILDER(Name("DifferNnDistance").Device(tensorflow::DEVICE_GPU), NnDistanceOp<GPUDevice>);
+REGISTER_KERNEL_BUILDER(Name("DifferNnDistanceGrad").Device(tensorflow::DEVICE_GPU), NnDistanceGradOp<GPUDevice>);
 #endif  // GOOGLE_CUDA
 
 }  // namespace

@@ -1,21 +1,39 @@
-// Shared pieces of the TensorFlow op wrappers: input checks with clear
-// messages (shape functions and kernels) and CPU sharding.
+// Shared pieces of the TensorFlow op wrappers (*_op.cc, which include this header
+// FIRST): the GPU set-up and the headers every wrapper needs, input checks with
+// clear messages (shape functions and kernels), the device tags of the kernel
+// templates, CUDA errors as a Status, and CPU sharding.
 #ifndef DIFFER_TF_OPS_OP_UTIL_H_
 #define DIFFER_TF_OPS_OP_UTIL_H_
 
+#if GOOGLE_CUDA && !defined(EIGEN_USE_GPU)
+#define EIGEN_USE_GPU  // before TensorFlow's headers: the GPU kernels use ctx->eigen_gpu_device()
+#endif
+
 #include <climits>
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "kernels_cpu.h"
+#include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/util/work_sharder.h"
 
+#if GOOGLE_CUDA
+#include "launchers.h"
+#endif
+
 namespace differ_tf {
+
+using tensorflow::DEVICE_CPU;
+using tensorflow::OpKernel;
+using tensorflow::OpKernelConstruction;
+using tensorflow::TensorShape;
 
 using tensorflow::OpKernelContext;
 using tensorflow::Tensor;
@@ -53,6 +71,18 @@ inline absl::Status MergeBatch(InferenceContext* c, ShapeHandle s1, ShapeHandle 
 }
 
 // ---- kernels (run time: shapes are always known)
+
+// Device tags. Each op has ONE OpKernel class template over the device (the usual TF pattern):
+// its Compute checks the inputs and allocates the outputs for every device alike, then calls
+// Launch<Op><Device>::Run, the device's part (CPU: the kernels of kernels_cpu.h on TF's thread
+// pool; GPU, only under GOOGLE_CUDA: the C launchers of launchers.h on TF's stream).
+struct CPUDevice {};
+struct GPUDevice {};
+
+// A CUDA launcher's result (nullptr or its error message) as a Status.
+inline absl::Status CudaStatus(const char* op, const char* err) {
+  return err == nullptr ? absl::OkStatus() : absl::InternalError(absl::StrCat(op, ": CUDA error: ", err));
+}
 
 inline absl::Status CheckCloud(const Tensor& t, const char* op, const char* name) {
   if (t.dims() != 3 || t.dim_size(2) != 3)

@@ -1,31 +1,16 @@
 // TensorFlow ops DifferPixelNearest and DifferPixelNearestGrad: registration,
-// shape functions, CPU kernels (float and double; one batch item per work unit
-// on TensorFlow's thread pool) and, with GOOGLE_CUDA, float GPU kernels calling
-// pixel_nearest.cu.
-#if GOOGLE_CUDA
-#define EIGEN_USE_GPU
-#endif
+// shape functions, and kernels templated on the device and dtype: CPU work
+// (float and double; one batch item per work unit on TensorFlow's thread pool)
+// and, with GOOGLE_CUDA, float GPU work through pixel_nearest.cu.
+#include "op_util.h"  // first: the GPU set-up, TensorFlow's op headers, kernels_cpu.h, launchers.h
 
 #include <cmath>
-
-#include "kernels_cpu.h"
-#include "op_util.h"
-#include "tensorflow/core/framework/op.h"
-#include "tensorflow/core/framework/op_kernel.h"
-
-#if GOOGLE_CUDA
-#include "launchers.h"
-#endif
 
 namespace differ_tf {
 namespace {
 
-using tensorflow::DEVICE_CPU;
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::TensorShape;
-
 constexpr char kOp[] = "pixel_nearest";
+constexpr char kGradOp[] = "pixel_nearest_grad";
 
 // points (B,N,D), D >= 2 (row px, column px, ...), query (B,H,W) -> dist (B,H,W),
 // idx (B,H,W): the nearest point to each pixel centre with query != 0 (smallest
@@ -87,19 +72,13 @@ absl::Status CheckInputs(const Tensor& pts, const Tensor& query) {
   return absl::OkStatus();
 }
 
-// The gradient op's inputs: idx and grad_dist (B,H,W), indices within [-1, N).
+// The gradient op's inputs: idx and grad_dist (B,H,W).
 absl::Status CheckGradInputs(OpKernelContext* ctx) {
   const Tensor& pts = ctx->input(0);
   const Tensor& idx = ctx->input(1);
   absl::Status s = CheckInputs(pts, idx);
-  if (s.ok()) s = CheckShape(ctx->input(2), idx.shape(), "pixel_nearest_grad", "grad_dist");
-  if (!s.ok()) return s;
-  const int* i = idx.flat<int>().data();
-  const std::int64_t n = pts.dim_size(1);
-  for (std::int64_t k = 0; k < idx.NumElements(); ++k)
-    if (i[k] < -1 || i[k] >= n)
-      return absl::InvalidArgumentError(absl::StrCat("pixel_nearest_grad: idx out of range [-1, ", n, ")"));
-  return absl::OkStatus();
+  if (s.ok()) s = CheckShape(ctx->input(2), idx.shape(), kGradOp, "grad_dist");
+  return s;
 }
 
 absl::Status ReadCap(OpKernelConstruction* ctx, float* cap) {
@@ -109,10 +88,19 @@ absl::Status ReadCap(OpKernelConstruction* ctx, float* cap) {
   return absl::OkStatus();
 }
 
-template <typename T>
-class PixelNearestCpuOp : public OpKernel {
+// ---- kernels: the shared prologue in the OpKernel class templates over (device, dtype), the
+// work in the Launch* specialisations (CPU: float and double; GPU: float).
+
+template <typename Device, typename T>
+struct LaunchPixelNearest;  // Run(ctx, b, n, dim, points, h, w, query, max_dist_sq, idx, dist); b, h, w >= 1
+
+template <typename Device, typename T>
+struct LaunchPixelNearestGrad;  // Run(ctx, b, n, dim, points, h, w, idx, grad_dist, grad_points); b >= 1
+
+template <typename Device, typename T>
+class PixelNearestOp : public OpKernel {
  public:
-  explicit PixelNearestCpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) { OP_REQUIRES_OK(ctx, ReadCap(ctx, &cap_)); }
+  explicit PixelNearestOp(OpKernelConstruction* ctx) : OpKernel(ctx) { OP_REQUIRES_OK(ctx, ReadCap(ctx, &cap_)); }
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& pts = ctx->input(0);
@@ -125,41 +113,55 @@ class PixelNearestCpuOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, query.shape(), &dist));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, query.shape(), &idx));
     if (b == 0 || h == 0 || w == 0) return;
-    const T* p = pts.flat<T>().data();
-    const T* q = query.flat<T>().data();
-    T* d = dist->flat<T>().data();
-    int* out = idx->flat<int>().data();
-    const std::int64_t hw = static_cast<std::int64_t>(h) * w;
-    const double cap = static_cast<double>(cap_);
-    ParallelFor(ctx, b, 40 * (hw + n), [&](std::int64_t begin, std::int64_t end) {
-      for (std::int64_t k = begin; k < end; ++k)
-        differ::pixel_nearest<T>(n, dim, p + k * n * dim, h, w, q + k * hw, cap, out + k * hw, d + k * hw);
-    });
+    LaunchPixelNearest<Device, T>::Run(ctx, b, n, dim, pts.flat<T>().data(), h, w, query.flat<T>().data(),
+                                       static_cast<double>(cap_), idx->flat<int>().data(), dist->flat<T>().data());
   }
 
  private:
   float cap_ = 0.f;
 };
 
-template <typename T>
-class PixelNearestGradCpuOp : public OpKernel {
+template <typename Device, typename T>
+class PixelNearestGradOp : public OpKernel {
  public:
-  explicit PixelNearestGradCpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit PixelNearestGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
     OP_REQUIRES_OK(ctx, CheckGradInputs(ctx));
     const Tensor& pts = ctx->input(0);
+    const Tensor& idx = ctx->input(1);
     const int b = static_cast<int>(pts.dim_size(0)), n = static_cast<int>(pts.dim_size(1));
     const int dim = static_cast<int>(pts.dim_size(2));
-    const int h = static_cast<int>(ctx->input(1).dim_size(1)), w = static_cast<int>(ctx->input(1).dim_size(2));
+    const int h = static_cast<int>(idx.dim_size(1)), w = static_cast<int>(idx.dim_size(2));
     Tensor* grad;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, pts.shape(), &grad));
     if (b == 0) return;
-    const T* p = pts.flat<T>().data();
-    const int* idx = ctx->input(1).flat<int>().data();
-    const T* g = ctx->input(2).flat<T>().data();
-    T* out = grad->flat<T>().data();
+    LaunchPixelNearestGrad<Device, T>::Run(ctx, b, n, dim, pts.flat<T>().data(), h, w, idx.flat<int>().data(),
+                                           ctx->input(2).flat<T>().data(), grad->flat<T>().data());
+  }
+};
+
+template <typename T>
+struct LaunchPixelNearest<CPUDevice, T> {
+  static void Run(OpKernelContext* ctx, int b, int n, int dim, const T* p, int h, int w, const T* q, double cap,
+                  int* out, T* d) {
     const std::int64_t hw = static_cast<std::int64_t>(h) * w;
+    ParallelFor(ctx, b, 40 * (hw + n), [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t k = begin; k < end; ++k)
+        differ::pixel_nearest<T>(n, dim, p + k * n * dim, h, w, q + k * hw, cap, out + k * hw, d + k * hw);
+    });
+  }
+};
+
+template <typename T>
+struct LaunchPixelNearestGrad<CPUDevice, T> {
+  static void Run(OpKernelContext* ctx, int b, int n, int dim, const T* p, int h, int w, const int* idx, const T* g,
+                  T* out) {
+    // Indices come from the forward op (host memory here); a corrupted one must not write out of bounds.
+    const std::int64_t hw = static_cast<std::int64_t>(h) * w;
+    for (std::int64_t k = 0; k < b * hw; ++k)
+      OP_REQUIRES(ctx, idx[k] >= -1 && idx[k] < n,
+                  absl::InvalidArgumentError(absl::StrCat(kGradOp, ": idx out of range [-1, ", n, ")")));
     ParallelFor(ctx, b, 5 * (hw + n), [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t k = begin; k < end; ++k)
         differ::pixel_nearest_grad<T>(n, dim, p + k * n * dim, h, w, idx + k * hw, g + k * hw, out + k * n * dim);
@@ -167,74 +169,42 @@ class PixelNearestGradCpuOp : public OpKernel {
   }
 };
 
-#define DIFFER_REGISTER_CPU(T)                                                                                 \
-  REGISTER_KERNEL_BUILDER(Name("DifferPixelNearest").Device(DEVICE_CPU).TypeConstraint<T>("T"),               \
-                          PixelNearestCpuOp<T>);                                                              \
-  REGISTER_KERNEL_BUILDER(Name("DifferPixelNearestGrad").Device(DEVICE_CPU).TypeConstraint<T>("T"),           \
-                          PixelNearestGradCpuOp<T>);
-DIFFER_REGISTER_CPU(float)
-DIFFER_REGISTER_CPU(double)
-#undef DIFFER_REGISTER_CPU
+#define DIFFER_REGISTER(DEVICE, TAG, T)                                                                        \
+  REGISTER_KERNEL_BUILDER(Name("DifferPixelNearest").Device(DEVICE).TypeConstraint<T>("T"),                   \
+                          PixelNearestOp<TAG, T>);                                                            \
+  REGISTER_KERNEL_BUILDER(Name("DifferPixelNearestGrad").Device(DEVICE).TypeConstraint<T>("T"),               \
+                          PixelNearestGradOp<TAG, T>);
+DIFFER_REGISTER(DEVICE_CPU, CPUDevice, float)
+DIFFER_REGISTER(DEVICE_CPU, CPUDevice, double)
 
 #if GOOGLE_CUDA
-class PixelNearestGpuOp : public OpKernel {
- public:
-  explicit PixelNearestGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) { OP_REQUIRES_OK(ctx, ReadCap(ctx, &cap_)); }
-
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& pts = ctx->input(0);
-    const Tensor& query = ctx->input(1);
-    OP_REQUIRES_OK(ctx, CheckInputs(pts, query));
-    const int b = static_cast<int>(pts.dim_size(0)), n = static_cast<int>(pts.dim_size(1));
-    const int dim = static_cast<int>(pts.dim_size(2));
-    const int h = static_cast<int>(query.dim_size(1)), w = static_cast<int>(query.dim_size(2));
-    Tensor *dist, *idx;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, query.shape(), &dist));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, query.shape(), &idx));
-    if (b == 0 || h == 0 || w == 0) return;
+// GPU (float only): work enqueued on TensorFlow's stream. idx is device memory here, so the
+// gradient cannot check its range.
+template <>
+struct LaunchPixelNearest<GPUDevice, float> {
+  static void Run(OpKernelContext* ctx, int b, int n, int dim, const float* p, int h, int w, const float* q,
+                  double cap, int* out, float* d) {
     Tensor temp;
     const std::int64_t bytes = static_cast<std::int64_t>(differ_pixel_nearest_temp_bytes(b, n, h, w));
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_INT8, TensorShape({bytes}), &temp));
-    const char* err = differ_pixel_nearest_launcher(b, n, dim, pts.flat<float>().data(), h, w,
-                                                    query.flat<float>().data(), static_cast<double>(cap_),
-                                                    idx->flat<int>().data(), dist->flat<float>().data(),
-                                                    temp.flat<tensorflow::int8>().data(),
-                                                    ctx->eigen_gpu_device().stream());
-    OP_REQUIRES(ctx, err == nullptr, absl::InternalError(absl::StrCat(kOp, ": CUDA error: ", err ? err : "")));
-  }
-
- private:
-  float cap_ = 0.f;
-};
-
-class PixelNearestGradGpuOp : public OpKernel {
- public:
-  explicit PixelNearestGradGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& pts = ctx->input(0);
-    const Tensor& idx = ctx->input(1);
-    OP_REQUIRES_OK(ctx, CheckInputs(pts, idx));  // (idx is device memory here: its range is not checked)
-    OP_REQUIRES_OK(ctx, CheckShape(ctx->input(2), idx.shape(), "pixel_nearest_grad", "grad_dist"));
-    const int b = static_cast<int>(pts.dim_size(0)), n = static_cast<int>(pts.dim_size(1));
-    const int dim = static_cast<int>(pts.dim_size(2));
-    const int h = static_cast<int>(idx.dim_size(1)), w = static_cast<int>(idx.dim_size(2));
-    Tensor* grad;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, pts.shape(), &grad));
-    if (b == 0) return;
-    const char* err = differ_pixel_nearest_grad_launcher(b, n, dim, pts.flat<float>().data(), h, w,
-                                                         idx.flat<int>().data(), ctx->input(2).flat<float>().data(),
-                                                         grad->flat<float>().data(), ctx->eigen_gpu_device().stream());
-    OP_REQUIRES(ctx, err == nullptr,
-                absl::InternalError(absl::StrCat("pixel_nearest_grad: CUDA error: ", err ? err : "")));
+    OP_REQUIRES_OK(ctx, CudaStatus(kOp, differ_pixel_nearest_launcher(b, n, dim, p, h, w, q, cap, out, d,
+                                                                      temp.flat<tensorflow::int8>().data(),
+                                                                      ctx->eigen_gpu_device().stream())));
   }
 };
 
-REGISTER_KERNEL_BUILDER(Name("DifferPixelNearest").Device(tensorflow::DEVICE_GPU).TypeConstraint<float>("T"),
-                        PixelNearestGpuOp);
-REGISTER_KERNEL_BUILDER(Name("DifferPixelNearestGrad").Device(tensorflow::DEVICE_GPU).TypeConstraint<float>("T"),
-                        PixelNearestGradGpuOp);
+template <>
+struct LaunchPixelNearestGrad<GPUDevice, float> {
+  static void Run(OpKernelContext* ctx, int b, int n, int dim, const float* p, int h, int w, const int* idx,
+                  const float* g, float* out) {
+    OP_REQUIRES_OK(ctx, CudaStatus(kGradOp, differ_pixel_nearest_grad_launcher(b, n, dim, p, h, w, idx, g, out,
+                                                                               ctx->eigen_gpu_device().stream())));
+  }
+};
+
+DIFFER_REGISTER(tensorflow::DEVICE_GPU, GPUDevice, float)
 #endif  // GOOGLE_CUDA
+#undef DIFFER_REGISTER
 
 }  // namespace
 }  // namespace differ_tf

@@ -1,31 +1,16 @@
 // TensorFlow ops DifferMaskProjection, DifferFeatureProjection and their
-// gradient ops: registration, shape functions, CPU kernels (float and double;
-// forward: work units of (batch item, band of image rows), backward: blocks of
-// points, on TensorFlow's thread pool) and, with GOOGLE_CUDA, float GPU kernels
-// calling the launchers of projection.cu.
-#if GOOGLE_CUDA
-#define EIGEN_USE_GPU
-#endif
+// gradient ops: registration, shape functions, and kernels templated on the
+// device and dtype: CPU work (float and double; forward: work units of (batch
+// item, band of image rows), backward: blocks of points, on TensorFlow's thread
+// pool) and, with GOOGLE_CUDA, float GPU work through the launchers of
+// projection.cu.
+#include "op_util.h"  // first: the GPU set-up, TensorFlow's op headers, kernels_cpu.h, launchers.h
 
 #include <algorithm>
 #include <cmath>
 
-#include "kernels_cpu.h"
-#include "op_util.h"
-#include "tensorflow/core/framework/op.h"
-#include "tensorflow/core/framework/op_kernel.h"
-
-#if GOOGLE_CUDA
-#include "launchers.h"
-#endif
-
 namespace differ_tf {
 namespace {
-
-using tensorflow::DEVICE_CPU;
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::TensorShape;
 
 constexpr char kMask[] = "mask_projection";
 constexpr char kMaskGrad[] = "mask_projection_grad";
@@ -218,10 +203,35 @@ void ForPointBlocks(OpKernelContext* ctx, int b, int n, std::int64_t cost_per_po
               });
 }
 
-template <typename T>
-class MaskProjectionCpuOp : public OpKernel {
+// ---- kernels: the shared prologue (checks, outputs, empty-input exit) in the OpKernel class
+// templates over (device, dtype), the work in the Launch* specialisations: CPU for float and
+// double, GPU for float.
+
+template <typename Device, typename T>
+struct LaunchMaskProjection;  // Run(ctx, attrs, b, n, pix, mask); b >= 1
+
+template <typename Device, typename T>
+struct LaunchMaskProjectionGrad;  // Run(ctx, attrs, b, n, pix, mask, grad_mask, grad_pix); b, n >= 1
+
+template <typename Device, typename T>
+struct LaunchFeatureProjection;  // Run(ctx, attrs, b, n, nc, pix, feat, feat_map, coverage, stats); b >= 1
+
+template <typename Device, typename T>
+struct LaunchFeatureProjectionGrad;  // Run(ctx, attrs, b, n, nc, pix, feat, feat_map, stats, grad_map,
+                                     //     grad_pix, grad_feat); b, n >= 1
+
+// Base of the four kernels: their attributes, read and checked once, at construction.
+class ProjectionKernel : public OpKernel {
+ protected:
+  ProjectionKernel(OpKernelConstruction* ctx, bool feature) : OpKernel(ctx) { OP_REQUIRES_OK(ctx, a_.Read(ctx, feature)); }
+
+  ProjAttrs a_;
+};
+
+template <typename Device, typename T>
+class MaskProjectionOp : public ProjectionKernel {
  public:
-  explicit MaskProjectionCpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) { OP_REQUIRES_OK(ctx, a_.Read(ctx, false)); }
+  explicit MaskProjectionOp(OpKernelConstruction* ctx) : ProjectionKernel(ctx, false) {}
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& pix = ctx->input(0);
@@ -230,25 +240,14 @@ class MaskProjectionCpuOp : public OpKernel {
     Tensor* mask;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({b, a_.h, a_.w}), &mask));
     if (b == 0) return;
-    const T* p = pix.flat<T>().data();
-    T* m = mask->flat<T>().data();
-    const std::int64_t k = 2 * a_.half + 1, hw = static_cast<std::int64_t>(a_.h) * a_.w;
-    ForRowBands(ctx, b, a_.h, 10 * n * k * k + 20 * hw, [&](int item, int r0, int r1) {
-      differ::mask_projection_rows<T>(n, p + 3 * static_cast<std::int64_t>(item) * n, a_.h, a_.w, T(a_.sigma_sq),
-                                      a_.half, r0, r1, m + item * hw);
-    });
+    LaunchMaskProjection<Device, T>::Run(ctx, a_, b, n, pix.flat<T>().data(), mask->flat<T>().data());
   }
-
- private:
-  ProjAttrs a_;
 };
 
-template <typename T>
-class MaskProjectionGradCpuOp : public OpKernel {
+template <typename Device, typename T>
+class MaskProjectionGradOp : public ProjectionKernel {
  public:
-  explicit MaskProjectionGradCpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, a_.Read(ctx, false));
-  }
+  explicit MaskProjectionGradOp(OpKernelConstruction* ctx) : ProjectionKernel(ctx, false) {}
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& pix = ctx->input(0);
@@ -260,246 +259,176 @@ class MaskProjectionGradCpuOp : public OpKernel {
     Tensor* grad;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, pix.shape(), &grad));
     if (b == 0 || n == 0) return;
-    const T* p = pix.flat<T>().data();
-    const T* m = ctx->input(1).flat<T>().data();
-    const T* g = ctx->input(2).flat<T>().data();
-    T* out = grad->flat<T>().data();
-    const std::int64_t k = 2 * a_.half + 1, hw = static_cast<std::int64_t>(a_.h) * a_.w;
+    LaunchMaskProjectionGrad<Device, T>::Run(ctx, a_, b, n, pix.flat<T>().data(), ctx->input(1).flat<T>().data(),
+                                             ctx->input(2).flat<T>().data(), grad->flat<T>().data());
+  }
+};
+
+template <typename Device, typename T>
+class FeatureProjectionOp : public ProjectionKernel {
+ public:
+  explicit FeatureProjectionOp(OpKernelConstruction* ctx) : ProjectionKernel(ctx, true) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& pix = ctx->input(0);
+    const Tensor& feat = ctx->input(1);
+    OP_REQUIRES_OK(ctx, CheckPix(pix, kFeat));
+    OP_REQUIRES_OK(ctx, CheckFeat(pix, feat, kFeat));
+    const int b = static_cast<int>(pix.dim_size(0)), n = static_cast<int>(pix.dim_size(1));
+    const int nc = static_cast<int>(feat.dim_size(2));
+    Tensor *fmap, *cov, *stats;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({b, a_.h, a_.w, nc}), &fmap));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({b, a_.h, a_.w}), &cov));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({b, a_.h, a_.w, 2}), &stats));
+    if (b == 0) return;
+    LaunchFeatureProjection<Device, T>::Run(ctx, a_, b, n, nc, pix.flat<T>().data(), feat.flat<T>().data(),
+                                            fmap->flat<T>().data(), cov->flat<T>().data(), stats->flat<T>().data());
+  }
+};
+
+template <typename Device, typename T>
+class FeatureProjectionGradOp : public ProjectionKernel {
+ public:
+  explicit FeatureProjectionGradOp(OpKernelConstruction* ctx) : ProjectionKernel(ctx, true) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& pix = ctx->input(0);
+    const Tensor& feat = ctx->input(1);
+    OP_REQUIRES_OK(ctx, CheckPix(pix, kFeatGrad));
+    OP_REQUIRES_OK(ctx, CheckFeat(pix, feat, kFeatGrad));
+    const int b = static_cast<int>(pix.dim_size(0)), n = static_cast<int>(pix.dim_size(1));
+    const int nc = static_cast<int>(feat.dim_size(2));
+    const TensorShape map_shape({b, a_.h, a_.w, nc});
+    OP_REQUIRES_OK(ctx, CheckShape(ctx->input(2), map_shape, kFeatGrad, "feat_map"));
+    OP_REQUIRES_OK(ctx, CheckShape(ctx->input(3), TensorShape({b, a_.h, a_.w, 2}), kFeatGrad, "stats"));
+    OP_REQUIRES_OK(ctx, CheckShape(ctx->input(4), map_shape, kFeatGrad, "grad_feat_map"));
+    Tensor *g_pix, *g_feat;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, pix.shape(), &g_pix));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, feat.shape(), &g_feat));
+    if (b == 0 || n == 0) return;
+    LaunchFeatureProjectionGrad<Device, T>::Run(
+        ctx, a_, b, n, nc, pix.flat<T>().data(), feat.flat<T>().data(), ctx->input(2).flat<T>().data(),
+        ctx->input(3).flat<T>().data(), ctx->input(4).flat<T>().data(), g_pix->flat<T>().data(),
+        g_feat->flat<T>().data());
+  }
+};
+
+template <typename T>
+struct LaunchMaskProjection<CPUDevice, T> {
+  static void Run(OpKernelContext* ctx, const ProjAttrs& a, int b, int n, const T* p, T* m) {
+    const std::int64_t k = 2 * a.half + 1, hw = static_cast<std::int64_t>(a.h) * a.w;
+    ForRowBands(ctx, b, a.h, 10 * n * k * k + 20 * hw, [&](int item, int r0, int r1) {
+      differ::mask_projection_rows<T>(n, p + 3 * static_cast<std::int64_t>(item) * n, a.h, a.w, T(a.sigma_sq),
+                                      a.half, r0, r1, m + item * hw);
+    });
+  }
+};
+
+template <typename T>
+struct LaunchMaskProjectionGrad<CPUDevice, T> {
+  static void Run(OpKernelContext* ctx, const ProjAttrs& a, int b, int n, const T* p, const T* m, const T* g,
+                  T* out) {
+    const std::int64_t k = 2 * a.half + 1, hw = static_cast<std::int64_t>(a.h) * a.w;
     Tensor a_tensor;  // d loss / d (sum under the tanh), per pixel, in padded rows
-    const std::int64_t a_hw = static_cast<std::int64_t>(a_.h) * differ::mask_grad_row_stride(a_.w);
+    const std::int64_t a_hw = static_cast<std::int64_t>(a.h) * differ::mask_grad_row_stride(a.w);
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value, TensorShape({b, a_hw}), &a_tensor));
-    T* a = a_tensor.flat<T>().data();
+    T* d_sum = a_tensor.flat<T>().data();
     ParallelFor(ctx, b, 4 * hw, [&](std::int64_t begin, std::int64_t end) {
-      differ::mask_projection_grad_pixels<T>(static_cast<int>((end - begin) * a_.h), a_.w, m + begin * hw,
-                                             g + begin * hw, a + begin * a_hw);
+      differ::mask_projection_grad_pixels<T>(static_cast<int>((end - begin) * a.h), a.w, m + begin * hw,
+                                             g + begin * hw, d_sum + begin * a_hw);
     });
     ForPointBlocks(ctx, b, n, 8 * k * k, [&](int item, int i0, int i1) {
       const std::int64_t off = 3 * static_cast<std::int64_t>(item) * n;
-      differ::mask_projection_grad_points<T>(n, p + off, a_.h, a_.w, T(a_.sigma_sq), a_.half, a + item * a_hw, i0,
+      differ::mask_projection_grad_points<T>(n, p + off, a.h, a.w, T(a.sigma_sq), a.half, d_sum + item * a_hw, i0,
                                              i1, out + off);
     });
   }
-
- private:
-  ProjAttrs a_;
 };
 
 template <typename T>
-class FeatureProjectionCpuOp : public OpKernel {
- public:
-  explicit FeatureProjectionCpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) { OP_REQUIRES_OK(ctx, a_.Read(ctx, true)); }
-
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& pix = ctx->input(0);
-    const Tensor& feat = ctx->input(1);
-    OP_REQUIRES_OK(ctx, CheckPix(pix, kFeat));
-    OP_REQUIRES_OK(ctx, CheckFeat(pix, feat, kFeat));
-    const int b = static_cast<int>(pix.dim_size(0)), n = static_cast<int>(pix.dim_size(1));
-    const int nc = static_cast<int>(feat.dim_size(2));
-    Tensor *fmap, *cov, *stats;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({b, a_.h, a_.w, nc}), &fmap));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({b, a_.h, a_.w}), &cov));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({b, a_.h, a_.w, 2}), &stats));
-    if (b == 0) return;
-    const T* p = pix.flat<T>().data();
-    const T* f = feat.flat<T>().data();
-    T* fm = fmap->flat<T>().data();
-    T* cv = cov->flat<T>().data();
-    T* st = stats->flat<T>().data();
-    const std::int64_t k = 2 * a_.half + 1, hw = static_cast<std::int64_t>(a_.h) * a_.w;
-    ForRowBands(ctx, b, a_.h, 2 * n * k * k * (nc + 10) + hw * (nc + 10), [&](int item, int r0, int r1) {
+struct LaunchFeatureProjection<CPUDevice, T> {
+  static void Run(OpKernelContext* ctx, const ProjAttrs& a, int b, int n, int nc, const T* p, const T* f, T* fm,
+                  T* cv, T* st) {
+    const std::int64_t k = 2 * a.half + 1, hw = static_cast<std::int64_t>(a.h) * a.w;
+    ForRowBands(ctx, b, a.h, 2 * n * k * k * (nc + 10) + hw * (nc + 10), [&](int item, int r0, int r1) {
       differ::feature_projection_rows<T>(n, nc, p + 3 * static_cast<std::int64_t>(item) * n,
-                                         f + static_cast<std::int64_t>(item) * n * nc, a_.h, a_.w, T(a_.radius),
-                                         a_.half, T(a_.beta), r0, r1, fm + item * hw * nc, cv + item * hw,
+                                         f + static_cast<std::int64_t>(item) * n * nc, a.h, a.w, T(a.radius),
+                                         a.half, T(a.beta), r0, r1, fm + item * hw * nc, cv + item * hw,
                                          st + item * hw * 2);
     });
   }
-
- private:
-  ProjAttrs a_;
 };
 
 template <typename T>
-class FeatureProjectionGradCpuOp : public OpKernel {
- public:
-  explicit FeatureProjectionGradCpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, a_.Read(ctx, true));
-  }
-
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& pix = ctx->input(0);
-    const Tensor& feat = ctx->input(1);
-    OP_REQUIRES_OK(ctx, CheckPix(pix, kFeatGrad));
-    OP_REQUIRES_OK(ctx, CheckFeat(pix, feat, kFeatGrad));
-    const int b = static_cast<int>(pix.dim_size(0)), n = static_cast<int>(pix.dim_size(1));
-    const int nc = static_cast<int>(feat.dim_size(2));
-    const TensorShape map_shape({b, a_.h, a_.w, nc});
-    OP_REQUIRES_OK(ctx, CheckShape(ctx->input(2), map_shape, kFeatGrad, "feat_map"));
-    OP_REQUIRES_OK(ctx, CheckShape(ctx->input(3), TensorShape({b, a_.h, a_.w, 2}), kFeatGrad, "stats"));
-    OP_REQUIRES_OK(ctx, CheckShape(ctx->input(4), map_shape, kFeatGrad, "grad_feat_map"));
-    Tensor *g_pix, *g_feat;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, pix.shape(), &g_pix));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, feat.shape(), &g_feat));
-    if (b == 0 || n == 0) return;
-    const T* p = pix.flat<T>().data();
-    const T* f = feat.flat<T>().data();
-    const T* fm = ctx->input(2).flat<T>().data();
-    const T* st = ctx->input(3).flat<T>().data();
-    const T* g = ctx->input(4).flat<T>().data();
-    T* gp = g_pix->flat<T>().data();
-    T* gf = g_feat->flat<T>().data();
-    const std::int64_t k = 2 * a_.half + 1, hw = static_cast<std::int64_t>(a_.h) * a_.w;
+struct LaunchFeatureProjectionGrad<CPUDevice, T> {
+  static void Run(OpKernelContext* ctx, const ProjAttrs& a, int b, int n, int nc, const T* p, const T* f,
+                  const T* fm, const T* st, const T* g, T* gp, T* gf) {
+    const std::int64_t k = 2 * a.half + 1, hw = static_cast<std::int64_t>(a.h) * a.w;
     ForPointBlocks(ctx, b, n, k * k * (3 * nc + 20), [&](int item, int i0, int i1) {
       const std::int64_t off_p = 3 * static_cast<std::int64_t>(item) * n;
       const std::int64_t off_f = static_cast<std::int64_t>(item) * n * nc;
-      differ::feature_projection_grad_points<T>(n, nc, p + off_p, f + off_f, a_.h, a_.w, T(a_.radius), a_.half,
-                                                T(a_.beta), fm + item * hw * nc, st + item * hw * 2,
+      differ::feature_projection_grad_points<T>(n, nc, p + off_p, f + off_f, a.h, a.w, T(a.radius), a.half,
+                                                T(a.beta), fm + item * hw * nc, st + item * hw * 2,
                                                 g + item * hw * nc, i0, i1, gp + off_p, gf + off_f);
     });
   }
-
- private:
-  ProjAttrs a_;
 };
 
-#define DIFFER_REGISTER_CPU(T)                                                                                    \
-  REGISTER_KERNEL_BUILDER(Name("DifferMaskProjection").Device(DEVICE_CPU).TypeConstraint<T>("T"),                \
-                          MaskProjectionCpuOp<T>);                                                               \
-  REGISTER_KERNEL_BUILDER(Name("DifferMaskProjectionGrad").Device(DEVICE_CPU).TypeConstraint<T>("T"),            \
-                          MaskProjectionGradCpuOp<T>);                                                           \
-  REGISTER_KERNEL_BUILDER(Name("DifferFeatureProjection").Device(DEVICE_CPU).TypeConstraint<T>("T"),             \
-                          FeatureProjectionCpuOp<T>);                                                            \
-  REGISTER_KERNEL_BUILDER(Name("DifferFeatureProjectionGrad").Device(DEVICE_CPU).TypeConstraint<T>("T"),         \
-                          FeatureProjectionGradCpuOp<T>);
-DIFFER_REGISTER_CPU(float)
-DIFFER_REGISTER_CPU(double)
-#undef DIFFER_REGISTER_CPU
+#define DIFFER_REGISTER(DEVICE, TAG, T)                                                                           \
+  REGISTER_KERNEL_BUILDER(Name("DifferMaskProjection").Device(DEVICE).TypeConstraint<T>("T"),                    \
+                          MaskProjectionOp<TAG, T>);                                                             \
+  REGISTER_KERNEL_BUILDER(Name("DifferMaskProjectionGrad").Device(DEVICE).TypeConstraint<T>("T"),                \
+                          MaskProjectionGradOp<TAG, T>);                                                         \
+  REGISTER_KERNEL_BUILDER(Name("DifferFeatureProjection").Device(DEVICE).TypeConstraint<T>("T"),                 \
+                          FeatureProjectionOp<TAG, T>);                                                          \
+  REGISTER_KERNEL_BUILDER(Name("DifferFeatureProjectionGrad").Device(DEVICE).TypeConstraint<T>("T"),             \
+                          FeatureProjectionGradOp<TAG, T>);
+DIFFER_REGISTER(DEVICE_CPU, CPUDevice, float)
+DIFFER_REGISTER(DEVICE_CPU, CPUDevice, double)
 
 #if GOOGLE_CUDA
-// GPU kernels (float only; double stays on the CPU): same checks on host-side
-// shapes, work enqueued on TensorFlow's stream.
-inline absl::Status CudaStatus(const char* op, const char* err) {
-  return err == nullptr ? absl::OkStatus() : absl::InternalError(absl::StrCat(op, ": CUDA error: ", err));
-}
-
-class MaskProjectionGpuOp : public OpKernel {
- public:
-  explicit MaskProjectionGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) { OP_REQUIRES_OK(ctx, a_.Read(ctx, false)); }
-
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& pix = ctx->input(0);
-    OP_REQUIRES_OK(ctx, CheckPix(pix, kMask));
-    const int b = static_cast<int>(pix.dim_size(0)), n = static_cast<int>(pix.dim_size(1));
-    Tensor* mask;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({b, a_.h, a_.w}), &mask));
-    if (b == 0) return;
-    OP_REQUIRES_OK(ctx, CudaStatus(kMask, differ_mask_projection_launcher(
-                                              b, n, pix.flat<float>().data(), a_.h, a_.w, a_.sigma_sq, a_.half,
-                                              mask->flat<float>().data(), ctx->eigen_gpu_device().stream())));
+// GPU (float only; double stays on the CPU): work enqueued on TensorFlow's stream.
+template <>
+struct LaunchMaskProjection<GPUDevice, float> {
+  static void Run(OpKernelContext* ctx, const ProjAttrs& a, int b, int n, const float* p, float* m) {
+    OP_REQUIRES_OK(ctx, CudaStatus(kMask, differ_mask_projection_launcher(b, n, p, a.h, a.w, a.sigma_sq, a.half, m,
+                                                                          ctx->eigen_gpu_device().stream())));
   }
-
- private:
-  ProjAttrs a_;
 };
 
-class MaskProjectionGradGpuOp : public OpKernel {
- public:
-  explicit MaskProjectionGradGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, a_.Read(ctx, false));
-  }
-
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& pix = ctx->input(0);
-    OP_REQUIRES_OK(ctx, CheckPix(pix, kMaskGrad));
-    const int b = static_cast<int>(pix.dim_size(0)), n = static_cast<int>(pix.dim_size(1));
-    const TensorShape img({b, a_.h, a_.w});
-    OP_REQUIRES_OK(ctx, CheckShape(ctx->input(1), img, kMaskGrad, "mask"));
-    OP_REQUIRES_OK(ctx, CheckShape(ctx->input(2), img, kMaskGrad, "grad_mask"));
-    Tensor* grad;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, pix.shape(), &grad));
-    if (b == 0 || n == 0) return;
+template <>
+struct LaunchMaskProjectionGrad<GPUDevice, float> {
+  static void Run(OpKernelContext* ctx, const ProjAttrs& a, int b, int n, const float* p, const float* m,
+                  const float* g, float* out) {
     OP_REQUIRES_OK(ctx, CudaStatus(kMaskGrad, differ_mask_projection_grad_launcher(
-                                                  b, n, pix.flat<float>().data(), a_.h, a_.w, a_.sigma_sq, a_.half,
-                                                  ctx->input(1).flat<float>().data(),
-                                                  ctx->input(2).flat<float>().data(), grad->flat<float>().data(),
+                                                  b, n, p, a.h, a.w, a.sigma_sq, a.half, m, g, out,
                                                   ctx->eigen_gpu_device().stream())));
   }
-
- private:
-  ProjAttrs a_;
 };
 
-class FeatureProjectionGpuOp : public OpKernel {
- public:
-  explicit FeatureProjectionGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) { OP_REQUIRES_OK(ctx, a_.Read(ctx, true)); }
-
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& pix = ctx->input(0);
-    const Tensor& feat = ctx->input(1);
-    OP_REQUIRES_OK(ctx, CheckPix(pix, kFeat));
-    OP_REQUIRES_OK(ctx, CheckFeat(pix, feat, kFeat));
-    const int b = static_cast<int>(pix.dim_size(0)), n = static_cast<int>(pix.dim_size(1));
-    const int nc = static_cast<int>(feat.dim_size(2));
-    Tensor *fmap, *cov, *stats;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({b, a_.h, a_.w, nc}), &fmap));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({b, a_.h, a_.w}), &cov));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({b, a_.h, a_.w, 2}), &stats));
-    if (b == 0) return;
+template <>
+struct LaunchFeatureProjection<GPUDevice, float> {
+  static void Run(OpKernelContext* ctx, const ProjAttrs& a, int b, int n, int nc, const float* p, const float* f,
+                  float* fm, float* cv, float* st) {
     OP_REQUIRES_OK(ctx, CudaStatus(kFeat, differ_feature_projection_launcher(
-                                              b, n, nc, pix.flat<float>().data(), feat.flat<float>().data(), a_.h,
-                                              a_.w, a_.radius, a_.half, a_.beta, fmap->flat<float>().data(),
-                                              cov->flat<float>().data(), stats->flat<float>().data(),
+                                              b, n, nc, p, f, a.h, a.w, a.radius, a.half, a.beta, fm, cv, st,
                                               ctx->eigen_gpu_device().stream())));
   }
-
- private:
-  ProjAttrs a_;
 };
 
-class FeatureProjectionGradGpuOp : public OpKernel {
- public:
-  explicit FeatureProjectionGradGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, a_.Read(ctx, true));
-  }
-
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& pix = ctx->input(0);
-    const Tensor& feat = ctx->input(1);
-    OP_REQUIRES_OK(ctx, CheckPix(pix, kFeatGrad));
-    OP_REQUIRES_OK(ctx, CheckFeat(pix, feat, kFeatGrad));
-    const int b = static_cast<int>(pix.dim_size(0)), n = static_cast<int>(pix.dim_size(1));
-    const int nc = static_cast<int>(feat.dim_size(2));
-    const TensorShape map_shape({b, a_.h, a_.w, nc});
-    OP_REQUIRES_OK(ctx, CheckShape(ctx->input(2), map_shape, kFeatGrad, "feat_map"));
-    OP_REQUIRES_OK(ctx, CheckShape(ctx->input(3), TensorShape({b, a_.h, a_.w, 2}), kFeatGrad, "stats"));
-    OP_REQUIRES_OK(ctx, CheckShape(ctx->input(4), map_shape, kFeatGrad, "grad_feat_map"));
-    Tensor *g_pix, *g_feat;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, pix.shape(), &g_pix));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, feat.shape(), &g_feat));
-    if (b == 0 || n == 0) return;
+template <>
+struct LaunchFeatureProjectionGrad<GPUDevice, float> {
+  static void Run(OpKernelContext* ctx, const ProjAttrs& a, int b, int n, int nc, const float* p, const float* f,
+                  const float* fm, const float* st, const float* g, float* gp, float* gf) {
     OP_REQUIRES_OK(ctx, CudaStatus(kFeatGrad, differ_feature_projection_grad_launcher(
-                                                  b, n, nc, pix.flat<float>().data(), feat.flat<float>().data(),
-                                                  a_.h, a_.w, a_.radius, a_.half, a_.beta,
-                                                  ctx->input(2).flat<float>().data(),
-                                                  ctx->input(3).flat<float>().data(),
-                                                  ctx->input(4).flat<float>().data(), g_pix->flat<float>().data(),
-                                                  g_feat->flat<float>().data(), ctx->eigen_gpu_device().stream())));
+                                                  b, n, nc, p, f, a.h, a.w, a.radius, a.half, a.beta, fm, st, g,
+                                                  gp, gf, ctx->eigen_gpu_device().stream())));
   }
-
- private:
-  ProjAttrs a_;
 };
 
-REGISTER_KERNEL_BUILDER(Name("DifferMaskProjection").Device(tensorflow::DEVICE_GPU).TypeConstraint<float>("T"),
-                        MaskProjectionGpuOp);
-REGISTER_KERNEL_BUILDER(Name("DifferMaskProjectionGrad").Device(tensorflow::DEVICE_GPU).TypeConstraint<float>("T"),
-                        MaskProjectionGradGpuOp);
-REGISTER_KERNEL_BUILDER(Name("DifferFeatureProjection").Device(tensorflow::DEVICE_GPU).TypeConstraint<float>("T"),
-                        FeatureProjectionGpuOp);
-REGISTER_KERNEL_BUILDER(
-    Name("DifferFeatureProjectionGrad").Device(tensorflow::DEVICE_GPU).TypeConstraint<float>("T"),
-    FeatureProjectionGradGpuOp);
+DIFFER_REGISTER(tensorflow::DEVICE_GPU, GPUDevice, float)
 #endif  // GOOGLE_CUDA
+#undef DIFFER_REGISTER
 
 }  // namespace
 }  // namespace differ_tf
