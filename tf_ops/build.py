@@ -39,6 +39,7 @@ value; default ``native`` when ``nvidia-smi`` lists a GPU, else ``all-major``),
 import argparse
 import concurrent.futures
 import contextlib
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -285,60 +286,76 @@ def _check_loads(lib_path):
         raise BuildError(f"the linked library does not load into TensorFlow: {e}") from e
 
 
-def _build(opts, verbose, quiet, build_dir):
-    t0 = time.time()
-    build_dir, lib_path, stamp_path = _paths(build_dir)
-    tfi = _tensorflow_info()
-    tf_cflags, tf_lflags, tf_version = tfi["cflags"], tfi["lflags"], tfi["version"]
-    tf_cuda_real = tfi["cuda"]
-    tf_cuda = tf_cuda_real or opts["assume_tf_cuda"]
+@dataclasses.dataclass
+class _Cuda:
+    """Whether the CUDA kernels are built (``use``), why not (``reason``), and with which toolkit."""
+    use: bool
+    reason: str = ""
+    nvcc: str = None
+    home: str = None  # the toolkit folder (include/, lib64/)
+
+
+def _cuda_plan(opts, tf_info):
+    """CUDA kernels only with nvcc AND a TensorFlow built with CUDA (or --assume-tf-cuda)."""
     nvcc = None if opts["no_cuda"] else find_nvcc()
     if opts["no_cuda"]:
-        cuda_reason = "disabled (--no-cuda / DIFFER_TF_OPS_NO_CUDA)"
-    elif not tf_cuda:
-        cuda_reason = f"not built: TensorFlow {tf_version} is not built with CUDA"
+        return _Cuda(False, "disabled (--no-cuda / DIFFER_TF_OPS_NO_CUDA)")
+    if not (tf_info["cuda"] or opts["assume_tf_cuda"]):
+        reason = f"not built: TensorFlow {tf_info['version']} is not built with CUDA"
         if nvcc:
-            cuda_reason += " (nvcc found, used only by check_gpu.py and the compile-check test)"
-    elif not nvcc:
-        cuda_reason = "not built: nvcc not found (set NVCC or CUDA_HOME)"
-    else:
-        cuda_reason = ""
-    use_cuda = not cuda_reason
+            reason += " (nvcc found, used only by check_gpu.py and the compile-check test)"
+        return _Cuda(False, reason)
+    if not nvcc:
+        return _Cuda(False, "not built: nvcc not found (set NVCC or CUDA_HOME)")
+    home = find_cuda_home(nvcc)
+    if home is None:
+        raise BuildError(f"found {nvcc} but no CUDA headers (include/cuda_runtime.h); set CUDA_HOME")
+    return _Cuda(True, nvcc=nvcc, home=home)
 
-    cxx = opts["cxx"]
-    cflags = tf_cflags + OPT_FLAGS + [f"-I{HERE}"]
+
+def _cxx_flags(opts, tf_info, cuda):
+    """TensorFlow's compile flags, ours, -march, the user's; with CUDA, the ops' GPU registration."""
+    cflags = tf_info["cflags"] + OPT_FLAGS + [f"-I{HERE}"]
     if opts["march"]:
         cflags.append(f"-march={opts['march']}")
     cflags += opts["cxxflags"].split()
-    link_extra = []
-    cuda_objs_jobs = []
-    obj_dir = os.path.join(build_dir, "obj")
-    os.makedirs(obj_dir, exist_ok=True)
+    if cuda.use:
+        cflags += ["-DGOOGLE_CUDA=1", f"-I{os.path.join(cuda.home, 'include')}"]
+    return cflags
+
+
+def _compile_jobs(opts, cflags, cuda, obj_dir):
+    """(command, object file, source) for every source: the C++ ones, then the CUDA ones. An object
+    is named by a hash of its source, the headers, the compiler and its flags (the cache key)."""
     headers = b"".join(_read(h) for h in HEADERS)
-    if use_cuda:
-        cuda_home = find_cuda_home(nvcc)
-        if cuda_home is None:
-            raise BuildError(f"found {nvcc} but no CUDA headers (include/cuda_runtime.h); set CUDA_HOME")
-        arch = opts["cuda_arch"] or ("native" if shutil.which("nvidia-smi") else "all-major")
-        nv_flags = ["-O3", "-std=c++17", "-Xcompiler", "-fPIC", f"-arch={arch}", f"-I{HERE}"]
-        for src in CUDA_SOURCES:
-            obj = os.path.join(obj_dir, f"{src}-{_sha(_read(src), headers, nvcc, nv_flags)[:16]}.o")
-            cuda_objs_jobs.append(([nvcc, "-c", os.path.join(HERE, src)] + nv_flags, obj, src))
-        cflags += ["-DGOOGLE_CUDA=1", f"-I{os.path.join(cuda_home, 'include')}"]
-        lib_dirs = [os.path.join(cuda_home, d) for d in ("lib64", "lib", "targets/x86_64-linux/lib")]
-        link_extra = [f"-L{d}" for d in lib_dirs if os.path.isdir(d)] + ["-lcudart_static", "-ldl", "-lrt",
-                                                                           "-lpthread"]
+    cxx = opts["cxx"]
     jobs = []
     for src in CPU_SOURCES:
         obj = os.path.join(obj_dir, f"{src}-{_sha(_read(src), headers, cxx, cflags)[:16]}.o")
         jobs.append(([cxx, "-c", os.path.join(HERE, src)] + cflags, obj, src))
-    jobs += cuda_objs_jobs
-    _log(f"compiling {len([j for j in jobs if not os.path.isfile(j[1])])} of {len(jobs)} sources "
-         f"({cxx}{', nvcc' if use_cuda else ''}) ...", quiet)
-    _compile_all(jobs, verbose)
+    if cuda.use:
+        arch = opts["cuda_arch"] or ("native" if shutil.which("nvidia-smi") else "all-major")
+        nv_flags = ["-O3", "-std=c++17", "-Xcompiler", "-fPIC", f"-arch={arch}", f"-I{HERE}"]
+        for src in CUDA_SOURCES:
+            obj = os.path.join(obj_dir, f"{src}-{_sha(_read(src), headers, cuda.nvcc, nv_flags)[:16]}.o")
+            jobs.append(([cuda.nvcc, "-c", os.path.join(HERE, src)] + nv_flags, obj, src))
+    return jobs
 
+
+def _link_flags(tf_info, cuda):
+    """TensorFlow's link flags; with CUDA, the static CUDA runtime."""
+    if not cuda.use:
+        return list(tf_info["lflags"])
+    lib_dirs = [os.path.join(cuda.home, d) for d in ("lib64", "lib", "targets/x86_64-linux/lib")]
+    return tf_info["lflags"] + [f"-L{d}" for d in lib_dirs if os.path.isdir(d)] + ["-lcudart_static", "-ldl", "-lrt",
+                                                                                   "-lpthread"]
+
+
+def _link_checked(cxx, objects, lflags, build_dir, lib_path, verbose):
+    """Links to a temporary name, loads that into TensorFlow (another interpreter), and only then
+    moves it to ``lib_path``: a failed build leaves the working library in place."""
     tmp_lib = os.path.join(build_dir, f".{LIB_NAME}.tmp{os.getpid()}")
-    link = [cxx, "-shared", "-o", tmp_lib] + [j[1] for j in jobs] + tf_lflags + link_extra
+    link = [cxx, "-shared", "-o", tmp_lib] + objects + lflags
     if verbose:
         print("  " + " ".join(link), flush=True)
     try:
@@ -348,22 +365,49 @@ def _build(opts, verbose, quiet, build_dir):
     finally:
         if os.path.exists(tmp_lib):
             os.remove(tmp_lib)
-    # Drop objects no longer referenced (sources or flags changed).
+
+
+def _drop_unused_objects(obj_dir, jobs):
+    """Removes cached objects no job refers to any more (sources or flags changed)."""
     keep = {os.path.basename(j[1]) for j in jobs}
     for name in os.listdir(obj_dir):
         if name not in keep and ".tmp" not in name:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # a concurrent cleaner got there first
                 os.remove(os.path.join(obj_dir, name))
-    info = {"key": stamp_key(opts), "tensorflow": tf_version, "cuda": use_cuda,
-            "cuda_note": cuda_reason, "cxx": cxx, "cflags": cflags, "built": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def _summary(lib_path, seconds, cxx, cflags, cuda, tf_info):
+    """What was built, with which compiler and main flags, and whether CUDA kernels are in it."""
+    shown_flags = " ".join(f for f in cflags if f.startswith(("-O", "-march", "-std", "--std", "-D_GLIBCXX")))
+    cuda_line = f"built (nvcc {cuda.nvcc})" if cuda.use else cuda.reason
+    if cuda.use and not tf_info["cuda"]:
+        cuda_line += " -- --assume-tf-cuda: TensorFlow has no CUDA, so unused"
+    return (f"built {_shown(lib_path)} in {seconds:.1f} s\n"
+            f"  CPU kernels:  nn_distance, approx_match, match_cost, auction_match, mask/feature_projection, "
+            f"pixel_nearest ({cxx} {shown_flags})\n"
+            f"  CUDA kernels: {cuda_line}")
+
+
+def _build(opts, verbose, quiet, build_dir):
+    """Compiles what is missing, links, test-loads, installs the library and writes the stamp."""
+    t0 = time.time()
+    build_dir, lib_path, stamp_path = _paths(build_dir)
+    tf_info = _tensorflow_info()
+    cuda = _cuda_plan(opts, tf_info)
+    cflags = _cxx_flags(opts, tf_info, cuda)
+    obj_dir = os.path.join(build_dir, "obj")
+    os.makedirs(obj_dir, exist_ok=True)
+    jobs = _compile_jobs(opts, cflags, cuda, obj_dir)
+    cxx = opts["cxx"]
+    _log(f"compiling {len([j for j in jobs if not os.path.isfile(j[1])])} of {len(jobs)} sources "
+         f"({cxx}{', nvcc' if cuda.use else ''}) ...", quiet)
+    _compile_all(jobs, verbose)
+    _link_checked(cxx, [j[1] for j in jobs], _link_flags(tf_info, cuda), build_dir, lib_path, verbose)
+    _drop_unused_objects(obj_dir, jobs)
+    info = {"key": stamp_key(opts), "tensorflow": tf_info["version"], "cuda": cuda.use, "cuda_note": cuda.reason,
+            "cxx": cxx, "cflags": cflags, "built": time.strftime("%Y-%m-%d %H:%M:%S")}
     _atomic_write(stamp_path, json.dumps(info, indent=1))
-    _log(f"built {_shown(lib_path)} in {time.time() - t0:.1f} s\n"
-         f"  CPU kernels:  nn_distance, approx_match, match_cost, auction_match, mask/feature_projection, "
-         f"pixel_nearest "
-         f"({cxx} {' '.join(f for f in cflags if f.startswith(('-O', '-march', '-std', '--std', '-D_GLIBCXX')))})\n"
-         f"  CUDA kernels: {'built (nvcc ' + nvcc + ')' if use_cuda else cuda_reason}"
-         f"{'' if tf_cuda_real or not use_cuda else ' -- --assume-tf-cuda: TensorFlow has no CUDA, so unused'}",
-         quiet)
+    _log(_summary(lib_path, time.time() - t0, cxx, cflags, cuda, tf_info), quiet)
     return info
 
 
