@@ -9,7 +9,7 @@ original code; the projections as in utils/projection.py)::
     auction_match(xyz1 (B,N,3), xyz2 (B,N,3)) -> idx1 (B,N), idx2 (B,N)
     mask_projection(pix (B,N,3), H, W, sigma_sq) -> mask (B,H,W)
     feature_projection(pix (B,N,3), feat (B,N,C), H, W, well_radius, beta) -> (B,H,W,C), (B,H,W)
-    pixel_nearest(points (B,N,2+), query (B,H,W), max_dist_sq) -> idx (B,H,W)
+    pixel_nearest(points (B,N,2+), query (B,H,W), max_dist_sq) -> dist (B,H,W), idx (B,H,W)
     backend() -> 'compiled' | 'fallback';  load_error() -> why not compiled, or None
     gaussian_half_width(sigma_sq), well_half_width(radius) -> window half-widths (px)
 
