@@ -21,6 +21,23 @@ def sess(fresh_graph):
         yield s
 
 
+def _central_differences(sess, loss, x, x0, eps=1e-6):
+    """d loss / d x at x0 by central differences, one entry of the placeholder x at a time."""
+    grad = np.zeros_like(x0)
+    for idx in np.ndindex(*x0.shape):
+        hi, lo = x0.copy(), x0.copy()
+        hi[idx] += eps
+        lo[idx] -= eps
+        grad[idx] = (sess.run(loss, {x: hi}) - sess.run(loss, {x: lo})) / (2 * eps)
+    return grad
+
+
+@pytest.fixture
+def finite_difference():
+    """``f(sess, loss, x, x0, eps=1e-6)``: the numerical gradient oracle of the projection tests."""
+    return _central_differences
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

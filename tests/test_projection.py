@@ -211,18 +211,8 @@ def test_gradients_finite_in_degenerate_cases(sess, impl):
     assert vals[2][0].sum() == 0 and vals[0][0].max() < 1e-6  # nothing visible in batch 0
 
 
-def _finite_difference(sess, loss, x, x0, eps=1e-6):
-    grad = np.zeros_like(x0)
-    for idx in np.ndindex(*x0.shape):
-        hi, lo = x0.copy(), x0.copy()
-        hi[idx] += eps
-        lo[idx] -= eps
-        grad[idx] = (sess.run(loss, {x: hi}) - sess.run(loss, {x: lo})) / (2 * eps)
-    return grad
-
-
 @pytest.mark.parametrize("impl", IMPLS)
-def test_gradients_match_finite_differences(sess, rng, impl):
+def test_gradients_match_finite_differences(sess, rng, impl, finite_difference):
     size, n_pts = 10, 6
     pix0 = np.stack([rng.uniform(1.0, 8.0, n_pts), rng.uniform(1.0, 8.0, n_pts),
                      rng.uniform(1.0, 2.0, n_pts)], -1)[None]  # float64
@@ -241,10 +231,10 @@ def test_gradients_match_finite_differences(sess, rng, impl):
     g_pix, g_feat = tf.gradients(loss_f, [pix, feat])
     fd_sess = _FeedSession(sess, {feat: feat0})
     got = sess.run([g_mask, g_pix, g_feat], {pix: pix0, feat: feat0})
-    np.testing.assert_allclose(got[0], _finite_difference(fd_sess, loss_m, pix, pix0), atol=1e-6)
-    np.testing.assert_allclose(got[1], _finite_difference(fd_sess, loss_f, pix, pix0), atol=1e-6)
+    np.testing.assert_allclose(got[0], finite_difference(fd_sess, loss_m, pix, pix0), atol=1e-6)
+    np.testing.assert_allclose(got[1], finite_difference(fd_sess, loss_f, pix, pix0), atol=1e-6)
     fd_sess = _FeedSession(sess, {pix: pix0})
-    np.testing.assert_allclose(got[2], _finite_difference(fd_sess, loss_f, feat, feat0), atol=1e-6)
+    np.testing.assert_allclose(got[2], finite_difference(fd_sess, loss_f, feat, feat0), atol=1e-6)
     assert np.abs(got[1][..., 2]).max() > 1e-3  # depth gets a gradient through the softmax
     np.testing.assert_array_equal(got[1][..., :2], 0.0)  # the well is a hard indicator
 

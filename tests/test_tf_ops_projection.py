@@ -153,17 +153,7 @@ def test_fused_equals_local_at_128_with_16384_points(sess, rng):
         assert_grad_close(g_f, g_l, 1e-4, "feature gradients")
 
 
-def _finite_difference(sess, loss, x, x0, eps=1e-6):
-    grad = np.zeros_like(x0)
-    for idx in np.ndindex(*x0.shape):
-        hi, lo = x0.copy(), x0.copy()
-        hi[idx] += eps
-        lo[idx] -= eps
-        grad[idx] = (sess.run(loss, {x: hi}) - sess.run(loss, {x: lo})) / (2 * eps)
-    return grad
-
-
-def test_fused_gradients_match_finite_differences_near_window_edges(sess, rng):
+def test_fused_gradients_match_finite_differences_near_window_edges(sess, rng, finite_difference):
     """float64, points near (not on) the places where the windows change, overlapping wells."""
     size, n_pts = 9, 7
     pix0 = np.stack([rng.uniform(0.6, 7.4, n_pts), rng.uniform(0.6, 7.4, n_pts), rng.uniform(0.8, 2.0, n_pts)], -1)
@@ -177,7 +167,7 @@ def test_fused_gradients_match_finite_differences_near_window_edges(sess, rng):
     loss = tf.reduce_sum(mask * tf.constant(rng.normal(size=(1, size, size)))) + tf.reduce_sum(
         fmap * tf.constant(rng.normal(size=(1, size, size, 2))))
     got = sess.run(tf.gradients(loss, pix)[0], {pix: pix0})
-    np.testing.assert_allclose(got, _finite_difference(sess, loss, pix, pix0), atol=1e-6)
+    np.testing.assert_allclose(got, finite_difference(sess, loss, pix, pix0), atol=1e-6)
     assert np.abs(got[..., 2]).max() > 1e-3 and np.abs(got[..., :2]).max() > 1e-2
 
 
