@@ -43,7 +43,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-from utils.config import TASKS  # the standard library only: --help stays quick
+from utils.atomic_io import write_json  # these two use the standard library only: --help stays quick
+from utils.config import TASKS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -190,13 +191,6 @@ def _read_json(path):
         return None
 
 
-def _write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
 def _progress(exp_dir):
     """(latest snapshot step, best snapshot step), None where absent."""
     from utils.experiment import BEST, SNAPSHOTS, Experiment
@@ -250,7 +244,7 @@ def run_variant(args, variant, index, total):
             rc, tail = _run_logged(train_command(args, variant), os.path.join(exp_dir, "train.log"))
             row["train_s"] += time.time() - t0
             state.update(train_s=row["train_s"])
-            _write_json(state_path, state)
+            write_json(state_path, state)
             if rc != 0:
                 row.update(status=f"failed: training exited with {rc}", error=tail)
         latest, best = _progress(exp_dir)
@@ -259,7 +253,7 @@ def run_variant(args, variant, index, total):
             rc, tail = _run_logged(metrics_command(args, variant), os.path.join(exp_dir, "metrics.log"))
             row["eval_s"] = time.time() - t0
             state.update(eval_s=row["eval_s"])
-            _write_json(state_path, state)
+            write_json(state_path, state)
             summary = _evaluated(exp_dir, best)
             if rc != 0 or summary is None:
                 row.update(status=f"failed: metrics exited with {rc}", error=tail)
@@ -269,7 +263,7 @@ def run_variant(args, variant, index, total):
         else:
             print(f"{tag}: {row['status']} after {_minutes(elapsed)}; last lines:\n{row['error']}", flush=True)
     state.update(status=row["status"], error=row["error"])
-    _write_json(state_path, state)
+    write_json(state_path, state)
     row.update(iterations=latest, best_step=best)
     if summary is not None:
         row["metrics"] = summary["methods"]["model"]
@@ -305,7 +299,7 @@ def write_table(args, rows, wall_s):
     info = dict(task=args.task, category=args.category, iters=args.iters, seed=args.seed, data_dir=args.data_dir,
                 schedule=SCHEDULE, eval=dict(snapshot="best", eval_set="test", input_views="all"),
                 wall_s=wall_s, variants_s=sum(r["train_s"] + r["eval_s"] for r in rows), headline=list(keys), baseline=dict(name=BASELINE, metrics=baseline))
-    _write_json(os.path.join(args.out, "table.json"), dict(info, variants=rows))
+    write_json(os.path.join(args.out, "table.json"), dict(info, variants=rows))
 
     n_samples = next((r["n_samples"] for r in rows if r.get("n_samples")), None)
     n_models = next((r["n_models"] for r in rows if r.get("n_models")), None)

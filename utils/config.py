@@ -23,6 +23,8 @@ import math
 import os
 import time
 
+from utils import atomic_io
+
 TASKS = ("rgb", "partseg")
 SPLITS = ("train", "val", "test")
 ARGS_FILE = "args.json"
@@ -303,10 +305,7 @@ def args_json(args):
 def save_args(args, exp_dir):
     """Write ``args`` (a Namespace) to ``<exp_dir>/args.json`` atomically."""
     path = os.path.join(exp_dir, ARGS_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(args_json(args))
-    os.replace(tmp, path)
+    atomic_io.write_text(path, args_json(args))
     return path
 
 

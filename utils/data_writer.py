@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from utils import atomic_io
 from utils.data import (PCL_COLOURS_FILE, PCL_FILE, PCL_LABELS_FILE, SPLITS, VIEWS_FILE, depth_file, label_map_file,
                         render_file, split_list_file)
 
@@ -102,7 +103,7 @@ def write_splits(folder, synset, splits, ext=".txt"):
         if ext == ".npy":
             np.save(path, np.array(ids, dtype=str))
         else:
-            atomic_write_text(path, "".join(i + "\n" for i in ids))
+            atomic_io.write_text(path, "".join(i + "\n" for i in ids))
 
 
 def run_jobs(fn, jobs, workers, chunksize=1):
@@ -114,16 +115,3 @@ def run_jobs(fn, jobs, workers, chunksize=1):
             yield from pool.imap_unordered(fn, jobs, chunksize=chunksize)
     else:
         yield from map(fn, jobs)
-
-
-def atomic_write_text(path, text):
-    """Write ``text`` to ``path`` through a temporary file renamed into place."""
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

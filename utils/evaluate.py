@@ -13,7 +13,6 @@ PLY, an interactive window).
 """
 import argparse
 import csv
-import json
 import math
 import os
 import sys
@@ -22,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from utils import config, metrics, tfv1, visualize
+from utils import atomic_io, config, metrics, tfv1, visualize
 from utils.data import BatchPipeline, DataError, list_models
 from utils.experiment import Experiment
 from utils.model import build_graph
@@ -242,10 +241,7 @@ def _write(out_dir, rows, summary):
     if rows:
         _write_csv(os.path.join(out_dir, "per_sample.csv"), rows)
         _write_csv(os.path.join(out_dir, "per_model.csv"), per_model_rows(rows))
-    tmp = os.path.join(out_dir, "summary.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=2)
-    os.replace(tmp, os.path.join(out_dir, "summary.json"))
+    atomic_io.write_json(os.path.join(out_dir, "summary.json"), summary)
 
 
 def _print_table(summary, headline):

@@ -39,6 +39,8 @@ import threading
 import time
 import warnings
 
+from utils import atomic_io
+
 SNAPSHOTS, BEST = "snapshots", "best"
 POINTER = {SNAPSHOTS: "latest.json", BEST: "best.json"}
 CKPT_NAME = "model"
@@ -74,15 +76,6 @@ def deferred_signals(signals=STOP_SIGNALS):
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
         for sig in dict.fromkeys(received):
             signal.raise_signal(sig)  # now handled as it would have been without the block
-
-
-def _write_json_atomic(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _lock_holder_text(text):
@@ -210,8 +203,8 @@ class Experiment:
             if os.path.exists(final):
                 shutil.rmtree(final)
             os.replace(tmp, final)
-            _write_json_atomic(os.path.join(folder, POINTER[kind]),
-                               dict(step=int(step), dir=name, time=time.time(), **(extra or {})))
+            atomic_io.write_json(os.path.join(folder, POINTER[kind]),
+                                 dict(step=int(step), dir=name, time=time.time(), **(extra or {})), fsync=True)
             self._prune(kind, keep if kind == SNAPSHOTS else 1)
         return os.path.join(final, CKPT_NAME)
 

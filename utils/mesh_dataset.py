@@ -37,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from utils import shapenet
+from utils import atomic_io, shapenet
 from utils.data import (N_GT_PTS, PART_NAMES_FILE, PARTSEG_DIR, SPLITS, DataError, read_split, split_list_file,
                         task_dirs)
-from utils.data_writer import (DEFAULT_WORKERS, atomic_write_text, run_jobs, split_models, write_label_maps,
+from utils.data_writer import (DEFAULT_WORKERS, run_jobs, split_models, write_label_maps,
                                write_part_cloud, write_rgb_cloud, write_splits, write_views)
 from utils.mesh_io import (MESH_SUFFIXES, UP_AXES, MeshError, PartMap, find_meshes, load_mesh, normalise)
 from utils.mesh_render import (SUPERSAMPLE, MeshRenderer, encode_depth, farthest_point_sampling)
@@ -257,7 +257,7 @@ def _job(job):
                    partseg=partseg, **model["report"])
         path = _record_path(out, source.synset, source.model_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(rec, indent=1) + "\n")
+        atomic_io.write_text(path, json.dumps(rec, indent=1) + "\n")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return source, rec, None
@@ -337,7 +337,7 @@ def _check_params(out, opts, force):
             raise FileExistsError(f"{out} holds models made with other options ({'; '.join(diff)}); use another "
                                   f"--out, or --force to redo every model with the new options")
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(new, indent=1) + "\n")
+    atomic_io.write_text(path, json.dumps(new, indent=1) + "\n")
 
 
 def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits_from=None, part_names=None,
@@ -418,7 +418,7 @@ def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits
                                  **{name: len(ids) for name, ids in splits.items()})
     if part_table:
         names_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(names_path, json.dumps(part_table, indent=1) + "\n")
+        atomic_io.write_text(names_path, json.dumps(part_table, indent=1) + "\n")
     transfers = [r for r in records if "transfer" in r]
     if transfers:
         _write_transfer_report(out / TRANSFER_FILE, transfers)
@@ -430,7 +430,7 @@ def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits
                 without_part_labels=sum(1 for r in records if not r["partseg"]) if (opts.part_map or
                                                                                  opts.part_annotations) else None,
                 seconds=round(time.time() - t0, 1))
-    atomic_write_text(out / INFO_FILE, json.dumps(info, indent=1) + "\n")
+    atomic_io.write_text(out / INFO_FILE, json.dumps(info, indent=1) + "\n")
     return info
 
 
@@ -456,7 +456,7 @@ def _write_transfer_report(path, records):
         rot = " ".join(str(v) for row in t["rotation"] for v in row)
         rows.append(f"{r['synset']},{r['model_id']},{t['n_points']},{t['agreement']:.4f},{t['rmse']:.5f},"
                     f"{t['scale']:.5f},{rot},{int(r['partseg'])}")
-    atomic_write_text(path, "\n".join(rows) + "\n")
+    atomic_io.write_text(path, "\n".join(rows) + "\n")
 
 
 # --------------------------------------------------------------------------
