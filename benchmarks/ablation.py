@@ -44,7 +44,7 @@ import time
 from dataclasses import dataclass
 
 from utils.atomic_io import write_json  # these two use the standard library only: --help stays quick
-from utils.config import TASKS
+from utils.train.config import TASKS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -118,7 +118,7 @@ def parse_args(argv=None):
     args.variants = list(dict.fromkeys(names))
     if args.iters <= 0:
         p.error(f"--iters must be a positive integer, got {args.iters}")
-    from utils import config
+    from utils.train import config
     args.out = os.path.abspath(args.out or os.path.join(ROOT, "experiments", f"ablation_{args.task}"))
     args.data_dir = os.path.abspath(args.data_dir or config.default_data_dir())
     return args
@@ -193,7 +193,7 @@ def _read_json(path):
 
 def _progress(exp_dir):
     """(latest snapshot step, best snapshot step), None where absent."""
-    from utils.experiment import BEST, SNAPSHOTS, Experiment
+    from utils.train.experiment import BEST, SNAPSHOTS, Experiment
     if not os.path.isdir(exp_dir):
         return None, None
     exp = Experiment(exp_dir, create=False)
@@ -220,7 +220,7 @@ def run_variant(args, variant, index, total):
                flags=variant.train_flags(args.task), exp=exp_dir, status="ok", error=None,
                train_s=state.get("train_s", 0.0), eval_s=state.get("eval_s", 0.0))
     tag = f"ablation: [{index}/{total}] {variant.name}"
-    from utils import config
+    from utils.train import config
     if variant.preset not in config.PRESET_NAMES:
         row["status"] = f"skipped: --preset {variant.preset} is not available"
         print(f"{tag}: {row['status']}", flush=True)
@@ -354,7 +354,8 @@ def _read_ply(path):
 
 def _input_image(args, key):
     """The input image of a pictured sample '<model>_view<v>' from the data set, or None."""
-    from utils import data, shapenet
+    from utils import data
+    from utils.data import shapenet
     model, _, view = key.rpartition("_view")
     path = os.path.join(data.task_dirs(args.data_dir, args.task)["rendered"], shapenet.synset_id(args.category),
                         model, data.render_file(view))

@@ -1,4 +1,4 @@
-"""Inference throughput of a trained model (utils/inference.py) on the CPU, batch 1 vs batch 32.
+"""Inference throughput of a trained model (utils/eval/inference.py) on the CPU, batch 1 vs batch 32.
 
     python benchmarks/bench_predict.py                        # default architecture, random weights
     python benchmarks/bench_predict.py --exp experiments/demo_rgb --snapshot best
@@ -26,8 +26,9 @@ import time
 import cv2
 import numpy as np
 
-from utils import config, inference
-from utils.experiment import Experiment
+from utils.train import config
+from utils.eval import inference
+from utils.train.experiment import Experiment
 from utils.model import build_graph
 from utils.tfv1 import tf
 

@@ -79,8 +79,8 @@ def _build(impl, n_pts, size, rng):
     """Graph of one configuration: returns the gradient tensors and their feed dict."""
     import numpy as np
 
-    from utils import camera
-    from utils.projection import feature_projection, mask_projection
+    from utils.render import camera
+    from utils.render.projection import feature_projection, mask_projection
     from utils.tfv1 import tf
 
     batch = B_OBJECTS * N_VIEWS

@@ -118,7 +118,8 @@ def _components(args, task, g, batch_size):
     """The 2D parts of the loss rebuilt on placeholders for the network's outputs.
 
     Returns (placeholders xyz, feat; dict key -> a scalar that needs the term's gradients w.r.t. both)."""
-    from utils import camera, losses, projection
+    from utils.render import camera, projection
+    from utils import losses
     from utils.model import AFFINITY_SCALE, _flatten_views, _repeat_views
     from utils.tfv1 import tf
 
@@ -156,7 +157,9 @@ def worker(impl, cfg, data_dir, repeats, train_first, threads, step_only=False):
     import numpy as np
 
     from rgb.net import TASK
-    from utils import config, losses, projection
+    from utils.train import config
+    from utils import losses
+    from utils.render import projection
     from utils.data import BatchPipeline
     from utils.model import build_graph
     from utils.tfv1 import tf
@@ -219,7 +222,7 @@ def _ensure_data(data_dir):
     from utils.data import has_dataset
     if has_dataset(data_dir, "chair", "rgb"):
         return data_dir, None
-    from utils.demo_data import generate
+    from utils.datagen.demo_data import generate
     tmp = tempfile.TemporaryDirectory(prefix="bench_train_step_")
     print(f"# no chair data set in {data_dir}: generating a small demo set in {tmp.name}", file=sys.stderr, flush=True)
     generate(tmp.name, categories=["chair"], n_models=24, workers=1, progress=False)

@@ -3,7 +3,7 @@
     python partseg/metrics_partseg.py --exp experiments/chair_partseg --snapshot best --eval_set test
 """
 from partseg.net import TASK
-from utils import evaluate
+from utils.eval import evaluate
 
 
 def main(argv=None):

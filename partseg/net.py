@@ -3,7 +3,8 @@ point, their depth-aware projection with a background channel, the
 cross-entropy against rendered part maps, part IoU and colour-coded pictures."""
 import numpy as np
 
-from utils import losses, metrics, projection, visualize
+from utils import losses, metrics, visualize
+from utils.render import projection
 from utils.data import n_parts
 from utils.model import Task
 from utils.tfv1 import tf

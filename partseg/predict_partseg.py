@@ -10,7 +10,7 @@ arrays (part probabilities); ``--help`` says what input the model expects.
 import sys
 
 from partseg.net import TASK
-from utils import inference
+from utils.eval import inference
 
 
 def main(argv=None):

@@ -5,7 +5,7 @@
 The architecture is read from <exp>/args.json.
 """
 from rgb.net import TASK
-from utils import evaluate
+from utils.eval import evaluate
 
 
 def main(argv=None):

@@ -2,7 +2,8 @@
 their depth-aware projection, the L2 colour loss and colour pictures."""
 import numpy as np
 
-from utils import losses, metrics, projection
+from utils import losses, metrics
+from utils.render import projection
 from utils.model import Task
 from utils.tfv1 import tf
 

@@ -4,12 +4,12 @@
     python rgb/predict_rgb.py --exp experiments/demo_rgb --export experiments/demo_rgb/saved_model   # SavedModel
 
 Writes <name>.ply (coloured), <name>.png (input + cloud from 4 angles), optionally a GIF and the
-raw arrays; ``--help`` says what input the model expects. The shared code is utils/inference.py.
+raw arrays; ``--help`` says what input the model expects. The shared code is utils/eval/inference.py.
 """
 import sys
 
 from rgb.net import TASK
-from utils import inference
+from utils.eval import inference
 
 
 def main(argv=None):

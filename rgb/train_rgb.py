@@ -5,7 +5,7 @@
 See ``--help`` for every flag; ``run_train_rgb.sh`` has the recommended set.
 """
 from rgb.net import TASK
-from utils import train_loop
+from utils.train import loop as train_loop
 
 
 def main(argv=None):

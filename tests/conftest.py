@@ -46,7 +46,7 @@ def rng():
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """A tiny demo data set (chairs: 8 train / 1 val / 1 test models, 4 views each), made once."""
-    from utils import demo_data
+    from utils.datagen import demo_data
     out = tmp_path_factory.mktemp("tiny_data")
     demo_data.main(["--out", str(out), "--categories", "chair", "--n_models", "10", "--n_views", "4",
                     "--seed", "3", "--workers", "1"])

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from utils import config, projection
+from utils.train import config
+from utils.render import projection
 from utils.tfv1 import tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,7 +1,7 @@
 """Camera: graph functions vs numpy twins and hand-computed values."""
 import numpy as np
 
-from utils import camera
+from utils.render import camera
 from utils.tfv1 import tf
 
 

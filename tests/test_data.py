@@ -6,7 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from utils import camera, data, demo_data, shapenet
+from utils.render import camera
+from utils import data
+from utils.datagen import demo_data
+from utils.data import shapenet
 from utils.data import BatchPipeline, DataError
 
 CHAIR = "03001627"

@@ -11,7 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from utils import camera, demo_data, shapenet
+from utils.render import camera
+from utils.datagen import demo_data
+from utils.data import shapenet
 
 TINY = dict(categories=("chair", "airplane"), n_models=4, n_views=3, img_size=64, seed=5, progress=False)
 REPO = Path(__file__).resolve().parents[1]
@@ -182,7 +184,7 @@ def test_temporary_folder_of_a_killed_run_is_removed(tmp_path):
     """kill -9 leaves the generator's hidden working folder; the next run removes it, but not the
     working folder of a generator that is still running (its lock is held)."""
     out = tmp_path / "demo"
-    proc = subprocess.Popen([sys.executable, "-m", "utils.demo_data", "--out", str(out), "--categories", "chair",
+    proc = subprocess.Popen([sys.executable, "-m", "utils.datagen.demo_data", "--out", str(out), "--categories", "chair",
                              "--n_models", "200", "--n_views", "2", "--workers", "1", "--quiet"])
     try:  # wait until its first models are written (200 models: it is far from done then)
         while proc.poll() is None and not list(out.glob(".demo_tmp_*/ShapeNet_rendered/*/*/view.txt")):

@@ -19,15 +19,15 @@ import numpy as np
 import pytest
 
 from rgb import train_rgb
-from utils import config, train_loop
+from utils.train import config, loop as train_loop
 from utils.data import DataError
-from utils.experiment import Experiment, ExperimentInUse, ExperimentStateError
+from utils.train.experiment import Experiment, ExperimentInUse, ExperimentStateError
 from utils.tfv1 import tf
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from utils import demo_data
+    from utils.datagen import demo_data
     out = tmp_path_factory.mktemp("data")
     demo_data.generate(out, categories=("chair",), n_models=6, n_views=4, seed=3, workers=1, progress=False)
     return str(out)
@@ -57,7 +57,7 @@ def _log(exp):
 # --------------------------------------------------------------------------- lock
 HOLD_LOCK = """
 import os, sys
-from utils.experiment import Experiment
+from utils.train.experiment import Experiment
 e = Experiment(sys.argv[1])
 os.makedirs(e.path("snapshots", ".tmp-step-0000002-%d" % os.getpid()))  # a snapshot being written
 print("locked", flush=True)

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from utils import config, metrics
+from utils.train import config
+from utils import metrics
 from utils.data import DataError
 from utils.tfv1 import tf
 
@@ -133,7 +134,7 @@ def test_affinity_flag_selects_the_terms_in_the_training_graph(rng):
 
 def _weights(init, sess):
     """{variable name: value} of every weight matrix / kernel of a freshly initialised network."""
-    from utils.recon_net import recon_net
+    from utils.net.recon_net import recon_net
     recon_net(tf.zeros([1, 64, 64, 3]), 1024, 3, "sigmoid", init=init, scope=f"net_{init}")
     sess.run(tf.global_variables_initializer())
     variables = [v for v in tf.global_variables(f"net_{init}") if v.name.endswith("/W:0")]
@@ -203,7 +204,7 @@ def test_metrics_scale_without_clipping_by_default(sess, rng):
 
 def test_eval_set_without_a_list_names_the_lists_found(tiny_data, tmp_path):
     from rgb.net import TASK
-    from utils import evaluate
+    from utils.eval import evaluate
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)
     for name in os.listdir(data / "splits"):
@@ -218,7 +219,7 @@ def test_eval_set_without_a_list_names_the_lists_found(tiny_data, tmp_path):
 
 
 def test_per_model_rows_average_the_views():
-    from utils.evaluate import per_model_rows
+    from utils.eval.evaluate import per_model_rows
     rows = [dict(model_id="a", input_view=v, method="model", chamfer=float(v)) for v in range(4)]
     rows += [dict(model_id="b", input_view=0, method="model", chamfer=7.0)]
     out = per_model_rows(rows)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from utils.tfv1 import tf
-from utils import layers
+from utils.net import layers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize("name", ["utils", "utils.camera", "utils.layers", "rgb", "partseg", "tf_ops"])
+@pytest.mark.parametrize("name", ["utils", "utils.render.camera", "utils.net.layers", "rgb", "partseg", "tf_ops"])
 def test_package_imports(name):
     assert importlib.import_module(name) is not None
 

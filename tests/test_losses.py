@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from utils import losses
-from utils import projection as proj
+from utils.render import projection as proj
 from utils.tfv1 import tf
 
 H = W = 16
@@ -131,7 +131,7 @@ def test_mask_bce_matches_numpy_and_is_finite_at_the_ends(sess, rng):
 def test_mask_bce_finite_when_projection_saturates(sess):
     """Regression: many points on one pixel make tanh exactly 1.0 in float32; the
     original's log|1 - p + eps| then became log 0 after TF reordered it -> NaN."""
-    from utils import projection
+    from utils.render import projection
     pix = tf.placeholder(tf.float32, [2, 300, 3])
     pred = projection.mask_projection(pix, H, W, 0.4)
     gt = np.zeros((2, H, W), np.float32)

@@ -1,4 +1,4 @@
-"""Users' meshes -> data layout (utils/mesh_dataset.py, mesh_io.py, mesh_render.py, part_transfer.py).
+"""Users' meshes -> data layout (utils/datagen/mesh_dataset.py, mesh_io.py, mesh_render.py, part_transfer.py).
 
 The mesh files are written by hand here (OBJ, MTL, PLY as text; a PNG checker
 texture). The oracles are independent of the renderer: a ray-box slab test
@@ -16,9 +16,12 @@ import cv2
 import numpy as np
 import pytest
 
-from utils import camera, config, mesh_dataset, mesh_io, shapenet
+from utils.render import camera
+from utils.train import config
+from utils.datagen import mesh_dataset, mesh_io
+from utils.data import shapenet
 from utils.data import BatchPipeline, list_models, n_parts, part_names
-from utils.mesh_render import DEPTH_FAR, DEPTH_NEAR, sample_texture
+from utils.datagen.mesh_render import DEPTH_FAR, DEPTH_NEAR, sample_texture
 
 REPO = Path(__file__).resolve().parents[1]
 RED, GREEN, BLUE, WHITE = (220, 30, 30), (30, 200, 60), (40, 60, 230), (250, 250, 250)
@@ -517,7 +520,7 @@ def test_real_terrain_meshes_train_and_evaluate(tmp_path):
     and a photograph. Blocks of that measured terrain (z up), textured with the photograph, go
     through the command line with --up z, then a few training iterations and the metrics."""
     from rgb import metrics_rgb, train_rgb
-    from utils import sample_meshes
+    from utils.datagen import sample_meshes
     objs = sample_meshes.write_terrain_tiles(tmp_path / "terrain", n_tiles=5, tile=24)
     out = tmp_path / "data"
     assert mesh_dataset.main(["--meshes", str(tmp_path / "terrain"), "--out", str(out), "--category", "90000001",

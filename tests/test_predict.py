@@ -1,4 +1,4 @@
-"""Using a trained model on your own images (utils/inference.py, rgb|partseg/predict_*.py).
+"""Using a trained model on your own images (utils/eval/inference.py, rgb|partseg/predict_*.py).
 
 A tiny experiment per task is trained for two iterations on the shared tiny data set; the tests
 predict on images of other sizes and kinds, read the PLYs back with trimesh, compare with what
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from utils import inference
+from utils.eval import inference
 from utils.data import task_dirs
 
 SYNSET_CHAIR = "03001627"

@@ -78,7 +78,7 @@ def test_startup_noise_pattern():
 DRIVER = """
 import sys
 from rgb import metrics_rgb, train_rgb
-from utils import demo_data
+from utils.datagen import demo_data
 data, exp = sys.argv[1:]
 demo_data.main(["--out", data, "--categories", "chair", "--n_models", "10", "--n_views", "2", "--seed", "3",
                 "--workers", "1"])

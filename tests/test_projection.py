@@ -5,8 +5,8 @@ import pytest
 from scipy.spatial import Delaunay
 
 from tf_ops import params
-from utils import camera
-from utils import projection as proj
+from utils.render import camera
+from utils.render import projection as proj
 from utils.tfv1 import tf
 
 IMPLS = list(proj.IMPLS)

@@ -453,7 +453,7 @@ def test_missing_library_warns_once_and_falls_back(tf_ops_without_library, rng, 
     assert not any(op.type.startswith("Differ") for op in tf.get_default_graph().get_operations())
     np.testing.assert_allclose(run(sess, d1), reference.nn_distance(p, q)[0], rtol=1e-5, atol=1e-7)
     check_permutation(*(x[0] for x in run(sess, [i1, i2])))
-    with pytest.raises(RuntimeError, match="needs the compiled library.*no-such-lib.so.*utils.projection"):
+    with pytest.raises(RuntimeError, match="needs the compiled library.*no-such-lib.so.*utils.render.projection"):
         tf_ops.mask_projection(np.zeros((1, 4, 3), np.float32), 8, 8)  # no fallback in tf_ops
     tf_ops.LOADER.reset()  # the documented way back
     assert tf_ops.backend() == "compiled" and tf_ops.load_error() is None

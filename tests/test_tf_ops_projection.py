@@ -1,6 +1,6 @@
 """tf_ops fused projections and pixel_nearest: against the float64 numpy references of
 tf_ops/reference.py (dense, written differently from the kernels) and against the graph-op
-implementations of utils/projection.py (local, dense); gradients against the references and
+implementations of utils/render/projection.py (local, dense); gradients against the references and
 finite differences; independence of the CPU thread count; the fallback without the library;
 bad input. (tests/test_projection.py runs its known-answer tests on 'fused' too.)"""
 import os
@@ -11,8 +11,9 @@ import pytest
 
 import tf_ops
 from tf_ops import build, reference
-from utils import camera, losses
-from utils import projection as proj
+from utils.render import camera
+from utils import losses
+from utils.render import projection as proj
 from utils.tfv1 import tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -375,7 +376,7 @@ def test_missing_library_falls_back_to_local_with_one_warning(rng):
             fell_back, types = build_and_run()
             assert proj.resolve_impl("auto") == proj.resolve_impl("fused") == "local"
         msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
-        assert len(msgs) == 1 and "not found" in msgs[0] and "utils.projection" in msgs[0], msgs
+        assert len(msgs) == 1 and "not found" in msgs[0] and "utils.render.projection" in msgs[0], msgs
         assert not any(t.startswith("Differ") for t in types)
     finally:
         tf_ops.LOADER.reset()

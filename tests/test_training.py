@@ -15,8 +15,9 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-from utils import config, metrics
-from utils.experiment import Experiment
+from utils.train import config
+from utils import metrics
+from utils.train.experiment import Experiment
 from utils.tfv1 import tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -210,7 +211,7 @@ def _train_flags(task):
 def _graph_fingerprint(args, task, optimiser):
     """sha256 of the GraphDef that build_graph (or the whole training graph) makes for ``args``."""
     import hashlib
-    from utils import train_loop
+    from utils.train import loop as train_loop
     from utils.model import build_graph
     with tf.Graph().as_default() as graph:
         if optimiser:
@@ -270,7 +271,7 @@ def _task(name):
 
 def _random_batch(task_name, rng, n_cls=3, b=2, v=2, h=16, w=12, n_gt=32):
     """A batch of the shapes the loaders make, random values (masks with their distance maps)."""
-    from utils.distance_map import gt_distance_transform
+    from utils.data.distance_map import gt_distance_transform
     mask = (rng.random((b, v, h, w)) > 0.6).astype(np.float32)
     batch = dict(image=rng.random((b, h, w, 3)).astype(np.float32), mask=mask, dist=gt_distance_transform(mask),
                  az=rng.random((b, v)) * 6, el=rng.random((b, v)) * 0.5, pcl=rng.random((b, n_gt, 3)) - 0.5)

@@ -88,7 +88,7 @@ def test_interactive_viewer_links_its_views(monkeypatch):
 
 
 def test_visualize_without_a_display_says_so(capsys):
-    from utils import evaluate
+    from utils.eval import evaluate
     problem = visualize.display_problem()  # the Agg backend draws no window
     assert problem is not None and "no display" in problem
     margs = Namespace(visualize=True, save_gifs=False)

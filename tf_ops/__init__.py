@@ -1,7 +1,7 @@
 """Point-cloud distance ops (Chamfer, EMD) and fused projections for DIFFER, compiled for CPU and CUDA.
 
 Public API (the first four with the names and semantics of the PSGN-style ops of the
-original code; the projections as in utils/projection.py)::
+original code; the projections as in utils/render/projection.py)::
 
     nn_distance(xyz1 (B,N,3), xyz2 (B,M,3)) -> dist1 (B,N), idx1 (B,N), dist2 (B,M), idx2 (B,M)
     approx_match(xyz1 (B,N,3), xyz2 (B,M,3)) -> match (B,M,N)
@@ -15,7 +15,7 @@ original code; the projections as in utils/projection.py)::
 
 The compiled library (``python tf_ops/build.py``) is loaded on first use; without
 it the pure-TF implementations of ``tf_ops.fallback`` are used, with one warning.
-The two projections have none there: they raise, and ``utils/projection.py`` (the
+The two projections have none there: they raise, and ``utils/render/projection.py`` (the
 caller) renders with its ``local`` graph instead. ``tf_ops.reference`` holds
 numpy/scipy references, ``tf_ops.params`` the numbers that define the ops.
 ``LOADER`` keeps the outcome of the load: ``LOADER.reset()`` makes the next use try
@@ -32,12 +32,12 @@ first import of TensorFlow in a process decides what it prints while loading. Im
 ``tf_ops`` first works as well, with TensorFlow's own start-up messages.
 """
 from tf_ops._common import LOADER, backend, load_error
-from tf_ops.approx_match_op import approx_match, match_cost
-from tf_ops.auction_match_op import auction_match
-from tf_ops.nn_distance_op import nn_distance
+from tf_ops.emd.approx_match_op import approx_match, match_cost
+from tf_ops.emd.auction_match_op import auction_match
+from tf_ops.chamfer.nn_distance_op import nn_distance
 from tf_ops.params import gaussian_half_width, well_half_width
-from tf_ops.pixel_nearest_op import pixel_nearest
-from tf_ops.projection_op import feature_projection, mask_projection
+from tf_ops.projection.pixel_nearest_op import pixel_nearest
+from tf_ops.projection.projection_op import feature_projection, mask_projection
 
 __all__ = ["nn_distance", "approx_match", "match_cost", "auction_match", "mask_projection", "feature_projection",
            "pixel_nearest", "backend", "load_error", "LOADER", "gaussian_half_width", "well_half_width"]

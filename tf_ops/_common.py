@@ -26,7 +26,7 @@ LIB_PATH = build.LIB_PATH
 BACKEND_ENV = "DIFFER_TF_OPS_BACKEND"
 BUILD_HINT = "build it with:  python tf_ops/build.py   (scripts/setup_env.sh does this on every run)"
 FALLBACK_NOTE = ("using the pure-TF fallbacks (slower, more memory; auction_match runs scipy's exact solver on "
-                 "the CPU; mask_projection and feature_projection have none here: utils.projection renders "
+                 "the CPU; mask_projection and feature_projection have none here: utils.render.projection renders "
                  "with its 'local' graph ops instead)")
 
 

@@ -54,10 +54,14 @@ BUILD_DIR = os.path.join(HERE, "build")
 LIB_NAME = "libdiffer_ops.so"
 LIB_PATH = os.path.join(BUILD_DIR, LIB_NAME)
 STAMP_PATH = os.path.join(BUILD_DIR, "stamp.json")
-OPS = ("nn_distance", "approx_match", "auction_match", "projection", "pixel_nearest")  # one *_cpu.cc, *_op.cc, *.cu each
-CPU_SOURCES = [f"{op}_cpu.cc" for op in OPS] + [f"{op}_op.cc" for op in OPS]
-CUDA_SOURCES = [f"{op}.cu" for op in OPS]
-HEADERS = ["kernels_cpu.h", "simd.h", "op_util.h", "launchers.h", "raster_common.h"]
+# One folder per op family; each op has <family>/<op>_cpu.cc, <op>_op.cc and <op>.cu.
+FAMILIES = {"nn_distance": "chamfer", "approx_match": "emd", "auction_match": "emd", "projection": "projection",
+            "pixel_nearest": "projection"}
+OPS = tuple(FAMILIES)
+CPU_SOURCES = [f"{FAMILIES[op]}/{op}_cpu.cc" for op in OPS] + [f"{FAMILIES[op]}/{op}_op.cc" for op in OPS]
+CUDA_SOURCES = [f"{FAMILIES[op]}/{op}.cu" for op in OPS]
+INCLUDE_DIR = os.path.join(HERE, "include")  # the headers shared by every family
+HEADERS = [f"include/{h}" for h in ("kernels_cpu.h", "simd.h", "op_util.h", "launchers.h", "raster_common.h")]
 OPT_FLAGS = ["-O3", "-fPIC", "-ffp-contract=fast", "-fno-math-errno", "-Wall", "-Wno-deprecated-declarations",
              "-Wno-sign-compare", "-Wno-unused-function"]
 
@@ -315,7 +319,7 @@ def _cuda_plan(opts, tf_info):
 
 def _cxx_flags(opts, tf_info, cuda):
     """TensorFlow's compile flags, ours, -march, the user's; with CUDA, the ops' GPU registration."""
-    cflags = tf_info["cflags"] + OPT_FLAGS + [f"-I{HERE}"]
+    cflags = tf_info["cflags"] + OPT_FLAGS + [f"-I{INCLUDE_DIR}"]
     if opts["march"]:
         cflags.append(f"-march={opts['march']}")
     cflags += opts["cxxflags"].split()
@@ -331,13 +335,13 @@ def _compile_jobs(opts, cflags, cuda, obj_dir):
     cxx = opts["cxx"]
     jobs = []
     for src in CPU_SOURCES:
-        obj = os.path.join(obj_dir, f"{src}-{_sha(_read(src), headers, cxx, cflags)[:16]}.o")
+        obj = os.path.join(obj_dir, f"{os.path.basename(src)}-{_sha(_read(src), headers, cxx, cflags)[:16]}.o")
         jobs.append(([cxx, "-c", os.path.join(HERE, src)] + cflags, obj, src))
     if cuda.use:
         arch = opts["cuda_arch"] or ("native" if shutil.which("nvidia-smi") else "all-major")
-        nv_flags = ["-O3", "-std=c++17", "-Xcompiler", "-fPIC", f"-arch={arch}", f"-I{HERE}"]
+        nv_flags = ["-O3", "-std=c++17", "-Xcompiler", "-fPIC", f"-arch={arch}", f"-I{INCLUDE_DIR}"]
         for src in CUDA_SOURCES:
-            obj = os.path.join(obj_dir, f"{src}-{_sha(_read(src), headers, cuda.nvcc, nv_flags)[:16]}.o")
+            obj = os.path.join(obj_dir, f"{os.path.basename(src)}-{_sha(_read(src), headers, cuda.nvcc, nv_flags)[:16]}.o")
             jobs.append(([cuda.nvcc, "-c", os.path.join(HERE, src)] + nv_flags, obj, src))
     return jobs
 

@@ -67,7 +67,8 @@ def compile_library(out_dir, nvcc=None, arch=None, sources=None):
         raise RuntimeError("nvcc not found (set NVCC or CUDA_HOME)")
     os.makedirs(out_dir, exist_ok=True)
     out = os.path.join(out_dir, "libdiffer_cuda_check.so")
-    cmd = [nvcc, "-shared", "-O3", "-std=c++17", "-Xcompiler", "-fPIC", f"-I{HERE}", "-o", out]
+    include = os.path.join(HERE, "include")
+    cmd = [nvcc, "-shared", "-O3", "-std=c++17", "-Xcompiler", "-fPIC", f"-I{include}", "-o", out]
     if arch:
         cmd.append(f"-arch={arch}")
     cmd += [os.path.join(HERE, s) for s in (sources or _sibling("build").CUDA_SOURCES + [HOST_WRAPPERS])]

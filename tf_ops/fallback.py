@@ -17,7 +17,7 @@ compiled kernels.
   ``tf.numpy_function`` -- exact, so it is never worse than the auction; it is
   slower and does not run on a GPU. Not differentiable (indices).
 * ``mask_projection`` / ``feature_projection``: none here. Their pure-TF
-  form is the ``local`` renderer of ``utils/projection.py`` (windows + scatter
+  form is the ``local`` renderer of ``utils/render/projection.py`` (windows + scatter
   sums), which that module uses when the library is missing (tf_ops imports
   nothing from ``utils``).
 * ``pixel_nearest``: brute force, the fallback ``nn_distance`` between the

@@ -1,7 +1,7 @@
 """Numbers and rules that define the ops, in one place (plain Python: no TensorFlow, numpy or scipy).
 
 Used by the op wrappers, the pure-TF fallbacks, the numpy references, ``check_gpu.py`` (which
-loads this file without importing TensorFlow) and ``utils/projection.py`` (its ``local``
+loads this file without importing TensorFlow) and ``utils/render/projection.py`` (its ``local``
 renderer uses the same windows as the fused kernels). The C++/CUDA kernels restate
 :data:`APPROX_MATCH_LEVELS` and receive the window half-widths from the Python wrappers.
 """

@@ -12,9 +12,11 @@ import types
 from utils.tfv1 import tf  # before tf_ops: TensorFlow loads quietly, in graph mode
 
 import tf_ops
-from utils import camera, layers, losses, metrics, projection
+from utils.render import camera, projection
+from utils.net import layers
+from utils import losses, metrics
 from utils.data import N_GT_PTS
-from utils.recon_net import recon_net
+from utils.net.recon_net import recon_net
 
 AFFINITY_SCALE = 1e-4  # the original's training script multiplied both affinity means by this
 NONFINITE_TAG = "non-finite network output"  # in the error raised when predictions become NaN/inf
@@ -117,7 +119,7 @@ class Task:
         :meth:`display_gt` (``gt=True``, a GT map) -> (H, W, 3) in [0, 1] (PNG pictures)."""
         raise NotImplementedError
 
-    # -- evaluation hooks (utils.evaluate, utils.inference) -------------------------------
+    # -- evaluation hooks (utils.eval.evaluate, utils.eval.inference) -------------------------------
     def point_colours(self, feat):
         """(N, C) predicted features -> (N, 3) colours in [0, 1] for pictures and PLY files."""
         raise NotImplementedError
@@ -203,7 +205,7 @@ def build_graph(args, task, batch_size, n_gt_pts=N_GT_PTS, training=True):
     """Build placeholders, network, projections, losses and validation metrics.
 
     Args:
-        args: the training Namespace (utils.config.train_parser, or args.json).
+        args: the training Namespace (utils.train.config.train_parser, or args.json).
         task: a :class:`Task`.
         batch_size: int, B (static: the projection's scatter ids need it).
         n_gt_pts: int, points in the ground-truth clouds.

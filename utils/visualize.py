@@ -3,7 +3,7 @@
 Everything here is numpy + matplotlib (Agg for files; the interactive window
 uses whatever GUI backend matplotlib finds) + imageio + trimesh; no TensorFlow.
 Clouds are drawn in the data's frame with world -x pointing up (the axis the
-camera orbits around, see utils/camera.py).
+camera orbits around, see utils/render/camera.py).
 """
 import os
 
@@ -53,8 +53,8 @@ def save_image_row(path, images, scale=3):
 
 def draw_cloud(ax, xyz, colours, elev=20, azim=-60, point_size=6.0):
     """Scatter a cloud (N, 3), colours (N, 3) in [0, 1], on a matplotlib 3D axis; angles in degrees."""
-    # The camera orbits about world x and world -x is "up" in the renders (utils/camera.py,
-    # utils/shapenet.py): matplotlib z (up) <- -x, matplotlib x <- y, matplotlib y <- z.
+    # The camera orbits about world x and world -x is "up" in the renders (utils/render/camera.py,
+    # utils/data/shapenet.py): matplotlib z (up) <- -x, matplotlib x <- y, matplotlib y <- z.
     ax.scatter(xyz[:, 1], xyz[:, 2], -xyz[:, 0], c=np.clip(colours, 0, 1), s=point_size,
                depthshade=False, linewidths=0)
     ax.view_init(elev=elev, azim=azim)

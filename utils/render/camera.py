@@ -3,7 +3,7 @@
 Conventions (identical to the original, so its ShapeNet renders line up):
 
 * World frame: the canonical object frame of the ground-truth clouds (after
-  ``utils.shapenet.preprocess_pcl_gt``), object roughly inside [-0.5, 0.5]^3.
+  ``utils.data.shapenet.preprocess_pcl_gt``), object roughly inside [-0.5, 0.5]^3.
 * ``world2cam``: rotate by azimuth about the world x axis, then by elevation
   about the y axis (R = R_el @ R_az), then translate by -distance along z. The
   camera sits at the origin of the camera frame and looks down -z, so visible

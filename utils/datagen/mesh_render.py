@@ -15,8 +15,8 @@ from one function and agree.
 
 :class:`MeshRenderer` casts rays with trimesh (Embree through ``embreex`` when
 installed, trimesh's own caster otherwise), first hit per ray, with the camera
-of :mod:`utils.camera` (the surface is turned into the renderer frame with
-:data:`utils.shapenet.ALIGN`, as the loaders turn the clouds). Each pixel casts
+of :mod:`utils.render.camera` (the surface is turned into the renderer frame with
+:data:`utils.data.shapenet.ALIGN`, as the loaders turn the clouds). Each pixel casts
 ``supersample**2`` rays over its square; it is foreground when any of them hits
 (the "any coverage" masks that the original's threshold at 254 makes of
 anti-aliased renders) and takes colour, part label and depth from the hitting
@@ -27,8 +27,8 @@ from collections import namedtuple
 import numpy as np
 import trimesh
 
-from utils import camera
-from utils.shapenet import ALIGN
+from utils.render import camera
+from utils.data.shapenet import ALIGN
 
 SUPERSAMPLE = 3  # rays per pixel side for the coverage masks
 DEPTH_NEAR, DEPTH_FAR = 1.0, 3.0  # depth_k.png: codes 0..253 span this depth range (world units)
@@ -270,11 +270,11 @@ def _align4():
 # the renderer
 # --------------------------------------------------------------------------
 class MeshRenderer:
-    """First-hit ray casting of a :class:`Surface` with the camera of :mod:`utils.camera`."""
+    """First-hit ray casting of a :class:`Surface` with the camera of :mod:`utils.render.camera`."""
 
     def __init__(self, surface):
         self.surface = surface
-        # the renderer (world) frame of utils.camera: the ShapeNet frame rotated by ALIGN
+        # the renderer (world) frame of utils.render.camera: the ShapeNet frame rotated by ALIGN
         self.mesh = trimesh.Trimesh(surface.vertices, surface.faces, process=False).apply_transform(_align4())
         self.normals = self.mesh.face_normals
         self.rays = self.mesh.ray  # embree when embreex is installed, trimesh's own otherwise

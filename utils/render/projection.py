@@ -1,6 +1,6 @@
 """Differentiable projections of a point cloud onto the image plane.
 
-Two renderers, both taking the output of :func:`utils.camera.perspective_transform`
+Two renderers, both taking the output of :func:`utils.render.camera.perspective_transform`
 (``pix``: float32 (B, N, 3) = row px, column px, depth in world units):
 
 * :func:`mask_projection` (CAPNet): a soft silhouette
@@ -159,7 +159,7 @@ def mask_projection(pix, img_h, img_w, sigma_sq=0.4, impl="auto"):
     """CAPNet soft silhouette of a projected point cloud.
 
     Args:
-        pix: float32 (B, N, 3) from :func:`utils.camera.perspective_transform`: row (px, image
+        pix: float32 (B, N, 3) from :func:`utils.render.camera.perspective_transform`: row (px, image
             axis 0), column (px, axis 1), depth (unused here). Points far off-image (e.g. behind
             the camera at -1e4) contribute nothing.
         img_h, img_w: int, output size in px; pixel centres at integer coordinates.
@@ -213,7 +213,7 @@ def feature_projection(pix, feat, img_h, img_w, well_radius=1.0, beta=100.0, imp
     """DIFFER depth-aware feature projection.
 
     Args:
-        pix: float32 (B, N, 3) from :func:`utils.camera.perspective_transform`: row px,
+        pix: float32 (B, N, 3) from :func:`utils.render.camera.perspective_transform`: row px,
             column px, depth (world units, > 0).
         feat: float32 (B, N, C), per-point features (e.g. rgb in [0, 1]).
         img_h, img_w: int, output size in px.

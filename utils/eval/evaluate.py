@@ -21,9 +21,10 @@ import warnings
 
 import numpy as np
 
-from utils import atomic_io, config, metrics, tfv1, visualize
+from utils import atomic_io, metrics, tfv1, visualize
+from utils.train import config
 from utils.data import BatchPipeline, DataError, list_models
-from utils.experiment import Experiment
+from utils.train.experiment import Experiment
 from utils.model import build_graph
 from utils.progress import Progress
 from utils.tfv1 import tf

@@ -11,7 +11,7 @@ textured with the photograph through UV coordinates, grey walls and bottom.
 :func:`write_checker_cube` writes a cube whose faces carry a labelled checker
 texture (the row of renders in ``docs/``).
 
-Command line: ``python -m utils.sample_meshes --out DIR`` writes both;
+Command line: ``python -m utils.datagen.sample_meshes --out DIR`` writes both;
 ``--figures docs`` also draws the pictures of ``data/README.md`` from them.
 """
 import argparse
@@ -152,8 +152,8 @@ def write_checker_cube(folder):
 
 def turntable(path, up="y", azimuths=range(0, 360, 45), elevation=20.0, size=64, shading=False):
     """Views of one mesh file at fixed angles (degrees), as make_dataset renders it: uint8 (V, H, W, 3)."""
-    from utils.mesh_io import load_mesh, normalise
-    from utils.mesh_render import MeshRenderer
+    from utils.datagen.mesh_io import load_mesh, normalise
+    from utils.datagen.mesh_render import MeshRenderer
     surface, _, _ = normalise(load_mesh(path, up).surface)
     renderer = MeshRenderer(surface)
     return np.stack([np.round(renderer.render(np.radians(a), np.radians(elevation), size, size, shading).rgb

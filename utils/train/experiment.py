@@ -2,7 +2,7 @@
 
 Layout of ``<exp>/``::
 
-    args.json             the flags of the run (utils.config)
+    args.json             the flags of the run (utils.train.config)
     log.txt               plain-text log (appended across resumes)
     logs/train, logs/val  TensorBoard event files
     snapshots/step-0000500/   periodic checkpoints (the last ``keep`` are kept)

@@ -92,7 +92,7 @@ def preprocess_pcl_gt(pcl):
 
     ShapeNet models are stored with y up. The renders of the original data set
     use a frame in which x points down (so the camera orbit of
-    :mod:`utils.camera`, an azimuth about x, circles the object's vertical axis):
+    :mod:`utils.render.camera`, an azimuth about x, circles the object's vertical axis):
     ``(x, y, z) -> (-y, -z, x)``, a proper rotation (det +1). This is the same
     mapping as ``preprocess_pcl_gt`` of the original code, done without
     modifying the input.

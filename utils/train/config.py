@@ -24,9 +24,9 @@ import os
 import time
 
 from utils import atomic_io
+from utils.data.layout import SPLITS
 
 TASKS = ("rgb", "partseg")
-SPLITS = ("train", "val", "test")
 ARGS_FILE = "args.json"
 PRESET_NAMES = ("recommended", "original")
 HISTORY_FILE = "args_history.jsonl"

@@ -1,7 +1,7 @@
 """Writers of the data layout that :mod:`utils.data` reads (see ``data/README.md``).
 
-Shared by the demo generator (:mod:`utils.demo_data`) and the mesh-collection
-renderer (:mod:`utils.mesh_dataset`), so both write byte for byte the same kind
+Shared by the demo generator (:mod:`utils.datagen.demo_data`) and the mesh-collection
+renderer (:mod:`utils.datagen.mesh_dataset`), so both write byte for byte the same kind
 of files: 8-bit PNG renders and depth codes, ``view.txt`` in degrees, ``.npy``
 clouds in the ShapeNet frame, split lists.
 """

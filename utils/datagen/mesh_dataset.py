@@ -1,15 +1,15 @@
 """Render a collection of real meshes into the data layout (``data/make_dataset.py``).
 
-For every mesh found by :func:`utils.mesh_io.find_meshes` (any folder of
+For every mesh found by :func:`utils.datagen.mesh_io.find_meshes` (any folder of
 ``.obj .glb .gltf .ply .off .stl`` files, or ShapeNetCore v1/v2):
 
-1. load it with its appearance and part names (:func:`utils.mesh_io.load_mesh`),
+1. load it with its appearance and part names (:func:`utils.datagen.mesh_io.load_mesh`),
    turn a z-up source upright (``--up z``), centre and scale it like
    ShapeNetCore's normalised models (unit bounding-box diagonal);
 2. label its faces when asked: part names through a JSON map (``--part_map``)
    or the ShapeNet part annotations (``--part_annotations``, see
-   :mod:`utils.part_transfer`);
-3. render V views with the shared ray caster (:mod:`utils.mesh_render`, the
+   :mod:`utils.datagen.part_transfer`);
+3. render V views with the shared ray caster (:mod:`utils.datagen.mesh_render`, the
    demo's renderer): RGB, coverage mask as depth codes, part-label maps;
 4. sample the surface densely (area-weighted), drop the samples that cannot be
    seen from outside the object (interior geometry), reduce to 1024 points by
@@ -37,15 +37,16 @@ from pathlib import Path
 
 import numpy as np
 
-from utils import atomic_io, shapenet
+from utils import atomic_io
+from utils.data import shapenet
 from utils.data import (N_GT_PTS, PART_NAMES_FILE, PARTSEG_DIR, SPLITS, DataError, read_split, split_list_file,
                         task_dirs)
-from utils.data_writer import (DEFAULT_WORKERS, run_jobs, split_models, write_label_maps,
+from utils.datagen.writer import (DEFAULT_WORKERS, run_jobs, split_models, write_label_maps,
                                write_part_cloud, write_rgb_cloud, write_splits, write_views)
-from utils.mesh_io import (MESH_SUFFIXES, UP_AXES, MeshError, PartMap, find_meshes, load_mesh, normalise)
-from utils.mesh_render import (SUPERSAMPLE, MeshRenderer, encode_depth, farthest_point_sampling)
+from utils.datagen.mesh_io import (MESH_SUFFIXES, UP_AXES, MeshError, PartMap, find_meshes, load_mesh, normalise)
+from utils.datagen.mesh_render import (SUPERSAMPLE, MeshRenderer, encode_depth, farthest_point_sampling)
 from utils.progress import Progress
-from utils import part_transfer
+from utils.datagen import part_transfer
 
 STATE_DIR = ".make_dataset"
 INFO_FILE = "dataset_info.json"
@@ -118,7 +119,7 @@ def render_model(source, opts):
     """Load, label, render and sample one model. Pure function of its arguments.
 
     Args:
-        source: :class:`utils.mesh_io.MeshSource`.
+        source: :class:`utils.datagen.mesh_io.MeshSource`.
         opts: :class:`Options`.
     Returns:
         dict: ``views (V, 2)`` degrees; ``rgb (V,H,W,3)`` uint8; ``depth
@@ -311,7 +312,7 @@ def read_split_source(path, synset):
 
 def make_splits(ids, synset, seed, fractions, reuse=None):
     """``({split: sorted ids}, [ids left out])``: ``reuse`` lists filtered to ``ids``, or a fresh
-    seeded partition (:func:`utils.data_writer.split_models`)."""
+    seeded partition (:func:`utils.datagen.writer.split_models`)."""
     ids = sorted(ids)
     if reuse is None:
         return split_models(ids, seed, synset, fractions), []
@@ -423,7 +424,7 @@ def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits
     if transfers:
         _write_transfer_report(out / TRANSFER_FILE, transfers)
 
-    info = dict(generator="utils.mesh_dataset", meshes=str(Path(meshes).resolve()), options=opts.record(),
+    info = dict(generator="utils.datagen.mesh_dataset", meshes=str(Path(meshes).resolve()), options=opts.record(),
                 split=list(fractions) if not splits_from else f"from {splits_from}", found=len(sources),
                 rendered_now=len(todo) - len(failures), already_complete=len(sources) - len(todo),
                 failed=failures, not_in_reused_splits=left_out, categories=summary_cats,

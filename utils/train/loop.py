@@ -1,7 +1,7 @@
 """The training loop shared by rgb/ and partseg/.
 
-``main(task, argv)`` parses the shared flags (utils.config), prepares the
-experiment folder (utils.experiment), builds the one graph (utils.model) and
+``main(task, argv)`` parses the shared flags (utils.train.config), prepares the
+experiment folder (utils.train.experiment), builds the one graph (utils.model) and
 trains with Adam, logging to TensorBoard, log.txt and (on a terminal) a progress bar. Every
 ``save_n`` iterations it validates (scaled Chamfer on the val split), keeps the
 best model and writes projection pictures; every ``save_model_n`` iterations it
@@ -15,8 +15,8 @@ Failure behaviour (README, "Failure behaviour"):
   exactly that iteration and exit with status 128 + signal number
   (:class:`TrainingInterrupted`); further signals meanwhile are ignored, so the
   save cannot be cut short. Interrupt + resume equals an uninterrupted run.
-* The experiment folder is locked (utils.experiment); resuming with flags that
-  change what is trained is refused unless ``--override`` (utils.config).
+* The experiment folder is locked (utils.train.experiment); resuming with flags that
+  change what is trained is refused unless ``--override`` (utils.train.config).
 * A diverging run stops with "loss became nan at iteration k" before a
   non-finite network output reaches the projection, and never snapshots
   non-finite variables, so ``latest`` stays the last good snapshot.
@@ -38,9 +38,11 @@ import types
 
 import numpy as np
 
-from utils import config, projection, tfv1, visualize
+from utils.train import config
+from utils.render import projection
+from utils import tfv1, visualize
 from utils.data import BatchPipeline, DataError, check_data_dir
-from utils.experiment import (BEST, CKPT_NAME, SNAPSHOTS, STOP_SIGNALS, Experiment, ExperimentInUse,
+from utils.train.experiment import (BEST, CKPT_NAME, SNAPSHOTS, STOP_SIGNALS, Experiment, ExperimentInUse,
                               ExperimentStateError)
 from utils.model import NONFINITE_TAG, build_graph
 from utils.progress import Progress
@@ -161,7 +163,7 @@ def prepare(args, exp, defaults=None):
     returns (resume, changes).
 
     ``resume`` is :func:`find_resume`'s answer; ``changes`` lists the flags that
-    differ from args.json (:func:`utils.config.changed_flags`). With a
+    differ from args.json (:func:`utils.train.config.changed_flags`). With a
     checkpoint to resume, a changed architecture is refused, and so are other
     changed flags unless ``--override``; without one nothing has been trained
     and the new flags simply replace the old. A run that is already complete

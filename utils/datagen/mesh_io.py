@@ -6,7 +6,7 @@
   ``<synset>/<model>/models/model_normalized.obj``), whose synset and model ids
   come from the folder names.
 * :func:`load_mesh` reads one file with trimesh into a
-  :class:`utils.mesh_render.Surface` in the ShapeNet frame (y up), with the
+  :class:`utils.datagen.mesh_render.Surface` in the ShapeNet frame (y up), with the
   appearance of every face (texture + UVs, per-face or per-vertex colours, the
   material's colour, or grey, in this order) and the part names of every face
   (OBJ ``o`` / ``g`` names, glTF node and mesh names).
@@ -22,7 +22,7 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
-from utils.mesh_render import GREY, Surface
+from utils.datagen.mesh_render import GREY, Surface
 
 MESH_SUFFIXES = (".obj", ".glb", ".gltf", ".ply", ".off", ".stl")
 UP_AXES = ("y", "z")

@@ -2,7 +2,7 @@
 gradients.
 
 They have no fallback in tf_ops: without the compiled library they raise RuntimeError. Their
-pure-TF form is the ``local`` renderer of ``utils/projection.py``, which that module uses
+pure-TF form is the ``local`` renderer of ``utils/render/projection.py``, which that module uses
 instead (``impl='fused'`` or ``'auto'`` resolve to it, after tf_ops's one warning).
 """
 import tensorflow.compat.v1 as tf
@@ -27,7 +27,7 @@ def _compiled(op):
     lib = _common.library()
     if lib is None:
         raise RuntimeError(f"tf_ops.{op} needs the compiled library ({_common.load_error()}); "
-                           f"{_common.BUILD_HINT}. Without it, use utils.projection.{op}, which falls back "
+                           f"{_common.BUILD_HINT}. Without it, use utils.render.projection.{op}, which falls back "
                            f"to its 'local' graph implementation")
     return lib
 
@@ -39,7 +39,7 @@ def _image_size(img_h, img_w, op):
 
 
 def mask_projection(pix, img_h, img_w, sigma_sq=0.4, window_half=None):
-    """CAPNet soft silhouette, fused: same definition as ``utils.projection.mask_projection``.
+    """CAPNet soft silhouette, fused: same definition as ``utils.render.projection.mask_projection``.
 
     Args:
         pix: float32 or float64 (B, N, 3): row px, column px, depth (unused).
@@ -63,7 +63,7 @@ def mask_projection(pix, img_h, img_w, sigma_sq=0.4, window_half=None):
 
 
 def feature_projection(pix, feat, img_h, img_w, well_radius=1.0, beta=100.0):
-    """DIFFER depth-aware feature projection, fused: same as ``utils.projection.feature_projection``.
+    """DIFFER depth-aware feature projection, fused: same as ``utils.render.projection.feature_projection``.
 
     Args:
         pix: float32 or float64 (B, N, 3): row px, column px, depth (world units).

@@ -29,14 +29,16 @@ import time
 import cv2
 import numpy as np
 
-from utils import config, metrics, shapenet, tfv1, visualize
-from utils.experiment import Experiment
+from utils.train import config
+from utils import metrics, tfv1, visualize
+from utils.data import shapenet
+from utils.train.experiment import Experiment
 from utils.model import build_graph
 from utils.progress import Progress
 from utils.tfv1 import tf
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-DEMO_BACKGROUND = (0.0, 0.0, 0.0)  # utils/demo_data.py renders on black
+DEMO_BACKGROUND = (0.0, 0.0, 0.0)  # utils/datagen/demo_data.py renders on black
 FITS = ("crop", "pad")
 FRAMES = ("shapenet", "network")
 EXPORT_INFO = os.path.join("assets.extra", "differ.json")

@@ -2,13 +2,13 @@
 
 Each model is a union of convex trimesh primitives (boxes, cylinders, cones,
 convex hulls), every primitive belonging to one part (the ShapeNet part
-vocabulary, see :data:`utils.shapenet.DEMO_PART_NAMES`) and carrying that
+vocabulary, see :data:`utils.data.shapenet.DEMO_PART_NAMES`) and carrying that
 part's colour. Proportions, part styles, part presence (arms, engines, ...) and
 colours are drawn at random per model.
 
 Views are rendered by **ray casting** the mesh with the renderer of
-:mod:`utils.mesh_render` (trimesh/embree, first hit per ray; the rays of
-:func:`utils.camera.pixel_rays_np`, plus sub-pixel shifted copies), an
+:mod:`utils.datagen.mesh_render` (trimesh/embree, first hit per ray; the rays of
+:func:`utils.render.camera.pixel_rays_np`, plus sub-pixel shifted copies), an
 independent renderer that shares only the camera model with the differentiable
 projections, and the one ``data/make_dataset.py`` renders users' meshes with. A pixel is foreground when any of its 3x3 rays
 (spread over the pixel square, edges included) hits the object: a coverage
@@ -23,12 +23,12 @@ primitives dropped), then reduced to 1024 points by farthest point sampling.
 
 The output follows the original DIFFER layout (see ``data/README.md``); clouds
 are stored in the ShapeNet frame (y up) and the loaders rotate them into the
-renderer frame with :func:`utils.shapenet.preprocess_pcl_gt`, exactly as for the
+renderer frame with :func:`utils.data.shapenet.preprocess_pcl_gt`, exactly as for the
 real data. ``view.txt`` holds "azimuth elevation" in degrees, the angles the
-loaders hand to :func:`utils.camera.world2cam` after conversion to radians.
+loaders hand to :func:`utils.render.camera.world2cam` after conversion to radians.
 
 Command line: ``python data/make_demo_data.py --help`` (or
-``python -m utils.demo_data``).
+``python -m utils.datagen.demo_data``).
 """
 import argparse
 import fcntl
@@ -44,12 +44,12 @@ import numpy as np
 import trimesh
 
 from utils.data import N_GT_PTS, PART_NAMES_FILE, PARTSEG_DIR, PCL_DIR, RENDERED_DIR, SPLITS_DIR, task_dirs
-from utils.data_writer import (DEFAULT_WORKERS, SPLIT_FRACTIONS, run_jobs, split_models, write_label_maps,
+from utils.datagen.writer import (DEFAULT_WORKERS, SPLIT_FRACTIONS, run_jobs, split_models, write_label_maps,
                                write_part_cloud, write_rgb_cloud, write_splits, write_views)
-from utils.mesh_render import (DEPTH_FAR, DEPTH_NEAR, SUPERSAMPLE, MeshRenderer, Surface,  # noqa: F401
+from utils.datagen.mesh_render import (DEPTH_FAR, DEPTH_NEAR, SUPERSAMPLE, MeshRenderer, Surface,  # noqa: F401
                                encode_depth, farthest_point_sampling, sample_faces)
 from utils.progress import Progress
-from utils.shapenet import DEMO_PART_NAMES, synset_id
+from utils.data.shapenet import DEMO_PART_NAMES, synset_id
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "data"
 DEFAULT_CATEGORIES = ("chair", "airplane", "car")
@@ -510,7 +510,7 @@ def generate(out, categories=DEFAULT_CATEGORIES, n_models=200, n_views=10, img_s
             write_splits(task_dirs(tmp, "partseg")["splits"][0], syn, splits, ".txt")
         (tmp / PARTSEG_DIR / PART_NAMES_FILE).write_text(json.dumps(
             {synset_id(c): list(DEMO_PART_NAMES[c]) for c in categories}, indent=1) + "\n")
-        info = dict(generator="utils.demo_data", categories={c: synset_id(c) for c in categories},
+        info = dict(generator="utils.datagen.demo_data", categories={c: synset_id(c) for c in categories},
                     n_models=n_models, n_views=n_views, img_size=img_size, seed=seed, shading=shading,
                     elevation_range_deg=list(el_range), supersample=supersample, n_pts=N_GT_PTS,
                     bound_radius=BOUND_RADIUS,

@@ -8,10 +8,10 @@ original's "skip connection" that lets colours follow the shape). The task
 picks C and the output activation (sigmoid colours, softmax part scores).
 
 Weight decay as in the original (1e-5 on convolutions, 1e-3 on fully connected
-layers) is registered by :mod:`utils.layers`; the training graph adds it to the
+layers) is registered by :mod:`utils.net.layers`; the training graph adds it to the
 loss (the original declared it and never used it).
 """
-from utils import layers
+from utils.net import layers
 from utils.tfv1 import tf
 
 CONV_DECAY = 1e-5
@@ -26,7 +26,7 @@ def structure_branch(img, n_pts, bottleneck=128, init="he"):
             H, W divisible by 16 (64 in the original).
         n_pts: int, N.
         bottleneck: int, latent size.
-        init: 'he' or 'tflearn' (utils.layers).
+        init: 'he' or 'tflearn' (utils.net.layers).
     Returns:
         xyz float32 (B, N, 3) in world units; hidden float32 (B, 128), the last
         hidden layer (fed to the feature branch with skipconn).
@@ -51,7 +51,7 @@ def feature_branch(img, n_pts, n_feat, activation, bottleneck=128, skip=None, in
         n_pts: int, N. n_feat: int, C (3 for colours, K for part classes).
         activation: 'sigmoid' (applied per value) or 'softmax' (over the C axis).
         skip: float32 (B, D) or None, concatenated before the last two layers.
-        init: 'he' or 'tflearn' (utils.layers).
+        init: 'he' or 'tflearn' (utils.net.layers).
     Returns:
         float32 (B, N, C) after the activation.
     """
@@ -75,7 +75,7 @@ def feature_branch(img, n_pts, n_feat, activation, bottleneck=128, skip=None, in
 
 def recon_net(img, n_pts, n_feat, feat_activation, bottleneck=128, skipconn=False,
               scope="recon_net", init="he"):
-    """Both branches under one variable scope (``init``: 'he' or 'tflearn', utils.layers).
+    """Both branches under one variable scope (``init``: 'he' or 'tflearn', utils.net.layers).
 
     Returns:
         xyz float32 (B, N, 3), feat float32 (B, N, C).

@@ -1,0 +1,1 @@
+"""Chamfer distance: nearest neighbours between two clouds (nn_distance)."""

@@ -1,0 +1,134 @@
+"""Readers of single data files: PNG views and masks, label maps, clouds, ``view.txt``.
+
+Every problem raises :class:`utils.data.layout.DataError` naming the file and what was expected;
+``.npy`` files are always loaded with ``allow_pickle=False``.
+"""
+import os
+
+import cv2
+import numpy as np
+
+from utils.data import shapenet
+MASK_THRESHOLD = 254  # depth_{k}.png: foreground where value < 254
+
+
+class DataError(ValueError):
+    """A data file is missing, unreadable or not what the loaders expect."""
+
+
+# --------------------------------------------------------------------------
+# single files
+# --------------------------------------------------------------------------
+def _require(path):
+    if not os.path.isfile(path):
+        raise DataError(f"missing file {path}")
+
+
+def load_npy(path, shape=None, kinds=None):
+    """``np.load(path, allow_pickle=False)`` with checks.
+
+    Args:
+        shape: expected shape, ``None`` entries match any size.
+        kinds: accepted ``dtype.kind`` letters (e.g. "iu" for integers).
+    """
+    _require(path)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as err:  # corrupt file, pickled objects, ...
+        raise DataError(f"{path}: cannot load as a plain .npy array ({type(err).__name__}: {err})") from None
+    if shape is not None and (arr.ndim != len(shape) or
+                              any(s is not None and s != a for s, a in zip(shape, arr.shape))):
+        want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
+        raise DataError(f"{path}: expected shape {want}, got {arr.shape}")
+    if kinds is not None and arr.dtype.kind not in kinds:
+        raise DataError(f"{path}: expected dtype kind in '{kinds}', got {arr.dtype}")
+    return arr
+
+
+def read_views(path):
+    """Angles of every view from ``view.txt``: float64 (V, 2) degrees (azimuth, elevation)."""
+    _require(path)
+    rows = []
+    try:
+        with open(path) as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    rows.append([float(v) for v in line.split()[:2]])
+                    if len(rows[-1]) != 2:
+                        raise ValueError(f"line {n} has fewer than two numbers")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: expected one 'azimuth elevation' line (degrees) per view ({err})") from None
+    if not rows:
+        raise DataError(f"{path}: no views; expected one 'azimuth elevation' line (degrees) per view")
+    angles = np.array(rows, np.float64)
+    bad = np.flatnonzero(~np.all(np.isfinite(angles), axis=1))
+    if len(bad):
+        raise DataError(f"{path}: view {bad[0]} has a non-finite angle ({angles[bad[0]].tolist()}); expected "
+                        "finite 'azimuth elevation' degrees on every line")
+    return angles
+
+
+def _read_png(path, img_h, img_w):
+    _require(path)
+    img = cv2.imread(path, cv2.IMREAD_COLOR)  # 8-bit BGR, alpha dropped, like the original
+    if img is None:
+        raise DataError(f"{path}: cannot decode image; expected a {img_h}x{img_w} PNG")
+    if img.shape[:2] != (img_h, img_w):
+        raise DataError(f"{path}: expected a {img_h}x{img_w} image, got {img.shape[0]}x{img.shape[1]}")
+    return img
+
+
+def read_rgb(path, img_h, img_w):
+    """``render_{k}.png`` -> float32 (H, W, 3) RGB in [0, 1]."""
+    img = _read_png(path, img_h, img_w)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+
+
+def read_mask(path, img_h, img_w):
+    """``depth_{k}.png`` -> float32 (H, W) mask, 1 where the value is < 254."""
+    img = _read_png(path, img_h, img_w)
+    return (img[:, :, 0] < MASK_THRESHOLD).astype(np.float32)
+
+
+def read_label_map(path, img_h, img_w, n_cls=None):
+    """``labels_{k}.npy`` -> int32 (H, W), 0 = background, k = part k (1 <= k <= n_cls)."""
+    lab = load_npy(path, (img_h, img_w), "iub")
+    if lab.size and lab.min() < 0:
+        raise DataError(f"{path}: expected labels >= 0 (0 = background), found {lab.min()}")
+    if n_cls is not None and lab.size and lab.max() > n_cls:
+        raise DataError(f"{path}: found label {lab.max()}; expected 0 (background) .. {n_cls} "
+                        f"(the number of parts, --n_cls)")
+    return lab.astype(np.int32)
+
+
+def read_cloud(path, n_pts):
+    """``pcl_1024_fps_trimesh.npy`` -> float32 (N, 3), renderer frame (after preprocess_pcl_gt)."""
+    xyz = load_npy(path, (n_pts, 3), "f")
+    if not np.all(np.isfinite(xyz)):
+        raise DataError(f"{path}: expected finite coordinates, found NaN/inf")
+    return shapenet.preprocess_pcl_gt(xyz.astype(np.float32))
+
+
+def read_cloud_colours(path, n_pts):
+    """``pcl_1024_fps_trimesh_colors.npy`` (N, 6) -> float32 (N, 3) RGB in [0, 1].
+
+    Colours stored as 0..255 (any value above 1) are divided by 255.
+    """
+    arr = load_npy(path, (n_pts, 6), "fiu").astype(np.float32)
+    rgb = arr[:, 3:]
+    if rgb.size and rgb.max() > 1.0:
+        rgb = rgb / 255.0
+    if not np.all(np.isfinite(rgb)) or (rgb.size and (rgb.min() < 0.0 or rgb.max() > 1.0)):
+        raise DataError(f"{path}: expected colours in [0, 1] (or 0..255) in columns 3..5")
+    return rgb
+
+
+def read_cloud_labels(path, n_pts, n_cls=None):
+    """``pointcloud_labels.npy`` (N,), 1-based -> int32 (N,) 0-based part index (< n_cls)."""
+    lab = load_npy(path, (n_pts,), "iu").astype(np.int64)
+    if lab.size and lab.min() < 1:
+        raise DataError(f"{path}: expected 1-based part labels (>= 1), found {lab.min()}")
+    if n_cls is not None and lab.size and lab.max() > n_cls:
+        raise DataError(f"{path}: found part label {lab.max()}; expected 1 .. {n_cls} "
+                        f"(the number of parts, --n_cls)")
+    return (lab - 1).astype(np.int32)

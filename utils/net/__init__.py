@@ -1,0 +1,1 @@
+"""The reconstruction network: layers and the image-to-point-cloud encoder/decoder."""

@@ -1,0 +1,1 @@
+"""The paper's renderer: cameras and the differentiable mask and feature projections of point clouds."""

@@ -1,0 +1,1 @@
+"""Training: the shared flags and presets (config), the experiment folder (snapshots, lock), the loop."""
