@@ -400,13 +400,18 @@ class _Trainer:
         sums["chamfer_se"] = float(np.std(scores["chamfer"], ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
         writer.add_summary(_scalar_summary({f"val/{k}": v for k, v in sums.items()}), step)
         msg = (f"val @ {step}: chamfer {sums['chamfer']:.4f} ± {sums['chamfer_se']:.4f} (s.e., {n} samples; "
-               f"fwd {sums['chamfer_fwd']:.4f}, bwd {sums['chamfer_bwd']:.4f}; {seconds_set:.2f} s)")
+               f"fwd {sums['chamfer_fwd']:.4f}, bwd {sums['chamfer_bwd']:.4f})")
+        previous, self._previous_scores = getattr(self, "_previous_scores", None), scores["chamfer"]
+        if previous is not None and len(previous) == n > 1:  # paired: the same samples, so their spread cancels
+            change = scores["chamfer"] - previous
+            msg += f"; change since the last validation {np.mean(change):+.4f} ± {np.std(change, ddof=1) / math.sqrt(n):.4f}"
         if sums["chamfer"] < self.best_value:  # False for NaN
             self.best_value = sums["chamfer"]
             self.save(sess, step, kind=BEST, extra={"value": self.best_value})
             msg += "  [new best, saved]"
-        self.val_seconds += time.time() - start
-        self.log(msg)
+        seconds = time.time() - start
+        self.val_seconds += seconds
+        self.log(msg + f"  ({seconds:.2f} s, of which the validation set {seconds_set:.2f} s)")
 
     def _save_pictures(self, sess, batch, step, writer):
         g, task, V = self.g, self.task, self.args.N_VIEWS
