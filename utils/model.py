@@ -221,11 +221,12 @@ def _affinity_terms(args, pred_mask, pix, gt_mask, gt_dist):
     n_views = args.N_VIEWS
     weights = affinity_view_weights(getattr(args, "affinity_view_weight", "equal"),
                                     int(gt_mask.shape[0]) // n_views, n_views)
+    kw = {} if weights is None else dict(image_weights=weights)  # (the plain call when views weigh alike)
     if args.affinity == "original":
-        return (losses.affinity_fwd_original(pred_mask, gt_mask, weights),
-                losses.affinity_bwd_original(pred_mask, gt_mask, weights))
+        return (losses.affinity_fwd_original(pred_mask, gt_mask, **kw),
+                losses.affinity_bwd_original(pred_mask, gt_mask, **kw))
     if args.affinity == "paper":
-        return losses.affinity_fwd(pred_mask, gt_dist, weights), losses.affinity_bwd(pix, gt_mask, image_weights=weights)
+        return losses.affinity_fwd(pred_mask, gt_dist, **kw), losses.affinity_bwd(pix, gt_mask, **kw)
     raise ValueError(f"affinity must be 'paper' or 'original', got {args.affinity!r}")
 
 
