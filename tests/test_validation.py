@@ -89,9 +89,6 @@ def test_validation_set_is_the_same_across_resume_and_batch_size(tiny_data, tmp_
         [("2", "3"), ("4", "3")]
     assert train_rgb.main(_argv(b, tiny_data, 2, 1, ["--val_samples", "3"])) == 2  # another batch size
     assert _record(b)["pairs"] == first["pairs"]
-    c = str(tmp_path / "c")  # the size follows --val_samples (the tiny val split has 4 pairs)
-    assert train_rgb.main(_argv(c, tiny_data, 1, 2, ["--val_samples", "0", "--save_n", "1"])) == 1
-    assert _record(c)["n_samples"] == 4 and "(s.e., 4 samples" in open(os.path.join(c, "log.txt")).read()
 
 
 @pytest.mark.slow
