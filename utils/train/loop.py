@@ -404,7 +404,8 @@ class _Trainer:
         previous, self._previous_scores = getattr(self, "_previous_scores", None), scores["chamfer"]
         if previous is not None and len(previous) == n > 1:  # paired: the same samples, so their spread cancels
             change = scores["chamfer"] - previous
-            msg += f"; change since the last validation {np.mean(change):+.4f} ± {np.std(change, ddof=1) / math.sqrt(n):.4f}"
+            se = np.std(change, ddof=1) / math.sqrt(n)
+            msg += f"; change since the last validation {np.mean(change):+.4f} ± {se:.4f}"
         if sums["chamfer"] < self.best_value:  # False for NaN
             self.best_value = sums["chamfer"]
             self.save(sess, step, kind=BEST, extra={"value": self.best_value})
@@ -455,8 +456,9 @@ class _Trainer:
                 stop.restore()
                 self._close_outputs()
             spent = time.time() - self.run_start
+            share = 100 * self.val_seconds / max(spent, 1e-9)
             self.log(f"finished: {step} iterations; best validation Chamfer {self.best_value:.4f}; validation "
-                     f"took {self.val_seconds:.1f} s of this run's {spent:.1f} s ({100 * self.val_seconds / max(spent, 1e-9):.1f} %)")
+                     f"took {self.val_seconds:.1f} s of this run's {spent:.1f} s ({share:.1f} %)")
         return step
 
     def _initialise(self, sess):
