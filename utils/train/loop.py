@@ -363,10 +363,11 @@ class _Trainer:
         if self._val_cache is not None:
             return self._val_cache
         data = self.val_set_data
-        batches = [{k: b[k] for k in _VAL_KEYS} for b in (data.get_batch(k) for k in range(data.steps_per_epoch))]
+        batches = ({k: b[k] for k in _VAL_KEYS} for b in (data.get_batch(k) for k in range(data.steps_per_epoch)))
         if data.n_samples <= VAL_CACHE_SAMPLES:
-            self._val_cache = batches
-        return batches
+            self._val_cache = list(batches)
+            return self._val_cache
+        return batches  # read batch by batch
 
     def validation_scores(self, sess):
         """Per-sample validation Chamfer over the validation set: dict chamfer, chamfer_fwd,
