@@ -5,8 +5,9 @@
 #   2. generates the demo data set into data/ unless data/ already holds one,
 #   3. trains the model on the demo chairs with a short schedule (experiments/demo_<task>;
 #      re-running resumes, and a finished run is not trained again),
-#   4. evaluates the best snapshot on the test split against image-free baselines,
-#   5. saves screenshots and prints the table and where everything is.
+#   4. evaluates the best snapshot (lowest validation Chamfer) and the last one on the test split,
+#      against image-free baselines and the floor (ground truth vs a second sampling of its surface),
+#   5. saves screenshots and prints both tables, then best and final side by side.
 #
 # Knobs (environment): DEMO_ITERS (training iterations), DEMO_EXP (experiment folder),
 # DEMO_CATEGORY (default chair), DEMO_PRESET (recommended, or original: the original code's
@@ -37,12 +38,22 @@ echo "run_demo: evaluating the best snapshot on the test split (every input view
 python "$task/metrics_$task.py" --exp "$exp" --snapshot best --eval_set test --input_views all \
     --out "$exp/metrics_test" --save_screenshots --n_pictures 8 --tqdm
 
+echo "run_demo: evaluating the last snapshot the same way"
+python "$task/metrics_$task.py" --exp "$exp" --snapshot latest --eval_set test --input_views all \
+    --out "$exp/metrics_test_final" --tqdm
+
+echo
+echo "run_demo: best and final snapshot side by side"
+python -m utils.eval.compare "$exp/metrics_test/summary.json" "$exp/metrics_test_final/summary.json" \
+    --labels best final
+
 elapsed=$(( $(date +%s) - start ))
 echo
 echo "run_demo: done in $((elapsed / 60)) min $((elapsed % 60)) s. What it did:"
 echo "  data:        data/ (demo data set, see data/README.md)"
 echo "  experiment:  $exp (args.json, log.txt, TensorBoard logs in logs/, snapshots/, best/)"
 echo "  projections: $exp/log_proj_images/<iteration>/ (input | GT mask | predicted mask | GT | predicted)"
-echo "  metrics:     $exp/metrics_test/summary.json and per_sample.csv (table above)"
+echo "  metrics:     $exp/metrics_test/summary.json and per_sample.csv (best snapshot; the last one:"
+echo "               $exp/metrics_test_final/); validation set: $exp/val_set.json"
 echo "  pictures:    $exp/metrics_test/screenshots/ (input, ground truth and prediction from 4 angles)"
 echo "  TensorBoard: tensorboard --logdir $exp/logs"

@@ -57,6 +57,8 @@ BASELINE = "medoid_baseline"
 BASELINE_LABEL = {"rgb": "image-blind baseline (training medoid, mean colour)",
                   "partseg": "image-blind baseline (training medoid, its own labels)"}
 EVAL_DIR = "metrics_test"
+EVAL_FINAL_DIR = "metrics_test_final"  # the same evaluation of the last snapshot ('final' columns)
+FLOOR = "floor_resampled_gt"  # utils.eval.evaluate.FLOOR: ground truth vs a second sampling of its surface
 STATE_FILE = "ablation.json"
 ERROR_TAIL_LINES = 12
 
@@ -135,13 +137,15 @@ def train_command(args, variant):
     return cmd
 
 
-def metrics_command(args, variant):
-    """argv of the metrics subprocess (run_demo.sh's protocol, plus PLY files for the figure)."""
+def metrics_command(args, variant, snapshot="best"):
+    """argv of the metrics subprocess (run_demo.sh's protocol; for the best snapshot also PLY files for
+    the figure); ``snapshot`` 'latest' evaluates the last snapshot into EVAL_FINAL_DIR."""
     exp = os.path.join(args.out, variant.name)
-    cmd = [sys.executable, "-m", f"{args.task}.metrics_{args.task}", "--exp", exp, "--snapshot", "best",
+    cmd = [sys.executable, "-m", f"{args.task}.metrics_{args.task}", "--exp", exp, "--snapshot", snapshot,
            "--eval_set", "test", "--input_views", "all", "--data_dir", args.data_dir,
-           "--out", os.path.join(exp, EVAL_DIR), "--save_screenshots", "--save_ply",
-           "--n_pictures", str(args.n_pictures), "--tqdm"]
+           "--out", os.path.join(exp, EVAL_DIR if snapshot == "best" else EVAL_FINAL_DIR), "--tqdm"]
+    if snapshot == "best":
+        cmd += ["--save_screenshots", "--save_ply", "--n_pictures", str(args.n_pictures)]
     return cmd
 
 
@@ -201,11 +205,13 @@ def _progress(exp_dir):
     return (latest["step"] if latest else None), (best["step"] if best else None)
 
 
-def _evaluated(exp_dir, best_step):
-    """The metrics summary of the best snapshot, or None when it is missing or stale (older
-    summaries, without the task's 'headline' metrics, count as stale)."""
-    summary = _read_json(os.path.join(exp_dir, EVAL_DIR, "summary.json"))
-    if summary and best_step is not None and summary.get("step") == best_step and summary.get("headline"):
+def _evaluated(exp_dir, best_step, folder=EVAL_DIR):
+    """The metrics summary of the best snapshot (or, with ``folder=EVAL_FINAL_DIR`` and the latest
+    step, of the last one), or None when it is missing or stale (older summaries, without the
+    task's 'headline' metrics or the floor's record, count as stale)."""
+    summary = _read_json(os.path.join(exp_dir, folder, "summary.json"))
+    if (summary and best_step is not None and summary.get("step") == best_step and summary.get("headline")
+            and "floor" in summary):
         return summary
     return None
 
@@ -228,7 +234,8 @@ def run_variant(args, variant, index, total):
 
     latest, best = _progress(exp_dir)
     summary = _evaluated(exp_dir, best) if latest is not None and latest >= args.iters else None
-    if summary is not None:
+    final = _evaluated(exp_dir, latest, EVAL_FINAL_DIR) if summary is not None else None
+    if summary is not None and final is not None:
         print(f"{tag}: already trained ({latest} iterations) and evaluated; reused", flush=True)
     else:
         start = time.time()
@@ -250,13 +257,20 @@ def run_variant(args, variant, index, total):
         latest, best = _progress(exp_dir)
         if row["status"] == "ok":
             t0 = time.time()
-            rc, tail = _run_logged(metrics_command(args, variant), os.path.join(exp_dir, "metrics.log"))
+            row["eval_s"] = 0.0
+            for snapshot, folder, step in (("best", EVAL_DIR, best), ("latest", EVAL_FINAL_DIR, latest)):
+                done = _evaluated(exp_dir, step, folder)
+                if done is None:
+                    rc, tail = _run_logged(metrics_command(args, variant, snapshot),
+                                           os.path.join(exp_dir, "metrics.log"))
+                    done = _evaluated(exp_dir, step, folder)
+                    if rc != 0 or done is None:
+                        row.update(status=f"failed: metrics ({snapshot} snapshot) exited with {rc}", error=tail)
+                        break
+                summary, final = (done, final) if snapshot == "best" else (summary, done)
             row["eval_s"] = time.time() - t0
             state.update(eval_s=row["eval_s"])
             write_json(state_path, state)
-            summary = _evaluated(exp_dir, best)
-            if rc != 0 or summary is None:
-                row.update(status=f"failed: metrics exited with {rc}", error=tail)
         elapsed = time.time() - start
         if row["status"] == "ok":
             print(f"{tag}: finished in {_minutes(elapsed)} ({_metric_text(summary)})", flush=True)
@@ -269,7 +283,11 @@ def run_variant(args, variant, index, total):
         row["metrics"] = summary["methods"]["model"]
         row["headline"] = summary["headline"]
         row["baseline"] = summary["methods"].get(BASELINE)
+        row["floor"] = summary["methods"].get(FLOOR)
+        row["floor_note"] = (summary.get("floor") or {}).get("note")
         row["n_samples"], row["n_models"] = summary.get("n_samples"), summary.get("n_models")
+    if final is not None:
+        row["final_metrics"] = final["methods"]["model"]
     return row
 
 
@@ -296,9 +314,12 @@ def write_table(args, rows, wall_s):
     """Write table.json and table.md into ``args.out``; returns the markdown text."""
     keys = _headline(rows)
     baseline = next((r["baseline"] for r in rows if r.get("baseline")), None)
+    floor = next((r["floor"] for r in rows if r.get("floor")), None)
+    floor_note = next((r["floor_note"] for r in rows if r.get("floor_note")), None)
     info = dict(task=args.task, category=args.category, iters=args.iters, seed=args.seed, data_dir=args.data_dir,
-                schedule=SCHEDULE, eval=dict(snapshot="best", eval_set="test", input_views="all"),
-                wall_s=wall_s, variants_s=sum(r["train_s"] + r["eval_s"] for r in rows), headline=list(keys), baseline=dict(name=BASELINE, metrics=baseline))
+                schedule=SCHEDULE, eval=dict(snapshot=["best", "latest"], eval_set="test", input_views="all"),
+                wall_s=wall_s, variants_s=sum(r["train_s"] + r["eval_s"] for r in rows), headline=list(keys),
+                baseline=dict(name=BASELINE, metrics=baseline), floor=dict(name=FLOOR, metrics=floor, note=floor_note))
     write_json(os.path.join(args.out, "table.json"), dict(info, variants=rows))
 
     n_samples = next((r["n_samples"] for r in rows if r.get("n_samples")), None)
@@ -307,17 +328,25 @@ def write_table(args, rows, wall_s):
              f"{args.seed}; best validation snapshot on the test split"
              + (f" ({n_samples} samples: every input view of {n_models} models)" if n_samples else "")
              + f". Training and evaluation time, summed over the variants: "
-             f"{_minutes(sum(r['train_s'] + r['eval_s'] for r in rows))} (this invocation: {_minutes(wall_s)}).", "",
-             "| variant | status | iterations (best) | train | eval | " + " | ".join(keys) + " |",
-             "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in keys) + " |"]
+             f"{_minutes(sum(r['train_s'] + r['eval_s'] for r in rows))} (this invocation: {_minutes(wall_s)}). "
+             "Metrics at the best validation snapshot, then (final) at the last snapshot.", "",
+             "| variant | status | iterations (best) | train | eval | " + " | ".join(keys) + " | "
+             + " | ".join(f"final {k}" for k in keys) + " |",
+             "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in keys * 2) + " |"]
     for r in rows:
-        m = r.get("metrics") or {}
+        m, f = r.get("metrics") or {}, r.get("final_metrics") or {}
         its = f"{r.get('iterations')} ({r.get('best_step')})" if r.get("iterations") is not None else "-"
         lines.append(f"| {r['variant']} | {r['status']} | {its} | {_minutes(r['train_s'])} | "
-                     f"{_minutes(r['eval_s'])} | " + " | ".join(_fmt(m.get(k)) for k in keys) + " |")
+                     f"{_minutes(r['eval_s'])} | " + " | ".join(_fmt(m.get(k)) for k in keys) + " | "
+                     + " | ".join(_fmt(f.get(k)) for k in keys) + " |")
     if baseline:
         lines.append(f"| {BASELINE_LABEL[args.task]} | | | | | "
-                     + " | ".join(_fmt(baseline.get(k)) for k in keys) + " |")
+                     + " | ".join(_fmt(baseline.get(k)) for k in keys) + " | " + " | ".join("" for _ in keys) + " |")
+    if floor:
+        lines.append("| floor: ground truth vs an independent resampling of the same surface | | | | | "
+                     + " | ".join(_fmt(floor.get(k)) for k in keys) + " | " + " | ".join("" for _ in keys) + " |")
+    elif floor_note:
+        lines += ["", f"Floor (ground truth vs an independent resampling of the same surface): {floor_note}."]
     lines += ["", "Variants:"] + [f"- `{r['variant']}`: {r['description']}"
                                   + (f" (flags: `{' '.join(r['flags'])}`)" if r["flags"] else "") for r in rows]
     for r in rows:

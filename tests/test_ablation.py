@@ -131,9 +131,12 @@ def test_two_variants_end_to_end_and_rerun_does_not_retrain(ablation, tiny_data,
         assert r["status"] == "ok" and r["iterations"] == 4, r
         for k in ("chamfer", "emd", "colour"):
             assert np.isfinite(r["metrics"][k]), (r["variant"], k)
+            assert np.isfinite(r["final_metrics"][k]), (r["variant"], k)  # the last snapshot too
     assert np.isfinite(table["baseline"]["metrics"]["chamfer"])
+    assert 0 < table["floor"]["metrics"]["chamfer"] < table["baseline"]["metrics"]["chamfer"]
     md = open(os.path.join(out, "table.md")).read()
     assert md.count("\n| 2d |") == 1 and md.count("\n| 3d |") == 1
+    assert "final chamfer" in md and "\n| floor: ground truth vs an independent resampling" in md
     assert os.path.getsize(os.path.join(out, "ablation_rgb.png")) > 10000
     assert os.path.isfile(tmp_path / "docs" / "fig.png")
     assert first.count(": started (training 4 iterations)") == 2 and first.count(": finished in ") == 2

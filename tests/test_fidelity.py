@@ -24,7 +24,10 @@ from utils.tfv1 import tf
 # parser defaults for what the script does not pass (batch_size 1, lr 5e-5, WELL_RADIUS 1,
 # BETA 100), and what its code did regardless of flags: views 0..N_VIEWS-1 (--views unread),
 # every (model, view) pair per epoch, weight decay never added, raw 0..255 input images,
-# tflearn initialisers, the mis-tiled affinity, a +-0.4 box clip in training validation.
+# tflearn initialisers, the mis-tiled affinity with view k weighted k + 1 (its `dist_mat += 1.` on
+# one array shared by the views), a +-0.4 box clip in training validation, which took every 10th
+# pair of the shuffled val list (`for b in xrange(0, batches, 10)`, batch 1) and the mean *squared*
+# nearest-neighbour distances (get_chamfer_metrics: reduce_mean of nn_distance, no sqrt).
 ORIGINAL_TABLE = {
     "batch_size": 1, "lr": 5e-5, "N_VIEWS": 4, "views": "fixed", "input_views": "all", "CORR": False,
     "SIGMA_SQ_MASK": 0.4, "WELL_RADIUS": 1.0, "BETA": 100.0,
@@ -32,6 +35,7 @@ ORIGINAL_TABLE = {
     "wt_decay": 0.0, "wt_rgb": 1.0, "skipconn": True, "USE_3D_LOSS": False,
     "input_scale": "255", "init": "tflearn", "N_ITERS": 200000,
     "print_n": 100, "save_n": 1000, "save_model_n": 5000, "val_clip_box": 0.4,
+    "affinity_view_weight": "original", "val_selection": "every_10th", "val_samples": 0, "val_chamfer": "squared",
     "N_PTS": 1024, "IMG_H": 64, "IMG_W": 64, "bottleneck": 128,
 }
 # The demo's settings (README "Demo results"), which the parser's defaults must equal.
@@ -39,6 +43,7 @@ RECOMMENDED_TABLE = {
     "batch_size": 8, "lr": 3e-4, "N_VIEWS": 4, "views": "random", "input_views": "random",
     "affinity": "paper", "wt_aff_pts": 1.0, "wt_decay": 0.1, "wt_rgb": 1.0, "skipconn": True,
     "input_scale": "unit", "init": "he", "N_ITERS": 8000, "val_clip_box": 0.0,
+    "affinity_view_weight": "equal", "val_selection": "balanced", "val_chamfer": "distance",
 }
 
 
@@ -63,7 +68,8 @@ def test_recommended_defaults_and_explicit_flags_win():
         assert getattr(args, key) == value, key
     args = config.parse_train_args("partseg", ["--exp", "x", "--preset", "original", "--lr", "1e-3",
                                                "--views", "random"])
-    assert (args.lr, args.views, args.batch_size, args.wt_partseg, args.affinity) == (1e-3, "random", 1, 1.0,
+    # --wt_partseg: the original parser's default (src/train_utils.py: default=10.), as no script set it
+    assert (args.lr, args.views, args.batch_size, args.wt_partseg, args.affinity) == (1e-3, "random", 1, 10.0,
                                                                                         "original")
     assert not hasattr(args, "wt_rgb") and not hasattr(args, "skipconn")
     # --help shows the original's value beside each recommended default that differs.
@@ -130,6 +136,43 @@ def test_affinity_flag_selects_the_terms_in_the_training_graph(rng):
             np.testing.assert_allclose([1e-4 * terms["aff_fwd"], 1e-4 * terms["aff_bwd"]], [ref_fwd, ref_bwd],
                                        rtol=1e-4)
     assert not np.isclose(values["original"]["aff_fwd"], values["paper"]["aff_fwd"])
+
+
+@pytest.mark.parametrize("n_views", [3, 4])
+def test_original_view_weights_are_1_to_V(n_views):
+    """--affinity_view_weight original (set by --preset original): the training graph's affinity terms
+    equal the original's loss, transcribed: per view k the tiled computation with ``dist_mat`` after
+    k + 1 in-place ``+= 1.``, summed over views and divided by N_VIEWS (rgb/train_rgb.py); 'equal'
+    matches the same transcription with a fresh ``dist_mat`` per view."""
+    from rgb.net import TASK
+    from utils.model import build_graph
+    b, h, w = 2, 16, 16
+    r = np.random.default_rng(n_views)
+    mask = (r.random((b, n_views, h, w)) > 0.5).astype(np.float32)
+    batch = dict(image=r.random((b, h, w, 3)), mask=mask, dist=r.random((b, n_views, h, w)) * 10,
+                 az=r.random((b, n_views)) * 6, el=r.random((b, n_views)) * 0.5, pcl=r.random((b, 32, 3)) - 0.5,
+                 rgb=r.random((b, n_views, h, w, 3)), pcl_rgb=r.random((b, 32, 3)))
+    assert config.parse_train_args("rgb", ["--exp", "x", "--preset", "original"]).affinity_view_weight == "original"
+    for mode in ("original", "equal"):
+        args = config.parse_train_args("rgb", ["--exp", "x", "--N_VIEWS", str(n_views), "--N_PTS", "64", "--IMG_H",
+                                               str(h), "--IMG_W", str(w), "--bottleneck", "8", "--affinity",
+                                               "original", "--affinity_view_weight", mode])
+        with tf.Graph().as_default(), tf.Session() as s:
+            tf.set_random_seed(1)
+            g = build_graph(args, TASK, batch_size=b, n_gt_pts=32)
+            s.run(tf.global_variables_initializer())
+            terms, pred_mask = s.run([g.terms, g.pred_mask], g.feed(batch))
+        pred = pred_mask.astype(np.float64).reshape(b, n_views, h, w)
+        ref = np.zeros(2)
+        for k in range(n_views):  # view k after k + 1 accumulations (or a fresh array: 'equal')
+            ref += _original_affinity_np(pred[:, k], mask[:, k].astype(np.float64),
+                                         view_index=k if mode == "original" else 0)
+        ref /= n_views
+        np.testing.assert_allclose([1e-4 * terms["aff_fwd"], 1e-4 * terms["aff_bwd"]], ref, rtol=1e-4, err_msg=mode)
+        if mode == "original":  # the same as weighting the per-view means by 1, 2, ..., V
+            per_view = [_original_affinity_np(pred[:, k], mask[:, k].astype(np.float64)) for k in range(n_views)]
+            weighted = sum((k + 1) * np.array(v) for k, v in enumerate(per_view)) / n_views
+            np.testing.assert_allclose(ref, weighted, rtol=1e-9)
 
 
 def _weights(init, sess):

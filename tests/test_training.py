@@ -102,6 +102,11 @@ def test_train_snapshot_resume_metrics(task, tiny_data, tmp_path, capsys, monkey
     assert len(os.listdir(os.path.join(out, "screenshots"))) == 1
     assert len(os.listdir(os.path.join(out, "ply"))) == 2
     assert "medoid_baseline" in capsys.readouterr().out
+    # The floor row: the ground truth against its second sampling, above 0 and below the baseline.
+    floor, baseline = summary["methods"]["floor_resampled_gt"], summary["methods"]["medoid_baseline"]
+    assert summary["floor"]["available"] and 0 < floor["chamfer"] < baseline["chamfer"]
+    assert 0 < floor["emd"] < baseline["emd"]
+    assert (0 <= floor["colour"] < baseline["colour"]) if task == "rgb" else (baseline["miou"] < floor["miou"] <= 1)
     if task == "partseg":  # a turntable GIF of GT and prediction side by side
         [gif] = os.listdir(os.path.join(out, "gifs"))
         frames = imageio.mimread(os.path.join(out, "gifs", gif))
@@ -180,6 +185,8 @@ CHANGES = {
     "wt_aff_fwd": ([], ["--wt_aff_fwd", "0.5"], "model"),
     "wt_aff_bwd": ([], ["--wt_aff_bwd", "0.5"], "model"),
     "affinity": ([], ["--affinity", "original"], "model"),
+    "affinity_view_weight": ([], ["--affinity_view_weight", "original"], "model"),
+    "val_chamfer": ([], ["--val_chamfer", "squared"], "model"),
     "wt_aff_pts": ([], ["--wt_aff_pts", "0.5"], "model"),
     "wt_rgb": ([], ["--wt_rgb", "0.5"], "model"),
     "wt_partseg": ([], ["--wt_partseg", "0.5"], "model"),
@@ -198,9 +205,10 @@ CHANGES = {
 # Flags that steer the run rather than what is trained: each must be read during a training run
 # (test_train_snapshot_resume_metrics records every flag a run reads); their effects are checked
 # there (print_n, save_n, save_model_n, N_ITERS, val_batches, exp, data_dir, category), in
-# test_failures.py (override) and test_fidelity.py (preset), and in test_progress.py (no_progress).
+# test_failures.py (override) and test_fidelity.py (preset), in test_progress.py (no_progress), and in
+# test_validation.py (val_selection, val_samples: the validation set, which decides the best snapshot).
 RUN_FLAGS = {"exp", "preset", "gpu", "data_dir", "category", "N_ITERS", "print_n", "save_n", "save_model_n",
-             "val_batches", "no_progress", "verbose", "override"}
+             "val_batches", "no_progress", "verbose", "override", "val_selection", "val_samples"}
 SMALL = ["--N_VIEWS", "2", "--N_PTS", "64", "--bottleneck", "8", "--batch_size", "2", "--num_workers", "1"]
 
 

@@ -40,8 +40,11 @@ therefore collapses to a per-pixel weighting of one mask by the other:
 ``fwd(p) = pred(p) * (gt(p) + 1e6 (1 - gt(p)))``,
 ``bwd(p) = gt(p) * (pred(p) + 1e6 (1 - pred(p)))``: after the 1e-4 scale, a strong L1-like
 penalty on predicted foreground outside the GT silhouette and on GT foreground the
-prediction leaves empty. (Its ``dist_mat += 1.`` also mutated one numpy array shared by
-all views, so view k (0-based) was scaled by k + 1; that accumulation is a bug we do not reproduce.)
+prediction leaves empty. Its ``dist_mat += 1.`` also mutated one numpy array shared by
+all views (``grid_dist_tensor``, passed to every view's call), so view k (0-based) saw
+``d + k + 1`` and, the minimum being taken at ``q = p``, its two terms were scaled by k + 1.
+That accumulation is a bug; ``--affinity_view_weight original`` (set by ``--preset original``)
+reproduces it through the ``image_weights`` argument, ``equal`` (the default) does not.
 The paper's formula, the default (``--affinity paper``), is a distance-weighted silhouette
 term whose magnitudes (px^2) differ from the original's.
 """
@@ -81,49 +84,66 @@ def mask_bce(pred_mask, gt_mask):
     return tf.reduce_mean(loss)
 
 
-def affinity_fwd(pred_mask, gt_dist):
+def _weighted_mean(values, image_weights):
+    """Mean over (B, H, W) of ``values``, image b weighted by ``image_weights[b]`` (None: all 1).
+
+    Args:
+        values: float32 (B, H, W). image_weights: None or float32 (B,).
+    Returns:
+        float32 scalar ``mean_{b,p} w_b * values(b, p)`` (the weights scale, they do not renormalise).
+    """
+    if image_weights is None:
+        return tf.reduce_mean(values)
+    return tf.reduce_mean(values * tf.cast(image_weights, values.dtype)[:, None, None])
+
+
+def affinity_fwd(pred_mask, gt_dist, image_weights=None):
     """Forward affinity: predicted foreground far from the ground truth is penalised.
 
     Args:
         pred_mask: float32 (B, H, W) in [0, 1].
         gt_dist: float32 (B, H, W), squared distance (px^2) to the nearest ground-truth
             foreground pixel, 0 on the foreground (:func:`gt_distance_transform`).
+        image_weights: None or float32 (B,), a factor per image (``--affinity_view_weight``).
     Returns:
-        float32 scalar, ``mean_{b,p} pred(b,p) * gt_dist(b,p)`` in px^2 (unscaled; the
+        float32 scalar, ``mean_{b,p} w_b * pred(b,p) * gt_dist(b,p)`` in px^2 (unscaled; the
         graph builder applies the original's 1e-4).
     """
     pred = tf.convert_to_tensor(pred_mask)
-    return tf.reduce_mean(pred * tf.cast(gt_dist, pred.dtype))
+    return _weighted_mean(pred * tf.cast(gt_dist, pred.dtype), image_weights)
 
 
-def affinity_fwd_original(pred_mask, gt_mask):
+def affinity_fwd_original(pred_mask, gt_mask, image_weights=None):
     """The original code's forward affinity as it behaves (see the module docstring).
 
     Args:
         pred_mask: float32 (B, H, W) in [0, 1]. gt_mask: float32 (B, H, W) in {0, 1}.
+        image_weights: None or float32 (B,), a factor per image: ``k + 1`` for view k reproduces
+            the original's ``dist_mat += 1.`` accumulation (``--affinity_view_weight original``).
     Returns:
-        float32 scalar, ``mean_{b,p} pred * (gt + 1e6 * (1 - gt))`` (unscaled, like
+        float32 scalar, ``mean_{b,p} w_b * pred * (gt + 1e6 * (1 - gt))`` (unscaled, like
         :func:`affinity_fwd`).
     """
     pred = tf.convert_to_tensor(pred_mask)
     gt = tf.cast(gt_mask, pred.dtype)
-    return tf.reduce_mean(pred * (gt + ORIGINAL_AFFINITY_FAR * (1.0 - gt)))
+    return _weighted_mean(pred * (gt + ORIGINAL_AFFINITY_FAR * (1.0 - gt)), image_weights)
 
 
-def affinity_bwd_original(pred_mask, gt_mask):
+def affinity_bwd_original(pred_mask, gt_mask, image_weights=None):
     """The original code's backward affinity as it behaves (see the module docstring).
 
     Args:
         pred_mask: float32 (B, H, W) in [0, 1]. gt_mask: float32 (B, H, W) in {0, 1}.
+        image_weights: None or float32 (B,), as :func:`affinity_fwd_original`.
     Returns:
-        float32 scalar, ``mean_{b,p} gt * (pred + 1e6 * (1 - pred))`` (unscaled).
+        float32 scalar, ``mean_{b,p} w_b * gt * (pred + 1e6 * (1 - pred))`` (unscaled).
     """
     pred = tf.convert_to_tensor(pred_mask)
     gt = tf.cast(gt_mask, pred.dtype)
-    return tf.reduce_mean(gt * (pred + ORIGINAL_AFFINITY_FAR * (1.0 - pred)))
+    return _weighted_mean(gt * (pred + ORIGINAL_AFFINITY_FAR * (1.0 - pred)), image_weights)
 
 
-def affinity_bwd(pix, gt_mask, max_dist_sq=None):
+def affinity_bwd(pix, gt_mask, max_dist_sq=None, image_weights=None):
     """Backward affinity: ground-truth foreground far from every projected point is penalised.
 
     For every ground-truth foreground pixel, the squared distance (px^2) to the nearest
@@ -142,6 +162,7 @@ def affinity_bwd(pix, gt_mask, max_dist_sq=None):
         max_dist_sq: float, cap in px^2 on each pixel's distance; default H^2 + W^2. Beyond
             it the term is constant (zero gradient), so points behind the camera or far off
             the image never dominate.
+        image_weights: None or float32 (B,), a factor per image (``--affinity_view_weight``).
     Returns:
         float32 scalar in px^2 (unscaled; the graph builder applies the original's 1e-4).
         Gradient flows to the row/column of each pixel's nearest point.
@@ -153,7 +174,7 @@ def affinity_bwd(pix, gt_mask, max_dist_sq=None):
         max_dist_sq = float(img_h * img_h + img_w * img_w)
     dist, _ = tf_ops.pixel_nearest(pix, gt, max_dist_sq)  # (B,H,W) px^2, +inf: background or beyond the cap
     dist = tf.minimum(dist, max_dist_sq)
-    return tf.reduce_mean(gt * dist)
+    return _weighted_mean(gt * dist, image_weights)
 
 
 def rgb_l2(pred_rgb, gt_rgb):

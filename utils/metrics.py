@@ -63,12 +63,16 @@ def scale_to_unit_cube_np(pcl, box_clip=None):
     return (pcl - (lo + hi) / 2.0) / np.maximum(size, MIN_BOX)
 
 
-def cloud_metrics(gt, pred, emd=True, box_clip=None):
+def cloud_metrics(gt, pred, emd=True, box_clip=None, squared=False):
     """Per-sample Chamfer (and EMD) between unit-cube-scaled clouds.
 
     Args:
         gt: float32 (B, N, 3), pred: float32 (B, M, 3) (M == N for EMD), world units.
         box_clip: float or None, passed to :func:`scale_to_unit_cube` for the prediction.
+        squared: Chamfer terms as means of *squared* nearest-neighbour distances (unit-cube
+            units squared), the form of the original's training-time validation
+            (``get_chamfer_metrics``: ``reduce_mean`` of ``nn_distance``'s squared distances);
+            default False: means of distances, as the reported metrics. EMD is unaffected.
     Returns:
         dict of float32 (B,) tensors: chamfer_fwd, chamfer_bwd, chamfer, emd; and
         int32 (B, N) ``idx_fwd`` (nearest predicted point of each GT point) and
@@ -76,8 +80,9 @@ def cloud_metrics(gt, pred, emd=True, box_clip=None):
     """
     gt_s, pred_s = scale_to_unit_cube(gt), scale_to_unit_cube(pred, box_clip)
     d_fwd, idx_fwd, d_bwd, idx_bwd = tf_ops.nn_distance(gt_s, pred_s)
-    out = dict(chamfer_fwd=tf.reduce_mean(tf.sqrt(d_fwd + SQRT_EPS), axis=1),
-               chamfer_bwd=tf.reduce_mean(tf.sqrt(d_bwd + SQRT_EPS), axis=1),
+    per_point = (lambda d: d) if squared else (lambda d: tf.sqrt(d + SQRT_EPS))
+    out = dict(chamfer_fwd=tf.reduce_mean(per_point(d_fwd), axis=1),
+               chamfer_bwd=tf.reduce_mean(per_point(d_bwd), axis=1),
                idx_fwd=idx_fwd, idx_bwd=idx_bwd)
     out["chamfer"] = out["chamfer_fwd"] + out["chamfer_bwd"]
     if emd:

@@ -192,12 +192,41 @@ def network_input(image, input_scale="unit"):
     return image if factor == 1.0 else image * factor
 
 
+AFFINITY_VIEW_WEIGHTS = ("equal", "original")
+
+
+def affinity_view_weights(mode, batch_size, n_views):
+    """Per-image factors of the affinity terms, for images flattened from (B, V) to (B*V,).
+
+    Args:
+        mode: 'equal' (None: every view 1) or 'original' (view k, 0-based, weighted k + 1: the
+            original's ``dist_mat += 1.`` on one array shared by its views, utils/losses.py).
+        batch_size: int, B. n_views: int, V.
+    Returns:
+        None, or float32 (B*V,) constant ``[1, 2, ..., V]`` repeated B times.
+    """
+    if mode == "equal":
+        return None
+    if mode == "original":
+        return tf.constant([float(k + 1) for _ in range(batch_size) for k in range(n_views)], tf.float32)
+    raise ValueError(f"affinity_view_weight must be one of {AFFINITY_VIEW_WEIGHTS}, got {mode!r}")
+
+
 def _affinity_terms(args, pred_mask, pix, gt_mask, gt_dist):
-    """Forward and backward affinity (unscaled scalars) of ``args.affinity``: 'paper' or 'original'."""
+    """Forward and backward affinity (unscaled scalars) of ``args.affinity``: 'paper' or 'original'.
+
+    pred_mask, gt_mask, gt_dist: float32 (B*V, H, W); pix: float32 (B*V, N, 3). Views weighted by
+    ``args.affinity_view_weight`` (:func:`affinity_view_weights`).
+    """
+    n_views = args.N_VIEWS
+    weights = affinity_view_weights(getattr(args, "affinity_view_weight", "equal"),
+                                    int(gt_mask.shape[0]) // n_views, n_views)
+    kw = {} if weights is None else dict(image_weights=weights)  # (the plain call when views weigh alike)
     if args.affinity == "original":
-        return losses.affinity_fwd_original(pred_mask, gt_mask), losses.affinity_bwd_original(pred_mask, gt_mask)
+        return (losses.affinity_fwd_original(pred_mask, gt_mask, **kw),
+                losses.affinity_bwd_original(pred_mask, gt_mask, **kw))
     if args.affinity == "paper":
-        return losses.affinity_fwd(pred_mask, gt_dist), losses.affinity_bwd(pix, gt_mask)
+        return losses.affinity_fwd(pred_mask, gt_dist, **kw), losses.affinity_bwd(pix, gt_mask, **kw)
     raise ValueError(f"affinity must be 'paper' or 'original', got {args.affinity!r}")
 
 
@@ -271,6 +300,44 @@ def build_graph(args, task, batch_size, n_gt_pts=N_GT_PTS, training=True):
         g.loss, g.terms = loss, t
 
     with tf.name_scope("val_metrics"):
-        g.val = metrics.cloud_metrics(ph["pcl"], g.xyz, emd=False, box_clip=args.val_clip_box or None)
+        g.val = validation_chamfer(args, ph["pcl"], g.xyz)
+    g.feed = lambda batch: {ph[k]: batch[k] for k in ph}
+    return g
+
+
+def validation_chamfer(args, gt, xyz):
+    """The validation Chamfer of the training flags (``--val_chamfer``, ``--val_clip_box``).
+
+    Args:
+        gt: float32 (B, N_gt, 3), xyz: float32 (B, N, 3), world units.
+    Returns:
+        dict of float32 (B,) tensors chamfer_fwd, chamfer_bwd, chamfer (fwd + bwd) on clouds scaled to
+        the unit cube (utils.metrics.cloud_metrics): mean distances, or mean squared distances with
+        ``--val_chamfer squared``.
+    """
+    res = metrics.cloud_metrics(gt, xyz, emd=False, box_clip=args.val_clip_box or None,
+                                squared=getattr(args, "val_chamfer", "distance") == "squared")
+    return {k: res[k] for k in ("chamfer_fwd", "chamfer_bwd", "chamfer")}
+
+
+def build_validation_graph(args, task, batch_size, n_gt_pts=N_GT_PTS):
+    """The network on a batch of validation images and its validation Chamfer.
+
+    Reuses the variables of a network already built in this graph (``recon_net``, e.g. by
+    :func:`build_graph`), or creates them. Its batch size is its own, so the validation set is
+    evaluated in the same batches whatever ``--batch_size`` is.
+
+    Args:
+        args: the training Namespace. task: a :class:`Task`. batch_size: int, B.
+        n_gt_pts: int, points in the ground-truth clouds.
+    Returns:
+        SimpleNamespace: ``ph`` (image (B, H, W, 3) in [0, 1], pcl (B, n_gt_pts, 3)), ``xyz``
+        (B, N, 3), ``val`` (:func:`validation_chamfer`, (B,) each), ``feed`` (batch dict -> feed_dict).
+    """
+    with tf.variable_scope(tf.get_variable_scope(), reuse=tf.AUTO_REUSE), tf.name_scope("validation"):
+        g = build_graph(args, task, batch_size, training=False)
+        g.ph["pcl"] = tf.placeholder(tf.float32, [batch_size, n_gt_pts, 3], "pcl")
+        g.val = validation_chamfer(args, g.ph["pcl"], g.xyz)
+    ph = g.ph
     g.feed = lambda batch: {ph[k]: batch[k] for k in ph}
     return g

@@ -43,6 +43,11 @@ N_GT_PTS = 1024  # points of every ground-truth cloud: the file names below say 
 PCL_FILE = f"pcl_{N_GT_PTS}_fps_trimesh.npy"
 PCL_COLOURS_FILE = f"pcl_{N_GT_PTS}_fps_trimesh_colors.npy"
 PCL_LABELS_FILE = "pointcloud_labels.npy"
+# A second, independent sampling of the same surface (the demo data writes it; the metrics' floor row):
+# the same formats as the three files above. The authors' ShapeNet clouds have none.
+RESAMPLE_PCL_FILE = f"pcl_{N_GT_PTS}_fps_trimesh_resample.npy"
+RESAMPLE_COLOURS_FILE = f"pcl_{N_GT_PTS}_fps_trimesh_resample_colors.npy"
+RESAMPLE_LABELS_FILE = "pointcloud_labels_resample.npy"
 VIEWS_FILE = "view.txt"
 PART_NAMES_FILE = "part_names.json"
 

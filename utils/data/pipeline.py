@@ -8,10 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from utils.data.distance_map import gt_distance_transform
-from utils.data.layout import (N_GT_PTS, PCL_COLOURS_FILE, PCL_FILE, PCL_LABELS_FILE, VIEW_MODES, VIEWS_FILE,
+from utils.data.layout import (N_GT_PTS, PCL_COLOURS_FILE, PCL_FILE, PCL_LABELS_FILE, RESAMPLE_COLOURS_FILE,
+                               RESAMPLE_LABELS_FILE, RESAMPLE_PCL_FILE, VIEW_MODES, VIEWS_FILE,
                                _synset, check_views_match_renders, depth_file, label_map_file, list_models, n_parts,
                                render_file, task_dirs)
-from utils.data.readers import (read_cloud, read_cloud_colours, read_cloud_labels, read_label_map, read_mask,
+from utils.data.readers import (DataError, read_cloud, read_cloud_colours, read_cloud_labels, read_label_map, read_mask,
                                 read_rgb, read_views)
 
 # Salt of the seed of each epoch's sample order, rng([seed, epoch, EPOCH_ORDER_SALT]): it keeps that
@@ -37,6 +38,8 @@ class BatchPipeline:
     draws the input view (unless ``all_input_views``) and, with
     ``view_mode='random'``, the supervision views. A run resumed with
     ``start_step=s`` therefore sees exactly the batches of an uninterrupted run.
+    ``pairs`` (a list of (model id, input view)) replaces the samples by exactly those pairs,
+    in that order (the validation set, :mod:`utils.data.val_set`).
 
     Views: ``view_mode='fixed'`` supervises with views 0..V-1 (modulo the
     model's view count, as the original); ``'random'`` with V distinct views
@@ -69,7 +72,7 @@ class BatchPipeline:
 
     def __init__(self, data_dir, category, split, task="rgb", batch_size=1, n_views=1, img_h=64, img_w=64,
                  n_pts=N_GT_PTS, view_mode="random", use_input_view=False, shuffle=True, seed=0, num_workers=2,
-                 prefetch=4, start_step=0, repeat=True, all_input_views=False, n_cls=None):
+                 prefetch=4, start_step=0, repeat=True, all_input_views=False, n_cls=None, pairs=None):
         if view_mode not in VIEW_MODES:
             raise ValueError(f"view_mode must be one of {VIEW_MODES}, got {view_mode!r}")
         if batch_size < 1 or n_views < 1:
@@ -91,7 +94,10 @@ class BatchPipeline:
         self._angles = {}
         self._angles_lock = threading.Lock()
         self._perms, self._perm_lock = {}, threading.Lock()
-        if self.all_input_views:
+        if pairs is not None:  # an explicit list of (model id, input view): e.g. the validation set
+            self.all_input_views = True
+            self.samples = self._explicit_samples(pairs)
+        elif self.all_input_views:
             self.samples = [(m, v) for m in range(len(self.models)) for v in range(len(self._views_deg(m)))]
         else:
             self.samples = [(m, None) for m in range(len(self.models))]
@@ -102,6 +108,45 @@ class BatchPipeline:
         self._pending = deque()
         self._next_step = self._next_submit = int(start_step)
         self._closed = False
+
+    def _explicit_samples(self, pairs):
+        """``pairs`` [(model id, input view)] -> samples [(model index, view)]; DataError when a model
+        is not in the split or has no such view."""
+        index = {mid: m for m, mid in enumerate(self.models)}
+        samples = []
+        for mid, view in pairs:
+            if mid not in index:
+                raise DataError(f"model {mid!r} is not in the {self.category} {self.split} split of {self.data_dir}")
+            m = index[mid]
+            if not 0 <= int(view) < len(self._views_deg(m)):
+                raise DataError(f"model {mid!r} has no view {view} ({len(self._views_deg(m))} views)")
+            samples.append((m, int(view)))
+        if not samples:
+            raise ValueError("pairs: expected at least one (model id, input view) pair")
+        return samples
+
+    def resampled_gt(self, model_id):
+        """The second, independent sampling of a model's surface (``*_resample*.npy``, data/README.md).
+
+        Returns:
+            None when the data has none (the authors' ShapeNet clouds), else a dict with the batch
+            keys of one sample's ground truth: 'pcl' float32 (N, 3) renderer frame, and 'pcl_rgb'
+            float32 (N, 3) in [0, 1] (task rgb) or 'pcl_labels' int32 (N,) 0-based (partseg).
+        """
+        pdir = self._model_dir("pcl", self.models.index(model_id))
+        path = os.path.join(pdir, RESAMPLE_PCL_FILE)
+        if not os.path.isfile(path):
+            return None
+        out = dict(pcl=read_cloud(path, self.n_pts))
+        if self.task == "rgb":
+            out["pcl_rgb"] = read_cloud_colours(os.path.join(pdir, RESAMPLE_COLOURS_FILE), self.n_pts)
+        else:
+            out["pcl_labels"] = read_cloud_labels(os.path.join(pdir, RESAMPLE_LABELS_FILE), self.n_pts, self.n_cls)
+        return out
+
+    def n_views_of(self, m):
+        """Number of views of model ``m`` (index into ``models``), from its view.txt."""
+        return len(self._views_deg(m))
 
     @classmethod
     def from_args(cls, args, task, split, **overrides):

@@ -19,7 +19,10 @@ exactly the colour of the points of its part; ``--shading`` adds a simple
 Lambert term.
 
 Ground-truth clouds: the surface is sampled densely (points hidden inside other
-primitives dropped), then reduced to 1024 points by farthest point sampling.
+primitives dropped), then reduced to 1024 points by farthest point sampling. A second
+cloud made the same way from an independent dense sample (its own random stream, so the
+first cloud's files do not change) is written beside it (``*_resample*.npy``): what a
+perfect prediction with 1024 other points would be, the metrics' floor row.
 
 The output follows the original DIFFER layout (see ``data/README.md``); clouds
 are stored in the ShapeNet frame (y up) and the loaders rotate them into the
@@ -44,6 +47,7 @@ import numpy as np
 import trimesh
 
 from utils.data import N_GT_PTS, PART_NAMES_FILE, PARTSEG_DIR, PCL_DIR, RENDERED_DIR, SPLITS_DIR, task_dirs
+from utils.data.layout import RESAMPLE_COLOURS_FILE, RESAMPLE_LABELS_FILE, RESAMPLE_PCL_FILE
 from utils.datagen.writer import (DEFAULT_WORKERS, SPLIT_FRACTIONS, run_jobs, split_models, write_label_maps,
                                write_part_cloud, write_rgb_cloud, write_splits, write_views)
 from utils.datagen.mesh_render import (DEPTH_FAR, DEPTH_NEAR, SUPERSAMPLE, MeshRenderer, Surface,  # noqa: F401
@@ -51,7 +55,7 @@ from utils.datagen.mesh_render import (DEPTH_FAR, DEPTH_NEAR, SUPERSAMPLE, MeshR
 from utils.progress import Progress
 from utils.data.shapenet import DEMO_PART_NAMES, synset_id
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "data"
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "data"  # <repo>/data
 DEFAULT_CATEGORIES = ("chair", "airplane", "car")
 BOUND_RADIUS = 0.46  # every model is scaled so that it fits in a sphere of this radius
 INFO_FILE = "demo_info.json"
@@ -370,10 +374,14 @@ def make_model(category, index, seed=0, n_views=10, img_size=64, shading=False,
     Returns a dict: ``views (V, 2)`` degrees (azimuth, elevation); ``rgb (V,H,W,3)``
     uint8; ``depth (V,H,W)`` uint8 (255 = background); ``labels (V,H,W)`` uint8
     (0 = background, k = part k); ``pcl (1024, 3)`` float32 ShapeNet frame;
-    ``colours (1024, 3)`` float32 in [0,1]; ``point_labels (1024,)`` int32, 1-based.
+    ``colours (1024, 3)`` float32 in [0,1]; ``point_labels (1024,)`` int32, 1-based; and
+    ``resample``, a dict with the same three cloud keys: an independent second sampling of
+    the same surface (its own dense sample and farthest point sampling).
     """
     synset = synset_id(category)
-    shape_ss, view_ss, sample_ss = model_seed(seed, synset, index).spawn(3)
+    # spawn(4)'s first three children are spawn(3)'s: the fourth stream (the second sampling)
+    # leaves the shapes, views and first cloud exactly as they were before it existed.
+    shape_ss, view_ss, sample_ss, resample_ss = model_seed(seed, synset, index).spawn(4)
     shape_rng = np.random.default_rng(shape_ss)
     parts = normalise(BUILDERS[category](shape_rng))
     parts = [(m, lab, quantise(col)) for m, lab, col in parts]
@@ -389,16 +397,19 @@ def make_model(category, index, seed=0, n_views=10, img_size=64, shading=False,
         labels.append(view.label)
         depth.append(encode_depth(view.depth, view.hit))
 
-    sample_rng = np.random.default_rng(sample_ss)
-    xyz, owner = sample_surface(parts, n_dense, sample_rng)
-    keep = farthest_point_sampling(xyz, N_GT_PTS, sample_rng)
-    xyz, owner = xyz[keep], owner[keep]
     part_label = np.array([lab for _, lab, _ in parts])
     part_colour = np.array([col for _, _, col in parts])
+
+    def cloud(ss):
+        rng = np.random.default_rng(ss)
+        xyz, owner = sample_surface(parts, n_dense, rng)
+        keep = farthest_point_sampling(xyz, N_GT_PTS, rng)
+        xyz, owner = xyz[keep], owner[keep]
+        return dict(pcl=xyz.astype(np.float32), colours=part_colour[owner].astype(np.float32),
+                    point_labels=part_label[owner].astype(np.int32))
+
     return dict(views=np.stack([az, el], 1), rgb=np.stack(rgb), depth=np.stack(depth),
-                labels=np.stack(labels), pcl=xyz.astype(np.float32),
-                colours=part_colour[owner].astype(np.float32),
-                point_labels=part_label[owner].astype(np.int32))
+                labels=np.stack(labels), **cloud(sample_ss), resample=cloud(resample_ss))
 
 
 def model_id(category, index):
@@ -414,6 +425,11 @@ def write_model(root, category, index, model):
     write_label_maps(Path(seg["labels"]) / rel, model["labels"])
     write_rgb_cloud(Path(rgb["pcl"]) / rel, model["pcl"], model["colours"])
     write_part_cloud(Path(seg["pcl"]) / rel, model["pcl"], model["point_labels"])
+    again = model["resample"]
+    write_rgb_cloud(Path(rgb["pcl"]) / rel, again["pcl"], again["colours"],
+                    files=(RESAMPLE_PCL_FILE, RESAMPLE_COLOURS_FILE))
+    write_part_cloud(Path(seg["pcl"]) / rel, again["pcl"], again["point_labels"],
+                     files=(RESAMPLE_PCL_FILE, RESAMPLE_LABELS_FILE))
 
 
 def _job(job):
@@ -513,7 +529,7 @@ def generate(out, categories=DEFAULT_CATEGORIES, n_models=200, n_views=10, img_s
         info = dict(generator="utils.datagen.demo_data", categories={c: synset_id(c) for c in categories},
                     n_models=n_models, n_views=n_views, img_size=img_size, seed=seed, shading=shading,
                     elevation_range_deg=list(el_range), supersample=supersample, n_pts=N_GT_PTS,
-                    bound_radius=BOUND_RADIUS,
+                    bound_radius=BOUND_RADIUS, resampled_clouds=True,
                     split_fractions=list(SPLIT_FRACTIONS), seconds=round(time.time() - t0, 1))
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=1) + "\n")
 

@@ -59,20 +59,26 @@ def write_label_maps(folder, labels):
         np.save(folder / label_map_file(k), lab)
 
 
-def write_rgb_cloud(folder, pcl, colours):
-    """``pcl_1024_fps_trimesh.npy`` (N, 3) and ``..._colors.npy`` (N, 6): xyz then RGB in [0, 1]."""
+def write_rgb_cloud(folder, pcl, colours, files=(PCL_FILE, PCL_COLOURS_FILE)):
+    """``pcl_1024_fps_trimesh.npy`` (N, 3) and ``..._colors.npy`` (N, 6): xyz then RGB in [0, 1].
+
+    ``files``: the two file names (``(RESAMPLE_PCL_FILE, RESAMPLE_COLOURS_FILE)`` for the second sampling).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / PCL_FILE, pcl)
-    np.save(folder / PCL_COLOURS_FILE, np.concatenate([pcl, colours], 1))
+    np.save(folder / files[0], pcl)
+    np.save(folder / files[1], np.concatenate([pcl, colours], 1))
 
 
-def write_part_cloud(folder, pcl, labels):
-    """``pcl_1024_fps_trimesh.npy`` (N, 3) and ``pointcloud_labels.npy`` (N,), labels 1-based."""
+def write_part_cloud(folder, pcl, labels, files=(PCL_FILE, PCL_LABELS_FILE)):
+    """``pcl_1024_fps_trimesh.npy`` (N, 3) and ``pointcloud_labels.npy`` (N,), labels 1-based.
+
+    ``files``: the two file names (``(RESAMPLE_PCL_FILE, RESAMPLE_LABELS_FILE)`` for the second sampling).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / PCL_FILE, pcl)
-    np.save(folder / PCL_LABELS_FILE, labels)
+    np.save(folder / files[0], pcl)
+    np.save(folder / files[1], labels)
 
 
 def split_models(ids, seed, synset, fractions=SPLIT_FRACTIONS):

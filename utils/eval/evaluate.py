@@ -6,7 +6,10 @@ the network on an evaluation split and computes, per sample, Chamfer and EMD
 baselines that ignore the image (the task defines them; all start from the
 training set's medoid cloud). A sample is one input view of one model: by
 default every input view of every model of the split (the paper's protocol).
-Writes ``per_sample.csv`` (one row per sample and method), ``per_model.csv``
+Where the data holds a second, independent sampling of each surface (the demo data does,
+data/README.md), the same metrics are computed for it against the ground truth: the
+*floor* (:data:`FLOOR`), what a perfect prediction with as many other points would
+score. Writes ``per_sample.csv`` (one row per sample and method), ``per_model.csv``
 (means over each model's views) and ``summary.json``, prints a
 model-vs-baseline table, and makes the pictures asked for (screenshots, GIFs,
 PLY, an interactive window).
@@ -32,6 +35,10 @@ from utils.tfv1 import tf
 # One pass over the samples in file order, one input view each (unless told otherwise), the
 # first views supervising: the evaluation's pipelines differ from training's in these arguments.
 _ONE_PASS = dict(n_views=1, view_mode="fixed", use_input_view=False, shuffle=False, repeat=False)
+FLOOR = "floor_resampled_gt"  # the method name of the floor row: ground truth vs its second sampling
+FLOOR_LABEL = "ground truth vs an independent resampling of the same surface"
+NO_FLOOR = ("not available: the data holds no second sampling of its surfaces (the authors' ShapeNet "
+            "clouds have none; the demo data writes one, data/README.md)")
 
 
 def _collect_training_clouds(targs, task, n_models):
@@ -74,14 +81,18 @@ def evaluate(task, margs):
     data = _eval_pipeline(targs, task, margs)
     try:
         medoid, baselines = _baselines(targs, task, margs)
-        rows, pictures = _run(task, margs, targs, prefix, data, baselines)
+        floor = floor_method(data, task)
+        rows, pictures = _run(task, margs, targs, prefix, data, baselines + ([(FLOOR, floor)] if floor else []))
     finally:
         data.close()
-    summary = _summarise(rows, ["model"] + [name for name, _ in baselines],
+    floor_info = dict(method=FLOOR, label=FLOOR_LABEL, available=floor is not None)
+    if floor is None:
+        floor_info["note"] = NO_FLOOR
+    summary = _summarise(rows, ["model"] + [name for name, _ in baselines] + ([FLOOR] if floor else []),
                          dict(exp=os.path.abspath(margs.exp), snapshot=margs.snapshot, step=step,
                               eval_set=margs.eval_set, category=targs.category, input_views=margs.input_views,
                               clip_box=margs.clip_box, medoid_model=int(medoid), task=task.name,
-                              headline=list(task.headline)))
+                              headline=list(task.headline), floor=floor_info))
     _report(out_dir, rows, summary, pictures, task, margs)
     return summary
 
@@ -114,6 +125,40 @@ def _baselines(targs, task, margs):
     train_clouds, train_feats = _collect_training_clouds(targs, task, margs.baseline_models)
     medoid, _ = metrics.medoid_index(train_clouds)
     return medoid, task.baselines(train_clouds, train_feats, medoid, targs)
+
+
+def floor_method(data, task):
+    """The floor as a method: ``fn(batch) -> (xyz (B, N, 3), features (B, N, C))``, each sample's
+    second sampling of its model's surface (``BatchPipeline.resampled_gt``) with its point
+    features as a prediction's (labels become one-hot scores); None when the split's first model
+    has no second sampling (then the data has none)."""
+    if not data.models or data.resampled_gt(data.models[0]) is None:
+        return None
+    cache = {}
+
+    def resampled(batch):
+        clouds, feats = [], []
+        for mid in batch["model_id"]:
+            mid = str(mid)
+            if mid not in cache:
+                again = data.resampled_gt(mid)
+                if again is None:
+                    raise DataError(f"model {mid} has no second sampling of its surface (other models of the "
+                                    f"split have one): regenerate the data set")
+                cache[mid] = again
+            clouds.append(cache[mid]["pcl"])
+            feats.append(_as_prediction(task, cache[mid][task.point_key], batch))
+        return np.stack(clouds), np.stack(feats)
+    return resampled
+
+
+def _as_prediction(task, gt_feat, batch):
+    """Ground-truth point features (N,) + feature_dims in the form of predicted ones (N, C): part labels
+    (an integer point dtype) become one-hot scores over the task's classes, colours stay."""
+    if task.point_dtype.is_integer:
+        n_cls = int(batch.get("_n_cls", 0)) or int(np.max(gt_feat)) + 1
+        return np.eye(n_cls, dtype=np.float32)[gt_feat]
+    return np.asarray(gt_feat, np.float32)
 
 
 def _metrics_graph(targs, task, batch_size, n_gt, clip_box):
@@ -163,7 +208,11 @@ def _run(task, margs, targs, prefix, data, baselines):
             xyz, feat = sess.run([m.g.xyz, m.g.feat], m.g.feed(batch))
             results = {"model": _score(sess, m, task, margs, batch, xyz, feat)}
             for name, fn in baselines:
-                results[name] = _score(sess, m, task, margs, batch, *fn(xyz, feat))
+                if name == FLOOR:  # the ground truth's second sampling, in the prediction's feature width
+                    floor_xyz, floor_feat = fn(dict(batch, _n_cls=feat.shape[-1]))
+                    results[name] = _score(sess, m, task, margs, batch, floor_xyz, floor_feat)
+                else:
+                    results[name] = _score(sess, m, task, margs, batch, *fn(xyz, feat))
             for i in range(n_valid):
                 mid, view = str(batch["model_id"][i]), int(batch["input_view"][i])
                 rows += [dict(model_id=mid, input_view=view, method=method, **{key: float(v[i]) for key, v in
@@ -255,7 +304,12 @@ def _print_table(summary, headline):
           f"snapshot {summary['snapshot']} (iteration {summary['step']})")
     print(f"{'metric':<16}" + "".join(f"{m:>{width + 2}}" for m in methods))
     for k in keys:
-        print(f"{k:<16}" + "".join(f"{summary['methods'][m][k]:>{width + 2}.5f}" for m in methods))
+        print(f"{k:<16}" + "".join(f"{summary['methods'][m].get(k, float('nan')):>{width + 2}.5f}" for m in methods))
+    floor = summary.get("floor") or {}
+    if floor:
+        print(f"{floor['method']}: {floor['label']}"
+              + (": what a perfect prediction with other points would score" if floor["available"]
+                 else f": {floor['note']}"))
     nan = summary["nan_samples"]
     print(f"samples with NaN metrics: {nan['count']}" + (f" ({', '.join(nan['samples'])})" if nan["count"] else ""))
 

@@ -38,15 +38,17 @@ ARCHITECTURE_KEYS = ("task", "N_PTS", "IMG_H", "IMG_W", "bottleneck", "skipconn"
 RECOMMENDED = dict(
     N_VIEWS=4, views="random", input_views="random", CORR=False,
     SIGMA_SQ_MASK=0.4, WELL_RADIUS=1.0, BETA=100.0,
-    wt_bce=1.0, wt_aff_fwd=1.0, wt_aff_bwd=1.0, affinity="paper", wt_aff_pts=1.0, wt_decay=0.1,
+    wt_bce=1.0, wt_aff_fwd=1.0, wt_aff_bwd=1.0, affinity="paper", affinity_view_weight="equal",
+    wt_aff_pts=1.0, wt_decay=0.1,
     wt_rgb=1.0, wt_partseg=1.0, skipconn=True,
     input_scale="unit", init="he",
     batch_size=8, lr=3e-4, N_ITERS=8000, print_n=250, save_n=500, save_model_n=500, val_clip_box=0.0,
+    val_selection="balanced", val_samples=500, val_chamfer="distance",
 )
 
 # The original code's effective training (klnavaneet/differ, rgb/run_train_rgb.sh + src/train_utils.py
-# + rgb/train_rgb.py); README "Deviations from the original" explains each value. Partseg had no
-# training code in the original: it takes the same values (wt_partseg like wt_rgb).
+# + rgb/train_rgb.py); docs/deviations.md explains each value. Partseg had no training script in
+# the original: it takes the same values, and --wt_partseg the original parser's default (10).
 ORIGINAL = dict(
     N_VIEWS=4,               # run_train_rgb.sh
     views="fixed",           # --views is never read: supervision views are always 0..N_VIEWS-1
@@ -55,14 +57,18 @@ ORIGINAL = dict(
     SIGMA_SQ_MASK=0.4, WELL_RADIUS=1.0, BETA=100.0,   # run script; parser defaults of well/beta
     wt_bce=1.0, wt_aff_fwd=1.0, wt_aff_bwd=1.0,       # run script
     affinity="original",     # the affinity code as it behaves (mis-tiled masks), see utils/losses.py
+    affinity_view_weight="original",  # its `dist_mat += 1.` on one shared array: view k's affinity x (k + 1)
     wt_aff_pts=0.0,          # not in the original
     wt_decay=0.0,            # weight decay declared in the layers, never added to the loss
-    wt_rgb=1.0, wt_partseg=1.0, skipconn=True,        # run script (--wt_rgb 1. --skipconn)
+    wt_rgb=1.0, skipconn=True,                        # run script (--wt_rgb 1. --skipconn)
+    wt_partseg=10.0,         # parser default of src/train_utils.py (no partseg run script)
     input_scale="255",       # images fed as raw 0..255 values
     init="tflearn",          # tflearn's default initialisers
     batch_size=1, lr=5e-5,   # parser defaults, not overridden by the run script
     N_ITERS=200000, print_n=100, save_n=1000, save_model_n=5000,   # run script
     val_clip_box=0.4,        # training-time validation: box measured on predictions clipped to +-0.4
+    val_selection="every_10th", val_samples=0,  # every 10th (model, view) pair of the shuffled val list
+    val_chamfer="squared",   # its validation Chamfer: mean squared nearest-neighbour distances
 )
 PRESETS = {"recommended": RECOMMENDED, "original": ORIGINAL}
 
@@ -107,7 +113,7 @@ def _positive_float(text):
 
 def default_data_dir():
     """``<repo>/data``, resolved from this file (not from the working directory)."""
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "data")
 
 
 def _preset_note(dest):
@@ -172,6 +178,10 @@ def train_parser(task):
                    help="affinity terms: 'paper' (squared px distance to the other silhouette / nearest "
                         "point) or 'original' (what the original code computed: mask values weighted 1 "
                         "inside and 1e6 outside the other mask); see utils/losses.py")
+    g.add_argument("--affinity_view_weight", choices=("equal", "original"),
+                   help="weight of supervision view k (0-based) in the affinity terms: 'equal' (1 for every "
+                        "view) or 'original' (k + 1: what the original's `dist_mat += 1.` on one array shared "
+                        "by all views did; docs/deviations.md)")
     g.add_argument("--wt_aff_pts", type=_non_negative_float,
                    help="point-wise affinity (not in the original): pulls every projected point, "
                         "also off-image ones, towards the GT silhouette; 0 = off")
@@ -208,7 +218,21 @@ def train_parser(task):
     g.add_argument("--save_n", type=_positive_int,
                    help="every save_n iterations: validation, best model, projection images")
     g.add_argument("--save_model_n", type=_positive_int, help="snapshot every save_model_n iterations")
-    g.add_argument("--val_batches", type=_positive_int, default=10, help="validation batches per evaluation")
+    g.add_argument("--val_batches", type=_positive_int, default=10,
+                   help="validation batches (of --batch_size, the training graph) whose 2D loss terms are "
+                        "logged to TensorBoard (val/<term>) and whose first batch is drawn; the best "
+                        "snapshot is chosen on the validation set below, not on these")
+    g.add_argument("--val_selection", choices=("balanced", "every_10th"),
+                   help="the validation set, chosen once per experiment (seeded; <exp>/val_set.json): "
+                        "'balanced' = every validation model with one input view, then more (model, view) "
+                        "pairs, one more view per model at a time, up to --val_samples; 'every_10th' = every "
+                        "10th pair of a seeded shuffle of all (model, view) pairs (the original's rule)")
+    g.add_argument("--val_samples", type=_non_negative_int,
+                   help="size of the validation set ((model, input view) pairs); 0 = every pair the "
+                        "selection gives")
+    g.add_argument("--val_chamfer", choices=("distance", "squared"),
+                   help="validation Chamfer: mean nearest-neighbour 'distance' (the reported metric's form) "
+                        "or mean 'squared' distance (the original's validation)")
     g.add_argument("--val_clip_box", type=_non_negative_float,
                    help="validation Chamfer: measure the prediction's bounding box on coordinates clipped "
                         "to +-val_clip_box (0 = no clipping, as the metrics)")

@@ -3,8 +3,9 @@
 ``main(task, argv)`` parses the shared flags (utils.train.config), prepares the
 experiment folder (utils.train.experiment), builds the one graph (utils.model) and
 trains with Adam, logging to TensorBoard, log.txt and (on a terminal) a progress bar. Every
-``save_n`` iterations it validates (scaled Chamfer on the val split), keeps the
-best model and writes projection pictures; every ``save_model_n`` iterations it
+``save_n`` iterations it validates (the validation Chamfer on the experiment's
+validation set, :data:`VAL_SET_FILE`), keeps the best model and writes projection
+pictures; every ``save_model_n`` iterations it
 writes a snapshot. Re-running the same command resumes from the latest
 snapshot: the step counter, the weights, Adam's state and -- because batch k is
 a pure function of (seed, k) -- the data order continue where they stopped.
@@ -27,6 +28,7 @@ trainer send itself that signal right after the training step of that
 iteration, so tests can interrupt at a known point.
 """
 import contextlib
+import json
 import math
 import os
 import signal
@@ -38,13 +40,15 @@ import types
 
 import numpy as np
 
+from utils import atomic_io
 from utils.train import config
 from utils.render import projection
 from utils import tfv1, visualize
 from utils.data import BatchPipeline, DataError, check_data_dir
+from utils.data.val_set import choose_pairs
 from utils.train.experiment import (BEST, CKPT_NAME, SNAPSHOTS, STOP_SIGNALS, Experiment, ExperimentInUse,
                               ExperimentStateError)
-from utils.model import NONFINITE_TAG, build_graph
+from utils.model import NONFINITE_TAG, build_graph, build_validation_graph
 from utils.progress import Progress
 from utils.tfv1 import tf
 
@@ -221,6 +225,44 @@ def _record_args(args, exp, resume, changes):
 PICTURE_SAMPLES = 4
 PICTURE_VIEWS = 2
 POSTFIX_EVERY = 10  # iterations between updates of the progress bar's running losses
+# The validation set (utils.data.val_set): recorded once per experiment, evaluated in batches of
+# VAL_BATCH_SIZE (the last one padded, the padding ignored) whatever --batch_size is, and kept in
+# memory when it has at most VAL_CACHE_SAMPLES samples (image and cloud: about 61 kB per sample).
+VAL_SET_FILE = "val_set.json"
+VAL_BATCH_SIZE = 32
+VAL_CACHE_SAMPLES = 2048
+_VAL_KEYS = ("image", "pcl", "valid", "model_id", "input_view")
+
+
+def validation_set(args, exp, models, n_views):
+    """The experiment's validation pairs: read from ``<exp>/val_set.json``, or chosen and written there.
+
+    Chosen (utils.data.val_set.choose_pairs) from ``--val_selection``, ``--val_samples`` and
+    ``--seed`` only, so a resumed run and a run with another ``--batch_size`` use the same set.
+    The file is rewritten only when those flags (or the category) differ from its record.
+
+    Args:
+        args: the training Namespace. exp: the Experiment.
+        models: list of the val split's model ids; n_views: list of their view counts.
+    Returns:
+        (list of (model id, input view), True when an existing record was replaced).
+    """
+    spec = dict(selection=args.val_selection, val_samples=int(args.val_samples), seed=int(args.seed),
+                category=args.category, split="val")
+    path = exp.path(VAL_SET_FILE)
+    saved = None
+    if os.path.isfile(path):
+        try:
+            with open(path) as f:
+                saved = json.load(f)
+        except (OSError, ValueError):
+            saved = {}
+        if all(saved.get(k) == v for k, v in spec.items()) and saved.get("pairs"):
+            return [(str(m), int(v)) for m, v in saved["pairs"]], False
+    pairs = [(models[m], v) for m, v in choose_pairs(n_views, args.val_samples, args.seed, args.val_selection)]
+    atomic_io.write_json(path, dict(spec, n_models=len(models), n_samples=len(pairs),
+                                    n_models_covered=len({m for m, _ in pairs}), pairs=[list(p) for p in pairs]))
+    return pairs, saved is not None
 
 
 def build_training_graph(args, task, n_gt_pts):
@@ -263,14 +305,29 @@ class _Trainer:
         self.resume = resume
         self.start_step = resume[1] if resume else 0
         self.train_data = BatchPipeline.from_args(args, task.name, "train", start_step=self.start_step)
+        # The training graph's view of the validation split: its 2D loss terms and the pictures.
         self.val_data = BatchPipeline.from_args(args, task.name, "val", shuffle=False, view_mode="fixed",
                                                 all_input_views=False)
         n_gt = self.val_data.get_batch(0)["pcl"].shape[1]
         self.n_val = max(1, min(args.val_batches, self.val_data.n_models // args.batch_size))
+        # The validation set that chooses the best snapshot (own batches, any --batch_size).
+        views = [self.val_data.n_views_of(m) for m in range(self.val_data.n_models)]
+        self.val_pairs, val_set_changed = validation_set(args, exp, self.val_data.models, views)
+        self.val_set_data = BatchPipeline.from_args(
+            args, task.name, "val", pairs=self.val_pairs, batch_size=VAL_BATCH_SIZE, n_views=1, view_mode="fixed",
+            use_input_view=False, shuffle=False, repeat=False)
+        self._val_cache = None
         self.t = build_training_graph(args, task, n_gt)
         self.g = self.t.g
+        self.vg = build_validation_graph(args, task, VAL_BATCH_SIZE, n_gt)
         best = exp.pointer(BEST)
         self.best_value = best["value"] if best and "value" in best else math.inf
+        self.val_set_note = ""
+        if val_set_changed and resume:
+            self.best_value = math.inf  # a value on another set does not compare
+            self.val_set_note = (f"; the validation set changed ({VAL_SET_FILE} rewritten for the new --val_* flags): "
+                                 "the next validation starts a new best")
+        self.val_seconds = 0.0
 
     # ------------------------------------------------------------------ snapshots, errors
     def diverged(self, step, value="nan", why=""):
@@ -300,25 +357,63 @@ class _Trainer:
             raise
 
     # ------------------------------------------------------------------ validation
+    def _val_batches(self):
+        """The validation set's batches (VAL_BATCH_SIZE each, the last padded): from memory after the
+        first pass when the set is small (VAL_CACHE_SAMPLES), else read again."""
+        if self._val_cache is not None:
+            return self._val_cache
+        data = self.val_set_data
+        batches = ({k: b[k] for k in _VAL_KEYS} for b in (data.get_batch(k) for k in range(data.steps_per_epoch)))
+        if data.n_samples <= VAL_CACHE_SAMPLES:
+            self._val_cache = list(batches)
+            return self._val_cache
+        return batches  # read batch by batch
+
+    def validation_scores(self, sess):
+        """Per-sample validation Chamfer over the validation set: dict chamfer, chamfer_fwd,
+        chamfer_bwd -> float64 (n_samples,), in the order of ``val_pairs`` (padding dropped)."""
+        out = {k: [] for k in ("chamfer", "chamfer_fwd", "chamfer_bwd")}
+        for batch in self._val_batches():
+            val = sess.run(self.vg.val, self.vg.feed(batch))
+            for key in out:
+                out[key].append(np.asarray(val[key], np.float64)[batch["valid"]])
+        return {k: np.concatenate(v) for k, v in out.items()}
+
     def validate(self, sess, step, writer):
+        """2D loss terms on ``n_val`` training-graph batches (TensorBoard), pictures, and the validation
+        Chamfer on the validation set, which decides the best snapshot."""
+        start = time.time()
         keys = sorted(self.g.terms)
-        sums = dict.fromkeys(keys + ["chamfer", "chamfer_fwd", "chamfer_bwd"], 0.0)
+        sums = dict.fromkeys(keys, 0.0)
         for k in range(self.n_val):
             batch = self.val_data.get_batch(k)
-            terms, val = sess.run([self.g.terms, self.g.val], self.g.feed(batch))
+            terms = sess.run(self.g.terms, self.g.feed(batch))
             for key in keys:
                 sums[key] += terms[key] / self.n_val
-            for key in ("chamfer", "chamfer_fwd", "chamfer_bwd"):
-                sums[key] += float(np.mean(val[key])) / self.n_val
             if k == 0:
                 self._save_pictures(sess, batch, step, writer)
+        t_set = time.time()
+        scores = self.validation_scores(sess)
+        seconds_set = time.time() - t_set
+        n = len(scores["chamfer"])
+        for key, values in scores.items():
+            sums[key] = float(np.mean(values))
+        sums["chamfer_se"] = float(np.std(scores["chamfer"], ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
         writer.add_summary(_scalar_summary({f"val/{k}": v for k, v in sums.items()}), step)
-        msg = f"val @ {step}: chamfer {sums['chamfer']:.4f} (fwd {sums['chamfer_fwd']:.4f}, bwd {sums['chamfer_bwd']:.4f})"
+        msg = (f"val @ {step}: chamfer {sums['chamfer']:.4f} ± {sums['chamfer_se']:.4f} (s.e., {n} samples; "
+               f"fwd {sums['chamfer_fwd']:.4f}, bwd {sums['chamfer_bwd']:.4f})")
+        previous, self._previous_scores = getattr(self, "_previous_scores", None), scores["chamfer"]
+        if previous is not None and len(previous) == n > 1:  # paired: the same samples, so their spread cancels
+            change = scores["chamfer"] - previous
+            se = np.std(change, ddof=1) / math.sqrt(n)
+            msg += f"; change since the last validation {np.mean(change):+.4f} ± {se:.4f}"
         if sums["chamfer"] < self.best_value:  # False for NaN
             self.best_value = sums["chamfer"]
             self.save(sess, step, kind=BEST, extra={"value": self.best_value})
             msg += "  [new best, saved]"
-        self.log(msg)
+        seconds = time.time() - start
+        self.val_seconds += seconds
+        self.log(msg + f"  ({seconds:.2f} s, of which the validation set {seconds_set:.2f} s)")
 
     def _save_pictures(self, sess, batch, step, writer):
         g, task, V = self.g, self.task, self.args.N_VIEWS
@@ -347,6 +442,7 @@ class _Trainer:
         signal, after which :meth:`_stop` saves and raises :class:`TrainingInterrupted`.
         """
         stop = _StopRequest()
+        self.run_start = time.time()
         with tf.Session(config=_session_config()) as sess:
             step = self._initialise(sess)
             self._open_outputs(sess, step)
@@ -360,7 +456,10 @@ class _Trainer:
             finally:
                 stop.restore()
                 self._close_outputs()
-            self.log(f"finished: {step} iterations; best validation Chamfer {self.best_value:.4f}")
+            spent = time.time() - self.run_start
+            share = 100 * self.val_seconds / max(spent, 1e-9)
+            self.log(f"finished: {step} iterations; best validation Chamfer {self.best_value:.4f}; validation "
+                     f"took {self.val_seconds:.1f} s of this run's {spent:.1f} s ({share:.1f} %)")
         return step
 
     def _initialise(self, sess):
@@ -391,6 +490,7 @@ class _Trainer:
         self.val_writer.close()
         self.train_data.close()
         self.val_data.close()
+        self.val_set_data.close()
 
     def _log_start(self, step):
         args = self.args
@@ -399,7 +499,9 @@ class _Trainer:
                      if self.train_data.n_samples != self.train_data.n_models else "")
         self.log(("resumed at" if step else "started at") + f" iteration {step}{where} ({args.preset} preset, "
                  f"flags in args.json); {self.train_data.n_models} training models{per_epoch}, "
-                 f"{self.n_val} validation batches; projection: {projection.resolve_impl(args.projection)}")
+                 f"{self.n_val} validation batches (2D loss terms); validation set: {len(self.val_pairs)} "
+                 f"(model, view) pairs of {self.val_data.n_models} models ({args.val_selection}, {VAL_SET_FILE})"
+                 f"{self.val_set_note}; projection: {projection.resolve_impl(args.projection)}")
 
     def _iterate(self, sess, step):
         """One training step, then what is due at its iteration (log line, validation, snapshot)."""
