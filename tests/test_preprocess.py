@@ -9,6 +9,9 @@ render's) and the predicted cloud (Chamfer, scipy) of a briefly trained model.
 import glob
 import json
 import os
+import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -250,3 +253,22 @@ def test_photo_like_inputs_predict_the_clean_render(rgb_exp_30, tiny_data, tmp_p
     assert [w for _, w in res["warnings"]][0].startswith("the object mask (border) is empty")
     sheet = cv2.imread(str(tmp_path / "out" / "grey.png"))
     assert sheet.shape[1] > cv2.imread(str(tmp_path / "out" / "render_0.png")).shape[1]  # mask panel
+
+    # --- a SavedModel user: preprocess.py copied alone, differ.json's numbers, no code of this repository
+    shutil.copy(pp.__file__, tmp_path / "preprocess.py")
+    script = (
+        "import json, sys, cv2, numpy as np\n"
+        "from preprocess import prepare\n"
+        "info = json.load(open(sys.argv[1]))\n"
+        "bgr = cv2.imread(sys.argv[2], cv2.IMREAD_UNCHANGED)\n"
+        "img = cv2.cvtColor(bgr, cv2.COLOR_BGRA2RGBA if bgr.shape[2] == 4 else cv2.COLOR_BGR2RGB) / 255.0\n"
+        "p = prepare(img, info['IMG_H'], info['IMG_W'], np.array(info['background_rgb']) / 255.0, info['framing'])\n"
+        "np.save(sys.argv[3], p.image)\n"
+        "assert not [k for k in sys.modules if k.split('.')[0] in ('utils', 'rgb', 'partseg', 'tf_ops', 'tensorflow')]\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", script, os.path.join(exported, "assets.extra", "differ.json"),
+                           str(folder / "grey.png"), str(tmp_path / "net_input.npy")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    expected = pp.prepare(inference.read_image(str(folder / "grey.png")), 64, 64, BLACK, framing).image
+    np.testing.assert_allclose(np.load(tmp_path / "net_input.npy"), expected, atol=1e-6)

@@ -106,7 +106,7 @@ def segment_grabcut(rgb, tolerance=DEFAULT_TOLERANCE, iterations=5):
     The outer ring (2 % of the shorter side, at least 1 px) is sure background, the background that
     :func:`segment_border` finds is probable background, the rest probable object. Runs on the image
     shrunk to at most GRABCUT_MAX_SIDE px a side; keeps the connected parts of at least a tenth of
-    the largest one. Returns float32 (h, w) in {0, 1}.
+    the largest one. Deterministic (reseeds OpenCV's global RNG). Returns float32 (h, w) in {0, 1}.
     """
     rgb = np.asarray(rgb, np.float32)
     h, w = rgb.shape[:2]
@@ -120,6 +120,7 @@ def segment_grabcut(rgb, tolerance=DEFAULT_TOLERANCE, iterations=5):
     if np.any((gc == cv2.GC_PR_FGD)):
         img8 = np.clip(np.round(small * 255), 0, 255).astype(np.uint8)
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.setRNGSeed(0)  # GrabCut's k-means starts from OpenCV's global RNG: the same mask every call
         cv2.grabCut(img8, gc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
     mask = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
