@@ -167,7 +167,8 @@ def test_photo_like_inputs_predict_the_clean_render(rgb_exp_30, tiny_data, tmp_p
         if os.path.basename(os.path.dirname(path)) in np.load(
                 os.path.join(tiny_data, "splits", "03001627_train_list.npy")).astype(str):
             ys, xs = np.nonzero(cv2.imread(path)[..., 0] < 254)
-            boxes.append((max(np.ptp(ys), np.ptp(xs)) + 1, (ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2))
+            boxes.append((max(np.ptp(ys), np.ptp(xs)) + 1,  # larger side, centre row, centre column (px)
+                          (ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2))
     assert framing["n_renders"] == len(boxes) == 32
     np.testing.assert_allclose([framing["bbox_size"], *framing["bbox_centre"]], np.median(boxes, axis=0))
     info = json.load(open(os.path.join(exported, "assets.extra", "differ.json")))
@@ -182,7 +183,8 @@ def test_photo_like_inputs_predict_the_clean_render(rgb_exp_30, tiny_data, tmp_p
     placements = [(1.6, -25, 30), (2.4, 8, -20)]  # (scale, rows, columns) within a 180 x 220 frame
     clean, photos = {}, []
     for v in (0, 1):
-        rgb = cv2.cvtColor(cv2.imread(os.path.join(rdir, f"render_{v}.png")), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+        bgr = cv2.imread(os.path.join(rdir, f"render_{v}.png"))
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
         alpha = (cv2.imread(os.path.join(rdir, f"depth_{v}.png"))[..., 0] < 254).astype(np.float32)
         clean[v] = pp.prepare(np.dstack([rgb, alpha]), 64, 64, BLACK, framing, fit="object")  # true mask
         for bg_name, bg in backgrounds.items():
@@ -264,7 +266,8 @@ def test_photo_like_inputs_predict_the_clean_render(rgb_exp_30, tiny_data, tmp_p
         "img = cv2.cvtColor(bgr, cv2.COLOR_BGRA2RGBA if bgr.shape[2] == 4 else cv2.COLOR_BGR2RGB) / 255.0\n"
         "p = prepare(img, info['IMG_H'], info['IMG_W'], np.array(info['background_rgb']) / 255.0, info['framing'])\n"
         "np.save(sys.argv[3], p.image)\n"
-        "assert not [k for k in sys.modules if k.split('.')[0] in ('utils', 'rgb', 'partseg', 'tf_ops', 'tensorflow')]\n")
+        "mine = ('utils', 'rgb', 'partseg', 'tf_ops', 'tensorflow')\n"
+        "assert not [k for k in sys.modules if k.split('.')[0] in mine]\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([sys.executable, "-c", script, os.path.join(exported, "assets.extra", "differ.json"),
                            str(folder / "grey.png"), str(tmp_path / "net_input.npy")], cwd=tmp_path, env=env,

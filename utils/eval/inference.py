@@ -22,7 +22,6 @@ A file that cannot be read as an image is reported with its path and skipped; th
 """
 import argparse
 import json
-import math
 import os
 import shutil
 import sys
@@ -320,7 +319,7 @@ def _legend(task, targs):
 
 def _sheet_panels(photo, prep):
     """[(title, image)] for the PNG sheet: the photo, the mask used (if any), the network's input."""
-    shown = photo[..., :3] if photo.shape[-1] == 3 else preprocess.composite(photo[..., :3], photo[..., 3], (1.0, 1.0, 1.0))
+    shown = photo if photo.shape[-1] == 3 else preprocess.composite(photo[..., :3], photo[..., 3], (1.0, 1.0, 1.0))
     panels = [("image", shown)]
     if prep.mask is not None:
         panels.append((f"mask ({prep.segment})", prep.mask))
