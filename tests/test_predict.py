@@ -22,13 +22,13 @@ from utils.data import task_dirs
 SYNSET_CHAIR = "03001627"
 
 
-def _train(task, data, exp):
+def _train(task, data, exp, iters=2):
     import importlib
     train = importlib.import_module(f"{task}.train_{task}")
     argv = ["--exp", exp, "--data_dir", data, "--category", "chair", "--N_VIEWS", "2", "--batch_size", "2",
-            "--N_ITERS", "2", "--save_n", "100", "--save_model_n", "100", "--val_batches", "1",
+            "--N_ITERS", str(iters), "--save_n", "100", "--save_model_n", "100", "--val_batches", "1",
             "--num_workers", "1", "--no_progress", "--lr", "1e-3", "--seed", "5"]
-    assert train.main(argv + (["--skipconn"] if task == "rgb" else [])) == 2
+    assert train.main(argv + (["--skipconn"] if task == "rgb" else [])) == iters
     return exp
 
 
@@ -100,6 +100,7 @@ def test_predict_rgb_images_folder_rgba_corrupt_and_metrics_path(rgb_exp, tiny_d
     out = tmp_path / "out"
     res = predict_rgb.main(["--exp", rgb_exp, "--snapshot", "latest", str(folder), *renders[1:],
                             str(tmp_path / "missing.jpg"), "--out", str(out), "--npy", "--frame", "network",
+                            "--fit", "crop",  # as the metrics path sees it (the RGBA's alpha would be fitted)
                             "--batch_size", "2", "--no_progress"])
     err = capsys.readouterr().err
     assert str(folder / "broken.png") in err and str(tmp_path / "missing.jpg") in err

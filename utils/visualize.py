@@ -79,7 +79,7 @@ def _figure_to_array(fig):
 
 
 def cloud_grid(image, clouds, angles=((20, -60), (20, 30), (20, 120), (80, 0)), titles=None,
-               point_size=6.0, cell=2.2, legend=None):
+               point_size=6.0, cell=2.2, legend=None, panels=None):
     """One figure: the input image, then each cloud seen from several angles.
 
     Args:
@@ -87,20 +87,34 @@ def cloud_grid(image, clouds, angles=((20, -60), (20, 30), (20, 120), (80, 0)), 
         clouds: list of (xyz (N, 3), colours (N, 3) in [0, 1]) -- e.g. GT and prediction.
         angles: (elevation, azimuth) in degrees for matplotlib's camera.
         legend: optional list of (name, colour (3,)) drawn as a row of patches below (part names).
+        panels: optional list of (title, image (h, w, 3) or (h, w) in [0, 1]) shown in the first
+            row instead of ``image`` (e.g. the photo, the mask used and the network's input).
     Returns:
         uint8 (h, w, 3) picture.
     """
-    rows, cols = len(clouds), len(angles) + 1
+    n_img = len(panels) if panels else 1
+    rows, cols = len(clouds), len(angles) + n_img
     fig = _offscreen_figure((cell * cols, cell * rows), 80)
     for r, (xyz, colours) in enumerate(clouds):
-        ax = fig.add_subplot(rows, cols, r * cols + 1)
-        if image is not None and r == 0:
-            ax.imshow(np.clip(image, 0, 1))
-        ax.set_axis_off()
-        if titles:
-            ax.set_title(titles[r], fontsize=10)
+        for i in range(n_img):
+            ax = fig.add_subplot(rows, cols, r * cols + i + 1)
+            shown = panels[i][1] if panels and r == 0 else image if r == 0 else None
+            if shown is not None:
+                ax.imshow(np.clip(shown, 0, 1), cmap="gray", vmin=0, vmax=1)
+            if panels and r == 0:  # a thin frame: a white photo stays visible on the white sheet
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for spine in ax.spines.values():
+                    spine.set_color("0.7")
+            else:
+                ax.set_axis_off()
+            if panels and r == 0:
+                ax.set_title(panels[i][0] if i else f"{titles[r]}: {panels[0][0]}" if titles else panels[0][0],
+                             fontsize=9)
+            elif titles and i == 0:
+                ax.set_title(titles[r], fontsize=10)
         for c, (elev, azim) in enumerate(angles):
-            ax3 = fig.add_subplot(rows, cols, r * cols + c + 2, projection="3d")
+            ax3 = fig.add_subplot(rows, cols, r * cols + c + n_img + 1, projection="3d")
             draw_cloud(ax3, np.asarray(xyz), np.asarray(colours), elev, azim, point_size)
     fig.tight_layout()
     picture = _figure_to_array(fig)
@@ -122,11 +136,11 @@ def _legend_strip(legend, width_px, dpi, height_in=0.35):
     return strip
 
 
-def save_screenshot(path, image, clouds, titles=None, legend=None):
+def save_screenshot(path, image, clouds, titles=None, legend=None, panels=None):
     """Write :func:`cloud_grid` to ``path`` (PNG)."""
     import imageio.v2 as imageio
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    imageio.imwrite(path, cloud_grid(image, clouds, titles=titles, legend=legend))
+    imageio.imwrite(path, cloud_grid(image, clouds, titles=titles, legend=legend, panels=panels))
 
 
 def save_turntable_gif(path, clouds, n_frames=24, elev=20, point_size=6.0, duration=0.15):

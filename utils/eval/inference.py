@@ -4,10 +4,12 @@ Shared by ``rgb/predict_rgb.py`` and ``partseg/predict_partseg.py``::
 
     python rgb/predict_rgb.py --exp experiments/demo_rgb photo.png more_photos/ --out predictions
 
-* :func:`find_images` expands folders; :func:`load_image` turns any PNG/JPEG into what the
-  network saw in training: float32 (H, W, 3) RGB in [0, 1], transparent pixels composited on
-  the training background (:func:`training_background`), cropped or padded to the trained
-  aspect ratio and resized to IMG_H x IMG_W (``args.json``).
+* :func:`find_images` expands folders; :func:`read_image` decodes any PNG/JPEG and
+  :func:`utils.eval.preprocess.prepare` turns it into what the network saw in training: float32
+  (H, W, 3) RGB in [0, 1], the object found (alpha, ``--segment``) and composited on the training
+  background (:func:`training_background`), framed as in the training renders (``--fit``,
+  :mod:`utils.eval.framing`) at IMG_H x IMG_W (``args.json``), with a warning per image that is
+  out of the model's reach.
 * :class:`Predictor` restores a snapshot into one session (the network from
   :func:`utils.model.build_graph`, exactly as metrics build it) and runs images through it in
   batches of a static size, padding the last one.
@@ -20,7 +22,6 @@ A file that cannot be read as an image is reported with its path and skipped; th
 """
 import argparse
 import json
-import math
 import os
 import shutil
 import sys
@@ -32,6 +33,8 @@ import numpy as np
 from utils.train import config
 from utils import metrics, tfv1, visualize
 from utils.data import shapenet
+from utils.eval import framing as input_framing, preprocess
+from utils.eval.preprocess import to_network_input  # noqa: F401  (its former home; tests use it here)
 from utils.train.experiment import Experiment
 from utils.model import build_graph
 from utils.progress import Progress
@@ -39,7 +42,6 @@ from utils.tfv1 import tf
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 DEMO_BACKGROUND = (0.0, 0.0, 0.0)  # utils/datagen/demo_data.py renders on black
-FITS = ("crop", "pad")
 FRAMES = ("shapenet", "network")
 EXPORT_INFO = os.path.join("assets.extra", "differ.json")
 SIGNATURE = "serving_default"
@@ -50,11 +52,15 @@ what the model expects:
   centred, on a plain background, seen from about the training camera (distance 2 from the
   object's centre, focal 120 px at 64 px: a 30-degree field of view; the demo's objects fit a
   sphere of radius 0.46, so they fill most of the frame; demo elevations -10 to 40 degrees).
-  Images with an alpha channel are composited on the training background: measured on the
-  training renders of args.json's data_dir when they are there, else black (the demo's);
-  --background overrides. Then every image is centre-cropped (--fit crop) or padded with the
-  background (--fit pad) to the trained aspect ratio and resized to the trained IMG_H x IMG_W.
-  Photos with clutter, another background or a very different viewpoint give poorer clouds.
+  The object is found (an alpha channel; else --segment: 'auto' removes a plain border-connected
+  background that differs from the training one) and composited on the training background:
+  measured on the training renders of args.json's data_dir when they are there, else black (the
+  demo's); --background overrides. Then --fit 'object' (the default when there is a mask) scales
+  and shifts the image so the object's bounding box has the training renders' median size and
+  centre (<exp>/input_framing.json); 'crop'/'pad' centre-crop or pad to the trained aspect ratio.
+  A 'warning:' line names each image that looks out of reach (background not removed, empty or
+  cut-off mask, object share far from training's). Photos with clutter or a very different
+  viewpoint give poorer clouds; the PNG sheet shows the mask and the network's actual input.
 """
 
 
@@ -117,43 +123,6 @@ def read_image(path):
     if channels == 4:
         return cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
     raise ImageError(f"{path}: {channels} channels; expected grey, RGB or RGBA")
-
-
-def to_network_input(img, img_h, img_w, fit="crop", background=DEMO_BACKGROUND):
-    """An RGB(A) image of any size -> float32 (img_h, img_w, 3) in [0, 1].
-
-    Args:
-        img: float (h, w, 3) RGB or (h, w, 4) RGBA (straight alpha) in [0, 1].
-        img_h, img_w: the trained input size (px).
-        fit: 'crop' (centre crop) or 'pad' (pad with ``background``) to the
-            aspect ratio img_w / img_h before resizing.
-        background: RGB in [0, 1] under transparent pixels and in the padding.
-    An image already of the right size and without alpha passes through unchanged.
-    """
-    if fit not in FITS:
-        raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
-    img = np.asarray(img, np.float32)
-    bg = np.asarray(background, np.float32).reshape(1, 1, 3)
-    if img.shape[-1] == 4:
-        alpha = img[..., 3:]
-        img = img[..., :3] * alpha + bg * (1.0 - alpha)
-    h, w = img.shape[:2]
-    if h * img_w != w * img_h:  # not the target aspect ratio
-        if fit == "crop":
-            ch, cw = min(h, round(w * img_h / img_w)), min(w, round(h * img_w / img_h))
-            top, left = (h - ch) // 2, (w - cw) // 2
-            img = img[top:top + ch, left:left + cw]
-        else:
-            ph, pw = max(h, math.ceil(w * img_h / img_w)), max(w, math.ceil(h * img_w / img_h))
-            canvas = np.empty((ph, pw, 3), np.float32)
-            canvas[:] = bg
-            top, left = (ph - h) // 2, (pw - w) // 2
-            canvas[top:top + h, left:left + w] = img
-            img = canvas
-    if img.shape[:2] != (img_h, img_w):
-        shrink = img.shape[0] > img_h or img.shape[1] > img_w
-        img = cv2.resize(img, (img_w, img_h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 
 def load_image(path, img_h, img_w, fit="crop", background=DEMO_BACKGROUND):
@@ -348,8 +317,17 @@ def _legend(task, targs):
     return list(zip(names, visualize.part_colours(np.arange(n_cls))))
 
 
+def _sheet_panels(photo, prep):
+    """[(title, image)] for the PNG sheet: the photo, the mask used (if any), the network's input."""
+    shown = photo if photo.shape[-1] == 3 else preprocess.composite(photo[..., :3], photo[..., 3], (1.0, 1.0, 1.0))
+    panels = [("image", shown)]
+    if prep.mask is not None:
+        panels.append((f"mask ({prep.segment})", prep.mask))
+    return panels + [(f"network input ({prep.fit})", prep.image)]
+
+
 def write_outputs(out_dir, name, image, xyz, feat, task, frame="shapenet", sheet=True, gif=False, npy=False,
-                  legend=None):
+                  legend=None, panels=None):
     """Write one prediction. Returns the list of written paths.
 
     Args:
@@ -358,7 +336,8 @@ def write_outputs(out_dir, name, image, xyz, feat, task, frame="shapenet", sheet
         frame: 'shapenet' (y up, the frame of the data set's cloud files) or 'network' (world -x up)
             for the PLY and .npy files; the pictures are drawn upright either way.
     Files: <name>.ply (colours; partseg also a ``label`` vertex property: the argmax part index,
-    0-based), <name>.png (input + the cloud from 4 angles), <name>.gif (turntable),
+    0-based), <name>.png (input + the cloud from 4 angles; with ``panels``, a list of (title, image
+    (h, w, 3) or (h, w)), those images instead of ``image``), <name>.gif (turntable),
     <name>_xyz.npy (N, 3) and <name>_features.npy (N, C).
     """
     if frame not in FRAMES:
@@ -370,7 +349,8 @@ def write_outputs(out_dir, name, image, xyz, feat, task, frame="shapenet", sheet
     shown = metrics.scale_to_unit_cube_np(xyz, visualize.PICTURE_BOX_CLIP)
     if sheet:
         written.append(os.path.join(out_dir, name + ".png"))
-        visualize.save_screenshot(written[-1], image, [(shown, colours)], titles=[name], legend=legend)
+        visualize.save_screenshot(written[-1], image, [(shown, colours)], titles=[name], legend=legend,
+                                  panels=panels)
     if gif:
         written.append(os.path.join(out_dir, name + ".gif"))
         visualize.save_turntable_gif(written[-1], [(shown, colours)])
@@ -395,6 +375,16 @@ def _background_arg(text):
     return tuple(v / 255.0 for v in values)
 
 
+def _tolerance_arg(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 255:
+        raise argparse.ArgumentTypeError(f"expected a colour difference in 0..255 (e.g. 24), got {text!r}")
+    return value / 255.0
+
+
 def predict_parser(task):
     """argparse parser for ``<task>/predict_<task>.py``."""
     what = "coloured" if task == "rgb" else "part-labelled"
@@ -411,9 +401,18 @@ def predict_parser(task):
     p.add_argument("--exp", required=True, help="experiment folder written by training (holds args.json)")
     p.add_argument("--snapshot", default="best", help="'best', 'latest' or an iteration number (default: best)")
     p.add_argument("--out", default=None, help="output folder (default: <exp>/predictions)")
-    p.add_argument("--fit", choices=FITS, default="crop",
-                   help="make non-square images square by a centre crop, or by padding with the background "
-                        "(default: crop)")
+    p.add_argument("--segment", choices=preprocess.SEGMENTS, default="auto",
+                   help="find the object in images without alpha: 'border' removes the background connected "
+                        "to the image border (colours within --tolerance of the border's), 'grabcut' runs "
+                        "OpenCV's GrabCut from the border, 'none' keeps the image (default auto: border when "
+                        "the border is nearly uniform and differs from the training background, else none)")
+    p.add_argument("--tolerance", type=_tolerance_arg, default=preprocess.DEFAULT_TOLERANCE, metavar="T",
+                   help=f"0..255 colour difference (largest channel) still counted as background "
+                        f"(default: {round(255 * preprocess.DEFAULT_TOLERANCE)})")
+    p.add_argument("--fit", choices=preprocess.FITS, default="auto",
+                   help="'object': scale and shift so the object fills the frame as in the training renders; "
+                        "'crop'/'pad': centre-crop or pad with the background to the trained aspect ratio "
+                        "(default auto: object when there is a mask, else crop)")
     p.add_argument("--background", type=_background_arg, default=None, metavar="R,G,B",
                    help="0..255 colour under transparent pixels and in the padding (default: the training "
                         "renders' background, see below)")
@@ -437,28 +436,36 @@ def run(task, args):
     """Predict (and/or export) as described by the parsed flags.
 
     Returns a dict: 'outputs' {input path: [written files]}, 'errors' [(path, message)],
+    'warnings' [(path, message)] (inputs out of the model's reach, :func:`preprocess.prepare`),
     'export' (path or None), 'images_per_s' (network only) and 'total_s'.
     """
     tfv1.select_gpu(args.gpu)
     tfv1.set_verbose(args.verbose)
-    result = dict(outputs={}, errors=[], export=None, images_per_s=None, total_s=0.0)
+    result = dict(outputs={}, errors=[], warnings=[], export=None, images_per_s=None, total_s=0.0)
     t_start = time.perf_counter()
     with Predictor(args.exp, task, args.snapshot, args.batch_size) as pred:
         print(f"{task.name} model: {args.exp}, snapshot {args.snapshot} (iteration {pred.step}), "
               f"input {pred.image_size[0]}x{pred.image_size[1]}, {pred.args.N_PTS} points")
         background, source = (args.background, "--background") if args.background is not None else \
             training_background(pred.args, task.name)
+        framing, framing_source = input_framing.training_framing(args.exp, pred.args, task.name)
+        if args.fit == "object" and framing is None:
+            raise ValueError(f"--fit object: the training framing is {framing_source}; use --fit crop")
         if args.export:
             legend = _legend(task, pred.args)
-            info = dict(background_rgb=[round(255 * c) for c in background], background_source=source)
+            info = dict(background_rgb=[round(255 * c) for c in background], background_source=source,
+                        framing=framing, framing_source=framing_source,
+                        preprocess="utils/eval/preprocess.py (numpy + OpenCV): prepare(image, IMG_H, IMG_W, "
+                                   "background_rgb / 255, framing); see docs/inference.md")
             if legend:
                 info["part_names"] = [name for name, _ in legend]
             result["export"] = pred.export(args.export, info)
             print(f"SavedModel: {result['export']} (signature '{SIGNATURE}': image -> xyz, features)")
         if args.inputs:
             print(f"background for transparent pixels and padding: RGB "
-                  f"{tuple(round(255 * c) for c in background)} ({source})")
-            _predict_files(pred, task, args, background, result)
+                  f"{tuple(round(255 * c) for c in background)} ({source})\n"
+                  f"training framing for --fit object: {framing_source}")
+            _predict_files(pred, task, args, background, result, framing)
     result["total_s"] = time.perf_counter() - t_start
     if result["errors"]:
         print(f"skipped {len(result['errors'])} input(s), listed above", file=sys.stderr)
@@ -482,7 +489,7 @@ def _skip(result, path, message, write=None):
     (write or print)(f"skipped: {message}", file=sys.stderr)
 
 
-def _predict_files(pred, task, args, background, result):
+def _predict_files(pred, task, args, background, result, framing=None):
     files, errors = find_images(args.inputs)
     for path, reason in errors:
         _skip(result, path, f"{path}: {reason}")
@@ -497,13 +504,21 @@ def _predict_files(pred, task, args, background, result):
     net_s, n_done, t_start = 0.0, 0, time.perf_counter()
     with Progress(len(files), f"predict {task.name}", unit="image", enabled=not args.no_progress) as bar:
         for start in range(0, len(files), B):
-            batch, images = [], []
+            batch, images, panels = [], [], []
             for path in files[start:start + B]:
                 try:
-                    images.append(load_image(path, H, W, args.fit, background))
-                    batch.append(path)
+                    photo = read_image(path)
                 except ImageError as err:
                     _skip(result, path, str(err), bar.write)
+                    continue
+                prep = preprocess.prepare(photo, H, W, background, framing, args.segment, args.fit,
+                                          args.tolerance)
+                for warning in prep.warnings:
+                    bar.write(f"warning: {path}: {warning}", file=sys.stderr)
+                result["warnings"].extend((path, w) for w in prep.warnings)
+                images.append(prep.image)
+                panels.append(_sheet_panels(photo, prep))
+                batch.append(path)
             if batch:
                 t0 = time.perf_counter()
                 xyz, feat = pred.predict(np.stack(images))
@@ -512,7 +527,8 @@ def _predict_files(pred, task, args, background, result):
                 for i, path in enumerate(batch):
                     result["outputs"][path] = write_outputs(out_dir, names[path], images[i], xyz[i], feat[i], task,
                                                             frame=args.frame, sheet=not args.no_sheet,
-                                                            gif=args.gif, npy=args.npy, legend=legend)
+                                                            gif=args.gif, npy=args.npy, legend=legend,
+                                                            panels=panels[i])
             bar.update(len(files[start:start + B]))
     if n_done:
         result["images_per_s"] = n_done / net_s
