@@ -69,6 +69,31 @@ def test_cache_batches_identical_to_png_path(task, tiny_data, tmp_path, capsys):
     assert "view cache: building" in capsys.readouterr().err
 
 
+def test_cache_identical_on_edge_cases(data_copy, tmp_path):
+    """Views where the compact types and the masking matter: one foreground pixel in a corner
+    (squared distances up to 63^2 + 63^2, beyond float16's exact integers), an empty mask
+    (H^2 + W^2 everywhere), renders with a grey background (zeroed off the mask)."""
+    png = BatchPipeline(data_copy, "chair", "val", n_views=4, view_mode="fixed", num_workers=0)
+    folder = png._model_dir("rendered", 0)
+    for v in range(4):
+        depth = np.full((64, 64), 255, np.uint8)
+        if v == 0:
+            depth[0, 63] = 10
+        elif v != 1:
+            depth[20:40, 25:30] = 100
+        cv2.imwrite(os.path.join(folder, f"depth_{v}.png"), depth)
+        img = cv2.imread(os.path.join(folder, f"render_{v}.png"))
+        img[img.sum(-1) == 0] = (90, 100, 110)
+        cv2.imwrite(os.path.join(folder, f"render_{v}.png"), img)
+    png, cached = _pipes(data_copy, tmp_path, split="val", n_views=4, view_mode="fixed", all_input_views=True,
+                         shuffle=False, repeat=False, batch_size=4)
+    a, b = png.get_batch(0), cached.get_batch(0)
+    assert a["dist"][0, 0].max() == 63 ** 2 + 63 ** 2 and np.all(a["dist"][0, 1] == 64 ** 2 + 64 ** 2)
+    assert a["image"][0, 0, 0].tolist() == np.float32([110 / 255, 100 / 255, 90 / 255]).tolist()  # grey input
+    assert a["rgb"][0, 1].max() == 0  # and zeroed in the masked views
+    _same(a, b)
+
+
 def test_cached_arrays_are_the_decoded_files(tiny_data, tmp_path):
     """Independent of the pipeline: rows of the cache are the PNG pixels, masks and exact distances."""
     from scipy import ndimage
