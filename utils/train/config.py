@@ -107,7 +107,7 @@ def _positive_float(text):
 
 def default_data_dir():
     """``<repo>/data``, resolved from this file (not from the working directory)."""
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "data")
 
 
 def _preset_note(dest):
