@@ -402,7 +402,8 @@ class ViewCache:
                    mask=masks, dist=np.asarray(a["dist"][rows]).astype(np.float32),
                    pcl=np.array(a["pcl"][models], np.float32))
         if "pcl_rgb" in a:
-            out["rgb"] = rgb_to_float(np.asarray(a["rgb"][rows])) * masks[..., None]
+            out["rgb"] = rgb_to_float(np.asarray(a["rgb"][rows]))
+            out["rgb"] *= masks[..., None]
             out["pcl_rgb"] = np.array(a["pcl_rgb"][models], np.float32)
         if "labels" in a:
             out["labels"] = np.asarray(a["labels"][rows]).astype(np.int32)

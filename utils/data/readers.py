@@ -85,7 +85,9 @@ def read_rgb_u8(path, img_h, img_w):
 
 def rgb_to_float(rgb):
     """uint8 RGB (..., 3) -> float32 in [0, 1]: the one conversion of the PNG path and the view cache."""
-    return rgb.astype(np.float32) / 255.0
+    out = rgb.astype(np.float32)
+    out /= 255.0  # in place: the same float32 division, without a second large array
+    return out
 
 
 def read_rgb(path, img_h, img_w):
