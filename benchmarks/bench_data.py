@@ -11,8 +11,9 @@ view, shuffled) it measures:
 * **the loader alone**, per path (``png``: decode the PNG files and compute the distance maps
   every batch; ``cache``: the packed view cache of ``utils/data/cache.py``, built first if needed)
   and per number of worker threads (1, 2): samples/s of ``next(pipeline)`` over ``--batches``
-  batches after a warm-up (wall clock, nothing else running in the process), and the CPU time one
-  batch costs (``get_batch`` in this thread, ``time.process_time``);
+  batches after a warm-up (wall clock, nothing else running in the process; each batch is kept
+  until the next one, as the training loop does), and the CPU time the process spent per batch
+  meanwhile (``time.process_time``, all threads);
 * **the training step**: the fused rgb training step with the demo's flags, built by
   ``benchmarks/bench_train_step.py``'s worker (the real graph builder of ``utils/model.py`` and
   Adam, TensorFlow's default threads, fed from memory): median wall and process-CPU time of a
@@ -50,26 +51,17 @@ def _pipeline(data_dir, mode, workers, cache_dir=None):
 
 
 def loader_rate(data_dir, mode, workers, batches, cache_dir=None):
-    """Samples/s of ``next(pipeline)`` with ``workers`` threads (after ``prefetch`` warm-up batches)."""
+    """(samples/s, process CPU ms per batch) of ``next(pipeline)`` with ``workers`` threads, as the
+    training loop takes batches (each kept until the next; after ``prefetch`` warm-up batches)."""
     with _pipeline(data_dir, mode, workers, cache_dir) as pipe:
         for _ in range(pipe.prefetch + 1):
-            next(pipe)
-        t0 = time.perf_counter()
+            batch = next(pipe)
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(batches):
-            next(pipe)
-        return batches * CFG["batch"] / (time.perf_counter() - t0)
-
-
-def loader_cpu_ms(data_dir, mode, batches, cache_dir=None):
-    """CPU ms of one batch (``get_batch`` in this thread; median of ``batches``)."""
-    with _pipeline(data_dir, mode, 0, cache_dir) as pipe:
-        pipe.get_batch(0)
-        times = []
-        for step in range(1, batches + 1):
-            c0 = time.process_time()
-            pipe.get_batch(step)
-            times.append(time.process_time() - c0)
-    return 1e3 * statistics.median(times)
+            batch = next(pipe)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        del batch
+    return batches * CFG["batch"] / wall, 1e3 * cpu / batches
 
 
 def dist_ms(data_dir, repeats, cache_dir=None):
@@ -114,9 +106,9 @@ def table(step_wall, step_cpu, rates, cpu, gpu_speedup):
              "| loader | threads | samples/s | / step's samples/s | / GPU step's (projected) | CPU ms per batch "
              "| CPU share of training |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for (mode, workers), rate in rates.items():
-        share = cpu[mode] / (cpu[mode] + step_cpu)
+        c = cpu[mode, workers]
         lines.append(f"| {mode} | {workers} | {rate:.0f} | {rate / step_rate:.1f}x | {rate / gpu_rate:.2f}x | "
-                     f"{cpu[mode]:.2f} | {100 * share:.1f}% |")
+                     f"{c:.2f} | {100 * c / (c + step_cpu):.1f}% |")
     return "\n".join(lines)
 
 
@@ -143,10 +135,10 @@ def main(argv=None):
     rates, cpu = {}, {}
     for _ in range(args.rounds):
         for mode in ("png", "cache"):
-            cpu[mode] = min(cpu.get(mode, 1e9), loader_cpu_ms(args.data_dir, mode, args.batches, args.cache_dir))
             for workers in (1, 2):
-                r = loader_rate(args.data_dir, mode, workers, args.batches, args.cache_dir)
+                r, c = loader_rate(args.data_dir, mode, workers, args.batches, args.cache_dir)
                 rates[mode, workers] = max(rates.get((mode, workers), 0.0), r)
+                cpu[mode, workers] = min(cpu.get((mode, workers), 1e9), c)
             print(f"# loader {mode}: done", file=sys.stderr, flush=True)
     compute, convert = dist_ms(args.data_dir, args.batches, args.cache_dir)
     step_wall, step_cpu = step_times(args.data_dir, args.repeats, args.train_first)
