@@ -198,7 +198,8 @@ CHANGES = {
 # Flags that steer the run rather than what is trained: each must be read during a training run
 # (test_train_snapshot_resume_metrics records every flag a run reads); their effects are checked
 # there (print_n, save_n, save_model_n, N_ITERS, val_batches, exp, data_dir, category), in
-# test_failures.py (override) and test_fidelity.py (preset), and in test_progress.py (no_progress).
+# test_failures.py (override) and test_fidelity.py (preset), in test_progress.py (no_progress), and in
+# test_view_cache.py (view_cache, cache_dir: the same batches, read from the cache).
 RUN_FLAGS = {"exp", "preset", "gpu", "data_dir", "category", "N_ITERS", "print_n", "save_n", "save_model_n",
              "val_batches", "no_progress", "verbose", "override", "view_cache", "cache_dir"}
 SMALL = ["--N_VIEWS", "2", "--N_PTS", "64", "--bottleneck", "8", "--batch_size", "2", "--num_workers", "1"]

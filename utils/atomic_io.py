@@ -50,8 +50,11 @@ def replace_dir(tmp, path):
     try:
         os.replace(tmp, path)
     except BaseException:
-        if old is not None and not path.exists():
-            os.replace(old, path)  # put the old folder back
+        if old is not None:
+            if not path.exists():
+                os.replace(old, path)  # put the old folder back
+            else:  # another process put its folder there meanwhile
+                shutil.rmtree(old, ignore_errors=True)
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
