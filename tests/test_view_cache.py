@@ -182,3 +182,15 @@ def test_command_line_builds_and_verify_finds_flipped_bytes(tiny_data, tmp_path,
     assert "dist.npy: CRC-32 differs" in capsys.readouterr().err
     assert path.read_bytes() != bytes(data)
     assert vc.main(argv + ["--verify"]) == 0 and "CRC-32" not in capsys.readouterr().err
+
+
+def test_training_flags_reach_the_pipeline(tiny_data, tmp_path):
+    from utils.train import config
+    argv = ["--exp", "x", "--data_dir", str(tiny_data), "--batch_size", "2"]
+    args = config.parse_train_args("rgb", argv + ["--view_cache", "auto", "--cache_dir", str(tmp_path / "c")])
+    with BatchPipeline.from_args(args, "rgb", "val", num_workers=0) as p:
+        assert p._cache is not None and p._cache.folder.parent == tmp_path / "c"
+    plain = config.parse_train_args("rgb", argv)
+    assert plain.view_cache == "off" and BatchPipeline.from_args(plain, "rgb", "val", num_workers=0)._cache is None
+    # the same batches either way: a run may be resumed with the cache switched on or off
+    assert config.changed_flags(plain, args) == []
