@@ -12,7 +12,8 @@
 # Knobs (environment): DEMO_ITERS (training iterations), DEMO_EXP (experiment folder),
 # DEMO_CATEGORY (default chair), DEMO_PRESET (recommended, or original: the original code's
 # effective training settings on the same data and schedule; default experiment folder then
-# experiments/demo_<task>_original).
+# experiments/demo_<task>_original), DEMO_VIEW_CACHE (off, or auto: read the views from the packed
+# cache of utils/data/cache.py, built on first use; the same batches bit for bit; default off).
 set -euo pipefail
 cd "$(dirname "$0")"
 task="${1:-rgb}"
@@ -26,13 +27,14 @@ case "$preset" in recommended) suffix="";; original) suffix="_original";;
     *) echo "DEMO_PRESET must be recommended or original, got '$preset'" >&2; exit 2;; esac
 exp="${DEMO_EXP:-experiments/demo_$task$suffix}"
 iters="${DEMO_ITERS:-8000}"
+view_cache="${DEMO_VIEW_CACHE:-off}"
 
 bash scripts/ensure_demo_data.sh "$category" "$task"
 
 echo "run_demo: training $task on $category for $iters iterations ($preset preset) -> $exp"
 # The same schedule and validation cadence for either preset; the method's settings come from it.
 python "$task/train_$task.py" --exp "$exp" --category "$category" --preset "$preset" \
-    --N_ITERS "$iters" --print_n 250 --save_n 500 --save_model_n 500
+    --N_ITERS "$iters" --print_n 250 --save_n 500 --save_model_n 500 --view_cache "$view_cache"
 
 echo "run_demo: evaluating the best snapshot on the test split (every input view of every model)"
 python "$task/metrics_$task.py" --exp "$exp" --snapshot best --eval_set test --input_views all \

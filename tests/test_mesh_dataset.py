@@ -8,7 +8,9 @@ along x, which box).
 """
 import csv
 import json
+import multiprocessing
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -546,3 +548,75 @@ def test_real_terrain_meshes_train_and_evaluate(tmp_path):
         row = next(r for r in csv.DictReader(f) if r["method"] == "model")
     for key in ("chamfer", "emd", "colour"):
         assert np.isfinite(float(row[key])), key
+
+
+# --------------------------------------------------------------------------
+# shards (--shard k/n, --finalize)
+# --------------------------------------------------------------------------
+def test_shards_disjoint_cover_balanced_and_stable():
+    rng = np.random.default_rng(4)
+    sources = [mesh_io.MeshSource(Path(f"/m/{syn}/{i}"), syn, f"{i:03d}", "files")
+               for syn in ("90000002", "90000001") for i in rng.choice(500, 12, replace=False)]
+    everything = sorted((s.synset, s.model_id) for s in sources)
+    for n in range(1, 9):
+        parts = [[(s.synset, s.model_id) for s in mesh_dataset.shard_sources(sources, k, n)] for k in range(1, n + 1)]
+        assert sorted(x for p in parts for x in p) == everything  # cover, and disjoint (no duplicates)
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1  # balanced by model count
+        # the oracle: position in the (synset, model id) order, modulo n
+        assert parts == [[x for i, x in enumerate(everything) if i % n == k] for k in range(n)]
+        shuffled = [sources[i] for i in rng.permutation(len(sources))]  # any listing order, same parts
+        assert [[(s.synset, s.model_id) for s in mesh_dataset.shard_sources(shuffled, k, n)]
+                for k in range(1, n + 1)] == parts
+    assert mesh_dataset.parse_shard("3/8") == (3, 8)
+    for bad in ("0/4", "5/4", "4", "a/b", "1/0"):
+        with pytest.raises(ValueError, match="--shard"):
+            mesh_dataset.parse_shard(bad)
+
+
+def _exit_with(argv):
+    """Child process: make_dataset's command line, its status as the exit code."""
+    os._exit(mesh_dataset.main(argv))
+
+
+def test_concurrent_shards_and_finalize_equal_one_run(collection, tmp_path, capsys):
+    flags = ["--meshes", str(collection), "--category", "90000001", "--n_views", "3", "--n_dense", "4096",
+             "--seed", "3", "--workers", "1", "--quiet"]
+    one, many = tmp_path / "one", tmp_path / "many"
+    assert mesh_dataset.main(flags + ["--out", str(one)]) == 0
+    capsys.readouterr()
+
+    procs = [multiprocessing.get_context("fork").Process(  # two jobs at the same time, one output folder
+        target=_exit_with, args=(flags + ["--out", str(many), "--shard", f"{k}/3"],)) for k in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    assert [p.exitcode for p in procs] == [0, 0]
+    reports = mesh_dataset.read_shard_reports(many)
+    assert sorted(reports) == [(1, 3), (2, 3)] and [r["models"] for r in reports.values()] == [2, 2]
+    # shard 3 has not run: --finalize lists its models and writes nothing
+    assert mesh_dataset.main(flags + ["--out", str(many), "--finalize"]) == 1
+    err = capsys.readouterr().err
+    assert "2 of 6 models are neither complete nor reported failed" in err and "shards of 3 without a report: 3" in err
+    assert not (many / "splits").exists() and not (many / mesh_dataset.INFO_FILE).exists()
+    # a model shard 1 would have in progress: shard 3's start-up clean-up must leave it alone
+    busy = mesh_dataset._tmp_root(many, (1, 3)) / "90000001_x" / "render_0.png"
+    busy.parent.mkdir(parents=True)
+    busy.write_bytes(b"half")
+    assert mesh_dataset.main(flags + ["--out", str(many), "--shard", "3/3"]) == 0
+    assert busy.read_bytes() == b"half"
+    shutil.rmtree(mesh_dataset._tmp_root(many, (1, 3)))
+    assert mesh_dataset.main(flags + ["--out", str(many), "--finalize"]) == 0
+    assert "failed: " in capsys.readouterr().out  # the broken meshes, reported by their shards
+
+    def tree(root):  # every file, the shards' own reports aside
+        return {k: v for k, v in _tree(root).items() if not k.startswith(f"{mesh_dataset.STATE_DIR}/shards/")}
+
+    a, b = tree(one), tree(many)
+    assert sorted(a) == sorted(b) and all(a[k] == b[k] for k in a), [k for k in a if a.get(k) != b.get(k)]
+    assert any(k.startswith("splits/") for k in a) and any(k.endswith("render_2.png") for k in a)
+    ia, ib = (json.loads((d / mesh_dataset.INFO_FILE).read_text()) for d in (one, many))
+    for key in ("found", "categories", "options", "split", "not_in_reused_splits"):
+        assert ia[key] == ib[key], key
+    assert sorted(f["path"] for f in ia["failed"]) == sorted(f["path"] for f in ib["failed"])
+    assert len(ib["failed"]) == 2 and ib["already_complete"] == 4

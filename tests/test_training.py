@@ -206,9 +206,11 @@ CHANGES = {
 # (test_train_snapshot_resume_metrics records every flag a run reads); their effects are checked
 # there (print_n, save_n, save_model_n, N_ITERS, val_batches, exp, data_dir, category), in
 # test_failures.py (override) and test_fidelity.py (preset), in test_progress.py (no_progress), and in
-# test_validation.py (val_selection, val_samples: the validation set, which decides the best snapshot).
+# test_validation.py (val_selection, val_samples: the validation set, which decides the best snapshot), and in
+# test_view_cache.py (view_cache, cache_dir: the same batches, read from the cache).
 RUN_FLAGS = {"exp", "preset", "gpu", "data_dir", "category", "N_ITERS", "print_n", "save_n", "save_model_n",
-             "val_batches", "no_progress", "verbose", "override", "val_selection", "val_samples"}
+             "val_batches", "no_progress", "verbose", "override", "val_selection", "val_samples", "view_cache",
+             "cache_dir"}
 SMALL = ["--N_VIEWS", "2", "--N_PTS", "64", "--bottleneck", "8", "--batch_size", "2", "--num_workers", "1"]
 
 

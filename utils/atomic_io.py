@@ -3,6 +3,8 @@ one, never part of one. Standard library only (``benchmarks/ablation.py`` import
 TensorFlow)."""
 import json
 import os
+import shutil
+import uuid
 from pathlib import Path
 
 
@@ -30,3 +32,29 @@ def write_text(path, text, fsync=False):
 def write_json(path, obj, indent=2, fsync=False):
     """:func:`write_text` of ``json.dumps(obj, indent=indent)``."""
     write_text(path, json.dumps(obj, indent=indent), fsync=fsync)
+
+
+def replace_dir(tmp, path):
+    """Move the finished folder ``tmp`` to ``path`` (same file system), replacing any folder there.
+
+    A rename cannot replace a non-empty folder, so an old ``path`` is first renamed aside and
+    removed after the new one is in place: a reader sees the old folder, the new one, or (for
+    that moment) none, never a folder that is half written. ``tmp`` must be complete (its
+    contents written and closed) before the call.
+    """
+    tmp, path = Path(tmp), Path(path)
+    old = None
+    if path.exists():
+        old = path.parent / f".{path.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        os.replace(path, old)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        if old is not None:
+            if not path.exists():
+                os.replace(old, path)  # put the old folder back
+            else:  # another process put its folder there meanwhile
+                shutil.rmtree(old, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,12 +1,14 @@
 """The batch pipeline: deterministic, prefetching batches of (image, views, cloud) (numpy only)."""
 import math
 import os
+import sys
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from utils.data import cache as view_cache_mod
 from utils.data.distance_map import gt_distance_transform
 from utils.data.layout import (N_GT_PTS, PCL_COLOURS_FILE, PCL_FILE, PCL_LABELS_FILE, RESAMPLE_COLOURS_FILE,
                                RESAMPLE_LABELS_FILE, RESAMPLE_PCL_FILE, VIEW_MODES, VIEWS_FILE,
@@ -60,6 +62,12 @@ class BatchPipeline:
     key ``'valid'`` (bool, (B,)) marks the real samples. ``get_batch(step)``
     computes any batch synchronously (padding applies when ``repeat=False``).
 
+    ``view_cache='auto'`` reads the decoded views from the packed cache of
+    :mod:`utils.data.cache` (built or rebuilt at construction when missing,
+    stale or damaged; in ``cache_dir``, default ``<data_dir>/.cache``) instead
+    of decoding PNG files: the same batches, bit for bit, for less CPU. When
+    the cache folder cannot be written, it says so and reads the PNG files.
+
     Batch dict (numpy): 'image' float32 (B,H,W,3) in [0,1]; 'input_az',
     'input_el' float32 (B,) radians; 'input_view' int32 (B,); 'views' int32
     (B,V); 'mask' float32 (B,V,H,W) in {0,1}; 'dist' float32 (B,V,H,W) squared
@@ -72,13 +80,16 @@ class BatchPipeline:
 
     def __init__(self, data_dir, category, split, task="rgb", batch_size=1, n_views=1, img_h=64, img_w=64,
                  n_pts=N_GT_PTS, view_mode="random", use_input_view=False, shuffle=True, seed=0, num_workers=2,
-                 prefetch=4, start_step=0, repeat=True, all_input_views=False, n_cls=None, pairs=None):
+                 prefetch=4, start_step=0, repeat=True, all_input_views=False, n_cls=None, pairs=None,
+                 view_cache="off", cache_dir=None):
         if view_mode not in VIEW_MODES:
             raise ValueError(f"view_mode must be one of {VIEW_MODES}, got {view_mode!r}")
         if batch_size < 1 or n_views < 1:
             raise ValueError("batch_size and n_views must be >= 1")
         if seed < 0 or start_step < 0:
             raise ValueError("seed and start_step must be >= 0")
+        if view_cache not in view_cache_mod.VIEW_CACHE_MODES:
+            raise ValueError(f"view_cache must be one of {view_cache_mod.VIEW_CACHE_MODES}, got {view_cache!r}")
         self.data_dir, self.task, self.split = data_dir, task, split
         self.category, self.synset = category, _synset(category)
         self.batch_size, self.n_views = int(batch_size), int(n_views)
@@ -94,6 +105,7 @@ class BatchPipeline:
         self._angles = {}
         self._angles_lock = threading.Lock()
         self._perms, self._perm_lock = {}, threading.Lock()
+        self._cache = self._open_cache(cache_dir) if view_cache == "auto" else None
         if pairs is not None:  # an explicit list of (model id, input view): e.g. the validation set
             self.all_input_views = True
             self.samples = self._explicit_samples(pairs)
@@ -101,7 +113,8 @@ class BatchPipeline:
             self.samples = [(m, v) for m in range(len(self.models)) for v in range(len(self._views_deg(m)))]
         else:
             self.samples = [(m, None) for m in range(len(self.models))]
-        self._check_first_model()
+        if self._cache is None:
+            self._check_first_model()
 
         self.num_workers, self.prefetch = max(0, int(num_workers)), max(1, int(prefetch))
         self._executor = ThreadPoolExecutor(self.num_workers, "batch") if self.num_workers else None
@@ -163,7 +176,8 @@ class BatchPipeline:
         """
         kw = dict(task=task, batch_size=args.batch_size, n_views=args.N_VIEWS, img_h=args.IMG_H, img_w=args.IMG_W,
                   view_mode=args.views, use_input_view=args.CORR, seed=args.seed, num_workers=args.num_workers,
-                  all_input_views=args.input_views == "all", n_cls=getattr(args, "n_cls", None) or None)
+                  all_input_views=args.input_views == "all", n_cls=getattr(args, "n_cls", None) or None,
+                  view_cache=getattr(args, "view_cache", "off"), cache_dir=getattr(args, "cache_dir", None))
         kw.update(overrides)
         return cls(args.data_dir, args.category, split, **kw)
 
@@ -187,8 +201,21 @@ class BatchPipeline:
     def _model_dir(self, key, m):
         return os.path.join(self.dirs[key], self.synset, self.models[m])
 
+    def _open_cache(self, cache_dir):
+        """The split's valid view cache (built when needed); None, said on stderr, when it cannot be written."""
+        spec = view_cache_mod.CacheSpec(self.data_dir, self.category, self.split, self.task, self.img_h, self.img_w,
+                                        self.n_pts, self.n_cls)
+        try:
+            return view_cache_mod.open_cache(spec, self.models, cache_dir)
+        except OSError as err:
+            print(f"view cache: cannot write {spec.folder(cache_dir)} ({err}); reading the PNG files "
+                  "(--cache_dir moves the cache)", file=sys.stderr, flush=True)
+            return None
+
     def _views_deg(self, m):
         """The model's view angles, degrees (V, 2); read once, then cached."""
+        if self._cache is not None:
+            return self._cache.angles(m)
         with self._angles_lock:
             angles = self._angles.get(m)
         if angles is None:
@@ -243,14 +270,18 @@ class BatchPipeline:
             views += [views[j % len(views)] for j in range(V - len(views))]
         return views
 
-    def _load_sample(self, step, i, k):
+    def _plan(self, step, i, k):
+        """(model index, input view, supervision views) of item ``i`` of batch ``step``, sample ``k``."""
         m, input_view = self.samples[k]
-        angles = self._views_deg(m)
-        n_avail = len(angles)
+        n_avail = len(self._views_deg(m))
         rng = np.random.default_rng([self.seed, step, i])
         if input_view is None:
             input_view = int(rng.integers(n_avail))
-        views = self._choose_views(rng, n_avail, input_view)
+        return m, input_view, self._choose_views(rng, n_avail, input_view)
+
+    def _load_sample(self, step, i, k):
+        m, input_view, views = self._plan(step, i, k)
+        angles = self._views_deg(m)
         rdir, pdir = self._model_dir("rendered", m), self._model_dir("pcl", m)
         H, W = self.img_h, self.img_w
         out = dict(image=read_rgb(os.path.join(rdir, render_file(input_view)), H, W),
@@ -281,6 +312,8 @@ class BatchPipeline:
 
     def get_batch(self, step):
         """Batch number ``step`` (a pure function of seed, step and the data), computed now."""
+        if self._cache is not None:
+            return self._cached_batch(step)
         items, valid = [], []
         for i in range(self.batch_size):
             k, ok = self._sample_index(step, i)
@@ -296,6 +329,20 @@ class BatchPipeline:
             else:
                 batch[key] = np.asarray(vals, np.float32)
         batch["valid"] = np.array(valid, bool)
+        return batch
+
+    def _cached_batch(self, step):
+        """:meth:`get_batch` from the view cache: the same keys, dtypes and values."""
+        plans, valid = [], []
+        for i in range(self.batch_size):
+            k, ok = self._sample_index(step, i)
+            plans.append(self._plan(step, i, k))
+            valid.append(ok)
+        models = np.array([p[0] for p in plans], np.int64)
+        batch = self._cache.batch(models, [p[1] for p in plans], [p[2] for p in plans])
+        batch.update(input_view=np.array([p[1] for p in plans], np.int32),
+                     views=np.array([p[2] for p in plans], np.int32),
+                     model_id=np.array([self.models[m] for m in models], dtype=str), valid=np.array(valid, bool))
         return batch
 
     # ---------------------------------------------------------------- iteration

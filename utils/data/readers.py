@@ -78,16 +78,31 @@ def _read_png(path, img_h, img_w):
     return img
 
 
+def read_rgb_u8(path, img_h, img_w):
+    """``render_{k}.png`` -> uint8 (H, W, 3) RGB, as stored (the view cache keeps this)."""
+    return cv2.cvtColor(_read_png(path, img_h, img_w), cv2.COLOR_BGR2RGB)
+
+
+def rgb_to_float(rgb):
+    """uint8 RGB (..., 3) -> float32 in [0, 1]: the one conversion of the PNG path and the view cache."""
+    out = rgb.astype(np.float32)
+    out /= 255.0  # in place: the same float32 division, without a second large array
+    return out
+
+
 def read_rgb(path, img_h, img_w):
     """``render_{k}.png`` -> float32 (H, W, 3) RGB in [0, 1]."""
-    img = _read_png(path, img_h, img_w)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+    return rgb_to_float(read_rgb_u8(path, img_h, img_w))
+
+
+def read_mask_bool(path, img_h, img_w):
+    """``depth_{k}.png`` -> bool (H, W) mask, True where the value is < 254."""
+    return _read_png(path, img_h, img_w)[:, :, 0] < MASK_THRESHOLD
 
 
 def read_mask(path, img_h, img_w):
     """``depth_{k}.png`` -> float32 (H, W) mask, 1 where the value is < 254."""
-    img = _read_png(path, img_h, img_w)
-    return (img[:, :, 0] < MASK_THRESHOLD).astype(np.float32)
+    return read_mask_bool(path, img_h, img_w).astype(np.float32)
 
 
 def read_label_map(path, img_h, img_w, n_cls=None):

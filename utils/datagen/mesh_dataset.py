@@ -23,6 +23,15 @@ temporary folder and its folders are then renamed into place; a record in
 interrupted model is redone. Splits, ``partseg/part_names.json``,
 ``dataset_info.json`` (and ``part_transfer.csv``) are rewritten at the end of
 every run from the complete models.
+
+Scaling out (``--shard k/n``, then ``--finalize``): the sorted model list is dealt round-robin
+into n parts (:func:`shard_sources`); shard k renders only its part, with its own temporary
+folder, and writes a report ``<out>/.make_dataset/shards/<k>-of-<n>.json`` instead of the splits
+and summary, so n processes on any machines sharing the output folder fill one tree without
+touching each other's files. ``--finalize`` then renders nothing: it writes the splits,
+``part_names.json``, ``part_transfer.csv`` and ``dataset_info.json`` from the complete models,
+exactly as one unsharded run would, listing the models that failed in a shard; while models
+are neither complete nor reported failed (a shard not finished) it writes nothing and lists them.
 """
 import argparse
 import csv
@@ -236,9 +245,9 @@ def _remove_model(out, synset, model_id):
 def _job(job):
     """Worker: render, write into a private temporary folder, move into place, record. Never raises
     for a bad mesh: returns ``(source, record or None, error message or None)``."""
-    out, source, opts = job
+    out, source, opts = job[:3]
     out = Path(out)
-    tmp = out / STATE_DIR / "tmp" / f"{source.synset}_{source.model_id}"
+    tmp = (Path(job[3]) if len(job) > 3 else out / STATE_DIR / "tmp") / f"{source.synset}_{source.model_id}"
     try:
         model = render_model(source, opts)
     except (MeshError, part_transfer.AnnotationError, ValueError, OSError, MemoryError) as err:
@@ -328,21 +337,72 @@ def make_splits(ids, synset, seed, fractions, reuse=None):
 def _check_params(out, opts, force):
     path = Path(out) / STATE_DIR / "params.json"
     new = opts.record()
-    if path.is_file() and not force:
+    old = None
+    if path.is_file():
         try:
             old = json.loads(path.read_text())
         except ValueError:
             old = None
-        if old is not None and old != new:
-            diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in OUTPUT_OPTIONS if old.get(k) != new.get(k)]
-            raise FileExistsError(f"{out} holds models made with other options ({'; '.join(diff)}); use another "
-                                  f"--out, or --force to redo every model with the new options")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_io.write_text(path, json.dumps(new, indent=1) + "\n")
+    if old is not None and old != new and not force:
+        diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in OUTPUT_OPTIONS if old.get(k) != new.get(k)]
+        raise FileExistsError(f"{out} holds models made with other options ({'; '.join(diff)}); use another "
+                              f"--out, or --force to redo every model with the new options")
+    if old != new:  # (shards starting together find it written and leave it alone)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_io.write_text(path, json.dumps(new, indent=1) + "\n")
+
+
+# --------------------------------------------------------------------------
+# shards
+# --------------------------------------------------------------------------
+def parse_shard(text):
+    """'k/n' -> (k, n) with 1 <= k <= n; ValueError naming --shard otherwise."""
+    try:
+        k, n = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        k = n = 0
+    if not 1 <= k <= n:
+        raise ValueError(f"--shard {text!r}: expected k/n with 1 <= k <= n (the k-th of n parts), e.g. 3/8")
+    return k, n
+
+
+def shard_sources(sources, k, n):
+    """The k-th (1-based) of n disjoint parts of ``sources``: every n-th model of the list sorted by
+    (synset, model id), starting at the k-th. The parts cover the list, differ in size by at most
+    one model, and depend only on the list (the same on every machine and every re-run)."""
+    ordered = sorted(sources, key=lambda s: (s.synset, s.model_id))
+    return ordered[k - 1::n]
+
+
+def _shard_name(shard):
+    return f"{shard[0]}-of-{shard[1]}"
+
+
+def _shard_report_path(out, shard):
+    return Path(out) / STATE_DIR / "shards" / f"{_shard_name(shard)}.json"
+
+
+def _tmp_root(out, shard):
+    """Temporary folder of a run's workers: one per shard, so one shard's start-up clean-up never
+    removes another's models in progress."""
+    return Path(out) / STATE_DIR / ("tmp" if shard is None else f"tmp-{_shard_name(shard)}")
+
+
+def read_shard_reports(out):
+    """{(k, n): report} of every shard report under ``out`` (unreadable ones skipped)."""
+    folder = Path(out) / STATE_DIR / "shards"
+    reports = {}
+    for path in sorted(folder.glob("*-of-*.json")) if folder.is_dir() else []:
+        try:
+            rep = json.loads(path.read_text())
+            reports[(int(rep["shard"][0]), int(rep["shard"][1]))] = rep
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            continue
+    return reports
 
 
 def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits_from=None, part_names=None,
-                 limit=0, workers=1, force=False, progress=True, log=print):
+                 limit=0, workers=1, force=False, progress=True, log=print, shard=None, finalize=False):
     """Render every mesh of ``meshes`` into the data layout under ``out``.
 
     Args:
@@ -359,9 +419,15 @@ def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits
         workers: processes; force: redo complete models.
         progress: a bar on a terminal, a line every 5% of the models otherwise (utils.progress).
         log: where messages go (failures as they happen, progress lines).
+        shard: ``(k, n)``: render only the k-th of n parts (:func:`shard_sources`) and write its
+            report instead of the splits and summary.
+        finalize: render nothing; write the splits and summary from the models the shards
+            completed (nothing when some are neither complete nor failed: ``info['missing']``).
     Returns:
-        the summary dict written to ``dataset_info.json``.
+        the summary dict written to ``dataset_info.json`` (a shard: its report).
     """
+    if shard is not None and finalize:
+        raise ValueError("give --shard (render one part) or --finalize (after every part), not both")
     opts.check()
     t0 = time.time()
     out = Path(out).resolve()
@@ -375,12 +441,17 @@ def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits
                 kept.append(s)
         sources = kept
     out.mkdir(parents=True, exist_ok=True)
-    _check_params(out, opts, force)
-    shutil.rmtree(out / STATE_DIR / "tmp", ignore_errors=True)  # leftovers of an interrupted run
+    _check_params(out, opts, force and not finalize)
+    fractions = parse_fractions(split if isinstance(split, str) else ",".join(map(repr, split)))
+    if finalize:
+        return _finalize(meshes, out, opts, sources, fractions, splits_from, part_names, t0)
+    mine = shard_sources(sources, *shard) if shard is not None else sources
+    tmp_root = _tmp_root(out, shard)
+    shutil.rmtree(tmp_root, ignore_errors=True)  # leftovers of an interrupted run (of this shard)
 
-    todo = [s for s in sources if force or read_record(out, s.synset, s.model_id) is None]
+    todo = [s for s in mine if force or read_record(out, s.synset, s.model_id) is None]
     failures = []
-    jobs = [(str(out), s, opts) for s in todo]
+    jobs = [(str(out), s, opts, str(tmp_root)) for s in todo]
     bar = Progress(len(jobs), "make_dataset", unit="model", enabled=bool(progress and jobs), lines=0.05, write=log)
 
     def finish(result):
@@ -393,13 +464,43 @@ def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits
     for result in run_jobs(_job, jobs, workers):
         finish(result)
     bar.close()
+    shutil.rmtree(tmp_root, ignore_errors=True)
+    if shard is not None:
+        report = dict(shard=list(shard), models=len(mine), rendered_now=len(todo) - len(failures),
+                      already_complete=len(mine) - len(todo), failed=failures, seconds=round(time.time() - t0, 1))
+        path = _shard_report_path(out, shard)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_io.write_json(path, report, indent=1)
+        return dict(report, found=len(sources))
+    return _write_outputs(meshes, out, opts, sources, fractions, splits_from, part_names, failures,
+                          dict(rendered_now=len(todo) - len(failures), already_complete=len(sources) - len(todo)), t0)
 
-    # ---- splits, part names, reports: from every complete model of this collection
+
+def _finalize(meshes, out, opts, sources, fractions, splits_from, part_names, t0):
+    """The end of a sharded run: splits and summary once no model is missing (see make_dataset)."""
+    reports = read_shard_reports(out)
+    complete = {(s.synset, s.model_id) for s in sources if read_record(out, s.synset, s.model_id) is not None}
+    done_paths = {str(s.path) for s in sources if (s.synset, s.model_id) in complete}
+    failures = {f["path"]: f for rep in reports.values() for f in rep.get("failed", []) if f["path"] not in done_paths}
+    failed_paths, failures = set(failures), [failures[p] for p in sorted(failures)]
+    missing = [s for s in sources if (s.synset, s.model_id) not in complete and str(s.path) not in failed_paths]
+    if missing:
+        counts = sorted({n for _, n in reports})
+        unreported = {n: [k for k in range(1, n + 1) if (k, n) not in reports] for n in counts}
+        return dict(finalized=False, found=len(sources), complete=len(complete), failed=failures,
+                    missing=[str(s.path) for s in missing], shards_reported=sorted(map(list, reports)),
+                    shards_not_reported={f"of {n}": ks for n, ks in unreported.items() if ks})
+    info = _write_outputs(meshes, out, opts, sources, fractions, splits_from, part_names, failures,
+                          dict(rendered_now=0, already_complete=len(complete)), t0)
+    return dict(info, finalized=True)
+
+
+def _write_outputs(meshes, out, opts, sources, fractions, splits_from, part_names, failures, counts, t0):
+    """Splits, part names, part-transfer report and dataset_info.json from every complete model."""
     records = [r for r in (read_record(out, s.synset, s.model_id) for s in sources) if r is not None]
     by_synset = {}
     for r in records:
         by_synset.setdefault(r["synset"], []).append(r)
-    fractions = parse_fractions(split if isinstance(split, str) else ",".join(map(repr, split)))
     summary_cats, left_out = {}, {}
     names_path = out / PARTSEG_DIR / PART_NAMES_FILE
     part_table = json.loads(names_path.read_text()) if names_path.is_file() else {}
@@ -426,7 +527,7 @@ def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits
 
     info = dict(generator="utils.datagen.mesh_dataset", meshes=str(Path(meshes).resolve()), options=opts.record(),
                 split=list(fractions) if not splits_from else f"from {splits_from}", found=len(sources),
-                rendered_now=len(todo) - len(failures), already_complete=len(sources) - len(todo),
+                rendered_now=counts["rendered_now"], already_complete=counts["already_complete"],
                 failed=failures, not_in_reused_splits=left_out, categories=summary_cats,
                 without_part_labels=sum(1 for r in records if not r["partseg"]) if (opts.part_map or
                                                                                  opts.part_annotations) else None,
@@ -541,6 +642,15 @@ def build_parser():
                    help="redo models that are already complete (also needed to change options for an --out that "
                         "holds models)")
     g.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
+    g = p.add_argument_group("many machines (data/README.md: a Slurm job array)")
+    g.add_argument("--shard", default=None, metavar="K/N",
+                   help="render only the K-th of N disjoint parts of the model list (every N-th model in "
+                        "(synset, model id) order, from the K-th; 1 <= K <= N), so N jobs sharing --out fill one "
+                        "tree; each writes a report, not the splits: run --finalize when all are done")
+    g.add_argument("--finalize", action="store_true",
+                   help="after every --shard job: render nothing, write the splits and dataset_info.json from "
+                        "the complete models (same command and options as the shards, without --shard); "
+                        "lists failed models, and refuses (status 1) while models are missing")
     return p
 
 
@@ -562,12 +672,40 @@ def main(argv=None):
         names = [n.strip() for n in args.part_names.split(",")] if args.part_names else None
         info = make_dataset(args.meshes, args.out, opts, category=args.category, split=parse_fractions(args.split),
                             splits_from=args.splits_from, part_names=names, limit=args.limit, workers=args.workers,
-                            force=args.force, progress=not args.quiet)
+                            force=args.force, progress=not args.quiet,
+                            shard=parse_shard(args.shard) if args.shard else None, finalize=args.finalize)
     except (MeshError, FileExistsError, ValueError) as err:
         print(f"make_dataset: {err}", file=sys.stderr)
         return 2
+    if args.shard:
+        print(shard_text(info, args.out))
+        return 0 if info["rendered_now"] + info["already_complete"] > 0 or not info["models"] else 1
+    if args.finalize and not info["finalized"]:
+        print(missing_text(info, args.out), file=sys.stderr)
+        return 1
     print(summary_text(info, args.out))
     return 0 if info["rendered_now"] + info["already_complete"] > 0 else 1
+
+
+def shard_text(info, out):
+    k, n = info["shard"]
+    lines = [f"make_dataset: shard {k}/{n}: {info['models']} of {info['found']} models; {info['rendered_now']} "
+             f"rendered now, {info['already_complete']} already complete, {len(info['failed'])} failed in "
+             f"{info['seconds']} s -> {Path(out).resolve()} (run --finalize once every shard is done)"]
+    lines += [f"  failed: {f['error']}" for f in info["failed"]]
+    return "\n".join(lines)
+
+
+def missing_text(info, out, show=20):
+    lines = [f"make_dataset: --finalize: {len(info['missing'])} of {info['found']} models are neither complete nor "
+             f"reported failed in {Path(out).resolve()} ({info['complete']} complete, {len(info['failed'])} "
+             "failed); nothing written. Finish (or re-run) their shards, then --finalize again."]
+    for n, ks in info["shards_not_reported"].items():
+        lines.append(f"  shards {n} without a report: {', '.join(map(str, ks))}")
+    lines += [f"  missing: {p}" for p in info["missing"][:show]]
+    if len(info["missing"]) > show:
+        lines.append(f"  ... and {len(info['missing']) - show} more")
+    return "\n".join(lines)
 
 
 def summary_text(info, out):

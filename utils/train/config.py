@@ -75,7 +75,7 @@ PRESETS = {"recommended": RECOMMENDED, "original": ORIGINAL}
 # Flags that do not change what is trained: a resumed run may change them freely (a larger
 # N_ITERS extends the run). Every other flag must match args.json unless --override is given.
 RUNTIME_KEYS = ("exp", "gpu", "num_workers", "print_n", "save_n", "save_model_n", "val_batches",
-                "no_progress", "verbose", "N_ITERS", "override")
+                "no_progress", "verbose", "N_ITERS", "override", "view_cache", "cache_dir")
 VERBOSE_HELP = "also show TensorFlow's start-up and info messages (hidden by default)"
 
 
@@ -160,6 +160,12 @@ def train_parser(task):
     g.add_argument("--IMG_W", type=_positive_int, default=64, help="image width (px)")
     g.add_argument("--N_PTS", type=_positive_int, default=1024, help="points in the predicted cloud")
     g.add_argument("--num_workers", type=_positive_int, default=2, help="data-loading threads")
+    g.add_argument("--view_cache", choices=("off", "auto"), default="off",
+                   help="'auto': read the decoded views from a packed, memory-mapped cache (built on first use, "
+                        "rebuilt when the data files change; the same batches bit for bit, for a fraction of the "
+                        "CPU; utils/data/cache.py); 'off': decode the PNG files every batch")
+    g.add_argument("--cache_dir", default=None,
+                   help="folder of the view caches (default: <data_dir>/.cache)")
 
     g = p.add_argument_group("projection")
     g.add_argument("--projection", choices=("auto", "fused", "local", "dense"), default="auto",

@@ -1,0 +1,209 @@
+"""The packed view cache (utils/data/cache.py): the same batches as the PNG path, bit for bit;
+rebuilt when a source file changes or a cache file is damaged, never read then.
+
+The oracle is the PNG path of utils/data/pipeline.py (OpenCV decoding and scipy's distance
+transform, batch by batch), which the cache must reproduce exactly.
+"""
+import os
+import re
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from utils.data import BatchPipeline
+from utils.data import cache as vc
+
+
+def _same(a, b):
+    """Batches equal key by key in dtype, shape and every byte (so -0.0 != 0.0, NaN == NaN)."""
+    assert sorted(a) == sorted(b)
+    for k in a:
+        x, y = np.asarray(a[k]), np.asarray(b[k])
+        assert x.dtype == y.dtype and x.shape == y.shape, (k, x.dtype, y.dtype, x.shape, y.shape)
+        assert x.tobytes() == y.tobytes(), f"batch key {k!r} differs"
+
+
+def _pipes(root, cache_dir, **kw):
+    args = dict(batch_size=3, n_views=3, num_workers=0)
+    args.update(kw)
+    cat, split = args.pop("category", "chair"), args.pop("split", "train")
+    return (BatchPipeline(root, cat, split, **args),
+            BatchPipeline(root, cat, split, view_cache="auto", cache_dir=str(cache_dir), **args))
+
+
+@pytest.fixture
+def data_copy(tiny_data, tmp_path):
+    """A private copy of the tiny data set (8 train, 1 val, 1 test chairs, 4 views), to change."""
+    dst = tmp_path / "data"
+    shutil.copytree(tiny_data, dst)
+    return dst
+
+
+@pytest.mark.parametrize("task", ["rgb", "partseg"])
+def test_cache_batches_identical_to_png_path(task, tiny_data, tmp_path, capsys):
+    # training: shuffled, random views, one pass of 8 samples in batches of 3 (the last padded),
+    # then the endless stream across an epoch boundary; 4 views per model, 3 drawn per sample
+    png, cached = _pipes(tiny_data, tmp_path, task=task, repeat=False)
+    assert cached._cache is not None and png._cache is None
+    assert png.steps_per_epoch == 3
+    for step in range(3):
+        _same(png.get_batch(step), cached.get_batch(step))
+    assert cached.get_batch(2)["valid"].tolist() == [True, True, False]
+    png, cached = _pipes(tiny_data, tmp_path, task=task, seed=5, n_views=6, use_input_view=True)
+    for step in (0, 2, 3):
+        _same(png.get_batch(step), cached.get_batch(step))
+    # validation as training runs it: fixed views 0..V-1, no shuffling, one model padded to a batch
+    png, cached = _pipes(tiny_data, tmp_path, task=task, split="val", shuffle=False, view_mode="fixed",
+                         repeat=False)
+    _same(png.get_batch(0), cached.get_batch(0))
+    # evaluation: every input view of every model, threads (prefetching iterator)
+    png, cached = _pipes(tiny_data, tmp_path, task=task, split="test", all_input_views=True, shuffle=False,
+                         repeat=False, num_workers=2)
+    with png, cached:
+        got = list(zip(png, cached))
+    assert len(got) == 2
+    for a, b in got:
+        _same(a, b)
+    assert "view cache: building" in capsys.readouterr().err
+
+
+def test_cache_identical_on_edge_cases(data_copy, tmp_path):
+    """Views where the compact types and the masking matter: one foreground pixel in a corner
+    (squared distances up to 63^2 + 63^2, beyond float16's exact integers), an empty mask
+    (H^2 + W^2 everywhere), renders with a grey background (zeroed off the mask)."""
+    png = BatchPipeline(data_copy, "chair", "val", n_views=4, view_mode="fixed", num_workers=0)
+    folder = png._model_dir("rendered", 0)
+    for v in range(4):
+        depth = np.full((64, 64), 255, np.uint8)
+        if v == 0:
+            depth[0, 63] = 10
+        elif v != 1:
+            depth[20:40, 25:30] = 100
+        cv2.imwrite(os.path.join(folder, f"depth_{v}.png"), depth)
+        img = cv2.imread(os.path.join(folder, f"render_{v}.png"))
+        img[img.sum(-1) == 0] = (90, 100, 110)
+        cv2.imwrite(os.path.join(folder, f"render_{v}.png"), img)
+    png, cached = _pipes(data_copy, tmp_path, split="val", n_views=4, view_mode="fixed", all_input_views=True,
+                         shuffle=False, repeat=False, batch_size=4)
+    a, b = png.get_batch(0), cached.get_batch(0)
+    assert a["dist"][0, 0].max() == 63 ** 2 + 63 ** 2 and np.all(a["dist"][0, 1] == 64 ** 2 + 64 ** 2)
+    assert a["image"][0, 0, 0].tolist() == np.float32([110 / 255, 100 / 255, 90 / 255]).tolist()  # grey input
+    assert a["rgb"][0, 1].max() == 0  # and zeroed in the masked views
+    _same(a, b)
+
+
+def test_cached_arrays_are_the_decoded_files(tiny_data, tmp_path):
+    """Independent of the pipeline: rows of the cache are the PNG pixels, masks and exact distances."""
+    from scipy import ndimage
+    spec = vc.CacheSpec(tiny_data, "chair", "val")
+    cache = vc.open_cache(spec, cache_dir=tmp_path)
+    [model] = cache.manifest["models"]
+    folder = os.path.join(tiny_data, "ShapeNet_rendered", spec.synset, model)
+    for v in range(4):
+        bgr = cv2.imread(os.path.join(folder, f"render_{v}.png"))
+        np.testing.assert_array_equal(cache.arrays["rgb"][v], bgr[..., ::-1])
+        fg = cv2.imread(os.path.join(folder, f"depth_{v}.png"))[..., 0] < 254
+        np.testing.assert_array_equal(cache.arrays["mask"][v], fg)
+        rows, cols = np.nonzero(fg)  # brute force: squared distance to the nearest foreground pixel
+        r, c = np.mgrid[:64, :64]
+        brute = np.min((r[..., None] - rows) ** 2 + (c[..., None] - cols) ** 2, axis=-1)
+        np.testing.assert_array_equal(cache.arrays["dist"][v], brute)
+        assert cache.arrays["dist"].dtype == np.uint16
+        assert np.array_equal(np.square(ndimage.distance_transform_edt(~fg)).astype(np.float32), brute)
+    angles = np.loadtxt(os.path.join(folder, "view.txt"))
+    np.testing.assert_array_equal(cache.angles(0), angles[:, :2])
+
+
+def test_changed_source_file_invalidates_the_cache(data_copy, tmp_path, capsys):
+    png, cached = _pipes(data_copy, tmp_path / "cache")
+    _same(png.get_batch(0), cached.get_batch(0))
+    _, again = _pipes(data_copy, tmp_path / "cache")  # unchanged: reused, not rebuilt
+    assert "building" not in capsys.readouterr().err.split("ready")[-1]
+    # paint the input view of batch 0's first sample: same file name, new content
+    b = png.get_batch(0)
+    path = os.path.join(png._model_dir("rendered", png.models.index(b["model_id"][0])),
+                        f"render_{b['input_view'][0]}.png")
+    img = cv2.imread(path)
+    img[:8, :8] = (0, 0, 255)
+    cv2.imwrite(path, img)
+    png, cached = _pipes(data_copy, tmp_path / "cache")
+    assert "source files changed" in capsys.readouterr().err
+    new = cached.get_batch(0)
+    assert new["image"][0, :8, :8].tolist() == [[[1.0, 0.0, 0.0]] * 8] * 8  # red (RGB), read from the cache
+    _same(png.get_batch(0), new)
+    # a file touched (same bytes, new modification time) also counts as changed
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    _pipes(data_copy, tmp_path / "cache")
+    assert "source files changed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncate", "manifest", "shape"])
+def test_damaged_cache_is_detected_and_rebuilt(damage, tiny_data, tmp_path, capsys):
+    cache_dir = tmp_path / "cache"
+    png, cached = _pipes(tiny_data, cache_dir, task="partseg")
+    folder = cached._cache.folder
+    reference = png.get_batch(1)
+    del cached
+    capsys.readouterr()
+    if damage == "truncate":  # an interrupted copy: the file ends early
+        path = folder / "rgb.npy"
+        with open(path, "r+b") as f:
+            f.truncate(path.stat().st_size - 100)
+        reason = r"rgb\.npy is \d+ bytes, expected \d+ \(truncated or damaged\)"
+    elif damage == "manifest":
+        (folder / vc.MANIFEST).unlink()
+        reason = "manifest.json is missing"
+    else:  # another array of the right byte size but the wrong shape
+        np.save(folder / "dist.npy", np.zeros((64, 8 * 4, 64), np.uint16))
+        reason = r"dist\.npy holds uint16 \(64, 32, 64\), the manifest says uint16 \(32, 64, 64\)"
+    _, cached = _pipes(tiny_data, cache_dir, task="partseg")
+    err = capsys.readouterr().err
+    assert re.search(reason, err), err
+    assert "view cache: building" in err
+    _same(reference, cached.get_batch(1))
+    spec = vc.CacheSpec(tiny_data, "chair", "train", "partseg")
+    vc.check(folder, spec, cached.models, vc.source_fingerprint(spec, cached.models))  # valid again
+
+
+def test_command_line_builds_and_verify_finds_flipped_bytes(tiny_data, tmp_path, capsys):
+    argv = ["--data_dir", str(tiny_data), "--split", "val", "--task", "rgb", "--cache_dir", str(tmp_path)]
+    assert vc.main(argv) == 0
+    assert "view cache: building" in capsys.readouterr().err
+    folder = tmp_path / vc.CacheSpec(tiny_data, "chair", "val").name()
+    path = folder / "dist.npy"
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF  # same size, one byte wrong: only the checksum sees it
+    path.write_bytes(bytes(data))
+    assert vc.main(argv) == 0 and "building" not in capsys.readouterr().err
+    assert vc.main(argv + ["--verify"]) == 0
+    assert "dist.npy: CRC-32 differs" in capsys.readouterr().err
+    assert path.read_bytes() != bytes(data)
+    assert vc.main(argv + ["--verify"]) == 0 and "CRC-32" not in capsys.readouterr().err
+
+
+def test_training_flags_reach_the_pipeline(tiny_data, tmp_path):
+    from utils.train import config
+    argv = ["--exp", "x", "--data_dir", str(tiny_data), "--batch_size", "2"]
+    args = config.parse_train_args("rgb", argv + ["--view_cache", "auto", "--cache_dir", str(tmp_path / "c")])
+    with BatchPipeline.from_args(args, "rgb", "val", num_workers=0) as p:
+        assert p._cache is not None and p._cache.folder.parent == tmp_path / "c"
+    plain = config.parse_train_args("rgb", argv)
+    assert plain.view_cache == "off" and BatchPipeline.from_args(plain, "rgb", "val", num_workers=0)._cache is None
+    # the same batches either way: a run may be resumed with the cache switched on or off
+    assert config.changed_flags(plain, args) == []
+
+
+def test_bench_data_table_arithmetic():
+    """benchmarks/bench_data.py's ratios, checked by hand: B = 8 samples per 50 ms step = 160 samples/s."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_data.py"
+    spec = importlib.util.spec_from_file_location("bench_data", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    text = bench.table(50.0, 40.0, {("cache", 1): 1600.0}, {("cache", 1): 2.0}, 10.0)
+    assert "-> 160 samples/s" in text and "5.0 ms -> 1600 samples/s" in text
+    assert "| cache | 1 | 1600 | 10.0x | 1.00x | 2.00 | 4.8% |" in text  # 2 / (2 + 40) CPU ms
