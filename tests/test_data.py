@@ -32,9 +32,18 @@ def broken(tiny, tmp_path):
 
 
 def _pipe(root, **kw):
-    args = dict(batch_size=2, n_views=3, num_workers=0)
+    """A pipeline of the tiny set; ``task`` may be a task's name (its Task is looked up)."""
+    from utils.task import as_task
+    args = dict(batch_size=2, n_views=3, num_workers=0, task="rgb")
     args.update(kw)
+    args["task"] = as_task(args["task"])
     return BatchPipeline(root, args.pop("category", "chair"), args.pop("split", "train"), **args)
+
+
+def _tree(task):
+    """The data tree (sub-folder) of a task named ``task``."""
+    from utils.task import as_task
+    return as_task(task).data_tree
 
 
 # --------------------------------------------------------------------------- shapenet
@@ -57,7 +66,7 @@ def test_categories_and_axis_alignment():
 # --------------------------------------------------------------------------- listing
 def test_list_models_and_parts(tiny):
     train = data.list_models(tiny, "chair", "train")
-    val = data.list_models(tiny, CHAIR, "val", task="partseg")
+    val = data.list_models(tiny, CHAIR, "val", tree=_tree("partseg"))
     test = data.list_models(tiny, "chair", "test")
     assert len(train) + len(val) + len(test) == 6 and not set(train) & set(val)
     assert data.n_parts(tiny, "chair") == 4 and data.part_names(tiny, "car") == ["body", "roof", "hood", "wheel"]
@@ -257,7 +266,7 @@ def test_npy_with_wrong_shape(broken):
      "labels_1.npy: expected dtype kind"),
 ])
 def test_bad_arrays(broken, task, tree, name, array, message):
-    mid = data.list_models(broken, "chair", "train", task)[0]
+    mid = data.list_models(broken, "chair", "train", _tree(task))[0]
     np.save(broken / tree / CHAIR / mid / name, array)
     with pytest.raises(DataError, match=message):
         _pipe(broken, task=task, view_mode="fixed", shuffle=False)
@@ -288,7 +297,7 @@ def test_view_file_must_match_the_renders_with_finite_angles(broken, text, messa
      r"pointcloud_labels.npy: found part label 9; expected 1 .. 4"),
 ])
 def test_part_labels_out_of_range(broken, tree, name, make, message):
-    mid = data.list_models(broken, "chair", "train", "partseg")[0]
+    mid = data.list_models(broken, "chair", "train", _tree("partseg"))[0]
     path = broken / tree / CHAIR / mid / name
     np.save(path, make(np.load(path)))
     with pytest.raises(DataError, match=message):
@@ -315,4 +324,4 @@ def test_missing_data_dir(tmp_path):
         data.list_models(tmp_path / "nope", "chair", "train")
     (tmp_path / "rgb_only").mkdir()
     with pytest.raises(DataError, match="has no partseg/ folder"):
-        data.list_models(tmp_path / "rgb_only", "chair", "train", task="partseg")
+        data.list_models(tmp_path / "rgb_only", "chair", "train", tree=_tree("partseg"))

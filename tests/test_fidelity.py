@@ -108,7 +108,7 @@ def test_original_affinity_matches_a_transcription_of_the_original(shape, sess, 
 def test_affinity_flag_selects_the_terms_in_the_training_graph(rng):
     """Through build_graph: --affinity original gives the transcription's values on the graph's
     own projected masks; --affinity paper gives different ones."""
-    from rgb.net import TASK
+    from rgb.task import TASK
     from utils.model import build_graph
     values = {}
     for affinity in ("original", "paper"):
@@ -163,7 +163,7 @@ def test_tflearn_init_has_tflearns_ranges(sess):
 
 def test_input_scale_multiplies_the_image_inside_the_graph(rng):
     """A '255' network fed an image x computes what the same weights compute on 255 * x."""
-    from rgb.net import TASK
+    from rgb.task import TASK
     from utils.model import build_graph
     image = rng.random((2, 64, 64, 3)).astype(np.float32)
     outputs = {}
@@ -203,7 +203,7 @@ def test_metrics_scale_without_clipping_by_default(sess, rng):
 
 
 def test_eval_set_without_a_list_names_the_lists_found(tiny_data, tmp_path):
-    from rgb.net import TASK
+    from rgb.task import TASK
     from utils.eval import evaluate
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)

@@ -25,7 +25,7 @@ from utils import atomic_io, metrics, tfv1, visualize
 from utils.train import config
 from utils.data import BatchPipeline, DataError, list_models
 from utils.train.experiment import Experiment
-from utils.model import build_graph
+from utils.model import GraphSettings, build_graph
 from utils.progress import Progress
 from utils.tfv1 import tf
 
@@ -36,7 +36,7 @@ _ONE_PASS = dict(n_views=1, view_mode="fixed", use_input_view=False, shuffle=Fal
 
 def _collect_training_clouds(targs, task, n_models):
     """Up to n_models (cloud, point features) pairs from the training split, in a fixed order."""
-    data = BatchPipeline.from_args(targs, task.name, "train", batch_size=1, all_input_views=False, **_ONE_PASS)
+    data = BatchPipeline.from_args(targs, task, "train", batch_size=1, all_input_views=False, **_ONE_PASS)
     try:
         batches = [data.get_batch(k) for k in range(min(n_models, data.n_models))]
     finally:
@@ -48,13 +48,13 @@ def _eval_pipeline(targs, task, margs):
     """The evaluation samples: every (model, input view) pair of the split (``--input_views all``,
     the paper's protocol) or one seeded random input view per model (``random``)."""
     try:
-        list_models(targs.data_dir, targs.category, margs.eval_set, task.name)
+        list_models(targs.data_dir, targs.category, margs.eval_set, task.data_tree)
     except DataError as err:
         if "no split file" in str(err) and margs.eval_set != "val":
             raise DataError(f"{err}. The authors' ShapeNet release has only train and val lists: "
                             f"evaluate with --eval_set val") from None
         raise
-    return BatchPipeline.from_args(targs, task.name, margs.eval_set, batch_size=margs.batch_size,
+    return BatchPipeline.from_args(targs, task, margs.eval_set, batch_size=margs.batch_size,
                                    all_input_views=margs.input_views == "all", **_ONE_PASS)
 
 
@@ -113,7 +113,7 @@ def _baselines(targs, task, margs):
     baselines built on it: (medoid index, [(name, fn)])."""
     train_clouds, train_feats = _collect_training_clouds(targs, task, margs.baseline_models)
     medoid, _ = metrics.medoid_index(train_clouds)
-    return medoid, task.baselines(train_clouds, train_feats, medoid, targs)
+    return medoid, task.baselines(train_clouds, train_feats, medoid, task.n_feat(targs))
 
 
 def _metrics_graph(targs, task, batch_size, n_gt, clip_box):
@@ -129,7 +129,7 @@ def _metrics_graph(targs, task, batch_size, n_gt, clip_box):
         warnings.warn(f"EMD needs equal point counts (prediction {targs.N_PTS}, ground truth {n_gt}); skipped")
     m = types.SimpleNamespace(graph=tf.Graph())
     with m.graph.as_default():
-        m.g = build_graph(targs, task, batch_size, training=False)
+        m.g = build_graph(GraphSettings.from_args(targs, task), task, batch_size, training=False)
         m.gt = tf.placeholder(tf.float32, [batch_size, n_gt, 3])
         m.pred = tf.placeholder(tf.float32, [batch_size, targs.N_PTS if with_emd else None, 3])
         m.cloud = metrics.cloud_metrics(m.gt, m.pred, emd=with_emd, box_clip=clip_box or None)
@@ -296,5 +296,5 @@ def _shown(picture):
 
 def main(task, argv=None):
     """Entry point of metrics_<task>.py."""
-    margs = config.metrics_parser(task.name).parse_args(argv)
+    margs = config.metrics_parser(task).parse_args(argv)
     return evaluate(task, margs)
