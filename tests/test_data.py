@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.render import camera
 from utils import data
 from utils.datagen import demo_data
 from utils.data import shapenet
@@ -105,7 +104,7 @@ def test_batch_shapes_dtypes_ranges(tiny, task):
         assert b["pcl_labels"].min() == 0 and b["pcl_labels"].max() <= 3
 
 
-def test_ground_truth_points_project_inside_the_masks(tiny):
+def test_ground_truth_points_project_inside_the_masks(tiny, project_np):
     """Renderer, camera and loaders agree: >= 98% of GT points land in the mask of every view."""
     for category in ("chair", "airplane"):
         for split in ("train", "val", "test"):
@@ -114,7 +113,7 @@ def test_ground_truth_points_project_inside_the_masks(tiny):
                 for step in range(p.n_models):
                     b = p.get_batch(step)
                     for v in range(4):
-                        pix = camera.project_np(b["pcl"][0], b["az"][0, v], b["el"][0, v], 64, 64)
+                        pix = project_np(b["pcl"][0], b["az"][0, v], b["el"][0, v], 64, 64)
                         r, c = np.round(pix[:, 0]).astype(int), np.round(pix[:, 1]).astype(int)
                         ok = (r >= 0) & (r < 64) & (c >= 0) & (c < 64)
                         inside = np.zeros(len(r), bool)

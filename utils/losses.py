@@ -45,7 +45,6 @@ all views, so view k (0-based) was scaled by k + 1; that accumulation is a bug w
 The paper's formula, the default (``--affinity paper``), is a distance-weighted silhouette
 term whose magnitudes (px^2) differ from the original's.
 """
-import numpy as np
 
 from utils.tfv1 import tf  # before tf_ops: TensorFlow loads quietly, in graph mode
 

@@ -44,16 +44,15 @@ import numpy as np
 import trimesh
 
 from utils.data import N_GT_PTS, PART_NAMES_FILE, PART_TREE_DIR, PCL_DIR, RENDERED_DIR, SPLITS_DIR, tree_dirs
-from utils.datagen.writer import (DEFAULT_WORKERS, SPLIT_FRACTIONS, run_jobs, split_models, write_label_maps,
-                               write_part_cloud, write_rgb_cloud, write_splits, write_views)
-from utils.datagen.mesh_render import (DEPTH_FAR, DEPTH_NEAR, SUPERSAMPLE, MeshRenderer, Surface,  # noqa: F401
+from utils.datagen.writer import (DEFAULT_WORKERS, SPLIT_FRACTIONS, quantise, run_jobs, split_models,
+                               write_label_maps, write_part_cloud, write_rgb_cloud, write_splits, write_views)
+from utils.datagen.mesh_render import (BOUND_RADIUS, DEPTH_FAR, DEPTH_NEAR, SUPERSAMPLE, MeshRenderer, Surface,  # noqa: F401
                                encode_depth, farthest_point_sampling, sample_faces)
 from utils.progress import Progress
 from utils.data.shapenet import DEMO_PART_NAMES, synset_id
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "data"
 DEFAULT_CATEGORIES = ("chair", "airplane", "car")
-BOUND_RADIUS = 0.46  # every model is scaled so that it fits in a sphere of this radius
 INFO_FILE = "demo_info.json"
 TOP_LEVEL = (RENDERED_DIR, PCL_DIR, SPLITS_DIR, PART_TREE_DIR, INFO_FILE)
 TMP_PREFIX = ".demo_tmp_"  # the generator's working folder inside --out: .demo_tmp_<pid>_<random>
@@ -322,11 +321,6 @@ def normalise(parts, radius=BOUND_RADIUS):
     for m, _, _ in parts:
         m.vertices = (m.vertices - centre) * scale
     return parts
-
-
-def quantise(colour):
-    """Colours as they survive an 8-bit PNG, so cloud colours equal pixel colours."""
-    return np.round(np.clip(colour, 0, 1) * 255.0) / 255.0
 
 
 def sample_surface(parts, n, rng):

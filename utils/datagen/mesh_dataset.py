@@ -41,7 +41,7 @@ from utils import atomic_io
 from utils.data import shapenet
 from utils.data import (N_GT_PTS, PART_NAMES_FILE, PART_TREE_DIR, SPLITS, DataError, read_split, split_list_file,
                         tree_dirs)
-from utils.datagen.writer import (DEFAULT_WORKERS, run_jobs, split_models, write_label_maps,
+from utils.datagen.writer import (DEFAULT_WORKERS, quantise, run_jobs, split_models, write_label_maps,
                                write_part_cloud, write_rgb_cloud, write_splits, write_views)
 from utils.datagen.mesh_io import (MESH_SUFFIXES, UP_AXES, MeshError, PartMap, find_meshes, load_mesh, normalise)
 from utils.datagen.mesh_render import (SUPERSAMPLE, MeshRenderer, encode_depth, farthest_point_sampling)
@@ -105,11 +105,6 @@ def model_seed(seed, synset, model_id):
     digest = hashlib.sha256(f"{synset}/{model_id}".encode()).digest()
     words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
     return np.random.SeedSequence([int(seed)] + words)
-
-
-def quantise(colour):
-    """Colours as they survive an 8-bit PNG, so cloud colours equal pixel colours."""
-    return np.round(np.clip(colour, 0, 1) * 255.0) / 255.0
 
 
 # --------------------------------------------------------------------------

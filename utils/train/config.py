@@ -26,7 +26,7 @@ import time
 
 from utils import atomic_io
 from utils.data.layout import SPLITS
-from utils.task import as_task, task_from_ref, task_ref
+from utils.task import as_task, task_from_ref
 
 ARGS_FILE = "args.json"
 PRESET_NAMES = ("recommended", "original")
