@@ -116,13 +116,13 @@ class PartsegTask(Task):
         """PLY ``label``: the predicted part, int32 0-based index into the part names (label k+1 in the data)."""
         return dict(label=np.argmax(feat, axis=-1).astype(np.int32))
 
-    def legend(self, targs):
-        """[(part name, colour)] of the experiment's category (names from the data set when found)."""
+    def legend(self, data_dir, category, n_feat):
+        """[(part name, colour)] of the category's n_feat parts (names from the data set when found)."""
         try:
-            names = part_names(targs.data_dir, targs.category)
+            names = part_names(data_dir, category)
         except (DataError, OSError):
             names = []
-        n_cls = int(targs.n_cls)
+        n_cls = int(n_feat)
         names = [names[k] if k < len(names) else f"part {k}" for k in range(n_cls)]
         return list(zip(names, visualize.part_colours(np.arange(n_cls))))
 

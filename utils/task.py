@@ -182,11 +182,12 @@ class Task:
         """(N, C) predicted features -> dict name -> (N,) extra PLY vertex properties (none by default)."""
         return {}
 
-    def legend(self, targs):
+    def legend(self, data_dir, category, n_feat):
         """[(name, colour (3,) in [0, 1])] drawn beside prediction pictures; None (default): no legend.
 
         Args:
-            targs: the experiment's training flags (args.json).
+            data_dir, category: the experiment's data root and category (args.json).
+            n_feat: int, C, the feature width the network predicts.
         """
         return None
 

@@ -434,7 +434,7 @@ def run(task, args):
         background, source = (args.background, "--background") if args.background is not None else \
             training_background(pred.args, task.data_tree)
         if args.export:
-            legend = task.legend(pred.args)
+            legend = task.legend(pred.args.data_dir, pred.args.category, pred.g.settings.n_feat)
             info = dict(background_rgb=[round(255 * c) for c in background], background_source=source)
             if legend:
                 info["part_names"] = [name for name, _ in legend]
@@ -474,7 +474,7 @@ def _predict_files(pred, task, args, background, result):
     out_dir = args.out or os.path.join(args.exp, "predictions")
     os.makedirs(out_dir, exist_ok=True)
     names = dict(zip(files, output_names(files)))
-    legend = task.legend(pred.args)
+    legend = task.legend(pred.args.data_dir, pred.args.category, pred.g.settings.n_feat)
     H, W = pred.image_size
     B = pred.batch_size
     if files:
