@@ -44,7 +44,7 @@ import time
 from dataclasses import dataclass
 
 from utils.atomic_io import write_json  # these two use the standard library only: --help stays quick
-from utils.train.config import TASKS
+from utils.task import available_tasks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,8 +54,6 @@ DEFAULT_ITERS = 8000
 METRIC_LABELS = dict(chamfer="Chamfer (lower is better)", emd="EMD (lower is better)",
                      colour="colour error (lower is better)", miou="part mIoU (higher is better)")
 BASELINE = "medoid_baseline"
-BASELINE_LABEL = {"rgb": "image-blind baseline (training medoid, mean colour)",
-                  "partseg": "image-blind baseline (training medoid, its own labels)"}
 EVAL_DIR = "metrics_test"
 EVAL_FINAL_DIR = "metrics_test_final"  # the same evaluation of the last snapshot ('final' columns)
 FLOOR = "floor_resampled_gt"  # utils.eval.evaluate.FLOOR: ground truth vs a second sampling of its surface
@@ -69,12 +67,14 @@ class Variant:
     description: str
     preset: str = "recommended"
     flags: tuple = ()           # training flags on top of the preset and the schedule
-    task_weight_zero: bool = False  # also set the task's feature weight (wt_rgb / wt_partseg) to 0
+    task_weight_zero: bool = False  # also set the task's feature weight (Task.weight_flag) to 0
 
     def train_flags(self, task):
+        """The variant's training flags for ``task`` (a name: its Task is imported when needed)."""
         flags = list(self.flags)
         if self.task_weight_zero:
-            flags += ["--wt_rgb" if task == "rgb" else "--wt_partseg", "0"]
+            from utils.task import task_from_ref
+            flags += [f"--{task_from_ref(task).weight_flag}", "0"]
         return flags
 
 
@@ -99,7 +99,8 @@ def parse_args(argv=None):
                     "the demo schedule, one seed), evaluate each on the test split, and write table.md, "
                     "table.json and a figure. Re-running resumes. Variants: "
                     + "; ".join(f"{v.name}: {v.description}" for v in VARIANTS.values()))
-    p.add_argument("--task", choices=TASKS, default="rgb", help="colours or part labels (default: rgb)")
+    p.add_argument("--task", choices=available_tasks(), required=True,
+                   help="the task to ablate (a task folder: colours or part labels)")
     p.add_argument("--variants", default=",".join(VARIANTS),
                    help="comma-separated subset of: " + ", ".join(VARIANTS) + " (default: all, in this order)")
     p.add_argument("--iters", type=int, default=DEFAULT_ITERS,
@@ -340,7 +341,8 @@ def write_table(args, rows, wall_s):
                      f"{_minutes(r['eval_s'])} | " + " | ".join(_fmt(m.get(k)) for k in keys) + " | "
                      + " | ".join(_fmt(f.get(k)) for k in keys) + " |")
     if baseline:
-        lines.append(f"| {BASELINE_LABEL[args.task]} | | | | | "
+        from utils.task import task_from_ref
+        lines.append(f"| {task_from_ref(args.task).baseline_label} | | | | | "
                      + " | ".join(_fmt(baseline.get(k)) for k in keys) + " | " + " | ".join("" for _ in keys) + " |")
     if floor:
         lines.append("| floor: ground truth vs an independent resampling of the same surface | | | | | "
@@ -386,7 +388,9 @@ def _input_image(args, key):
     from utils import data
     from utils.data import shapenet
     model, _, view = key.rpartition("_view")
-    path = os.path.join(data.task_dirs(args.data_dir, args.task)["rendered"], shapenet.synset_id(args.category),
+    from utils.task import task_from_ref
+    tree = task_from_ref(args.task).data_tree
+    path = os.path.join(data.tree_dirs(args.data_dir, tree)["rendered"], shapenet.synset_id(args.category),
                         model, data.render_file(view))
     try:
         import imageio.v2 as imageio
@@ -463,7 +467,8 @@ def write_figure(args, rows, angles=((20, -60), (20, 120))):
 def main(argv=None):
     args = parse_args(argv)
     from utils.data import has_dataset
-    if not has_dataset(args.data_dir, args.category, args.task):
+    from utils.task import task_from_ref
+    if not has_dataset(args.data_dir, args.category, task_from_ref(args.task).data_tree):
         print(f"ablation: no {args.task} data set for '{args.category}' in {args.data_dir}; make the demo data "
               f"with 'python data/make_demo_data.py' (run_ablation.sh does this) or pass --data_dir",
               file=sys.stderr)

@@ -43,17 +43,18 @@ CFG = dict(batch=8, views=4, n_pts=1024, size=64)  # the demo (run_demo.sh, reco
 SEED = 7
 
 
-def _pipeline(data_dir, mode, workers, cache_dir=None):
+def _pipeline(task, data_dir, mode, workers, cache_dir=None):
     from utils.data import BatchPipeline
-    return BatchPipeline(data_dir, "chair", "train", task="rgb", batch_size=CFG["batch"], n_views=CFG["views"],
+    from utils.task import task_from_ref
+    return BatchPipeline(data_dir, "chair", "train", task=task_from_ref(task), batch_size=CFG["batch"], n_views=CFG["views"],
                          img_h=CFG["size"], img_w=CFG["size"], seed=SEED, num_workers=workers,
                          view_cache="auto" if mode == "cache" else "off", cache_dir=cache_dir)
 
 
-def loader_rate(data_dir, mode, workers, batches, cache_dir=None):
+def loader_rate(task, data_dir, mode, workers, batches, cache_dir=None):
     """(samples/s, process CPU ms per batch) of ``next(pipeline)`` with ``workers`` threads, as the
     training loop takes batches (each kept until the next; after ``prefetch`` warm-up batches)."""
-    with _pipeline(data_dir, mode, workers, cache_dir) as pipe:
+    with _pipeline(task, data_dir, mode, workers, cache_dir) as pipe:
         for _ in range(pipe.prefetch + 1):
             batch = next(pipe)
         t0, c0 = time.perf_counter(), time.process_time()
@@ -83,9 +84,9 @@ def dist_ms(data_dir, repeats, cache_dir=None):
     return 1e3 * statistics.median(compute), 1e3 * statistics.median(convert)
 
 
-def step_times(data_dir, repeats, train_first):
+def step_times(task, data_dir, repeats, train_first):
     """(wall ms, process CPU ms) of the fused training step, from bench_train_step's worker."""
-    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "bench_train_step.py"), "--worker", "fused",
+    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "bench_train_step.py"), "--task", task, "--worker", "fused",
            json.dumps(CFG), "--data_dir", data_dir, "--repeats", str(repeats), "--train_first", str(train_first),
            "--threads", "0", "--step_only"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -114,6 +115,9 @@ def table(step_wall, step_cpu, rates, cpu, gpu_speedup):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from utils.task import available_tasks
+    p.add_argument("--task", choices=available_tasks(), required=True,
+                   help="the task whose loader and training step are timed (the demo's: rgb)")
     p.add_argument("--data_dir", default=os.path.join(ROOT, "data"), help="data root with the chair set (demo)")
     p.add_argument("--cache_dir", default=None, help="view caches (default: <data_dir>/.cache)")
     p.add_argument("--batches", type=int, default=60, help="batches timed per loader measurement")
@@ -126,22 +130,23 @@ def main(argv=None):
     if args.quick:
         args.batches, args.rounds, args.repeats, args.train_first = 20, 1, 10, 10
     from utils.data import has_dataset
-    if not has_dataset(args.data_dir, "chair", "rgb"):
+    from utils.task import task_from_ref
+    if not has_dataset(args.data_dir, "chair", task_from_ref(args.task).data_tree):
         print(f"bench_data: no chair data set in {args.data_dir}; make it with python data/make_demo_data.py",
               file=sys.stderr)
         return 2
-    with _pipeline(args.data_dir, "cache", 0, args.cache_dir):
+    with _pipeline(args.task, args.data_dir, "cache", 0, args.cache_dir):
         pass  # build (or check) the cache before timing
     rates, cpu = {}, {}
     for _ in range(args.rounds):
         for mode in ("png", "cache"):
             for workers in (1, 2):
-                r, c = loader_rate(args.data_dir, mode, workers, args.batches, args.cache_dir)
+                r, c = loader_rate(args.task, args.data_dir, mode, workers, args.batches, args.cache_dir)
                 rates[mode, workers] = max(rates.get((mode, workers), 0.0), r)
                 cpu[mode, workers] = min(cpu.get((mode, workers), 1e9), c)
             print(f"# loader {mode}: done", file=sys.stderr, flush=True)
     compute, convert = dist_ms(args.data_dir, args.batches, args.cache_dir)
-    step_wall, step_cpu = step_times(args.data_dir, args.repeats, args.train_first)
+    step_wall, step_cpu = step_times(args.task, args.data_dir, args.repeats, args.train_first)
     print(f"\nrgb, B={CFG['batch']} x V={CFG['views']} views, {CFG['size']}x{CFG['size']}, random views; loader: best "
           f"of {args.rounds} round(s) of {args.batches} batches; step: median of {args.repeats} after "
           f"{args.train_first} training steps\n")

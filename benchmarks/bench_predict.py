@@ -1,6 +1,6 @@
 """Inference throughput of a trained model (utils/eval/inference.py) on the CPU, batch 1 vs batch 32.
 
-    python benchmarks/bench_predict.py                        # default architecture, random weights
+    python benchmarks/bench_predict.py --task rgb             # default architecture, random weights
     python benchmarks/bench_predict.py --exp experiments/demo_rgb --snapshot best
 
 Speed does not depend on the weights, so without ``--exp`` a throw-away experiment with the
@@ -29,27 +29,23 @@ import numpy as np
 from utils.train import config
 from utils.eval import inference
 from utils.train.experiment import Experiment
-from utils.model import build_graph
+from utils.model import GraphSettings, build_graph
+from utils.task import as_task, available_tasks, task_from_ref, task_ref
 from utils.tfv1 import tf
 
 
-def _task(name):
-    if name == "rgb":
-        from rgb.net import TASK
-    else:
-        from partseg.net import TASK
-    return TASK
-
-
-def make_untrained_experiment(folder, task_name, seed=0):
-    """An experiment folder with the default architecture and freshly initialised weights."""
-    argv = ["--exp", folder, "--seed", str(seed)] + (["--n_cls", "4"] if task_name == "partseg" else [])
-    args = config.train_parser(task_name).parse_args(argv)
+def make_untrained_experiment(folder, task, seed=0):
+    """An experiment folder with the default architecture and freshly initialised weights
+    (``task``: a Task or its name; flags that depend on the data, such as partseg's number of
+    parts, are resolved by the task for the default category)."""
+    task = as_task(task)
+    args = task.resolve_args(config.train_parser(task).parse_args(["--exp", folder, "--seed", str(seed)]))
+    args.task_module = task_ref(task)["task_module"]
     exp = Experiment(folder)
     config.save_args(args, exp.root)
     with tf.Graph().as_default():
         tf.set_random_seed(seed)
-        build_graph(args, _task(task_name), 1, training=False)
+        build_graph(GraphSettings.from_args(args, task), task, 1, training=False)
         saver = tf.train.Saver(tf.global_variables("recon_net"))
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
@@ -90,18 +86,20 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp", default=None, help="a trained experiment (default: untrained, default architecture)")
     p.add_argument("--snapshot", default="latest")
-    p.add_argument("--task", choices=("rgb", "partseg"), default="rgb", help="without --exp")
+    p.add_argument("--task", choices=available_tasks(), help="the task of the untrained model (without --exp)")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--images", type=int, default=64, help="PNG files for the end-to-end measurement")
     args = p.parse_args(argv)
+    if not args.exp and not args.task:
+        p.error("give --exp (a trained experiment) or --task (an untrained model of that task)")
 
     with tempfile.TemporaryDirectory() as tmp:
         exp = args.exp or make_untrained_experiment(os.path.join(tmp, "exp"), args.task)
-        task_name = config.load_train_args(exp).task
-        task = _task(task_name)
-        rng = np.random.default_rng(1)
         targs = config.load_train_args(exp)
+        task_name = targs.task
+        task = task_from_ref(task_name, getattr(targs, "task_module", None))
+        rng = np.random.default_rng(1)
         files = []
         for k in range(args.images):
             files.append(os.path.join(tmp, f"img_{k:03d}.png"))

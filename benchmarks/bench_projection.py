@@ -1,4 +1,4 @@
-"""Speed and memory of the projections: dense (reference) vs local.
+"""Speed and memory of the projections: dense (the original's formulation) vs local vs fused (the default).
 
 Usage::
 
@@ -8,7 +8,8 @@ Usage::
 Each configuration runs in its own subprocess (``sys.executable``), so memory numbers do not
 leak from one configuration into the next. A worker builds, for B objects seen from V views
 (B*V projections), the camera transform, ``mask_projection`` and ``feature_projection`` (rgb)
-and the gradient of a weighted sum of both images w.r.t. the points and their colours, then
+with the implementation ``impl`` ('fused': the compiled tf_ops kernels; a worker that finds no
+compiled library reports an error rather than timing the local ops in its place) and the gradient of a weighted sum of both images w.r.t. the points and their colours, then
 
 * time: the median over ``--repeats`` (>= 5) runs of one forward+backward ``sess.run``, after
   two warm-up runs;
@@ -35,10 +36,12 @@ import time
 
 B_OBJECTS, N_VIEWS = 4, 4
 BASE = dict(n_pts=1024, size=64)
-# (impl, n_pts, image size); dense where it fits
-CONFIGS = [("dense", 1024, 64), ("local", 1024, 64),
-           ("local", 1024, 128), ("dense", 1024, 128), ("local", 1024, 256),
-           ("local", 4096, 64), ("dense", 4096, 64), ("local", 16384, 64)]
+# (impl, n_pts, image size); dense where it fits; fused (the default --projection) everywhere
+CONFIGS = [("dense", 1024, 64), ("local", 1024, 64), ("fused", 1024, 64),
+           ("local", 1024, 128), ("fused", 1024, 128), ("dense", 1024, 128), ("local", 1024, 256),
+           ("fused", 1024, 256), ("local", 4096, 64), ("fused", 4096, 64), ("dense", 4096, 64),
+           ("local", 16384, 64), ("fused", 16384, 64)]
+QUICK = 3  # --quick: the base configuration of each implementation
 DENSE_BYTES_PER_ENTRY = 85  # measured peak (forward+backward) per (projection, point, pixel)
 
 
@@ -110,8 +113,12 @@ def worker(impl, n_pts, size, repeats, threads):
     """Build, run, measure one configuration; print one JSON line."""
     import numpy as np
 
+    from utils.render.projection import resolve_impl
     from utils.tfv1 import tf
 
+    if resolve_impl(impl) != impl:
+        raise SystemExit(f"impl {impl!r} is not available here (it would run {resolve_impl(impl)!r}): "
+                         "build the compiled ops with python tf_ops/build.py")
     rng = np.random.default_rng(0)
     # A toy instance of the same computation warms TensorFlow up (thread pools, kernel
     # libraries) before the baseline, so those one-off costs are not counted.
@@ -167,7 +174,7 @@ def main(argv=None):
     if args.repeats < 5:
         parser.error("--repeats must be at least 5")
 
-    configs = CONFIGS[:2] if args.quick else CONFIGS
+    configs = CONFIGS[:QUICK] if args.quick else CONFIGS
     rows, results = [], {}
     for impl, n_pts, size in configs:
         need = B_OBJECTS * N_VIEWS * n_pts * size * size * DENSE_BYTES_PER_ENTRY
@@ -182,7 +189,7 @@ def main(argv=None):
         results[(impl, n_pts, size)] = res
         dense = results.get(("dense", n_pts, size))
         ratio = ""
-        if impl == "local" and dense:
+        if impl != "dense" and dense:
             ratio = (f"{dense['time_s'] / res['time_s']:.0f}x faster, "
                      f"{dense['mem_bytes'] / max(res['mem_bytes'], 1):.0f}x less memory")
         rows.append(f"| {impl} | {n_pts} | {size}x{size} | {res['time_s'] * 1e3:,.1f} | "
@@ -192,7 +199,7 @@ def main(argv=None):
     print(f"B={B_OBJECTS} objects x V={N_VIEWS} views = {B_OBJECTS * N_VIEWS} projections, mask + rgb, "
           f"forward+backward, median of {args.repeats}, {args.threads} threads")
     print()
-    print("| impl | N points | image | time (ms) | memory (MB) | local vs dense |")
+    print("| impl | N points | image | time (ms) | memory (MB) | vs dense |")
     print("| --- | --- | --- | --- | --- | --- |")
     for row in rows:
         print(row)

@@ -2,9 +2,9 @@
 
 Usage::
 
-    python benchmarks/bench_train_step.py            # demo size: before / local / fused,
-                                                     # plus dense / local / fused at a small size
-    python benchmarks/bench_train_step.py --quick    # 1 round, fewer repeats, no small size
+    python benchmarks/bench_train_step.py --task rgb          # demo size: before / local / fused,
+                                                              # plus dense / local / fused at a small size
+    python benchmarks/bench_train_step.py --task rgb --quick  # 1 round, fewer repeats, no small size
 
 Implementations: ``fused``, ``local``, ``dense`` (``--projection``), and ``before``: ``local``
 with the backward affinity as it was before the fused kernels (a brute-force nearest-point
@@ -12,9 +12,10 @@ query through ``tf_ops.nn_distance``, both directions; copied here), i.e. the tr
 fused kernels replace.
 
 Each measurement runs in its own process (``sys.executable``), one after the other, on the same
-data and seed. A worker builds the rgb training graph of ``utils/model.py`` with the demo's flags
-(``run_demo.sh``: B = 8 objects x V = 4 views, N = 1024 points, 64 x 64, ``--skipconn
---wt_aff_pts 1 --wt_decay 0.1``, Adam), trains ``--train_first`` steps (so the cloud is roughly
+data and seed. A worker builds the training graph of ``utils/model.py`` of the task ``--task``
+with the demo's flags (``run_demo.sh``: B = 8 objects x V = 4 views, N = 1024 points, 64 x 64,
+the recommended defaults, among them ``--wt_aff_pts 1 --wt_decay 0.1`` and the task's own, Adam),
+trains ``--train_first`` steps (so the cloud is roughly
 in shape, as during most of a run: the backward affinity's search depends on how far the
 ground-truth pixels are from the cloud), then takes the median of ``--repeats`` ``sess.run``
 calls on a few fixed batches (fed from memory: the data pipeline is the same for every
@@ -53,12 +54,12 @@ SMALL = dict(batch=2, views=2, n_pts=256, size=64)  # where dense fits in memory
 COMPONENTS = [  # (key, label)
     ("camera", "camera transform (world -> pixels)"),
     ("mask_proj", "mask projection"),
-    ("feat_proj", "feature (rgb) projection"),
+    ("feat_proj", "feature projection (the task's)"),
     ("bce", "BCE (incl. mask projection)"),
     ("aff_fwd", "forward affinity (incl. mask projection)"),
     ("aff_bwd", "backward affinity"),
     ("aff_pts", "point affinity"),
-    ("feat", "rgb L2 (incl. feature projection)"),
+    ("feat", "the task's feature loss (incl. feature projection)"),
     ("all_2d", "all 2D terms together (as in the loss)"),
 ]
 
@@ -93,7 +94,7 @@ def _demo_flags(cfg, impl, data_dir, exp):
     return ["--exp", exp, "--data_dir", data_dir, "--category", "chair", "--projection", impl,
             "--batch_size", str(cfg["batch"]), "--N_VIEWS", str(cfg["views"]), "--N_PTS", str(cfg["n_pts"]),
             "--IMG_H", str(cfg["size"]), "--IMG_W", str(cfg["size"]), "--lr", "3e-4", "--wt_aff_pts", "1.0",
-            "--wt_decay", "0.1", "--wt_rgb", "1.0", "--skipconn", "--seed", "7"]
+            "--wt_decay", "0.1", "--seed", "7"]  # the task's own flags: their recommended values
 
 
 def _median_ms(sess, fetch, feeds, repeats):
@@ -114,75 +115,66 @@ def _scalar(tf, tensors):
     return tf.add_n([tf.reduce_sum(t) for t in tensors])
 
 
-def _components(args, task, g, batch_size):
-    """The 2D parts of the loss rebuilt on placeholders for the network's outputs.
+def _components(settings, task, g):
+    """The 2D parts of the loss, built by the graph builder's own functions (utils.model.render_views,
+    loss_terms_2d, loss_weights_2d) on placeholders for the network's outputs.
 
     Returns (placeholders xyz, feat; dict key -> a scalar that needs the term's gradients w.r.t. both)."""
-    from utils.render import camera, projection
-    from utils import losses
-    from utils.model import AFFINITY_SCALE, _flatten_views, _repeat_views
+    import numpy as np
+
+    from utils.model import _flatten_views, loss_terms_2d, loss_weights_2d, render_views
     from utils.tfv1 import tf
 
-    B, V, H, W = batch_size, args.N_VIEWS, args.IMG_H, args.IMG_W
     xyz = tf.placeholder(tf.float32, g.xyz.shape, "bench_xyz")
     feat = tf.placeholder(tf.float32, g.feat.shape, "bench_feat")
     ph = g.ph
-    pix = camera.project(_repeat_views(xyz, V), _flatten_views(ph["az"]), _flatten_views(ph["el"]), H, W)
-    feat_v = _repeat_views(feat, V)
+    pix, mask, proj = render_views(settings, task, xyz, feat, ph["az"], ph["el"])
     gt_mask = _flatten_views(ph["mask"])
-    dist = _flatten_views(ph["dist"])
-    mask = projection.mask_projection(pix, H, W, args.SIGMA_SQ_MASK, impl=args.projection)
-    proj = task.project(pix, feat_v, args)
-    import numpy as np
+    terms = loss_terms_2d(settings, task, pix, mask, proj, gt_mask, _flatten_views(ph["dist"]),
+                          _flatten_views(ph[task.view_key]))
     weights = tf.constant(np.random.default_rng(1).uniform(size=proj.shape.as_list()).astype(np.float32))
-    terms = dict(
-        camera=tf.reduce_sum(pix * tf.constant([1e-3, 1e-3, 1.0])),
-        mask_proj=tf.reduce_sum(mask * gt_mask),
-        feat_proj=tf.reduce_sum(proj * weights),
-        bce=losses.mask_bce(mask, gt_mask),
-        aff_fwd=losses.affinity_fwd(mask, dist),
-        aff_bwd=losses.affinity_bwd(pix, gt_mask),
-        aff_pts=losses.affinity_points(pix, dist),
-        feat=task.view_loss(proj, _flatten_views(ph[task.view_key])),
-    )
-    terms["all_2d"] = (args.wt_bce * terms["bce"]
-                       + AFFINITY_SCALE * (args.wt_aff_fwd * terms["aff_fwd"] + args.wt_aff_bwd * terms["aff_bwd"])
-                       + args.wt_aff_pts * terms["aff_pts"] + task.weight(args) * terms["feat"])
+    terms.update(camera=tf.reduce_sum(pix * tf.constant([1e-3, 1e-3, 1.0])),
+                 mask_proj=tf.reduce_sum(mask * gt_mask),
+                 feat_proj=tf.reduce_sum(proj * weights))
+    terms["all_2d"] = tf.add_n([w * terms[name] for w, name in loss_weights_2d(settings) if w])
     grads = {k: _scalar(tf, [x for x in tf.gradients(t, [xyz, feat]) if x is not None]) for k, t in terms.items()}
     return xyz, feat, grads
 
 
-def worker(impl, cfg, data_dir, repeats, train_first, threads, step_only=False):
+def worker(task_name, impl, cfg, data_dir, repeats, train_first, threads, step_only=False):
     """Build, train briefly, time; print one JSON line. ``threads``: 0 = TF's default."""
     import numpy as np
 
-    from rgb.net import TASK
+    from utils.task import task_from_ref
     from utils.train import config
     from utils import losses
     from utils.render import projection
     from utils.data import BatchPipeline
-    from utils.model import build_graph
+    from utils.model import GraphSettings, build_graph
     from utils.tfv1 import tf
 
+    TASK = task_from_ref(task_name)
     if impl == "before":
         losses.affinity_bwd = _affinity_bwd_before  # utils.model and _components look it up at build time
     with tempfile.TemporaryDirectory() as exp:
-        args = config.train_parser("rgb").parse_args(
+        args = config.train_parser(TASK).parse_args(
             _demo_flags(cfg, "local" if impl == "before" else impl, data_dir, exp))
     resolved = projection.resolve_impl(args.projection)
+    args = TASK.resolve_args(args)
     B = args.batch_size
-    pipe = BatchPipeline(data_dir, "chair", "train", task="rgb", batch_size=B, n_views=args.N_VIEWS,
+    pipe = BatchPipeline(data_dir, "chair", "train", task=TASK, batch_size=B, n_views=args.N_VIEWS,
                          img_h=args.IMG_H, img_w=args.IMG_W, seed=args.seed, num_workers=1)
     batches = [pipe.get_batch(k) for k in range(max(4, min(train_first, 64)))]
     pipe.close()
     tf.set_random_seed(args.seed)
-    g = build_graph(args, TASK, B, n_gt_pts=batches[0]["pcl"].shape[1])
+    settings = GraphSettings.from_args(args, TASK)
+    g = build_graph(settings, TASK, B, n_gt_pts=batches[0]["pcl"].shape[1])
     train_vars = tf.trainable_variables("recon_net")
     grads = tf.gradients(g.loss, train_vars)
     train_op = tf.train.AdamOptimizer(args.lr, beta1=0.9).apply_gradients(zip(grads, train_vars))
     loss_grads = _scalar(tf, grads)
     net_grads = _scalar(tf, tf.gradients(tf.reduce_sum(g.xyz) + tf.reduce_sum(g.feat), train_vars))
-    xyz_ph, feat_ph, comp = _components(args, TASK, g, B)
+    xyz_ph, feat_ph, comp = _components(settings, TASK, g)
     config_proto = tf.ConfigProto()
     if threads:
         config_proto.intra_op_parallelism_threads = threads
@@ -217,10 +209,11 @@ def worker(impl, cfg, data_dir, repeats, train_first, threads, step_only=False):
     print(json.dumps(out))
 
 
-def _ensure_data(data_dir):
+def _ensure_data(data_dir, task_name):
     """(data dir, temporary dir or None): the given data set, or a small generated one."""
     from utils.data import has_dataset
-    if has_dataset(data_dir, "chair", "rgb"):
+    from utils.task import task_from_ref
+    if has_dataset(data_dir, "chair", task_from_ref(task_name).data_tree):
         return data_dir, None
     from utils.datagen.demo_data import generate
     tmp = tempfile.TemporaryDirectory(prefix="bench_train_step_")
@@ -230,7 +223,8 @@ def _ensure_data(data_dir):
 
 
 def _run(impl, cfg, data_dir, args, threads, step_only):
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl, json.dumps(cfg), "--data_dir", data_dir,
+    cmd = [sys.executable, os.path.abspath(__file__), "--task", args.task, "--worker", impl, json.dumps(cfg),
+           "--data_dir", data_dir,
            "--repeats", str(args.repeats), "--train_first", str(args.train_first), "--threads", str(threads)]
     if step_only:
         cmd.append("--step_only")
@@ -284,7 +278,9 @@ def _table(cpu, wall):
 
 
 def main(argv=None):
+    from utils.task import available_tasks
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", choices=available_tasks(), required=True, help="the task whose training step is timed")
     p.add_argument("--impls", nargs="+", default=["before", "local", "fused"],
                    help="implementations at the demo size (before, local, fused, dense)")
     p.add_argument("--small_impls", nargs="+", default=["dense", "local", "fused"],
@@ -299,12 +295,12 @@ def main(argv=None):
     p.add_argument("--step_only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        worker(args.worker[0], json.loads(args.worker[1]), args.data_dir, args.repeats, args.train_first,
+        worker(args.task, args.worker[0], json.loads(args.worker[1]), args.data_dir, args.repeats, args.train_first,
                args.threads, args.step_only)
         return 0
     if args.quick:
         args.repeats, args.rounds, args.train_first, args.small_impls = 10, 1, 50, []
-    data_dir, tmp = _ensure_data(args.data_dir)
+    data_dir, tmp = _ensure_data(args.data_dir, args.task)
     try:
         for cfg, impls, with_wall in [(DEMO, args.impls, True), (SMALL, args.small_impls, False)]:
             if not impls:
@@ -323,7 +319,7 @@ def main(argv=None):
             if not cpu:
                 continue
             print(f"\nB={cfg['batch']} objects x V={cfg['views']} views, N={cfg['n_pts']}, {cfg['size']}x{cfg['size']}, "
-                  f"rgb; after {args.train_first} training steps; medians of {args.repeats} runs, the smallest of "
+                  f"{args.task}; after {args.train_first} training steps; medians of {args.repeats} runs, the smallest of "
                   f"{args.rounds} round(s)" + ("; full step wall ms per round (default threads): "
                                                + "; ".join(f"{i} {v}" for i, v in wall_all.items()) if with_wall
                                                else ""))

@@ -2,7 +2,7 @@
 
     python partseg/metrics_partseg.py --exp experiments/chair_partseg --snapshot best --eval_set test
 """
-from partseg.net import TASK
+from partseg.task import TASK
 from utils.eval import evaluate
 
 

@@ -9,7 +9,7 @@ arrays (part probabilities); ``--help`` says what input the model expects.
 """
 import sys
 
-from partseg.net import TASK
+from partseg.task import TASK
 from utils.eval import inference
 
 

@@ -4,7 +4,7 @@
 
 See ``--help`` for every flag; ``run_train_partseg.sh`` has the recommended set.
 """
-from partseg.net import TASK
+from partseg.task import TASK
 from utils.train import loop as train_loop
 
 

@@ -8,7 +8,7 @@ raw arrays; ``--help`` says what input the model expects. The shared code is uti
 """
 import sys
 
-from rgb.net import TASK
+from rgb.task import TASK
 from utils.eval import inference
 
 

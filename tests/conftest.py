@@ -38,6 +38,26 @@ def finite_difference():
     return _central_differences
 
 
+def _project_np(xyz, az, el, img_h, img_w, distance=2.0):
+    """The original's camera in plain numpy, written apart from utils.render.camera (a test oracle):
+    world points (N, 3) rotated by az about x, then by el about y, seen from ``distance`` on +z;
+    pinhole with focal 120 px and the centre in the middle of a 64 px side (both scaled with the
+    side). Returns (N, 3): row px, col px, depth (points behind the camera are not handled)."""
+    ca, sa, ce, se = np.cos(az), np.sin(az), np.cos(el), np.sin(el)
+    r_az = np.array([[1, 0, 0], [0, ca, -sa], [0, sa, ca]])
+    r_el = np.array([[ce, 0, se], [0, 1, 0], [-se, 0, ce]])
+    cam = np.asarray(xyz, np.float64) @ (r_el @ r_az).T - [0.0, 0.0, distance]
+    depth = -cam[:, 2]
+    return np.stack([img_h / 2 + 120.0 * img_h / 64 * cam[:, 0] / depth,
+                     img_w / 2 + 120.0 * img_w / 64 * cam[:, 1] / depth, depth], -1)
+
+
+@pytest.fixture
+def project_np():
+    """``f(xyz (N, 3), az, el, img_h, img_w)`` -> (N, 3) row, col, depth: an independent numpy camera."""
+    return _project_np
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

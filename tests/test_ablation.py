@@ -56,7 +56,7 @@ def test_variant_flags_resolve_as_described(ablation, task):
 
 
 def _small_graph(ablation, name):
-    from rgb.net import TASK
+    from rgb.task import TASK
     from utils.model import build_graph
     args = _train_args(ablation, "rgb", name, ["--N_VIEWS", "2", "--N_PTS", "64", "--IMG_H", "16", "--IMG_W", "16",
                                                "--bottleneck", "8"])

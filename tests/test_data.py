@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.render import camera
 from utils import data
 from utils.datagen import demo_data
 from utils.data import shapenet
@@ -32,9 +31,18 @@ def broken(tiny, tmp_path):
 
 
 def _pipe(root, **kw):
-    args = dict(batch_size=2, n_views=3, num_workers=0)
+    """A pipeline of the tiny set; ``task`` may be a task's name (its Task is looked up)."""
+    from utils.task import as_task
+    args = dict(batch_size=2, n_views=3, num_workers=0, task="rgb")
     args.update(kw)
+    args["task"] = as_task(args["task"])
     return BatchPipeline(root, args.pop("category", "chair"), args.pop("split", "train"), **args)
+
+
+def _tree(task):
+    """The data tree (sub-folder) of a task named ``task``."""
+    from utils.task import as_task
+    return as_task(task).data_tree
 
 
 # --------------------------------------------------------------------------- shapenet
@@ -57,7 +65,7 @@ def test_categories_and_axis_alignment():
 # --------------------------------------------------------------------------- listing
 def test_list_models_and_parts(tiny):
     train = data.list_models(tiny, "chair", "train")
-    val = data.list_models(tiny, CHAIR, "val", task="partseg")
+    val = data.list_models(tiny, CHAIR, "val", tree=_tree("partseg"))
     test = data.list_models(tiny, "chair", "test")
     assert len(train) + len(val) + len(test) == 6 and not set(train) & set(val)
     assert data.n_parts(tiny, "chair") == 4 and data.part_names(tiny, "car") == ["body", "roof", "hood", "wheel"]
@@ -96,7 +104,7 @@ def test_batch_shapes_dtypes_ranges(tiny, task):
         assert b["pcl_labels"].min() == 0 and b["pcl_labels"].max() <= 3
 
 
-def test_ground_truth_points_project_inside_the_masks(tiny):
+def test_ground_truth_points_project_inside_the_masks(tiny, project_np):
     """Renderer, camera and loaders agree: >= 98% of GT points land in the mask of every view."""
     for category in ("chair", "airplane"):
         for split in ("train", "val", "test"):
@@ -105,7 +113,7 @@ def test_ground_truth_points_project_inside_the_masks(tiny):
                 for step in range(p.n_models):
                     b = p.get_batch(step)
                     for v in range(4):
-                        pix = camera.project_np(b["pcl"][0], b["az"][0, v], b["el"][0, v], 64, 64)
+                        pix = project_np(b["pcl"][0], b["az"][0, v], b["el"][0, v], 64, 64)
                         r, c = np.round(pix[:, 0]).astype(int), np.round(pix[:, 1]).astype(int)
                         ok = (r >= 0) & (r < 64) & (c >= 0) & (c < 64)
                         inside = np.zeros(len(r), bool)
@@ -257,7 +265,7 @@ def test_npy_with_wrong_shape(broken):
      "labels_1.npy: expected dtype kind"),
 ])
 def test_bad_arrays(broken, task, tree, name, array, message):
-    mid = data.list_models(broken, "chair", "train", task)[0]
+    mid = data.list_models(broken, "chair", "train", _tree(task))[0]
     np.save(broken / tree / CHAIR / mid / name, array)
     with pytest.raises(DataError, match=message):
         _pipe(broken, task=task, view_mode="fixed", shuffle=False)
@@ -288,7 +296,7 @@ def test_view_file_must_match_the_renders_with_finite_angles(broken, text, messa
      r"pointcloud_labels.npy: found part label 9; expected 1 .. 4"),
 ])
 def test_part_labels_out_of_range(broken, tree, name, make, message):
-    mid = data.list_models(broken, "chair", "train", "partseg")[0]
+    mid = data.list_models(broken, "chair", "train", _tree("partseg"))[0]
     path = broken / tree / CHAIR / mid / name
     np.save(path, make(np.load(path)))
     with pytest.raises(DataError, match=message):
@@ -315,4 +323,4 @@ def test_missing_data_dir(tmp_path):
         data.list_models(tmp_path / "nope", "chair", "train")
     (tmp_path / "rgb_only").mkdir()
     with pytest.raises(DataError, match="has no partseg/ folder"):
-        data.list_models(tmp_path / "rgb_only", "chair", "train", task="partseg")
+        data.list_models(tmp_path / "rgb_only", "chair", "train", tree=_tree("partseg"))

@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.render import camera
 from utils.datagen import demo_data
 from utils.data import shapenet
 
@@ -78,12 +77,12 @@ def test_label_maps_agree_with_masks(tiny):
             assert not (fg[0].any() or fg[-1].any() or fg[:, 0].any() or fg[:, -1].any())
 
 
-def test_visible_points_have_the_pixel_colour_and_label():
+def test_visible_points_have_the_pixel_colour_and_label(project_np):
     """Flat rendering: where a point is the visible surface, the pixel shows its colour and part."""
     model = demo_data.make_model("car", 2, seed=1, n_views=3)
     pcl = shapenet.preprocess_pcl_gt(model["pcl"])
     for v, (az, el) in enumerate(np.radians(model["views"])):
-        pix = camera.project_np(pcl, az, el, 64, 64)
+        pix = project_np(pcl, az, el, 64, 64)
         r, c = np.round(pix[:, 0]).astype(int), np.round(pix[:, 1]).astype(int)
         coded = (pix[:, 2] - demo_data.DEPTH_NEAR) / (demo_data.DEPTH_FAR - demo_data.DEPTH_NEAR) * 253
         visible = np.abs(model["depth"][v][r, c] - coded) <= 2  # about 0.015 world units

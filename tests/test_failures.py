@@ -207,9 +207,9 @@ def test_unreadable_checkpoints_fall_back_then_stop(tmp_path, sess):
 # --------------------------------------------------------------------------- flags
 def test_changed_flags_are_the_ones_that_change_training():
     saved = Namespace(exp="a", data_dir="/data", lr=1e-4, seed=1, N_ITERS=10, print_n=5, views="random",
-                      removed_flag=3)
+                      removed_flag=3, projection="fused")
     now = Namespace(exp="b", data_dir="/data/../data", lr=1e-4, seed=2, N_ITERS=20, print_n=1, views="fixed",
-                    new_default="x", new_set="y", override=True)
+                    new_default="x", new_set="y", override=True, projection="local")  # projection: switchable
     changes = config.changed_flags(saved, now, defaults={"new_default": "x", "new_set": "z"})
     assert changes == [("new_set", None, "y"), ("seed", 1, 2), ("views", "random", "fixed")]
     with pytest.raises(config.ResumeError, match="--seed: 1 -> 2.*--override"):
@@ -233,7 +233,11 @@ def test_resume_with_changed_flags_is_refused_unless_override(data, tmp_path, ca
     with pytest.raises(config.ResumeError, match=r"--lr: 0.0001 -> 0.0002"):
         train_rgb.main(_argv(exp, data, 3, "--lr", "2e-4"))
     assert config.load_train_args(str(exp)).lr == 1e-4
-    assert train_rgb.main(_argv(exp, data, 3, "--print_n", "2", "--num_workers", "2")) == 3  # allowed
+    assert config.load_train_args(str(exp)).projection == "fused"  # the implementation used, not 'auto'
+    # allowed: runtime flags, and the projection implementation (they agree to 1e-5), which is logged
+    assert train_rgb.main(_argv(exp, data, 3, "--print_n", "2", "--num_workers", "2", "--projection", "local")) == 3
+    assert config.load_train_args(str(exp)).projection == "local"
+    assert "--projection: 'fused' in args.json, 'local' now (allowed" in _log(exp)
     assert train_rgb.main(_argv(exp, data, 4, "--lr", "2e-4", "--override")) == 4
     assert config.load_train_args(str(exp)).lr == 2e-4
     assert "--override: training continues with changed flags at iteration 3: --lr: 0.0001 -> 0.0002" in _log(exp)

@@ -114,7 +114,7 @@ def test_original_affinity_matches_a_transcription_of_the_original(shape, sess, 
 def test_affinity_flag_selects_the_terms_in_the_training_graph(rng):
     """Through build_graph: --affinity original gives the transcription's values on the graph's
     own projected masks; --affinity paper gives different ones."""
-    from rgb.net import TASK
+    from rgb.task import TASK
     from utils.model import build_graph
     values = {}
     for affinity in ("original", "paper"):
@@ -144,7 +144,7 @@ def test_original_view_weights_are_1_to_V(n_views):
     equal the original's loss, transcribed: per view k the tiled computation with ``dist_mat`` after
     k + 1 in-place ``+= 1.``, summed over views and divided by N_VIEWS (rgb/train_rgb.py); 'equal'
     matches the same transcription with a fresh ``dist_mat`` per view."""
-    from rgb.net import TASK
+    from rgb.task import TASK
     from utils.model import build_graph
     b, h, w = 2, 16, 16
     r = np.random.default_rng(n_views)
@@ -206,7 +206,7 @@ def test_tflearn_init_has_tflearns_ranges(sess):
 
 def test_input_scale_multiplies_the_image_inside_the_graph(rng):
     """A '255' network fed an image x computes what the same weights compute on 255 * x."""
-    from rgb.net import TASK
+    from rgb.task import TASK
     from utils.model import build_graph
     image = rng.random((2, 64, 64, 3)).astype(np.float32)
     outputs = {}
@@ -246,7 +246,7 @@ def test_metrics_scale_without_clipping_by_default(sess, rng):
 
 
 def test_eval_set_without_a_list_names_the_lists_found(tiny_data, tmp_path):
-    from rgb.net import TASK
+    from rgb.task import TASK
     from utils.eval import evaluate
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)

@@ -13,9 +13,25 @@ from utils.net import layers
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize("name", ["utils", "utils.render.camera", "utils.net.layers", "rgb", "partseg", "tf_ops"])
-def test_package_imports(name):
-    assert importlib.import_module(name) is not None
+@pytest.mark.parametrize("name, api", [
+    ("utils", ()), ("utils.render.camera", ("project", "world2cam", "intrinsics")),
+    ("utils.net.layers", ("weight_decay_loss",)), ("utils.task", ("task_from_ref", "available_tasks")),
+    ("rgb", ()), ("partseg", ()), ("tf_ops", ("nn_distance", "approx_match", "match_cost", "backend")),
+])
+def test_package_imports(name, api):
+    """Each package imports (no work or error at import time) and offers the functions its callers use."""
+    module = importlib.import_module(name)
+    assert module.__name__ == name
+    missing = [a for a in api if not callable(getattr(module, a, None))]
+    assert not missing, f"{name} lacks {missing}"
+
+
+@pytest.mark.parametrize("name", ["rgb", "partseg"])
+def test_task_folders_define_their_task(name):
+    """``<name>/task.py`` defines TASK, a Task called ``name``: what args.json's task finds again."""
+    from utils.task import Task, task_from_ref
+    task = importlib.import_module(f"{name}.task").TASK
+    assert isinstance(task, Task) and task.name == name and task_from_ref(name) is task
 
 
 def test_utils_importable_without_pythonpath(tmp_path):

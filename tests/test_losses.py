@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from utils import losses
+from utils.data.distance_map import gt_distance_transform
 from utils.render import projection as proj
 from utils.tfv1 import tf
 
@@ -34,17 +35,17 @@ def _pixels():
 def test_gt_distance_transform_matches_brute_force(rng):
     masks = _blobs(rng, 3)
     masks[2] = 0  # no foreground at all
-    dist = losses.gt_distance_transform(masks)
+    dist = gt_distance_transform(masks)
     assert dist.dtype == np.float32 and dist.shape == masks.shape
     for b in range(2):
         fg = _pixels()[masks[b].ravel() > 0.5]
         np.testing.assert_allclose(dist[b].ravel(), _brute_sq_dist(_pixels(), fg), atol=1e-4)
     np.testing.assert_array_equal(dist[2], H * H + W * W)
     # extra leading axes (batch, views) and a single image give the same numbers
-    np.testing.assert_array_equal(losses.gt_distance_transform(masks[:2].reshape(1, 2, H, W))[0], dist[:2])
-    np.testing.assert_array_equal(losses.gt_distance_transform(masks[1]), dist[1])
+    np.testing.assert_array_equal(gt_distance_transform(masks[:2].reshape(1, 2, H, W))[0], dist[:2])
+    np.testing.assert_array_equal(gt_distance_transform(masks[1]), dist[1])
     with pytest.raises(ValueError):
-        losses.gt_distance_transform(np.zeros(5))
+        gt_distance_transform(np.zeros(5))
 
 
 # ----------------------------------------------------------------------------- affinity
@@ -53,10 +54,10 @@ def test_affinity_fwd_matches_brute_force(sess, rng):
     pred = rng.uniform(size=(3, H, W)).astype(np.float32)
     expected = np.mean([pred[b].ravel() * _brute_sq_dist(_pixels(), _pixels()[gt[b].ravel() > 0.5])
                         for b in range(3)])
-    got = sess.run(losses.affinity_fwd(tf.constant(pred), tf.constant(losses.gt_distance_transform(gt))))
+    got = sess.run(losses.affinity_fwd(tf.constant(pred), tf.constant(gt_distance_transform(gt))))
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     # A prediction inside the ground truth costs nothing.
-    assert sess.run(losses.affinity_fwd(tf.constant(gt), tf.constant(losses.gt_distance_transform(gt)))) == 0
+    assert sess.run(losses.affinity_fwd(tf.constant(gt), tf.constant(gt_distance_transform(gt)))) == 0
 
 
 def _affinity_bwd_np(pix, gt, cap):
@@ -183,7 +184,7 @@ def test_part_cross_entropy_on_a_rendered_label_image(sess):
 def test_affinity_points_hand_computed_and_pulls_stray_points(sess):
     gt = np.zeros((1, 16, 16), np.float32)
     gt[0, 4:8, 4:8] = 1
-    dist = losses.gt_distance_transform(gt)
+    dist = gt_distance_transform(gt)
     # (10, 5): 3 px below the square; (5.5, 5.5): inside; (5, 30): 15 px right of the image,
     # whose nearest column (15) is 8 px from the square; the last point is behind the camera.
     pix = tf.constant([[[10.0, 5.0, 2.0], [5.5, 5.5, 2.0], [5.0, 30.0, 2.0], [3.0, 3.0, 1e-3]]])

@@ -418,7 +418,7 @@ def test_collection_layout_loaders_and_failures(collection, tmp_path):
     assert sorted(ids) == ["bar", "plain", "quads__quad", "toy"]
     args = config.parse_train_args("rgb", ["--exp", "x", "--data_dir", str(out), "--category", "90000001",
                                            "--batch_size", "2", "--N_VIEWS", "2"])
-    batch = BatchPipeline.from_args(args, "rgb", "train", num_workers=0).get_batch(0)
+    batch = BatchPipeline.from_args(args, _task("rgb"), "train", num_workers=0).get_batch(0)
     assert batch["image"].shape == (2, 64, 64, 3) and batch["pcl"].shape == (2, 1024, 3)
     assert batch["mask"].sum() > 0 and batch["pcl_rgb"].max() <= 1
     # the off file has no colour: grey everywhere
@@ -508,7 +508,7 @@ def test_cli_help_partseg_tree_and_errors(collection, tmp_path, monkeypatch, cap
     assert labels.shape == (32, 32) and labels.dtype == np.uint8 and set(np.unique(labels)) <= {0, 1, 2}
     args = config.parse_train_args("partseg", ["--exp", "x", "--data_dir", str(out), "--category", "car",
                                                "--batch_size", "1", "--N_VIEWS", "2", "--IMG_H", "32", "--IMG_W", "32"])
-    batch = BatchPipeline.from_args(args, "partseg", "train", num_workers=0).get_batch(0)
+    batch = BatchPipeline.from_args(args, _task("partseg"), "train", num_workers=0).get_batch(0)
     assert set(np.unique(batch["pcl_labels"])) == {0, 1}  # 0-based in batches
     assert mesh_dataset.main(["--meshes", str(collection), "--out", str(tmp_path / "x"), "--quiet"]) == 2
 
@@ -620,3 +620,8 @@ def test_concurrent_shards_and_finalize_equal_one_run(collection, tmp_path, caps
         assert ia[key] == ib[key], key
     assert sorted(f["path"] for f in ia["failed"]) == sorted(f["path"] for f in ib["failed"])
     assert len(ib["failed"]) == 2 and ib["already_complete"] == 4
+
+
+def _task(name):
+    from utils.task import task_from_ref
+    return task_from_ref(name)

@@ -1,5 +1,4 @@
 """The medoid and the image-blind baselines of the evaluation, on hand-computed cases."""
-from argparse import Namespace
 
 import numpy as np
 
@@ -36,7 +35,7 @@ def test_medoid_index_hand_computed():
 
 
 def test_rgb_baseline_is_the_medoid_painted_with_the_mean_colour():
-    from rgb.net import TASK
+    from rgb.task import TASK
     clouds = np.array([SEG_X, SEG_Y, SQUARE], np.float32)
     colours = np.zeros((3, 4, 3), np.float32)
     colours[0] = [1.0, 0.0, 0.0]  # red, green, blue clouds, then one white point
@@ -45,7 +44,7 @@ def test_rgb_baseline_is_the_medoid_painted_with_the_mean_colour():
     colours[2, 0] = [1.0, 1.0, 1.0]
     # mean over the 12 points: red (4 + 1) / 12, green (4 + 1) / 12, blue (3 + 1) / 12
     mean = np.array([5, 5, 4]) / 12.0
-    [(name, fn)] = TASK.baselines(clouds, colours, 2, Namespace())
+    [(name, fn)] = TASK.baselines(clouds, colours, 2, 3)
     pred_xyz = np.zeros((2, 7, 3), np.float32)  # the prediction is ignored
     xyz, feat = fn(pred_xyz, np.zeros((2, 7, 3), np.float32))
     assert name == "medoid_baseline"
@@ -54,10 +53,10 @@ def test_rgb_baseline_is_the_medoid_painted_with_the_mean_colour():
 
 
 def test_partseg_baselines_hand_computed():
-    from partseg.net import TASK
+    from partseg.task import TASK
     clouds = np.array([SEG_X, SEG_Y, SQUARE], np.float32)
     labels = np.array([[0, 0, 1, 1], [2, 2, 2, 1], [2, 0, 2, 2]])  # part 2 is the most frequent (6 of 12)
-    baselines = dict(TASK.baselines(clouds, labels, 1, Namespace(n_cls=3)))
+    baselines = dict(TASK.baselines(clouds, labels, 1, 3))
     assert list(baselines) == ["medoid_baseline", "majority_baseline"]
     pred_xyz = np.arange(2 * 5 * 3, dtype=np.float32).reshape(2, 5, 3)
     pred_feat = np.full((2, 5, 3), 1 / 3, np.float32)

@@ -17,7 +17,8 @@ import pytest
 import trimesh
 
 from utils.eval import inference
-from utils.data import task_dirs
+from utils.data import tree_dirs
+from utils.task import task_from_ref
 
 SYNSET_CHAIR = "03001627"
 
@@ -43,7 +44,7 @@ def partseg_exp(tiny_data, tmp_path_factory):
 
 
 def _render_dir(data, task, model_id):
-    return os.path.join(task_dirs(data, task)["rendered"], SYNSET_CHAIR, model_id)
+    return os.path.join(tree_dirs(data, task_from_ref(task).data_tree)["rendered"], SYNSET_CHAIR, model_id)
 
 
 def _test_models(data, task="rgb"):
@@ -131,7 +132,7 @@ def test_predict_rgb_images_folder_rgba_corrupt_and_metrics_path(rgb_exp, tiny_d
 @pytest.mark.slow
 def test_predict_partseg_labels_in_ply(partseg_exp, tiny_data, tmp_path):
     from partseg import predict_partseg
-    from partseg.net import TASK
+    from partseg.task import TASK
     model_id = _test_models(tiny_data, "partseg")[0]
     src = os.path.join(_render_dir(tiny_data, "partseg", model_id), "render_0.png")
     img = cv2.imread(src)
@@ -161,7 +162,7 @@ def test_predict_partseg_labels_in_ply(partseg_exp, tiny_data, tmp_path):
 
 @pytest.mark.slow
 def test_savedmodel_loads_without_this_code(rgb_exp, tmp_path):
-    from rgb.net import TASK
+    from rgb.task import TASK
     rng = np.random.default_rng(1)
     images = rng.random((3, 64, 64, 3), dtype=np.float32)
     with inference.Predictor(rgb_exp, TASK, "latest", batch_size=2) as pred:
@@ -194,7 +195,7 @@ def test_savedmodel_loads_without_this_code(rgb_exp, tmp_path):
 
 
 def test_wrong_task_and_bad_flags(rgb_exp, capsys):
-    from partseg.net import TASK
+    from partseg.task import TASK
     with pytest.raises(ValueError, match="trained for 'rgb'.*predict_rgb"):
         inference.Predictor(rgb_exp, TASK)
     with pytest.raises(SystemExit):

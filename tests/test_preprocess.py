@@ -154,7 +154,7 @@ def rgb_exp_30(tiny_data, tmp_path_factory):
 def test_photo_like_inputs_predict_the_clean_render(rgb_exp_30, tiny_data, tmp_path, capsys):
     import matplotlib.cbook
     from rgb import predict_rgb
-    from rgb.net import TASK
+    from rgb.task import TASK
     from utils.eval import inference
     from tests.test_predict import _render_dir, _test_models
 

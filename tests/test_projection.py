@@ -10,6 +10,18 @@ from utils.render import projection as proj
 from utils.tfv1 import tf
 
 IMPLS = list(proj.IMPLS)
+FUSED_OPS = {"DifferMaskProjection", "DifferFeatureProjection"}  # tf_ops/projection/projection_op.cc
+
+
+@pytest.fixture(autouse=True)
+def fused_means_the_compiled_ops(request, fresh_graph):
+    """A test run with impl='fused' must have built the compiled kernels, not the local graph ops
+    'fused' falls back to without the library (which would test 'local' twice)."""
+    yield
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    if params.get("impl") == "fused":
+        ops = {op.type for op in fresh_graph.get_operations()}
+        assert ops & FUSED_OPS, f"impl='fused' built none of {sorted(FUSED_OPS)}: the compiled library is missing"
 
 
 def _f32(x):
@@ -118,7 +130,7 @@ def test_part_projection_background_channel(sess, impl):
     assert p[0, 0, 0, 0] == 1 and c[0, 0, 0] == 0
 
 
-# ----------------------------------------------------------------------------- local == dense
+# ----------------------------------------------------------------------------- local == fused == dense
 def _scene(rng, batch, n_pts, size):
     """World cloud seen from ``batch`` random views, plus hand-placed pixel-space points.
 
@@ -143,19 +155,19 @@ def _scene(rng, batch, n_pts, size):
 
 
 @pytest.mark.parametrize("size,batch", [(32, 1), (32, 3), (64, 1), (64, 3)])
-def test_local_equals_dense(sess, rng, size, batch):
-    _compare_local_dense(sess, rng, size, batch)
+def test_local_and_fused_equal_dense(sess, rng, size, batch):
+    _compare_with_dense(sess, rng, size, batch)
 
 
 def test_local_equals_dense_with_segment_sum_scatter(sess, rng, monkeypatch):
     """The scatter-add used when a GPU is visible (unsorted_segment_sum) agrees as well."""
     monkeypatch.setattr(proj, "_gpu_visible", lambda: True)
-    _compare_local_dense(sess, rng, 32, 3)
+    _compare_with_dense(sess, rng, 32, 3)
     op_types = {op.type for op in sess.graph.get_operations()}
     assert "UnsortedSegmentSum" in op_types and "DenseBincount" not in op_types
 
 
-def _compare_local_dense(sess, rng, size, batch):
+def _compare_with_dense(sess, rng, size, batch):
     xyz_np, az, el, extra = _scene(rng, batch, 300, size)
     xyz = tf.constant(xyz_np)
     extra_t = tf.constant(extra)
@@ -177,17 +189,19 @@ def _compare_local_dense(sess, rng, size, batch):
                           g_mask=tf.gradients(loss_m, [xyz, extra_t]),
                           g_feat=tf.gradients(loss_f, [xyz, extra_t, feat, probs]))
     res = sess.run(outs)
-    loc, den = res["local"], res["dense"]
+    den = res["dense"]
     assert den["cov"].sum() > 0.2 * batch * size * size  # the scene does cover the image
     assert 0.1 < den["mask"].mean() < 0.9
-    for key in ["mask", "rgb", "cov", "part"]:
-        np.testing.assert_allclose(loc[key], den[key], atol=1e-4, rtol=0, err_msg=key)
-    for key in ["g_mask", "g_feat"]:
-        for g_loc, g_den in zip(loc[key], den[key]):
-            assert np.all(np.isfinite(g_loc)) and np.all(np.isfinite(g_den))
-            scale = np.abs(g_den).max()
-            assert scale > 0
-            np.testing.assert_allclose(g_loc, g_den, rtol=1e-3, atol=1e-3 * scale, err_msg=key)
+    assert {op.type for op in sess.graph.get_operations()} & FUSED_OPS  # 'fused' is the compiled op
+    for impl in ("local", "fused"):  # each against the original's dense formulation
+        for key in ["mask", "rgb", "cov", "part"]:
+            np.testing.assert_allclose(res[impl][key], den[key], atol=1e-4, rtol=0, err_msg=f"{impl} {key}")
+        for key in ["g_mask", "g_feat"]:
+            for g_impl, g_den in zip(res[impl][key], den[key]):
+                assert np.all(np.isfinite(g_impl)) and np.all(np.isfinite(g_den))
+                scale = np.abs(g_den).max()
+                assert scale > 0
+                np.testing.assert_allclose(g_impl, g_den, rtol=1e-3, atol=1e-3 * scale, err_msg=f"{impl} {key}")
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -317,7 +331,8 @@ def test_local_graph_has_no_points_by_pixels_tensor(fresh_graph):
 # ----------------------------------------------------------------------------- benchmark
 def test_benchmark_runs_the_requested_configurations_and_tabulates_them(capsys, monkeypatch):
     """benchmarks/bench_projection.py (no timing asserted): a worker runs the configuration it is
-    given; the table pairs each local row with the dense one of its size, skips dense
+    given; the table has fused (the default) beside local and dense, pairs each local and fused row
+    with the dense one of its size, skips dense
     configurations over the memory limit and prints the ratios of the workers' numbers."""
     import importlib.util
     import json
@@ -344,7 +359,9 @@ def test_benchmark_runs_the_requested_configurations_and_tabulates_them(capsys, 
     assert bench.main(["--max-dense-gb", "8"]) == 0
     table = capsys.readouterr().out
     # dense needs 16 projections * N * size^2 * 85 bytes: 5.3 GiB at 1024 points, 64x64; 21 GiB at 4x that
-    assert runs == [c for c in bench.CONFIGS if c[0] == "local" or c[1:] == (1024, 64)]
+    assert runs == [c for c in bench.CONFIGS if c[0] != "dense" or c[1:] == (1024, 64)]
+    assert {c[0] for c in bench.CONFIGS[:bench.QUICK]} == {"dense", "local", "fused"}
     assert "| local | 1024 | 64x64 | 50.0 | 1.0 | 10x faster, 8x less memory |" in table
+    assert "| fused | 1024 | 64x64 | 50.0 | 1.0 | 10x faster, 8x less memory |" in table
     assert "| dense | 4096 | 64x64 | skipped: needs ~21 GB (> --max-dense-gb 8) | | |" in table
     assert "| local | 4096 | 64x64 | 50.0 | 1.0 |  |" in table  # no dense row of its size: no ratio

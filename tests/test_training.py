@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import re
+import shlex
 
 import imageio.v2 as imageio
 import numpy as np
@@ -139,7 +140,7 @@ def test_train_step_benchmark_worker(tiny_data, capsys):
     try:
         for impl in ("fused", "before"):
             with tf.Graph().as_default():
-                bench.worker(impl, cfg, tiny_data, repeats=1, train_first=2, threads=1)
+                bench.worker("rgb", impl, cfg, tiny_data, repeats=1, train_first=2, threads=1)
             res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
             assert res["impl"] == impl and res["resolved"] == ("local" if impl == "before" else "fused")
             keys = {k for _, k in bench.ROWS} | {k for k, _ in bench.COMPONENTS}
@@ -153,10 +154,30 @@ def test_train_step_benchmark_worker(tiny_data, capsys):
     assert "| full training step | 6.0 | 2.0 | 3.0x |" in table and "| 20.0 | 40.0 | 2.00x |" in table
 
 
+def flags_in_script(path):
+    """The ``--flags`` each command of a run script passes (one list per line that runs a .py)."""
+    with open(path) as f:
+        text = f.read().replace("\\\n", " ")
+    flags = []
+    for line in text.splitlines():
+        if ".py" not in line or line.lstrip().startswith("#"):
+            continue
+        tokens = shlex.split(line, comments=True)
+        start = next(i for i, t in enumerate(tokens) if t.endswith(".py")) + 1
+        flags.append([t for t in tokens[start:] if not re.fullmatch(r'"?\$[@*]"?', t)])
+    return flags
+
+
+def test_flags_in_script_reads_continued_lines(tmp_path):
+    script = tmp_path / "run.sh"
+    script.write_text('# python x.py --no\nsource env.sh\npython rgb/train_rgb.py --exp "a b" \\\n  --lr 1e-4 "$@"  # c\n')
+    assert flags_in_script(script) == [["--exp", "a b", "--lr", "1e-4"]]
+
+
 @pytest.mark.parametrize("task", ["rgb", "partseg"])
 def test_run_scripts_use_only_defined_flags(task):
     for kind, parser in (("train", config.train_parser(task)), ("metrics", config.metrics_parser(task))):
-        commands = config.flags_in_script(os.path.join(ROOT, f"run_{kind}_{task}.sh"))
+        commands = flags_in_script(os.path.join(ROOT, f"run_{kind}_{task}.sh"))
         assert len(commands) == 1
         args = parser.parse_args(commands[0])  # SystemExit on an unknown flag
         assert args.exp.startswith("experiments/")
@@ -237,7 +258,7 @@ def _graph_fingerprint(args, task, optimiser):
 def _data_fingerprint(args, task):
     """The first training batch the flags describe (and the pipeline's thread count)."""
     from utils.data import BatchPipeline
-    with BatchPipeline.from_args(args, task.name, "train") as p:
+    with BatchPipeline.from_args(args, task, "train") as p:
         batch = p.get_batch(0)
     return p.num_workers, {k: v.tolist() for k, v in batch.items()}
 
@@ -248,7 +269,7 @@ def test_every_train_flag_reaches_the_graph_or_the_batches(task_name, tiny_data)
     """Each flag that decides what is trained changes the training graph or the batches when its
     value changes (a flag nothing reads would change neither); every flag is classified."""
     import importlib
-    task = importlib.import_module(f"{task_name}.net").TASK
+    task = importlib.import_module(f"{task_name}.task").TASK
     flags = _train_flags(task_name)
     assert flags == (set(CHANGES) & flags) | RUN_FLAGS, "classify every flag in CHANGES or RUN_FLAGS"
     # partseg: only its own flags (the shared ones are checked with rgb)
@@ -276,7 +297,7 @@ TINY_GRAPH = ["--N_VIEWS", "2", "--N_PTS", "37", "--IMG_H", "16", "--IMG_W", "12
 
 def _task(name):
     import importlib
-    return importlib.import_module(f"{name}.net").TASK
+    return importlib.import_module(f"{name}.task").TASK
 
 
 def _random_batch(task_name, rng, n_cls=3, b=2, v=2, h=16, w=12, n_gt=32):
@@ -402,7 +423,7 @@ def test_training_on_one_batch_drives_the_losses_down(task_name, tiny_data):
     args = task.resolve_args(config.parse_train_args(task_name, [
         "--exp", "x", "--data_dir", tiny_data, "--N_VIEWS", "2", "--batch_size", "2", "--N_PTS", "256",
         "--bottleneck", "32", "--lr", "1e-3"]))
-    with BatchPipeline.from_args(args, task_name, "train", num_workers=0) as pipeline:
+    with BatchPipeline.from_args(args, task, "train", num_workers=0) as pipeline:
         batch = pipeline.get_batch(0)
     one_thread = tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
     with tf.Graph().as_default(), tf.Session(config=one_thread) as sess:

@@ -16,6 +16,7 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from utils.data.val_set import choose_pairs
+from utils.task import task_from_ref
 from utils.tfv1 import tf
 
 
@@ -97,7 +98,7 @@ def test_validation_scores_are_brute_force_chamfer_on_the_recorded_pairs(tiny_da
     """The validation pass (own batches of 32, the last padded) scores every recorded pair once, with the
     reported metric's definition (unit cube, no clip, fwd + bwd distances) or, --val_chamfer squared,
     the original's mean squared distances."""
-    from rgb.net import TASK
+    from rgb.task import TASK
     from utils.data import BatchPipeline
     from utils.train import config, loop
     from utils.train.experiment import Experiment
@@ -109,7 +110,7 @@ def test_validation_scores_are_brute_force_chamfer_on_the_recorded_pairs(tiny_da
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
             scores = trainer.validation_scores(sess)
-            data = BatchPipeline.from_args(args, "rgb", "val", pairs=trainer.val_pairs, batch_size=1, n_views=1,
+            data = BatchPipeline.from_args(args, task_from_ref("rgb"), "val", pairs=trainer.val_pairs, batch_size=1, n_views=1,
                                            view_mode="fixed", shuffle=False, repeat=False)
             expected = []
             for k, (mid, view) in enumerate(trainer.val_pairs):
@@ -134,13 +135,13 @@ def test_floor_of_a_cloud_against_itself_is_zero_and_against_a_resampling_is_sma
     and below the image-blind baseline's (the training medoid) on every test sample."""
     import importlib
     from utils import metrics
-    from utils.data import BatchPipeline, task_dirs
+    from utils.data import BatchPipeline, tree_dirs
     from utils.data.layout import PCL_FILE, RESAMPLE_PCL_FILE
     from utils.eval.evaluate import floor_method
-    task = importlib.import_module(f"{task_name}.net").TASK
+    task = importlib.import_module(f"{task_name}.task").TASK
 
     def pipeline(data_dir, split):
-        return BatchPipeline(data_dir, "chair", split, task=task_name, batch_size=4, n_views=1, view_mode="fixed",
+        return BatchPipeline(data_dir, "chair", split, task=task, batch_size=4, n_views=1, view_mode="fixed",
                              shuffle=False, repeat=False, all_input_views=True, num_workers=0)
 
     with pipeline(tiny_data, "train") as train:
@@ -161,7 +162,7 @@ def test_floor_of_a_cloud_against_itself_is_zero_and_against_a_resampling_is_sma
     # The same surface sampled twice alike: the second sampling replaced by the ground truth.
     copy = str(tmp_path / "data")
     shutil.copytree(tiny_data, copy)
-    pcl_dir = task_dirs(copy, task_name)["pcl"]
+    pcl_dir = tree_dirs(copy, task.data_tree)["pcl"]
     for root, _, files in os.walk(pcl_dir):
         if PCL_FILE in files:
             shutil.copyfile(os.path.join(root, PCL_FILE), os.path.join(root, RESAMPLE_PCL_FILE))

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from utils.task import task_from_ref
 from utils.data import BatchPipeline
 from utils.data import cache as vc
 
@@ -26,8 +27,9 @@ def _same(a, b):
 
 
 def _pipes(root, cache_dir, **kw):
-    args = dict(batch_size=3, n_views=3, num_workers=0)
+    args = dict(batch_size=3, n_views=3, num_workers=0, task="rgb")
     args.update(kw)
+    args["task"] = task_from_ref(args["task"])
     cat, split = args.pop("category", "chair"), args.pop("split", "train")
     return (BatchPipeline(root, cat, split, **args),
             BatchPipeline(root, cat, split, view_cache="auto", cache_dir=str(cache_dir), **args))
@@ -74,7 +76,7 @@ def test_cache_identical_on_edge_cases(data_copy, tmp_path):
     (squared distances up to 63^2 + 63^2, beyond float16's exact integers), an empty mask
     (H^2 + W^2 everywhere), renders with a grey background (zeroed off the mask)."""
     png = BatchPipeline(data_copy, "chair", "val", n_views=4, view_mode="fixed", num_workers=0)
-    folder = png._model_dir("rendered", 0)
+    folder = png.model_dir("rendered", 0)
     for v in range(4):
         depth = np.full((64, 64), 255, np.uint8)
         if v == 0:
@@ -97,7 +99,7 @@ def test_cache_identical_on_edge_cases(data_copy, tmp_path):
 def test_cached_arrays_are_the_decoded_files(tiny_data, tmp_path):
     """Independent of the pipeline: rows of the cache are the PNG pixels, masks and exact distances."""
     from scipy import ndimage
-    spec = vc.CacheSpec(tiny_data, "chair", "val")
+    spec = vc.CacheSpec(tiny_data, "chair", "val", task_from_ref("rgb"))
     cache = vc.open_cache(spec, cache_dir=tmp_path)
     [model] = cache.manifest["models"]
     folder = os.path.join(tiny_data, "ShapeNet_rendered", spec.synset, model)
@@ -123,7 +125,7 @@ def test_changed_source_file_invalidates_the_cache(data_copy, tmp_path, capsys):
     assert "building" not in capsys.readouterr().err.split("ready")[-1]
     # paint the input view of batch 0's first sample: same file name, new content
     b = png.get_batch(0)
-    path = os.path.join(png._model_dir("rendered", png.models.index(b["model_id"][0])),
+    path = os.path.join(png.model_dir("rendered", png.models.index(b["model_id"][0])),
                         f"render_{b['input_view'][0]}.png")
     img = cv2.imread(path)
     img[:8, :8] = (0, 0, 255)
@@ -164,7 +166,7 @@ def test_damaged_cache_is_detected_and_rebuilt(damage, tiny_data, tmp_path, caps
     assert re.search(reason, err), err
     assert "view cache: building" in err
     _same(reference, cached.get_batch(1))
-    spec = vc.CacheSpec(tiny_data, "chair", "train", "partseg")
+    spec = vc.CacheSpec(tiny_data, "chair", "train", task_from_ref("partseg"))
     vc.check(folder, spec, cached.models, vc.source_fingerprint(spec, cached.models))  # valid again
 
 
@@ -172,7 +174,7 @@ def test_command_line_builds_and_verify_finds_flipped_bytes(tiny_data, tmp_path,
     argv = ["--data_dir", str(tiny_data), "--split", "val", "--task", "rgb", "--cache_dir", str(tmp_path)]
     assert vc.main(argv) == 0
     assert "view cache: building" in capsys.readouterr().err
-    folder = tmp_path / vc.CacheSpec(tiny_data, "chair", "val").name()
+    folder = tmp_path / vc.CacheSpec(tiny_data, "chair", "val", task_from_ref("rgb")).name()
     path = folder / "dist.npy"
     data = bytearray(path.read_bytes())
     data[-5] ^= 0xFF  # same size, one byte wrong: only the checksum sees it
@@ -188,10 +190,10 @@ def test_training_flags_reach_the_pipeline(tiny_data, tmp_path):
     from utils.train import config
     argv = ["--exp", "x", "--data_dir", str(tiny_data), "--batch_size", "2"]
     args = config.parse_train_args("rgb", argv + ["--view_cache", "auto", "--cache_dir", str(tmp_path / "c")])
-    with BatchPipeline.from_args(args, "rgb", "val", num_workers=0) as p:
+    with BatchPipeline.from_args(args, task_from_ref("rgb"), "val", num_workers=0) as p:
         assert p._cache is not None and p._cache.folder.parent == tmp_path / "c"
     plain = config.parse_train_args("rgb", argv)
-    assert plain.view_cache == "off" and BatchPipeline.from_args(plain, "rgb", "val", num_workers=0)._cache is None
+    assert plain.view_cache == "off" and BatchPipeline.from_args(plain, task_from_ref("rgb"), "val", num_workers=0)._cache is None
     # the same batches either way: a run may be resumed with the cache switched on or off
     assert config.changed_flags(plain, args) == []
 

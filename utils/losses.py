@@ -9,7 +9,7 @@ Affinity losses (CAPNet paper: a 2D Chamfer-like distance between silhouettes):
 * forward, :func:`affinity_fwd`: every predicted-mask pixel ``p`` is weighted by ``D_gt(p)``,
   the squared distance (px^2) to the nearest ground-truth foreground pixel:
   ``mean_p M_pred(p) * D_gt(p)``. ``D_gt`` does not depend on the prediction, so it is
-  computed once per image in the data pipeline with :func:`gt_distance_transform`
+  computed once per image in the data pipeline with :func:`utils.data.distance_map.gt_distance_transform`
   (:mod:`utils.data.distance_map`: scipy's exact Euclidean distance transform), never as an
   (H, W, H, W) tensor.
 * backward, :func:`affinity_bwd`: every ground-truth foreground pixel ``p`` is weighted by the
@@ -48,12 +48,10 @@ reproduces it through the ``image_weights`` argument, ``equal`` (the default) do
 The paper's formula, the default (``--affinity paper``), is a distance-weighted silhouette
 term whose magnitudes (px^2) differ from the original's.
 """
-import numpy as np
 
 from utils.tfv1 import tf  # before tf_ops: TensorFlow loads quietly, in graph mode
 
 import tf_ops
-from utils.data.distance_map import gt_distance_transform  # noqa: F401  (D_gt of the affinities; re-exported)
 
 ORIGINAL_AFFINITY_FAR = 1e6  # the original's weight of pixels outside the other mask
 BCE_CLIP = 1e-7  # probabilities clipped to [BCE_CLIP, 1 - BCE_CLIP] (1 - 1e-8 rounds to 1 in float32)

@@ -49,6 +49,7 @@ Build it ahead (otherwise the first training run with ``--view_cache auto`` does
     python -m utils.data.cache --data_dir data --category chair --task rgb partseg
 """
 import argparse
+import importlib
 import hashlib
 import json
 import os
@@ -63,9 +64,9 @@ import numpy as np
 
 from utils import atomic_io
 from utils.data.distance_map import gt_distance_transform
-from utils.data.layout import (N_GT_PTS, PCL_COLOURS_FILE, PCL_FILE, PCL_LABELS_FILE, SPLITS, TASKS, VIEWS_FILE,
-                               _synset, check_views_match_renders, depth_file, label_map_file, list_models, n_parts,
-                               render_file, split_file, task_dirs)
+from utils.data.layout import (N_GT_PTS, PCL_COLOURS_FILE, PCL_FILE, PCL_LABELS_FILE, SPLITS, VIEWS_FILE, _synset,
+                               check_views_match_renders, depth_file, label_map_file, list_models, n_parts,
+                               render_file, split_file, tree_dirs)
 from utils.data.readers import (DataError, read_cloud, read_cloud_colours, read_cloud_labels, read_label_map,
                                 read_mask_bool, read_rgb_u8, read_views, rgb_to_float)
 
@@ -73,9 +74,11 @@ FORMAT = 1  # bump when the layout of a cache folder changes: older folders are 
 MANIFEST = "manifest.json"
 VIEW_CACHE_MODES = ("off", "auto")
 CACHE_DIR_NAME = ".cache"
-# per task: the per-view and per-model arrays beside rgb, mask, dist, angles and pcl
-# (TEMP: a table keyed by the task's name until tasks declare what they load)
-TASK_ARRAYS = {"rgb": ((), ("pcl_rgb",)), "partseg": (("labels",), ("pcl_labels",))}
+# The task targets a cache can hold, named by the task's point key (Task.point_key): per-point
+# colours (their views are the renders, kept anyway, masked) or per-point part labels (their views
+# get an array of label maps). A task with other targets reads the PNG files (supports()).
+COLOUR_POINTS, LABEL_POINTS = "pcl_rgb", "pcl_labels"
+PER_MODEL = ("start", "pcl", COLOUR_POINTS, LABEL_POINTS)  # arrays with a row per model; the rest, per view
 
 
 class CacheInvalid(Exception):
@@ -91,20 +94,32 @@ def _log_stderr(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-class CacheSpec:
-    """What a cache holds: one task, category and split at one image and cloud size."""
+def supports(task):
+    """True when a cache can hold ``task``'s targets (a :class:`utils.task.Task`, duck-typed)."""
+    return getattr(task, "point_key", None) in (COLOUR_POINTS, LABEL_POINTS)
 
-    def __init__(self, data_dir, category, split, task="rgb", img_h=64, img_w=64, n_pts=N_GT_PTS, n_cls=None):
-        if task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+class CacheSpec:
+    """What a cache holds: one task, category and split at one image and cloud size.
+
+    ``task``: a :class:`utils.task.Task` (duck-typed: ``name``, ``data_tree``, ``point_key``)
+    whose targets the cache supports (:func:`supports`).
+    """
+
+    def __init__(self, data_dir, category, split, task, img_h=64, img_w=64, n_pts=N_GT_PTS, n_cls=None):
+        if not supports(task):
+            raise ValueError(f"the view cache holds per-point colours or part labels; task "
+                             f"{getattr(task, 'name', task)!r} has other targets")
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        self.data_dir, self.category, self.split, self.task = str(data_dir), category, split, task
+        self.data_dir, self.category, self.split = str(data_dir), category, split
+        self.task, self.tree, self.point_key = task.name, task.data_tree, task.point_key
         self.synset = _synset(category)
         self.img_h, self.img_w, self.n_pts = int(img_h), int(img_w), int(n_pts)
-        if task == "partseg" and not n_cls:
+        labels = self.point_key == LABEL_POINTS
+        if labels and not n_cls:
             n_cls = n_parts(data_dir, category)
-        self.n_cls = int(n_cls) if task == "partseg" else None
+        self.n_cls = int(n_cls) if labels else None
 
     def params(self):
         return dict(task=self.task, synset=self.synset, split=self.split, img_h=self.img_h, img_w=self.img_w,
@@ -130,7 +145,7 @@ class CacheSpec:
 # --------------------------------------------------------------------------
 def _model_dirs(spec, model_id):
     """The model's folders that the loaders read (rendered, pcl, and labels when that tree exists)."""
-    dirs = task_dirs(spec.data_dir, spec.task)
+    dirs = tree_dirs(spec.data_dir, spec.tree)
     out = [os.path.join(dirs["rendered"], spec.synset, model_id), os.path.join(dirs["pcl"], spec.synset, model_id)]
     if "labels" in dirs and os.path.isdir(dirs["labels"]):
         out.append(os.path.join(dirs["labels"], spec.synset, model_id))
@@ -149,7 +164,7 @@ def source_fingerprint(spec, models):
         h.update(f"{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         n += 1
 
-    split = split_file(spec.data_dir, spec.category, spec.split, spec.task)
+    split = split_file(spec.data_dir, spec.category, spec.split, spec.tree)
     add(os.path.abspath(split), os.stat(split))
     for mid in models:
         for folder in _model_dirs(spec, mid):
@@ -166,7 +181,7 @@ def source_fingerprint(spec, models):
 
 def _label_map_path(spec, model_id, view):
     """The label map of a view: ShapeNet_labels/..., else beside the renders (as the pipeline)."""
-    dirs = task_dirs(spec.data_dir, spec.task)
+    dirs = tree_dirs(spec.data_dir, spec.tree)
     path = os.path.join(dirs["labels"], spec.synset, model_id, label_map_file(view))
     if not os.path.isfile(path):
         alt = os.path.join(dirs["rendered"], spec.synset, model_id, label_map_file(view))
@@ -186,13 +201,11 @@ def _shapes(spec, n_models, n_views):
     H, W, N, T = spec.img_h, spec.img_w, spec.n_pts, n_views
     out = dict(rgb=((T, H, W, 3), np.uint8), mask=((T, H, W), np.bool_), dist=((T, H, W), spec.dist_dtype()),
                angles=((T, 2), np.float64), pcl=((n_models, N, 3), np.float32), start=((n_models + 1,), np.int64))
-    per_view, per_model = TASK_ARRAYS[spec.task]
-    if "labels" in per_view:
+    if spec.point_key == LABEL_POINTS:
         out["labels"] = ((T, H, W), spec.label_dtype())
-    if "pcl_rgb" in per_model:
-        out["pcl_rgb"] = ((n_models, N, 3), np.float32)
-    if "pcl_labels" in per_model:
         out["pcl_labels"] = ((n_models, N), np.int32)
+    else:
+        out["pcl_rgb"] = ((n_models, N, 3), np.float32)
     return out
 
 
@@ -208,7 +221,7 @@ def _crc32(path, chunk=1 << 22):
 
 def _write_arrays(spec, models, angles, folder, dist_dtype):
     """Fill the array files of ``folder`` model by model (at most one model's views in memory)."""
-    dirs = task_dirs(spec.data_dir, spec.task)
+    dirs = tree_dirs(spec.data_dir, spec.tree)
     H, W = spec.img_h, spec.img_w
     counts = [len(a) for a in angles]
     shapes = _shapes(spec, len(models), sum(counts))
@@ -257,7 +270,7 @@ def build(spec, models, folder, fingerprint, log=_log_stderr):
     folder = Path(folder)
     t0 = time.time()
     angles = []
-    dirs = task_dirs(spec.data_dir, spec.task)
+    dirs = tree_dirs(spec.data_dir, spec.tree)
     for mid in models:
         path = os.path.join(dirs["rendered"], spec.synset, mid, VIEWS_FILE)
         a = read_views(path)
@@ -349,7 +362,7 @@ def check(folder, spec, models, fingerprint):
     start, T = arrays["start"], arrays["rgb"].shape[0]
     if (start.shape != (len(models) + 1,) or start[0] != 0 or start[-1] != T or np.any(np.diff(start) < 1)
             or arrays["pcl"].shape[:2] != (len(models), spec.n_pts)
-            or any(a.shape[0] != T for k, a in arrays.items() if k in ("rgb", "mask", "dist", "angles", "labels"))
+            or any(a.shape[0] != T for k, a in arrays.items() if k not in PER_MODEL)
             or arrays["rgb"].shape[1:3] != (spec.img_h, spec.img_w)):
         raise CacheInvalid("array shapes disagree with each other or with the parameters")
     return manifest, arrays
@@ -424,7 +437,7 @@ def open_cache(spec, models=None, cache_dir=None, rebuild=False, log=_log_stderr
         DataError: a source file is bad (from the readers, naming it). OSError: the cache folder
         cannot be written.
     """
-    models = list_models(spec.data_dir, spec.category, spec.split, spec.task) if models is None else list(models)
+    models = list_models(spec.data_dir, spec.category, spec.split, spec.tree) if models is None else list(models)
     folder = spec.folder(cache_dir)
     fingerprint = source_fingerprint(spec, models)
     if not rebuild:
@@ -461,7 +474,8 @@ def build_parser():
     p.add_argument("--data_dir", required=True, help="root of the data layout (see data/README.md)")
     p.add_argument("--category", default="chair", help="category name or synset id (default: %(default)s)")
     p.add_argument("--split", nargs="+", choices=SPLITS, default=list(SPLITS), help="splits (default: all)")
-    p.add_argument("--task", nargs="+", choices=TASKS, default=["rgb"], help="tasks (default: rgb)")
+    p.add_argument("--task", nargs="+", required=True,
+                   help="tasks whose caches to build: names of task folders (e.g. the colour and part-label tasks)")
     p.add_argument("--IMG_H", type=int, default=64, help="image height in px, as training (default: 64)")
     p.add_argument("--IMG_W", type=int, default=64, help="image width in px (default: 64)")
     p.add_argument("--n_cls", type=int, default=0,
@@ -478,7 +492,8 @@ def main(argv=None):
     for task in args.task:
         for split in args.split:
             try:
-                spec = CacheSpec(args.data_dir, args.category, split, task, args.IMG_H, args.IMG_W,
+                task_obj = importlib.import_module(f"{task}.task").TASK  # the task folder's plug-in
+                spec = CacheSpec(args.data_dir, args.category, split, task_obj, args.IMG_H, args.IMG_W,
                                  n_cls=args.n_cls or None)
                 cache = open_cache(spec, cache_dir=args.cache_dir, rebuild=args.rebuild)
                 if args.verify:
@@ -488,7 +503,7 @@ def main(argv=None):
                         print(f"view cache: {cache.folder}: {err}; rebuilding", file=sys.stderr)
                         cache = open_cache(spec, cache_dir=args.cache_dir, rebuild=True)
                 print(f"{task} {split}: {cache.folder} ({cache.n_models} models, {len(cache.arrays['rgb'])} views)")
-            except (DataError, OSError) as err:
+            except (DataError, OSError, ImportError, ValueError) as err:
                 print(f"view cache: {task} {split}: {err}", file=sys.stderr)
                 status = 2
     return status

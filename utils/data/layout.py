@@ -32,12 +32,12 @@ import re
 from utils.data import shapenet
 from utils.data.readers import DataError, load_npy  # noqa: F401  (DataError: part of this module's API)
 
-TASKS = ("rgb", "partseg")  # TEMP: until the Task registry
-
 SPLITS = ("train", "val", "test")
 VIEW_MODES = ("random", "fixed")
 # Folder and file names of the layout (the writers, utils/datagen/writer.py, use the same ones).
-PARTSEG_DIR = "partseg"  # root of the partseg task's tree inside the data root
+# The part-labelled tree's sub-folder of the data root in the original release (its part task
+# declares it as its data_tree; the data makers write it). Other trees are the root or a sub-folder.
+PART_TREE_DIR = "partseg"
 RENDERED_DIR, PCL_DIR, LABELS_DIR, SPLITS_DIR = "ShapeNet_rendered", "ShapeNet_pcl", "ShapeNet_labels", "splits"
 N_GT_PTS = 1024  # points of every ground-truth cloud: the file names below say so
 PCL_FILE = f"pcl_{N_GT_PTS}_fps_trimesh.npy"
@@ -64,7 +64,7 @@ def depth_file(view):
 
 
 def label_map_file(view):
-    """``labels_{k}.npy``: the part-label map of view k (partseg)."""
+    """``labels_{k}.npy``: the part-label map of view k."""
     return f"labels_{view}.npy"
 
 
@@ -76,34 +76,33 @@ def split_list_file(synset, split, ext=".txt"):
 # --------------------------------------------------------------------------
 # layout
 # --------------------------------------------------------------------------
-def check_data_dir(data_dir, task="rgb"):
-    """DataError unless ``data_dir`` is an existing folder holding the task's tree."""
+def check_data_dir(data_dir, tree=""):
+    """DataError unless ``data_dir`` is an existing folder holding the tree ``tree`` (a sub-folder
+    name, a task's ``data_tree``; '' = the data root)."""
     if not os.path.isdir(data_dir):
         what = "is not a folder" if os.path.exists(data_dir) else "does not exist"
         raise DataError(f"data directory {os.path.abspath(data_dir)} {what} (--data_dir); expected the layout "
                         "described in data/README.md (make the demo set with python data/make_demo_data.py)")
-    root = _task_root(data_dir, task)
+    root = tree_root(data_dir, tree)
     if not os.path.isdir(root):
-        raise DataError(f"data directory {os.path.abspath(data_dir)} has no partseg/ folder; the partseg task "
-                        "expects partseg/ShapeNet_rendered, partseg/ShapeNet_pcl, partseg/splits there")
+        raise DataError(f"data directory {os.path.abspath(data_dir)} has no {tree}/ folder; this task expects "
+                        f"{tree}/{RENDERED_DIR}, {tree}/{PCL_DIR}, {tree}/{SPLITS_DIR} there")
 
 
-def _task_root(data_dir, task):
-    return os.path.join(data_dir, PARTSEG_DIR) if task == "partseg" else data_dir
+def tree_root(data_dir, tree=""):
+    """The folder of the tree ``tree`` (sub-folder name; '' = ``data_dir`` itself)."""
+    if tree and (os.path.isabs(tree) or os.path.normpath(tree).startswith("..")):
+        raise ValueError(f"tree must be a sub-folder name of the data root, got {tree!r}")
+    return os.path.join(data_dir, tree) if tree else data_dir
 
 
-def task_dirs(data_dir, task):
-    """Folders of a task's tree: dict with 'rendered', 'pcl', 'labels' (partseg), 'splits' (a list
-    of candidate folders, first match wins; writers use the first)."""
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    root = _task_root(data_dir, task)
+def tree_dirs(data_dir, tree=""):
+    """Folders of a tree: dict with 'rendered', 'pcl', 'labels' (used when it exists), 'splits'
+    (a list of candidate folders, first match wins; writers use the first)."""
+    root = tree_root(data_dir, tree)
     rendered = os.path.join(root, RENDERED_DIR)
-    dirs = dict(rendered=rendered, pcl=os.path.join(root, PCL_DIR),
+    return dict(rendered=rendered, pcl=os.path.join(root, PCL_DIR), labels=os.path.join(root, LABELS_DIR),
                 splits=[os.path.join(root, SPLITS_DIR), os.path.join(rendered, SPLITS_DIR)])
-    if task == "partseg":
-        dirs["labels"] = os.path.join(root, LABELS_DIR)
-    return dirs
 
 
 def _synset(category):
@@ -113,23 +112,24 @@ def _synset(category):
         raise DataError(str(err)) from None
 
 
-def split_file(data_dir, category, split, task="rgb"):
+def split_file(data_dir, category, split, tree=""):
     """Path of the split list ``<synset>_<split>_list.txt`` (or ``.npy``); DataError when absent."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     syn = _synset(category)
-    check_data_dir(data_dir, task)
+    check_data_dir(data_dir, tree)
     tried = []
-    for folder in task_dirs(data_dir, task)["splits"]:
+    for folder in tree_dirs(data_dir, tree)["splits"]:
         for ext in (".txt", ".npy"):
             path = os.path.join(folder, split_list_file(syn, split, ext))
             if os.path.isfile(path):
                 return path
             tried.append(path)
-    found = sorted(os.path.join(folder, name) for folder in task_dirs(data_dir, task)["splits"]
+    found = sorted(os.path.join(folder, name) for folder in tree_dirs(data_dir, tree)["splits"]
                    if os.path.isdir(folder) for name in os.listdir(folder)
                    if name.startswith(f"{syn}_") and "_list." in name)
-    raise DataError(f"no split file for category {category} ({syn}), split '{split}', task '{task}': "
+    raise DataError(f"no split file for category {category} ({syn}), split '{split}'"
+                    + (f", tree '{tree}'" if tree else "") + ": "
                     f"expected one of {', '.join(tried)}; split lists found for this category: "
                     f"{', '.join(found) if found else 'none'}")
 
@@ -167,21 +167,21 @@ def read_split(path):
     return ids
 
 
-def list_models(data_dir, category, split, task="rgb"):
+def list_models(data_dir, category, split, tree=""):
     """Model ids of a category's split, in file order, after checking the folders exist.
 
     Raises DataError for a missing or empty split file, a missing or empty
     category folder, or a listed model without its rendered / cloud (/ label)
     folder.
     """
-    path = split_file(data_dir, category, split, task)
+    path = split_file(data_dir, category, split, tree)
     ids = read_split(path)
     if not ids:
         raise DataError(f"{path}: split list is empty; expected at least one model id")
     syn = _synset(category)
-    dirs = task_dirs(data_dir, task)
+    dirs = tree_dirs(data_dir, tree)
     for key in ("rendered", "pcl", "labels"):
-        if key not in dirs or (key == "labels" and not os.path.isdir(dirs[key])):
+        if key == "labels" and not os.path.isdir(dirs[key]):
             continue  # without a ShapeNet_labels tree the label maps sit beside the renders
         cat_dir = os.path.join(dirs[key], syn)
         if not os.path.isdir(cat_dir):
@@ -199,7 +199,7 @@ def list_models(data_dir, category, split, task="rgb"):
 def n_parts(data_dir, category):
     """Number of part classes of a category (without background).
 
-    Read from ``<data_dir>/partseg/part_names.json`` (written by the demo
+    Read from ``<data_dir>/<PART_TREE_DIR>/part_names.json`` (written by the demo
     generator) when it lists the category, else from the part counts of the
     ShapeNet part annotations (:data:`utils.data.shapenet.PART_COUNTS`).
     """
@@ -209,7 +209,7 @@ def n_parts(data_dir, category):
 def part_names(data_dir, category):
     """Part names in label order (label k+1 in files, index k in batches)."""
     syn = _synset(category)
-    path = os.path.join(data_dir, PARTSEG_DIR, PART_NAMES_FILE)
+    path = os.path.join(data_dir, PART_TREE_DIR, PART_NAMES_FILE)
     if os.path.isfile(path):
         try:
             with open(path) as f:
@@ -227,10 +227,10 @@ def part_names(data_dir, category):
                     f"table lists it")
 
 
-def has_dataset(data_dir, category, task="rgb"):
-    """True when the train split of ``category`` exists and lists readable model folders."""
+def has_dataset(data_dir, category, tree=""):
+    """True when the train split of ``category`` exists (in tree ``tree``) and lists readable model folders."""
     try:
-        list_models(data_dir, category, "train", task)
+        list_models(data_dir, category, "train", tree)
         return True
     except (DataError, OSError):
         return False

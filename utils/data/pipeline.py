@@ -10,12 +10,9 @@ import numpy as np
 
 from utils.data import cache as view_cache_mod
 from utils.data.distance_map import gt_distance_transform
-from utils.data.layout import (N_GT_PTS, PCL_COLOURS_FILE, PCL_FILE, PCL_LABELS_FILE, RESAMPLE_COLOURS_FILE,
-                               RESAMPLE_LABELS_FILE, RESAMPLE_PCL_FILE, VIEW_MODES, VIEWS_FILE,
-                               _synset, check_views_match_renders, depth_file, label_map_file, list_models, n_parts,
-                               render_file, task_dirs)
-from utils.data.readers import (DataError, read_cloud, read_cloud_colours, read_cloud_labels, read_label_map, read_mask,
-                                read_rgb, read_views)
+from utils.data.layout import (N_GT_PTS, PCL_FILE, RESAMPLE_PCL_FILE, VIEW_MODES, VIEWS_FILE, _synset,
+                               check_views_match_renders, depth_file, list_models, render_file, tree_dirs)
+from utils.data.readers import DataError, read_cloud, read_mask, read_rgb, read_views
 
 # Salt of the seed of each epoch's sample order, rng([seed, epoch, EPOCH_ORDER_SALT]): it keeps that
 # stream apart from the per-sample generators, rng([seed, step, i]) with i < batch size.
@@ -50,9 +47,13 @@ class BatchPipeline:
     (with V=1 this is the original's ``--CORR``).
 
     Checks (DataError naming the file): ``view.txt`` has one finite
-    'azimuth elevation' line per ``render_k.png``; part labels (partseg) lie in
-    ``0..n_cls`` (label maps) and ``1..n_cls`` (point labels), ``n_cls`` being
-    the number of parts of the category when not given.
+    'azimuth elevation' line per ``render_k.png``; the task checks its own targets.
+
+    The task (a :class:`utils.task.Task`, duck-typed: ``data_tree``, ``open_data``,
+    ``load_targets``) decides which tree of the data root is read and adds its targets to
+    each sample; without a task the batches hold the shared keys only. Keyword arguments
+    the constructor does not know (``task_options``, e.g. partseg's ``n_cls``) go to
+    ``task.open_data``.
 
     Iteration (``next(pipeline)``, ``for batch in pipeline``) yields batches
     ``start_step, start_step+1, ...`` computed ahead by ``num_workers`` threads
@@ -72,16 +73,16 @@ class BatchPipeline:
     'input_el' float32 (B,) radians; 'input_view' int32 (B,); 'views' int32
     (B,V); 'mask' float32 (B,V,H,W) in {0,1}; 'dist' float32 (B,V,H,W) squared
     px distance to the nearest foreground pixel (:mod:`utils.data.distance_map`); 'az', 'el' float32 (B,V)
-    radians; 'pcl' float32 (B,N,3) renderer frame; task rgb: 'rgb' float32
-    (B,V,H,W,3) in [0,1], background 0, and 'pcl_rgb' float32 (B,N,3); task
-    partseg: 'labels' int32 (B,V,H,W) (0 background, k part k) and
-    'pcl_labels' int32 (B,N) (0-based); 'model_id' str (B,); 'valid' bool (B,).
+    radians; 'pcl' float32 (B,N,3) renderer frame; 'model_id' str (B,); 'valid'
+    bool (B,); and the task's targets (:meth:`utils.task.Task.load_targets`; integer
+    arrays become int32, others float32), e.g. rgb's 'rgb' float32 (B,V,H,W,3) and
+    'pcl_rgb' float32 (B,N,3).
     """
 
-    def __init__(self, data_dir, category, split, task="rgb", batch_size=1, n_views=1, img_h=64, img_w=64,
+    def __init__(self, data_dir, category, split, task=None, batch_size=1, n_views=1, img_h=64, img_w=64,
                  n_pts=N_GT_PTS, view_mode="random", use_input_view=False, shuffle=True, seed=0, num_workers=2,
-                 prefetch=4, start_step=0, repeat=True, all_input_views=False, n_cls=None, pairs=None,
-                 view_cache="off", cache_dir=None):
+                 prefetch=4, start_step=0, repeat=True, all_input_views=False, pairs=None, view_cache="off",
+                 cache_dir=None, **task_options):
         if view_mode not in VIEW_MODES:
             raise ValueError(f"view_mode must be one of {VIEW_MODES}, got {view_mode!r}")
         if batch_size < 1 or n_views < 1:
@@ -97,11 +98,13 @@ class BatchPipeline:
         self.view_mode, self.use_input_view = view_mode, bool(use_input_view)
         self.shuffle, self.seed, self.repeat = bool(shuffle), int(seed), bool(repeat)
         self.all_input_views = bool(all_input_views)
-        self.dirs = task_dirs(data_dir, task)
-        self.models = list_models(data_dir, category, split, task)
-        if task == "partseg" and not n_cls:
-            n_cls = n_parts(data_dir, category)
-        self.n_cls = int(n_cls) if task == "partseg" else None
+        tree = getattr(task, "data_tree", "")
+        self.dirs = tree_dirs(data_dir, tree)
+        self.models = list_models(data_dir, category, split, tree)
+        if task is not None:
+            task.open_data(self, **task_options)
+        elif task_options:
+            raise TypeError(f"BatchPipeline without a task takes no options, got {sorted(task_options)}")
         self._angles = {}
         self._angles_lock = threading.Lock()
         self._perms, self._perm_lock = {}, threading.Lock()
@@ -143,18 +146,16 @@ class BatchPipeline:
 
         Returns:
             None when the data has none (the authors' ShapeNet clouds), else a dict with the batch
-            keys of one sample's ground truth: 'pcl' float32 (N, 3) renderer frame, and 'pcl_rgb'
-            float32 (N, 3) in [0, 1] (task rgb) or 'pcl_labels' int32 (N,) 0-based (partseg).
+            keys of one sample's ground truth: 'pcl' float32 (N, 3) renderer frame, and the task's
+            point targets of that sampling (:meth:`utils.task.Task.load_resampled_targets`).
         """
-        pdir = self._model_dir("pcl", self.models.index(model_id))
-        path = os.path.join(pdir, RESAMPLE_PCL_FILE)
+        m = self.models.index(model_id)
+        path = os.path.join(self.model_dir("pcl", m), RESAMPLE_PCL_FILE)
         if not os.path.isfile(path):
             return None
         out = dict(pcl=read_cloud(path, self.n_pts))
-        if self.task == "rgb":
-            out["pcl_rgb"] = read_cloud_colours(os.path.join(pdir, RESAMPLE_COLOURS_FILE), self.n_pts)
-        else:
-            out["pcl_labels"] = read_cloud_labels(os.path.join(pdir, RESAMPLE_LABELS_FILE), self.n_pts, self.n_cls)
+        if self.task is not None:
+            out.update(self.task.load_resampled_targets(self, m))
         return out
 
     def n_views_of(self, m):
@@ -168,16 +169,17 @@ class BatchPipeline:
         Args:
             args: the training Namespace (``utils.train.config.parse_train_args`` or args.json): reads
                 data_dir, category, batch_size, N_VIEWS, IMG_H, IMG_W, views, CORR, seed,
-                num_workers, input_views and (partseg) n_cls.
-            task: 'rgb' or 'partseg'.
+                num_workers, input_views and the task's (``task.data_options(args)``).
+            task: a :class:`utils.task.Task` (or None: no targets).
             split: 'train', 'val' or 'test'.
             overrides: constructor arguments that replace the mapped ones (e.g. ``shuffle=False,
                 repeat=False, view_mode='fixed', batch_size=1, start_step=k``).
         """
         kw = dict(task=task, batch_size=args.batch_size, n_views=args.N_VIEWS, img_h=args.IMG_H, img_w=args.IMG_W,
                   view_mode=args.views, use_input_view=args.CORR, seed=args.seed, num_workers=args.num_workers,
-                  all_input_views=args.input_views == "all", n_cls=getattr(args, "n_cls", None) or None,
-                  view_cache=getattr(args, "view_cache", "off"), cache_dir=getattr(args, "cache_dir", None))
+                  all_input_views=args.input_views == "all",
+                  view_cache=getattr(args, "view_cache", "off"), cache_dir=getattr(args, "cache_dir", None),
+                  **(task.data_options(args) if task is not None else {}))
         kw.update(overrides)
         return cls(args.data_dir, args.category, split, **kw)
 
@@ -198,13 +200,17 @@ class BatchPipeline:
         return math.ceil(self.n_samples / self.batch_size)
 
     # ---------------------------------------------------------------- files
-    def _model_dir(self, key, m):
+    def model_dir(self, key, m):
+        """Folder of model ``m`` (index into ``models``) in the tree's ``key`` folder ('rendered',
+        'pcl' or 'labels')."""
         return os.path.join(self.dirs[key], self.synset, self.models[m])
 
     def _open_cache(self, cache_dir):
         """The split's valid view cache (built when needed); None, said on stderr, when it cannot be written."""
+        if not view_cache_mod.supports(self.task):  # a task whose targets the cache does not hold
+            return None
         spec = view_cache_mod.CacheSpec(self.data_dir, self.category, self.split, self.task, self.img_h, self.img_w,
-                                        self.n_pts, self.n_cls)
+                                        self.n_pts, getattr(self, "n_cls", None))
         try:
             return view_cache_mod.open_cache(spec, self.models, cache_dir)
         except OSError as err:
@@ -219,7 +225,7 @@ class BatchPipeline:
         with self._angles_lock:
             angles = self._angles.get(m)
         if angles is None:
-            path = os.path.join(self._model_dir("rendered", m), VIEWS_FILE)
+            path = os.path.join(self.model_dir("rendered", m), VIEWS_FILE)
             angles = read_views(path)
             check_views_match_renders(path, len(angles))
             with self._angles_lock:
@@ -282,7 +288,7 @@ class BatchPipeline:
     def _load_sample(self, step, i, k):
         m, input_view, views = self._plan(step, i, k)
         angles = self._views_deg(m)
-        rdir, pdir = self._model_dir("rendered", m), self._model_dir("pcl", m)
+        rdir, pdir = self.model_dir("rendered", m), self.model_dir("pcl", m)
         H, W = self.img_h, self.img_w
         out = dict(image=read_rgb(os.path.join(rdir, render_file(input_view)), H, W),
                    input_view=input_view, views=np.array(views, np.int32),
@@ -293,21 +299,8 @@ class BatchPipeline:
         out["mask"] = masks
         out["dist"] = gt_distance_transform(masks)
         out["pcl"] = read_cloud(os.path.join(pdir, PCL_FILE), self.n_pts)
-        if self.task == "rgb":
-            out["rgb"] = np.stack([read_rgb(os.path.join(rdir, render_file(v)), H, W) for v in views])
-            out["rgb"] *= masks[..., None]
-            out["pcl_rgb"] = read_cloud_colours(os.path.join(pdir, PCL_COLOURS_FILE), self.n_pts)
-        else:
-            ldir = self._model_dir("labels", m)
-            lab = []
-            for v in views:
-                path = os.path.join(ldir, label_map_file(v))
-                if not os.path.isfile(path):  # some copies keep the label maps beside the renders
-                    alt = os.path.join(rdir, label_map_file(v))
-                    path = alt if os.path.isfile(alt) else path
-                lab.append(read_label_map(path, H, W, self.n_cls))
-            out["labels"] = np.stack(lab)
-            out["pcl_labels"] = read_cloud_labels(os.path.join(pdir, PCL_LABELS_FILE), self.n_pts, self.n_cls)
+        if self.task is not None:
+            out.update(self.task.load_targets(self, m, views, masks))
         return out
 
     def get_batch(self, step):
@@ -324,7 +317,7 @@ class BatchPipeline:
             vals = [it[key] for it in items]
             if key == "model_id":
                 batch[key] = np.array(vals, dtype=str)
-            elif key in ("labels", "pcl_labels", "views", "input_view"):
+            elif np.asarray(vals[0]).dtype.kind in "iub":  # views, input_view, a task's labels
                 batch[key] = np.asarray(vals, np.int32)
             else:
                 batch[key] = np.asarray(vals, np.float32)

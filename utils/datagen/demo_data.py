@@ -46,20 +46,19 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from utils.data import N_GT_PTS, PART_NAMES_FILE, PARTSEG_DIR, PCL_DIR, RENDERED_DIR, SPLITS_DIR, task_dirs
+from utils.data import N_GT_PTS, PART_NAMES_FILE, PART_TREE_DIR, PCL_DIR, RENDERED_DIR, SPLITS_DIR, tree_dirs
 from utils.data.layout import RESAMPLE_COLOURS_FILE, RESAMPLE_LABELS_FILE, RESAMPLE_PCL_FILE
-from utils.datagen.writer import (DEFAULT_WORKERS, SPLIT_FRACTIONS, run_jobs, split_models, write_label_maps,
-                               write_part_cloud, write_rgb_cloud, write_splits, write_views)
-from utils.datagen.mesh_render import (DEPTH_FAR, DEPTH_NEAR, SUPERSAMPLE, MeshRenderer, Surface,  # noqa: F401
+from utils.datagen.writer import (DEFAULT_WORKERS, SPLIT_FRACTIONS, quantise, run_jobs, split_models,
+                               write_label_maps, write_part_cloud, write_rgb_cloud, write_splits, write_views)
+from utils.datagen.mesh_render import (BOUND_RADIUS, DEPTH_FAR, DEPTH_NEAR, SUPERSAMPLE, MeshRenderer, Surface,  # noqa: F401
                                encode_depth, farthest_point_sampling, sample_faces)
 from utils.progress import Progress
 from utils.data.shapenet import DEMO_PART_NAMES, synset_id
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "data"  # <repo>/data
 DEFAULT_CATEGORIES = ("chair", "airplane", "car")
-BOUND_RADIUS = 0.46  # every model is scaled so that it fits in a sphere of this radius
 INFO_FILE = "demo_info.json"
-TOP_LEVEL = (RENDERED_DIR, PCL_DIR, SPLITS_DIR, PARTSEG_DIR, INFO_FILE)
+TOP_LEVEL = (RENDERED_DIR, PCL_DIR, SPLITS_DIR, PART_TREE_DIR, INFO_FILE)
 TMP_PREFIX = ".demo_tmp_"  # the generator's working folder inside --out: .demo_tmp_<pid>_<random>
 TMP_OWNER = ".owner"  # inside it, flock-ed by the generator while it runs
 
@@ -328,11 +327,6 @@ def normalise(parts, radius=BOUND_RADIUS):
     return parts
 
 
-def quantise(colour):
-    """Colours as they survive an 8-bit PNG, so cloud colours equal pixel colours."""
-    return np.round(np.clip(colour, 0, 1) * 255.0) / 255.0
-
-
 def sample_surface(parts, n, rng):
     """Area-weighted surface samples, minus those buried inside another primitive.
 
@@ -419,7 +413,7 @@ def model_id(category, index):
 def write_model(root, category, index, model):
     """Write one model's files into both trees (RGB and partseg) under ``root``."""
     rel = Path(synset_id(category)) / model_id(category, index)
-    rgb, seg = task_dirs(root, "rgb"), task_dirs(root, "partseg")
+    rgb, seg = tree_dirs(root), tree_dirs(root, PART_TREE_DIR)
     write_views([Path(rgb["rendered"]) / rel, Path(seg["rendered"]) / rel], model["views"], model["rgb"],
                 model["depth"])
     write_label_maps(Path(seg["labels"]) / rel, model["labels"])
@@ -522,9 +516,9 @@ def generate(out, categories=DEFAULT_CATEGORIES, n_models=200, n_views=10, img_s
         for c in categories:
             syn = synset_id(c)
             splits = split_models([model_id(c, i) for i in range(n_models)], seed, syn)
-            write_splits(task_dirs(tmp, "rgb")["splits"][0], syn, splits, ".npy")
-            write_splits(task_dirs(tmp, "partseg")["splits"][0], syn, splits, ".txt")
-        (tmp / PARTSEG_DIR / PART_NAMES_FILE).write_text(json.dumps(
+            write_splits(tree_dirs(tmp)["splits"][0], syn, splits, ".npy")
+            write_splits(tree_dirs(tmp, PART_TREE_DIR)["splits"][0], syn, splits, ".txt")
+        (tmp / PART_TREE_DIR / PART_NAMES_FILE).write_text(json.dumps(
             {synset_id(c): list(DEMO_PART_NAMES[c]) for c in categories}, indent=1) + "\n")
         info = dict(generator="utils.datagen.demo_data", categories={c: synset_id(c) for c in categories},
                     n_models=n_models, n_views=n_views, img_size=img_size, seed=seed, shading=shading,

@@ -48,9 +48,9 @@ import numpy as np
 
 from utils import atomic_io
 from utils.data import shapenet
-from utils.data import (N_GT_PTS, PART_NAMES_FILE, PARTSEG_DIR, SPLITS, DataError, read_split, split_list_file,
-                        task_dirs)
-from utils.datagen.writer import (DEFAULT_WORKERS, run_jobs, split_models, write_label_maps,
+from utils.data import (N_GT_PTS, PART_NAMES_FILE, PART_TREE_DIR, SPLITS, DataError, read_split, split_list_file,
+                        tree_dirs)
+from utils.datagen.writer import (DEFAULT_WORKERS, quantise, run_jobs, split_models, write_label_maps,
                                write_part_cloud, write_rgb_cloud, write_splits, write_views)
 from utils.datagen.mesh_io import (MESH_SUFFIXES, UP_AXES, MeshError, PartMap, find_meshes, load_mesh, normalise)
 from utils.datagen.mesh_render import (SUPERSAMPLE, MeshRenderer, encode_depth, farthest_point_sampling)
@@ -114,11 +114,6 @@ def model_seed(seed, synset, model_id):
     digest = hashlib.sha256(f"{synset}/{model_id}".encode()).digest()
     words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
     return np.random.SeedSequence([int(seed)] + words)
-
-
-def quantise(colour):
-    """Colours as they survive an 8-bit PNG, so cloud colours equal pixel colours."""
-    return np.round(np.clip(colour, 0, 1) * 255.0) / 255.0
 
 
 # --------------------------------------------------------------------------
@@ -197,7 +192,7 @@ def render_model(source, opts):
 def model_folders(synset, model_id, partseg):
     """The model's folders, relative to the data root (rgb tree first)."""
     rel = Path(synset) / model_id
-    rgb, seg = task_dirs("", "rgb"), task_dirs("", "partseg")
+    rgb, seg = tree_dirs(""), tree_dirs("", PART_TREE_DIR)
     out = [Path(rgb["rendered"]) / rel, Path(rgb["pcl"]) / rel]
     if partseg:
         out += [Path(seg["rendered"]) / rel, Path(seg["labels"]) / rel, Path(seg["pcl"]) / rel]
@@ -502,17 +497,17 @@ def _write_outputs(meshes, out, opts, sources, fractions, splits_from, part_name
     for r in records:
         by_synset.setdefault(r["synset"], []).append(r)
     summary_cats, left_out = {}, {}
-    names_path = out / PARTSEG_DIR / PART_NAMES_FILE
+    names_path = out / PART_TREE_DIR / PART_NAMES_FILE
     part_table = json.loads(names_path.read_text()) if names_path.is_file() else {}
     for syn, recs in sorted(by_synset.items()):
         reuse = read_split_source(splits_from, syn) if splits_from else None
         splits, missing = make_splits([r["model_id"] for r in recs], syn, opts.seed, fractions, reuse)
         if missing:
             left_out[syn] = missing
-        write_splits(task_dirs(out, "rgb")["splits"][0], syn, splits)
+        write_splits(tree_dirs(out)["splits"][0], syn, splits)
         seg_ids = {r["model_id"] for r in recs if r["partseg"]}
         if seg_ids:
-            write_splits(task_dirs(out, "partseg")["splits"][0], syn,
+            write_splits(tree_dirs(out, PART_TREE_DIR)["splits"][0], syn,
                          {k: [i for i in v if i in seg_ids] for k, v in splits.items()})
             labels = [k for r in recs if r["partseg"] for k in r.get("part_labels", [])]
             part_table[syn] = _part_names(opts, syn, max(labels), part_names)

@@ -22,7 +22,7 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
-from utils.datagen.mesh_render import GREY, Surface
+from utils.datagen.mesh_render import BOUND_RADIUS, GREY, Surface
 
 MESH_SUFFIXES = (".obj", ".glb", ".gltf", ".ply", ".off", ".stl")
 UP_AXES = ("y", "z")
@@ -311,7 +311,7 @@ def normalise(surface, mode="diagonal"):
     ``mode='diagonal'``: bounding-box diagonal of length 1, as ShapeNetCore's
     normalised models (every point then lies within 0.5 of the centre and the
     object always fits the 64x64 views at camera distance 2); ``'sphere'``:
-    every point within 0.46 of the centre (the demo's convention).
+    every point within :data:`BOUND_RADIUS` (0.46) of the centre (the demo's convention).
     Returns ``(surface, centre, scale)``.
     """
     used = surface.vertices[np.unique(surface.faces)]
@@ -320,7 +320,7 @@ def normalise(surface, mode="diagonal"):
     if mode == "diagonal":
         size = np.linalg.norm(hi - lo)
     elif mode == "sphere":
-        size = np.linalg.norm(used - centre, axis=1).max() / 0.46
+        size = np.linalg.norm(used - centre, axis=1).max() / BOUND_RADIUS
     else:
         raise ValueError(f"normalisation must be 'diagonal' or 'sphere', got {mode!r}")
     if not size > 0:

@@ -33,6 +33,9 @@ from utils.data.shapenet import ALIGN
 SUPERSAMPLE = 3  # rays per pixel side for the coverage masks
 DEPTH_NEAR, DEPTH_FAR = 1.0, 3.0  # depth_k.png: codes 0..253 span this depth range (world units)
 GREY = 0.6  # colour of a surface with no texture, colours or material
+# Demo models (and make_dataset.py --normalise sphere) fit in a sphere of this radius: at camera
+# distance 2 they fill most of a 64x64 view without touching its border.
+BOUND_RADIUS = 0.46
 
 View = namedtuple("View", "rgb label depth hit")
 View.__doc__ = """One rendered view: ``rgb`` float (H,W,3) in [0,1] (0 on the background), ``label``

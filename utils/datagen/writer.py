@@ -22,6 +22,11 @@ DEFAULT_WORKERS = min(2, os.cpu_count() or 1)  # the generators' worker processe
 SPLIT_SALT = 7  # split_models seeds its permutation with (seed, synset, SPLIT_SALT)
 
 
+def quantise(colour):
+    """Colours as they survive an 8-bit PNG, so cloud colours equal pixel colours."""
+    return np.round(np.clip(colour, 0, 1) * 255.0) / 255.0
+
+
 def _png(image, what):
     ok, buf = cv2.imencode(".png", image)
     if not ok:

@@ -28,7 +28,7 @@ from utils import atomic_io, metrics, tfv1, visualize
 from utils.train import config
 from utils.data import BatchPipeline, DataError, list_models
 from utils.train.experiment import Experiment
-from utils.model import build_graph
+from utils.model import GraphSettings, build_graph
 from utils.progress import Progress
 from utils.tfv1 import tf
 
@@ -43,7 +43,7 @@ NO_FLOOR = ("not available: the data holds no second sampling of its surfaces (t
 
 def _collect_training_clouds(targs, task, n_models):
     """Up to n_models (cloud, point features) pairs from the training split, in a fixed order."""
-    data = BatchPipeline.from_args(targs, task.name, "train", batch_size=1, all_input_views=False, **_ONE_PASS)
+    data = BatchPipeline.from_args(targs, task, "train", batch_size=1, all_input_views=False, **_ONE_PASS)
     try:
         batches = [data.get_batch(k) for k in range(min(n_models, data.n_models))]
     finally:
@@ -55,13 +55,13 @@ def _eval_pipeline(targs, task, margs):
     """The evaluation samples: every (model, input view) pair of the split (``--input_views all``,
     the paper's protocol) or one seeded random input view per model (``random``)."""
     try:
-        list_models(targs.data_dir, targs.category, margs.eval_set, task.name)
+        list_models(targs.data_dir, targs.category, margs.eval_set, task.data_tree)
     except DataError as err:
         if "no split file" in str(err) and margs.eval_set != "val":
             raise DataError(f"{err}. The authors' ShapeNet release has only train and val lists: "
                             f"evaluate with --eval_set val") from None
         raise
-    return BatchPipeline.from_args(targs, task.name, margs.eval_set, batch_size=margs.batch_size,
+    return BatchPipeline.from_args(targs, task, margs.eval_set, batch_size=margs.batch_size,
                                    all_input_views=margs.input_views == "all", **_ONE_PASS)
 
 
@@ -124,15 +124,17 @@ def _baselines(targs, task, margs):
     baselines built on it: (medoid index, [(name, fn)])."""
     train_clouds, train_feats = _collect_training_clouds(targs, task, margs.baseline_models)
     medoid, _ = metrics.medoid_index(train_clouds)
-    return medoid, task.baselines(train_clouds, train_feats, medoid, targs)
+    return medoid, task.baselines(train_clouds, train_feats, medoid, task.n_feat(targs))
 
 
 def floor_method(data, task):
     """The floor as a method: ``fn(batch) -> (xyz (B, N, 3), features (B, N, C))``, each sample's
     second sampling of its model's surface (``BatchPipeline.resampled_gt``) with its point
     features as a prediction's (labels become one-hot scores); None when the split's first model
-    has no second sampling (then the data has none)."""
-    if not data.models or data.resampled_gt(data.models[0]) is None:
+    has no second sampling (then the data has none) or the task reads no targets from it
+    (:meth:`utils.task.Task.load_resampled_targets`)."""
+    first = data.resampled_gt(data.models[0]) if data.models else None
+    if first is None or task.point_key not in first:  # no second sampling, or none of this task's targets
         return None
     cache = {}
 
@@ -174,7 +176,7 @@ def _metrics_graph(targs, task, batch_size, n_gt, clip_box):
         warnings.warn(f"EMD needs equal point counts (prediction {targs.N_PTS}, ground truth {n_gt}); skipped")
     m = types.SimpleNamespace(graph=tf.Graph())
     with m.graph.as_default():
-        m.g = build_graph(targs, task, batch_size, training=False)
+        m.g = build_graph(GraphSettings.from_args(targs, task), task, batch_size, training=False)
         m.gt = tf.placeholder(tf.float32, [batch_size, n_gt, 3])
         m.pred = tf.placeholder(tf.float32, [batch_size, targs.N_PTS if with_emd else None, 3])
         m.cloud = metrics.cloud_metrics(m.gt, m.pred, emd=with_emd, box_clip=clip_box or None)
@@ -350,5 +352,5 @@ def _shown(picture):
 
 def main(task, argv=None):
     """Entry point of metrics_<task>.py."""
-    margs = config.metrics_parser(task.name).parse_args(argv)
+    margs = config.metrics_parser(task).parse_args(argv)
     return evaluate(task, margs)

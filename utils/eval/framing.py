@@ -16,14 +16,14 @@ from utils.eval import preprocess
 FRAMING_FILE = "input_framing.json"
 
 
-def measure_training_framing(targs, task_name, max_models=200):
+def measure_training_framing(targs, tree, max_models=200):
     """:func:`preprocess.measure_framing` over the masks (``depth_{k}.png``, every view) of up to
     ``max_models`` training models, evenly spaced in the split. Raises DataError/OSError/ValueError
     when the training renders cannot be read."""
     from utils import data
-    models = data.list_models(targs.data_dir, targs.category, "train", task_name)
+    models = data.list_models(targs.data_dir, targs.category, "train", tree)
     step = max(1, len(models) // max_models)
-    rendered = os.path.join(data.task_dirs(targs.data_dir, task_name)["rendered"], shapenet.synset_id(targs.category))
+    rendered = os.path.join(data.tree_dirs(targs.data_dir, tree)["rendered"], shapenet.synset_id(targs.category))
 
     def masks():
         for m in models[::step][:max_models]:
@@ -37,7 +37,7 @@ def measure_training_framing(targs, task_name, max_models=200):
     return framing
 
 
-def training_framing(exp_dir, targs, task_name):
+def training_framing(exp_dir, targs, tree):
     """The training framing of an experiment: (dict or None, where it came from).
 
     Reads ``<exp>/input_framing.json``; without it, measures the training renders and writes the
@@ -55,7 +55,7 @@ def training_framing(exp_dir, targs, task_name):
             pass
         print(f"warning: {path}: not a framing file; measuring the training renders again")
     try:
-        framing = measure_training_framing(targs, task_name)
+        framing = measure_training_framing(targs, tree)
     except (data.DataError, OSError, ValueError):
         return None, f"unknown: no {path} and the training renders were not found"
     try:

@@ -36,8 +36,9 @@ from utils.data import shapenet
 from utils.eval import framing as input_framing, preprocess
 from utils.eval.preprocess import to_network_input  # noqa: F401  (its former home; tests use it here)
 from utils.train.experiment import Experiment
-from utils.model import build_graph
+from utils.model import GraphSettings, build_graph
 from utils.progress import Progress
+from utils.task import as_task
 from utils.tfv1 import tf
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -130,17 +131,17 @@ def load_image(path, img_h, img_w, fit="crop", background=DEMO_BACKGROUND):
     return to_network_input(read_image(path), img_h, img_w, fit, background)
 
 
-def training_background(targs, task_name, n_models=4):
+def training_background(targs, tree="", n_models=4):
     """The colour outside the object in the training renders, RGB in [0, 1], and where it came from.
 
     Measured as the per-channel median over the background pixels (depth >= 254) of the first
     views of a few training models, read as the training loader reads them (alpha dropped).
-    Without the data set: the demo's black.
+    Without the data set: the demo's black. ``tree``: the task's data tree (Task.data_tree).
     """
     from utils import data
     try:
-        models = data.list_models(targs.data_dir, targs.category, "train", task_name)[:n_models]
-        rendered = os.path.join(data.task_dirs(targs.data_dir, task_name)["rendered"], shapenet.synset_id(targs.category))
+        models = data.list_models(targs.data_dir, targs.category, "train", tree)[:n_models]
+        rendered = os.path.join(data.tree_dirs(targs.data_dir, tree)["rendered"], shapenet.synset_id(targs.category))
         pixels = []
         for m in models:
             rgb = data.read_rgb(os.path.join(rendered, m, data.render_file(0)), targs.IMG_H, targs.IMG_W)
@@ -169,7 +170,7 @@ class Predictor:
 
     Args:
         exp_dir: experiment folder (args.json, snapshots/, best/).
-        task: rgb.net.TASK or partseg.net.TASK; must be the task the experiment trained.
+        task: a Task (rgb.task.TASK, partseg.task.TASK, ...); must be the task the experiment trained.
         snapshot: 'best', 'latest' or an iteration number.
         batch_size: images per session run (static in the graph; the last batch is padded).
         threads: TensorFlow thread pools (0 = TensorFlow's choice).
@@ -186,7 +187,7 @@ class Predictor:
         self.checkpoint, self.step = Experiment(exp_dir, create=False).checkpoint(snapshot)
         self.graph = tf.Graph()
         with self.graph.as_default():
-            self.g = build_graph(self.args, task, self.batch_size, training=False)
+            self.g = build_graph(GraphSettings.from_args(self.args, task), task, self.batch_size, training=False)
             saver = tf.train.Saver(tf.global_variables("recon_net"))
         self.sess = tf.Session(graph=self.graph, config=_session_config(threads))
         saver.restore(self.sess, self.checkpoint)
@@ -245,7 +246,7 @@ class Predictor:
             # batch None: the network alone has no op that needs a static batch size. Resource
             # variables: TF2's tf.saved_model.load tracks them (reference variables only warn).
             with tf.variable_scope(tf.get_variable_scope(), use_resource=True):
-                g = build_graph(self.args, self.task, None, training=False)
+                g = build_graph(self.g.settings, self.task, None, training=False)
             saver = tf.train.Saver(tf.global_variables("recon_net"))
             with tf.Session(graph=graph, config=_session_config(self.threads)) as sess:
                 saver.restore(sess, self.checkpoint)
@@ -261,8 +262,7 @@ class Predictor:
                     input_spec=f"float32 (batch, {H}, {W}, 3), RGB in [0, 1]",
                     outputs=dict(xyz=f"float32 (batch, {self.args.N_PTS}, 3), network frame (world -x up)",
                                  features=f"float32 (batch, {self.args.N_PTS}, {self.g.feat.shape[-1]}), "
-                                          + ("colours in [0, 1]" if self.task.name == "rgb"
-                                             else "part probabilities (softmax); argmax = part index")),
+                                          + self.task.feature_phrase),
                     to_shapenet_frame="(x, y, z) -> (z, -x, -y): the frame of the data set's clouds, y up",
                     IMG_H=H, IMG_W=W, N_PTS=int(self.args.N_PTS), checkpoint=self.checkpoint, step=int(self.step),
                     train_args=vars(self.args), **(info or {}))
@@ -301,20 +301,6 @@ def output_names(paths):
         seen.add(name)
         names.append(name)
     return names
-
-
-def _legend(task, targs):
-    """[(part name, colour)] for partseg pictures; None for rgb."""
-    if task.name != "partseg":
-        return None
-    from utils import data
-    try:
-        names = data.part_names(targs.data_dir, targs.category)
-    except (data.DataError, OSError):
-        names = []
-    n_cls = int(targs.n_cls)
-    names = [names[k] if k < len(names) else f"part {k}" for k in range(n_cls)]
-    return list(zip(names, visualize.part_colours(np.arange(n_cls))))
 
 
 def _sheet_panels(photo, prep):
@@ -386,14 +372,13 @@ def _tolerance_arg(text):
 
 
 def predict_parser(task):
-    """argparse parser for ``<task>/predict_<task>.py``."""
-    what = "coloured" if task == "rgb" else "part-labelled"
+    """argparse parser for ``<task>/predict_<task>.py``; ``task``: a Task (or its name)."""
+    task = as_task(task)
     p = argparse.ArgumentParser(
-        prog=f"predict_{task}.py",
-        description=f"Reconstruct {what} point clouds from your own images with a trained DIFFER ({task})\n"
-                    "experiment, and/or export it as a TensorFlow SavedModel. Writes per image into --out:\n"
-                    "<name>.ply (" + ("coloured" if task == "rgb" else "part colours + a 'label' vertex property")
-                    + "), <name>.png (input + the cloud from 4 angles),\n"
+        prog=f"predict_{task.name}.py",
+        description=f"Reconstruct {task.output_phrase} point clouds from your own images with a trained DIFFER "
+                    f"({task.name})\nexperiment, and/or export it as a TensorFlow SavedModel. Writes per image into "
+                    f"--out:\n<name>.ply ({task.ply_phrase}), <name>.png (input + the cloud from 4 angles),\n"
                     "with --gif <name>.gif (turntable), with --npy <name>_xyz.npy and <name>_features.npy.",
         epilog=INPUT_NOTE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", metavar="IMAGE_OR_FOLDER",
@@ -447,12 +432,12 @@ def run(task, args):
         print(f"{task.name} model: {args.exp}, snapshot {args.snapshot} (iteration {pred.step}), "
               f"input {pred.image_size[0]}x{pred.image_size[1]}, {pred.args.N_PTS} points")
         background, source = (args.background, "--background") if args.background is not None else \
-            training_background(pred.args, task.name)
-        framing, framing_source = input_framing.training_framing(args.exp, pred.args, task.name)
+            training_background(pred.args, task.data_tree)
+        framing, framing_source = input_framing.training_framing(args.exp, pred.args, task.data_tree)
         if args.fit == "object" and framing is None:
             raise ValueError(f"--fit object: the training framing is {framing_source}; use --fit crop")
         if args.export:
-            legend = _legend(task, pred.args)
+            legend = task.legend(pred.args.data_dir, pred.args.category, pred.g.settings.n_feat)
             info = dict(background_rgb=[round(255 * c) for c in background], background_source=source,
                         framing=framing, framing_source=framing_source,
                         preprocess="utils/eval/preprocess.py (numpy + OpenCV): prepare(image, IMG_H, IMG_W, "
@@ -474,7 +459,7 @@ def run(task, args):
 
 def main(task, argv=None):
     """Entry point of predict_<task>.py; returns :func:`run`'s result."""
-    parser = predict_parser(task.name)
+    parser = predict_parser(task)
     args = parser.parse_args(argv)
     if not args.inputs and not args.export:
         parser.error("give images or folders to predict, and/or --export DIR")
@@ -496,7 +481,7 @@ def _predict_files(pred, task, args, background, result, framing=None):
     out_dir = args.out or os.path.join(args.exp, "predictions")
     os.makedirs(out_dir, exist_ok=True)
     names = dict(zip(files, output_names(files)))
-    legend = _legend(task, pred.args)
+    legend = task.legend(pred.args.data_dir, pred.args.category, pred.g.settings.n_feat)
     H, W = pred.image_size
     B = pred.batch_size
     if files:

@@ -5,9 +5,10 @@ Flag names follow the original DIFFER code where it had them (``--N_VIEWS``,
 ``<exp>/args.json``; metrics read that file back (:func:`load_train_args`), so
 the network they rebuild cannot disagree with the one that was trained.
 
-Task-specific flags are registered by the task (``rgb`` adds ``--wt_rgb`` and
-``--skipconn``, ``partseg`` adds ``--wt_partseg`` and ``--n_cls``) through
-:func:`train_parser`'s ``task`` argument; everything else is common.
+Task-specific flags are registered by the task (:meth:`utils.task.Task.add_train_flags`,
+with their preset values in ``Task.presets``) through :func:`train_parser`'s ``task``
+argument; everything else is common. Every function here that takes a ``task`` accepts a
+:class:`utils.task.Task` or a task's name (found with :func:`utils.task.as_task`).
 
 Presets. The parser's defaults are the settings we recommend (:data:`RECOMMENDED`,
 validated on the demo data). ``--preset original`` replaces those defaults by the
@@ -25,14 +26,15 @@ import time
 
 from utils import atomic_io
 from utils.data.layout import SPLITS
+from utils.task import as_task, task_from_ref
 
-TASKS = ("rgb", "partseg")
 ARGS_FILE = "args.json"
 PRESET_NAMES = ("recommended", "original")
 HISTORY_FILE = "args_history.jsonl"
 
-# Flags that fix the graph: a resumed run or the metrics must agree on them.
-ARCHITECTURE_KEYS = ("task", "N_PTS", "IMG_H", "IMG_W", "bottleneck", "skipconn", "n_cls", "input_scale")
+# Flags that fix the graph: a resumed run or the metrics must agree on them (plus the task's
+# Task.architecture_flags).
+ARCHITECTURE_KEYS = ("task", "N_PTS", "IMG_H", "IMG_W", "bottleneck", "input_scale")
 
 # The recommended settings: the parser's defaults (the demo's configuration).
 RECOMMENDED = dict(
@@ -40,15 +42,14 @@ RECOMMENDED = dict(
     SIGMA_SQ_MASK=0.4, WELL_RADIUS=1.0, BETA=100.0,
     wt_bce=1.0, wt_aff_fwd=1.0, wt_aff_bwd=1.0, affinity="paper", affinity_view_weight="equal",
     wt_aff_pts=1.0, wt_decay=0.1,
-    wt_rgb=1.0, wt_partseg=1.0, skipconn=True,
     input_scale="unit", init="he",
     batch_size=8, lr=3e-4, N_ITERS=8000, print_n=250, save_n=500, save_model_n=500, val_clip_box=0.0,
     val_selection="balanced", val_samples=500, val_chamfer="distance",
 )
 
 # The original code's effective training (klnavaneet/differ, rgb/run_train_rgb.sh + src/train_utils.py
-# + rgb/train_rgb.py); docs/deviations.md explains each value. Partseg had no training script in
-# the original: it takes the same values, and --wt_partseg the original parser's default (10).
+# + rgb/train_rgb.py); docs/deviations.md explains each value. The task's own flags (the original's
+# --wt_rgb 1. --skipconn) are in its Task.presets.
 ORIGINAL = dict(
     N_VIEWS=4,               # run_train_rgb.sh
     views="fixed",           # --views is never read: supervision views are always 0..N_VIEWS-1
@@ -60,8 +61,6 @@ ORIGINAL = dict(
     affinity_view_weight="original",  # its `dist_mat += 1.` on one shared array: view k's affinity x (k + 1)
     wt_aff_pts=0.0,          # not in the original
     wt_decay=0.0,            # weight decay declared in the layers, never added to the loss
-    wt_rgb=1.0, skipconn=True,                        # run script (--wt_rgb 1. --skipconn)
-    wt_partseg=10.0,         # parser default of src/train_utils.py (no partseg run script)
     input_scale="255",       # images fed as raw 0..255 values
     init="tflearn",          # tflearn's default initialisers
     batch_size=1, lr=5e-5,   # parser defaults, not overridden by the run script
@@ -75,7 +74,11 @@ PRESETS = {"recommended": RECOMMENDED, "original": ORIGINAL}
 # Flags that do not change what is trained: a resumed run may change them freely (a larger
 # N_ITERS extends the run). Every other flag must match args.json unless --override is given.
 RUNTIME_KEYS = ("exp", "gpu", "num_workers", "print_n", "save_n", "save_model_n", "val_batches",
-                "no_progress", "verbose", "N_ITERS", "override", "view_cache", "cache_dir")
+                "no_progress", "verbose", "N_ITERS", "override", "view_cache", "cache_dir", "task_module")
+# Flags a resumed run may change, with a line in the log: the projection implementations compute
+# the same maps (fused, local and dense agree to 1e-5: tests/test_projection.py, test_training.py),
+# so a run started with the compiled op may go on where it is missing, and back.
+SWITCHABLE_KEYS = ("projection",)
 VERBOSE_HELP = "also show TensorFlow's start-up and info messages (hidden by default)"
 
 
@@ -83,32 +86,37 @@ class ResumeError(ValueError):
     """A resumed run was given flags that change what is trained (without --override)."""
 
 
-def _positive_int(text):
+def positive_int(text):
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
 
 
-def _non_negative_int(text):
+def non_negative_int(text):
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
     return value
 
 
-def _non_negative_float(text):
+def non_negative_float(text):
     value = float(text)
     if not value >= 0 or math.isinf(value):
         raise argparse.ArgumentTypeError(f"expected a finite non-negative number, got {text}")
     return value
 
 
-def _positive_float(text):
+def positive_float(text):
     value = float(text)
     if not value > 0 or math.isinf(value):
         raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text}")
     return value
+
+
+# argparse types for the tasks' flags too (the old private names stay for callers)
+_positive_int, _non_negative_int = positive_int, non_negative_int
+_non_negative_float, _positive_float = non_negative_float, positive_float
 
 
 def default_data_dir():
@@ -116,23 +124,30 @@ def default_data_dir():
     return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "data")
 
 
-def _preset_note(dest):
+def _presets(task):
+    """{preset: values} of the shared flags and ``task``'s own (Task.presets)."""
+    return {name: {**values, **task.presets.get(name, {})} for name, values in PRESETS.items()}
+
+
+def _preset_note(dest, presets):
     """' [original: X]' for a flag whose original value differs from the recommended one."""
-    if dest in ORIGINAL and ORIGINAL[dest] != RECOMMENDED.get(dest):
-        return f" [--preset original: {ORIGINAL[dest]}]"
+    original, recommended = presets["original"], presets["recommended"]
+    if dest in original and original[dest] != recommended.get(dest):
+        return f" [--preset original: {original[dest]}]"
     return ""
 
 
 def train_parser(task):
-    """argparse parser for ``<task>/train_<task>.py``; ``task`` is 'rgb' or 'partseg'.
+    """argparse parser for ``<task>/train_<task>.py``; ``task``: a Task (or its name).
 
-    Its defaults are :data:`RECOMMENDED`; :func:`parse_train_args` applies ``--preset``.
+    Its defaults are :data:`RECOMMENDED` (and the task's ``presets['recommended']``);
+    :func:`parse_train_args` applies ``--preset``.
     """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    task = as_task(task)
+    presets = _presets(task)
     p = argparse.ArgumentParser(
-        prog=f"train_{task}.py",
-        description=f"Train DIFFER ({task}) from 2D supervision. Re-running the same command "
+        prog=f"train_{task.name}.py",
+        description=f"Train DIFFER ({task.name}) from 2D supervision. Re-running the same command "
                     "resumes from the latest snapshot in --exp. Defaults are the recommended settings; "
                     "'--preset original' switches to the original code's effective settings (shown in "
                     "[brackets] where they differ); explicit flags override either.",
@@ -143,12 +158,12 @@ def train_parser(task):
                    help="default values of the flags below: 'recommended' (ours, validated on the demo data) "
                         "or 'original' (the original code's effective training; README: Deviations)")
     g.add_argument("--gpu", default=None, help="GPU index to use (sets CUDA_VISIBLE_DEVICES); default: all visible")
-    g.add_argument("--seed", type=_non_negative_int, default=1024, help="seed for weights, data order and view choice")
+    g.add_argument("--seed", type=non_negative_int, default=1024, help="seed for weights, data order and view choice")
     g.add_argument("--data_dir", default=default_data_dir(), help="root of the data layout (see data/README.md)")
     g.add_argument("--category", default="chair", help="category name (chair, car, airplane, ...) or synset id")
 
     g = p.add_argument_group("data and views")
-    g.add_argument("--N_VIEWS", type=_positive_int, help="supervision views per sample")
+    g.add_argument("--N_VIEWS", type=positive_int, help="supervision views per sample")
     g.add_argument("--views", choices=("random", "fixed"),
                    help="supervision views drawn at random per sample, or always views 0..N_VIEWS-1")
     g.add_argument("--input_views", choices=("random", "all"),
@@ -156,10 +171,10 @@ def train_parser(task):
                         "(model, input view) pair once ('all')")
     g.add_argument("--CORR", action=argparse.BooleanOptionalAction,
                    help="include the input image's own view among the supervision views")
-    g.add_argument("--IMG_H", type=_positive_int, default=64, help="image height (px), input and projections")
-    g.add_argument("--IMG_W", type=_positive_int, default=64, help="image width (px)")
-    g.add_argument("--N_PTS", type=_positive_int, default=1024, help="points in the predicted cloud")
-    g.add_argument("--num_workers", type=_positive_int, default=2, help="data-loading threads")
+    g.add_argument("--IMG_H", type=positive_int, default=64, help="image height (px), input and projections")
+    g.add_argument("--IMG_W", type=positive_int, default=64, help="image width (px)")
+    g.add_argument("--N_PTS", type=positive_int, default=1024, help="points in the predicted cloud")
+    g.add_argument("--num_workers", type=positive_int, default=2, help="data-loading threads")
     g.add_argument("--view_cache", choices=("off", "auto"), default="off",
                    help="'auto': read the decoded views from a packed, memory-mapped cache (built on first use, "
                         "rebuilt when the data files change; the same batches bit for bit, for a fraction of the "
@@ -172,14 +187,14 @@ def train_parser(task):
                    help="'fused' (compiled tf_ops kernels, fastest), 'local' (windowed graph ops, the readable "
                         "reference), 'dense' (the original's formulation); 'auto' = fused when the compiled "
                         "library loads, else local (args.json keeps 'auto'; the log names the one used)")
-    g.add_argument("--SIGMA_SQ_MASK", type=_positive_float, help="variance (px^2) of the mask-projection Gaussian")
-    g.add_argument("--WELL_RADIUS", type=_positive_float, help="half-width (px) of the depth well")
-    g.add_argument("--BETA", type=_non_negative_float, help="softmax sharpness over 1/(depth+1)")
+    g.add_argument("--SIGMA_SQ_MASK", type=positive_float, help="variance (px^2) of the mask-projection Gaussian")
+    g.add_argument("--WELL_RADIUS", type=positive_float, help="half-width (px) of the depth well")
+    g.add_argument("--BETA", type=non_negative_float, help="softmax sharpness over 1/(depth+1)")
 
     g = p.add_argument_group("loss weights")
-    g.add_argument("--wt_bce", type=_non_negative_float, help="mask binary cross-entropy")
-    g.add_argument("--wt_aff_fwd", type=_non_negative_float, help="forward affinity (scaled by 1e-4 as in the original)")
-    g.add_argument("--wt_aff_bwd", type=_non_negative_float, help="backward affinity (scaled by 1e-4 as in the original)")
+    g.add_argument("--wt_bce", type=non_negative_float, help="mask binary cross-entropy")
+    g.add_argument("--wt_aff_fwd", type=non_negative_float, help="forward affinity (scaled by 1e-4 as in the original)")
+    g.add_argument("--wt_aff_bwd", type=non_negative_float, help="backward affinity (scaled by 1e-4 as in the original)")
     g.add_argument("--affinity", choices=("paper", "original"),
                    help="affinity terms: 'paper' (squared px distance to the other silhouette / nearest "
                         "point) or 'original' (what the original code computed: mask values weighted 1 "
@@ -188,43 +203,36 @@ def train_parser(task):
                    help="weight of supervision view k (0-based) in the affinity terms: 'equal' (1 for every "
                         "view) or 'original' (k + 1: what the original's `dist_mat += 1.` on one array shared "
                         "by all views did; docs/deviations.md)")
-    g.add_argument("--wt_aff_pts", type=_non_negative_float,
+    g.add_argument("--wt_aff_pts", type=non_negative_float,
                    help="point-wise affinity (not in the original): pulls every projected point, "
                         "also off-image ones, towards the GT silhouette; 0 = off")
-    if task == "rgb":
-        g.add_argument("--wt_rgb", type=_non_negative_float, help="L2 loss on projected colours")
-    else:
-        g.add_argument("--wt_partseg", type=_non_negative_float, help="cross-entropy on projected part labels")
+    groups = {"loss weights": g}
     g.add_argument("--USE_3D_LOSS", action="store_true",
                    help="add the 3D-supervised baseline loss (Chamfer + feature error through nearest neighbours)")
-    g.add_argument("--wt_3d", type=_non_negative_float, default=1.0, help="weight of the 3D loss (with --USE_3D_LOSS)")
-    g.add_argument("--wt_decay", type=_non_negative_float,
+    g.add_argument("--wt_3d", type=non_negative_float, default=1.0, help="weight of the 3D loss (with --USE_3D_LOSS)")
+    g.add_argument("--wt_decay", type=non_negative_float,
                    help="multiplier on the weight decay (1e-5 on convolutions, 1e-3 on fully connected "
                         "layers, as the original declared); 0 = off, which is how the original trained")
 
     g = p.add_argument_group("network")
-    g.add_argument("--bottleneck", type=_positive_int, default=128, help="latent size of the encoder")
+    g.add_argument("--bottleneck", type=positive_int, default=128, help="latent size of the encoder")
     g.add_argument("--input_scale", choices=("unit", "255"),
                    help="input image values seen by the network: [0, 1] ('unit') or 0..255 ('255', the original)")
     g.add_argument("--init", choices=("he", "tflearn"),
                    help="weight initialisers: 'he' (He-normal, small output layers) or 'tflearn' (the original: "
                         "uniform scaling on convolutions, truncated N(0, 0.02) on fully connected layers)")
-    if task == "rgb":
-        g.add_argument("--skipconn", action=argparse.BooleanOptionalAction,
-                       help="feed the structure branch's hidden features to the colour branch")
-    else:
-        g.add_argument("--n_cls", type=_non_negative_int, default=0,
-                       help="number of part classes; 0 = read from the data set for --category")
+    groups["network"] = g
+    task.add_train_flags(groups)
 
     g = p.add_argument_group("optimisation and logging")
-    g.add_argument("--batch_size", type=_positive_int)
-    g.add_argument("--lr", type=_positive_float, help="Adam learning rate")
-    g.add_argument("--N_ITERS", type=_positive_int, help="total training iterations")
-    g.add_argument("--print_n", type=_positive_int, help="log training losses every print_n iterations")
-    g.add_argument("--save_n", type=_positive_int,
+    g.add_argument("--batch_size", type=positive_int)
+    g.add_argument("--lr", type=positive_float, help="Adam learning rate")
+    g.add_argument("--N_ITERS", type=positive_int, help="total training iterations")
+    g.add_argument("--print_n", type=positive_int, help="log training losses every print_n iterations")
+    g.add_argument("--save_n", type=positive_int,
                    help="every save_n iterations: validation, best model, projection images")
-    g.add_argument("--save_model_n", type=_positive_int, help="snapshot every save_model_n iterations")
-    g.add_argument("--val_batches", type=_positive_int, default=10,
+    g.add_argument("--save_model_n", type=positive_int, help="snapshot every save_model_n iterations")
+    g.add_argument("--val_batches", type=positive_int, default=10,
                    help="validation batches (of --batch_size, the training graph) whose 2D loss terms are "
                         "logged to TensorBoard (val/<term>) and whose first batch is drawn; the best "
                         "snapshot is chosen on the validation set below, not on these")
@@ -233,13 +241,13 @@ def train_parser(task):
                         "'balanced' = every validation model with one input view, then more (model, view) "
                         "pairs, one more view per model at a time, up to --val_samples; 'every_10th' = every "
                         "10th pair of a seeded shuffle of all (model, view) pairs (the original's rule)")
-    g.add_argument("--val_samples", type=_non_negative_int,
+    g.add_argument("--val_samples", type=non_negative_int,
                    help="size of the validation set ((model, input view) pairs); 0 = every pair the "
                         "selection gives")
     g.add_argument("--val_chamfer", choices=("distance", "squared"),
                    help="validation Chamfer: mean nearest-neighbour 'distance' (the reported metric's form) "
                         "or mean 'squared' distance (the original's validation)")
-    g.add_argument("--val_clip_box", type=_non_negative_float,
+    g.add_argument("--val_clip_box", type=non_negative_float,
                    help="validation Chamfer: measure the prediction's bounding box on coordinates clipped "
                         "to +-val_clip_box (0 = no clipping, as the metrics)")
     g.add_argument("--no_progress", action="store_true",
@@ -249,9 +257,9 @@ def train_parser(task):
                    help="resume even though flags that change what is trained differ from the experiment's "
                         "args.json (the change is logged; earlier flags are kept in " + HISTORY_FILE + ")")
     dests = {a.dest for a in p._actions}
-    p.set_defaults(task=task, **{k: v for k, v in RECOMMENDED.items() if k in dests})
+    p.set_defaults(task=task.name, **{k: v for k, v in presets["recommended"].items() if k in dests})
     for action in p._actions:
-        action.help = (action.help or "") + _preset_note(action.dest)
+        action.help = (action.help or "") + _preset_note(action.dest, presets)
     return p
 
 
@@ -259,8 +267,9 @@ def preset_values(preset, task):
     """The flag values a preset sets for ``task`` (the keys its parser has)."""
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {PRESET_NAMES}, got {preset!r}")
+    task = as_task(task)
     dests = {a.dest for a in train_parser(task)._actions}
-    return {k: v for k, v in PRESETS[preset].items() if k in dests}
+    return {k: v for k, v in _presets(task)[preset].items() if k in dests}
 
 
 def _preset_parser(task, preset):
@@ -286,13 +295,11 @@ def parse_train_args(task, argv=None):
 
 def metrics_parser(task):
     """argparse parser for ``<task>/metrics_<task>.py`` (architecture comes from args.json)."""
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    task = as_task(task)
     p = argparse.ArgumentParser(
-        prog=f"metrics_{task}.py",
-        description=f"Evaluate a trained DIFFER ({task}) experiment: Chamfer, EMD and "
-                    + ("colour error" if task == "rgb" else "part mIoU")
-                    + " against a baseline that ignores the image.",
+        prog=f"metrics_{task.name}.py",
+        description=f"Evaluate a trained DIFFER ({task.name}) experiment: Chamfer, EMD and "
+                    f"{task.metric_phrase} against a baseline that ignores the image.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--exp", required=True, help="experiment folder written by training (holds args.json)")
     p.add_argument("--snapshot", default="best", help="'best', 'latest' or an iteration number")
@@ -301,29 +308,28 @@ def metrics_parser(task):
     p.add_argument("--input_views", choices=("all", "random"), default="all",
                    help="'all': every input view of every model is a sample (the paper's protocol); "
                         "'random': one seeded random input view per model")
-    p.add_argument("--clip_box", type=_non_negative_float, default=0.0,
+    p.add_argument("--clip_box", type=non_negative_float, default=0.0,
                    help="measure the prediction's bounding box (unit-cube scaling) on coordinates clipped to "
                         "+-clip_box, so far stray points do not shrink the cloud; 0 = off (the original's metrics)")
     p.add_argument("--data_dir", default=None, help="override the data root stored in args.json")
     p.add_argument("--gpu", default=None, help="GPU index to use (sets CUDA_VISIBLE_DEVICES)")
-    p.add_argument("--batch_size", type=_positive_int, default=16)
-    p.add_argument("--max_samples", type=_non_negative_int, default=0, help="evaluate at most this many samples (0 = all)")
-    p.add_argument("--baseline_models", type=_positive_int, default=200,
+    p.add_argument("--batch_size", type=positive_int, default=16)
+    p.add_argument("--max_samples", type=non_negative_int, default=0, help="evaluate at most this many samples (0 = all)")
+    p.add_argument("--baseline_models", type=positive_int, default=200,
                    help="training clouds used to find the baseline's medoid")
     p.add_argument("--out", default=None, help="output folder (default: <exp>/metrics_<eval_set>_<snapshot>)")
-    if task == "partseg":
-        p.add_argument("--freq_wt", action="store_true", help="also report frequency-weighted IoU")
+    task.add_metrics_flags(p)
     g = p.add_argument_group("pictures")
     g.add_argument("--visualize", action="store_true",
                    help="interactive window per sample (needs a display); n / right arrow: next, q: quit")
     g.add_argument("--save_screenshots", action="store_true", help="PNG grids (input, GT, prediction from several angles)")
     g.add_argument("--save_gifs", action="store_true", help="turntable GIFs of GT and prediction")
     g.add_argument("--save_ply", action="store_true", help="predicted clouds as coloured PLY files")
-    g.add_argument("--n_pictures", type=_non_negative_int, default=8, help="samples to draw with --save_screenshots/--save_gifs (0 = all)")
+    g.add_argument("--n_pictures", type=non_negative_int, default=8, help="samples to draw with --save_screenshots/--save_gifs (0 = all)")
     g.add_argument("--tqdm", action="store_true",
                    help="progress bar on a terminal (elsewhere: a plain line every 10%% of the batches)")
     p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
-    p.set_defaults(task=task)
+    p.set_defaults(task=task.name)
     return p
 
 
@@ -349,16 +355,29 @@ def load_train_args(exp_dir):
             values = json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON ({e})") from e
-    defaults = preset_values("recommended", values.get("task", "rgb"))
+    if not isinstance(values, dict) or not values.get("task"):
+        raise ValueError(f"{path}: expected a JSON object with a 'task' entry (written by training)")
+    try:
+        task = task_from_ref(values["task"], values.get("task_module"))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    defaults = preset_values("recommended", task)
     missing = {k: v for k, v in defaults.items() if k not in values}
     # args.json files written before a flag existed: the flag's default is the behaviour they had.
     return argparse.Namespace(**{**missing, **values})
 
 
-def check_compatible(saved, current):
-    """Raise ValueError if two arg sets disagree on a key that fixes the graph."""
+def architecture_keys(task):
+    """The flags that fix the graph of ``task``: :data:`ARCHITECTURE_KEYS` and its own."""
+    return ARCHITECTURE_KEYS + tuple(as_task(task).architecture_flags)
+
+
+def check_compatible(saved, current, task=None):
+    """Raise ValueError if two arg sets disagree on a key that fixes the graph (of ``task``,
+    default: the one ``current`` names)."""
+    keys = architecture_keys(task or current.task)
     diffs = [f"{k}: saved {getattr(saved, k, None)!r}, now {getattr(current, k, None)!r}"
-             for k in ARCHITECTURE_KEYS if getattr(saved, k, None) != getattr(current, k, None)]
+             for k in keys if getattr(saved, k, None) != getattr(current, k, None)]
     if diffs:
         raise ValueError("the experiment folder was created with a different architecture ("
                          + "; ".join(diffs) + "); use a new --exp or the saved flags")
@@ -372,11 +391,11 @@ def _plain(value):
     return json.loads(json.dumps(value))
 
 
-def changed_flags(saved, current, defaults=None, ignore=RUNTIME_KEYS):
+def changed_flags(saved, current, defaults=None, ignore=RUNTIME_KEYS + SWITCHABLE_KEYS):
     """Flags that change what is trained and differ between args.json and this command.
 
     Compares the two Namespaces key by key, skipping ``ignore`` (the
-    :data:`RUNTIME_KEYS`). ``data_dir`` is compared as an absolute path. A key
+    :data:`RUNTIME_KEYS` and :data:`SWITCHABLE_KEYS`). ``data_dir`` is compared as an absolute path. A key
     absent from ``saved`` (a flag added after the experiment was created) counts
     as unchanged when the new value equals its entry in ``defaults`` (parser
     defaults); a key absent from ``current`` (a flag since removed) is skipped.
@@ -429,18 +448,3 @@ def append_history(exp_dir, args, step, changes):
     with open(os.path.join(exp_dir, HISTORY_FILE), "a") as f:
         f.write(json.dumps(entry, sort_keys=True) + "\n")
 
-
-def flags_in_script(path):
-    """The ``--flags`` a run script passes (for tests that parse scripts against the parser)."""
-    import re
-    import shlex
-    with open(path) as f:
-        text = f.read().replace("\\\n", " ")
-    flags = []
-    for line in text.splitlines():
-        if ".py" not in line or line.lstrip().startswith("#"):
-            continue
-        tokens = shlex.split(line, comments=True)
-        start = next(i for i, t in enumerate(tokens) if t.endswith(".py")) + 1
-        flags.append([t for t in tokens[start:] if not re.fullmatch(r'"?\$[@*]"?', t)])
-    return flags

@@ -1,4 +1,4 @@
-"""The training loop shared by rgb/ and partseg/.
+"""The training loop shared by every task (rgb/, partseg/, ...).
 
 ``main(task, argv)`` parses the shared flags (utils.train.config), prepares the
 experiment folder (utils.train.experiment), builds the one graph (utils.model) and
@@ -46,6 +46,7 @@ from utils.render import projection
 from utils import tfv1, visualize
 from utils.data import BatchPipeline, DataError, check_data_dir
 from utils.data.val_set import choose_pairs
+from utils.task import task_ref
 from utils.train.experiment import (BEST, CKPT_NAME, SNAPSHOTS, STOP_SIGNALS, Experiment, ExperimentInUse,
                               ExperimentStateError)
 from utils.model import NONFINITE_TAG, build_graph, build_validation_graph
@@ -162,7 +163,7 @@ def find_resume(exp):
     return None
 
 
-def prepare(args, exp, defaults=None):
+def prepare(args, exp, defaults=None, task=None):
     """Check this command (``args``, resolved by the task) against the experiment folder;
     returns (resume, changes).
 
@@ -171,7 +172,9 @@ def prepare(args, exp, defaults=None):
     checkpoint to resume, a changed architecture is refused, and so are other
     changed flags unless ``--override``; without one nothing has been trained
     and the new flags simply replace the old. A run that is already complete
-    (nothing left to train) keeps its args.json: ``changes`` is then None.
+    (nothing left to train) keeps its args.json: ``changes`` is then None. A changed
+    projection implementation (:data:`utils.train.config.SWITCHABLE_KEYS`) is allowed and logged.
+    ``task``: the Task (default: the one ``args.task`` names).
     """
     resume = find_resume(exp)
     changes = []
@@ -184,15 +187,20 @@ def prepare(args, exp, defaults=None):
                     f"{err}; it records the flags this experiment was trained with. Repair it (earlier "
                     f"versions: {exp.path(config.HISTORY_FILE)}) or choose another --exp") from None
             saved = None
+        if saved is not None and resume is not None:
+            for key in config.SWITCHABLE_KEYS:
+                if getattr(saved, key, None) != getattr(args, key, None):
+                    exp.log(f"--{key}: {getattr(saved, key, None)!r} in args.json, {getattr(args, key, None)!r} "
+                            f"now (allowed: the implementations agree to 1e-5)")
         if saved is not None and resume is not None and resume[1] >= args.N_ITERS and not args.override:
-            config.check_compatible(saved, args)
+            config.check_compatible(saved, args, task)
             changes = config.changed_flags(saved, args, defaults)
             if changes:
                 exp.log(f"nothing to train (iteration {resume[1]}, --N_ITERS {args.N_ITERS}); args.json is kept, "
                         f"these flags of the command are not used: {config.describe_changes(changes)}")
                 return resume, None
         elif saved is not None and resume is not None:
-            config.check_compatible(saved, args)
+            config.check_compatible(saved, args, task)
             changes = config.check_resume(saved, args, exp.root, args.override, defaults)
         elif saved is not None:
             changes = config.changed_flags(saved, args, defaults)
@@ -304,9 +312,9 @@ class _Trainer:
         self.args, self.task, self.exp = args, task, exp
         self.resume = resume
         self.start_step = resume[1] if resume else 0
-        self.train_data = BatchPipeline.from_args(args, task.name, "train", start_step=self.start_step)
+        self.train_data = BatchPipeline.from_args(args, task, "train", start_step=self.start_step)
         # The training graph's view of the validation split: its 2D loss terms and the pictures.
-        self.val_data = BatchPipeline.from_args(args, task.name, "val", shuffle=False, view_mode="fixed",
+        self.val_data = BatchPipeline.from_args(args, task, "val", shuffle=False, view_mode="fixed",
                                                 all_input_views=False)
         n_gt = self.val_data.get_batch(0)["pcl"].shape[1]
         self.n_val = max(1, min(args.val_batches, self.val_data.n_models // args.batch_size))
@@ -314,7 +322,7 @@ class _Trainer:
         views = [self.val_data.n_views_of(m) for m in range(self.val_data.n_models)]
         self.val_pairs, val_set_changed = validation_set(args, exp, self.val_data.models, views)
         self.val_set_data = BatchPipeline.from_args(
-            args, task.name, "val", pairs=self.val_pairs, batch_size=VAL_BATCH_SIZE, n_views=1, view_mode="fixed",
+            args, task, "val", pairs=self.val_pairs, batch_size=VAL_BATCH_SIZE, n_views=1, view_mode="fixed",
             use_input_view=False, shuffle=False, repeat=False)
         self._val_cache = None
         self.t = build_training_graph(args, task, n_gt)
@@ -501,7 +509,7 @@ class _Trainer:
                  f"flags in args.json); {self.train_data.n_models} training models{per_epoch}, "
                  f"{self.n_val} validation batches (2D loss terms); validation set: {len(self.val_pairs)} "
                  f"(model, view) pairs of {self.val_data.n_models} models ({args.val_selection}, {VAL_SET_FILE})"
-                 f"{self.val_set_note}; projection: {projection.resolve_impl(args.projection)}")
+                 f"{self.val_set_note}; projection: {args.projection}")
 
     def _iterate(self, sess, step):
         """One training step, then what is due at its iteration (log line, validation, snapshot)."""
@@ -577,18 +585,21 @@ def main(task, argv=None):
     SystemExit) after a signal stopped the run, and the original exception (after
     a readable line on stderr and in log.txt) on any error.
     """
-    args = config.parse_train_args(task.name, argv)
+    args = config.parse_train_args(task, argv)
     args.data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
+    args.task_module = task_ref(task)["task_module"]  # args.json names the module to find the task again
     tfv1.select_gpu(args.gpu)
     tfv1.set_verbose(args.verbose)
     exp = None
     try:
-        check_data_dir(args.data_dir, task.name)  # before any experiment folder is created
+        # args.json records the implementation used ('auto' resolved: fused, or local without the library)
+        args.projection = projection.resolve_impl(args.projection)
+        check_data_dir(args.data_dir, task.data_tree)  # before any experiment folder is created
         exp = Experiment(args.exp)  # takes the lock
         if exp.took_over:
             exp.log(f"took over the lock left by {exp.took_over}, which is no longer running")
         args = task.resolve_args(args)
-        resume, changes = prepare(args, exp, config.train_defaults(task.name, args.preset))
+        resume, changes = prepare(args, exp, config.train_defaults(task, args.preset), task)
         graph = tf.Graph()
         with graph.as_default():
             trainer = _Trainer(args, task, exp, resume)  # builds the data pipelines: data checks
