@@ -7,8 +7,6 @@ Writes <name>.ply (one colour per part and a ``label`` vertex property: the 0-ba
 <name>.png (input + cloud from 4 angles, with the part legend), optionally a GIF and the raw
 arrays (part probabilities); ``--help`` says what input the model expects.
 """
-import sys
-
 from partseg.net import TASK
 from utils.eval import inference
 
@@ -18,4 +16,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(1 if main()["errors"] else 0)
+    inference.cli_main(TASK)

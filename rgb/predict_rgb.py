@@ -6,8 +6,6 @@
 Writes <name>.ply (coloured), <name>.png (input + cloud from 4 angles), optionally a GIF and the
 raw arrays; ``--help`` says what input the model expects. The shared code is utils/eval/inference.py.
 """
-import sys
-
 from rgb.net import TASK
 from utils.eval import inference
 
@@ -17,4 +15,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(1 if main()["errors"] else 0)
+    inference.cli_main(TASK)
