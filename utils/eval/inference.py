@@ -30,9 +30,10 @@ import cv2
 import numpy as np
 
 from utils.train import config
-from utils import metrics, tfv1, visualize
-from utils.data import shapenet
-from utils.train.experiment import Experiment
+from utils import cli, metrics, tfv1, visualize
+from utils.data import DataError, shapenet
+from utils.eval.evaluate import check_out_dir, open_trained
+from utils.train.experiment import ExperimentStateError, WrongTask
 from utils.model import build_graph
 from utils.progress import Progress
 from utils.tfv1 import tf
@@ -207,14 +208,10 @@ class Predictor:
     """
 
     def __init__(self, exp_dir, task, snapshot="best", batch_size=8, threads=0):
-        args = config.load_train_args(exp_dir)
-        trained = getattr(args, "task", task.name)
-        if trained != task.name:
-            raise ValueError(f"{os.path.join(exp_dir, config.ARGS_FILE)}: the experiment was trained for "
-                             f"'{trained}'; use {trained}/predict_{trained}.py")
+        # args.json, the task and a checkpoint that reads back in full, before any graph is built
+        args, _, self.checkpoint, self.step = open_trained(exp_dir, task, snapshot, "predict")
         self.args = task.resolve_args(args)
         self.task, self.batch_size, self.threads = task, int(batch_size), threads
-        self.checkpoint, self.step = Experiment(exp_dir, create=False).checkpoint(snapshot)
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.g = build_graph(self.args, task, self.batch_size, training=False)
@@ -471,10 +468,34 @@ def main(task, argv=None):
     args = parser.parse_args(argv)
     if not args.inputs and not args.export:
         parser.error("give images or folders to predict, and/or --export DIR")
-    try:
-        return run(task, args)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:  # a bad --exp, --snapshot, --export
-        parser.error(str(err))
+    if args.inputs:  # refused before anything is loaded or created
+        check_out_dir(args.out or os.path.join(args.exp, "predictions"), "--out")
+    if args.export and os.path.exists(args.export) and (not os.path.isdir(args.export) or os.listdir(args.export)):
+        raise cli.CLIError(f"--export {os.path.abspath(args.export)}: already exists; expected a new or empty folder")
+    return run(task, args)
+
+
+# Failures whose one-line message says everything (utils.cli): no traceback.
+EXPECTED_ERRORS = (DataError, ExperimentStateError, WrongTask, ImageError)
+
+
+def cli_main(task):
+    """``predict_<task>.py`` on the command line: :func:`main` behind utils.cli's one error path;
+    status 1 when an input was skipped."""
+    cli.exit_with(f"predict_{task.name}", lambda argv: 1 if main(task, argv)["errors"] else 0,
+                  expected=EXPECTED_ERRORS)
+
+
+SMALL_INPUT_FACTOR = 2  # an input whose side is under 1/2 of the network's is announced
+
+
+def small_input_note(path, shape, img_h, img_w):
+    """A warning text when an image of ``shape`` (h, w, ...) is far smaller than the network's input, else None."""
+    h, w = shape[:2]
+    if h * SMALL_INPUT_FACTOR <= img_h or w * SMALL_INPUT_FACTOR <= img_w:
+        return (f"{path}: {w}x{h} px, far smaller than the network's {img_w}x{img_h} input; it is enlarged "
+                f"and the cloud is likely poor")
+    return None
 
 
 def _skip(result, path, message, write=None):
@@ -486,8 +507,7 @@ def _predict_files(pred, task, args, background, result):
     files, errors = find_images(args.inputs)
     for path, reason in errors:
         _skip(result, path, f"{path}: {reason}")
-    out_dir = args.out or os.path.join(args.exp, "predictions")
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = args.out or os.path.join(args.exp, "predictions")  # made when the first output is written
     names = dict(zip(files, output_names(files)))
     legend = _legend(task, pred.args)
     H, W = pred.image_size
@@ -500,7 +520,11 @@ def _predict_files(pred, task, args, background, result):
             batch, images = [], []
             for path in files[start:start + B]:
                 try:
-                    images.append(load_image(path, H, W, args.fit, background))
+                    raw = read_image(path)
+                    note = small_input_note(path, raw.shape, H, W)
+                    if note:
+                        cli.warn(note)
+                    images.append(to_network_input(raw, H, W, args.fit, background))
                     batch.append(path)
                 except ImageError as err:
                     _skip(result, path, str(err), bar.write)
@@ -509,6 +533,7 @@ def _predict_files(pred, task, args, background, result):
                 xyz, feat = pred.predict(np.stack(images))
                 net_s += time.perf_counter() - t0
                 n_done += len(batch)
+                os.makedirs(out_dir, exist_ok=True)
                 for i, path in enumerate(batch):
                     result["outputs"][path] = write_outputs(out_dir, names[path], images[i], xyz[i], feat[i], task,
                                                             frame=args.frame, sheet=not args.no_sheet,
