@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from utils.data.distance_map import gt_distance_transform
-from utils.data.layout import (N_GT_PTS, PCL_COLOURS_FILE, PCL_FILE, PCL_LABELS_FILE, VIEW_MODES, VIEWS_FILE,
+from utils.data.layout import (N_GT_PTS, PCL_COLOURS_FILE, DataError, PCL_FILE, PCL_LABELS_FILE, VIEW_MODES, VIEWS_FILE,
                                _synset, check_views_match_renders, depth_file, label_map_file, list_models, n_parts,
                                render_file, task_dirs)
 from utils.data.readers import (read_cloud, read_cloud_colours, read_cloud_labels, read_label_map, read_mask,
@@ -202,6 +202,9 @@ class BatchPipeline:
         m, input_view = self.samples[k]
         angles = self._views_deg(m)
         n_avail = len(angles)
+        if self.n_views > n_avail:  # the supervision views of a sample are distinct: never reused
+            raise DataError(f"--N_VIEWS {self.n_views}: {os.path.join(self._model_dir('rendered', m), VIEWS_FILE)} "
+                            f"lists {n_avail} views; expected --N_VIEWS <= {n_avail} (distinct supervision views)")
         rng = np.random.default_rng([self.seed, step, i])
         if input_view is None:
             input_view = int(rng.integers(n_avail))
