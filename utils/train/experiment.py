@@ -288,8 +288,8 @@ class Experiment:
         candidates = [prefix]
         if which in ("latest", SNAPSHOTS):
             for kind in (SNAPSHOTS, BEST):
-                candidates += [p for p in (self.path(kind, name, CKPT_NAME) for _, name in self.complete_checkpoints(kind))
-                               if p not in candidates]
+                paths = [self.path(kind, name, CKPT_NAME) for _, name in self.complete_checkpoints(kind)]
+                candidates += [p for p in paths if p not in candidates]
         problems = []
         for candidate in candidates:
             try:
