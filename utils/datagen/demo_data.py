@@ -618,7 +618,8 @@ def build_parser():
                         "(default: %(default)s; 1 = one ray through the pixel centre)")
     p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                    help="worker processes (default: %(default)s)")
-    p.add_argument("--force", action="store_true", help="replace a data set already present in --out")
+    p.add_argument("--force", action="store_true",
+                   help="replace the categories asked for when --out already holds them (others are kept)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar (on a terminal) or progress lines (in a log file)")
     return p
