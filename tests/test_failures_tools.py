@@ -339,7 +339,7 @@ def test_force_replaces_only_the_categories_asked_for(tmp_path, capsys):
 
 
 def test_more_supervision_views_than_rendered_is_refused(tiny_data):
-    kw = dict(task="rgb", batch_size=1, num_workers=0)
+    kw = dict(task="rgb", batch_size=1, num_workers=0, view_mode="random")
     assert BatchPipeline(tiny_data, "chair", "train", n_views=4, **kw).get_batch(0)["views"].shape == (1, 4)
     path = os.path.join(task_dirs(tiny_data, "rgb")["rendered"], CHAIR, r"chair_\d+", "view.txt")
     with pytest.raises(DataError, match=f"--N_VIEWS 5: {path} lists 4 views; expected --N_VIEWS <= 4"):

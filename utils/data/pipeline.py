@@ -202,7 +202,7 @@ class BatchPipeline:
         m, input_view = self.samples[k]
         angles = self._views_deg(m)
         n_avail = len(angles)
-        if self.n_views > n_avail:  # the supervision views of a sample are distinct: never reused
+        if self.n_views > n_avail and self.view_mode == "random":  # distinct views ('fixed' wraps, as the original)
             raise DataError(f"--N_VIEWS {self.n_views}: {os.path.join(self._model_dir('rendered', m), VIEWS_FILE)} "
                             f"lists {n_avail} views; expected --N_VIEWS <= {n_avail} (distinct supervision views)")
         rng = np.random.default_rng([self.seed, step, i])
