@@ -202,6 +202,13 @@ def test_data_tools_lock_their_out_folder(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and re.match(f"make_demo_data: error: data folder {out} is in use by another data "
                                           f"tool: PID {holder.pid} on host .*choose another --out", err[0])
+        meshes = tmp_path / "meshes"
+        meshes.mkdir()
+        trimesh.creation.box().export(meshes / "box.ply")
+        assert mesh_dataset.main(["--meshes", str(meshes), "--out", str(out), "--category", "chair", "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"make_dataset: error: data folder {out} is in use by another "
+                                                   f"data tool: PID {holder.pid} on host")
         assert os.listdir(out) == [".lock"]  # nothing made
     finally:
         holder.kill()  # as kill -9
@@ -296,8 +303,12 @@ def test_outlier_vertices_overflow_missing_files_and_grey(tmp_path, capsys):
     with pytest.raises(MeshError, match="the views are nearly empty"):
         _coverage(sliver, tmp_path)
     huge = _off(tmp_path / "huge.off", np.vstack([box.vertices, [[1e200, 0, 0]]]), np.vstack([box.faces, [[0, 1, 8]]]))
-    with pytest.raises(MeshError, match="numeric overflow"):
+    with pytest.raises(MeshError, match="numeric overflow: vertex coordinates up to 1e\\+200 overflow float64"):
         normalise(load_mesh(huge).surface)
+    stray = _off(tmp_path / "stray.off", np.vstack([box.vertices, [[1e200, 0, 0]]]),
+                 np.vstack([box.faces, [[0, 0, 8]]]))
+    with pytest.raises(MeshError, match="numeric overflow: a vertex at 1e\\+200 lies beyond the float32 range"):
+        normalise(load_mesh(stray).surface)
     # a material without a colour, and a missing material library: the documented grey 0.6
     (tmp_path / "plain.mtl").write_text("newmtl plain\nNs 10\n")
     _, model = _coverage(_obj(tmp_path / "nokd.obj", box.vertices, box.faces, "mtllib plain.mtl\nusemtl plain\n"),

@@ -30,6 +30,7 @@ UP_AXES = ("y", "z")
 # (a -90 degree rotation about x; Blender's glTF exporter makes the same change of axes)
 Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 _SYNSET_RE = re.compile(r"^\d{8}$")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class MeshError(ValueError):
@@ -369,6 +370,11 @@ def normalise(surface, mode="diagonal"):
     if not size > 0:
         raise MeshError("the mesh is degenerate (all its vertices coincide)")
     scale = 1.0 / size
+    with np.errstate(over="ignore", invalid="ignore"):
+        reach = np.abs((surface.vertices[np.unique(surface.faces)] - centre) * scale).max()
+    if not reach < FLOAT32_MAX:  # a vertex of a zero-area face, far away: the ray caster works in float32
+        raise MeshError(f"numeric overflow: a vertex at {extent:.3g} lies beyond the float32 range of the ray "
+                        f"caster after normalisation; expected coordinates below about 1e30 (remove stray vertices)")
     return surface.transformed(scale=scale, offset=-centre * scale), centre, scale
 
 
