@@ -368,3 +368,24 @@ def test_predict_warns_on_inputs_far_smaller_than_the_network_input(rgb_exp, tmp
     assert [re.sub(r".*/", "", w) for w in warned] == [
         "dot.png: 1x1 px, far smaller than the network's 64x64 input; it is enlarged and the cloud is likely poor",
         "half.png: 32x32 px, far smaller than the network's 64x64 input; it is enlarged and the cloud is likely poor"]
+
+
+def test_training_announces_a_skipped_snapshot_on_the_console(tmp_path, sess, capsys):
+    from utils.tfv1 import tf
+    from utils.train import loop as train_loop
+    from utils.train.experiment import Experiment
+    step_var = tf.train.get_or_create_global_step()
+    tf.get_variable("w", initializer=tf.ones([50, 50]))
+    saver = tf.train.Saver()
+    sess.run(tf.global_variables_initializer())
+    e = Experiment(str(tmp_path / "exp"))
+    for step in (10, 20):
+        sess.run(step_var.assign(step))
+        e.save(saver, sess, step)
+    with open(glob.glob(e.path("snapshots", "step-0000020", "model.data-*"))[0], "r+b") as f:
+        f.truncate(100)
+    capsys.readouterr()
+    assert cli.run("train_rgb", lambda argv: train_loop.find_resume(e)[1]) == 10
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("train_rgb: warning: skipped unreadable checkpoint snapshots/step-0000020")
+    e.release()
