@@ -496,4 +496,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from utils import cli
+    cli.exit_with("ablation", main)

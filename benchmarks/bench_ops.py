@@ -152,4 +152,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from utils import cli
+    cli.exit_with("bench_ops", main)

@@ -19,7 +19,6 @@ Prints a markdown table with the batch-32 / batch-1 ratios.
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 
@@ -135,4 +134,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from utils import cli
+    cli.exit_with("bench_predict", lambda argv: main(argv) and 0)

@@ -219,4 +219,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from utils import cli
+    cli.exit_with("bench_projection", main)

@@ -333,4 +333,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from utils import cli
+    cli.exit_with("bench_train_step", main)

@@ -11,4 +11,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    evaluate.cli_main(TASK)

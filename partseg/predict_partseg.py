@@ -18,4 +18,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(1 if main()["errors"] else 0)
+    inference.cli_main(TASK)

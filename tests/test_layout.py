@@ -15,7 +15,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 RANKS = [
-    {"utils.atomic_io", "utils.progress", "utils.tfv1", "utils.visualize"},
+    {"utils.atomic_io", "utils.cli", "utils.lock", "utils.progress", "utils.tfv1", "utils.visualize"},
     {"utils.render", "utils.data", "utils.net"},
     {"utils.losses", "utils.metrics"},
     {"utils.task", "utils.model"},

@@ -279,7 +279,11 @@ class BatchPipeline:
     def _plan(self, step, i, k):
         """(model index, input view, supervision views) of item ``i`` of batch ``step``, sample ``k``."""
         m, input_view = self.samples[k]
-        n_avail = len(self._views_deg(m))
+        angles = self._views_deg(m)
+        n_avail = len(angles)
+        if self.n_views > n_avail and self.view_mode == "random":  # distinct views ('fixed' wraps, as the original)
+            raise DataError(f"--N_VIEWS {self.n_views}: {os.path.join(self.model_dir('rendered', m), VIEWS_FILE)} "
+                            f"lists {n_avail} views; expected --N_VIEWS <= {n_avail} (distinct supervision views)")
         rng = np.random.default_rng([self.seed, step, i])
         if input_view is None:
             input_view = int(rng.integers(n_avail))

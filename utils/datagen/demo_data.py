@@ -46,10 +46,13 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from utils.data import N_GT_PTS, PART_NAMES_FILE, PART_TREE_DIR, PCL_DIR, RENDERED_DIR, SPLITS_DIR, tree_dirs
+from utils import cli, lock
+from utils.data import (N_GT_PTS, PART_NAMES_FILE, PART_TREE_DIR, PCL_DIR, RENDERED_DIR, SPLITS, SPLITS_DIR,
+                        split_list_file, tree_dirs)
 from utils.data.layout import RESAMPLE_COLOURS_FILE, RESAMPLE_LABELS_FILE, RESAMPLE_PCL_FILE
-from utils.datagen.writer import (DEFAULT_WORKERS, SPLIT_FRACTIONS, quantise, run_jobs, split_models,
-                               write_label_maps, write_part_cloud, write_rgb_cloud, write_splits, write_views)
+from utils.datagen.writer import (DEFAULT_WORKERS, SPLIT_FRACTIONS, check_out_folder, lock_data_folder, quantise,
+                               run_jobs, split_models, write_label_maps, write_part_cloud, write_rgb_cloud,
+                               write_splits, write_views)
 from utils.datagen.mesh_render import (BOUND_RADIUS, DEPTH_FAR, DEPTH_NEAR, SUPERSAMPLE, MeshRenderer, Surface,  # noqa: F401
                                encode_depth, farthest_point_sampling, sample_faces)
 from utils.progress import Progress
@@ -476,6 +479,28 @@ def remove_stale_temporaries(out):
     return removed
 
 
+def category_paths(root, synset):
+    """The files and folders of one category in a data root (both trees, split lists of either kind)."""
+    paths = []
+    for tree in ("", PART_TREE_DIR):  # the colour tree at the root, the part-label tree below it
+        dirs = tree_dirs(root, tree)
+        paths += [Path(dirs[key]) / synset for key in ("rendered", "pcl", "labels") if key in dirs]
+        paths += [Path(dirs["splits"][0]) / split_list_file(synset, split, ext)
+                  for split in SPLITS for ext in (".npy", ".txt")]
+    return paths
+
+
+def _present(root, synset):
+    return [p for p in category_paths(root, synset) if p.exists()]
+
+
+def _read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def generate(out, categories=DEFAULT_CATEGORIES, n_models=200, n_views=10, img_size=64, seed=0,
              shading=False, workers=2, el_range=(-10.0, 40.0), supersample=SUPERSAMPLE, force=False,
              progress=True):
@@ -483,8 +508,10 @@ def generate(out, categories=DEFAULT_CATEGORIES, n_models=200, n_views=10, img_s
 
     Everything is written into a temporary folder inside ``out`` first and moved
     into place at the end (``demo_info.json`` last), so an interrupted run never
-    leaves a data set that looks complete. Refuses to overwrite existing data
-    unless ``force``. Returns the info dict written to ``demo_info.json``.
+    leaves a data set that looks complete. ``out`` is locked meanwhile (a second data tool
+    writing into it is refused, naming this one). Refuses to overwrite the categories asked for
+    when ``out`` holds them, unless ``force``: then only those categories are replaced (and
+    said so); other categories in ``out`` are kept. Returns the info dict written to ``demo_info.json``.
     """
     out = Path(out).resolve()
     categories = [c.strip().lower() for c in categories]
@@ -493,13 +520,32 @@ def generate(out, categories=DEFAULT_CATEGORIES, n_models=200, n_views=10, img_s
             raise ValueError(f"no demo shapes for category {c!r}; choose from {sorted(BUILDERS)}")
     if n_models < 1 or n_views < 1 or img_size < 8 or supersample < 1:
         raise ValueError("need n_models >= 1, n_views >= 1, img_size >= 8 and supersample >= 1")
+    check_out_folder(out)
+    existing = {c: _present(out, synset_id(c)) for c in categories}
+    existing = {c: paths for c, paths in existing.items() if paths}
+    if existing and not force:  # (checked again under the lock)
+        raise FileExistsError(f"{out} already holds {', '.join(existing)}; pass --force to replace "
+                              f"{'them' if len(existing) > 1 else 'it'} (other categories are kept)")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    existing = [name for name in TOP_LEVEL if (out / name).exists()]
+    try:
+        with lock_data_folder(out):
+            return _generate_locked(out, categories, n_models, n_views, img_size, seed, shading, workers, el_range,
+                                    supersample, force, progress)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # no empty --out left behind
+        raise
+
+
+def _generate_locked(out, categories, n_models, n_views, img_size, seed, shading, workers, el_range,
+                     supersample, force, progress):
+    existing = {c: _present(out, synset_id(c)) for c in categories}
+    existing = {c: paths for c, paths in existing.items() if paths}
     if existing and not force:
         raise FileExistsError(f"{out} already holds {', '.join(existing)}; pass --force to replace them")
-
     for stale in remove_stale_temporaries(out):
-        print(f"make_demo_data: removed {stale}, left by an interrupted run", file=sys.stderr)
+        cli.warn(f"removed {stale}, left by an interrupted run", tool="make_demo_data")
     t0 = time.time()
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}_", dir=out))
     owner = os.open(tmp / TMP_OWNER, os.O_WRONLY | os.O_CREAT, 0o644)
@@ -518,21 +564,40 @@ def generate(out, categories=DEFAULT_CATEGORIES, n_models=200, n_views=10, img_s
             splits = split_models([model_id(c, i) for i in range(n_models)], seed, syn)
             write_splits(tree_dirs(tmp)["splits"][0], syn, splits, ".npy")
             write_splits(tree_dirs(tmp, PART_TREE_DIR)["splits"][0], syn, splits, ".txt")
-        (tmp / PART_TREE_DIR / PART_NAMES_FILE).write_text(json.dumps(
-            {synset_id(c): list(DEMO_PART_NAMES[c]) for c in categories}, indent=1) + "\n")
+        names = _read_json(out / PART_TREE_DIR / PART_NAMES_FILE)  # other categories' names are kept
+        names.update({synset_id(c): list(DEMO_PART_NAMES[c]) for c in categories})
+        (tmp / PART_TREE_DIR / PART_NAMES_FILE).write_text(json.dumps(names, indent=1) + "\n")
         info = dict(generator="utils.datagen.demo_data", categories={c: synset_id(c) for c in categories},
                     n_models=n_models, n_views=n_views, img_size=img_size, seed=seed, shading=shading,
                     elevation_range_deg=list(el_range), supersample=supersample, n_pts=N_GT_PTS,
                     bound_radius=BOUND_RADIUS, resampled_clouds=True,
                     split_fractions=list(SPLIT_FRACTIONS), seconds=round(time.time() - t0, 1))
+        old_info = _read_json(out / INFO_FILE)
+        kept = {c: s for c, s in old_info.get("categories", {}).items() if c not in info["categories"]} \
+            if old_info.get("generator") == info["generator"] else {}
+        if kept:
+            info["other_categories_kept"] = kept
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=1) + "\n")
 
-        for name in existing:  # only with force
-            target = out / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
-        for name in TOP_LEVEL:  # the info file last: it marks a complete data set
-            if (tmp / name).exists():
-                os.replace(tmp / name, out / name)
+        with cli.deferred_signals():  # the moves into place are not cut short by Ctrl-C / SIGTERM
+            for c, paths in existing.items():  # only with force
+                cli.warn(f"--force: replacing {c} ({synset_id(c)}) in {out}: "
+                         f"{', '.join(str(p.relative_to(out)) for p in paths)}", tool="make_demo_data")
+            if (out / INFO_FILE).exists():
+                (out / INFO_FILE).unlink()  # until the new one is written, the set is not marked complete
+            for c in categories:
+                for target in category_paths(out, synset_id(c)):
+                    if target.is_dir():
+                        shutil.rmtree(target)
+                    elif target.exists():
+                        target.unlink()
+                    source = tmp / target.relative_to(out)
+                    if source.exists():
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        os.replace(source, target)
+            (out / PART_TREE_DIR).mkdir(exist_ok=True)
+            os.replace(tmp / PART_TREE_DIR / PART_NAMES_FILE, out / PART_TREE_DIR / PART_NAMES_FILE)
+            os.replace(tmp / INFO_FILE, out / INFO_FILE)  # the info file last: it marks a complete data set
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         os.close(owner)
@@ -563,26 +628,29 @@ def build_parser():
                         "(default: %(default)s; 1 = one ray through the pixel centre)")
     p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                    help="worker processes (default: %(default)s)")
-    p.add_argument("--force", action="store_true", help="replace a data set already present in --out")
+    p.add_argument("--force", action="store_true",
+                   help="replace the categories asked for when --out already holds them (others are kept)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar (on a terminal) or progress lines (in a log file)")
     return p
 
 
-def main(argv=None):
+def _main(argv=None):
     args = build_parser().parse_args(argv)
     categories = [c for item in args.categories for c in item.split(",") if c.strip()]
-    try:
-        info = generate(args.out, categories, n_models=args.n_models, n_views=args.n_views,
-                        img_size=args.img_size, seed=args.seed, shading=args.shading, workers=args.workers,
-                        el_range=args.elevation, supersample=args.supersample, force=args.force,
-                        progress=not args.quiet)
-    except (FileExistsError, ValueError) as err:
-        print(f"make_demo_data: {err}", file=sys.stderr)
-        return 2
+    info = generate(args.out, categories, n_models=args.n_models, n_views=args.n_views,
+                    img_size=args.img_size, seed=args.seed, shading=args.shading, workers=args.workers,
+                    el_range=args.elevation, supersample=args.supersample, force=args.force,
+                    progress=not args.quiet)
     print(f"make_demo_data: {len(info['categories'])} categories x {info['n_models']} models x "
           f"{info['n_views']} views written to {Path(args.out).resolve()} in {info['seconds']} s")
     return 0
+
+
+def main(argv=None):
+    """The command line (utils.cli): status 0, 2 after a one-line error, 128 + signal when interrupted."""
+    return cli.run("make_demo_data", _main, argv, expected=(ValueError, lock.FolderInUse), status=2,
+                   interrupted_hint="its working folder was removed, nothing else was changed; re-run the command")
 
 
 if __name__ == "__main__":

@@ -50,7 +50,10 @@ from utils import atomic_io
 from utils.data import shapenet
 from utils.data import (N_GT_PTS, PART_NAMES_FILE, PART_TREE_DIR, SPLITS, DataError, read_split, split_list_file,
                         tree_dirs)
-from utils.datagen.writer import (DEFAULT_WORKERS, quantise, run_jobs, split_models, write_label_maps,
+from utils import cli
+from utils.lock import FolderInUse
+from utils.datagen.writer import (DEFAULT_WORKERS, check_out_folder, lock_data_folder, quantise, run_jobs,
+                               split_models, write_label_maps,
                                write_part_cloud, write_rgb_cloud, write_splits, write_views)
 from utils.datagen.mesh_io import (MESH_SUFFIXES, UP_AXES, MeshError, PartMap, find_meshes, load_mesh, normalise)
 from utils.datagen.mesh_render import (SUPERSAMPLE, MeshRenderer, encode_depth, farthest_point_sampling)
@@ -58,6 +61,7 @@ from utils.progress import Progress
 from utils.datagen import part_transfer
 
 STATE_DIR = ".make_dataset"
+MIN_COVERED_PIXELS = 10  # a model whose best view shows fewer object pixels fails (not rendered)
 INFO_FILE = "dataset_info.json"
 TRANSFER_FILE = "part_transfer.csv"
 # options that change what a model's files hold: a data set is made with one set of them
@@ -168,6 +172,12 @@ def render_model(source, opts):
         rgb.append(np.round(view.rgb * 255).astype(np.uint8))
         depth.append(encode_depth(view.depth, view.hit))
         label_maps.append(view.label)
+
+    covered = max(int(np.sum(d < 254)) for d in depth)
+    if covered < MIN_COVERED_PIXELS:
+        raise MeshError(f"{source.path}: the views are nearly empty (at most {covered} object pixels of "
+                        f"{opts.img_size}x{opts.img_size}); far-off geometry (stray vertices in faces) makes the "
+                        f"object tiny after normalisation; expected a mesh whose faces all belong to the object")
 
     sample_rng = np.random.default_rng(sample_ss)
     xyz, face, bary = surface.sample(opts.n_dense, sample_rng)
@@ -435,14 +445,40 @@ def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits
             if count[s.synset] <= limit:
                 kept.append(s)
         sources = kept
-    out.mkdir(parents=True, exist_ok=True)
-    _check_params(out, opts, force and not finalize)
+    check_out_folder(out)
     fractions = parse_fractions(split if isinstance(split, str) else ",".join(map(repr, split)))
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    # Shards run side by side into one --out: each locks its own folder; other runs lock --out.
+    lock_folder = out if shard is None else out / STATE_DIR / "shards" / _shard_name(shard)
+    try:
+        lock_folder.mkdir(parents=True, exist_ok=True)
+        with lock_data_folder(lock_folder):
+            return _make_locked(meshes, sources, out, opts, fractions, splits_from, part_names, workers, force,
+                                progress, log, t0, shard, finalize)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # no empty --out left behind
+        raise
+
+
+def _make_locked(meshes, sources, out, opts, fractions, splits_from, part_names, workers, force, progress, log, t0,
+                 shard, finalize):
+    _check_params(out, opts, force and not finalize)
     if finalize:
         return _finalize(meshes, out, opts, sources, fractions, splits_from, part_names, t0)
     mine = shard_sources(sources, *shard) if shard is not None else sources
     tmp_root = _tmp_root(out, shard)
     shutil.rmtree(tmp_root, ignore_errors=True)  # leftovers of an interrupted run (of this shard)
+    try:
+        return _render_all(meshes, sources, mine, out, opts, fractions, splits_from, part_names, workers, force,
+                           progress, log, t0, shard, tmp_root)
+    finally:  # also after Ctrl-C / SIGTERM (utils.cli): the workers' temporaries go, as on the next start
+        shutil.rmtree(tmp_root, ignore_errors=True)
+
+
+def _render_all(meshes, sources, mine, out, opts, fractions, splits_from, part_names, workers, force, progress, log,
+                t0, shard, tmp_root):
 
     todo = [s for s in mine if force or read_record(out, s.synset, s.model_id) is None]
     failures = []
@@ -454,6 +490,8 @@ def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits
         if err is not None:
             failures.append(dict(path=str(source.path), error=err))
             bar.write(f"make_dataset: skipped {err}")
+        for note in (rec or {}).get("notes", []):
+            bar.write(f"make_dataset: warning: {source.path}: {note}")
         bar.update()
 
     for result in run_jobs(_job, jobs, workers):
@@ -649,29 +687,25 @@ def build_parser():
     return p
 
 
-def main(argv=None):
+def _main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
-        part_map = None
-        if args.part_map:
-            pm = PartMap.from_json(args.part_map)
-            part_map = dict(patterns=[list(x) for x in pm.patterns], names=pm.names, source=str(args.part_map))
-        if args.part_annotations and not Path(args.part_annotations).is_dir():
-            raise ValueError(f"--part_annotations {args.part_annotations}: no such folder")
-        opts = Options(n_views=args.n_views, img_size=args.size, azimuth=tuple(args.azimuth),
-                       elevation=tuple(args.elevation), supersample=args.supersample, shading=args.shading,
-                       up=args.up, normalise=args.normalise, n_dense=args.n_dense, keep_hidden=args.keep_hidden,
-                       seed=args.seed, part_map=part_map,
-                       part_annotations=str(Path(args.part_annotations).resolve()) if args.part_annotations else None,
-                       min_agreement=args.min_agreement)
-        names = [n.strip() for n in args.part_names.split(",")] if args.part_names else None
-        info = make_dataset(args.meshes, args.out, opts, category=args.category, split=parse_fractions(args.split),
-                            splits_from=args.splits_from, part_names=names, limit=args.limit, workers=args.workers,
-                            force=args.force, progress=not args.quiet,
-                            shard=parse_shard(args.shard) if args.shard else None, finalize=args.finalize)
-    except (MeshError, FileExistsError, ValueError) as err:
-        print(f"make_dataset: {err}", file=sys.stderr)
-        return 2
+    part_map = None
+    if args.part_map:
+        pm = PartMap.from_json(args.part_map)
+        part_map = dict(patterns=[list(x) for x in pm.patterns], names=pm.names, source=str(args.part_map))
+    if args.part_annotations and not Path(args.part_annotations).is_dir():
+        raise ValueError(f"--part_annotations {args.part_annotations}: no such folder")
+    opts = Options(n_views=args.n_views, img_size=args.size, azimuth=tuple(args.azimuth),
+                   elevation=tuple(args.elevation), supersample=args.supersample, shading=args.shading,
+                   up=args.up, normalise=args.normalise, n_dense=args.n_dense, keep_hidden=args.keep_hidden,
+                   seed=args.seed, part_map=part_map,
+                   part_annotations=str(Path(args.part_annotations).resolve()) if args.part_annotations else None,
+                   min_agreement=args.min_agreement)
+    names = [n.strip() for n in args.part_names.split(",")] if args.part_names else None
+    info = make_dataset(args.meshes, args.out, opts, category=args.category, split=parse_fractions(args.split),
+                        splits_from=args.splits_from, part_names=names, limit=args.limit, workers=args.workers,
+                        force=args.force, progress=not args.quiet,
+                        shard=parse_shard(args.shard) if args.shard else None, finalize=args.finalize)
     if args.shard:
         print(shard_text(info, args.out))
         return 0 if info["rendered_now"] + info["already_complete"] > 0 or not info["models"] else 1
@@ -701,6 +735,14 @@ def missing_text(info, out, show=20):
     if len(info["missing"]) > show:
         lines.append(f"  ... and {len(info['missing']) - show} more")
     return "\n".join(lines)
+
+
+def main(argv=None):
+    """The command line (utils.cli): 0, 1 when no model could be rendered, 2 after a one-line error,
+    128 + signal when interrupted."""
+    return cli.run("make_dataset", _main, argv, expected=(MeshError, ValueError, FolderInUse), status=2,
+                   interrupted_hint="complete models are kept, the model in progress was removed; re-run the "
+                                    "same command to continue")
 
 
 def summary_text(info, out):

@@ -30,6 +30,7 @@ UP_AXES = ("y", "z")
 # (a -90 degree rotation about x; Blender's glTF exporter makes the same change of axes)
 Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 _SYNSET_RE = re.compile(r"^\d{8}$")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class MeshError(ValueError):
@@ -181,8 +182,11 @@ def _image_array(image):
     return np.ascontiguousarray(arr[:, :, :3])
 
 
-def _appearance(geom, textures, texture_ids):
-    """Per-face appearance arrays of one trimesh geometry (see :class:`Surface`)."""
+def _appearance(geom, textures, texture_ids, grey_materials=()):
+    """Per-face appearance arrays of one trimesh geometry (see :class:`Surface`).
+
+    ``grey_materials``: names of OBJ materials that set no colour (no ``Kd``): they get the
+    documented :data:`GREY`, not trimesh's default (0.4)."""
     n = len(geom.faces)
     corner = np.full((n, 3, 3), GREY)
     tex_index = np.full(n, -1, np.int64)
@@ -198,8 +202,10 @@ def _appearance(geom, textures, texture_ids):
         if isinstance(mat, trimesh.visual.material.PBRMaterial):
             factor = mat.baseColorFactor
             colour = np.ones(3) if factor is None else _rgb(factor)  # glTF's default factor is white
+        elif mat is None or getattr(mat, "name", None) in grey_materials:
+            colour = np.full(3, GREY)
         else:
-            colour = _rgb(mat.main_color) if mat is not None else np.full(3, GREY)
+            colour = _rgb(mat.main_color)
         have_uv = vis.uv is not None and len(vis.uv) == len(geom.vertices)
         if image is not None and have_uv:
             key = id(image)
@@ -217,6 +223,31 @@ def _appearance(geom, textures, texture_ids):
     elif kind == "face":
         corner[:] = _rgb(vis.face_colors[:, :3])[:, None]
     return corner, tex_index, uv, tint
+
+
+def _obj_materials_without_colour(path):
+    """Names of the materials of an OBJ's material libraries that set no diffuse colour (``Kd``)."""
+    path, names = Path(path), set()
+    try:
+        libs = [line.split(None, 1)[1].strip() for line in open(path, errors="replace")
+                if line.startswith("mtllib ")]
+    except OSError:
+        return names
+    for lib in libs:
+        current, has_kd = None, False
+        try:
+            lines = open(path.parent / lib, errors="replace").read().splitlines()
+        except OSError:
+            continue
+        for line in lines + ["newmtl"]:
+            parts = line.strip().split()
+            if parts and parts[0] == "newmtl":
+                if current is not None and not has_kd:
+                    names.add(current)
+                current, has_kd = (parts[1] if len(parts) > 1 else None), False
+            elif parts and parts[0] == "Kd":
+                has_kd = True
+    return names
 
 
 def _missing_obj_textures(path):
@@ -263,6 +294,7 @@ def load_mesh(path, up="y"):
     is_obj = path.suffix.lower() == ".obj"
     verts, faces, corners, tex_idx, uvs, tints, names = [], [], [], [], [], [], []
     textures, texture_ids = [], {}
+    grey_materials = _obj_materials_without_colour(path) if is_obj else set()
     offset = 0
     for node in scene.graph.nodes_geometry:
         transform, geom_name = scene.graph[node]
@@ -270,7 +302,7 @@ def load_mesh(path, up="y"):
         if not isinstance(geom, trimesh.Trimesh) or len(geom.faces) == 0:
             continue
         v = trimesh.transform_points(np.asarray(geom.vertices, np.float64), transform)
-        corner, ti, uv, tint = _appearance(geom, textures, texture_ids)
+        corner, ti, uv, tint = _appearance(geom, textures, texture_ids, grey_materials)
         verts.append(v)
         faces.append(np.asarray(geom.faces, np.int64) + offset)
         offset += len(v)
@@ -308,24 +340,41 @@ def load_mesh(path, up="y"):
 def normalise(surface, mode="diagonal"):
     """Centre the bounding box of the used vertices at the origin and scale.
 
+    Used vertices: those of faces with a non-zero area; unreferenced vertices and those only
+    reached by degenerate faces (a stray vertex far away) do not shrink the object.
     ``mode='diagonal'``: bounding-box diagonal of length 1, as ShapeNetCore's
     normalised models (every point then lies within 0.5 of the centre and the
     object always fits the 64x64 views at camera distance 2); ``'sphere'``:
     every point within :data:`BOUND_RADIUS` (0.46) of the centre (the demo's convention).
-    Returns ``(surface, centre, scale)``.
+    Returns ``(surface, centre, scale)``. Raises MeshError when the coordinates overflow
+    float64 (named as such) or every face is degenerate.
     """
-    used = surface.vertices[np.unique(surface.faces)]
+    if mode not in ("diagonal", "sphere"):
+        raise ValueError(f"normalisation must be 'diagonal' or 'sphere', got {mode!r}")
+    tri = surface.vertices[surface.faces]
+    with np.errstate(over="ignore", invalid="ignore"):
+        area2 = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+        extent = np.abs(tri).max()
+    if not np.all(np.isfinite(area2)):
+        raise MeshError(f"numeric overflow: vertex coordinates up to {extent:.3g} overflow float64 in the face "
+                        f"areas; expected coordinates below about 1e150 (rescale the mesh)")
+    if not np.any(area2 > 0):
+        raise MeshError("the mesh is degenerate (every face has zero area)")
+    used = surface.vertices[np.unique(surface.faces[area2 > 0])]
     lo, hi = used.min(0), used.max(0)
     centre = (lo + hi) / 2
     if mode == "diagonal":
         size = np.linalg.norm(hi - lo)
-    elif mode == "sphere":
-        size = np.linalg.norm(used - centre, axis=1).max() / BOUND_RADIUS
     else:
-        raise ValueError(f"normalisation must be 'diagonal' or 'sphere', got {mode!r}")
+        size = np.linalg.norm(used - centre, axis=1).max() / BOUND_RADIUS
     if not size > 0:
         raise MeshError("the mesh is degenerate (all its vertices coincide)")
     scale = 1.0 / size
+    with np.errstate(over="ignore", invalid="ignore"):
+        reach = np.abs((surface.vertices[np.unique(surface.faces)] - centre) * scale).max()
+    if not reach < FLOAT32_MAX:  # a vertex of a zero-area face, far away: the ray caster works in float32
+        raise MeshError(f"numeric overflow: a vertex at {extent:.3g} lies beyond the float32 range of the ray "
+                        f"caster after normalisation; expected coordinates below about 1e30 (remove stray vertices)")
     return surface.transformed(scale=scale, offset=-centre * scale), centre, scale
 
 

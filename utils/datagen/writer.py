@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from utils import atomic_io
+from utils import atomic_io, cli, lock
 from utils.data import (PCL_COLOURS_FILE, PCL_FILE, PCL_LABELS_FILE, SPLITS, VIEWS_FILE, depth_file, label_map_file,
                         render_file, split_list_file)
 
@@ -25,6 +25,28 @@ SPLIT_SALT = 7  # split_models seeds its permutation with (seed, synset, SPLIT_S
 def quantise(colour):
     """Colours as they survive an 8-bit PNG, so cloud colours equal pixel colours."""
     return np.round(np.clip(colour, 0, 1) * 255.0) / 255.0
+
+
+class DataFolderInUse(lock.FolderInUse):
+    """Another data tool (make_demo_data.py, make_dataset.py) is writing into the same --out."""
+
+
+def lock_data_folder(out):
+    """The data tools' exclusive lock on their output folder (utils.lock; refused naming the holder)."""
+    return lock.FolderLock(out, "data folder", "data tool", error=DataFolderInUse,
+                           advice="Wait for it to finish or stop it, or choose another --out", remove=True)
+
+
+def check_out_folder(out, flag="--out"):
+    """Refuse (CLIError) an output folder that is a file or cannot be created or written; creates nothing."""
+    out = Path(out).absolute()
+    if out.exists() and not out.is_dir():
+        raise cli.CLIError(f"{flag} {out}: is a file; expected a folder (created when absent)")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise cli.CLIError(f"{flag} {out}: {parent} is not writable; expected a folder this user can write")
 
 
 def _png(image, what):
@@ -86,20 +108,51 @@ def write_part_cloud(folder, pcl, labels, files=(PCL_FILE, PCL_LABELS_FILE)):
     np.save(folder / files[1], labels)
 
 
-def split_models(ids, seed, synset, fractions=SPLIT_FRACTIONS):
-    """Deterministic train/val/test partition of ``ids`` (each list sorted).
+def split_counts(n, fractions=SPLIT_FRACTIONS):
+    """(n_train, n_val, n_test) for ``n`` models: non-negative, summing to ``n``.
 
-    A permutation seeded by (seed, synset) of ``ids`` in the given order; the
-    val and test shares are rounded, and get at least one model each when
-    there are 3 models or more.
+    The val and test shares are rounded, and get at least one model each when there are 3
+    models or more and their fraction is not zero; a zero fraction always gets none. The rest
+    goes to train, or, when the train fraction is zero, to test (or val).
+    """
+    f_train, f_val, f_test = (float(f) for f in fractions)
+    if min(f_train, f_val, f_test) < 0:
+        raise ValueError(f"split fractions must be non-negative, got {tuple(fractions)}")
+    n_val = int(round(f_val * n)) if f_val > 0 else 0
+    n_test = int(round(f_test * n)) if f_test > 0 else 0
+    if n >= 3:
+        n_val, n_test = (max(1, n_val) if f_val > 0 else 0), (max(1, n_test) if f_test > 0 else 0)
+    excess = n_val + n_test - n  # rounding up both: the larger share gives way
+    if excess > 0:
+        if n_val >= n_test:
+            n_val -= excess
+        else:
+            n_test -= excess
+    n_train = n - n_val - n_test
+    if f_train == 0 and n_train:  # nothing may go to train: the rest to test (or val)
+        if f_test > 0:
+            n_test += n_train
+        else:
+            n_val += n_train
+        n_train = 0
+    elif f_train > 0 and n_train == 0 and n >= 3:  # a train share gets a model too
+        if n_val >= n_test:
+            n_val -= 1
+        else:
+            n_test -= 1
+        n_train = 1
+    return n_train, n_val, n_test
+
+
+def split_models(ids, seed, synset, fractions=SPLIT_FRACTIONS):
+    """Deterministic train/val/test partition of ``ids`` (each list sorted): disjoint, covering
+    ``ids``, sizes from :func:`split_counts`.
+
+    A permutation seeded by (seed, synset) of ``ids`` in the given order, cut at those sizes.
     """
     n = len(ids)
     perm = np.random.default_rng([int(seed), int(synset), SPLIT_SALT]).permutation(n)
-    n_val = int(round(fractions[1] * n))
-    n_test = int(round(fractions[2] * n))
-    if n >= 3:
-        n_val, n_test = max(1, n_val), max(1, n_test)
-    n_train = n - n_val - n_test
+    n_train, n_val, _ = split_counts(n, fractions)
     pick = lambda a, b: sorted(ids[i] for i in perm[a:b])  # noqa: E731
     return {"train": pick(0, n_train), "val": pick(n_train, n_train + n_val), "test": pick(n_train + n_val, n)}
 

@@ -20,14 +20,13 @@ import math
 import os
 import sys
 import types
-import warnings
 
 import numpy as np
 
-from utils import atomic_io, metrics, tfv1, visualize
+from utils import atomic_io, cli, metrics, tfv1, visualize
 from utils.train import config
 from utils.data import BatchPipeline, DataError, list_models
-from utils.train.experiment import Experiment
+from utils.train.experiment import Experiment, ExperimentStateError, WrongTask, check_task
 from utils.model import GraphSettings, build_graph
 from utils.progress import Progress
 from utils.tfv1 import tf
@@ -77,8 +76,8 @@ def evaluate(task, margs):
     margs = _check_window(margs)
     targs, exp, prefix, step = _trained(task, margs)
     out_dir = margs.out or exp.path(f"metrics_{margs.eval_set}_{margs.snapshot}")
-    os.makedirs(out_dir, exist_ok=True)
-    data = _eval_pipeline(targs, task, margs)
+    check_out_dir(out_dir, "--out")
+    data = _eval_pipeline(targs, task, margs)  # the folder is made once there are results to write
     try:
         medoid, baselines = _baselines(targs, task, margs)
         floor = floor_method(data, task)
@@ -108,14 +107,51 @@ def _check_window(margs):
     return argparse.Namespace(**dict(vars(margs), visualize=False))
 
 
+def check_out_dir(path, flag="--out"):
+    """Refuse (CLIError) an output folder that is a file or cannot be created/written; creates nothing."""
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise cli.CLIError(f"{flag} {path}: is a file; expected a folder (created when absent)")
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise cli.CLIError(f"{flag} {path}: {parent} is not a writable folder; expected a folder this user "
+                           f"can write")
+
+
+def open_trained(exp_dir, task, snapshot, kind):
+    """Validate an experiment for metrics or predict before any graph is built: the folder, its
+    args.json, the task it was trained for and a checkpoint that reads back in full (utils.train.experiment,
+    ``Experiment.restorable``: 'latest' falls back to an older readable snapshot, with a warning).
+
+    Returns (training flags as saved, Experiment, checkpoint prefix, iteration); raises
+    CLIError / WrongTask / ExperimentStateError with one line naming the file or flag.
+    """
+    if not os.path.isdir(exp_dir):
+        raise cli.CLIError(f"--exp {exp_dir}: no such folder; expected an experiment folder written by training")
+    try:
+        targs = config.load_train_args(exp_dir)
+    except FileNotFoundError as err:
+        raise cli.CLIError(str(err)) from None
+    except ValueError as err:  # truncated or edited by hand
+        raise cli.CLIError(f"{err}; expected the args.json training wrote (earlier versions: "
+                           f"{config.HISTORY_FILE})") from None
+    check_task(exp_dir, getattr(targs, "task", task.name), task.name, kind)
+    exp = Experiment(exp_dir, create=False)
+    try:
+        prefix, step = exp.restorable(snapshot, warn=cli.warn)
+    except (FileNotFoundError, ValueError) as err:
+        raise cli.CLIError(f"--snapshot {snapshot}: {err}" if "--snapshot" not in str(err) else str(err)) from None
+    return targs, exp, prefix, step
+
+
 def _trained(task, margs):
     """The experiment's training flags (args.json, ``--data_dir`` replacing its data root, resolved
     by the task) and the snapshot to evaluate: (targs, Experiment, checkpoint prefix, iteration)."""
-    targs = config.load_train_args(margs.exp)
+    targs, exp, prefix, step = open_trained(margs.exp, task, margs.snapshot, "metrics")
     if margs.data_dir:
         targs.data_dir = margs.data_dir
-    exp = Experiment(margs.exp, create=False)
-    prefix, step = exp.checkpoint(margs.snapshot)
     return task.resolve_args(targs), exp, prefix, step
 
 
@@ -173,7 +209,7 @@ def _metrics_graph(targs, task, batch_size, n_gt, clip_box):
     """
     with_emd = n_gt == targs.N_PTS
     if not with_emd:
-        warnings.warn(f"EMD needs equal point counts (prediction {targs.N_PTS}, ground truth {n_gt}); skipped")
+        cli.warn(f"EMD needs equal point counts (prediction {targs.N_PTS}, ground truth {n_gt}); skipped")
     m = types.SimpleNamespace(graph=tf.Graph())
     with m.graph.as_default():
         m.g = build_graph(GraphSettings.from_args(targs, task), task, batch_size, training=False)
@@ -290,6 +326,7 @@ def _write_csv(path, rows):
 
 
 def _write(out_dir, rows, summary):
+    os.makedirs(out_dir, exist_ok=True)
     if rows:
         _write_csv(os.path.join(out_dir, "per_sample.csv"), rows)
         _write_csv(os.path.join(out_dir, "per_model.csv"), per_model_rows(rows))
@@ -350,7 +387,16 @@ def _shown(picture):
             metrics.scale_to_unit_cube_np(picture["pred"], visualize.PICTURE_BOX_CLIP))
 
 
+# Failures whose one-line message says everything (utils.cli): no traceback.
+EXPECTED_ERRORS = (DataError, ExperimentStateError, WrongTask)
+
+
 def main(task, argv=None):
     """Entry point of metrics_<task>.py."""
     margs = config.metrics_parser(task).parse_args(argv)
     return evaluate(task, margs)
+
+
+def cli_main(task):
+    """``metrics_<task>.py`` on the command line: :func:`main` behind utils.cli's one error path."""
+    cli.exit_with(f"metrics_{task.name}", lambda argv: main(task, argv) and 0, expected=EXPECTED_ERRORS)

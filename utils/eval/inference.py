@@ -31,11 +31,12 @@ import cv2
 import numpy as np
 
 from utils.train import config
-from utils import metrics, tfv1, visualize
-from utils.data import shapenet
+from utils import cli, metrics, tfv1, visualize
+from utils.data import DataError, shapenet
 from utils.eval import framing as input_framing, preprocess
+from utils.eval.evaluate import check_out_dir, open_trained
 from utils.eval.preprocess import to_network_input  # noqa: F401  (its former home; tests use it here)
-from utils.train.experiment import Experiment
+from utils.train.experiment import ExperimentStateError, WrongTask
 from utils.model import GraphSettings, build_graph
 from utils.progress import Progress
 from utils.task import as_task
@@ -177,14 +178,10 @@ class Predictor:
     """
 
     def __init__(self, exp_dir, task, snapshot="best", batch_size=8, threads=0):
-        args = config.load_train_args(exp_dir)
-        trained = getattr(args, "task", task.name)
-        if trained != task.name:
-            raise ValueError(f"{os.path.join(exp_dir, config.ARGS_FILE)}: the experiment was trained for "
-                             f"'{trained}'; use {trained}/predict_{trained}.py")
+        # args.json, the task and a checkpoint that reads back in full, before any graph is built
+        args, _, self.checkpoint, self.step = open_trained(exp_dir, task, snapshot, "predict")
         self.args = task.resolve_args(args)
         self.task, self.batch_size, self.threads = task, int(batch_size), threads
-        self.checkpoint, self.step = Experiment(exp_dir, create=False).checkpoint(snapshot)
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.g = build_graph(GraphSettings.from_args(self.args, task), task, self.batch_size, training=False)
@@ -463,10 +460,34 @@ def main(task, argv=None):
     args = parser.parse_args(argv)
     if not args.inputs and not args.export:
         parser.error("give images or folders to predict, and/or --export DIR")
-    try:
-        return run(task, args)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:  # a bad --exp, --snapshot, --export
-        parser.error(str(err))
+    if args.inputs:  # refused before anything is loaded or created
+        check_out_dir(args.out or os.path.join(args.exp, "predictions"), "--out")
+    if args.export and os.path.exists(args.export) and (not os.path.isdir(args.export) or os.listdir(args.export)):
+        raise cli.CLIError(f"--export {os.path.abspath(args.export)}: already exists; expected a new or empty folder")
+    return run(task, args)
+
+
+# Failures whose one-line message says everything (utils.cli): no traceback.
+EXPECTED_ERRORS = (DataError, ExperimentStateError, WrongTask, ImageError)
+
+
+def cli_main(task):
+    """``predict_<task>.py`` on the command line: :func:`main` behind utils.cli's one error path;
+    status 1 when an input was skipped."""
+    cli.exit_with(f"predict_{task.name}", lambda argv: 1 if main(task, argv)["errors"] else 0,
+                  expected=EXPECTED_ERRORS)
+
+
+SMALL_INPUT_FACTOR = 2  # an input whose side is under 1/2 of the network's is announced
+
+
+def small_input_note(path, shape, img_h, img_w):
+    """A warning text when an image of ``shape`` (h, w, ...) is far smaller than the network's input, else None."""
+    h, w = shape[:2]
+    if h * SMALL_INPUT_FACTOR <= img_h or w * SMALL_INPUT_FACTOR <= img_w:
+        return (f"{path}: {w}x{h} px, far smaller than the network's {img_w}x{img_h} input; it is enlarged "
+                f"and the cloud is likely poor")
+    return None
 
 
 def _skip(result, path, message, write=None):
@@ -478,8 +499,7 @@ def _predict_files(pred, task, args, background, result, framing=None):
     files, errors = find_images(args.inputs)
     for path, reason in errors:
         _skip(result, path, f"{path}: {reason}")
-    out_dir = args.out or os.path.join(args.exp, "predictions")
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = args.out or os.path.join(args.exp, "predictions")  # made when the first output is written
     names = dict(zip(files, output_names(files)))
     legend = task.legend(pred.args.data_dir, pred.args.category, pred.g.settings.n_feat)
     H, W = pred.image_size
@@ -493,13 +513,16 @@ def _predict_files(pred, task, args, background, result, framing=None):
             for path in files[start:start + B]:
                 try:
                     photo = read_image(path)
+                    note = small_input_note(path, photo.shape, H, W)
+                    if note:
+                        cli.warn(note)
                 except ImageError as err:
                     _skip(result, path, str(err), bar.write)
                     continue
                 prep = preprocess.prepare(photo, H, W, background, framing, args.segment, args.fit,
                                           args.tolerance)
                 for warning in prep.warnings:
-                    bar.write(f"warning: {path}: {warning}", file=sys.stderr)
+                    cli.warn(f"{path}: {warning}")
                 result["warnings"].extend((path, w) for w in prep.warnings)
                 images.append(prep.image)
                 panels.append(_sheet_panels(photo, prep))
@@ -509,6 +532,7 @@ def _predict_files(pred, task, args, background, result, framing=None):
                 xyz, feat = pred.predict(np.stack(images))
                 net_s += time.perf_counter() - t0
                 n_done += len(batch)
+                os.makedirs(out_dir, exist_ok=True)
                 for i, path in enumerate(batch):
                     result["outputs"][path] = write_outputs(out_dir, names[path], images[i], xyz[i], feat[i], task,
                                                             frame=args.frame, sheet=not args.no_sheet,

@@ -27,28 +27,23 @@ kernel releases the lock when its holder dies, so a lock left by a killed run
 is taken over. Readers (``Experiment(root, create=False)``, metrics) take no
 lock and may run while training goes on.
 """
-import contextlib
-import fcntl
 import glob
 import json
 import os
 import shutil
-import signal
-import socket
-import threading
 import time
 import warnings
 
-from utils import atomic_io
+from utils import atomic_io, cli, lock
 
 SNAPSHOTS, BEST = "snapshots", "best"
 POINTER = {SNAPSHOTS: "latest.json", BEST: "best.json"}
 CKPT_NAME = "model"
-LOCK_FILE = ".lock"
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+LOCK_FILE = lock.LOCK_FILE
+STOP_SIGNALS = cli.STOP_SIGNALS
 
 
-class ExperimentInUse(RuntimeError):
+class ExperimentInUse(lock.FolderInUse):
     """Another process holds the experiment's lock (a second trainer on the same --exp)."""
 
 
@@ -56,34 +51,40 @@ class ExperimentStateError(RuntimeError):
     """The experiment holds work that cannot be resumed safely; nothing is started over it."""
 
 
-@contextlib.contextmanager
-def deferred_signals(signals=STOP_SIGNALS):
-    """Hold back ``signals`` inside the block; deliver them (to the previous handlers) at its end.
+class WrongTask(ValueError):
+    """The experiment was trained for another task than the tool's (metrics_rgb on a partseg run)."""
 
-    Only possible in the main thread (elsewhere the block runs unprotected, as
-    Python delivers signals to the main thread anyway).
+
+def check_task(exp_dir, trained, task_name, kind):
+    """Raise :class:`WrongTask` unless the experiment (``trained``: args.json's task) is ``task_name``'s;
+    ``kind``: the tool family ('metrics', 'predict'), to name the right script."""
+    if trained != task_name:
+        raise WrongTask(f"{os.path.join(os.path.abspath(exp_dir), 'args.json')}: the experiment was trained for "
+                        f"'{trained}', not '{task_name}'; use {trained}/{kind}_{trained}.py")
+
+
+def read_checkpoint(prefix):
+    """Read every tensor of a checkpoint (checksums verified); returns its global_step.
+
+    Raises what TensorFlow raises on a truncated or corrupt file (OutOfRangeError, DataLossError, ...).
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
-                for sig in signals if signal.getsignal(sig) is not signal.SIG_IGN}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-        for sig in dict.fromkeys(received):
-            signal.raise_signal(sig)  # now handled as it would have been without the block
+    from utils.tfv1 import tf  # (this module is otherwise free of TensorFlow)
+    reader = tf.train.load_checkpoint(prefix)
+    for name in reader.get_variable_to_shape_map():
+        reader.get_tensor(name)
+    return int(reader.get_tensor("global_step"))
 
 
-def _lock_holder_text(text):
-    try:
-        info = json.loads(text)
-        return f"PID {info['pid']} on host {info['host']} (since {info.get('since', '?')})"
-    except (ValueError, KeyError, TypeError):
-        return "an unknown process (its lock file could not be read)"
+def describe_damage(root, prefix, err):
+    """'snapshots/step-N (model.index, model.data-...): OutOfRangeError: ...' for a checkpoint that fails to read."""
+    files = sorted(os.path.basename(f) for f in glob.glob(glob.escape(prefix) + ".*"))
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return (f"{os.path.relpath(os.path.dirname(prefix), root)} ({', '.join(files) or 'no files'}): "
+            f"{type(err).__name__}{': ' + text if text else ''}")
+
+
+deferred_signals = cli.deferred_signals  # (moved to utils.cli, where the data tools use it too)
+_lock_holder_text = lock.holder_text  # (kept for callers of the old name)
 
 
 class Experiment:
@@ -111,34 +112,17 @@ class Experiment:
 
     # -- lock ----------------------------------------------------------------
     def _acquire_lock(self):
-        path = self.path(LOCK_FILE)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            with open(path) as f:
-                holder = _lock_holder_text(f.read())
-            os.close(fd)
-            raise ExperimentInUse(f"experiment folder {self.root} is in use by another trainer: {holder}. "
-                                  "Wait for it to finish or stop it, or choose another --exp "
-                                  "(metrics may read the folder meanwhile)") from None
-        previous = os.read(fd, 4096).decode(errors="replace").strip()
-        if previous:  # released without clearing: its holder died (kill -9, crash, power loss)
-            self.took_over = _lock_holder_text(previous)
-        info = dict(pid=os.getpid(), host=socket.gethostname(), since=time.strftime("%Y-%m-%d %H:%M:%S"))
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        os.fsync(fd)
-        self._lock_fd = fd
+        self._lock = lock.FolderLock(
+            self.root, "experiment folder", "trainer", error=ExperimentInUse,
+            advice="Wait for it to finish or stop it, or choose another --exp (metrics may read the folder meanwhile)")
+        self._lock_fd = self._lock._fd  # (truthy while held: log() and pointer() test it)
+        self.took_over = self._lock.took_over
 
     def release(self):
         """Give up the writer lock (cleared, so the next holder does not see a stale one)."""
         if self._lock_fd is not None:
-            fd, self._lock_fd = self._lock_fd, None
-            try:
-                os.ftruncate(fd, 0)
-            finally:
-                os.close(fd)  # closing releases the flock
+            self._lock_fd = None
+            self._lock.release()
 
     def __enter__(self):
         return self
@@ -291,3 +275,32 @@ class Experiment:
             have = sorted(int(n[5:]) for n in os.listdir(self.path(SNAPSHOTS)) if n.startswith("step-"))
             raise FileNotFoundError(f"no snapshot for iteration {step} in {self.path(SNAPSHOTS)}; available: {have}")
         return prefix, step
+
+    def restorable(self, which="latest", warn=None):
+        """Resolve ``which`` (as :meth:`checkpoint`) to a checkpoint that reads back in full:
+        ``(prefix, step)``. Every tensor is read before a graph is built (checksums verified).
+
+        'latest' falls back, as training's resume does, to the newest complete snapshot that
+        reads (then to ``best/``), calling ``warn(message)`` with the damaged ones; 'best' and an
+        iteration number name a damaged checkpoint in :class:`ExperimentStateError`.
+        """
+        prefix, step = self.checkpoint(which)
+        candidates = [prefix]
+        if which in ("latest", SNAPSHOTS):
+            for kind in (SNAPSHOTS, BEST):
+                paths = [self.path(kind, name, CKPT_NAME) for _, name in self.complete_checkpoints(kind)]
+                candidates += [p for p in paths if p not in candidates]
+        problems = []
+        for candidate in candidates:
+            try:
+                step = read_checkpoint(candidate)
+            except Exception as err:  # truncated / corrupt files: TF raises several kinds
+                problems.append(describe_damage(self.root, candidate, err))
+                continue
+            if problems and warn is not None:
+                warn(f"skipped unreadable checkpoint(s) {'; '.join(problems)}; using "
+                     f"{os.path.relpath(os.path.dirname(candidate), self.root)} (iteration {step})")
+            return candidate, step
+        hint = ("" if which in ("latest", SNAPSHOTS) else "; try --snapshot latest or another iteration number")
+        raise ExperimentStateError(f"no readable checkpoint for --snapshot {which} in {self.root}: "
+                                   f"{'; '.join(problems)}{hint}")

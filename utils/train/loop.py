@@ -43,12 +43,12 @@ import numpy as np
 from utils import atomic_io
 from utils.train import config
 from utils.render import projection
-from utils import tfv1, visualize
+from utils import cli as cli_tools, tfv1, visualize
 from utils.data import BatchPipeline, DataError, check_data_dir
 from utils.data.val_set import choose_pairs
 from utils.task import task_ref
 from utils.train.experiment import (BEST, CKPT_NAME, SNAPSHOTS, STOP_SIGNALS, Experiment, ExperimentInUse,
-                              ExperimentStateError)
+                              ExperimentStateError, read_checkpoint)
 from utils.model import NONFINITE_TAG, build_graph, build_validation_graph
 from utils.progress import Progress
 from utils.tfv1 import tf
@@ -119,12 +119,7 @@ def _session_config():
     return cfg
 
 
-def _read_checkpoint(prefix):
-    """Read every tensor of a checkpoint (checksums verified); returns its global_step."""
-    reader = tf.train.load_checkpoint(prefix)
-    for name in reader.get_variable_to_shape_map():
-        reader.get_tensor(name)
-    return int(reader.get_tensor("global_step"))
+_read_checkpoint = read_checkpoint  # (moved to utils.train.experiment; metrics and predict use it)
 
 
 def find_resume(exp):
@@ -151,6 +146,7 @@ def find_resume(exp):
             continue
         for problem in problems:
             exp.log(f"warning: skipped unreadable checkpoint {problem}")
+            cli_tools.warn(f"skipped unreadable checkpoint {problem} (see {exp.log_file})")
         return prefix, step
     leftovers = [f"{kind}/{n}" for kind in (SNAPSHOTS, BEST) for n in sorted(os.listdir(exp.path(kind)))
                  if n.startswith("step-")]
@@ -570,12 +566,16 @@ def _report_fatal(err, exp, task):
     line = f"train_{task.name}: error: {text.splitlines()[0] if text else type(err).__name__}"
     if not isinstance(err, _EXPECTED_ERRORS):
         line += f" ({type(err).__name__})"
+        if exp is not None:
+            line += f"; the traceback is in {exp.log_file}"
     print(line, file=sys.stderr, flush=True)
     if exp is not None:
         exp.log(line)
         if not isinstance(err, _EXPECTED_ERRORS):
             with open(exp.log_file, "a") as f:
                 f.write("".join(traceback.format_exception(err)))
+    if isinstance(err, _EXPECTED_ERRORS) or exp is not None:
+        err.reported = True  # (utils.cli prints nothing more)
 
 
 def main(task, argv=None):
@@ -614,10 +614,7 @@ def main(task, argv=None):
 
 
 def cli(task, argv=None):
-    """Command-line entry: like :func:`main`, but an expected error (bad data, a locked or
-    damaged experiment, refused flags, divergence) exits with status 1 after its one-line
-    message, without a traceback."""
-    try:
-        main(task, argv)
-    except _EXPECTED_ERRORS:
-        raise SystemExit(1) from None
+    """Command-line entry (utils.cli): like :func:`main`, but an expected error (bad data, a locked or
+    damaged experiment, refused flags, divergence) exits with status 1 after its one-line message,
+    an unexpected one after a line pointing to its traceback, a signal with 128 + its number."""
+    sys.exit(cli_tools.run(f"train_{task.name}", lambda a: main(task, a) and 0, argv, expected=_EXPECTED_ERRORS))
