@@ -51,7 +51,7 @@ from utils.datagen.mesh_render import (DEPTH_FAR, DEPTH_NEAR, SUPERSAMPLE, MeshR
 from utils.progress import Progress
 from utils.data.shapenet import DEMO_PART_NAMES, synset_id
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "data"
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "data"  # the repository's data/ (this file: utils/datagen/)
 DEFAULT_CATEGORIES = ("chair", "airplane", "car")
 BOUND_RADIUS = 0.46  # every model is scaled so that it fits in a sphere of this radius
 INFO_FILE = "demo_info.json"
