@@ -30,7 +30,7 @@ from utils.train import config
 from utils.eval import inference
 from utils.train.experiment import Experiment
 from utils.model import build_graph
-from utils.tfv1 import tf
+from utils.tfv1 import tf, use_graph_mode
 
 
 def _task(name):
@@ -95,6 +95,7 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--images", type=int, default=64, help="PNG files for the end-to-end measurement")
     args = p.parse_args(argv)
+    use_graph_mode()
 
     with tempfile.TemporaryDirectory() as tmp:
         exp = args.exp or make_untrained_experiment(os.path.join(tmp, "exp"), args.task)

@@ -215,6 +215,7 @@ class Predictor:
         self.args = task.resolve_args(args)
         self.task, self.batch_size, self.threads = task, int(batch_size), threads
         self.checkpoint, self.step = Experiment(exp_dir, create=False).checkpoint(snapshot)
+        tfv1.use_graph_mode()  # a TF1-style graph and session (no-op when already switched)
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.g = build_graph(self.args, task, self.batch_size, training=False)
@@ -439,6 +440,7 @@ def run(task, args):
     Returns a dict: 'outputs' {input path: [written files]}, 'errors' [(path, message)],
     'export' (path or None), 'images_per_s' (network only) and 'total_s'.
     """
+    tfv1.use_graph_mode()  # the process-wide switch, here in the entry point, not at import
     tfv1.select_gpu(args.gpu)
     tfv1.set_verbose(args.verbose)
     result = dict(outputs={}, errors=[], export=None, images_per_s=None, total_s=0.0)
