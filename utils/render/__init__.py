@@ -3,7 +3,7 @@
 The public API (docs/renderer.md lists it with shapes, units and an example)::
 
     from utils import render
-    cam = render.Camera.from_az_el(az, el, 64, 64)         # or Camera(R, t, f_row, ...), Camera.from_opencv(K, R, t, ...)
+    cam = render.Camera.from_az_el(az, el, 64, 64)         # or Camera(R, t, ...), Camera.from_opencv(K, R, t, ...)
     pix = cam.project(xyz)                                 # (B, N, 3) world -> row px, column px, depth
     mask = render.mask_projection(pix, 64, 64)             # (B, H, W) soft silhouette
     rgb, coverage = render.feature_projection(pix, feat, 64, 64, beta=100.0)   # (B, H, W, C), (B, H, W)

@@ -26,6 +26,8 @@ looking down -z). The original's azimuth/elevation camera is its constructor
 OpenCV's ``K, R, t`` (x -> columns, y -> rows, looking down +z). All of it builds ordinary
 TensorFlow ops: it runs eagerly (``tf.function``, ``tf.GradientTape``) or in a graph.
 """
+from __future__ import annotations
+
 import numpy as np
 
 from utils.tfv1 import tf
@@ -125,7 +127,7 @@ def _rotation(az, el):
     return tf.matmul(r_el, r_az)
 
 
-def world2cam(xyz, az, el, distance=DEFAULT_DISTANCE):
+def world2cam(xyz: tf.Tensor, az: tf.Tensor, el: tf.Tensor, distance: float = DEFAULT_DISTANCE) -> tf.Tensor:
     """World -> camera coordinates.
 
     Args:
@@ -141,7 +143,7 @@ def world2cam(xyz, az, el, distance=DEFAULT_DISTANCE):
     return out - tf.constant([0.0, 0.0, distance], tf.float32)
 
 
-def perspective_transform(xyz_cam, img_h, img_w):
+def perspective_transform(xyz_cam: tf.Tensor, img_h: int, img_w: int) -> tf.Tensor:
     """Camera coordinates -> pixel coordinates and depth.
 
     Args:
@@ -177,7 +179,8 @@ def _pinhole(xyz_cam, f_r, f_c, c_r, c_c):
     return tf.stack([row, col, depth], -1)
 
 
-def project(xyz, az, el, img_h, img_w, distance=DEFAULT_DISTANCE):
+def project(xyz: tf.Tensor, az: tf.Tensor, el: tf.Tensor, img_h: int, img_w: int,
+            distance: float = DEFAULT_DISTANCE) -> tf.Tensor:
     """``perspective_transform(world2cam(...))``: (B, N, 3) world -> (B, N, 3) row, col, depth."""
     return perspective_transform(world2cam(xyz, az, el, distance), img_h, img_w)
 
@@ -217,7 +220,8 @@ class Camera:
     :meth:`from_opencv`.
     """
 
-    def __init__(self, rotation, translation, f_row, f_col, c_row, c_col, img_h, img_w):
+    def __init__(self, rotation: tf.Tensor, translation: tf.Tensor, f_row, f_col, c_row, c_col, img_h: int,
+                 img_w: int):
         """Args: as the attributes; each intrinsic may be a scalar (shared) or (B,)."""
         self.rotation = tf.cast(tf.convert_to_tensor(rotation), tf.float32)
         if self.rotation.shape.rank != 3 or tuple(self.rotation.shape[1:]) != (3, 3):
@@ -233,7 +237,8 @@ class Camera:
         self.c_row, self.c_col = _per_view(c_row, batch, "c_row"), _per_view(c_col, batch, "c_col")
 
     @classmethod
-    def from_az_el(cls, az, el, img_h, img_w, distance=DEFAULT_DISTANCE):
+    def from_az_el(cls, az: tf.Tensor, el: tf.Tensor, img_h: int, img_w: int,
+                   distance: float = DEFAULT_DISTANCE) -> Camera:
         """The original's camera: rotation R = R_el @ R_az (:func:`world2cam`), t = (0, 0, -distance),
         focal 120 px and principal point 32 px at 64x64, scaled with the image (:func:`intrinsics`).
 
@@ -248,7 +253,7 @@ class Camera:
         return cls(rot, trans, *intrinsics(img_h, img_w), img_h, img_w)
 
     @classmethod
-    def from_opencv(cls, K, R, t, img_h, img_w):
+    def from_opencv(cls, K: tf.Tensor, R: tf.Tensor, t: tf.Tensor, img_h: int, img_w: int) -> Camera:
         """Cameras given in OpenCV's convention: ``[u, v, 1]^T ~ K (R x + t)``, u = column px,
         v = row px, the camera looking down +z.
 
@@ -271,7 +276,7 @@ class Camera:
         static = static.value if hasattr(static, "value") else static
         return static if static is not None else tf.shape(self.rotation)[0]
 
-    def world_to_camera(self, xyz):
+    def world_to_camera(self, xyz: tf.Tensor) -> tf.Tensor:
         """World -> camera coordinates.
 
         Args:
@@ -290,7 +295,7 @@ class Camera:
         out = tf.matmul(xyz, self.rotation, transpose_b=True)  # (B,N,3) = xyz @ R^T
         return out + self.translation[:, None, :]
 
-    def project(self, xyz):
+    def project(self, xyz: tf.Tensor) -> tf.Tensor:
         """World points -> ``pix`` for the renderers.
 
         Args:

@@ -67,8 +67,11 @@ Settings and gradients:
   have ZERO gradient w.r.t. row/column by design: the well is a hard indicator, as in the
   original; the silhouette (mask) is what moves points sideways. ``coverage`` has no gradient.
 """
+from __future__ import annotations
+
 import functools
 import numbers
+from typing import Tuple, Union
 
 from utils.tfv1 import tf  # before tf_ops: TensorFlow loads quietly (no change of mode)
 
@@ -79,7 +82,7 @@ IMPLS = ("local", "dense", "fused")  # the implementations; 'auto' picks one (re
 CHOICES = ("auto",) + IMPLS
 
 
-def resolve_impl(impl):
+def resolve_impl(impl: str) -> str:
     """The implementation ``impl`` stands for: 'auto' and 'fused' -> 'fused' when the compiled
     tf_ops library is loaded, else 'local' (the fused ops' pure-TF form; tf_ops has warned once
     that its library is missing, unless DIFFER_TF_OPS_BACKEND=fallback asked for that); 'local'
@@ -174,7 +177,7 @@ def _grid(size, dtype):
 
 
 # ----------------------------------------------------------------------------- mask
-def mask_projection(pix, img_h, img_w, sigma_sq=0.4, impl="auto"):
+def mask_projection(pix: tf.Tensor, img_h: int, img_w: int, sigma_sq: float = 0.4, impl: str = "auto") -> tf.Tensor:
     """CAPNet soft silhouette of a projected point cloud.
 
     Args:
@@ -233,7 +236,8 @@ def _mask_local(row, col, img_h, img_w, sigma_sq):
 
 
 # ----------------------------------------------------------------------------- features
-def feature_projection(pix, feat, img_h, img_w, well_radius=1.0, beta=100.0, impl="auto"):
+def feature_projection(pix: tf.Tensor, feat: tf.Tensor, img_h: int, img_w: int, well_radius: float = 1.0,
+                       beta: Union[float, tf.Tensor] = 100.0, impl: str = "auto") -> Tuple[tf.Tensor, tf.Tensor]:
     """DIFFER depth-aware feature projection.
 
     Args:
@@ -275,7 +279,8 @@ def feature_projection(pix, feat, img_h, img_w, well_radius=1.0, beta=100.0, imp
     return _feature_local(row, col, logits, feat, img_h, img_w, well_radius)
 
 
-def part_projection(pix, probs, img_h, img_w, well_radius=1.0, beta=100.0, impl="auto"):
+def part_projection(pix: tf.Tensor, probs: tf.Tensor, img_h: int, img_w: int, well_radius: float = 1.0,
+                    beta: Union[float, tf.Tensor] = 100.0, impl: str = "auto") -> Tuple[tf.Tensor, tf.Tensor]:
     """Part-label projection: :func:`feature_projection` plus a background channel.
 
     Args:
