@@ -307,6 +307,7 @@ def figure(views, result, path, title):
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"  # write, then rename: never half a PNG
     try:
         fig.savefig(tmp, format="png")
@@ -350,7 +351,8 @@ def parse_args(argv=None):
     p.add_argument("--wt_rgb", type=float, default=1.0, help="weight of the colour term")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial ball of points")
     p.add_argument("--log_every", type=int, default=100, help="steps between printed lines")
-    p.add_argument("--figure", default=str(ROOT / "fit_cloud_to_views.png"), help="PNG to write ('' for none)")
+    p.add_argument("--figure", default=str(ROOT / "outputs" / "fit_cloud_to_views.png"),
+                   help="PNG to write, its folder made if needed ('' for none)")
     p.add_argument("--json", default="", help="also write the numbers to this JSON file")
     p.add_argument("--reference", action="store_true",
                    help="also measure the Chamfer floor (demo data: an independent resampling of the GT "
