@@ -246,3 +246,39 @@ def test_fit_example_reduces_chamfer(tiny_data, tmp_path):
     assert res["initial_chamfer"] / res["chamfer"] >= FIT_FACTOR, res
     assert (tmp_path / "fit.png").stat().st_size > 1000
     assert "chamfer" in proc.stdout and "step   300" in proc.stdout
+
+
+def _example_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fit_cloud_to_views",
+                                                  os.path.join(ROOT, "examples", "fit_cloud_to_views.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fit_example_help_and_missing_data(tmp_path, capsys):
+    fit = _example_module()
+    with pytest.raises(SystemExit) as stop:
+        fit.main(["--help"])
+    assert stop.value.code == 0 and "--losses" in capsys.readouterr().out
+    assert fit.main(["--data_dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"no chair data in {tmp_path}" in err and "make_demo_data.py" in err
+    with pytest.raises(SystemExit):
+        fit.main(["--steps", "0"])
+    assert "--steps must be >= 1" in capsys.readouterr().err
+
+
+def test_fit_example_chamfer_matches_brute_force(rng):
+    """The example's Chamfer (scipy) against a brute-force numpy computation of the metric."""
+    fit = _example_module()
+    a, b = rng.uniform(-1, 1, (60, 3)), rng.uniform(-0.5, 2, (45, 3))
+
+    def unit(p):
+        lo, hi = p.min(0), p.max(0)
+        return (p - (lo + hi) / 2) / (hi - lo).max()
+    d = np.linalg.norm(unit(a)[:, None] - unit(b)[None], axis=-1)
+    total, fwd, bwd = fit.chamfer(a, b)
+    np.testing.assert_allclose([fwd, bwd, total], [d.min(1).mean(), d.min(0).mean(), d.min(1).mean() + d.min(0).mean()],
+                               rtol=1e-12)
