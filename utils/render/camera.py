@@ -217,7 +217,8 @@ class Camera:
         c_row, c_col: float32 (B,), principal point in px (row, column).
         img_h, img_w: int, image size in px (the renderers' output size).
     In OpenCV's terms fx = f_col, fy = f_row, cx = c_col, cy = c_row, with the frame change of
-    :meth:`from_opencv`.
+    :meth:`from_opencv`. The constructor converts its arguments to tensors: to learn camera
+    parameters held in ``tf.Variable``s, build the Camera inside the ``tf.GradientTape``.
     """
 
     def __init__(self, rotation: tf.Tensor, translation: tf.Tensor, f_row, f_col, c_row, c_col, img_h: int,
