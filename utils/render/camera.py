@@ -291,7 +291,7 @@ class Camera:
             xyz = xyz[None]
         if xyz.shape.rank != 3 or xyz.shape[-1] != 3:
             raise ValueError(f"Camera: xyz must have shape (B, N, 3) or (N, 3), got {xyz.shape}")
-        if xyz.shape[0] == 1 and self.batch_size != 1:
+        if xyz.shape[0] == 1:  # one cloud for every view (a no-op when B = 1)
             xyz = tf.broadcast_to(xyz, tf.stack([tf.shape(self.rotation)[0], tf.shape(xyz)[1], 3]))
         out = tf.matmul(xyz, self.rotation, transpose_b=True)  # (B,N,3) = xyz @ R^T
         return out + self.translation[:, None, :]
