@@ -23,7 +23,7 @@ import time
 import numpy as np
 from scipy.spatial import cKDTree
 
-from utils.tfv1 import tf  # before tf_ops: TensorFlow loads quietly, in graph mode
+from utils.tfv1 import tf, use_graph_mode  # before tf_ops: TensorFlow loads quietly
 
 import tf_ops
 from tf_ops import fallback, reference
@@ -132,6 +132,7 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    use_graph_mode()
     if tf_ops.backend() != "compiled":
         print(f"compiled tf_ops not available ({tf_ops.load_error()}); run: python tf_ops/build.py", file=sys.stderr)
         return 1

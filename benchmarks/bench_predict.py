@@ -30,7 +30,7 @@ from utils.eval import inference
 from utils.train.experiment import Experiment
 from utils.model import GraphSettings, build_graph
 from utils.task import as_task, available_tasks, task_from_ref, task_ref
-from utils.tfv1 import tf
+from utils.tfv1 import tf, use_graph_mode
 
 
 def make_untrained_experiment(folder, task, seed=0):
@@ -92,6 +92,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not args.exp and not args.task:
         p.error("give --exp (a trained experiment) or --task (an untrained model of that task)")
+    use_graph_mode()
 
     with tempfile.TemporaryDirectory() as tmp:
         exp = args.exp or make_untrained_experiment(os.path.join(tmp, "exp"), args.task)

@@ -168,6 +168,8 @@ def main(argv=None):
     parser.add_argument("--worker", nargs=3, metavar=("IMPL", "N", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
+        from utils.tfv1 import use_graph_mode
+        use_graph_mode()
         impl, n_pts, size = args.worker
         worker(impl, int(n_pts), int(size), args.repeats, args.threads)
         return 0

@@ -295,6 +295,8 @@ def main(argv=None):
     p.add_argument("--step_only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
+        from utils.tfv1 import use_graph_mode
+        use_graph_mode()
         worker(args.task, args.worker[0], json.loads(args.worker[1]), args.data_dir, args.repeats, args.train_first,
                args.threads, args.step_only)
         return 0

@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
-from utils.tfv1 import tf
+from utils.tfv1 import tf, use_graph_mode
+
+use_graph_mode()  # the suite tests the TF1-style graphs; eager-mode tests run in a subprocess
 
 
 @pytest.fixture(autouse=True)

@@ -203,3 +203,9 @@ def test_temporary_folder_of_a_killed_run_is_removed(tmp_path):
         assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [live.name]
     finally:
         os.close(fd)
+
+
+def test_default_output_is_the_repositorys_data_folder():
+    """``python data/make_demo_data.py`` writes where the loaders and run_demo.sh look: <repo>/data."""
+    repo = Path(__file__).resolve().parents[1]
+    assert demo_data.DEFAULT_OUT == repo / "data" and (repo / "data" / "make_demo_data.py").is_file()

@@ -305,7 +305,8 @@ _THREADS_SCRIPT = r"""
 import sys
 import numpy as np
 import tf_ops
-from utils.tfv1 import tf
+from utils.tfv1 import tf, use_graph_mode
+use_graph_mode()
 data = np.load(sys.argv[1])
 p, f = tf.constant(data["pix"]), tf.constant(data["feat"])
 h, w = data["query"].shape[1:]

@@ -26,10 +26,17 @@ TensorFlow. This package is self-contained: it imports nothing from the project'
 ``utils`` (which uses it), and gets TensorFlow as ``import tensorflow.compat.v1 as tf``
 in each module. It builds the same ops in graph and in eager mode, so it does not switch
 modes: switching is a process-wide decision that belongs to the application, and the
-project makes it in ``utils/tfv1.py`` (graph mode, with TensorFlow's start-up lines
-hidden). That is why the project's modules import ``utils.tfv1`` before ``tf_ops``: the
-first import of TensorFlow in a process decides what it prints while loading. Importing
-``tf_ops`` first works as well, with TensorFlow's own start-up messages.
+project's entry points make it (``utils.tfv1.use_graph_mode()``; importing ``utils.tfv1``
+only hides TensorFlow's start-up lines). That is why the project's modules import
+``utils.tfv1`` before ``tf_ops``: the first import of TensorFlow in a process decides what it
+prints while loading. Importing ``tf_ops`` first works as well, with TensorFlow's own
+start-up messages.
+
+Names. ``tf_ops.mask_projection`` / ``tf_ops.feature_projection`` are the raw fused kernels:
+Python-number settings only, RuntimeError without the compiled library. The public renderer
+is ``utils.render.mask_projection`` / ``utils.render.feature_projection`` (same definitions,
+the kernel when it loads and a graph-op form otherwise, tensor ``beta``); see
+docs/renderer.md.
 """
 from tf_ops._common import LOADER, backend, load_error
 from tf_ops.emd.approx_match_op import approx_match, match_cost

@@ -8,7 +8,12 @@ off (graph mode, no eager execution). Every module does::
 
     from utils.tfv1 import tf
 
-and gets that ``tf``; importing this module is what switches graph mode on.
+and gets that ``tf``. Importing this module does NOT switch modes: the switch to graph mode is
+a process-wide decision that belongs to the application, so our entry points (training,
+evaluation, prediction, benchmarks, the test suite's ``conftest.py``) call
+:func:`use_graph_mode` first thing in their ``main``. A library user who imports
+``utils.render`` (or any module below it) keeps TensorFlow 2's eager mode, and the renderer's
+functions work there as well as in a graph.
 
 Start-up messages. While it is imported, TensorFlow's C++ side prints INFO lines
 ("oneDNN custom operations are on ...", absl's "All log messages before
@@ -65,8 +70,26 @@ def _import_tensorflow():
 
 
 tf = _import_tensorflow()
-tf.logging.set_verbosity(tf.logging.ERROR)  # before the next line, which warns
-tf.disable_v2_behavior()
+
+
+def use_graph_mode():
+    """Switch this process to TensorFlow 1 behaviour (graph mode, no eager execution), once.
+
+    Called by every entry point of the project before it builds a graph (the training, metrics
+    and prediction mains, the benchmarks, ``tests/conftest.py``); never at import. It also sets
+    TensorFlow's Python logging to errors only (``--verbose``, :func:`set_verbose`, undoes that).
+    Idempotent: later calls do nothing. Returns True when this call made the switch.
+    """
+    global _GRAPH_MODE
+    if _GRAPH_MODE:
+        return False
+    tf.logging.set_verbosity(tf.logging.ERROR)  # before the next line, which warns
+    tf.disable_v2_behavior()
+    _GRAPH_MODE = True
+    return True
+
+
+_GRAPH_MODE = False
 
 
 def set_verbose(verbose):
@@ -84,4 +107,4 @@ def select_gpu(gpu):
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
 
 
-__all__ = ["tf", "set_verbose", "select_gpu"]
+__all__ = ["tf", "use_graph_mode", "set_verbose", "select_gpu"]

@@ -39,7 +39,8 @@ def _image_size(img_h, img_w, op):
 
 
 def mask_projection(pix, img_h, img_w, sigma_sq=0.4, window_half=None):
-    """CAPNet soft silhouette, fused: same definition as ``utils.render.projection.mask_projection``.
+    """CAPNet soft silhouette, the raw fused kernel: same definition as ``utils.render.mask_projection``
+    (the public name, which falls back to graph ops without the library).
 
     Args:
         pix: float32 or float64 (B, N, 3): row px, column px, depth (unused).
@@ -63,7 +64,8 @@ def mask_projection(pix, img_h, img_w, sigma_sq=0.4, window_half=None):
 
 
 def feature_projection(pix, feat, img_h, img_w, well_radius=1.0, beta=100.0):
-    """DIFFER depth-aware feature projection, fused: same as ``utils.render.projection.feature_projection``.
+    """DIFFER depth-aware feature projection, the raw fused kernel: same as
+    ``utils.render.feature_projection`` (the public name: graph-op fallback, tensor beta).
 
     Args:
         pix: float32 or float64 (B, N, 3): row px, column px, depth (world units).
@@ -71,7 +73,7 @@ def feature_projection(pix, feat, img_h, img_w, well_radius=1.0, beta=100.0):
         img_h, img_w: int, output size in px.
         well_radius: float, px; point i is in the well of pixel p when |p_r - r_i| <= radius and
             |p_c - c_i| <= radius.
-        beta: float, softmax sharpness over beta / (depth + 1).
+        beta: float (a Python number: a kernel attribute), softmax sharpness over beta / (depth + 1).
     Returns:
         feat_map (B, H, W, C): the softmax-weighted mean of the features in each pixel's well, 0
             where it is empty; differentiable w.r.t. depth and feat (row/column get 0: the well

@@ -58,7 +58,7 @@ from utils.datagen.mesh_render import (BOUND_RADIUS, DEPTH_FAR, DEPTH_NEAR, SUPE
 from utils.progress import Progress
 from utils.data.shapenet import DEMO_PART_NAMES, synset_id
 
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / "data"  # <repo>/data
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "data"  # the repository's data/ (this file: utils/datagen/)
 DEFAULT_CATEGORIES = ("chair", "airplane", "car")
 INFO_FILE = "demo_info.json"
 TOP_LEVEL = (RENDERED_DIR, PCL_DIR, SPLITS_DIR, PART_TREE_DIR, INFO_FILE)

@@ -71,6 +71,7 @@ def evaluate(task, margs):
     (:func:`_eval_pipeline`), the image-blind baselines (:func:`_baselines`), every sample
     scored (:func:`_run`), then the files, the table and the pictures (:func:`_report`).
     """
+    tfv1.use_graph_mode()  # the process-wide switch, here in the entry point, not at import
     tfv1.select_gpu(margs.gpu)
     tfv1.set_verbose(margs.verbose)
     margs = _check_window(margs)

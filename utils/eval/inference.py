@@ -182,6 +182,7 @@ class Predictor:
         args, _, self.checkpoint, self.step = open_trained(exp_dir, task, snapshot, "predict")
         self.args = task.resolve_args(args)
         self.task, self.batch_size, self.threads = task, int(batch_size), threads
+        tfv1.use_graph_mode()  # a TF1-style graph and session (no-op when already switched)
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.g = build_graph(GraphSettings.from_args(self.args, task), task, self.batch_size, training=False)
@@ -421,6 +422,7 @@ def run(task, args):
     'warnings' [(path, message)] (inputs out of the model's reach, :func:`preprocess.prepare`),
     'export' (path or None), 'images_per_s' (network only) and 'total_s'.
     """
+    tfv1.use_graph_mode()  # the process-wide switch, here in the entry point, not at import
     tfv1.select_gpu(args.gpu)
     tfv1.set_verbose(args.verbose)
     result = dict(outputs={}, errors=[], warnings=[], export=None, images_per_s=None, total_s=0.0)

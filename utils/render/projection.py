@@ -47,11 +47,33 @@ is loaded and ``'local'`` otherwise; see :func:`resolve_impl`):
 drop is below 1e-6 of the peak per axis) and to float rounding on features; the tests check
 values and gradients (tests/test_projection.py, tests/test_tf_ops_projection.py).
 All functions accept float64 as well as float32 inputs (the tests use float64 for finite
-differences); outputs have the input's dtype.
-"""
-import functools
+differences); outputs have the input's dtype. They build ordinary ops, so they run eagerly
+(``tf.function``, ``tf.GradientTape``) as well as in a TF1-style graph.
 
-from utils.tfv1 import tf  # before tf_ops: TensorFlow loads quietly, in graph mode
+Settings and gradients:
+
+* ``sigma_sq`` and ``well_radius`` are Python numbers: they fix each point's window (its size
+  is decided when the ops are built) and are attributes of the fused kernels. To anneal
+  ``sigma_sq`` in eager code, pass a new float per step (a ``tf.function`` retraces per value).
+* ``beta`` may be a Python number or a tensor (scalar, or any shape that broadcasts to (B, N),
+  e.g. (B, 1) per view), so it can be annealed or learned. A number runs the fused kernel (it is
+  one of its attributes; the training graphs pass numbers, so they run exactly as before); a
+  tensor runs the ``'local'`` graph ops, where ``logits = beta / (depth + 1)`` is an ordinary
+  op and the gradient reaches ``beta``. (The alternatives cost more: a kernel that takes beta as
+  an input and returns its gradient means new CPU and CUDA code; feeding the fused kernel a
+  re-scaled depth loses up to ~1e-4 of the logits to float32 rounding.)
+* Gradients: the mask w.r.t. row and column of each point (not depth); the features and the
+  coverage-weighted map w.r.t. ``feat``, depth and a tensor ``beta``. The rendered features
+  have ZERO gradient w.r.t. row/column by design: the well is a hard indicator, as in the
+  original; the silhouette (mask) is what moves points sideways. ``coverage`` has no gradient.
+"""
+from __future__ import annotations
+
+import functools
+import numbers
+from typing import Tuple, Union
+
+from utils.tfv1 import tf  # before tf_ops: TensorFlow loads quietly (no change of mode)
 
 import tf_ops
 from tf_ops.params import gaussian_half_width, well_half_width
@@ -60,7 +82,7 @@ IMPLS = ("local", "dense", "fused")  # the implementations; 'auto' picks one (re
 CHOICES = ("auto",) + IMPLS
 
 
-def resolve_impl(impl):
+def resolve_impl(impl: str) -> str:
     """The implementation ``impl`` stands for: 'auto' and 'fused' -> 'fused' when the compiled
     tf_ops library is loaded, else 'local' (the fused ops' pure-TF form; tf_ops has warned once
     that its library is missing, unless DIFFER_TF_OPS_BACKEND=fallback asked for that); 'local'
@@ -155,7 +177,7 @@ def _grid(size, dtype):
 
 
 # ----------------------------------------------------------------------------- mask
-def mask_projection(pix, img_h, img_w, sigma_sq=0.4, impl="auto"):
+def mask_projection(pix: tf.Tensor, img_h: int, img_w: int, sigma_sq: float = 0.4, impl: str = "auto") -> tf.Tensor:
     """CAPNet soft silhouette of a projected point cloud.
 
     Args:
@@ -163,13 +185,18 @@ def mask_projection(pix, img_h, img_w, sigma_sq=0.4, impl="auto"):
             axis 0), column (px, axis 1), depth (unused here). Points far off-image (e.g. behind
             the camera at -1e4) contribute nothing.
         img_h, img_w: int, output size in px; pixel centres at integer coordinates.
-        sigma_sq: float, variance of the Gaussian splat in px^2 (0.4 in the original's script).
+        sigma_sq: float (a Python number), variance of the Gaussian splat in px^2 (0.4 in the
+            original's script).
         impl: 'auto' (default) or 'fused' (one compiled op; 'local' without the compiled
             library), 'local' (windowed graph ops, O(B*N*k^2 + B*H*W)) or 'dense' (reference,
             O(B*N*H*W)).
     Returns:
-        float32 (B, H, W) in [0, 1): ``tanh`` of the summed Gaussians.
+        float32 (B, H, W) in [0, 1): ``tanh`` of the summed Gaussians; differentiable w.r.t.
+        row and column (depth gets zero).
     """
+    if not isinstance(sigma_sq, numbers.Real) or not sigma_sq > 0:
+        raise ValueError(f"mask_projection: sigma_sq must be a Python number > 0 (px^2), got {sigma_sq!r}; it sets "
+                         f"each point's window when the ops are built (to anneal it, pass a new float per step)")
     impl = resolve_impl(impl)
     pix, row, col, _ = _split(pix)
     if impl == "fused":
@@ -209,7 +236,8 @@ def _mask_local(row, col, img_h, img_w, sigma_sq):
 
 
 # ----------------------------------------------------------------------------- features
-def feature_projection(pix, feat, img_h, img_w, well_radius=1.0, beta=100.0, impl="auto"):
+def feature_projection(pix: tf.Tensor, feat: tf.Tensor, img_h: int, img_w: int, well_radius: float = 1.0,
+                       beta: Union[float, tf.Tensor] = 100.0, impl: str = "auto") -> Tuple[tf.Tensor, tf.Tensor]:
     """DIFFER depth-aware feature projection.
 
     Args:
@@ -219,19 +247,30 @@ def feature_projection(pix, feat, img_h, img_w, well_radius=1.0, beta=100.0, imp
         img_h, img_w: int, output size in px.
         well_radius: float, px; point i is in the well of pixel p when |p_r - r_i| <= radius
             and |p_c - c_i| <= radius (inclusive).
-        beta: float, softmax sharpness; weights are softmax_i(beta / (depth_i + 1)) over the
-            points in the well (beta = 100 in the original).
+        beta: float or tensor (scalar, or broadcastable to (B, N)), softmax sharpness (1/world
+            unit); weights are softmax_i(beta / (depth_i + 1)) over the points in the well
+            (beta = 100 in the original; 0: depth-unaware, the plain mean). A tensor beta runs
+            the 'local' graph ops (the fused kernel takes beta as a constant attribute) and
+            receives a gradient.
         impl: 'auto' (default) or 'fused' (one compiled op; 'local' without the compiled
-            library), 'local' (3x3 windows and segment ops) or 'dense' (reference).
+            library or with a tensor beta), 'local' (3x3 windows and segment ops) or 'dense'
+            (reference).
     Returns:
         feat_map: float32 (B, H, W, C), the weighted mean of the features in each pixel's well;
-            0 on pixels whose well is empty.
+            0 on pixels whose well is empty. Differentiable w.r.t. feat, depth and a tensor
+            beta; ZERO gradient w.r.t. row and column (the well is a hard indicator).
         coverage: float32 (B, H, W), 1 where the well holds at least one point, else 0
             (no gradient).
     """
+    if not isinstance(well_radius, numbers.Real) or not well_radius >= 0:
+        raise ValueError(f"feature_projection: well_radius must be a Python number >= 0 (px), got {well_radius!r}")
     impl = resolve_impl(impl)
     pix, row, col, depth = _split(pix)
     feat = tf.cast(feat, pix.dtype)
+    if not isinstance(beta, numbers.Real):  # a tensor (or array): graph ops, so beta gets a gradient
+        beta = tf.cast(beta, pix.dtype)
+        if impl == "fused":
+            impl = "local"
     if impl == "fused":
         return tf_ops.feature_projection(pix, feat, img_h, img_w, well_radius, beta)
     logits = beta / (depth + 1.0)  # (B,N)
@@ -240,13 +279,15 @@ def feature_projection(pix, feat, img_h, img_w, well_radius=1.0, beta=100.0, imp
     return _feature_local(row, col, logits, feat, img_h, img_w, well_radius)
 
 
-def part_projection(pix, probs, img_h, img_w, well_radius=1.0, beta=100.0, impl="auto"):
+def part_projection(pix: tf.Tensor, probs: tf.Tensor, img_h: int, img_w: int, well_radius: float = 1.0,
+                    beta: Union[float, tf.Tensor] = 100.0, impl: str = "auto") -> Tuple[tf.Tensor, tf.Tensor]:
     """Part-label projection: :func:`feature_projection` plus a background channel.
 
     Args:
         pix: float32 (B, N, 3), row px, column px, depth.
         probs: float32 (B, N, K), per-point part probabilities (K parts, no background).
-        img_h, img_w, well_radius, beta, impl: as in :func:`feature_projection`.
+        img_h, img_w, well_radius, beta, impl: as in :func:`feature_projection` (beta may be a
+            tensor).
     Returns:
         float32 (B, H, W, K+1): channel 0 is the background (1 on uncovered pixels, 0
         elsewhere), channels 1..K the projected part probabilities (0 on uncovered pixels), so

@@ -588,6 +588,7 @@ def main(task, argv=None):
     args = config.parse_train_args(task, argv)
     args.data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
     args.task_module = task_ref(task)["task_module"]  # args.json names the module to find the task again
+    tfv1.use_graph_mode()  # the process-wide switch, here in the entry point, not at import
     tfv1.select_gpu(args.gpu)
     tfv1.set_verbose(args.verbose)
     exp = None
