@@ -84,9 +84,12 @@ def _runs(table):
 def test_aggregate_three_seeds_gives_mean_range_and_paired_differences(ablation):
     runs = _runs({"2d": {1: 0.10, 2: 0.12, 3: 0.14},
                   "depth-unaware": {1: 0.11, 2: 0.15, 3: 0.13},   # paired diffs +0.01, +0.03, -0.01
-                  "3d": {1: 0.13, 2: 0.14, 3: 0.16, 4: 0.50}})     # seed 4 has no 2d partner: not paired
+                  "3d": {1: 0.13, 2: 0.14, 3: 0.16, 4: 0.50},      # seed 4 has no 2d partner: not paired
+                  "no-affinity": {1: 0.11, 2: 0.14, 3: 0.24}})     # paired diffs +0.01, +0.02, +0.10
     out = ablation.aggregate(runs, ["chamfer", "colour"])
-    assert list(out) == ["2d", "depth-unaware", "3d"]
+    assert list(out) == ["2d", "depth-unaware", "3d", "no-affinity"]
+    no_aff = out["no-affinity"]["diff"]["chamfer"]  # one sign in every pair: a finding, though the
+    assert no_aff["finding"] is True and no_aff["mean"] < no_aff["max"] - no_aff["min"]  # range is wide
     two_d = out["2d"]["metrics"]["chamfer"]
     assert two_d["kind"] == "range" and two_d["n"] == 3 and two_d["std"] is None
     assert two_d["mean"] == pytest.approx(0.12) and (two_d["min"], two_d["max"]) == (0.10, 0.14)
