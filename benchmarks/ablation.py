@@ -437,7 +437,7 @@ def write_table(args, rows, wall_s):
     lines = [f"Ablation ({args.task}, {args.category}): {args.iters} training iterations per run, "
              f"{len(seeds)} seed(s) per variant ({', '.join(map(str, seeds))}); best validation snapshot on the test split"
              + (f" ({n_samples} samples: every input view of {n_models} models)" if n_samples else "")
-             + f". Training and evaluation time, summed over the variants: "
+             + f". Training and evaluation time, summed over the runs: "
              f"{_minutes(sum(r['train_s'] + r['eval_s'] for r in rows))} (this invocation: {_minutes(wall_s)}).", "",
              f"Mean over the seeds with the spread: ± the sample standard deviation ({STD_MIN_RUNS} or more "
              f"seeds), [min, max] below that. Δ: the difference from `{REFERENCE}` over the paired seeds (same "

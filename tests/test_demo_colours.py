@@ -167,3 +167,19 @@ def test_style_is_recorded_and_checked(tmp_path):
         demo_data.generate(tmp_path / "e", categories=("chair",), n_models=1, progress=False, colours="plaid")
     with pytest.raises(SystemExit):
         demo_data.main(["--colours", "plaid"])
+
+
+def test_figure_views_show_the_front_and_the_back(tmp_path):
+    """--figure: its 'front' view shows the backrest's front colour, its 'back' view the rear colour
+    (oracle: the face normals); the PNG is written."""
+    from utils.datagen.mesh_render import MeshRenderer
+    surface = demo_data.model_surface("chair", 0, colours="two-sided")
+    rear, front = _side_colours(surface, BACK, 2, -1)
+    el = np.radians(20.0)
+    renderer = MeshRenderer(surface)
+    for direction, expected in (((0, 0, 1), front[0]), ((0, 0, -1), rear[0])):
+        view = renderer.render(demo_data.facing_azimuth(direction, el), el, 48, 48)
+        shown = view.rgb[view.label == BACK]
+        assert len(shown) > 50 and (np.abs(shown - expected).sum(1) < TOL).mean() > 0.8
+    path = demo_data.colour_figure(tmp_path / "fig.png", n_models=1, img_size=32)
+    assert path.stat().st_size > 5000
