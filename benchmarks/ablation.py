@@ -8,9 +8,9 @@ Usage::
 One experiment per variant and seed (``--seeds K``, default 3: seeds ``--seed``, ``--seed`` + 1,
 ...; a seed changes the weights' initialisation and the order of the training data, never the
 data), all with the demo's schedule (``run_demo.sh``: 8000 iterations, validation and snapshots
-every 500), each trained in its own process by the task's training entry point, then evaluated in its own process by the metrics entry point with
-the repository's protocol (best validation snapshot, test split, every input view of every
-model, clouds scaled to the unit cube). Variants (:data:`VARIANTS`):
+every 500), each trained in its own process by the task's training entry point, then evaluated
+in its own process by the metrics entry point with the repository's protocol (best validation
+snapshot, test split, every input view of every model, clouds scaled to the unit cube). Variants (:data:`VARIANTS`):
 
 * ``2d``: the recommended configuration (the demo's): 2D supervision only;
 * ``3d``: 3D supervision only: ``--USE_3D_LOSS`` (Chamfer on the points plus the feature
@@ -405,8 +405,9 @@ def _fmt_spread(stats, signed=False):
 def summary_lines(summary, keys, reference=REFERENCE):
     """Markdown lines of the seeded table: per variant, the seeds, mean and spread of each metric,
     and the paired difference from ``reference`` (``*``: it exceeds its spread)."""
-    lines = ["| variant | seeds | " + " | ".join(keys) + " | " + " | ".join(f"Δ {k} vs {reference}" for k in keys) + " |",
-             "| --- | --- | " + " | ".join("---" for _ in keys) * 1 + " | " + " | ".join("---" for _ in keys) + " |"]
+    lines = ["| variant | seeds | " + " | ".join(keys) + " | "
+             + " | ".join(f"Δ {k} vs {reference}" for k in keys) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in 2 * list(keys)) + " |"]
     for name, e in summary.items():
         diffs = [("-" if e["diff"] is None else _fmt_spread(e["diff"][k], signed=True)
                   + (" *" if e["diff"][k]["finding"] else "")) for k in keys]
@@ -435,7 +436,8 @@ def write_table(args, rows, wall_s):
     n_models = next((r["n_models"] for r in rows if r.get("n_models")), None)
     seeds = run_seeds(args)
     lines = [f"Ablation ({args.task}, {args.category}): {args.iters} training iterations per run, "
-             f"{len(seeds)} seed(s) per variant ({', '.join(map(str, seeds))}); best validation snapshot on the test split"
+             f"{len(seeds)} seed(s) per variant ({', '.join(map(str, seeds))}); "
+             f"best validation snapshot on the test split"
              + (f" ({n_samples} samples: every input view of {n_models} models)" if n_samples else "")
              + f". Training and evaluation time, summed over the runs: "
              f"{_minutes(sum(r['train_s'] + r['eval_s'] for r in rows))} (this invocation: {_minutes(wall_s)}).", "",
@@ -451,7 +453,8 @@ def write_table(args, rows, wall_s):
     for r in rows:
         m = r.get("metrics") or {}
         its = f"{r.get('iterations')} ({r.get('best_step')})" if r.get("iterations") is not None else "-"
-        lines.append(f"| {r['variant']} | {r.get('seed', args.seed)} | {r['status']} | {its} | {_minutes(r['train_s'])} | "
+        lines.append(f"| {r['variant']} | {r.get('seed', args.seed)} | {r['status']} | {its} | "
+                     f"{_minutes(r['train_s'])} | "
                      f"{_minutes(r['eval_s'])} | " + " | ".join(_fmt(m.get(k)) for k in keys) + " |")
     if baseline:
         lines.append(f"| {BASELINE_LABEL[args.task]} | | | | | | "
