@@ -3,10 +3,13 @@
 #
 # Sets up .venv (scripts/setup_env.sh), makes the demo data set in data/ unless it holds one,
 # then trains and evaluates every ablation variant (2d, 3d, 2d+3d, depth-unaware, no-affinity,
-# original) with the demo's schedule, one process each, and writes experiments/ablation_<task>/
-# table.md, table.json and ablation_<task>.png. Re-running resumes (finished variants are not
-# trained again). About 6 x 11 minutes on 2 CPU cores for rgb. Extra flags go to the script, e.g.
-#   bash run_ablation.sh rgb --variants 2d,depth-unaware --iters 2000
+# original) with the demo's schedule and 3 seeds each (--seeds), one process per run, and writes
+# experiments/ablation_<task>/ table.md (mean and spread over the seeds, paired differences from
+# 2d), table.json and ablation_<task>.png. Re-running resumes (finished (variant, seed) runs are
+# not trained again). About 6 x 6 minutes per seed on 2 CPU cores (1.8 h for 3 seeds, rgb).
+# Extra flags go to the script, e.g.
+#   bash run_ablation.sh rgb --variants 2d,depth-unaware --iters 2000 --seeds 1
+#   bash run_ablation.sh rgb --data_dir data/two_sided --out experiments/ablation_rgb_two-sided
 #   bash run_ablation.sh rgb --copy_figure docs/ablation_rgb.png
 # ('python benchmarks/ablation.py --help' lists them.)
 set -euo pipefail

@@ -5,11 +5,12 @@ Usage::
     bash run_ablation.sh [rgb|partseg]                      # every variant, the demo schedule
     python benchmarks/ablation.py --task rgb --variants 2d,depth-unaware --iters 1000
 
-One experiment per variant, all with the demo's schedule (``run_demo.sh``: 8000 iterations,
-validation and snapshots every 500) and the same seed, each trained in its own process by the
-task's training entry point, then evaluated in its own process by the metrics entry point with
-the repository's protocol (best validation snapshot, test split, every input view of every
-model, clouds scaled to the unit cube). Variants (:data:`VARIANTS`):
+One experiment per variant and seed (``--seeds K``, default 3: seeds ``--seed``, ``--seed`` + 1,
+...; a seed changes the weights' initialisation and the order of the training data, never the
+data), all with the demo's schedule (``run_demo.sh``: 8000 iterations, validation and snapshots
+every 500), each trained in its own process by the task's training entry point, then evaluated
+in its own process by the metrics entry point with the repository's protocol (best validation
+snapshot, test split, every input view of every model, clouds scaled to the unit cube). Variants (:data:`VARIANTS`):
 
 * ``2d``: the recommended configuration (the demo's): 2D supervision only;
 * ``3d``: 3D supervision only: ``--USE_3D_LOSS`` (Chamfer on the points plus the feature
@@ -22,12 +23,19 @@ model, clouds scaled to the unit cube). Variants (:data:`VARIANTS`):
   and schedule.
 
 Outputs in ``--out`` (default ``experiments/ablation_<task>``): ``table.md``, ``table.json``
-and ``ablation_<task>.png`` (bar charts of the headline metrics per variant with the
-image-blind medoid baseline as a line, and the same test sample under every variant); one
-experiment folder per variant (``<out>/<variant>/``: the training's files, ``metrics_test/``,
-``train.log`` / ``metrics.log`` (the subprocesses' output), ``ablation.json`` (status, times)).
+and ``ablation_<task>.png`` (bar charts of the headline metrics per variant, the mean over the
+seeds with the spread as error bars, the image-blind medoid baseline as a line, and the same
+test sample under every variant, first seed); one experiment folder per variant and seed
+(``<out>/<variant>/seed<seed>/``: the training's files, ``metrics_test/``, ``train.log`` /
+``metrics.log`` (the subprocesses' output), ``ablation.json`` (status, times)).
 
-Re-running the same command resumes: a variant trained to ``--iters`` whose metrics are
+The table (:func:`aggregate`) gives per variant the mean and the spread over the seeds of each
+headline metric, and its difference from ``2d`` over the paired seeds (the same seed in both):
+the spread is the sample standard deviation for 4 or more seeds, the range (min, max) for
+fewer. A difference counts as a finding (marked ``*``) only when it exceeds its spread:
+``|mean| > standard deviation``, or with fewer than 4 pairs, every paired difference of one sign.
+
+Re-running the same command resumes: a (variant, seed) trained to ``--iters`` whose metrics are
 written is not run again; a half-trained one continues from its last snapshot (the training
 entry point resumes); a trained, unevaluated one is only evaluated. A variant that fails is
 reported in the table (status and the tail of its log) and the others still run.
@@ -43,7 +51,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from utils.atomic_io import write_json  # these two use the standard library only: --help stays quick
+from utils.atomic_io import write_json, write_text  # these two use the standard library only: --help stays quick
 from utils.task import available_tasks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,6 +67,9 @@ EVAL_FINAL_DIR = "metrics_test_final"  # the same evaluation of the last snapsho
 FLOOR = "floor_resampled_gt"  # utils.eval.evaluate.FLOOR: ground truth vs a second sampling of its surface
 STATE_FILE = "ablation.json"
 ERROR_TAIL_LINES = 12
+DEFAULT_SEEDS = 3
+REFERENCE = "2d"  # the variant every other one is compared with, seed by seed
+STD_MIN_RUNS = 4  # from this many runs on, the spread is the standard deviation; below, the range
 
 
 @dataclass(frozen=True)
@@ -96,8 +107,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="ablation.py",
         description="Train one experiment per ablation variant on the demo data (each in its own process, "
-                    "the demo schedule, one seed), evaluate each on the test split, and write table.md, "
-                    "table.json and a figure. Re-running resumes. Variants: "
+                    "the demo schedule, --seeds seeds each), evaluate each on the test split, and write table.md, "
+                    "table.json (mean and spread over the seeds, paired differences from 2d) and a figure. "
+                    "Re-running resumes. Variants: "
                     + "; ".join(f"{v.name}: {v.description}" for v in VARIANTS.values()))
     p.add_argument("--task", choices=available_tasks(), required=True,
                    help="the task to ablate (a task folder: colours or part labels)")
@@ -108,7 +120,12 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None, help="output folder (default: <repo>/experiments/ablation_<task>)")
     p.add_argument("--data_dir", default=None, help="data root (default: <repo>/data, the demo data)")
     p.add_argument("--category", default="chair", help="category (default: chair)")
-    p.add_argument("--seed", type=int, default=1024, help="the one seed of every variant (default: 1024)")
+    p.add_argument("--seed", type=int, default=1024,
+                   help="first seed; the runs use --seed, --seed + 1, ... (default: 1024)")
+    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
+                   help=f"seeds per variant, K (default: {DEFAULT_SEEDS}); a seed changes the initialisation "
+                        "and the data order, not the data. The table gives the mean and the spread over them "
+                        f"(standard deviation for K >= {STD_MIN_RUNS}, min-max below)")
     p.add_argument("--n_pictures", type=int, default=4,
                    help="test samples drawn per variant: screenshots, PLY (default: 4)")
     p.add_argument("--copy_figure", default=None, metavar="PATH",
@@ -121,6 +138,10 @@ def parse_args(argv=None):
     args.variants = list(dict.fromkeys(names))
     if args.iters <= 0:
         p.error(f"--iters must be a positive integer, got {args.iters}")
+    if args.seeds <= 0:
+        p.error(f"--seeds must be a positive integer, got {args.seeds}")
+    if args.seed < 0:
+        p.error(f"--seed must be >= 0, got {args.seed}")
     from utils.train import config
     args.out = os.path.abspath(args.out or os.path.join(ROOT, "experiments", f"ablation_{args.task}"))
     args.data_dir = os.path.abspath(args.data_dir or config.default_data_dir())
@@ -128,20 +149,32 @@ def parse_args(argv=None):
 
 
 # ----------------------------------------------------------------------------- commands
-def train_command(args, variant):
-    """argv of the training subprocess (the demo's schedule, the variant's flags)."""
-    cmd = [sys.executable, "-m", f"{args.task}.train_{args.task}", "--exp", os.path.join(args.out, variant.name),
+def run_seeds(args):
+    """The seeds of every variant: ``--seed``, ``--seed`` + 1, ... (``--seeds`` of them)."""
+    return [args.seed + k for k in range(args.seeds)]
+
+
+def experiment_dir(args, variant, seed=None):
+    """The experiment folder of one (variant, seed): ``<out>/<variant>/seed<seed>``."""
+    return os.path.join(args.out, variant.name, f"seed{args.seed if seed is None else seed}")
+
+
+def train_command(args, variant, seed=None):
+    """argv of the training subprocess (the demo's schedule, the variant's flags, ``seed``:
+    default the first seed)."""
+    seed = args.seed if seed is None else seed
+    cmd = [sys.executable, "-m", f"{args.task}.train_{args.task}", "--exp", experiment_dir(args, variant, seed),
            "--data_dir", args.data_dir, "--category", args.category, "--preset", variant.preset,
-           "--seed", str(args.seed), "--N_ITERS", str(args.iters)]
+           "--seed", str(seed), "--N_ITERS", str(args.iters)]
     cmd += [x for k, v in SCHEDULE.items() for x in (f"--{k}", str(v))]
     cmd += variant.train_flags(args.task)
     return cmd
 
 
-def metrics_command(args, variant, snapshot="best"):
+def metrics_command(args, variant, snapshot="best", seed=None):
     """argv of the metrics subprocess (run_demo.sh's protocol; for the best snapshot also PLY files for
     the figure); ``snapshot`` 'latest' evaluates the last snapshot into EVAL_FINAL_DIR."""
-    exp = os.path.join(args.out, variant.name)
+    exp = experiment_dir(args, variant, seed)
     cmd = [sys.executable, "-m", f"{args.task}.metrics_{args.task}", "--exp", exp, "--snapshot", snapshot,
            "--eval_set", "test", "--input_views", "all", "--data_dir", args.data_dir,
            "--out", os.path.join(exp, EVAL_DIR if snapshot == "best" else EVAL_FINAL_DIR), "--tqdm"]
@@ -217,16 +250,17 @@ def _evaluated(exp_dir, best_step, folder=EVAL_DIR):
     return None
 
 
-def run_variant(args, variant, index, total):
-    """Train (or resume) and evaluate one variant unless already done; returns its row (a dict)."""
-    exp_dir = os.path.join(args.out, variant.name)
+def run_variant(args, variant, index, total, seed=None):
+    """Train (or resume) and evaluate one (variant, seed) unless already done; returns its row (a dict)."""
+    seed = args.seed if seed is None else seed
+    exp_dir = experiment_dir(args, variant, seed)
     state_path = os.path.join(exp_dir, STATE_FILE)
     os.makedirs(exp_dir, exist_ok=True)
     state = _read_json(state_path) or {}
-    row = dict(variant=variant.name, description=variant.description, preset=variant.preset,
+    row = dict(variant=variant.name, seed=seed, description=variant.description, preset=variant.preset,
                flags=variant.train_flags(args.task), exp=exp_dir, status="ok", error=None,
                train_s=state.get("train_s", 0.0), eval_s=state.get("eval_s", 0.0))
-    tag = f"ablation: [{index}/{total}] {variant.name}"
+    tag = f"ablation: [{index}/{total}] {variant.name} seed {seed}"
     from utils.train import config
     if variant.preset not in config.PRESET_NAMES:
         row["status"] = f"skipped: --preset {variant.preset} is not available"
@@ -249,7 +283,7 @@ def run_variant(args, variant, index, total):
         print(f"{tag}: started ({what}) -> {exp_dir}", flush=True)
         if latest is None or latest < args.iters:
             t0 = time.time()
-            rc, tail = _run_logged(train_command(args, variant), os.path.join(exp_dir, "train.log"))
+            rc, tail = _run_logged(train_command(args, variant, seed), os.path.join(exp_dir, "train.log"))
             row["train_s"] += time.time() - t0
             state.update(train_s=row["train_s"])
             write_json(state_path, state)
@@ -262,7 +296,7 @@ def run_variant(args, variant, index, total):
             for snapshot, folder, step in (("best", EVAL_DIR, best), ("latest", EVAL_FINAL_DIR, latest)):
                 done = _evaluated(exp_dir, step, folder)
                 if done is None:
-                    rc, tail = _run_logged(metrics_command(args, variant, snapshot),
+                    rc, tail = _run_logged(metrics_command(args, variant, snapshot, seed),
                                            os.path.join(exp_dir, "metrics.log"))
                     done = _evaluated(exp_dir, step, folder)
                     if rc != 0 or done is None:
@@ -306,6 +340,101 @@ def _headline(rows):
     return next((r["headline"] for r in rows if r.get("headline")), [])
 
 
+# ----------------------------------------------------------------------------- seeds
+def spread(values):
+    """Mean and spread of one metric over runs (numpy only).
+
+    Args:
+        values: sequence of floats, one per run (NaN and None are left out).
+    Returns:
+        dict(n, mean, kind, std, min, max): ``kind`` is ``"std"`` (sample standard deviation,
+        ddof=1) for ``n >= STD_MIN_RUNS`` runs, ``"range"`` (min, max) below that, ``"none"``
+        for no runs; ``std`` is None unless ``kind == "std"``.
+    """
+    import numpy as np
+    v = np.array([x for x in values if x is not None and np.isfinite(x)], np.float64)
+    if v.size == 0:
+        return dict(n=0, mean=None, kind="none", std=None, min=None, max=None)
+    kind = "std" if v.size >= STD_MIN_RUNS else "range"
+    return dict(n=int(v.size), mean=float(v.mean()), kind=kind,
+                std=float(v.std(ddof=1)) if kind == "std" else None, min=float(v.min()), max=float(v.max()))
+
+
+def exceeds_spread(stats):
+    """Whether a paired difference is read as a finding: its mean beyond one standard deviation
+    (``kind == "std"``), or, with fewer runs, every paired difference of one sign (the range
+    excludes 0)."""
+    if stats["kind"] == "std":
+        return abs(stats["mean"]) > stats["std"]
+    if stats["kind"] == "range":
+        return stats["min"] > 0 or stats["max"] < 0
+    return False
+
+
+def aggregate(runs, keys, reference=REFERENCE):
+    """Per variant, the mean and spread over seeds of each metric, and the difference from
+    ``reference`` over the paired seeds. A pure function (numpy only).
+
+    Args:
+        runs: iterable of dicts ``variant`` (str), ``seed`` (int), ``metrics`` (dict metric ->
+            float, or None for a failed or missing run).
+        keys: the metrics to aggregate (e.g. the task's headline metrics).
+        reference: the variant the differences are taken from.
+    Returns:
+        dict variant -> dict(seeds: the seeds with metrics, sorted; metrics: {key: spread()};
+        diff: {key: spread() of variant(seed) - reference(seed) over the seeds both have, plus
+        ``finding`` (exceeds_spread) and ``pairs`` (the seeds used)}, or None for the reference
+        itself or without a reference run). Variants keep their first-appearance order.
+    """
+    by_variant = {}
+    for r in runs:
+        values = by_variant.setdefault(r["variant"], {})
+        if r.get("metrics"):
+            values[r["seed"]] = r["metrics"]
+    ref = by_variant.get(reference, {})
+    out = {}
+    for name, values in by_variant.items():
+        seeds = sorted(values)
+        entry = dict(seeds=seeds, metrics={k: spread([values[s].get(k) for s in seeds]) for k in keys}, diff=None)
+        pairs = [s for s in seeds if s in ref]
+        if name != reference and ref:
+            entry["diff"] = {}
+            for k in keys:
+                d = [values[s][k] - ref[s][k] for s in pairs
+                     if values[s].get(k) is not None and ref[s].get(k) is not None]
+                stats = spread(d)
+                entry["diff"][k] = dict(stats, finding=exceeds_spread(stats), pairs=pairs)
+        out[name] = entry
+    return out
+
+
+def _fmt_spread(stats, signed=False):
+    """'mean ± std' or 'mean [min, max]' (one run: the value alone)."""
+    if stats is None or stats["kind"] == "none":
+        return "-"
+    f = "{:+.4f}" if signed else "{:.4f}"
+    text = f.format(stats["mean"])
+    if stats["kind"] == "std":
+        return f"{text} ± {stats['std']:.4f}"
+    if stats["n"] > 1:
+        return f"{text} [{f.format(stats['min'])}, {f.format(stats['max'])}]"
+    return text
+
+
+def summary_lines(summary, keys, reference=REFERENCE):
+    """Markdown lines of the seeded table: per variant, the seeds, mean and spread of each metric,
+    and the paired difference from ``reference`` (``*``: it exceeds its spread)."""
+    lines = ["| variant | seeds | " + " | ".join(keys) + " | "
+             + " | ".join(f"Δ {k} vs {reference}" for k in keys) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in 2 * list(keys)) + " |"]
+    for name, e in summary.items():
+        diffs = [("-" if e["diff"] is None else _fmt_spread(e["diff"][k], signed=True)
+                  + (" *" if e["diff"][k]["finding"] else "")) for k in keys]
+        lines.append(f"| {name} | {len(e['seeds'])} | " + " | ".join(_fmt_spread(e["metrics"][k]) for k in keys)
+                     + " | " + " | ".join(diffs) + " |")
+    return lines
+
+
 # ----------------------------------------------------------------------------- table
 def _fmt(value):
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
@@ -317,46 +446,57 @@ def write_table(args, rows, wall_s):
     baseline = next((r["baseline"] for r in rows if r.get("baseline")), None)
     floor = next((r["floor"] for r in rows if r.get("floor")), None)
     floor_note = next((r["floor_note"] for r in rows if r.get("floor_note")), None)
-    info = dict(task=args.task, category=args.category, iters=args.iters, seed=args.seed, data_dir=args.data_dir,
+    summary = aggregate(rows, keys)
+    info = dict(task=args.task, category=args.category, iters=args.iters, seed=args.seed, seeds=run_seeds(args),
+                data_dir=args.data_dir, reference=REFERENCE,
                 schedule=SCHEDULE, eval=dict(snapshot=["best", "latest"], eval_set="test", input_views="all"),
                 wall_s=wall_s, variants_s=sum(r["train_s"] + r["eval_s"] for r in rows), headline=list(keys),
                 baseline=dict(name=BASELINE, metrics=baseline), floor=dict(name=FLOOR, metrics=floor, note=floor_note))
-    write_json(os.path.join(args.out, "table.json"), dict(info, variants=rows))
+    write_json(os.path.join(args.out, "table.json"), dict(info, summary=summary, variants=rows))
 
     n_samples = next((r["n_samples"] for r in rows if r.get("n_samples")), None)
     n_models = next((r["n_models"] for r in rows if r.get("n_models")), None)
-    lines = [f"Ablation ({args.task}, {args.category}): {args.iters} training iterations per variant, seed "
-             f"{args.seed}; best validation snapshot on the test split"
+    seeds = run_seeds(args)
+    lines = [f"Ablation ({args.task}, {args.category}): {args.iters} training iterations per run, "
+             f"{len(seeds)} seed(s) per variant ({', '.join(map(str, seeds))}); "
+             f"best validation snapshot on the test split"
              + (f" ({n_samples} samples: every input view of {n_models} models)" if n_samples else "")
-             + f". Training and evaluation time, summed over the variants: "
-             f"{_minutes(sum(r['train_s'] + r['eval_s'] for r in rows))} (this invocation: {_minutes(wall_s)}). "
-             "Metrics at the best validation snapshot, then (final) at the last snapshot.", "",
-             "| variant | status | iterations (best) | train | eval | " + " | ".join(keys) + " | "
-             + " | ".join(f"final {k}" for k in keys) + " |",
-             "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in keys * 2) + " |"]
+             + f". Training and evaluation time, summed over the runs: "
+             f"{_minutes(sum(r['train_s'] + r['eval_s'] for r in rows))} (this invocation: {_minutes(wall_s)}).", "",
+             f"Mean over the seeds with the spread: ± the sample standard deviation ({STD_MIN_RUNS} or more "
+             f"seeds), [min, max] below that. Δ: the difference from `{REFERENCE}` over the paired seeds (same "
+             f"seed), with its spread; `*` marks a difference that exceeds its spread (|mean| > standard "
+             f"deviation, or with fewer than {STD_MIN_RUNS} pairs every paired difference of one sign), the "
+             f"only ones to read as findings. At the best validation snapshot.", ""]
+    lines += summary_lines(summary, keys) if keys else ["(no run has metrics)"]
+    lines += ["", "Runs: metrics at the best validation snapshot, then (final) at the last snapshot.", "",
+              "| variant | seed | status | iterations (best) | train | eval | " + " | ".join(keys) + " | "
+              + " | ".join(f"final {k}" for k in keys) + " |",
+              "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in keys * 2) + " |"]
     for r in rows:
         m, f = r.get("metrics") or {}, r.get("final_metrics") or {}
         its = f"{r.get('iterations')} ({r.get('best_step')})" if r.get("iterations") is not None else "-"
-        lines.append(f"| {r['variant']} | {r['status']} | {its} | {_minutes(r['train_s'])} | "
-                     f"{_minutes(r['eval_s'])} | " + " | ".join(_fmt(m.get(k)) for k in keys) + " | "
-                     + " | ".join(_fmt(f.get(k)) for k in keys) + " |")
+        lines.append(f"| {r['variant']} | {r.get('seed', args.seed)} | {r['status']} | {its} | "
+                     f"{_minutes(r['train_s'])} | {_minutes(r['eval_s'])} | "
+                     + " | ".join(_fmt(m.get(k)) for k in keys) + " | " + " | ".join(_fmt(f.get(k)) for k in keys) + " |")
     if baseline:
         from utils.task import task_from_ref
-        lines.append(f"| {task_from_ref(args.task).baseline_label} | | | | | "
+        lines.append(f"| {task_from_ref(args.task).baseline_label} | | | | | | "
                      + " | ".join(_fmt(baseline.get(k)) for k in keys) + " | " + " | ".join("" for _ in keys) + " |")
     if floor:
-        lines.append("| floor: ground truth vs an independent resampling of the same surface | | | | | "
+        lines.append("| floor: ground truth vs an independent resampling of the same surface | | | | | | "
                      + " | ".join(_fmt(floor.get(k)) for k in keys) + " | " + " | ".join("" for _ in keys) + " |")
     elif floor_note:
         lines += ["", f"Floor (ground truth vs an independent resampling of the same surface): {floor_note}."]
+    described = list({r["variant"]: r for r in rows}.values())
     lines += ["", "Variants:"] + [f"- `{r['variant']}`: {r['description']}"
-                                  + (f" (flags: `{' '.join(r['flags'])}`)" if r["flags"] else "") for r in rows]
+                                  + (f" (flags: `{' '.join(r['flags'])}`)" if r["flags"] else "") for r in described]
     for r in rows:
         if r.get("error"):
-            lines += ["", f"`{r['variant']}` {r['status']}; last lines of its log:", "```", r["error"], "```"]
+            lines += ["", f"`{r['variant']}` seed {r.get('seed', args.seed)} {r['status']}; last lines of its log:",
+                      "```", r["error"], "```"]
     text = "\n".join(lines) + "\n"
-    with open(os.path.join(args.out, "table.md"), "w") as f:
-        f.write(text)
+    write_text(os.path.join(args.out, "table.md"), text)
     return text
 
 
@@ -408,9 +548,15 @@ def write_figure(args, rows, angles=((20, -60), (20, 120))):
     from utils import visualize
 
     keys = _headline(rows)
-    done = [r for r in rows if r.get("metrics")]
-    if not done:
+    if not any(r.get("metrics") for r in rows):
         return None
+    summary = aggregate(rows, keys)
+    first = {}
+    for r in rows:  # the pictures: each variant's first seed with metrics (else its first row)
+        if r["variant"] not in first or (r.get("metrics") and not first[r["variant"]].get("metrics")):
+            first[r["variant"]] = r
+    rows = list(first.values())
+    done = [r for r in rows if r.get("metrics")]
     names = [r["variant"] for r in rows]
     colours = [f"C{i}" for i in range(len(rows))]
     samples = {r["variant"]: _pictured_samples(r["exp"]) for r in done}
@@ -424,11 +570,16 @@ def write_figure(args, rows, angles=((20, -60), (20, 120))):
     axes = np.atleast_1d(top.subplots(1, len(keys), gridspec_kw=dict(top=0.84, bottom=0.24, wspace=0.25)))
     baseline = next((r["baseline"] for r in rows if r.get("baseline")), None)
     for ax, k in zip(axes, keys):
-        values = [(r.get("metrics") or {}).get(k, np.nan) for r in rows]
-        bars = ax.bar(range(len(rows)), np.nan_to_num(values, nan=0.0), color=colours)
-        for bar, v, r in zip(bars, values, rows):
+        stats = [summary[r["variant"]]["metrics"][k] for r in rows]
+        values = np.array([np.nan if st["mean"] is None else st["mean"] for st in stats])
+        err = np.array([[0.0, 0.0] if st["kind"] == "none" else
+                        ([st["std"]] * 2 if st["kind"] == "std" else [st["mean"] - st["min"], st["max"] - st["mean"]])
+                        for st in stats]).T
+        bars = ax.bar(range(len(rows)), np.nan_to_num(values, nan=0.0), color=colours, yerr=err, capsize=3,
+                      error_kw=dict(linewidth=0.8))
+        for bar, v, r, up in zip(bars, values, rows, err[1]):
             label = f"{v:.3f}" if np.isfinite(v) else ("failed" if r["status"].startswith("failed") else "n/a")
-            ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
+            ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height() + up), ha="center", va="bottom",
                         fontsize=7, xytext=(0, 1), textcoords="offset points")
         if baseline and k in baseline:
             ax.axhline(baseline[k], color="k", linestyle="--", linewidth=1, label="image-blind baseline")
@@ -438,7 +589,10 @@ def write_figure(args, rows, angles=((20, -60), (20, 120))):
         ax.margins(y=0.15)
     if baseline:
         top.legend(*axes[0].get_legend_handles_labels(), loc="upper right", fontsize=8, frameon=False)
-    top.suptitle(f"DIFFER ablation ({args.task}, {args.category}, {args.iters} iterations, test split)", fontsize=10)
+    n_seeds = max(len(e["seeds"]) for e in summary.values())
+    top.suptitle(f"DIFFER ablation ({args.task}, {args.category}, {args.iters} iterations, test split; mean over "
+                 f"up to {n_seeds} seed(s), bars: {'standard deviation' if n_seeds >= STD_MIN_RUNS else 'min-max'})",
+                 fontsize=10)
 
     if key is not None:
         gt = _read_ply(samples[done[0]["variant"]][key][1])
@@ -464,6 +618,15 @@ def write_figure(args, rows, angles=((20, -60), (20, 120))):
 
 
 # ----------------------------------------------------------------------------- main
+def run_all(args):
+    """Every (variant, seed), seed by seed (so a stopped run already has whole seeds to compare);
+    returns the rows ordered by variant, then seed."""
+    seeds = run_seeds(args)
+    todo = [(VARIANTS[name], seed) for seed in seeds for name in args.variants]
+    rows = [run_variant(args, v, i, len(todo), seed) for i, (v, seed) in enumerate(todo, 1)]
+    return sorted(rows, key=lambda r: (args.variants.index(r["variant"]), r["seed"]))
+
+
 def main(argv=None):
     args = parse_args(argv)
     from utils.data import has_dataset
@@ -475,9 +638,10 @@ def main(argv=None):
         return 2
     os.makedirs(args.out, exist_ok=True)
     start = time.time()
+    seeds = run_seeds(args)
     print(f"ablation: {args.task}, variants {', '.join(args.variants)}, {args.iters} iterations each, "
-          f"seed {args.seed} -> {args.out}", flush=True)
-    rows = [run_variant(args, VARIANTS[name], i, len(args.variants)) for i, name in enumerate(args.variants, 1)]
+          f"seeds {', '.join(map(str, seeds))} -> {args.out}", flush=True)
+    rows = run_all(args)
     wall = time.time() - start
     text = write_table(args, rows, wall)
     figure = None

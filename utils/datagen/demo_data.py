@@ -18,11 +18,29 @@ centre, without blending. Colours are flat (unlit) by default, so a pixel shows
 exactly the colour of the points of its part; ``--shading`` adds a simple
 Lambert term.
 
+Colour styles (``--colours``, :data:`COLOUR_STYLES`; recorded in ``demo_info.json``):
+
+* ``flat`` (the default): one colour per part, the same on every side of it.
+* ``two-sided``: the hidden side of some parts (:data:`HIDDEN_SIDES`: a chair's
+  backrest rear and seat underside, an airplane's undersides, a car's rear) has
+  a second colour, clearly different from the part's, so the points hidden
+  behind a surface carry another colour than the pixels that show it.
+* ``textured``: ``two-sided``, and every other face of a part carries a
+  procedural texture in two colours (:data:`PATTERNS`: stripes, checks or a
+  gradient; planar UVs along the face's dominant axis).
+
+The extra colours and patterns are drawn from a generator of their own, so the
+shapes, views and points of a model are the same in every style, and ``flat``
+data are the files this generator has always written.
+
 Ground-truth clouds: the surface is sampled densely (points hidden inside other
-primitives dropped), then reduced to 1024 points by farthest point sampling. A second
-cloud made the same way from an independent dense sample (its own random stream, so the
-first cloud's files do not change) is written beside it (``*_resample*.npy``): what a
-perfect prediction with 1024 other points would be, the metrics' floor row.
+primitives dropped), then reduced to 1024 points by farthest point sampling.
+Each point carries the colour of the surface where it was sampled
+(:meth:`utils.datagen.mesh_render.Surface.colour_at`, the function the renderer
+colours its ray hits with). A second cloud made the same way from an independent dense
+sample (its own random stream, so the first cloud's files do not change) is written beside
+it (``*_resample*.npy``): what a perfect prediction with 1024 other points would be, the
+metrics' floor row.
 
 The output follows the original DIFFER layout (see ``data/README.md``); clouds
 are stored in the ShapeNet frame (y up) and the loaders rotate them into the
@@ -56,7 +74,7 @@ from utils.datagen.writer import (DEFAULT_WORKERS, SPLIT_FRACTIONS, check_out_fo
 from utils.datagen.mesh_render import (BOUND_RADIUS, DEPTH_FAR, DEPTH_NEAR, SUPERSAMPLE, MeshRenderer, Surface,  # noqa: F401
                                encode_depth, farthest_point_sampling, sample_faces)
 from utils.progress import Progress
-from utils.data.shapenet import DEMO_PART_NAMES, synset_id
+from utils.data.shapenet import ALIGN, DEMO_PART_NAMES, synset_id
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "data"  # the repository's data/ (this file: utils/datagen/)
 DEFAULT_CATEGORIES = ("chair", "airplane", "car")
@@ -64,6 +82,15 @@ INFO_FILE = "demo_info.json"
 TOP_LEVEL = (RENDERED_DIR, PCL_DIR, SPLITS_DIR, PART_TREE_DIR, INFO_FILE)
 TMP_PREFIX = ".demo_tmp_"  # the generator's working folder inside --out: .demo_tmp_<pid>_<random>
 TMP_OWNER = ".owner"  # inside it, flock-ed by the generator while it runs
+COLOUR_STYLES = ("flat", "two-sided", "textured")
+# The hidden side of a part, per category and part label: faces whose outward normal points along
+# sign * axis (ShapeNet frame: x across, y up, z towards the object's front) within HIDDEN_COS.
+HIDDEN_SIDES = {"chair": {1: (2, -1), 2: (1, -1)},  # backrest: its rear; seat: its underside
+                "airplane": {1: (1, -1), 2: (1, -1), 3: (1, -1)},  # body, wings, tail: undersides
+                "car": {1: (2, -1), 2: (2, -1)}}  # body and cabin: their rear
+HIDDEN_COS = 0.5  # cosine of the largest angle between a hidden face's normal and its direction
+PATTERNS = ("stripes", "checks", "gradient")
+TEXTURE_SIZE = 32  # texels per side of a pattern's image (one period of the pattern)
 
 
 # --------------------------------------------------------------------------
@@ -330,20 +357,27 @@ def normalise(parts, radius=BOUND_RADIUS):
     return parts
 
 
-def sample_surface(parts, n, rng):
+def sample_surface(parts, n, rng, return_faces=False):
     """Area-weighted surface samples, minus those buried inside another primitive.
 
-    Returns ``xyz (M, 3)``, ``part (M,)`` index into ``parts`` (M <= n).
+    Returns ``xyz (M, 3)``, ``part (M,)`` index into ``parts`` (M <= n); with
+    ``return_faces`` also ``face (M,)``, the face index in the concatenation of
+    the parts' faces (as :meth:`Surface.from_parts`), and ``bary (M, 3)``.
     """
     areas = np.array([m.area for m, _, _ in parts])
     counts = rng.multinomial(n, areas / areas.sum())
-    xyz, owner = [], []
+    offsets = np.cumsum([0] + [len(m.faces) for m, _, _ in parts])
+    xyz, owner, faces, barys = [], [], [], []
     for k, ((mesh, _, _), c) in enumerate(zip(parts, counts)):
         if c == 0:
             continue
-        xyz.append(sample_faces(mesh.triangles, mesh.area_faces / mesh.area, c, rng)[0])
+        points, face, bary = sample_faces(mesh.triangles, mesh.area_faces / mesh.area, c, rng)
+        xyz.append(points)
         owner.append(np.full(c, k))
+        faces.append(face + offsets[k])
+        barys.append(bary)
     xyz, owner = np.concatenate(xyz), np.concatenate(owner)
+    faces, barys = np.concatenate(faces), np.concatenate(barys)
     buried = np.zeros(len(xyz), bool)
     for k, (mesh, _, _) in enumerate(parts):  # every primitive is convex: a point is inside
         normals = mesh.face_normals  # when it is behind all of its face planes
@@ -353,7 +387,90 @@ def sample_surface(parts, n, rng):
         if near.any():
             signed = xyz[near] @ normals.T - offsets
             buried[np.flatnonzero(near)[np.all(signed < -1e-4, axis=1)]] = True
+    if return_faces:
+        return xyz[~buried], owner[~buried], faces[~buried], barys[~buried]
     return xyz[~buried], owner[~buried]
+
+
+# --------------------------------------------------------------------------
+# colour styles
+# --------------------------------------------------------------------------
+def pattern_texture(pattern, colour_a, colour_b, size=TEXTURE_SIZE):
+    """One period of a procedural pattern in two colours: uint8 (size, size, 3).
+
+    ``stripes``: two bands across u; ``checks``: 2 x 2 squares; ``gradient``:
+    a ramp a -> b -> a across u (it wraps without a seam). Colours RGB in [0, 1].
+    """
+    a, b = quantise(np.asarray(colour_a)), quantise(np.asarray(colour_b))
+    u = (np.arange(size) + 0.5) / size  # texel centres, across the columns
+    if pattern == "stripes":
+        t = np.broadcast_to((u >= 0.5).astype(float)[None, :], (size, size))
+    elif pattern == "checks":
+        t = ((u[:, None] >= 0.5) ^ (u[None, :] >= 0.5)).astype(float)
+    elif pattern == "gradient":
+        t = np.broadcast_to((1.0 - np.abs(2.0 * u - 1.0))[None, :], (size, size))
+    else:
+        raise ValueError(f"unknown pattern {pattern!r}; choose from {', '.join(PATTERNS)}")
+    return np.round((a + (b - a) * t[..., None]) * 255.0).astype(np.uint8)
+
+
+def hidden_faces(parts, category):
+    """bool (F,) over the parts' concatenated faces: the faces on a part's hidden side
+    (:data:`HIDDEN_SIDES`)."""
+    sides = HIDDEN_SIDES.get(category, {})
+    out = []
+    for mesh, label, _ in parts:
+        hidden = np.zeros(len(mesh.faces), bool)
+        if label in sides:
+            axis, sign = sides[label]
+            hidden = sign * mesh.face_normals[:, axis] > HIDDEN_COS
+        out.append(hidden)
+    return np.concatenate(out)
+
+
+def styled_surface(parts, category, style, rng):
+    """The model's :class:`Surface` in a colour style (see the module docstring).
+
+    Args:
+        parts: [(trimesh.Trimesh, part label, quantised colour)], ShapeNet frame.
+        category: e.g. "chair" (its :data:`HIDDEN_SIDES`).
+        style: one of :data:`COLOUR_STYLES`.
+        rng: numpy Generator for the second colours and the patterns (not drawn from for ``flat``).
+    Returns:
+        Surface whose faces are the parts' faces in order (``Surface.from_parts``).
+    """
+    if style not in COLOUR_STYLES:
+        raise ValueError(f"unknown colour style {style!r}; choose from {', '.join(COLOUR_STYLES)}")
+    surface = Surface.from_parts(parts)
+    if style == "flat":
+        return surface
+    hidden = hidden_faces(parts, category)
+    colours = surface.corner_colours[:, 0].copy()
+    texture_index = np.full(len(colours), -1)
+    uv = np.zeros((len(colours), 3, 2))
+    textures = []
+    start = 0
+    for mesh, _, colour in parts:
+        sl = slice(start, start + len(mesh.faces))
+        start += len(mesh.faces)
+        back = quantise(_other_colour(rng, BRIGHT, colour))
+        colours[sl][hidden[sl]] = back
+        if style == "textured":
+            pattern = PATTERNS[rng.integers(len(PATTERNS))]
+            second = _other_colour(rng, np.vstack([BRIGHT, WOOD_METAL]), colour)
+            period = rng.uniform(0.08, 0.2)  # world units (the object fits in a sphere of radius 0.46)
+            textures.append(pattern_texture(pattern, colour, second))
+            # planar UVs: the two coordinates across the face's dominant normal axis, per period
+            axis = np.abs(mesh.face_normals).argmax(1)
+            other = np.array([[1, 2], [0, 2], [0, 1]])[axis]  # (F, 2)
+            corners = mesh.triangles  # (F, 3, 3)
+            face_uv = np.take_along_axis(corners, np.repeat(other[:, None, :], 3, axis=1), axis=2) / period
+            visible = ~hidden[sl]
+            idx = np.arange(sl.start, sl.stop)[visible]
+            texture_index[idx] = len(textures) - 1
+            uv[idx] = face_uv[visible]
+    return Surface(surface.vertices, surface.faces, corner_colours=np.repeat(colours[:, None], 3, axis=1),
+                   labels=surface.labels, uv=uv, texture_index=texture_index, textures=textures)
 
 
 # --------------------------------------------------------------------------
@@ -364,29 +481,45 @@ def model_seed(seed, synset, index):
     return np.random.SeedSequence([int(seed), int(synset), int(index)])
 
 
+def model_parts(category, index, seed=0):
+    """The parts of one model: [(trimesh.Trimesh, part label, quantised colour)], normalised."""
+    shape_ss = model_seed(seed, synset_id(category), index).spawn(3)[0]
+    parts = normalise(BUILDERS[category](np.random.default_rng(shape_ss)))
+    return [(m, lab, quantise(col)) for m, lab, col in parts]
+
+
+def model_surface(category, index, seed=0, colours="flat", parts=None):
+    """The :class:`Surface` of one model in a colour style (what :func:`make_model` renders and samples).
+    The style's generator is the model's fifth seed child: the first three (shape, views,
+    points) stay those of the flat style, the fourth is the second sampling's (make_model)."""
+    parts = model_parts(category, index, seed) if parts is None else parts
+    style_ss = model_seed(seed, synset_id(category), index).spawn(5)[4]
+    return styled_surface(parts, category, colours, np.random.default_rng(style_ss))
+
+
 def make_model(category, index, seed=0, n_views=10, img_size=64, shading=False,
-               el_range=(-10.0, 40.0), n_dense=8000, supersample=SUPERSAMPLE):
+               el_range=(-10.0, 40.0), n_dense=8000, supersample=SUPERSAMPLE, colours="flat"):
     """Build, render and sample one model. Pure function of its arguments.
 
     Returns a dict: ``views (V, 2)`` degrees (azimuth, elevation); ``rgb (V,H,W,3)``
     uint8; ``depth (V,H,W)`` uint8 (255 = background); ``labels (V,H,W)`` uint8
     (0 = background, k = part k); ``pcl (1024, 3)`` float32 ShapeNet frame;
-    ``colours (1024, 3)`` float32 in [0,1]; ``point_labels (1024,)`` int32, 1-based; and
-    ``resample``, a dict with the same three cloud keys: an independent second sampling of
-    the same surface (its own dense sample and farthest point sampling).
+    ``colours (1024, 3)`` float32 in [0,1] (the surface's colour where each point was
+    sampled); ``point_labels (1024,)`` int32, 1-based; and ``resample``, a dict with the same
+    three cloud keys: an independent second sampling of the same surface (its own dense sample
+    and farthest point sampling). ``colours`` (the argument): one of :data:`COLOUR_STYLES`.
     """
     synset = synset_id(category)
     # spawn(4)'s first three children are spawn(3)'s: the fourth stream (the second sampling)
     # leaves the shapes, views and first cloud exactly as they were before it existed.
     shape_ss, view_ss, sample_ss, resample_ss = model_seed(seed, synset, index).spawn(4)
-    shape_rng = np.random.default_rng(shape_ss)
-    parts = normalise(BUILDERS[category](shape_rng))
-    parts = [(m, lab, quantise(col)) for m, lab, col in parts]
+    parts = model_parts(category, index, seed)
+    surface = model_surface(category, index, seed, colours, parts)
 
     view_rng = np.random.default_rng(view_ss)
     az = view_rng.uniform(0.0, 360.0, n_views)
     el = view_rng.uniform(el_range[0], el_range[1], n_views)
-    renderer = MeshRenderer(Surface.from_parts(parts))
+    renderer = MeshRenderer(surface)
     rgb, depth, labels = [], [], []
     for a, e in zip(az, el):
         view = renderer.render(np.radians(a), np.radians(e), img_size, img_size, shading, supersample)
@@ -399,10 +532,14 @@ def make_model(category, index, seed=0, n_views=10, img_size=64, shading=False,
 
     def cloud(ss):
         rng = np.random.default_rng(ss)
-        xyz, owner = sample_surface(parts, n_dense, rng)
+        xyz, owner, face, bary = sample_surface(parts, n_dense, rng, return_faces=True)
         keep = farthest_point_sampling(xyz, N_GT_PTS, rng)
-        xyz, owner = xyz[keep], owner[keep]
-        return dict(pcl=xyz.astype(np.float32), colours=part_colour[owner].astype(np.float32),
+        xyz, owner, face, bary = xyz[keep], owner[keep], face[keep], bary[keep]
+        if colours == "flat":  # one colour per part (what this generator has always written)
+            point_colours = part_colour[owner]
+        else:  # the surface's colour at the sampled point, as 8-bit as the renders
+            point_colours = quantise(surface.colour_at(face, bary))
+        return dict(pcl=xyz.astype(np.float32), colours=point_colours.astype(np.float32),
                     point_labels=part_label[owner].astype(np.int32))
 
     return dict(views=np.stack([az, el], 1), rgb=np.stack(rgb), depth=np.stack(depth),
@@ -503,7 +640,7 @@ def _read_json(path):
 
 def generate(out, categories=DEFAULT_CATEGORIES, n_models=200, n_views=10, img_size=64, seed=0,
              shading=False, workers=2, el_range=(-10.0, 40.0), supersample=SUPERSAMPLE, force=False,
-             progress=True):
+             progress=True, colours="flat"):
     """Generate the demo data set into ``out`` (see the module docstring).
 
     Everything is written into a temporary folder inside ``out`` first and moved
@@ -518,6 +655,8 @@ def generate(out, categories=DEFAULT_CATEGORIES, n_models=200, n_views=10, img_s
     for c in categories:
         if c not in BUILDERS:
             raise ValueError(f"no demo shapes for category {c!r}; choose from {sorted(BUILDERS)}")
+    if colours not in COLOUR_STYLES:
+        raise ValueError(f"unknown colour style {colours!r} (--colours); choose from {', '.join(COLOUR_STYLES)}")
     if n_models < 1 or n_views < 1 or img_size < 8 or supersample < 1:
         raise ValueError("need n_models >= 1, n_views >= 1, img_size >= 8 and supersample >= 1")
     check_out_folder(out)
@@ -531,7 +670,7 @@ def generate(out, categories=DEFAULT_CATEGORIES, n_models=200, n_views=10, img_s
     try:
         with lock_data_folder(out):
             return _generate_locked(out, categories, n_models, n_views, img_size, seed, shading, workers, el_range,
-                                    supersample, force, progress)
+                                    supersample, force, progress, colours)
     except BaseException:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # no empty --out left behind
@@ -539,7 +678,7 @@ def generate(out, categories=DEFAULT_CATEGORIES, n_models=200, n_views=10, img_s
 
 
 def _generate_locked(out, categories, n_models, n_views, img_size, seed, shading, workers, el_range,
-                     supersample, force, progress):
+                     supersample, force, progress, colours):
     existing = {c: _present(out, synset_id(c)) for c in categories}
     existing = {c: paths for c, paths in existing.items() if paths}
     if existing and not force:
@@ -552,7 +691,7 @@ def _generate_locked(out, categories, n_models, n_views, img_size, seed, shading
     fcntl.flock(owner, fcntl.LOCK_EX)  # released by the kernel if this process dies
     try:
         kw = dict(seed=seed, n_views=n_views, img_size=img_size, shading=shading, el_range=tuple(el_range),
-                  supersample=supersample)
+                  supersample=supersample, colours=colours)
         jobs = [(str(tmp), c, i, kw) for c in categories for i in range(n_models)]
         bar = Progress(len(jobs), "demo data", unit="model", enabled=progress)
         for _ in run_jobs(_job, jobs, workers, chunksize=4):
@@ -569,6 +708,7 @@ def _generate_locked(out, categories, n_models, n_views, img_size, seed, shading
         (tmp / PART_TREE_DIR / PART_NAMES_FILE).write_text(json.dumps(names, indent=1) + "\n")
         info = dict(generator="utils.datagen.demo_data", categories={c: synset_id(c) for c in categories},
                     n_models=n_models, n_views=n_views, img_size=img_size, seed=seed, shading=shading,
+                    colours=colours,
                     elevation_range_deg=list(el_range), supersample=supersample, n_pts=N_GT_PTS,
                     bound_radius=BOUND_RADIUS, resampled_clouds=True,
                     split_fractions=list(SPLIT_FRACTIONS), seconds=round(time.time() - t0, 1))
@@ -604,6 +744,56 @@ def _generate_locked(out, categories, n_models, n_views, img_size, seed, shading
     return info
 
 
+# --------------------------------------------------------------------------
+# figure of the colour styles
+# --------------------------------------------------------------------------
+def camera_position(az, el):
+    """The camera centre of view (az, el) (radians) in the ShapeNet frame, float (3,)."""
+    from utils.render import camera
+    return (camera.cam2world_np(np.zeros((1, 3)), az, el) @ ALIGN)[0]
+
+
+def facing_azimuth(direction, el, step_deg=1.0):
+    """The azimuth (radians) whose camera, at elevation ``el`` (radians), looks at the object from
+    the side ``direction`` (ShapeNet frame, e.g. (0, 0, 1): the front) most squarely."""
+    azs = np.radians(np.arange(0.0, 360.0, step_deg))
+    pos = np.array([camera_position(a, el) for a in azs])
+    return float(azs[np.argmax(pos @ np.asarray(direction, float))])
+
+
+def colour_figure(path, category="chair", n_models=4, seed=0, styles=COLOUR_STYLES, img_size=96,
+                  el_deg=20.0, side_deg=35.0):
+    """A PNG of ``n_models`` models in every colour style, each from the front and from behind
+    (three-quarter views, ``side_deg`` off the axis). Returns ``path``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    el = np.radians(el_deg)
+    front = facing_azimuth([np.sin(np.radians(side_deg)), 0, np.cos(np.radians(side_deg))], el)
+    back = facing_azimuth([np.sin(np.radians(side_deg)), 0, -np.cos(np.radians(side_deg))], el)
+    fig = Figure(figsize=(1.25 * 2 * n_models, 1.35 * len(styles)), dpi=80)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(styles), 2 * n_models, squeeze=False,
+                        gridspec_kw=dict(wspace=0.02, hspace=0.15, left=0.01, right=0.99, top=0.9, bottom=0.01))
+    for m in range(n_models):
+        parts = model_parts(category, m, seed)
+        for r, style in enumerate(styles):
+            renderer = MeshRenderer(model_surface(category, m, seed, style, parts))
+            for c, (az, side) in enumerate(((front, "front"), (back, "back"))):
+                view = renderer.render(az, el, img_size, img_size)
+                ax = axes[r, 2 * m + c]
+                ax.imshow(view.rgb)  # black background, as in the data
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if r == 0:
+                    ax.set_title(f"{model_id(category, m)} {side}", fontsize=7)
+                if m == 0 and c == 0:
+                    ax.set_ylabel(style, fontsize=9)
+    fig.suptitle(f"demo {category}s: --colours {', '.join(styles)} (front and back)", fontsize=9)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="make_demo_data.py",
@@ -619,6 +809,13 @@ def build_parser():
     p.add_argument("--n_views", type=int, default=10, help="rendered views per model (default: %(default)s)")
     p.add_argument("--img_size", type=int, default=64, help="image side in pixels (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (default: %(default)s)")
+    p.add_argument("--colours", choices=COLOUR_STYLES, default="flat",
+                   help="colour style: 'flat' one colour per part (default); 'two-sided' the hidden side of a "
+                        "part (a chair's backrest rear and seat underside, ...) in a second colour; 'textured' "
+                        "two-sided plus stripes, checks or gradients on the other faces")
+    p.add_argument("--figure", default=None, metavar="PNG",
+                   help="only draw a figure of a few chairs in every colour style (front and back) into PNG, "
+                        "e.g. docs/demo_colours.png, and write no data")
     p.add_argument("--shading", action="store_true",
                    help="shade the renders (Lambert); default flat colours, equal to the point colours")
     p.add_argument("--elevation", type=float, nargs=2, default=[-10.0, 40.0], metavar=("MIN", "MAX"),
@@ -638,10 +835,14 @@ def build_parser():
 def _main(argv=None):
     args = build_parser().parse_args(argv)
     categories = [c for item in args.categories for c in item.split(",") if c.strip()]
+    if args.figure:
+        colour_figure(args.figure, seed=args.seed)
+        print(f"make_demo_data: figure written to {args.figure}")
+        return 0
     info = generate(args.out, categories, n_models=args.n_models, n_views=args.n_views,
                     img_size=args.img_size, seed=args.seed, shading=args.shading, workers=args.workers,
                     el_range=args.elevation, supersample=args.supersample, force=args.force,
-                    progress=not args.quiet)
+                    progress=not args.quiet, colours=args.colours)
     print(f"make_demo_data: {len(info['categories'])} categories x {info['n_models']} models x "
           f"{info['n_views']} views written to {Path(args.out).resolve()} in {info['seconds']} s")
     return 0
