@@ -13,7 +13,7 @@
 # DEMO_CATEGORY (default chair), DEMO_PRESET (recommended, or original: the original code's
 # effective training settings on the same data and schedule; default experiment folder then
 # experiments/demo_<task>_original), DEMO_VIEW_CACHE (off, or auto: read the views from the packed
-# cache of utils/data/cache.py, built on first use; the same batches bit for bit; default off).
+# cache of utils/data/cache.py, built on first use; the same batches bit for bit; default auto).
 set -euo pipefail
 cd "$(dirname "$0")"
 task="${1:-rgb}"
@@ -27,7 +27,7 @@ case "$preset" in recommended) suffix="";; original) suffix="_original";;
     *) echo "DEMO_PRESET must be recommended or original, got '$preset'" >&2; exit 2;; esac
 exp="${DEMO_EXP:-experiments/demo_$task$suffix}"
 iters="${DEMO_ITERS:-8000}"
-view_cache="${DEMO_VIEW_CACHE:-off}"
+view_cache="${DEMO_VIEW_CACHE:-auto}"
 
 bash scripts/ensure_demo_data.sh "$category" "$task"
 

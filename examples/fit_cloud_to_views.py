@@ -34,9 +34,9 @@ AFFINITY_SCALE = 1e-4  # as utils/model.py: the original's scale of both affinit
 # ----------------------------------------------------------------------------- data
 def _arm_fraction(data_dir, category, mid, n_pts):
     """Fraction of the model's GT points labelled 'arm' (demo part labels), or None."""
-    from utils.data import PCL_LABELS_FILE, part_names, read_cloud_labels, task_dirs
+    from utils.data import PART_TREE_DIR, PCL_LABELS_FILE, part_names, read_cloud_labels, tree_dirs
     from utils.data.shapenet import synset_id
-    path = os.path.join(task_dirs(data_dir, "partseg")["pcl"], synset_id(category), mid, PCL_LABELS_FILE)
+    path = os.path.join(tree_dirs(data_dir, PART_TREE_DIR)["pcl"], synset_id(category), mid, PCL_LABELS_FILE)
     try:
         names = part_names(data_dir, category)
         labels = read_cloud_labels(path, n_pts)
@@ -71,9 +71,9 @@ def load_views(data_dir, category, mid, n_views):
     """
     import cv2
     from utils.data import (N_GT_PTS, PCL_COLOURS_FILE, PCL_FILE, VIEWS_FILE, depth_file, read_cloud,
-                            read_cloud_colours, read_mask, read_rgb, read_views, render_file, task_dirs)
+                            read_cloud_colours, read_mask, read_rgb, read_views, render_file, tree_dirs)
     from utils.data.shapenet import synset_id
-    dirs = task_dirs(data_dir, "rgb")
+    dirs = tree_dirs(data_dir)
     rdir = os.path.join(dirs["rendered"], synset_id(category), mid)
     pdir = os.path.join(dirs["pcl"], synset_id(category), mid)
     angles = np.radians(read_views(os.path.join(rdir, VIEWS_FILE)))
@@ -144,9 +144,9 @@ def hull_stats(views, xyz, threshold=0.05, part_labels=None, part_names=None):
 
 def part_labels_of(data_dir, category, mid, n_pts):
     """The GT cloud's 0-based part labels and the part names, or (None, None) without them."""
-    from utils.data import PCL_LABELS_FILE, part_names, read_cloud_labels, task_dirs
+    from utils.data import PART_TREE_DIR, PCL_LABELS_FILE, part_names, read_cloud_labels, tree_dirs
     from utils.data.shapenet import synset_id
-    path = os.path.join(task_dirs(data_dir, "partseg")["pcl"], synset_id(category), mid, PCL_LABELS_FILE)
+    path = os.path.join(tree_dirs(data_dir, PART_TREE_DIR)["pcl"], synset_id(category), mid, PCL_LABELS_FILE)
     try:
         return read_cloud_labels(path, n_pts), part_names(data_dir, category)
     except Exception:  # no part annotation for this data set
@@ -161,7 +161,7 @@ def reference_band(data_dir, category, mid, gt):
     same 1024 points); None for other data. medoid: the training split's medoid cloud (the
     image-blind baseline of docs/results.md). sphere: the fit's initial ball of points.
     """
-    from utils.data import N_GT_PTS, PCL_FILE, list_models, read_cloud, task_dirs
+    from utils.data import N_GT_PTS, PCL_FILE, list_models, read_cloud, tree_dirs
     from utils.data.shapenet import preprocess_pcl_gt, synset_id
     out = {}
     info_path = os.path.join(data_dir, "demo_info.json")
@@ -178,7 +178,7 @@ def reference_band(data_dir, category, mid, gt):
         resampled = preprocess_pcl_gt(xyz[farthest_point_sampling(xyz, N_GT_PTS, rng)].astype(np.float32))
         out["floor"] = chamfer(gt, resampled)[0]
     train = list_models(data_dir, category, "train")
-    pdir = os.path.join(task_dirs(data_dir, "rgb")["pcl"], synset_id(category))
+    pdir = os.path.join(tree_dirs(data_dir)["pcl"], synset_id(category))
     clouds = np.stack([read_cloud(os.path.join(pdir, t, PCL_FILE), N_GT_PTS) for t in train])
     out["medoid"] = chamfer(gt, clouds[_medoid(clouds)])[0]
     return out

@@ -58,9 +58,9 @@ def test_variant_flags_resolve_as_described(ablation, task):
 
 def test_seeds_change_the_seed_and_folder_only(ablation):
     """--seeds K: seeds --seed, --seed + 1, ...; each run its own folder, the same data and flags."""
-    a = ablation.parse_args(["--seeds", "3", "--seed", "7", "--out", "/tmp/x", "--data_dir", "/tmp/d"])
+    a = ablation.parse_args(["--task", "rgb", "--seeds", "3", "--seed", "7", "--out", "/tmp/x", "--data_dir", "/tmp/d"])
     assert ablation.run_seeds(a) == [7, 8, 9]
-    assert ablation.parse_args(["--out", "/tmp/x"]).seeds == 3  # the default
+    assert ablation.parse_args(["--task", "rgb", "--out", "/tmp/x"]).seeds == 3  # the default
     parsed = [config.parse_train_args("rgb", ablation.train_command(a, ablation.VARIANTS["2d"], s)[3:])
               for s in (7, 8, 9)]
     assert [p.seed for p in parsed] == [7, 8, 9]
@@ -72,7 +72,7 @@ def test_seeds_change_the_seed_and_folder_only(ablation):
     assert metrics[metrics.index("--exp") + 1] == "/tmp/x/3d/seed9"
     for bad in (["--seeds", "0"], ["--seed", "-1"]):
         with pytest.raises(SystemExit):
-            ablation.parse_args(bad)
+            ablation.parse_args(["--task", "rgb"] + bad)
 
 
 def _runs(table):

@@ -246,7 +246,7 @@ def test_photo_like_inputs_predict_the_clean_render(rgb_exp_30, tiny_data, tmp_p
     res = predict_rgb.main(["--exp", rgb_exp_30, "--snapshot", "latest", str(folder), "--out", str(tmp_path / "out"),
                             "--no_progress"])
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("warning: ")]
+    lines = [line for line in err.splitlines() if ": warning: " in line or line.startswith("warning: ")]
     assert len(lines) == len(res["warnings"]) == 1 and str(folder / "clutter.png") in lines[0], err
     assert "background differs" in lines[0]
     cv2.imwrite(str(tmp_path / "empty.png"), np.full((40, 40, 3), 200, np.uint8))

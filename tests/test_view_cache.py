@@ -53,7 +53,7 @@ def test_cache_batches_identical_to_png_path(task, tiny_data, tmp_path, capsys):
     for step in range(3):
         _same(png.get_batch(step), cached.get_batch(step))
     assert cached.get_batch(2)["valid"].tolist() == [True, True, False]
-    png, cached = _pipes(tiny_data, tmp_path, task=task, seed=5, n_views=6, use_input_view=True)
+    png, cached = _pipes(tiny_data, tmp_path, task=task, seed=5, n_views=4, use_input_view=True)
     for step in (0, 2, 3):
         _same(png.get_batch(step), cached.get_batch(step))
     # validation as training runs it: fixed views 0..V-1, no shuffling, one model padded to a batch
@@ -192,8 +192,9 @@ def test_training_flags_reach_the_pipeline(tiny_data, tmp_path):
     args = config.parse_train_args("rgb", argv + ["--view_cache", "auto", "--cache_dir", str(tmp_path / "c")])
     with BatchPipeline.from_args(args, task_from_ref("rgb"), "val", num_workers=0) as p:
         assert p._cache is not None and p._cache.folder.parent == tmp_path / "c"
-    plain = config.parse_train_args("rgb", argv)
-    assert plain.view_cache == "off" and BatchPipeline.from_args(plain, task_from_ref("rgb"), "val", num_workers=0)._cache is None
+    assert config.parse_train_args("rgb", argv).view_cache == "auto"  # the recommended default
+    plain = config.parse_train_args("rgb", argv + ["--view_cache", "off"])
+    assert BatchPipeline.from_args(plain, task_from_ref("rgb"), "val", num_workers=0)._cache is None
     # the same batches either way: a run may be resumed with the cache switched on or off
     assert config.changed_flags(plain, args) == []
 

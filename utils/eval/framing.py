@@ -9,7 +9,7 @@ file. ``--export`` copies the numbers into the SavedModel's ``differ.json`` (key
 import json
 import os
 
-from utils import atomic_io
+from utils import atomic_io, cli
 from utils.data import shapenet
 from utils.eval import preprocess
 
@@ -53,7 +53,7 @@ def training_framing(exp_dir, targs, tree):
                 return framing, path
         except (OSError, ValueError):
             pass
-        print(f"warning: {path}: not a framing file; measuring the training renders again")
+        cli.warn(f"{path}: not a framing file; measuring the training renders again")
     try:
         framing = measure_training_framing(targs, tree)
     except (data.DataError, OSError, ValueError):

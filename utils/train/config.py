@@ -175,10 +175,11 @@ def train_parser(task):
     g.add_argument("--IMG_W", type=positive_int, default=64, help="image width (px)")
     g.add_argument("--N_PTS", type=positive_int, default=1024, help="points in the predicted cloud")
     g.add_argument("--num_workers", type=positive_int, default=2, help="data-loading threads")
-    g.add_argument("--view_cache", choices=("off", "auto"), default="off",
+    g.add_argument("--view_cache", choices=("off", "auto"), default="auto",
                    help="'auto': read the decoded views from a packed, memory-mapped cache (built on first use, "
                         "rebuilt when the data files change; the same batches bit for bit, for a fraction of the "
-                        "CPU; utils/data/cache.py); 'off': decode the PNG files every batch")
+                        "CPU; utils/data/cache.py; the PNG files are read when the cache folder cannot be "
+                        "written); 'off': decode the PNG files every batch")
     g.add_argument("--cache_dir", default=None,
                    help="folder of the view caches (default: <data_dir>/.cache)")
 
