@@ -209,3 +209,13 @@ def test_default_output_is_the_repositorys_data_folder():
     """``python data/make_demo_data.py`` writes where the loaders and run_demo.sh look: <repo>/data."""
     repo = Path(__file__).resolve().parents[1]
     assert demo_data.DEFAULT_OUT == repo / "data" and (repo / "data" / "make_demo_data.py").is_file()
+
+
+def test_ensure_demo_data_finds_an_existing_data_set(tiny_data):
+    """scripts/ensure_demo_data.sh (run_demo.sh's data step) sees the data set of either task and
+    makes nothing; it would otherwise try to generate over it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for task in ("rgb", "partseg"):
+        proc = subprocess.run(["bash", os.path.join(root, "scripts", "ensure_demo_data.sh"), "chair", task],
+                              capture_output=True, text=True, env=dict(os.environ, DIFFER_DATA_DIR=str(tiny_data)))
+        assert proc.returncode == 0 and "using the data set already in" in proc.stdout, (task, proc.stdout + proc.stderr)
