@@ -3,7 +3,7 @@
 # (batch 8, random supervision views, lr 3e-4, point-wise affinity, weight decay x0.1, 8000
 # iterations), the settings validated on the demo data. 'python partseg/train_partseg.py --help' lists them.
 # For the original code's effective training settings (batch 1, fixed views, lr 5e-5, 200k
-# iterations, ...; README: "Deviations from the original"; the original had no partseg training
+# iterations, ...; docs/deviations.md; the original had no partseg training
 # code, so this preset takes its rgb settings, with --wt_partseg in place of --wt_rgb) use
 #   bash run_train_partseg.sh --preset original
 # Extra arguments are appended and override the preset, e.g.

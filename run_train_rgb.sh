@@ -3,7 +3,7 @@
 # (batch 8, random supervision views, lr 3e-4, point-wise affinity, weight decay x0.1, 8000
 # iterations), the settings validated on the demo data. 'python rgb/train_rgb.py --help' lists them.
 # For the original code's effective training settings (batch 1, fixed views, lr 5e-5, 200k
-# iterations, ...; README: "Deviations from the original") use
+# iterations, ...; docs/deviations.md) use
 #   bash run_train_rgb.sh --preset original
 # Extra arguments are appended and override the preset, e.g.
 #   bash run_train_rgb.sh --exp experiments/my_run --N_ITERS 20000

@@ -129,7 +129,7 @@ def parse_args(argv=None):
     p.add_argument("--n_pictures", type=int, default=4,
                    help="test samples drawn per variant: screenshots, PLY (default: 4)")
     p.add_argument("--copy_figure", default=None, metavar="PATH",
-                   help="also copy the figure there, e.g. docs/ablation_rgb.png for the README")
+                   help="also copy the figure there, e.g. docs/ablation_rgb.png for docs/results.md")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
     unknown = [n for n in names if n not in VARIANTS]

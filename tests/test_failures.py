@@ -1,4 +1,4 @@
-"""Failure behaviour of training (README, "Failure behaviour"): experiment lock, exact resume after
+"""Failure behaviour of training (docs/failures.md): experiment lock, exact resume after
 Ctrl-C / SIGTERM / SIGHUP, uninterruptible saves, damaged experiment state, changed flags on resume,
 flag validation, divergence, fatal errors in log.txt.
 

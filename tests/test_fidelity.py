@@ -38,7 +38,7 @@ ORIGINAL_TABLE = {
     "affinity_view_weight": "original", "val_selection": "every_10th", "val_samples": 0, "val_chamfer": "squared",
     "N_PTS": 1024, "IMG_H": 64, "IMG_W": 64, "bottleneck": 128,
 }
-# The demo's settings (README "Demo results"), which the parser's defaults must equal.
+# The demo's settings (docs/results.md, "Demo results"), which the parser's defaults must equal.
 RECOMMENDED_TABLE = {
     "batch_size": 8, "lr": 3e-4, "N_VIEWS": 4, "views": "random", "input_views": "random",
     "affinity": "paper", "wt_aff_pts": 1.0, "wt_decay": 0.1, "wt_rgb": 1.0, "skipconn": True,

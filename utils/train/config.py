@@ -156,7 +156,7 @@ def train_parser(task):
     g.add_argument("--exp", required=True, help="experiment folder (created if absent; resumed if present)")
     g.add_argument("--preset", choices=PRESET_NAMES, default="recommended",
                    help="default values of the flags below: 'recommended' (ours, validated on the demo data) "
-                        "or 'original' (the original code's effective training; README: Deviations)")
+                        "or 'original' (the original code's effective training; docs/deviations.md)")
     g.add_argument("--gpu", default=None, help="GPU index to use (sets CUDA_VISIBLE_DEVICES); default: all visible")
     g.add_argument("--seed", type=non_negative_int, default=1024, help="seed for weights, data order and view choice")
     g.add_argument("--data_dir", default=default_data_dir(), help="root of the data layout (see data/README.md)")

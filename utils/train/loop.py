@@ -10,7 +10,7 @@ writes a snapshot. Re-running the same command resumes from the latest
 snapshot: the step counter, the weights, Adam's state and -- because batch k is
 a pure function of (seed, k) -- the data order continue where they stopped.
 
-Failure behaviour (README, "Failure behaviour"):
+Failure behaviour (docs/failures.md):
 
 * Ctrl-C, SIGTERM and SIGHUP finish the current iteration, write a snapshot at
   exactly that iteration and exit with status 128 + signal number
