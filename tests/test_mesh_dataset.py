@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
+from utils.data.cache import CACHE_DIR_NAME
 from utils.render import camera
 from utils.train import config
 from utils.datagen import mesh_dataset, mesh_io
@@ -403,8 +404,10 @@ def collection(tmp_path_factory):
 
 
 def _tree(root):
+    """Every file the data tool wrote (not its summary, nor the loaders' view cache)."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob("*"))
-            if p.is_file() and p.name != mesh_dataset.INFO_FILE}
+            if p.is_file() and p.name != mesh_dataset.INFO_FILE
+            and not p.relative_to(root).parts[0] == CACHE_DIR_NAME}
 
 
 def test_collection_layout_loaders_and_failures(collection, tmp_path):
