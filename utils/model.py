@@ -18,7 +18,6 @@ from utils.net import layers
 from utils import losses, metrics
 from utils.data import N_GT_PTS
 from utils.net.recon_net import recon_net
-from utils.task import Task  # noqa: F401  (the task interface; it lived here before utils/task.py)
 
 AFFINITY_SCALE = 1e-4  # the original's training script multiplied both affinity means by this
 NONFINITE_TAG = "non-finite network output"  # in the error raised when predictions become NaN/inf

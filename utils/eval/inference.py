@@ -35,7 +35,7 @@ from utils import cli, metrics, tfv1, visualize
 from utils.data import DataError, shapenet
 from utils.eval import framing as input_framing, preprocess
 from utils.eval.evaluate import check_out_dir, open_trained
-from utils.eval.preprocess import to_network_input  # noqa: F401  (its former home; tests use it here)
+from utils.eval.preprocess import to_network_input
 from utils.train.experiment import ExperimentStateError, WrongTask
 from utils.model import GraphSettings, build_graph
 from utils.progress import Progress
@@ -402,7 +402,7 @@ def predict_parser(task):
     p.add_argument("--frame", choices=FRAMES, default="shapenet",
                    help="frame of the PLY/.npy coordinates: 'shapenet' (y up, like the data set's clouds) "
                         "or 'network' (the network's output, world -x up) (default: shapenet)")
-    p.add_argument("--batch_size", type=config._positive_int, default=8, help="images per session run (default: 8)")
+    p.add_argument("--batch_size", type=config.positive_int, default=8, help="images per session run (default: 8)")
     p.add_argument("--gif", action="store_true", help="also write a turntable GIF per image")
     p.add_argument("--npy", action="store_true", help="also write the raw arrays (xyz, features) as .npy")
     p.add_argument("--no_sheet", action="store_true", help="skip the PNG sheets (faster on large folders)")

@@ -114,11 +114,6 @@ def positive_float(text):
     return value
 
 
-# argparse types for the tasks' flags too (the old private names stay for callers)
-_positive_int, _non_negative_int = positive_int, non_negative_int
-_non_negative_float, _positive_float = non_negative_float, positive_float
-
-
 def default_data_dir():
     """``<repo>/data``, resolved from this file (not from the working directory)."""
     return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "data")

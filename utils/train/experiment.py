@@ -83,8 +83,6 @@ def describe_damage(root, prefix, err):
             f"{type(err).__name__}{': ' + text if text else ''}")
 
 
-deferred_signals = cli.deferred_signals  # (moved to utils.cli, where the data tools use it too)
-_lock_holder_text = lock.holder_text  # (kept for callers of the old name)
 
 
 class Experiment:
@@ -167,7 +165,7 @@ class Experiment:
         """Save a checkpoint atomically; returns its prefix path.
 
         Ctrl-C, SIGTERM and SIGHUP arriving meanwhile take effect once the
-        checkpoint and its pointer are complete (:func:`deferred_signals`).
+        checkpoint and its pointer are complete (:func:`utils.cli.deferred_signals`).
 
         Args:
             saver: tf.train.Saver. sess: tf.Session.
@@ -175,7 +173,7 @@ class Experiment:
             kind: 'snapshots' (periodic, last ``keep`` kept) or 'best' (only the newest kept).
             extra: dict stored in the pointer file (e.g. the validation value).
         """
-        with deferred_signals():
+        with cli.deferred_signals():
             folder = self.path(kind)
             name = f"step-{int(step):07d}"
             tmp = os.path.join(folder, f".tmp-{name}-{os.getpid()}")
