@@ -567,7 +567,7 @@ def write_figure(args, rows, angles=((20, -60), (20, 120))):
     fig = Figure(figsize=(max(3.2 * len(keys), 1.9 * n_cols), 3.4 + 1.9 * len(angles) * (key is not None)), dpi=110)
     FigureCanvasAgg(fig)
     top, bottom = fig.subfigures(2, 1, height_ratios=[3.4, 1.9 * len(angles) if key else 0.01])
-    axes = np.atleast_1d(top.subplots(1, len(keys), gridspec_kw=dict(top=0.84, bottom=0.24, wspace=0.25)))
+    axes = np.atleast_1d(top.subplots(1, len(keys), gridspec_kw=dict(top=0.80, bottom=0.24, wspace=0.25)))
     baseline = next((r["baseline"] for r in rows if r.get("baseline")), None)
     for ax, k in zip(axes, keys):
         stats = [summary[r["variant"]]["metrics"][k] for r in rows]
@@ -587,12 +587,10 @@ def write_figure(args, rows, angles=((20, -60), (20, 120))):
         ax.set_title(METRIC_LABELS.get(k, k), fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
         ax.margins(y=0.15)
-    if baseline:
-        top.legend(*axes[0].get_legend_handles_labels(), loc="upper right", fontsize=8, frameon=False)
     n_seeds = max(len(e["seeds"]) for e in summary.values())
-    top.suptitle(f"DIFFER ablation ({args.task}, {args.category}, {args.iters} iterations, test split; mean over "
-                 f"up to {n_seeds} seed(s), bars: {'standard deviation' if n_seeds >= STD_MIN_RUNS else 'min-max'})",
-                 fontsize=10)
+    top.suptitle(f"DIFFER ablation ({args.task}, {args.category}, {args.iters} iterations, test split)\nmean over "
+                 f"up to {n_seeds} seed(s), bars: {'standard deviation' if n_seeds >= STD_MIN_RUNS else 'min-max'}"
+                 + ("; dashed: the image-blind baseline" if baseline else ""), fontsize=10)
 
     if key is not None:
         gt = _read_ply(samples[done[0]["variant"]][key][1])
