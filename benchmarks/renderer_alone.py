@@ -60,16 +60,16 @@ def colour_error(gt_xyz, gt_col, xyz, col):
     Args:
         gt_xyz (N, 3), gt_col (N, 3) in [0, 1]; xyz (M, 3), col (M, 3) in [0, 1].
     Returns:
-        (total, fwd, bwd): fwd = mean over GT points of the squared colour difference (mean over
-        channels) to the nearest fitted point, bwd the same from the fitted points; both clouds
-        scaled to the unit cube first.
+        (total, fwd, bwd): :func:`utils.metrics.colour_errors` (fwd = mean over GT points of the
+        squared colour difference, mean over channels, to the nearest fitted point; bwd the same
+        from the fitted points) with the nearest neighbours found by scipy, both clouds scaled to
+        the unit cube first.
     """
     from scipy.spatial import cKDTree
-    from utils.metrics import scale_to_unit_cube_np
+    from utils.metrics import colour_errors, scale_to_unit_cube_np
     g, p = scale_to_unit_cube_np(gt_xyz), scale_to_unit_cube_np(xyz)
-    fwd = np.mean((col[cKDTree(p).query(g)[1]] - gt_col) ** 2)
-    bwd = np.mean((gt_col[cKDTree(g).query(p)[1]] - col) ** 2)
-    return float(fwd + bwd), float(fwd), float(bwd)
+    fwd, bwd = colour_errors(gt_col[None], col[None], cKDTree(p).query(g)[1][None], cKDTree(g).query(p)[1][None])
+    return float(fwd[0] + bwd[0]), float(fwd[0]), float(bwd[0])
 
 
 def fit_one(fit_mod, views, beta, args):

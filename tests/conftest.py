@@ -1,4 +1,8 @@
-"""Shared pytest fixtures: a fresh default graph per test, and one tiny generated data set."""
+"""Shared pytest fixtures: a fresh default graph per test, one tiny generated data set, and the
+loader of the repository's scripts that are not in a package (benchmarks/, examples/)."""
+import importlib.util
+import os
+
 import numpy as np
 import pytest
 
@@ -58,6 +62,19 @@ def _project_np(xyz, az, el, img_h, img_w, distance=2.0):
 def project_np():
     """``f(xyz (N, 3), az, el, img_h, img_w)`` -> (N, 3) row, col, depth: an independent numpy camera."""
     return _project_np
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script("benchmarks", "ablation.py")``: that file imported as a module (named after it)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def load(*path):
+        spec = importlib.util.spec_from_file_location(os.path.splitext(path[-1])[0], os.path.join(root, *path))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """The ablation script (benchmarks/ablation.py): its variants' flags, what they change in the graph,
 the aggregation over seeds (fabricated runs, hand-computed oracle), and one tiny end-to-end run of
 two variants with two seeds, killed and re-run: finished (variant, seed) runs are not retrained."""
-import importlib.util
 import json
 import os
 import sys
@@ -17,11 +16,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def ablation():
-    spec = importlib.util.spec_from_file_location("ablation", os.path.join(ROOT, "benchmarks", "ablation.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def ablation(load_script):
+    return load_script("benchmarks", "ablation.py")
 
 
 def _train_args(ablation, task, name, extra=()):

@@ -329,20 +329,14 @@ def test_local_graph_has_no_points_by_pixels_tensor(fresh_graph):
 
 
 # ----------------------------------------------------------------------------- benchmark
-def test_benchmark_runs_the_requested_configurations_and_tabulates_them(capsys, monkeypatch):
+def test_benchmark_runs_the_requested_configurations_and_tabulates_them(capsys, monkeypatch, load_script):
     """benchmarks/bench_projection.py (no timing asserted): a worker runs the configuration it is
     given; the table has fused (the default) beside local and dense, pairs each local and fused row
     with the dense one of its size, skips dense
     configurations over the memory limit and prints the ratios of the workers' numbers."""
-    import importlib.util
     import json
-    import os
 
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "benchmarks", "bench_projection.py")
-    spec = importlib.util.spec_from_file_location("bench_projection", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks", "bench_projection.py")
     assert bench.main(["--worker", "local", "32", "16", "--repeats", "5"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {k: res[k] for k in ("impl", "n_pts", "size", "repeats")} == dict(impl="local", n_pts=32, size=16,

@@ -3,7 +3,6 @@ hidden sides have another colour, depth-aware against depth-unaware. Its metrics
 against brute-force numpy (all pairwise distances), its paired differences against the per-model
 numbers, its resume against a second call, and the comparison itself: the depth-unaware fit
 explains the two-sided colours worse on every model."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,11 +16,8 @@ FIT = ["--split", "train", "--models", "2", "--n_views", "4", "--n_pts", "256", 
 
 
 @pytest.fixture(scope="module")
-def renderer_alone():
-    spec = importlib.util.spec_from_file_location("renderer_alone", os.path.join(ROOT, "benchmarks", "renderer_alone.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def renderer_alone(load_script):
+    return load_script("benchmarks", "renderer_alone.py")
 
 
 @pytest.fixture(scope="module")

@@ -248,17 +248,13 @@ def test_fit_example_reduces_chamfer(tiny_data, tmp_path):
     assert "chamfer" in proc.stdout and "step   300" in proc.stdout
 
 
-def _example_module():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("fit_cloud_to_views",
-                                                  os.path.join(ROOT, "examples", "fit_cloud_to_views.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def fit(load_script):
+    """examples/fit_cloud_to_views.py as a module."""
+    return load_script("examples", "fit_cloud_to_views.py")
 
 
-def test_fit_example_help_and_missing_data(tmp_path, capsys):
-    fit = _example_module()
+def test_fit_example_help_and_missing_data(fit, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         fit.main(["--help"])
     assert stop.value.code == 0 and "--losses" in capsys.readouterr().out
@@ -270,9 +266,8 @@ def test_fit_example_help_and_missing_data(tmp_path, capsys):
     assert "--steps must be >= 1" in capsys.readouterr().err
 
 
-def test_fit_example_chamfer_matches_brute_force(rng):
+def test_fit_example_chamfer_matches_brute_force(fit, rng):
     """The example's Chamfer (scipy) against a brute-force numpy computation of the metric."""
-    fit = _example_module()
     a, b = rng.uniform(-1, 1, (60, 3)), rng.uniform(-0.5, 2, (45, 3))
 
     def unit(p):

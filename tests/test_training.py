@@ -126,14 +126,10 @@ def test_train_snapshot_resume_metrics(task, tiny_data, tmp_path, capsys, monkey
 
 
 @pytest.mark.slow
-def test_train_step_benchmark_worker(tiny_data, capsys):
+def test_train_step_benchmark_worker(tiny_data, capsys, load_script):
     """benchmarks/bench_train_step.py's worker on a tiny configuration: it trains, times and reports
     every part, for the fused step and the step before it; and the table it prints."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("bench_train_step",
-                                                  os.path.join(ROOT, "benchmarks", "bench_train_step.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks", "bench_train_step.py")
     from utils import losses
     affinity_bwd = losses.affinity_bwd
     cfg = dict(batch=2, views=2, n_pts=64, size=64)  # the tiny data set has 64x64 renders
