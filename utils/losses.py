@@ -234,9 +234,13 @@ def affinity_points(pix, gt_dist, min_depth=2e-3):
     c0 = tf.minimum(tf.floor(c), img_w - 2.0)
     fr, fc = r - r0, c - c0
     r0i, c0i = tf.cast(r0, tf.int32), tf.cast(c0, tf.int32)
+    # Flat indices into dist, (B, N): one plain gather per corner (the values of a batched
+    # gather_nd, without building its (B, N, 3) index tensors every step; dist takes no gradient).
+    flat = tf.reshape(dist, [-1])
+    base = (tf.range(tf.shape(dist)[0])[:, None] * img_h + r0i) * img_w + c0i
 
     def at(dr, dc):
-        return tf.gather_nd(dist, tf.stack([r0i + dr, c0i + dc], -1), batch_dims=1)
+        return tf.gather(flat, base + (dr * img_w + dc))
 
     inside = ((1 - fr) * (1 - fc) * at(0, 0) + (1 - fr) * fc * at(0, 1)
               + fr * (1 - fc) * at(1, 0) + fr * fc * at(1, 1))

@@ -332,6 +332,7 @@ class _Trainer:
             self.val_set_note = (f"; the validation set changed ({VAL_SET_FILE} rewritten for the new --val_* flags): "
                                  "the next validation starts a new best")
         self.val_seconds = 0.0
+        self.step_seconds = 0.0  # time in training steps (next batch + session run), for the speed line
 
     # ------------------------------------------------------------------ snapshots, errors
     def diverged(self, step, value="nan", why=""):
@@ -462,8 +463,12 @@ class _Trainer:
                 self._close_outputs()
             spent = time.time() - self.run_start
             share = 100 * self.val_seconds / max(spent, 1e-9)
+            trained = step - self.start_step
+            speed = (f"; training speed {trained / self.step_seconds:.1f} it/s on average over this run's {trained} "
+                     f"iterations (waiting for the batch and the step; validation and snapshots excluded)"
+                     if trained and self.step_seconds > 0 else "")
             self.log(f"finished: {step} iterations; best validation Chamfer {self.best_value:.4f}; validation "
-                     f"took {self.val_seconds:.1f} s of this run's {spent:.1f} s ({share:.1f} %)")
+                     f"took {self.val_seconds:.1f} s of this run's {spent:.1f} s ({share:.1f} %){speed}")
         return step
 
     def _initialise(self, sess):
@@ -509,7 +514,9 @@ class _Trainer:
 
     def _iterate(self, sess, step):
         """One training step, then what is due at its iteration (log line, validation, snapshot)."""
+        started = time.perf_counter()
         terms = self._train_step(sess, step + 1)
+        self.step_seconds += time.perf_counter() - started
         step += 1
         for signum in self._test_signals.get(step, ()):
             os.kill(os.getpid(), signum)
