@@ -4,14 +4,33 @@ another background (a plain colour or a picture), as a product photo would show 
     python examples/make_photo.py data/ShapeNet_rendered/03001627/chair_0031/render_3.png \\
         --background 128,128,128 --scale 2.4 --shift 8,-20 --out outputs/photo_grey.png
 
-The mask is the render's ``depth_<k>.png`` beside it (object where < 254). Used by the docs'
-example (docs/inference.md) and by tests/test_preprocess.py.
+The mask is the render's ``depth_<k>.png`` beside it (object where < 254). ``--background
+backdrop`` is a textured photograph that ships with matplotlib (:func:`sample_backdrop`). Used by
+the docs' example (docs/inference.md) and by tests/test_preprocess.py.
 """
 import argparse
 import os
 
 import cv2
 import numpy as np
+
+
+# The studio backdrop of matplotlib's grace_hopper.jpg (rows, columns of its 600 x 512 pixels): mottled
+# blue, with no other object in it, as behind a product photo.
+BACKDROP_ROWS, BACKDROP_COLS = (0, 260), (380, 512)
+
+
+def sample_photo():
+    """matplotlib's sample photograph grace_hopper.jpg (installed with it): float32 (600, 512, 3) RGB in [0, 1]."""
+    import matplotlib.cbook
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        bgr = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+
+
+def sample_backdrop():
+    """A textured background: the studio backdrop of :func:`sample_photo`, float32 (260, 132, 3) RGB in [0, 1]."""
+    return sample_photo()[slice(*BACKDROP_ROWS), slice(*BACKDROP_COLS)]
 
 
 def photo_like(rgb, alpha, background, scale, dy, dx, h=180, w=220):
@@ -54,7 +73,8 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("render", help="render_<k>.png (its depth_<k>.png beside it gives the mask)")
     p.add_argument("--background", default="255,255,255",
-                   help="R,G,B (0..255) or a picture file to put behind the object (default: white)")
+                   help="R,G,B (0..255), a picture file, or 'backdrop' (a textured photograph shipped with "
+                        "matplotlib) to put behind the object (default: white)")
     p.add_argument("--scale", type=float, default=2.0, help="enlargement of the render (default: 2)")
     p.add_argument("--shift", type=_pair, default=(0, 0), metavar="ROWS,COLS", help="offset from the centre (px)")
     p.add_argument("--size", type=_pair, default=(180, 220), metavar="H,W", help="photo size (default: 180,220)")
@@ -64,7 +84,9 @@ def main(argv=None):
     bgr, dep = cv2.imread(args.render), cv2.imread(depth)
     if bgr is None or dep is None:
         p.error(f"{args.render if bgr is None else depth}: not a readable image")
-    if os.path.isfile(args.background):
+    if args.background == "backdrop":
+        background = sample_backdrop()
+    elif os.path.isfile(args.background):
         background = cv2.cvtColor(cv2.imread(args.background), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
     else:
         try:

@@ -387,8 +387,9 @@ def predict_parser(task):
     p.add_argument("--segment", choices=preprocess.SEGMENTS, default="auto",
                    help="find the object in images without alpha: 'border' removes the background connected "
                         "to the image border (colours within --tolerance of the border's), 'grabcut' runs "
-                        "OpenCV's GrabCut from the border, 'none' keeps the image (default auto: border when "
-                        "the border is nearly uniform and differs from the training background, else none)")
+                        "OpenCV's GrabCut from the border (also on a textured background), 'none' keeps the image "
+                        "(default auto: border when the border is nearly uniform and differs from the training "
+                        "background, else none)")
     p.add_argument("--tolerance", type=_tolerance_arg, default=preprocess.DEFAULT_TOLERANCE, metavar="T",
                    help=f"0..255 colour difference (largest channel) still counted as background "
                         f"(default: {round(255 * preprocess.DEFAULT_TOLERANCE)})")

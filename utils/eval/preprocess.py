@@ -20,12 +20,14 @@ Steps (:func:`prepare`):
 1. **Find the object** (``segment``). An alpha channel is the mask. Otherwise ``border`` removes the
    background connected to the image border: pixels within ``tolerance`` (largest channel
    difference, 0..1) of the border's median colour that are connected (4-neighbours) to the border;
-   ``grabcut`` runs OpenCV's GrabCut with the image border as sure background (and the
-   ``border`` result as probable background); ``none`` keeps the image as it is. ``auto`` (the
-   default) is ``border`` when the image has no alpha, its border is nearly uniform (at least
-   :data:`UNIFORM_SHARE` of the border pixels within ``tolerance`` of their median) and that colour
-   differs from the training background by more than ``tolerance``; else ``none``: an image whose
-   background already is the training background (a render) is left alone.
+   ``grabcut`` runs OpenCV's GrabCut with the image border as sure background and, as probable
+   background, the ``border`` result and, when the border is not uniform, every colour common in a
+   band along it (a textured background, such as a photographed backdrop); ``none`` keeps the
+   image as it is. ``auto`` (the default) is ``border`` when the image has no alpha, its border is
+   nearly uniform (at least :data:`UNIFORM_SHARE` of the border pixels within ``tolerance`` of
+   their median) and that colour differs from the training background by more than ``tolerance``;
+   else ``none``: an image whose background already is the training background (a render) is left
+   alone, and a textured one needs ``grabcut`` asked for (the warning says so).
 2. The mask is the alpha with which the object is composited on the training background.
 3. **Frame it** (``fit``). ``object`` scales and shifts the image so that the mask's bounding box
    has the training renders' median size (its larger side, in network pixels) and centre
@@ -48,6 +50,9 @@ TOUCH_SIDES = 3                # warn when the mask touches at least this many o
 FULL_COVER = 0.9               # warn when the mask covers at least this share of the image
 SHARE_FACTOR = 1.5             # warn when the fitted share is outside [p05 / this, p95 * this] of training
 GRABCUT_MAX_SIDE = 256         # GrabCut runs on the image shrunk to at most this many pixels a side
+BAND_SHARE = 0.1               # GrabCut's background colour model: a border band this share of the shorter side
+COLOUR_BINS = 16               # ... as a colour histogram with this many levels per channel
+RARE_COLOUR = 0.002            # a colour is probable object when under this share of the band has it
 
 
 class Prepared:
@@ -100,13 +105,47 @@ def segment_border(rgb, tolerance=DEFAULT_TOLERANCE):
     return (~background).astype(np.float32)
 
 
+def _ring(h, w, width):
+    """Bool (h, w): the outer ring of pixels ``width`` px wide."""
+    ring = np.zeros((h, w), bool)
+    ring[:width], ring[-width:], ring[:, :width], ring[:, -width:] = True, True, True, True
+    return ring
+
+
+def border_colour_frequency(img8, band, bins=COLOUR_BINS):
+    """How common each pixel's colour is in the ``band`` pixels (the background's colour model).
+
+    A colour histogram of the band (``bins`` levels per channel), smoothed by [1/4, 1/2, 1/4] along
+    each channel axis so that nearby shades count too, divided by the number of band pixels.
+
+    Args:
+        img8: uint8 (h, w, 3). band: bool (h, w), the pixels that model the background.
+    Returns:
+        float64 (h, w): the smoothed share of band pixels in each pixel's colour bin (0..1).
+    """
+    q = img8.astype(np.int64) // (256 // bins)
+    flat = (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
+    hist = np.bincount(flat[band], minlength=bins ** 3).astype(np.float64).reshape((bins,) * 3)
+    for axis in range(3):
+        padded = np.pad(hist, [(1, 1) if a == axis else (0, 0) for a in range(3)])
+        part = [np.take(padded, np.arange(k, k + bins), axis=axis) for k in range(3)]
+        hist = 0.25 * part[0] + 0.5 * part[1] + 0.25 * part[2]
+    return hist.reshape(-1)[flat] / max(1, int(band.sum()))
+
+
 def segment_grabcut(rgb, tolerance=DEFAULT_TOLERANCE, iterations=5):
     """Object mask by OpenCV's GrabCut, initialised from the border.
 
-    The outer ring (2 % of the shorter side, at least 1 px) is sure background, the background that
-    :func:`segment_border` finds is probable background, the rest probable object. Runs on the image
-    shrunk to at most GRABCUT_MAX_SIDE px a side; keeps the connected parts of at least a tenth of
-    the largest one. Deterministic (reseeds OpenCV's global RNG). Returns float32 (h, w) in {0, 1}.
+    The outer ring (2 % of the shorter side, at least 1 px) is sure background. Probable object:
+    the pixels that :func:`segment_border` keeps; when the border is not uniform
+    (:func:`border_is_uniform`: a textured background, such as a photographed backdrop or a
+    fabric), only those whose colour is also rare in a band along the border (:data:`BAND_SHARE`
+    of the shorter side wide; rare: under :data:`RARE_COLOUR` of the band's pixels share it,
+    :func:`border_colour_frequency`), which keeps the texture out of the object's first colour
+    model. The rest is probable background.
+    Runs on the image shrunk to at most GRABCUT_MAX_SIDE px a side; keeps the connected parts of
+    at least a tenth of the largest one. Deterministic (reseeds OpenCV's global RNG).
+    Returns float32 (h, w) in {0, 1}.
     """
     rgb = np.asarray(rgb, np.float32)
     h, w = rgb.shape[:2]
@@ -114,11 +153,14 @@ def segment_grabcut(rgb, tolerance=DEFAULT_TOLERANCE, iterations=5):
     small = cv2.resize(rgb, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA) \
         if k < 1 else rgb
     sh, sw = small.shape[:2]
-    ring = max(1, round(0.02 * min(sh, sw)))
-    gc = np.where(segment_border(small, tolerance) > 0, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
-    gc[:ring], gc[-ring:], gc[:, :ring], gc[:, -ring:] = cv2.GC_BGD, cv2.GC_BGD, cv2.GC_BGD, cv2.GC_BGD
+    img8 = np.clip(np.round(small * 255), 0, 255).astype(np.uint8)
+    probable = segment_border(small, tolerance) > 0
+    if not border_is_uniform(small, tolerance):  # textured: the border's colours are background too
+        band = _ring(sh, sw, max(1, round(BAND_SHARE * min(sh, sw))))
+        probable &= border_colour_frequency(img8, band) < RARE_COLOUR
+    gc = np.where(probable, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    gc[_ring(sh, sw, max(1, round(0.02 * min(sh, sw))))] = cv2.GC_BGD
     if np.any((gc == cv2.GC_PR_FGD)):
-        img8 = np.clip(np.round(small * 255), 0, 255).astype(np.uint8)
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         cv2.setRNGSeed(0)  # GrabCut's k-means starts from OpenCV's global RNG: the same mask every call
         cv2.grabCut(img8, gc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
