@@ -65,12 +65,12 @@ def loader_rate(task, data_dir, mode, workers, batches, cache_dir=None):
     return batches * CFG["batch"] / wall, 1e3 * cpu / batches
 
 
-def dist_ms(data_dir, repeats, cache_dir=None):
+def dist_ms(task, data_dir, repeats, cache_dir=None):
     """(ms to compute a batch's distance maps from its masks, ms to convert the cached ones)."""
     import numpy as np
 
     from utils.data.distance_map import gt_distance_transform
-    with _pipeline(data_dir, "cache", 0, cache_dir) as pipe:
+    with _pipeline(task, data_dir, "cache", 0, cache_dir) as pipe:
         batch = pipe.get_batch(0)
         rows = pipe._cache.start[[pipe.models.index(m) for m in batch["model_id"]]][:, None] + batch["views"]
         compute, convert = [], []
@@ -145,9 +145,9 @@ def main(argv=None):
                 rates[mode, workers] = max(rates.get((mode, workers), 0.0), r)
                 cpu[mode, workers] = min(cpu.get((mode, workers), 1e9), c)
             print(f"# loader {mode}: done", file=sys.stderr, flush=True)
-    compute, convert = dist_ms(args.data_dir, args.batches, args.cache_dir)
+    compute, convert = dist_ms(args.task, args.data_dir, args.batches, args.cache_dir)
     step_wall, step_cpu = step_times(args.task, args.data_dir, args.repeats, args.train_first)
-    print(f"\nrgb, B={CFG['batch']} x V={CFG['views']} views, {CFG['size']}x{CFG['size']}, random views; loader: best "
+    print(f"\n{args.task}, B={CFG['batch']} x V={CFG['views']} views, {CFG['size']}x{CFG['size']}, random views; loader: best "
           f"of {args.rounds} round(s) of {args.batches} batches; step: median of {args.repeats} after "
           f"{args.train_first} training steps\n")
     print(table(step_wall, step_cpu, rates, cpu, args.gpu_speedup))
