@@ -317,6 +317,7 @@ def run_variant(args, variant, index, total, seed=None):
     if summary is not None:
         row["metrics"] = summary["methods"]["model"]
         row["headline"] = summary["headline"]
+        row["group_keys"] = (summary.get("point_groups") or {}).get("metrics") or []
         row["baseline"] = summary["methods"].get(BASELINE)
         row["floor"] = summary["methods"].get(FLOOR)
         row["floor_note"] = (summary.get("floor") or {}).get("note")
@@ -338,6 +339,11 @@ def _metric_text(summary):
 def _headline(rows):
     """The task's headline metrics (Task.headline, recorded by the metrics in summary.json)."""
     return next((r["headline"] for r in rows if r.get("headline")), [])
+
+
+def _group_keys(rows):
+    """The side-resolved metrics (summary.json's point_groups; data with a side record), else []."""
+    return next((r["group_keys"] for r in rows if r.get("group_keys")), [])
 
 
 # ----------------------------------------------------------------------------- seeds
@@ -442,15 +448,16 @@ def _fmt(value):
 
 def write_table(args, rows, wall_s):
     """Write table.json and table.md into ``args.out``; returns the markdown text."""
-    keys = _headline(rows)
+    keys, group_keys = _headline(rows), _group_keys(rows)
     baseline = next((r["baseline"] for r in rows if r.get("baseline")), None)
     floor = next((r["floor"] for r in rows if r.get("floor")), None)
     floor_note = next((r["floor_note"] for r in rows if r.get("floor_note")), None)
-    summary = aggregate(rows, keys)
+    summary = aggregate(rows, keys + group_keys)
     info = dict(task=args.task, category=args.category, iters=args.iters, seed=args.seed, seeds=run_seeds(args),
                 data_dir=args.data_dir, reference=REFERENCE,
                 schedule=SCHEDULE, eval=dict(snapshot=["best", "latest"], eval_set="test", input_views="all"),
                 wall_s=wall_s, variants_s=sum(r["train_s"] + r["eval_s"] for r in rows), headline=list(keys),
+                group_keys=list(group_keys),
                 baseline=dict(name=BASELINE, metrics=baseline), floor=dict(name=FLOOR, metrics=floor, note=floor_note))
     write_json(os.path.join(args.out, "table.json"), dict(info, summary=summary, variants=rows))
 
@@ -469,6 +476,15 @@ def write_table(args, rows, wall_s):
              f"deviation, or with fewer than {STD_MIN_RUNS} pairs every paired difference of one sign), the "
              f"only ones to read as findings. At the best validation snapshot.", ""]
     lines += summary_lines(summary, keys) if keys else ["(no run has metrics)"]
+    if group_keys:
+        lines += ["", "Side-resolved errors (the data records which ground-truth points lie on a part's hidden side): "
+                      "the forward error over the hidden-side points, the visible-side points and the edge between "
+                      "them (utils.metrics.side_groups), same reading:", ""]
+        lines += summary_lines(summary, group_keys)
+        for name, value in (("image-blind baseline", baseline), ("floor", floor)):
+            if value and all(k in value for k in group_keys):
+                lines.append(f"| {name} | | " + " | ".join(_fmt(value[k]) for k in group_keys) + " | "
+                             + " | ".join("" for _ in group_keys) + " |")
     lines += ["", "Runs: metrics at the best validation snapshot, then (final) at the last snapshot.", "",
               "| variant | seed | status | iterations (best) | train | eval | " + " | ".join(keys) + " | "
               + " | ".join(f"final {k}" for k in keys) + " |",

@@ -94,6 +94,12 @@ class RGBTask(Task):
         fwd, bwd = metrics.colour_errors(gt_feat, feat, idx_fwd, idx_bwd)
         return dict(colour_fwd=fwd, colour_bwd=bwd, colour=fwd + bwd)
 
+    def group_feature_metrics(self, gt_feat, feat, idx_fwd, groups):
+        """``colour_<group>``: the forward colour error (mean squared difference per channel of each
+        GT point to its nearest predicted point) over each group's GT points: dict of (B,) arrays."""
+        per_point = np.mean((metrics.gather_np(feat, idx_fwd) - gt_feat) ** 2, axis=2)  # (B, N_gt)
+        return {f"colour_{name}": metrics.group_mean(per_point, mask) for name, mask in groups.items()}
+
     def baselines(self, train_clouds, train_feats, medoid, n_feat):
         """The training medoid cloud painted with the mean training colour."""
         xyz = train_clouds[medoid]

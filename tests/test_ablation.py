@@ -251,7 +251,12 @@ def test_two_variants_two_seeds_end_to_end_killed_and_resumed(ablation, tiny_dat
         assert (d["min"], d["max"]) == pytest.approx((min(diffs), max(diffs)))
         assert d["finding"] == (min(diffs) > 0 or max(diffs) < 0)
     md = open(os.path.join(out, "table.md")).read()
-    assert md.count("\n| 2d | 2 | ") == 1 and md.count("\n| 3d | 2 | ") == 1  # the seeded table
+    # the seeded table, and the side-resolved one (the demo data records the hidden sides)
+    assert md.count("\n| 2d | 2 | ") == 2 and md.count("\n| 3d | 2 | ") == 2
+    assert table["group_keys"] == ["colour_hidden", "colour_visible", "colour_edge"]
+    for k in table["group_keys"]:
+        two = [value[("2d", s)][k] for s in (5, 6)]
+        assert table["summary"]["2d"]["metrics"][k]["mean"] == pytest.approx(np.mean(two))
     assert md.count("\n| 2d | 5 | ok |") == 1 and md.count("\n| 3d | 6 | ok |") == 1  # the runs
     assert f"{np.mean([value[('2d', s)]['chamfer'] for s in (5, 6)]):.4f} [" in md
     assert "final chamfer" in md and "\n| floor: ground truth vs an independent resampling" in md

@@ -209,6 +209,20 @@ class Task:
         """
         raise NotImplementedError
 
+    def group_feature_metrics(self, gt_feat, feat, idx_fwd, groups):
+        """Feature errors over groups of ground-truth points (the side record of the demo data,
+        utils.metrics.side_groups), forward only: each GT point against its nearest predicted point.
+
+        Args:
+            gt_feat: (B, N_gt) + feature_dims numpy; feat: (B, N, C) numpy predictions.
+            idx_fwd: (B, N_gt) nearest predicted point of each GT point.
+            groups: dict group name -> bool (B, N_gt).
+        Returns:
+            dict metric name -> (B,) numpy array (NaN where a sample's group is empty); {} (the
+            default) when the task reports none.
+        """
+        return {}
+
     def baselines(self, train_clouds, train_feats, medoid, n_feat):
         """Predictors that ignore the image, scored beside the model.
 

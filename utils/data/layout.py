@@ -48,6 +48,9 @@ PCL_LABELS_FILE = "pointcloud_labels.npy"
 RESAMPLE_PCL_FILE = f"pcl_{N_GT_PTS}_fps_trimesh_resample.npy"
 RESAMPLE_COLOURS_FILE = f"pcl_{N_GT_PTS}_fps_trimesh_resample_colors.npy"
 RESAMPLE_LABELS_FILE = "pointcloud_labels_resample.npy"
+# Which ground-truth points lie on a part's hidden side (uint8 (N,), 1 = hidden side; the demo data
+# writes it beside the colour cloud; the rgb metrics split the colour error by it). Others have none.
+PCL_SIDES_FILE = f"pcl_{N_GT_PTS}_fps_trimesh_sides.npy"
 VIEWS_FILE = "view.txt"
 PART_NAMES_FILE = "part_names.json"
 

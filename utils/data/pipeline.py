@@ -10,9 +10,9 @@ import numpy as np
 
 from utils.data import cache as view_cache_mod
 from utils.data.distance_map import gt_distance_transform
-from utils.data.layout import (N_GT_PTS, PCL_FILE, RESAMPLE_PCL_FILE, VIEW_MODES, VIEWS_FILE, _synset,
+from utils.data.layout import (N_GT_PTS, PCL_FILE, PCL_SIDES_FILE, RESAMPLE_PCL_FILE, VIEW_MODES, VIEWS_FILE, _synset,
                                check_views_match_renders, depth_file, list_models, render_file, tree_dirs)
-from utils.data.readers import DataError, read_cloud, read_mask, read_rgb, read_views
+from utils.data.readers import DataError, read_cloud, read_mask, read_point_sides, read_rgb, read_views
 
 # Salt of the seed of each epoch's sample order, rng([seed, epoch, EPOCH_ORDER_SALT]): it keeps that
 # stream apart from the per-sample generators, rng([seed, step, i]) with i < batch size.
@@ -157,6 +157,15 @@ class BatchPipeline:
         if self.task is not None:
             out.update(self.task.load_resampled_targets(self, m))
         return out
+
+    def point_sides(self, model_id):
+        """Which ground-truth points of a model lie on a part's hidden side (``PCL_SIDES_FILE``,
+        written by the demo data in the colour tree): bool (N,) in the order of the batch's 'pcl',
+        or None when the data holds no such record (ShapeNet, make_dataset.py output, other trees)."""
+        path = os.path.join(self.model_dir("pcl", self.models.index(model_id)), PCL_SIDES_FILE)
+        if not os.path.isfile(path):
+            return None
+        return read_point_sides(path, self.n_pts)
 
     def n_views_of(self, m):
         """Number of views of model ``m`` (index into ``models``), from its view.txt."""

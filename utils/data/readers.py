@@ -138,6 +138,16 @@ def read_cloud_colours(path, n_pts):
     return rgb
 
 
+def read_point_sides(path, n_pts):
+    """``pcl_1024_fps_trimesh_sides.npy`` (N,) of 0 / 1 -> bool (N,): True where a ground-truth point
+    lies on a part's hidden side (the demo data's record, utils.data.layout.PCL_SIDES_FILE)."""
+    sides = load_npy(path, (n_pts,), "iub")
+    if sides.size and not np.isin(sides, (0, 1)).all():
+        raise DataError(f"{path}: expected 0 (not on a hidden side) or 1 (on a part's hidden side) per point, "
+                        f"found {sorted(set(np.unique(sides).tolist()) - {0, 1})[:5]}")
+    return sides.astype(bool)
+
+
 def read_cloud_labels(path, n_pts, n_cls=None):
     """``pointcloud_labels.npy`` (N,), 1-based -> int32 (N,) 0-based part index (< n_cls)."""
     lab = load_npy(path, (n_pts,), "iu").astype(np.int64)

@@ -28,6 +28,12 @@ Colour styles (``--colours``, :data:`COLOUR_STYLES`; recorded in ``demo_info.jso
 * ``textured``: ``two-sided``, and every other face of a part carries a
   procedural texture in two colours (:data:`PATTERNS`: stripes, checks or a
   gradient; planar UVs along the face's dominant axis).
+* ``complementary``: as ``two-sided``, but the hidden side's colour is a fixed function of
+  the part's visible colour, so that one view of the visible side tells it: each 8-bit
+  channel value ``v`` becomes ``286 - v`` (:func:`complementary_colour`), the reflection about
+  the middle of the range [31, 255] that every part colour of the generator lies in. It is
+  far from the visible colour (mean squared difference per channel at least 0.1 on the
+  palettes of the chairs' backrests and seats) and never black, the background.
 
 The extra colours and patterns are drawn from a generator of their own, so the
 shapes, views and points of a model are the same in every style, and ``flat``
@@ -37,7 +43,9 @@ Ground-truth clouds: the surface is sampled densely (points hidden inside other
 primitives dropped), then reduced to 1024 points by farthest point sampling.
 Each point carries the colour of the surface where it was sampled
 (:meth:`utils.datagen.mesh_render.Surface.colour_at`, the function the renderer
-colours its ray hits with). A second cloud made the same way from an independent dense
+colours its ray hits with), and a side record (``pcl_1024_fps_trimesh_sides.npy``, written in
+every style): 1 where the point lies on a part's hidden side (:data:`HIDDEN_SIDES`), 0
+elsewhere; the rgb metrics split the colour error by it. A second cloud made the same way from an independent dense
 sample (its own random stream, so the first cloud's files do not change) is written beside
 it (``*_resample*.npy``): what a perfect prediction with 1024 other points would be, the
 metrics' floor row.
@@ -69,8 +77,8 @@ from utils.data import (N_GT_PTS, PART_NAMES_FILE, PART_TREE_DIR, PCL_DIR, RENDE
                         split_list_file, tree_dirs)
 from utils.data.layout import RESAMPLE_COLOURS_FILE, RESAMPLE_LABELS_FILE, RESAMPLE_PCL_FILE
 from utils.datagen.writer import (DEFAULT_WORKERS, SPLIT_FRACTIONS, check_out_folder, lock_data_folder, quantise,
-                               run_jobs, split_models, write_label_maps, write_part_cloud, write_rgb_cloud,
-                               write_splits, write_views)
+                               run_jobs, split_models, write_label_maps, write_part_cloud, write_point_sides,
+                               write_rgb_cloud, write_splits, write_views)
 from utils.datagen.mesh_render import (BOUND_RADIUS, DEPTH_FAR, DEPTH_NEAR, SUPERSAMPLE, MeshRenderer, Surface,  # noqa: F401
                                encode_depth, farthest_point_sampling, sample_faces)
 from utils.progress import Progress
@@ -82,7 +90,7 @@ INFO_FILE = "demo_info.json"
 TOP_LEVEL = (RENDERED_DIR, PCL_DIR, SPLITS_DIR, PART_TREE_DIR, INFO_FILE)
 TMP_PREFIX = ".demo_tmp_"  # the generator's working folder inside --out: .demo_tmp_<pid>_<random>
 TMP_OWNER = ".owner"  # inside it, flock-ed by the generator while it runs
-COLOUR_STYLES = ("flat", "two-sided", "textured")
+COLOUR_STYLES = ("flat", "two-sided", "textured", "complementary")
 # The hidden side of a part, per category and part label: faces whose outward normal points along
 # sign * axis (ShapeNet frame: x across, y up, z towards the object's front) within HIDDEN_COS.
 HIDDEN_SIDES = {"chair": {1: (2, -1), 2: (1, -1)},  # backrest: its rear; seat: its underside
@@ -91,6 +99,9 @@ HIDDEN_SIDES = {"chair": {1: (2, -1), 2: (1, -1)},  # backrest: its rear; seat: 
 HIDDEN_COS = 0.5  # cosine of the largest angle between a hidden face's normal and its direction
 PATTERNS = ("stripes", "checks", "gradient")
 TEXTURE_SIZE = 32  # texels per side of a pattern's image (one period of the pattern)
+# complementary style: 8-bit channel value v -> COMPLEMENT_SUM - v, which maps the range of the
+# generator's colours, [round(0.12 * 255), 255] = [31, 255] (_colour's clip), onto itself.
+COMPLEMENT_SUM = 286
 
 
 # --------------------------------------------------------------------------
@@ -414,6 +425,19 @@ def pattern_texture(pattern, colour_a, colour_b, size=TEXTURE_SIZE):
     return np.round((a + (b - a) * t[..., None]) * 255.0).astype(np.uint8)
 
 
+def complementary_colour(colour):
+    """The hidden side's colour in the ``complementary`` style: each channel's 8-bit value ``v``
+    becomes ``COMPLEMENT_SUM - v`` (286 - v), clipped to [0, 255].
+
+    Args:
+        colour: float (..., 3) RGB in [0, 1] (quantised to 8 bits first).
+    Returns:
+        float (..., 3) RGB in [0, 1], on the 8-bit grid.
+    """
+    v = np.round(np.clip(np.asarray(colour, np.float64), 0.0, 1.0) * 255.0)
+    return np.clip(COMPLEMENT_SUM - v, 0.0, 255.0) / 255.0
+
+
 def hidden_faces(parts, category):
     """bool (F,) over the parts' concatenated faces: the faces on a part's hidden side
     (:data:`HIDDEN_SIDES`)."""
@@ -453,7 +477,10 @@ def styled_surface(parts, category, style, rng):
     for mesh, _, colour in parts:
         sl = slice(start, start + len(mesh.faces))
         start += len(mesh.faces)
-        back = quantise(_other_colour(rng, BRIGHT, colour))
+        if style == "complementary":  # a function of the visible colour; nothing is drawn
+            back = complementary_colour(colour)
+        else:
+            back = quantise(_other_colour(rng, BRIGHT, colour))
         colours[sl][hidden[sl]] = back
         if style == "textured":
             pattern = PATTERNS[rng.integers(len(PATTERNS))]
@@ -505,9 +532,11 @@ def make_model(category, index, seed=0, n_views=10, img_size=64, shading=False,
     uint8; ``depth (V,H,W)`` uint8 (255 = background); ``labels (V,H,W)`` uint8
     (0 = background, k = part k); ``pcl (1024, 3)`` float32 ShapeNet frame;
     ``colours (1024, 3)`` float32 in [0,1] (the surface's colour where each point was
-    sampled); ``point_labels (1024,)`` int32, 1-based; and ``resample``, a dict with the same
-    three cloud keys: an independent second sampling of the same surface (its own dense sample
-    and farthest point sampling). ``colours`` (the argument): one of :data:`COLOUR_STYLES`.
+    sampled); ``point_labels (1024,)`` int32, 1-based; ``sides (1024,)`` uint8, 1 where the
+    point lies on a part's hidden side (:func:`hidden_faces`, the same in every style); and
+    ``resample``, a dict with the same cloud keys: an independent second sampling of the same
+    surface (its own dense sample and farthest point sampling). ``colours`` (the argument): one
+    of :data:`COLOUR_STYLES`.
     """
     synset = synset_id(category)
     # spawn(4)'s first three children are spawn(3)'s: the fourth stream (the second sampling)
@@ -529,6 +558,7 @@ def make_model(category, index, seed=0, n_views=10, img_size=64, shading=False,
 
     part_label = np.array([lab for _, lab, _ in parts])
     part_colour = np.array([col for _, _, col in parts])
+    hidden = hidden_faces(parts, category)
 
     def cloud(ss):
         rng = np.random.default_rng(ss)
@@ -540,7 +570,7 @@ def make_model(category, index, seed=0, n_views=10, img_size=64, shading=False,
         else:  # the surface's colour at the sampled point, as 8-bit as the renders
             point_colours = quantise(surface.colour_at(face, bary))
         return dict(pcl=xyz.astype(np.float32), colours=point_colours.astype(np.float32),
-                    point_labels=part_label[owner].astype(np.int32))
+                    point_labels=part_label[owner].astype(np.int32), sides=hidden[face].astype(np.uint8))
 
     return dict(views=np.stack([az, el], 1), rgb=np.stack(rgb), depth=np.stack(depth),
                 labels=np.stack(labels), **cloud(sample_ss), resample=cloud(resample_ss))
@@ -558,6 +588,7 @@ def write_model(root, category, index, model):
                 model["depth"])
     write_label_maps(Path(seg["labels"]) / rel, model["labels"])
     write_rgb_cloud(Path(rgb["pcl"]) / rel, model["pcl"], model["colours"])
+    write_point_sides(Path(rgb["pcl"]) / rel, model["sides"])
     write_part_cloud(Path(seg["pcl"]) / rel, model["pcl"], model["point_labels"])
     again = model["resample"]
     write_rgb_cloud(Path(rgb["pcl"]) / rel, again["pcl"], again["colours"],
@@ -811,8 +842,10 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (default: %(default)s)")
     p.add_argument("--colours", choices=COLOUR_STYLES, default="flat",
                    help="colour style: 'flat' one colour per part (default); 'two-sided' the hidden side of a "
-                        "part (a chair's backrest rear and seat underside, ...) in a second colour; 'textured' "
-                        "two-sided plus stripes, checks or gradients on the other faces")
+                        "part (a chair's backrest rear and seat underside, ...) in a second colour drawn at random; "
+                        "'textured' two-sided plus stripes, checks or gradients on the other faces; "
+                        "'complementary' two-sided with the hidden side in a fixed function of the visible "
+                        "colour (each 8-bit channel v becomes 286 - v), so one view of a part tells both sides")
     p.add_argument("--figure", default=None, metavar="PNG",
                    help="only draw a figure of a few chairs in every colour style (front and back) into PNG, "
                         "e.g. docs/demo_colours.png, and write no data")

@@ -16,6 +16,7 @@ import numpy as np
 from utils import atomic_io, cli, lock
 from utils.data import (PCL_COLOURS_FILE, PCL_FILE, PCL_LABELS_FILE, SPLITS, VIEWS_FILE, depth_file, label_map_file,
                         render_file, split_list_file)
+from utils.data.layout import PCL_SIDES_FILE
 
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train, val, test
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)  # the generators' worker processes (--workers)
@@ -95,6 +96,14 @@ def write_rgb_cloud(folder, pcl, colours, files=(PCL_FILE, PCL_COLOURS_FILE)):
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / files[0], pcl)
     np.save(folder / files[1], np.concatenate([pcl, colours], 1))
+
+
+def write_point_sides(folder, sides):
+    """``pcl_1024_fps_trimesh_sides.npy`` (N,) uint8: 1 where a ground-truth point lies on a part's
+    hidden side, 0 elsewhere (the demo data; the rgb metrics split the colour error by it)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / PCL_SIDES_FILE, np.asarray(sides, np.uint8))
 
 
 def write_part_cloud(folder, pcl, labels, files=(PCL_FILE, PCL_LABELS_FILE)):

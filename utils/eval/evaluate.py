@@ -9,7 +9,10 @@ default every input view of every model of the split (the paper's protocol).
 Where the data holds a second, independent sampling of each surface (the demo data does,
 data/README.md), the same metrics are computed for it against the ground truth: the
 *floor* (:data:`FLOOR`), what a perfect prediction with as many other points would
-score. Writes ``per_sample.csv`` (one row per sample and method), ``per_model.csv``
+score. Where the data records which ground-truth points lie on a part's hidden side (the demo
+data does), the task's feature error is also given per group of ground-truth points: hidden
+side, visible side and the edge between them (:func:`utils.metrics.side_groups`, the task's
+``group_feature_metrics``). Writes ``per_sample.csv`` (one row per sample and method), ``per_model.csv``
 (means over each model's views) and ``summary.json``, prints a
 model-vs-baseline table, and makes the pictures asked for (screenshots, GIFs,
 PLY, an interactive window).
@@ -38,6 +41,8 @@ FLOOR = "floor_resampled_gt"  # the method name of the floor row: ground truth v
 FLOOR_LABEL = "ground truth vs an independent resampling of the same surface"
 NO_FLOOR = ("not available: the data holds no second sampling of its surfaces (the authors' ShapeNet "
             "clouds have none; the demo data writes one, data/README.md)")
+NO_SIDES = ("not available: the data holds no side record of its ground-truth points (pcl_1024_fps_trimesh_sides.npy; "
+            "the demo data writes one, data/README.md), so the errors are not split by side")
 
 
 def _collect_training_clouds(targs, task, n_models):
@@ -82,7 +87,9 @@ def evaluate(task, margs):
     try:
         medoid, baselines = _baselines(targs, task, margs)
         floor = floor_method(data, task)
-        rows, pictures = _run(task, margs, targs, prefix, data, baselines + ([(FLOOR, floor)] if floor else []))
+        groups = point_groups(data, margs.edge_radius)
+        rows, pictures = _run(task, margs, targs, prefix, data, baselines + ([(FLOOR, floor)] if floor else []),
+                              groups)
     finally:
         data.close()
     floor_info = dict(method=FLOOR, label=FLOOR_LABEL, available=floor is not None)
@@ -92,7 +99,8 @@ def evaluate(task, margs):
                          dict(exp=os.path.abspath(margs.exp), snapshot=margs.snapshot, step=step,
                               eval_set=margs.eval_set, category=targs.category, input_views=margs.input_views,
                               clip_box=margs.clip_box, medoid_model=int(medoid), task=task.name,
-                              headline=list(task.headline), floor=floor_info))
+                              headline=list(task.headline), floor=floor_info,
+                              point_groups=_groups_info(groups)))
     _report(out_dir, rows, summary, pictures, task, margs)
     return summary
 
@@ -191,6 +199,59 @@ def floor_method(data, task):
     return resampled
 
 
+class PointGroups:
+    """The side groups of the evaluated ground-truth clouds (utils.metrics.side_groups), per model
+    from the data's side record, computed once per model.
+
+    ``masks(batch)`` -> dict group name -> bool (B, N); ``count`` adds a batch's valid samples to
+    each group's point count (its share of the evaluated points)."""
+
+    def __init__(self, data, edge_radius):
+        self.data, self.edge_radius = data, float(edge_radius)
+        self._cache = {}
+        self.counts = dict.fromkeys(metrics.SIDE_GROUPS, 0)
+        self.n_points = 0
+        self.metric_keys = {}  # the task's per-group metric names, in order (_score)
+
+    def masks(self, batch):
+        per_sample = []
+        for mid, gt in zip(batch["model_id"], batch["pcl"]):
+            mid = str(mid)
+            if mid not in self._cache:
+                sides = self.data.point_sides(mid)
+                if sides is None:
+                    raise DataError(f"model {mid} has no side record (other models of the split have one): "
+                                    f"regenerate the data set")
+                self._cache[mid] = metrics.side_groups(metrics.scale_to_unit_cube_np(gt), sides, self.edge_radius)
+            per_sample.append(self._cache[mid])
+        return {g: np.stack([s[g] for s in per_sample]) for g in metrics.SIDE_GROUPS}
+
+    def count(self, masks, n_valid):
+        for g, m in masks.items():
+            self.counts[g] += int(m[:n_valid].sum())
+        self.n_points += int(next(iter(masks.values()))[:n_valid].size)
+
+
+def point_groups(data, edge_radius):
+    """:class:`PointGroups` of the split, or None when its first model has no side record (then the
+    data has none: ShapeNet, make_dataset.py output, or a tree without it)."""
+    if not data.models or data.point_sides(data.models[0]) is None:
+        return None
+    return PointGroups(data, edge_radius)
+
+
+def _groups_info(groups):
+    """summary.json's record of the side groups: available, the metric names, the edge radius, each
+    group's share of the evaluated GT points, or why there are none."""
+    if groups is None:
+        return dict(available=False, note=NO_SIDES)
+    return dict(available=True, metrics=list(groups.metric_keys), edge_radius=groups.edge_radius,
+                definition="forward error (each ground-truth point against its nearest predicted point) over the "
+                           "ground-truth points within edge_radius (unit-cube units) of a point of the other side "
+                           "(edge), the other points on a part's hidden side (hidden), and the rest (visible)",
+                share={g: groups.counts[g] / max(groups.n_points, 1) for g in metrics.SIDE_GROUPS})
+
+
 def _as_prediction(task, gt_feat, batch):
     """Ground-truth point features (N,) + feature_dims in the form of predicted ones (N, C): part labels
     (an integer point dtype) become one-hot scores over the task's classes, colours stay."""
@@ -221,18 +282,24 @@ def _metrics_graph(targs, task, batch_size, n_gt, clip_box):
     return m
 
 
-def _score(sess, m, task, margs, batch, xyz, feat):
+def _score(sess, m, task, margs, batch, xyz, feat, groups=None, masks=None):
     """Per-sample metrics of one method's clouds ``xyz`` (B, N, 3), features ``feat`` against the
-    batch's ground truth: dict name -> (B,) array."""
+    batch's ground truth: dict name -> (B,) array; with ``groups`` (a :class:`PointGroups`) and its
+    ``masks`` (group name -> bool (B, N_gt)) also the task's per-group feature errors."""
     res = sess.run(m.cloud, {m.gt: batch["pcl"], m.pred: xyz})
     out = {k: res[k] for k in ("chamfer_fwd", "chamfer_bwd", "chamfer", "emd") if k in res}
     out.update(task.feature_metrics(batch[task.point_key], feat, res["idx_fwd"], res["idx_bwd"], margs))
+    if groups is not None:
+        per_group = task.group_feature_metrics(batch[task.point_key], feat, res["idx_fwd"], masks)
+        groups.metric_keys.update(dict.fromkeys(per_group))
+        out.update(per_group)
     return out
 
 
-def _run(task, margs, targs, prefix, data, baselines):
+def _run(task, margs, targs, prefix, data, baselines, groups=None):
     """Restore the snapshot and score the samples of ``data`` (at most ``--max_samples``) with the
-    model and every baseline: (rows, one per sample and method; pictures)."""
+    model and every baseline (and, with ``groups``, a :class:`PointGroups`, their per-group errors):
+    (rows, one per sample and method; pictures)."""
     B = margs.batch_size
     n_total = data.n_samples if margs.max_samples <= 0 else min(data.n_samples, margs.max_samples)
     m = _metrics_graph(targs, task, B, data.get_batch(0)["pcl"].shape[1], margs.clip_box)
@@ -245,13 +312,17 @@ def _run(task, margs, targs, prefix, data, baselines):
             batch = data.get_batch(k)  # always B samples; the pipeline pads the last batch of the pass
             n_valid = min(int(np.sum(batch["valid"])), n_total - k * B)
             xyz, feat = sess.run([m.g.xyz, m.g.feat], m.g.feed(batch))
-            results = {"model": _score(sess, m, task, margs, batch, xyz, feat)}
+            masks = groups.masks(batch) if groups is not None else None
+            if masks is not None:
+                groups.count(masks, n_valid)
+            results = {"model": _score(sess, m, task, margs, batch, xyz, feat, groups, masks)}
             for name, fn in baselines:
                 if name == FLOOR:  # the ground truth's second sampling, in the prediction's feature width
                     floor_xyz, floor_feat = fn(dict(batch, _n_cls=feat.shape[-1]))
-                    results[name] = _score(sess, m, task, margs, batch, floor_xyz, floor_feat)
+                    results[name] = _score(sess, m, task, margs, batch, floor_xyz, floor_feat, groups, masks)
                 else:
-                    results[name] = _score(sess, m, task, margs, batch, *fn(xyz, feat))
+                    results[name] = _score(sess, m, task, margs, batch, *fn(xyz, feat), groups, masks)
+
             for i in range(n_valid):
                 mid, view = str(batch["model_id"][i]), int(batch["input_view"][i])
                 rows += [dict(model_id=mid, input_view=view, method=method, **{key: float(v[i]) for key, v in
@@ -296,9 +367,10 @@ def _summarise(rows, methods, info):
     """Means over all samples per method (a sample = one input view of one model), NaN samples listed."""
     keys = [k for k in rows[0] if k not in ID_KEYS] if rows else []
     model_rows = [r for r in rows if r["method"] == "model"]
+    optional = set((info.get("point_groups") or {}).get("metrics", []))  # NaN where a sample's group is empty
     summary = dict(info, n_samples=len(model_rows), n_models=len({r["model_id"] for r in model_rows}), methods={})
     nan_ids = sorted({f"{r['model_id']}/{r['input_view']}" for r in model_rows
-                      if any(math.isnan(r[k]) for k in keys)})
+                      if any(math.isnan(r[k]) for k in keys if k not in optional)})
     summary["nan_samples"] = dict(count=len(nan_ids), samples=nan_ids)
     for method in methods:
         sel = [r for r in rows if r["method"] == method]
@@ -350,6 +422,14 @@ def _print_table(summary, headline):
         print(f"{floor['method']}: {floor['label']}"
               + (": what a perfect prediction with other points would score" if floor["available"]
                  else f": {floor['note']}"))
+    groups = summary.get("point_groups") or {}
+    if groups.get("available"):
+        share = groups["share"]
+        print(f"{', '.join(groups['metrics'])}: forward error over the ground-truth points on a part's hidden "
+              f"side ({100 * share['hidden']:.0f} % of them), the rest ({100 * share['visible']:.0f} %) and those "
+              f"within {groups['edge_radius']:g} of the other side (edge, {100 * share['edge']:.0f} %)")
+    elif groups:
+        print(f"side-resolved errors: {groups['note']}")
     nan = summary["nan_samples"]
     print(f"samples with NaN metrics: {nan['count']}" + (f" ({', '.join(nan['samples'])})" if nan["count"] else ""))
 

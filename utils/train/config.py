@@ -314,6 +314,9 @@ def metrics_parser(task):
     p.add_argument("--baseline_models", type=positive_int, default=200,
                    help="training clouds used to find the baseline's medoid")
     p.add_argument("--out", default=None, help="output folder (default: <exp>/metrics_<eval_set>_<snapshot>)")
+    p.add_argument("--edge_radius", type=non_negative_float, default=0.05,  # utils.metrics.EDGE_RADIUS
+                   help="data with a side record (the demo data): ground-truth points closer than this to a point "
+                        "of the other side (unit-cube units) form the 'edge' group of the side-resolved errors")
     task.add_metrics_flags(p)
     g = p.add_argument_group("pictures")
     g.add_argument("--visualize", action="store_true",
