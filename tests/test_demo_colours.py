@@ -183,3 +183,67 @@ def test_figure_views_show_the_front_and_the_back(tmp_path):
         assert len(shown) > 50 and (np.abs(shown - expected).sum(1) < TOL).mean() > 0.8
     path = demo_data.colour_figure(tmp_path / "fig.png", n_models=1, img_size=32)
     assert path.stat().st_size > 5000
+
+
+# --------------------------------------------------------------------------- complementary style
+def _hidden_side_oracle(surface, points):
+    """bool (N,): the point lies on a face of the backrest facing backwards (-z) or of the seat facing
+    down (-y), found by brute force (the face under the point, its normal from a cross product);
+    and bool (N,): the point lies on exactly one face's side (not on an edge shared by both kinds)."""
+    under = _faces_under(surface, points)
+    n = _face_normals(surface)
+    hidden_face = ((surface.labels == BACK) & (n[:, 2] < -0.5)) | ((surface.labels == SEAT) & (n[:, 1] < -0.5))
+    on_hidden, on_other = under[:, hidden_face].any(1), under[:, ~hidden_face].any(1)
+    return on_hidden, on_hidden != on_other
+
+
+def test_complementary_hidden_colour_is_286_minus_the_visible_colour():
+    """The complementary style's documented function: on the hidden side of a part every 8-bit channel
+    is 286 - v, v the part's visible colour (oracle: the flat style's colour of the same point, and
+    which face the point lies on); everything else is as in flat data. The side record says which
+    points those are."""
+    n_hidden = 0
+    for i in CHAIRS:
+        comp = demo_data.make_model("chair", i, n_views=N_VIEWS, colours="complementary")
+        flat = demo_data.make_model("chair", i, n_views=N_VIEWS, colours="flat")
+        for key in ("views", "depth", "labels", "pcl", "point_labels", "sides"):
+            np.testing.assert_array_equal(comp[key], flat[key])
+        hidden, clear = _hidden_side_oracle(demo_data.model_surface("chair", i), comp["pcl"].astype(np.float64))
+        assert clear.mean() > 0.95 and hidden.sum() > 50
+        np.testing.assert_array_equal(comp["sides"][clear].astype(bool), hidden[clear])
+        side = comp["sides"].astype(bool)
+        v, h = np.round(flat["colours"] * 255), np.round(comp["colours"] * 255)
+        np.testing.assert_array_equal(h[side], 286 - v[side])
+        np.testing.assert_array_equal(h[~side], v[~side])
+        assert np.mean((h[side] - v[side]) ** 2, axis=1).min() / 255 ** 2 > 0.08  # far from the visible colour
+        n_hidden += side.sum()
+        # the renders: every pixel shows the flat colour or its complement, and the complement is seen
+        fv, cv = flat["rgb"].astype(int), comp["rgb"].astype(int)
+        same, complemented = (cv == fv).all(-1), (cv == 286 - fv).all(-1)
+        assert (same | complemented).all() and complemented.sum() > 100
+    assert n_hidden > 300
+
+
+def _digest(root):
+    """sha256 over every file's path and sha256, but the info file (it holds the run time) and the side
+    record (new beside the files it leaves unchanged)."""
+    import hashlib
+    lines = [f"{p.relative_to(root).as_posix()}\t{hashlib.sha256(p.read_bytes()).hexdigest()}"
+             for p in sorted(root.rglob("*")) if p.is_file() and p.name != demo_data.INFO_FILE
+             and not p.name.endswith("_sides.npy")]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest(), len(lines)
+
+
+# Made by the generator before the complementary style and the side record existed (commit 97aab6c),
+# with the arguments of the test below.
+EARLIER_FILES = {"flat": "8a993eea98a5ef19a9630d46fd6ccbba526107b0aa552bb3bce9db1fa7c5f694",
+                 "two-sided": "17c54df60c4d65f782d51304fb75c59508da8f577ed173a81f2b71d7618d99ca",
+                 "textured": "98d70655b0a7b83161d53bbb67c309e98ff149473ef7f42e1cbe9997334e085a"}
+
+
+@pytest.mark.parametrize("style", sorted(EARLIER_FILES))
+def test_other_styles_write_the_files_they_always_wrote(style, tmp_path):
+    demo_data.generate(tmp_path / "d", categories=("chair",), n_models=2, n_views=2, workers=1, progress=False,
+                       colours=style)
+    assert _digest(tmp_path / "d") == (EARLIER_FILES[style], 47)
+    assert len(list((tmp_path / "d").rglob("*_sides.npy"))) == 2  # one side record per model, colour tree

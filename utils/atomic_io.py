@@ -29,6 +29,22 @@ def write_text(path, text, fsync=False):
         raise
 
 
+def write_npz(path, **arrays):
+    """``numpy.savez_compressed(path, **arrays)`` through a temporary file renamed into place (numpy is
+    imported here, not at the module's import)."""
+    import numpy as np
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def write_json(path, obj, indent=2, fsync=False):
     """:func:`write_text` of ``json.dumps(obj, indent=indent)``."""
     write_text(path, json.dumps(obj, indent=indent), fsync=fsync)

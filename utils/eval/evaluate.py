@@ -88,8 +88,8 @@ def evaluate(task, margs):
         medoid, baselines = _baselines(targs, task, margs)
         floor = floor_method(data, task)
         groups = point_groups(data, margs.edge_radius)
-        rows, pictures = _run(task, margs, targs, prefix, data, baselines + ([(FLOOR, floor)] if floor else []),
-                              groups)
+        rows, pictures, predictions = _run(task, margs, targs, prefix, data,
+                                           baselines + ([(FLOOR, floor)] if floor else []), groups)
     finally:
         data.close()
     floor_info = dict(method=FLOOR, label=FLOOR_LABEL, available=floor is not None)
@@ -101,7 +101,7 @@ def evaluate(task, margs):
                               clip_box=margs.clip_box, medoid_model=int(medoid), task=task.name,
                               headline=list(task.headline), floor=floor_info,
                               point_groups=_groups_info(groups)))
-    _report(out_dir, rows, summary, pictures, task, margs)
+    _report(out_dir, rows, summary, pictures, task, margs, predictions)
     return summary
 
 
@@ -299,11 +299,13 @@ def _score(sess, m, task, margs, batch, xyz, feat, groups=None, masks=None):
 def _run(task, margs, targs, prefix, data, baselines, groups=None):
     """Restore the snapshot and score the samples of ``data`` (at most ``--max_samples``) with the
     model and every baseline (and, with ``groups``, a :class:`PointGroups`, their per-group errors):
-    (rows, one per sample and method; pictures)."""
+    (rows, one per sample and method; pictures; with ``--save_predictions`` the model's
+    [(model id, input view, xyz (N, 3), features (N, C))] per sample, else None)."""
     B = margs.batch_size
     n_total = data.n_samples if margs.max_samples <= 0 else min(data.n_samples, margs.max_samples)
     m = _metrics_graph(targs, task, B, data.get_batch(0)["pcl"].shape[1], margs.clip_box)
     rows, pictures = [], _Pictures(task, margs.n_pictures or n_total, every_sample=margs.visualize)
+    saved = [] if getattr(margs, "save_predictions", False) else None
     n_batches = math.ceil(n_total / B)
     with tf.Session(graph=m.graph) as sess, \
             Progress(n_batches, f"metrics {margs.eval_set}", unit="batch", enabled=margs.tqdm) as progress:
@@ -329,8 +331,10 @@ def _run(task, margs, targs, prefix, data, baselines, groups=None):
                                                                                 values.items()})
                          for method, values in results.items()]
                 pictures.offer(batch, i, xyz[i], feat[i])
+                if saved is not None:
+                    saved.append((mid, view, xyz[i], feat[i]))
             progress.update()
-    return rows, pictures.taken
+    return rows, pictures.taken, saved
 
 
 class _Pictures:
@@ -350,9 +354,17 @@ class _Pictures:
                                    pred=xyz, pred_col=self.task.point_colours(feat)))
 
 
-def _report(out_dir, rows, summary, pictures, task, margs):
-    """Write the CSV and JSON files, print the table, make the pictures, say where everything is."""
+def _report(out_dir, rows, summary, pictures, task, margs, predictions=None):
+    """Write the CSV and JSON files (and predictions.npz), print the table, make the pictures, say where
+    everything is."""
     _write(out_dir, rows, summary)
+    if predictions:
+        path = os.path.join(out_dir, PREDICTIONS_FILE)
+        atomic_io.write_npz(path, model_id=np.array([p[0] for p in predictions], dtype=str),
+                            input_view=np.array([p[1] for p in predictions], np.int32),
+                            xyz=np.stack([p[2] for p in predictions]).astype(np.float32),
+                            features=np.stack([p[3] for p in predictions]).astype(np.float32))
+        print(f"predictions: {path}")
     _print_table(summary, task.headline)
     _pictures(pictures, margs, out_dir)
     print(f"per-sample metrics: {os.path.join(out_dir, 'per_sample.csv')}\n"
@@ -361,6 +373,7 @@ def _report(out_dir, rows, summary, pictures, task, margs):
 
 
 ID_KEYS = ("model_id", "input_view", "method")
+PREDICTIONS_FILE = "predictions.npz"  # --save_predictions
 
 
 def _summarise(rows, methods, info):

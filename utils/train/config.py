@@ -324,6 +324,9 @@ def metrics_parser(task):
     g.add_argument("--save_screenshots", action="store_true", help="PNG grids (input, GT, prediction from several angles)")
     g.add_argument("--save_gifs", action="store_true", help="turntable GIFs of GT and prediction")
     g.add_argument("--save_ply", action="store_true", help="predicted clouds as coloured PLY files")
+    g.add_argument("--save_predictions", action="store_true",
+                   help="every sample's predicted cloud and features, unrounded, in predictions.npz (model_id, "
+                        "input_view, xyz (S, N, 3) in the renderer frame, features (S, N, C)), for analyses")
     g.add_argument("--n_pictures", type=non_negative_int, default=8, help="samples to draw with --save_screenshots/--save_gifs (0 = all)")
     g.add_argument("--tqdm", action="store_true",
                    help="progress bar on a terminal (elsewhere: a plain line every 10%% of the batches)")
