@@ -23,7 +23,7 @@ import time
 import numpy as np
 from scipy.spatial import cKDTree
 
-from utils.tfv1 import tf, use_graph_mode  # before tf_ops: TensorFlow loads quietly
+from utils.common.tfv1 import tf, use_graph_mode  # before tf_ops: TensorFlow loads quietly
 
 import tf_ops
 from tf_ops import fallback, reference
@@ -153,5 +153,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from utils import cli
+    from utils.common import cli
     cli.exit_with("bench_ops", main)

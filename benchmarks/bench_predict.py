@@ -27,10 +27,10 @@ import numpy as np
 
 from utils.train import config
 from utils.eval import inference
-from utils.train.experiment import Experiment
+from utils.experiment import Experiment
 from utils.model import GraphSettings, build_graph
 from utils.task import as_task, available_tasks, task_from_ref, task_ref
-from utils.tfv1 import tf, use_graph_mode
+from utils.common.tfv1 import tf, use_graph_mode
 
 
 def make_untrained_experiment(folder, task, seed=0):
@@ -135,5 +135,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from utils import cli
+    from utils.common import cli
     cli.exit_with("bench_predict", lambda argv: main(argv) and 0)

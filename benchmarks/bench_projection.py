@@ -84,7 +84,7 @@ def _build(impl, n_pts, size, rng):
 
     from utils.render import camera
     from utils.render.projection import feature_projection, mask_projection
-    from utils.tfv1 import tf
+    from utils.common.tfv1 import tf
 
     batch = B_OBJECTS * N_VIEWS
     xyz = tf.placeholder(tf.float32, [B_OBJECTS, n_pts, 3])
@@ -114,7 +114,7 @@ def worker(impl, n_pts, size, repeats, threads):
     import numpy as np
 
     from utils.render.projection import resolve_impl
-    from utils.tfv1 import tf
+    from utils.common.tfv1 import tf
 
     if resolve_impl(impl) != impl:
         raise SystemExit(f"impl {impl!r} is not available here (it would run {resolve_impl(impl)!r}): "
@@ -168,7 +168,7 @@ def main(argv=None):
     parser.add_argument("--worker", nargs=3, metavar=("IMPL", "N", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        from utils.tfv1 import use_graph_mode
+        from utils.common.tfv1 import use_graph_mode
         use_graph_mode()
         impl, n_pts, size = args.worker
         worker(impl, int(n_pts), int(size), args.repeats, args.threads)
@@ -221,5 +221,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from utils import cli
+    from utils.common import cli
     cli.exit_with("bench_projection", main)

@@ -71,7 +71,7 @@ def _affinity_bwd_before(pix, gt_mask, max_dist_sq=None):
     import numpy as np
 
     import tf_ops
-    from utils.tfv1 import tf
+    from utils.common.tfv1 import tf
 
     pix = tf.convert_to_tensor(pix)
     gt = tf.cast(gt_mask, pix.dtype)
@@ -123,7 +123,7 @@ def _components(settings, task, g):
     import numpy as np
 
     from utils.model import _flatten_views, loss_terms_2d, loss_weights_2d, render_views
-    from utils.tfv1 import tf
+    from utils.common.tfv1 import tf
 
     xyz = tf.placeholder(tf.float32, g.xyz.shape, "bench_xyz")
     feat = tf.placeholder(tf.float32, g.feat.shape, "bench_feat")
@@ -151,7 +151,7 @@ def worker(task_name, impl, cfg, data_dir, repeats, train_first, threads, step_o
     from utils.render import projection
     from utils.data import BatchPipeline
     from utils.model import GraphSettings, build_graph
-    from utils.tfv1 import tf
+    from utils.common.tfv1 import tf
 
     TASK = task_from_ref(task_name)
     if impl == "before":
@@ -295,7 +295,7 @@ def main(argv=None):
     p.add_argument("--step_only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        from utils.tfv1 import use_graph_mode
+        from utils.common.tfv1 import use_graph_mode
         use_graph_mode()
         worker(args.task, args.worker[0], json.loads(args.worker[1]), args.data_dir, args.repeats, args.train_first,
                args.threads, args.step_only)
@@ -335,5 +335,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from utils import cli
+    from utils.common import cli
     cli.exit_with("bench_train_step", main)

@@ -7,7 +7,6 @@ Writes <name>.ply (one colour per part and a ``label`` vertex property: the 0-ba
 <name>.png (input + cloud from 4 angles, with the part legend), optionally a GIF and the raw
 arrays (part probabilities); ``--help`` says what input the model expects.
 """
-import sys
 
 from partseg.task import TASK
 from utils.eval import inference

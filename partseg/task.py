@@ -6,14 +6,15 @@ import os
 
 import numpy as np
 
-from utils import losses, metrics, visualize
+from utils.common import visualize
+from utils import losses, metrics
 from utils.data.layout import (PART_TREE_DIR, PCL_LABELS_FILE, RESAMPLE_LABELS_FILE, label_map_file, n_parts,
                                part_names)
 from utils.data.readers import DataError, read_cloud_labels, read_label_map
 from utils.render import projection
 from utils.task import Task
-from utils.train.config import non_negative_float, non_negative_int
-from utils.tfv1 import tf
+from utils.common.cli import non_negative_float, non_negative_int
+from utils.common.tfv1 import tf
 
 # Colour of label k (0 = background, white; k >= 1 = part k-1), as visualize.label_map_to_rgb.
 _LABEL_PALETTE = np.concatenate([np.ones((1, 3)), visualize.PART_COLOURS], 0).astype(np.float32)

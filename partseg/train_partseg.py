@@ -13,4 +13,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    train_loop.cli(TASK)
+    train_loop.cli_main(TASK)

@@ -6,7 +6,6 @@
 Writes <name>.ply (coloured), <name>.png (input + cloud from 4 angles), optionally a GIF and the
 raw arrays; ``--help`` says what input the model expects. The shared code is utils/eval/inference.py.
 """
-import sys
 
 from rgb.task import TASK
 from utils.eval import inference

@@ -11,8 +11,8 @@ from utils.data.layout import PCL_COLOURS_FILE, RESAMPLE_COLOURS_FILE, render_fi
 from utils.data.readers import read_cloud_colours, read_rgb
 from utils.render import projection
 from utils.task import Task
-from utils.train.config import non_negative_float
-from utils.tfv1 import tf
+from utils.common.cli import non_negative_float
+from utils.common.tfv1 import tf
 
 
 class RGBTask(Task):

@@ -1,12 +1,14 @@
-"""Shared pytest fixtures: a fresh default graph per test, one tiny generated data set, and the
-loader of the repository's scripts that are not in a package (benchmarks/, examples/)."""
-import importlib.util
-import os
+"""Shared pytest fixtures: a fresh default graph per test, one tiny generated data set, one tiny
+training run (``train_tiny``), and independent oracles (finite differences, a numpy projection).
+
+Scripts outside the packages (``benchmarks/``, ``claims/``, ``examples/``) are imported as the
+namespace packages they are from the repository root (``from claims import ablation``): the test
+command runs pytest there."""
 
 import numpy as np
 import pytest
 
-from utils.tfv1 import tf, use_graph_mode
+from utils.common.tfv1 import tf, use_graph_mode
 
 use_graph_mode()  # the suite tests the TF1-style graphs; eager-mode tests run in a subprocess
 
@@ -62,19 +64,6 @@ def _project_np(xyz, az, el, img_h, img_w, distance=2.0):
 def project_np():
     """``f(xyz (N, 3), az, el, img_h, img_w)`` -> (N, 3) row, col, depth: an independent numpy camera."""
     return _project_np
-
-
-@pytest.fixture(scope="session")
-def load_script():
-    """``load_script("benchmarks", "ablation.py")``: that file imported as a module (named after it)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-    def load(*path):
-        spec = importlib.util.spec_from_file_location(os.path.splitext(path[-1])[0], os.path.join(root, *path))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    return load
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The ablation script (benchmarks/ablation.py): its variants' flags, what they change in the graph,
+"""The ablation script (claims/ablation.py): its variants' flags, what they change in the graph,
 the aggregation over seeds (fabricated runs, hand-computed oracle), and one tiny end-to-end run of
 two variants with two seeds, killed and re-run: finished (variant, seed) runs are not retrained."""
 import json
@@ -8,16 +8,18 @@ import sys
 import numpy as np
 import pytest
 
+from utils.eval import seeds
 from utils.train import config
 from utils.render import projection
-from utils.tfv1 import tf
+from utils.common.tfv1 import tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def ablation(load_script):
-    return load_script("benchmarks", "ablation.py")
+def ablation():
+    from claims import ablation
+    return ablation
 
 
 def _train_args(ablation, task, name, extra=()):
@@ -82,7 +84,7 @@ def test_aggregate_three_seeds_gives_mean_range_and_paired_differences(ablation)
                   "depth-unaware": {1: 0.11, 2: 0.15, 3: 0.13},   # paired diffs +0.01, +0.03, -0.01
                   "3d": {1: 0.13, 2: 0.14, 3: 0.16, 4: 0.50},      # seed 4 has no 2d partner: not paired
                   "no-affinity": {1: 0.11, 2: 0.14, 3: 0.24}})     # paired diffs +0.01, +0.02, +0.10
-    out = ablation.aggregate(runs, ["chamfer", "colour"])
+    out = seeds.aggregate(runs, ["chamfer", "colour"], "2d")
     assert list(out) == ["2d", "depth-unaware", "3d", "no-affinity"]
     no_aff = out["no-affinity"]["diff"]["chamfer"]  # one sign in every pair: a finding, though the
     assert no_aff["finding"] is True and no_aff["mean"] < no_aff["max"] - no_aff["min"]  # range is wide
@@ -111,7 +113,7 @@ def test_aggregate_four_pairs_uses_the_standard_deviation_and_skips_failed_runs(
     runs = _runs({"2d": {1: 1.0, 2: 2.0, 3: 3.0, 4: 4.0, 5: 5.0},
                   "x": {1: 2.0, 2: 2.0, 3: 5.0, 4: 5.0, 5: None},  # diffs +1, 0, +2, +1; seed 5 failed
                   "y": {1: 1.5, 2: 1.0, 3: 4.5, 4: 3.0}})          # diffs +0.5, -1, +1.5, -1
-    out = ablation.aggregate(runs, ["chamfer"])
+    out = seeds.aggregate(runs, ["chamfer"], "2d")
     x = out["x"]["diff"]["chamfer"]
     assert out["x"]["seeds"] == [1, 2, 3, 4] and x["pairs"] == [1, 2, 3, 4] and x["kind"] == "std"
     assert x["mean"] == pytest.approx(1.0) and x["std"] == pytest.approx((2 / 3) ** 0.5)  # (1+1+0+0)/3
@@ -121,20 +123,20 @@ def test_aggregate_four_pairs_uses_the_standard_deviation_and_skips_failed_runs(
     assert y["std"] == pytest.approx(((0.25 + 1 + 2.25 + 1) / 3) ** 0.5)
     assert out["2d"]["metrics"]["chamfer"]["std"] == pytest.approx(2.5 ** 0.5)
     # the markdown rows: mean ± std, a signed difference with '*' where it is a finding
-    lines = ablation.summary_lines(out, ["chamfer"])
+    lines = seeds.summary_lines(out, ["chamfer"], "2d")
     assert lines[2] == "| 2d | 5 | 3.0000 ± 1.5811 | - |"
     assert lines[3] == "| x | 4 | 3.5000 ± 1.7321 | +1.0000 ± 0.8165 * |"
     # without any reference run there is nothing to compare with
-    assert ablation.aggregate(_runs({"x": {1: 1.0}}), ["chamfer"])["x"]["diff"] is None
+    assert seeds.aggregate(_runs({"x": {1: 1.0}}), ["chamfer"], "2d")["x"]["diff"] is None
 
 
 def _small_graph(ablation, name):
     from rgb.task import TASK
-    from utils.model import build_graph
+    from utils.model import GraphSettings, build_graph
     args = _train_args(ablation, "rgb", name, ["--N_VIEWS", "2", "--N_PTS", "64", "--IMG_H", "16", "--IMG_W", "16",
                                                "--bottleneck", "8"])
     tf.set_random_seed(1)
-    return build_graph(args, TASK, batch_size=2, n_gt_pts=32)
+    return build_graph(GraphSettings.from_args(args, TASK), TASK, batch_size=2, n_gt_pts=32)
 
 
 def test_3d_variant_has_no_2d_gradient_path(ablation):

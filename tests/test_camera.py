@@ -2,7 +2,7 @@
 import numpy as np
 
 from utils.render import camera
-from utils.tfv1 import tf
+from utils.common.tfv1 import tf
 
 
 def test_origin_projects_to_image_centre(sess):

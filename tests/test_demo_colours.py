@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from utils.data import shapenet
-from utils.datagen import demo_data
+from utils.datagen import demo_data, styles
+from utils.datagen.mesh_render import DEPTH_FAR, DEPTH_NEAR
 from utils.render import camera
 
 BACK, SEAT = 1, 2  # chair part labels
@@ -43,7 +44,7 @@ def _faces_under(surface, points, tol=2e-5):
 def _models(style):
     out = []
     for i in CHAIRS:
-        surface = demo_data.model_surface("chair", i, colours=style)
+        surface = styles.model_surface("chair", i, colours=style)
         out.append((surface, demo_data.make_model("chair", i, n_views=N_VIEWS, colours=style)))
     return out
 
@@ -103,7 +104,7 @@ def _hidden_behind_back_pixels(model, view):
     pts = shapenet.preprocess_pcl_gt(model["pcl"])
     pix = camera.project_np(pts, az, el, 64, 64)
     r, c = np.round(pix[:, 0]).astype(int), np.round(pix[:, 1]).astype(int)
-    depth_px = demo_data.DEPTH_NEAR + model["depth"][view][r, c] / 253.0 * (demo_data.DEPTH_FAR - demo_data.DEPTH_NEAR)
+    depth_px = DEPTH_NEAR + model["depth"][view][r, c] / 253.0 * (DEPTH_FAR - DEPTH_NEAR)
     return ((model["point_labels"] == BACK) & (model["labels"][view][r, c] == BACK)
             & (pix[:, 2] > depth_px + 0.02)), (r, c)
 
@@ -135,7 +136,7 @@ def test_occluded_gt_colour_differs_from_the_visible_colour_in_two_sided_data(st
 
 
 def test_textured_style_patterns_and_hidden_side():
-    surface = demo_data.model_surface("chair", 0, colours="textured")
+    surface = styles.model_surface("chair", 0, colours="textured")
     model = demo_data.make_model("chair", 0, n_views=2, colours="textured")
     n = _face_normals(surface)
     back = surface.labels == BACK
@@ -149,12 +150,12 @@ def test_textured_style_patterns_and_hidden_side():
     assert np.abs(front_cols - rear_cols[0]).sum(1).min() > 0.1
     # the pattern images: hand-written expectations
     a, b = np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0])
-    stripes = demo_data.pattern_texture("stripes", a, b, size=4)
+    stripes = styles.pattern_texture("stripes", a, b, size=4)
     assert (stripes[:, :2] == [255, 0, 0]).all() and (stripes[:, 2:] == [0, 0, 255]).all()
-    checks = demo_data.pattern_texture("checks", a, b, size=4)
+    checks = styles.pattern_texture("checks", a, b, size=4)
     assert (checks[:2, :2] == [255, 0, 0]).all() and (checks[:2, 2:] == [0, 0, 255]).all()
     assert (checks[2:, :2] == [0, 0, 255]).all() and (checks[2:, 2:] == [255, 0, 0]).all()
-    ramp = demo_data.pattern_texture("gradient", a, b, size=4)  # u = 1/8, 3/8, 5/8, 7/8: t = 1/4, 3/4, 3/4, 1/4
+    ramp = styles.pattern_texture("gradient", a, b, size=4)  # u = 1/8, 3/8, 5/8, 7/8: t = 1/4, 3/4, 3/4, 1/4
     assert ramp[0, :, 2].tolist() == [64, 191, 191, 64] and ramp[0, :, 0].tolist() == [191, 64, 64, 191]
 
 
@@ -173,15 +174,15 @@ def test_figure_views_show_the_front_and_the_back(tmp_path):
     """--figure: its 'front' view shows the backrest's front colour, its 'back' view the rear colour
     (oracle: the face normals); the PNG is written."""
     from utils.datagen.mesh_render import MeshRenderer
-    surface = demo_data.model_surface("chair", 0, colours="two-sided")
+    surface = styles.model_surface("chair", 0, colours="two-sided")
     rear, front = _side_colours(surface, BACK, 2, -1)
     el = np.radians(20.0)
     renderer = MeshRenderer(surface)
     for direction, expected in (((0, 0, 1), front[0]), ((0, 0, -1), rear[0])):
-        view = renderer.render(demo_data.facing_azimuth(direction, el), el, 48, 48)
+        view = renderer.render(styles.facing_azimuth(direction, el), el, 48, 48)
         shown = view.rgb[view.label == BACK]
         assert len(shown) > 50 and (np.abs(shown - expected).sum(1) < TOL).mean() > 0.8
-    path = demo_data.colour_figure(tmp_path / "fig.png", n_models=1, img_size=32)
+    path = styles.colour_figure(tmp_path / "fig.png", n_models=1, img_size=32)
     assert path.stat().st_size > 5000
 
 
@@ -208,7 +209,7 @@ def test_complementary_hidden_colour_is_286_minus_the_visible_colour():
         flat = demo_data.make_model("chair", i, n_views=N_VIEWS, colours="flat")
         for key in ("views", "depth", "labels", "pcl", "point_labels", "sides"):
             np.testing.assert_array_equal(comp[key], flat[key])
-        hidden, clear = _hidden_side_oracle(demo_data.model_surface("chair", i), comp["pcl"].astype(np.float64))
+        hidden, clear = _hidden_side_oracle(styles.model_surface("chair", i), comp["pcl"].astype(np.float64))
         assert clear.mean() > 0.95 and hidden.sum() > 50
         np.testing.assert_array_equal(comp["sides"][clear].astype(bool), hidden[clear])
         side = comp["sides"].astype(bool)

@@ -11,7 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.datagen import demo_data
+from utils.datagen import demo_data, shapes
+from utils.datagen.mesh_render import BOUND_RADIUS, DEPTH_FAR, DEPTH_NEAR
+from utils.datagen.sampling import farthest_point_sampling
 from utils.data import shapenet
 
 TINY = dict(categories=("chair", "airplane"), n_models=4, n_views=3, img_size=64, seed=5, progress=False)
@@ -58,7 +60,7 @@ def test_layout(tiny):
             assert col.shape == (1024, 6) and np.array_equal(col[:, :3], pcl)
             assert col[:, 3:].min() >= 0 and col[:, 3:].max() <= 1
             assert lab.shape == (1024,) and lab.min() >= 1 and lab.max() <= 4
-            assert np.linalg.norm(pcl, axis=1).max() <= demo_data.BOUND_RADIUS + 1e-4
+            assert np.linalg.norm(pcl, axis=1).max() <= BOUND_RADIUS + 1e-4
             assert len(np.unique(pcl, axis=0)) == 1024  # farthest point sampling picks distinct points
 
 
@@ -84,7 +86,7 @@ def test_visible_points_have_the_pixel_colour_and_label(project_np):
     for v, (az, el) in enumerate(np.radians(model["views"])):
         pix = project_np(pcl, az, el, 64, 64)
         r, c = np.round(pix[:, 0]).astype(int), np.round(pix[:, 1]).astype(int)
-        coded = (pix[:, 2] - demo_data.DEPTH_NEAR) / (demo_data.DEPTH_FAR - demo_data.DEPTH_NEAR) * 253
+        coded = (pix[:, 2] - DEPTH_NEAR) / (DEPTH_FAR - DEPTH_NEAR) * 253
         visible = np.abs(model["depth"][v][r, c] - coded) <= 2  # about 0.015 world units
         assert visible.sum() > 100
         same_label = model["labels"][v][r, c][visible] == model["point_labels"][visible]
@@ -97,7 +99,7 @@ def test_every_part_appears():
     for cat, n in (("chair", 4), ("airplane", 4), ("car", 4)):
         seen = set()
         for i in range(12):
-            parts = demo_data.BUILDERS[cat](np.random.default_rng([i, 9]))
+            parts = shapes.BUILDERS[cat](np.random.default_rng([i, 9]))
             seen |= {label for _, label, _ in parts}
         assert seen == set(range(1, n + 1)), cat
 
@@ -162,7 +164,7 @@ def test_script_runs_without_path_hacks(tmp_path):
 def test_farthest_point_sampling_spreads_points():
     rng = np.random.default_rng(0)
     pts = np.concatenate([rng.normal(0, 0.01, (500, 3)), [[1.0, 0, 0], [0, 1.0, 0]]])
-    idx = demo_data.farthest_point_sampling(pts, 3, np.random.default_rng(1))
+    idx = farthest_point_sampling(pts, 3, np.random.default_rng(1))
     assert len(set(idx.tolist())) == 3 and {500, 501} <= set(idx.tolist())
 
 

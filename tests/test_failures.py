@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 
 from rgb import train_rgb
+from utils.eval import evaluate
 from utils.train import config, loop as train_loop
 from utils.data import DataError
-from utils.train.experiment import Experiment, ExperimentInUse, ExperimentStateError
-from utils.tfv1 import tf
+from utils.experiment import Experiment, ExperimentInUse, ExperimentStateError
+from utils.common.tfv1 import tf
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def _log(exp):
 # --------------------------------------------------------------------------- lock
 HOLD_LOCK = """
 import os, sys
-from utils.train.experiment import Experiment
+from utils.experiment import Experiment
 e = Experiment(sys.argv[1])
 os.makedirs(e.path("snapshots", ".tmp-step-0000002-%d" % os.getpid()))  # a snapshot being written
 print("locked", flush=True)
@@ -264,7 +265,7 @@ def test_parser_accepts_boundary_values():
     args = config.train_parser("rgb").parse_args(["--exp", "x", "--BETA", "0", "--wt_rgb", "0", "--seed", "0"])
     assert args.BETA == 0 and args.seed == 0
     with pytest.raises(SystemExit):
-        config.metrics_parser("rgb").parse_args(["--exp", "x", "--max_samples=-1"])
+        evaluate.metrics_parser("rgb").parse_args(["--exp", "x", "--max_samples=-1"])
 
 
 # --------------------------------------------------------------------------- data dir, divergence

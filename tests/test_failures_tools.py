@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 import trimesh
 
-from utils import cli, lock
+from utils.common import cli
 from utils.data import BatchPipeline, DataError, tree_dirs
 from utils.task import task_from_ref
-from utils.datagen import demo_data, mesh_dataset, writer
+from utils.datagen import demo_data, mesh_dataset, splits
 from utils.datagen.mesh_io import MeshError, MeshSource, load_mesh, normalise
 from utils.datagen.mesh_render import GREY
-from utils.train.experiment import ExperimentStateError, WrongTask
+from utils.experiment import ExperimentStateError, WrongTask
 
 CHAIR, CAR = "03001627", "02958343"
 TINY = dict(n_views=1, img_size=16, seed=0, workers=1, progress=False, supersample=1)
@@ -169,8 +169,8 @@ def test_splits_are_disjoint_and_cover_for_every_fraction_triple():
         cases.append((tuple(f), int(rng.integers(0, 25))))
     for fractions, n in cases:
         ids = [f"m{i:03d}" for i in range(n)]
-        splits = writer.split_models(ids, seed=n, synset=CHAIR, fractions=fractions)
-        parts = [set(splits[name]) for name in ("train", "val", "test")]
+        made = splits.split_models(ids, seed=n, synset=CHAIR, fractions=fractions)
+        parts = [set(made[name]) for name in ("train", "val", "test")]
         assert sum(map(len, parts)) == len(set().union(*parts)) == n, (fractions, n)  # disjoint
         assert set().union(*parts) == set(ids), (fractions, n)  # covering
         for share, part in zip(fractions, parts):
@@ -373,9 +373,9 @@ def test_predict_warns_on_inputs_far_smaller_than_the_network_input(rgb_exp, tmp
 
 
 def test_training_announces_a_skipped_snapshot_on_the_console(tmp_path, sess, capsys):
-    from utils.tfv1 import tf
+    from utils.common.tfv1 import tf
     from utils.train import loop as train_loop
-    from utils.train.experiment import Experiment
+    from utils.experiment import Experiment
     step_var = tf.train.get_or_create_global_step()
     tf.get_variable("w", initializer=tf.ones([50, 50]))
     saver = tf.train.Saver()

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
+from utils.eval import evaluate
 from utils.train import config
 from utils import metrics
 from utils.data import DataError
-from utils.tfv1 import tf
+from utils.common.tfv1 import tf
 
 # What the original trained with, read off klnavaneet/differ: rgb/run_train_rgb.sh (N_VIEWS,
 # SIGMA_SQ_MASK, loss weights, skipconn, print/save cadence, N_ITERS), src/train_utils.py's
@@ -99,7 +100,7 @@ def _original_affinity_np(pred, gt, view_index=0):
 @pytest.mark.parametrize("shape", [(3, 9, 9), (2, 7, 10)])
 def test_original_affinity_matches_a_transcription_of_the_original(shape, sess, rng):
     from utils import losses
-    from utils.model import AFFINITY_SCALE
+    from utils.losses import AFFINITY_SCALE
     pred = rng.random(shape)
     pred[0, :2] = 1.0  # saturated mask values, as tanh gives
     gt = (rng.random(shape) > 0.6).astype(np.float64)
@@ -115,7 +116,7 @@ def test_affinity_flag_selects_the_terms_in_the_training_graph(rng):
     """Through build_graph: --affinity original gives the transcription's values on the graph's
     own projected masks; --affinity paper gives different ones."""
     from rgb.task import TASK
-    from utils.model import build_graph
+    from utils.model import GraphSettings, build_graph
     values = {}
     for affinity in ("original", "paper"):
         args = config.parse_train_args("rgb", ["--exp", "x", "--N_VIEWS", "2", "--N_PTS", "64", "--IMG_H", "16",
@@ -127,7 +128,7 @@ def test_affinity_flag_selects_the_terms_in_the_training_graph(rng):
                      rgb=r.random((2, 2, 16, 16, 3)), pcl_rgb=r.random((2, 32, 3)))
         with tf.Graph().as_default(), tf.Session() as s:
             tf.set_random_seed(1)
-            g = build_graph(args, TASK, batch_size=2, n_gt_pts=32)
+            g = build_graph(GraphSettings.from_args(args, TASK), TASK, batch_size=2, n_gt_pts=32)
             s.run(tf.global_variables_initializer())
             terms, pred_mask = s.run([g.terms, g.pred_mask], g.feed(batch))
         values[affinity] = terms
@@ -145,7 +146,7 @@ def test_original_view_weights_are_1_to_V(n_views):
     k + 1 in-place ``+= 1.``, summed over views and divided by N_VIEWS (rgb/train_rgb.py); 'equal'
     matches the same transcription with a fresh ``dist_mat`` per view."""
     from rgb.task import TASK
-    from utils.model import build_graph
+    from utils.model import GraphSettings, build_graph
     b, h, w = 2, 16, 16
     r = np.random.default_rng(n_views)
     mask = (r.random((b, n_views, h, w)) > 0.5).astype(np.float32)
@@ -159,7 +160,7 @@ def test_original_view_weights_are_1_to_V(n_views):
                                                "original", "--affinity_view_weight", mode])
         with tf.Graph().as_default(), tf.Session() as s:
             tf.set_random_seed(1)
-            g = build_graph(args, TASK, batch_size=b, n_gt_pts=32)
+            g = build_graph(GraphSettings.from_args(args, TASK), TASK, batch_size=b, n_gt_pts=32)
             s.run(tf.global_variables_initializer())
             terms, pred_mask = s.run([g.terms, g.pred_mask], g.feed(batch))
         pred = pred_mask.astype(np.float64).reshape(b, n_views, h, w)
@@ -207,14 +208,14 @@ def test_tflearn_init_has_tflearns_ranges(sess):
 def test_input_scale_multiplies_the_image_inside_the_graph(rng):
     """A '255' network fed an image x computes what the same weights compute on 255 * x."""
     from rgb.task import TASK
-    from utils.model import build_graph
+    from utils.model import GraphSettings, build_graph
     image = rng.random((2, 64, 64, 3)).astype(np.float32)
     outputs = {}
     for scale, fed in (("255", image), ("unit", image * 255.0)):
         args = config.parse_train_args("rgb", ["--exp", "x", "--input_scale", scale])
         with tf.Graph().as_default(), tf.Session() as s:
             tf.set_random_seed(7)
-            g = build_graph(args, TASK, batch_size=2, training=False)
+            g = build_graph(GraphSettings.from_args(args, TASK), TASK, batch_size=2, training=False)
             s.run(tf.global_variables_initializer())
             outputs[scale] = s.run([g.xyz, g.feat], {g.ph["image"]: fed})
     np.testing.assert_allclose(outputs["255"][0], outputs["unit"][0], rtol=1e-4, atol=1e-4)
@@ -229,7 +230,7 @@ def _scaled_np(pcl, clip=None):
 
 
 def test_metrics_scale_without_clipping_by_default(sess, rng):
-    assert config.metrics_parser("rgb").parse_args(["--exp", "x"]).clip_box == 0.0
+    assert evaluate.metrics_parser("rgb").parse_args(["--exp", "x"]).clip_box == 0.0
     gt = rng.uniform(-0.3, 0.3, (1, 300, 3)).astype(np.float32)
     pred = gt + rng.normal(0, 0.01, gt.shape).astype(np.float32)
     pred[0, :3] = [[2.0, -1.5, 1.0], [-1.2, 0.9, 0.1], [0.0, 3.0, -0.8]]  # far stray points
@@ -254,7 +255,7 @@ def test_eval_set_without_a_list_names_the_lists_found(tiny_data, tmp_path):
         if "_test_list" in name:
             os.remove(data / "splits" / name)
     targs = config.parse_train_args("rgb", ["--exp", "x", "--data_dir", str(data)])
-    margs = config.metrics_parser("rgb").parse_args(["--exp", "x", "--eval_set", "test"])
+    margs = evaluate.metrics_parser("rgb").parse_args(["--exp", "x", "--eval_set", "test"])
     with pytest.raises(DataError) as err:
         evaluate._eval_pipeline(targs, TASK, margs)
     msg = str(err.value)

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from utils.tfv1 import tf
+from utils.common.tfv1 import tf
 from utils.net import layers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,7 +66,7 @@ def test_tf_ops_imports_nothing_from_utils():
 
 def test_project_modules_import_tfv1_before_tf_ops():
     """tf_ops imports TensorFlow itself; the first import in a process decides whether TensorFlow's
-    start-up lines are hidden, so every module that imports tf_ops at its top imports utils.tfv1
+    start-up lines are hidden, so every module that imports tf_ops at its top imports utils.common.tfv1
     first (tf_ops/__init__.py)."""
     import ast
     wrong = []
@@ -83,7 +83,7 @@ def test_project_modules_import_tfv1_before_tf_ops():
                     for module in modules:
                         key = "tf_ops" if module.split(".")[0] == "tf_ops" else module
                         first.setdefault(key, node.lineno)
-                if "tf_ops" in first and first.get("utils.tfv1", 10 ** 9) > first["tf_ops"]:
+                if "tf_ops" in first and first.get("utils.common.tfv1", 10 ** 9) > first["tf_ops"]:
                     wrong.append(f"{os.path.relpath(path, ROOT)}:{first['tf_ops']}")
     assert not wrong, wrong
 

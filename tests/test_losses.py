@@ -5,7 +5,7 @@ import pytest
 from utils import losses
 from utils.data.distance_map import gt_distance_transform
 from utils.render import projection as proj
-from utils.tfv1 import tf
+from utils.common.tfv1 import tf
 
 H = W = 16
 

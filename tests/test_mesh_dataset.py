@@ -21,7 +21,7 @@ import pytest
 from utils.data.cache import CACHE_DIR_NAME
 from utils.render import camera
 from utils.train import config
-from utils.datagen import mesh_dataset, mesh_io
+from utils.datagen import mesh_dataset, mesh_io, shards, splits, writer
 from utils.data import shapenet
 from utils.data import BatchPipeline, list_models, n_parts, part_names
 from utils.datagen.mesh_render import DEPTH_FAR, DEPTH_NEAR, sample_texture
@@ -446,26 +446,26 @@ def test_collection_layout_loaders_and_failures(collection, tmp_path):
 
 def test_interrupted_model_leaves_nothing_and_is_redone(collection, tmp_path, monkeypatch):
     out = tmp_path / "data"
-    real = mesh_dataset.write_rgb_cloud
+    real = writer.write_rgb_cloud
     calls = []
 
     def interrupted(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 3:  # two clouds per model: the first and the second sampling
             raise KeyboardInterrupt  # the second model dies half-written
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(mesh_dataset, "write_rgb_cloud", interrupted)
+    monkeypatch.setattr(writer, "write_rgb_cloud", interrupted)
     with pytest.raises(KeyboardInterrupt):
         mesh_dataset.make_dataset(collection, out, _opts(n_views=2), category="90000001", workers=1,
                                   progress=False, log=lambda *a: None)
-    monkeypatch.setattr(mesh_dataset, "write_rgb_cloud", real)
+    monkeypatch.setattr(writer, "write_rgb_cloud", real)
     done = sorted(os.listdir(out / "ShapeNet_rendered" / "90000001"))
     assert done == sorted(os.listdir(out / "ShapeNet_pcl" / "90000001")) == ["bar"]  # nothing half-written
     info = mesh_dataset.make_dataset(collection, out, _opts(n_views=2), category="90000001", workers=1,
                                      progress=False, log=lambda *a: None)
     assert info["already_complete"] == 1 and info["rendered_now"] == 3
-    assert not (out / mesh_dataset.STATE_DIR / "tmp").exists() or not os.listdir(out / mesh_dataset.STATE_DIR / "tmp")
+    assert not (out / shards.STATE_DIR / "tmp").exists() or not os.listdir(out / shards.STATE_DIR / "tmp")
 
 
 def test_splits_fractions_and_reuse(collection, tmp_path):
@@ -480,21 +480,20 @@ def test_splits_fractions_and_reuse(collection, tmp_path):
     assert (out / "splits" / "90000001_val_list.txt").read_text() == ""
     assert info["not_in_reused_splits"] == {"90000001": ["quads__quad"]}
     ids = [f"m{i:02d}" for i in range(20)]
-    a, _ = mesh_dataset.make_splits(ids, "90000001", 4, (0.5, 0.25, 0.25))
+    a, _ = splits.make_splits(ids, "90000001", 4, (0.5, 0.25, 0.25))
     assert [len(a[k]) for k in ("train", "val", "test")] == [10, 5, 5]
     assert sorted(a["train"] + a["val"] + a["test"]) == ids
-    assert mesh_dataset.make_splits(ids, "90000001", 4, (0.5, 0.25, 0.25))[0] == a
+    assert splits.make_splits(ids, "90000001", 4, (0.5, 0.25, 0.25))[0] == a
     with pytest.raises(ValueError, match="summing to 1"):
-        mesh_dataset.parse_fractions("0.8,0.1")
+        splits.parse_fractions("0.8,0.1")
 
 
 def test_cli_help_partseg_tree_and_errors(collection, tmp_path, monkeypatch, capsys):
-    import runpy
-    monkeypatch.setattr(sys, "argv", ["make_dataset.py", "--help"])
-    with pytest.raises(SystemExit) as exc:  # the script file itself, run as __main__
-        runpy.run_path(str(REPO / "data" / "make_dataset.py"), run_name="__main__")
-    assert exc.value.code == 0
-    text = capsys.readouterr().out
+    import subprocess  # the script file itself, as a user runs it
+    proc = subprocess.run([sys.executable, str(REPO / "data" / "make_dataset.py"), "--help"], capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
     for flag in ("--meshes", "--out", "--category", "--up", "--size", "--n_views", "--azimuth", "--elevation",
                  "--shading", "--part_map", "--part_annotations", "--split", "--splits_from", "--seed",
                  "--workers", "--force", "--keep_hidden"):
@@ -548,9 +547,46 @@ def test_real_terrain_meshes_train_and_evaluate(tmp_path):
                                 "--baseline_models", "3", "--out", str(tmp_path / "metrics")])
     assert summary["n_models"] == 1 and summary["n_samples"] == 4  # every input view is a sample
     with open(tmp_path / "metrics" / "per_sample.csv") as f:
-        row = next(r for r in csv.DictReader(f) if r["method"] == "model")
+        rows = list(csv.DictReader(f))
+    row = next(r for r in rows if r["method"] == "model")
     for key in ("chamfer", "emd", "colour"):
         assert np.isfinite(float(row[key])), key
+    # every source gets the second sampling, so user meshes get the floor row too
+    assert summary["floor"]["available"] and "floor_resampled_gt" in summary["methods"]
+    floor = next(r for r in rows if r["method"] == "floor_resampled_gt")
+    test_id = floor["model_id"]
+    a = np.load(out / "ShapeNet_pcl" / "90000001" / test_id / "pcl_1024_fps_trimesh.npy").astype(np.float64)
+    b = np.load(out / "ShapeNet_pcl" / "90000001" / test_id / "pcl_1024_fps_trimesh_resample.npy").astype(np.float64)
+    assert not np.array_equal(a, b)  # another sampling of the same surface
+
+    def unit(x):  # the metrics' unit cube, by hand
+        return (x - (x.min(0) + x.max(0)) / 2) / np.ptp(x, axis=0).max()
+    d = np.sqrt(((unit(a)[:, None] - unit(b)[None]) ** 2).sum(-1))
+    assert float(floor["chamfer"]) == pytest.approx(d.min(1).mean() + d.min(0).mean(), rel=1e-4)
+    assert float(floor["chamfer"]) < float(row["chamfer"])
+    assert not summary["point_groups"]["available"]  # meshes carry no side record
+
+
+# Made by make_dataset.py before every source got a second sampling (commit 97aab6c), with the
+# arguments of the test below: the files of the first sampling and the renders have not changed.
+EARLIER_MESH_FILES = "7105053b3d2fcc55f34d8072093b56b33f9677e51e0210f55ae46858905973cb"
+
+
+def test_mesh_files_unchanged_and_the_second_sampling_beside_them(tmp_path):
+    import hashlib
+    from utils.datagen import sample_meshes
+    sample_meshes.write_checker_cube(tmp_path / "m")
+    sample_meshes.write_terrain_tiles(tmp_path / "m", n_tiles=2, tile=12)
+    out = tmp_path / "d"
+    assert mesh_dataset.main(["--meshes", str(tmp_path / "m"), "--out", str(out), "--category", "90000001",
+                              "--n_views", "2", "--quiet", "--workers", "1"]) == 0
+    files = [p for p in sorted(out.rglob("*")) if p.is_file() and p.name != mesh_dataset.INFO_FILE
+             and shards.STATE_DIR not in p.parts]
+    lines = [f"{p.relative_to(out).as_posix()}\t{hashlib.sha256(p.read_bytes()).hexdigest()}"
+             for p in files if "resample" not in p.name]
+    assert (hashlib.sha256("\n".join(lines).encode()).hexdigest(), len(lines)) == (EARLIER_MESH_FILES, 24)
+    again = sorted(p.name for p in files if "resample" in p.name)
+    assert again == ["pcl_1024_fps_trimesh_resample.npy"] * 3 + ["pcl_1024_fps_trimesh_resample_colors.npy"] * 3
 
 
 # --------------------------------------------------------------------------
@@ -562,18 +598,18 @@ def test_shards_disjoint_cover_balanced_and_stable():
                for syn in ("90000002", "90000001") for i in rng.choice(500, 12, replace=False)]
     everything = sorted((s.synset, s.model_id) for s in sources)
     for n in range(1, 9):
-        parts = [[(s.synset, s.model_id) for s in mesh_dataset.shard_sources(sources, k, n)] for k in range(1, n + 1)]
+        parts = [[(s.synset, s.model_id) for s in shards.shard_sources(sources, k, n)] for k in range(1, n + 1)]
         assert sorted(x for p in parts for x in p) == everything  # cover, and disjoint (no duplicates)
         assert max(map(len, parts)) - min(map(len, parts)) <= 1  # balanced by model count
         # the oracle: position in the (synset, model id) order, modulo n
         assert parts == [[x for i, x in enumerate(everything) if i % n == k] for k in range(n)]
         shuffled = [sources[i] for i in rng.permutation(len(sources))]  # any listing order, same parts
-        assert [[(s.synset, s.model_id) for s in mesh_dataset.shard_sources(shuffled, k, n)]
+        assert [[(s.synset, s.model_id) for s in shards.shard_sources(shuffled, k, n)]
                 for k in range(1, n + 1)] == parts
-    assert mesh_dataset.parse_shard("3/8") == (3, 8)
+    assert shards.parse_shard("3/8") == (3, 8)
     for bad in ("0/4", "5/4", "4", "a/b", "1/0"):
         with pytest.raises(ValueError, match="--shard"):
-            mesh_dataset.parse_shard(bad)
+            shards.parse_shard(bad)
 
 
 def _exit_with(argv):
@@ -595,7 +631,7 @@ def test_concurrent_shards_and_finalize_equal_one_run(collection, tmp_path, caps
     for p in procs:
         p.join(300)
     assert [p.exitcode for p in procs] == [0, 0]
-    reports = mesh_dataset.read_shard_reports(many)
+    reports = shards.read_shard_reports(many)
     assert sorted(reports) == [(1, 3), (2, 3)] and [r["models"] for r in reports.values()] == [2, 2]
     # shard 3 has not run: --finalize lists its models and writes nothing
     assert mesh_dataset.main(flags + ["--out", str(many), "--finalize"]) == 1
@@ -603,17 +639,17 @@ def test_concurrent_shards_and_finalize_equal_one_run(collection, tmp_path, caps
     assert "2 of 6 models are neither complete nor reported failed" in err and "shards of 3 without a report: 3" in err
     assert not (many / "splits").exists() and not (many / mesh_dataset.INFO_FILE).exists()
     # a model shard 1 would have in progress: shard 3's start-up clean-up must leave it alone
-    busy = mesh_dataset._tmp_root(many, (1, 3)) / "90000001_x" / "render_0.png"
+    busy = shards.workers_tmp(many, (1, 3)) / "90000001_x" / "render_0.png"
     busy.parent.mkdir(parents=True)
     busy.write_bytes(b"half")
     assert mesh_dataset.main(flags + ["--out", str(many), "--shard", "3/3"]) == 0
     assert busy.read_bytes() == b"half"
-    shutil.rmtree(mesh_dataset._tmp_root(many, (1, 3)))
+    shutil.rmtree(shards.workers_tmp(many, (1, 3)))
     assert mesh_dataset.main(flags + ["--out", str(many), "--finalize"]) == 0
     assert "failed: " in capsys.readouterr().out  # the broken meshes, reported by their shards
 
     def tree(root):  # every file, the shards' own reports aside
-        return {k: v for k, v in _tree(root).items() if not k.startswith(f"{mesh_dataset.STATE_DIR}/shards/")}
+        return {k: v for k, v in _tree(root).items() if not k.startswith(f"{shards.STATE_DIR}/shards/")}
 
     a, b = tree(one), tree(many)
     assert sorted(a) == sorted(b) and all(a[k] == b[k] for k in a), [k for k in a if a.get(k) != b.get(k)]

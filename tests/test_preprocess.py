@@ -99,7 +99,7 @@ def test_measure_framing_medians():
                                         ((10, 90), (30, 70))])   # shrunk 0.4x, the frame leaves the image
 def test_fit_object_puts_the_box_where_training_has_it(rows, cols):
     img = _rect_photo(100, 120, rows, cols)
-    p = pp.prepare(img, 64, 64, BLACK, FRAMING, segment="border", fit="auto")
+    p = pp.prepare_image(img, 64, 64, BLACK, FRAMING, segment="border", fit="auto")
     assert (p.segment, p.fit) == ("border", "object")
     # bbox 32 px on its larger side, centred at (30, 34): rows 14..46; columns half as wide, 26..42
     assert pp.bounding_box(p.mask) == (14, 46, 26, 42)
@@ -111,9 +111,9 @@ def test_fit_object_puts_the_box_where_training_has_it(rows, cols):
 
 def test_crop_and_pad_keep_the_mask_aligned():
     img = _rect_photo(40, 80, (10, 30), (30, 50))  # 40 x 80, object in the middle
-    p = pp.prepare(img, 20, 20, BLACK, None, segment="border", fit="crop")  # 40x40 centre crop, halved
+    p = pp.prepare_image(img, 20, 20, BLACK, None, segment="border", fit="crop")  # 40x40 centre crop, halved
     assert pp.bounding_box(p.mask) == (5, 15, 5, 15) and p.fit == "crop"
-    p = pp.prepare(img, 20, 20, BLACK, None, segment="border", fit="pad")   # padded to 80x80, quartered
+    p = pp.prepare_image(img, 20, 20, BLACK, None, segment="border", fit="pad")   # padded to 80x80, quartered
     # padded rows 20..60 of 80; the object's rows 30..50 -> 7.5..12.5: the edge pixels are half covered
     assert pp.bounding_box(p.mask) == (8, 12, 8, 12)
     np.testing.assert_allclose(p.mask[7, 8:12], 0.5)
@@ -124,16 +124,16 @@ def test_crop_and_pad_keep_the_mask_aligned():
 def test_warnings_each_case():
     def warnings(img, **kw):
         kw.setdefault("framing", dict(FRAMING, share_range=[0.01, 0.9]))
-        return " | ".join(pp.prepare(img, 64, 64, BLACK, **kw).warnings)
+        return " | ".join(pp.prepare_image(img, 64, 64, BLACK, **kw).warnings)
 
     plain = _rect_photo(64, 64, (16, 48), (20, 44), bg=BLACK)  # like a render: black background
     assert warnings(plain) == "" and warnings(plain, segment="border", fit="object") == ""
-    np.testing.assert_array_equal(pp.prepare(plain, 64, 64, BLACK).image, plain)  # a render passes unchanged
+    np.testing.assert_array_equal(pp.prepare_image(plain, 64, 64, BLACK).image, plain)  # a render passes unchanged
 
     white = _rect_photo(64, 64, (16, 48), (20, 44))
     assert "background differs" in warnings(white, segment="none")
     assert warnings(white) == ""  # auto: segmented by the border, fitted
-    assert pp.prepare(white, 64, 64, BLACK).segment == "border"
+    assert pp.prepare_image(white, 64, 64, BLACK).segment == "border"
     textured = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
     assert "border is not uniform" in warnings(textured) and "no segmentation" in warnings(textured)
 
@@ -148,7 +148,7 @@ def test_warnings_each_case():
     assert "far from" not in warnings(tiny, segment="border", fit="object", framing=FRAMING)
     assert "needs an object mask" in warnings(white, segment="none", fit="object")
     with pytest.raises(ValueError, match="framing"):
-        pp.prepare(white, 64, 64, BLACK, None, fit="object")
+        pp.prepare_image(white, 64, 64, BLACK, None, fit="object")
 
 
 def test_clean_renders_pass_silently(tiny_data):
@@ -158,11 +158,11 @@ def test_clean_renders_pass_silently(tiny_data):
     framing = pp.measure_framing(masks)
     for r, m in zip(renders, masks):
         rgb = data.read_rgb(r, 64, 64)
-        p = pp.prepare(rgb, 64, 64, BLACK, framing)
+        p = pp.prepare_image(rgb, 64, 64, BLACK, framing)
         assert not p.warnings and p.segment == "none" and np.array_equal(p.image, rgb), r
         for kw in (dict(segment="border", fit="object"), dict(segment="grabcut", fit="object")):
-            assert not pp.prepare(rgb, 64, 64, BLACK, framing, **kw).warnings, (r, kw)
-        assert not pp.prepare(np.dstack([rgb, m]), 64, 64, BLACK, framing).warnings, r  # RGBA: fitted
+            assert not pp.prepare_image(rgb, 64, 64, BLACK, framing, **kw).warnings, (r, kw)
+        assert not pp.prepare_image(np.dstack([rgb, m]), 64, 64, BLACK, framing).warnings, r  # RGBA: fitted
 
 
 # ---------------------------------------------------------------- photo-like inputs, a trained model
@@ -221,7 +221,7 @@ def test_photo_like_inputs_predict_the_clean_render(rgb_exp_30, tiny_data, tmp_p
         bgr = cv2.imread(os.path.join(rdir, f"render_{v}.png"))
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
         alpha = (cv2.imread(os.path.join(rdir, f"depth_{v}.png"))[..., 0] < 254).astype(np.float32)
-        clean[v] = pp.prepare(np.dstack([rgb, alpha]), 64, 64, BLACK, framing, fit="object")  # true mask
+        clean[v] = pp.prepare_image(np.dstack([rgb, alpha]), 64, 64, BLACK, framing, fit="object")  # true mask
         for bg_name, bg in backgrounds.items():
             for place in placements:
                 photos.append((v, bg_name, place, *photo_like(rgb, alpha, bg, *place)))
@@ -233,7 +233,7 @@ def test_photo_like_inputs_predict_the_clean_render(rgb_exp_30, tiny_data, tmp_p
         spread = np.mean([_chamfer(ref[v], x) for v, c in clean.items() for x in pred.predict(np.stack(
             [np.roll(c.image, s, axis=ax) for s in (1, -1) for ax in (0, 1)]))[0]])
         other = _chamfer(ref[0], ref[1])
-        inputs = {m: [pp.prepare(ph, 64, 64, BLACK, framing, seg, fit) for _, _, _, ph, _ in photos]
+        inputs = {m: [pp.prepare_image(ph, 64, 64, BLACK, framing, seg, fit) for _, _, _, ph, _ in photos]
                   for m, (seg, fit) in modes.items()}
         clouds = {m: pred.predict(np.stack([p.image for p in ps]))[0] for m, ps in inputs.items()}
     dist = {m: np.array([_chamfer(c, ref[ph[0]]) for c, ph in zip(clouds[m], photos)]) for m in modes}
@@ -299,11 +299,11 @@ def test_photo_like_inputs_predict_the_clean_render(rgb_exp_30, tiny_data, tmp_p
     shutil.copy(pp.__file__, tmp_path / "preprocess.py")
     script = (
         "import json, sys, cv2, numpy as np\n"
-        "from preprocess import prepare\n"
+        "from preprocess import prepare_image\n"
         "info = json.load(open(sys.argv[1]))\n"
         "bgr = cv2.imread(sys.argv[2], cv2.IMREAD_UNCHANGED)\n"
         "img = cv2.cvtColor(bgr, cv2.COLOR_BGRA2RGBA if bgr.shape[2] == 4 else cv2.COLOR_BGR2RGB) / 255.0\n"
-        "p = prepare(img, info['IMG_H'], info['IMG_W'], np.array(info['background_rgb']) / 255.0, info['framing'])\n"
+        "p = prepare_image(img, info['IMG_H'], info['IMG_W'], np.array(info['background_rgb']) / 255.0, info['framing'])\n"
         "np.save(sys.argv[3], p.image)\n"
         "mine = ('utils', 'rgb', 'partseg', 'tf_ops', 'tensorflow')\n"
         "assert not [k for k in sys.modules if k.split('.')[0] in mine]\n")
@@ -312,5 +312,5 @@ def test_photo_like_inputs_predict_the_clean_render(rgb_exp_30, tiny_data, tmp_p
                            str(folder / "grey.png"), str(tmp_path / "net_input.npy")], cwd=tmp_path, env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    expected = pp.prepare(inference.read_image(str(folder / "grey.png")), 64, 64, BLACK, framing).image
+    expected = pp.prepare_image(inference.read_image(str(folder / "grey.png")), 64, 64, BLACK, framing).image
     np.testing.assert_allclose(np.load(tmp_path / "net_input.npy"), expected, atol=1e-6)

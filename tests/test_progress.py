@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from utils import progress, tfv1
+from utils.common import progress, tfv1
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from scipy.spatial import Delaunay
 from tf_ops import params
 from utils.render import camera
 from utils.render import projection as proj
-from utils.tfv1 import tf
+from utils.common.tfv1 import tf
 
 IMPLS = list(proj.IMPLS)
 FUSED_OPS = {"DifferMaskProjection", "DifferFeatureProjection"}  # tf_ops/projection/projection_op.cc
@@ -329,14 +329,14 @@ def test_local_graph_has_no_points_by_pixels_tensor(fresh_graph):
 
 
 # ----------------------------------------------------------------------------- benchmark
-def test_benchmark_runs_the_requested_configurations_and_tabulates_them(capsys, monkeypatch, load_script):
+def test_benchmark_runs_the_requested_configurations_and_tabulates_them(capsys, monkeypatch):
     """benchmarks/bench_projection.py (no timing asserted): a worker runs the configuration it is
     given; the table has fused (the default) beside local and dense, pairs each local and fused row
     with the dense one of its size, skips dense
     configurations over the memory limit and prints the ratios of the workers' numbers."""
     import json
 
-    bench = load_script("benchmarks", "bench_projection.py")
+    from benchmarks import bench_projection as bench
     assert bench.main(["--worker", "local", "32", "16", "--repeats", "5"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {k: res[k] for k in ("impl", "n_pts", "size", "repeats")} == dict(impl="local", n_pts=32, size=16,

@@ -1,4 +1,4 @@
-"""benchmarks/renderer_alone.py on a tiny case: free clouds fitted to the views of two chairs whose
+"""claims/renderer_alone.py on a tiny case: free clouds fitted to the views of two chairs whose
 hidden sides have another colour, depth-aware against depth-unaware. Its metrics are checked
 against brute-force numpy (all pairwise distances), its paired differences against the per-model
 numbers, its resume against a second call, and the comparison itself: the depth-unaware fit
@@ -16,8 +16,9 @@ FIT = ["--split", "train", "--models", "2", "--n_views", "4", "--n_pts", "256", 
 
 
 @pytest.fixture(scope="module")
-def renderer_alone(load_script):
-    return load_script("benchmarks", "renderer_alone.py")
+def renderer_alone():
+    from claims import renderer_alone
+    return renderer_alone
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def two_sided_data(tmp_path_factory):
 
 def _run(data_dir, out):
     """The script in its own process: it fits in eager mode, and the tests' process is in graph mode."""
-    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "renderer_alone.py"), "--data_dir", data_dir,
+    cmd = [sys.executable, os.path.join(ROOT, "claims", "renderer_alone.py"), "--data_dir", data_dir,
            "--out", str(out)] + FIT
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

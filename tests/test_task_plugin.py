@@ -20,8 +20,8 @@ from utils.data.layout import PCL_COLOURS_FILE, render_file
 from utils.data.readers import read_cloud_colours, read_rgb
 from utils.render import projection
 from utils.task import Task, available_tasks, task_from_ref
-from utils.train.config import non_negative_float
-from utils.tfv1 import tf
+from utils.common.cli import non_negative_float
+from utils.common.tfv1 import tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHAIR = "03001627"

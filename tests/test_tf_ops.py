@@ -15,7 +15,7 @@ from scipy.spatial.distance import cdist
 
 import tf_ops
 from tf_ops import build, fallback, reference
-from utils.tfv1 import tf
+from utils.common.tfv1 import tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -14,7 +14,7 @@ from tf_ops import build, reference
 from utils.render import camera
 from utils import losses
 from utils.render import projection as proj
-from utils.tfv1 import tf
+from utils.common.tfv1 import tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGMA_SQ, RADIUS, BETA = 0.4, 1.0, 100.0
@@ -305,7 +305,7 @@ _THREADS_SCRIPT = r"""
 import sys
 import numpy as np
 import tf_ops
-from utils.tfv1 import tf, use_graph_mode
+from utils.common.tfv1 import tf, use_graph_mode
 use_graph_mode()
 data = np.load(sys.argv[1])
 p, f = tf.constant(data["pix"]), tf.constant(data["feat"])

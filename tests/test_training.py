@@ -16,10 +16,11 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
+from utils.eval import evaluate
 from utils.train import config
 from utils import metrics
-from utils.train.experiment import Experiment
-from utils.tfv1 import tf
+from utils.experiment import Experiment
+from utils.common.tfv1 import tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -126,10 +127,10 @@ def test_train_snapshot_resume_metrics(task, tiny_data, tmp_path, capsys, monkey
 
 
 @pytest.mark.slow
-def test_train_step_benchmark_worker(tiny_data, capsys, load_script):
+def test_train_step_benchmark_worker(tiny_data, capsys):
     """benchmarks/bench_train_step.py's worker on a tiny configuration: it trains, times and reports
     every part, for the fused step and the step before it; and the table it prints."""
-    bench = load_script("benchmarks", "bench_train_step.py")
+    from benchmarks import bench_train_step as bench
     from utils import losses
     affinity_bwd = losses.affinity_bwd
     cfg = dict(batch=2, views=2, n_pts=64, size=64)  # the tiny data set has 64x64 renders
@@ -172,7 +173,7 @@ def test_flags_in_script_reads_continued_lines(tmp_path):
 
 @pytest.mark.parametrize("task", ["rgb", "partseg"])
 def test_run_scripts_use_only_defined_flags(task):
-    for kind, parser in (("train", config.train_parser(task)), ("metrics", config.metrics_parser(task))):
+    for kind, parser in (("train", config.train_parser(task)), ("metrics", evaluate.metrics_parser(task))):
         commands = flags_in_script(os.path.join(ROOT, f"run_{kind}_{task}.sh"))
         assert len(commands) == 1
         args = parser.parse_args(commands[0])  # SystemExit on an unknown flag
@@ -239,12 +240,12 @@ def _graph_fingerprint(args, task, optimiser):
     """sha256 of the GraphDef that build_graph (or the whole training graph) makes for ``args``."""
     import hashlib
     from utils.train import loop as train_loop
-    from utils.model import build_graph
+    from utils.model import GraphSettings, build_graph
     with tf.Graph().as_default() as graph:
         if optimiser:
             train_loop.build_training_graph(args, task, n_gt_pts=32)
         else:
-            build_graph(args, task, args.batch_size, n_gt_pts=32)
+            build_graph(GraphSettings.from_args(args, task), task, args.batch_size, n_gt_pts=32)
     graph_def = graph.as_graph_def()
     for node in graph_def.node:
         node.attr.pop("_gradient_op_type", None)  # a process-wide counter, not part of the graph
@@ -313,13 +314,13 @@ def _random_batch(task_name, rng, n_cls=3, b=2, v=2, h=16, w=12, n_gt=32):
 def _run_model(task_name, argv, batch, fetch=("terms", "xyz", "feat")):
     """Build the training graph's model for ``argv`` (seed 1) and run ``fetch`` on ``batch``:
     (dict of results, the graph namespace)."""
-    from utils.model import build_graph
+    from utils.model import GraphSettings, build_graph
     args = config.parse_train_args(task_name, ["--exp", "x", *TINY_GRAPH, *argv])
     if task_name == "partseg":
         args.n_cls = 3
     with tf.Graph().as_default(), tf.Session() as sess:
         tf.set_random_seed(1)
-        g = build_graph(args, _task(task_name), batch_size=2, n_gt_pts=batch["pcl"].shape[1])
+        g = build_graph(GraphSettings.from_args(args, _task(task_name)), _task(task_name), batch_size=2, n_gt_pts=batch["pcl"].shape[1])
         sess.run(tf.global_variables_initializer())
         return sess.run({k: getattr(g, k) for k in fetch}, g.feed(batch)), g
 
@@ -414,7 +415,7 @@ def test_training_on_one_batch_drives_the_losses_down(task_name, tiny_data):
     ground-truth clouds falls by at least 15% on average (seen: 22% to 35%) and by at least 5%
     for each chair (seen: 12% to 40%). One CPU thread: the same numbers on every run."""
     from utils.data import BatchPipeline
-    from utils.model import build_graph
+    from utils.model import GraphSettings, build_graph
     task = _task(task_name)
     args = task.resolve_args(config.parse_train_args(task_name, [
         "--exp", "x", "--data_dir", tiny_data, "--N_VIEWS", "2", "--batch_size", "2", "--N_PTS", "256",
@@ -424,7 +425,7 @@ def test_training_on_one_batch_drives_the_losses_down(task_name, tiny_data):
     one_thread = tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
     with tf.Graph().as_default(), tf.Session(config=one_thread) as sess:
         tf.set_random_seed(1)
-        g = build_graph(args, task, args.batch_size, n_gt_pts=batch["pcl"].shape[1])
+        g = build_graph(GraphSettings.from_args(args, task), task, args.batch_size, n_gt_pts=batch["pcl"].shape[1])
         step = tf.train.AdamOptimizer(args.lr).minimize(g.loss)
         sess.run(tf.global_variables_initializer())
         feed = g.feed(batch)

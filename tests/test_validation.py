@@ -17,7 +17,7 @@ from scipy.spatial.distance import cdist
 
 from utils.data.val_set import choose_pairs
 from utils.task import task_from_ref
-from utils.tfv1 import tf
+from utils.common.tfv1 import tf
 
 
 def _unit_cube(pcl, clip=None):
@@ -101,7 +101,7 @@ def test_validation_scores_are_brute_force_chamfer_on_the_recorded_pairs(tiny_da
     from rgb.task import TASK
     from utils.data import BatchPipeline
     from utils.train import config, loop
-    from utils.train.experiment import Experiment
+    from utils.experiment import Experiment
     exp = Experiment(str(tmp_path / "exp"))
     try:
         args = config.parse_train_args("rgb", _argv(exp.root, tiny_data, 1, 3, ["--val_samples", "3"]

@@ -199,9 +199,9 @@ def test_training_flags_reach_the_pipeline(tiny_data, tmp_path):
     assert config.changed_flags(plain, args) == []
 
 
-def test_bench_data_table_arithmetic(load_script):
+def test_bench_data_table_arithmetic():
     """benchmarks/bench_data.py's ratios, checked by hand: B = 8 samples per 50 ms step = 160 samples/s."""
-    bench = load_script("benchmarks", "bench_data.py")
+    from benchmarks import bench_data as bench
     text = bench.table(50.0, 40.0, {("cache", 1): 1600.0}, {("cache", 1): 2.0}, 10.0)
     assert "-> 160 samples/s" in text and "5.0 ms -> 1600 samples/s" in text
     assert "| cache | 1 | 1600 | 10.0x | 1.00x | 2.00 | 4.8% |" in text  # 2 / (2 + 40) CPU ms

@@ -5,7 +5,7 @@ import imageio.v2 as imageio
 import matplotlib
 import numpy as np
 
-from utils import visualize
+from utils.common import visualize
 
 matplotlib.use("Agg")  # no window in tests, whatever the machine has
 RED, BLUE = [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]

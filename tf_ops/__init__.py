@@ -26,9 +26,9 @@ TensorFlow. This package is self-contained: it imports nothing from the project'
 ``utils`` (which uses it), and gets TensorFlow as ``import tensorflow.compat.v1 as tf``
 in each module. It builds the same ops in graph and in eager mode, so it does not switch
 modes: switching is a process-wide decision that belongs to the application, and the
-project's entry points make it (``utils.tfv1.use_graph_mode()``; importing ``utils.tfv1``
+project's entry points make it (``utils.common.tfv1.use_graph_mode()``; importing ``utils.common.tfv1``
 only hides TensorFlow's start-up lines). That is why the project's modules import
-``utils.tfv1`` before ``tf_ops``: the first import of TensorFlow in a process decides what it
+``utils.common.tfv1`` before ``tf_ops``: the first import of TensorFlow in a process decides what it
 prints while loading. Importing ``tf_ops`` first works as well, with TensorFlow's own
 start-up messages.
 

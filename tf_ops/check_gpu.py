@@ -325,7 +325,7 @@ def main(argv=None):
         check_pixel_nearest(lib, rng, 32, 1024, 64, 64, args.reps),
         check_pixel_nearest(lib, rng, 2, 16384, 128, 128, args.reps),
     ]
-    print(f"\n| check | result | max error | GPU time (ms) |\n| --- | --- | --- | --- |")
+    print("\n| check | result | max error | GPU time (ms) |\n| --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['op']} | {'ok' if r['ok'] else 'FAIL'} | {r['error']} | {r['gpu_ms']} |")
     bad = [r["op"] for r in rows if not r["ok"]]

@@ -29,7 +29,7 @@ Affinity losses (CAPNet paper: a 2D Chamfer-like distance between silhouettes):
 
 Scale: the original training script multiplied both affinity means by 1e-4 *inside* the
 script (``loss_fwd = 1e-4 * reduce_mean(fwd)``) before its ``wt_aff_fwd``/``wt_aff_bwd``
-weights; these functions do not: the graph builder applies ``utils.model.AFFINITY_SCALE``.
+weights; these functions do not: the graph builder applies :data:`AFFINITY_SCALE`.
 
 What the original code actually computed (``--affinity original``,
 :func:`affinity_fwd_original`, :func:`affinity_bwd_original`): it tiled each (B, H, W)
@@ -49,9 +49,11 @@ The paper's formula, the default (``--affinity paper``), is a distance-weighted 
 term whose magnitudes (px^2) differ from the original's.
 """
 
-from utils.tfv1 import tf  # before tf_ops: TensorFlow loads quietly, in graph mode
+from utils.common.tfv1 import tf  # before tf_ops: TensorFlow loads quietly, in graph mode
 
 import tf_ops
+
+AFFINITY_SCALE = 1e-4  # the original's training script multiplied both affinity means (px^2) by this
 
 ORIGINAL_AFFINITY_FAR = 1e6  # the original's weight of pixels outside the other mask
 BCE_CLIP = 1e-7  # probabilities clipped to [BCE_CLIP, 1 - BCE_CLIP] (1 - 1e-8 rounds to 1 in float32)

@@ -31,7 +31,7 @@ Definitions (as the original's metrics code):
 """
 import numpy as np
 
-from utils.tfv1 import tf  # before tf_ops: TensorFlow loads quietly, in graph mode
+from utils.common.tfv1 import tf  # before tf_ops: TensorFlow loads quietly, in graph mode
 
 import tf_ops
 

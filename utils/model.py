@@ -8,9 +8,8 @@ plain values of a :class:`GraphSettings` (made from the training flags by
 :meth:`GraphSettings.from_args` at the entry points).
 """
 import dataclasses
-import types
 
-from utils.tfv1 import tf  # before tf_ops: TensorFlow loads quietly, in graph mode
+from utils.common.tfv1 import tf  # before tf_ops: TensorFlow loads quietly, in graph mode
 
 import tf_ops
 from utils.render import camera, projection
@@ -19,7 +18,6 @@ from utils import losses, metrics
 from utils.data import N_GT_PTS
 from utils.net.recon_net import recon_net
 
-AFFINITY_SCALE = 1e-4  # the original's training script multiplied both affinity means by this
 NONFINITE_TAG = "non-finite network output"  # in the error raised when predictions become NaN/inf
 
 
@@ -118,8 +116,8 @@ class GraphSettings:
 
     @classmethod
     def from_args(cls, args, task):
-        """The settings the training flags (a resolved Namespace: parse + Task.resolve_args, or
-        args.json) give ``task``'s graph."""
+        """The settings the training flags (parsed, then Task.resolve_args; or args.json read back)
+        give ``task``'s graph."""
         return cls(n_views=args.N_VIEWS, img_h=args.IMG_H, img_w=args.IMG_W, n_pts=args.N_PTS,
                    n_feat=task.n_feat(args), bottleneck=args.bottleneck, skipconn=getattr(args, "skipconn", False),
                    init=args.init, input_scale=args.input_scale, projection=args.projection,
@@ -137,9 +135,17 @@ class GraphSettings:
                     impl=self.projection)
 
 
-def _settings(settings, task):
-    """A GraphSettings from itself or from a training Namespace (the older call)."""
-    return settings if isinstance(settings, GraphSettings) else GraphSettings.from_args(settings, task)
+def _settings(settings):
+    """``settings`` itself; a TypeError naming what is expected for anything else (parsed flags are
+    turned into settings with :meth:`GraphSettings.from_args` by the caller)."""
+    if not isinstance(settings, GraphSettings):
+        raise TypeError(f"expected GraphSettings (GraphSettings.from_args(flags, task) makes them from parsed "
+                        f"training flags), got {type(settings).__name__}")
+    return settings
+
+
+class Graph:
+    """What :func:`build_graph` returns: its placeholders and tensors as attributes."""
 
 
 def _affinity_terms(s, pred_mask, pix, gt_mask, gt_dist):
@@ -196,32 +202,32 @@ def loss_terms_2d(s, task, pix, pred_mask, proj, gt_mask, gt_dist, gt_view):
 
 def loss_weights_2d(s):
     """[(weight, term name)] of the 2D terms in the loss, in the order they are summed (the
-    affinities scaled by :data:`AFFINITY_SCALE`, as in the original)."""
-    return [(s.wt_bce, "bce"), (AFFINITY_SCALE * s.wt_aff_fwd, "aff_fwd"),
-            (AFFINITY_SCALE * s.wt_aff_bwd, "aff_bwd"), (s.wt_aff_pts, "aff_pts"), (s.wt_feat, "feat")]
+    affinities scaled by :data:`utils.losses.AFFINITY_SCALE`, as in the original)."""
+    return [(s.wt_bce, "bce"), (losses.AFFINITY_SCALE * s.wt_aff_fwd, "aff_fwd"),
+            (losses.AFFINITY_SCALE * s.wt_aff_bwd, "aff_bwd"), (s.wt_aff_pts, "aff_pts"), (s.wt_feat, "feat")]
 
 
 def build_graph(settings, task, batch_size, n_gt_pts=N_GT_PTS, training=True):
     """Build placeholders, network, projections, losses and validation metrics.
 
     Args:
-        settings: a :class:`GraphSettings` (a training Namespace is converted with
-            :meth:`GraphSettings.from_args`).
+        settings: a :class:`GraphSettings` (:meth:`GraphSettings.from_args` makes them from the flags).
         task: a :class:`utils.task.Task`.
         batch_size: int, B (static: the projection's scatter ids need it).
         n_gt_pts: int, points in the ground-truth clouds.
         training: also build the 2D/3D losses (metrics only need the network).
     Returns:
-        SimpleNamespace with ``ph`` (dict batch key -> placeholder), ``xyz``
+        :class:`Graph` with ``ph`` (dict batch key -> placeholder), ``xyz``
         (B, N, 3), ``feat`` (B, N, C), and with ``training``: ``pred_mask``
         (B*V, H, W), ``proj`` (B*V, H, W, C'), ``loss`` (scalar), ``terms``
         (dict name -> scalar), ``val`` (dict of (B,) Chamfer metrics), ``feed``
         (function batch dict -> feed_dict).
     """
-    s = _settings(settings, task)
+    s = _settings(settings)
     B, V, H, W = batch_size, s.n_views, s.img_h, s.img_w
     ph = dict(image=tf.placeholder(tf.float32, [B, H, W, 3], "image"))
-    g = types.SimpleNamespace(ph=ph, settings=s)
+    g = Graph()
+    g.ph, g.settings = ph, s
     g.xyz, g.feat = recon_net(network_input(ph["image"], s.input_scale), s.n_pts, s.n_feat,
                               task.feat_activation(), s.bottleneck, s.skipconn, init=s.init)
     if not training:
@@ -291,11 +297,11 @@ def build_validation_graph(settings, task, batch_size, n_gt_pts=N_GT_PTS):
     evaluated in the same batches whatever ``--batch_size`` is.
 
     Args:
-        settings: a :class:`GraphSettings` (or a training Namespace). task: a :class:`Task`.
+        settings: a :class:`GraphSettings`. task: a :class:`Task`.
         batch_size: int, B.
         n_gt_pts: int, points in the ground-truth clouds.
     Returns:
-        SimpleNamespace: ``ph`` (image (B, H, W, 3) in [0, 1], pcl (B, n_gt_pts, 3)), ``xyz``
+        :class:`Graph`: ``ph`` (image (B, H, W, 3) in [0, 1], pcl (B, n_gt_pts, 3)), ``xyz``
         (B, N, 3), ``val`` (:func:`validation_chamfer`, (B,) each), ``feed`` (batch dict -> feed_dict).
     """
     with tf.variable_scope(tf.get_variable_scope(), reuse=tf.AUTO_REUSE), tf.name_scope("validation"):

@@ -34,7 +34,7 @@ stores float32). The conversions to the batch's float32 are the PNG path's
 bit-identical (``tests/test_view_cache.py``).
 
 **Valid or rebuilt, never half read.** A cache is built in a temporary folder beside its place
-and renamed into place when complete (:func:`utils.atomic_io.replace_dir`). It is used only when
+and renamed into place when complete (:func:`utils.common.atomic_io.replace_dir`). It is used only when
 ``manifest.json`` exists and names this format, the same parameters and model list, and the same
 **source fingerprint**: the SHA-256 of (path, size, modification time in ns) of every file in the
 models' folders and of the split list, so editing, replacing or touching any source file
@@ -62,7 +62,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils import atomic_io
+from utils.common import atomic_io
 from utils.data.distance_map import gt_distance_transform
 from utils.data.layout import (N_GT_PTS, PCL_COLOURS_FILE, PCL_FILE, PCL_LABELS_FILE, SPLITS, VIEWS_FILE, _synset,
                                check_views_match_renders, depth_file, label_map_file, list_models, n_parts,

@@ -11,10 +11,17 @@ For every mesh found by :func:`utils.datagen.mesh_io.find_meshes` (any folder of
    :mod:`utils.datagen.part_transfer`);
 3. render V views with the shared ray caster (:mod:`utils.datagen.mesh_render`, the
    demo's renderer): RGB, coverage mask as depth codes, part-label maps;
-4. sample the surface densely (area-weighted), drop the samples that cannot be
-   seen from outside the object (interior geometry), reduce to 1024 points by
+4. sample the surface twice, independently: densely (area-weighted), minus the samples that
+   cannot be seen from outside the object (interior geometry), reduced to 1024 points by
    farthest point sampling; colours are looked up at the sampled points with
-   the same function that colours the rendered pixels.
+   the same function that colours the rendered pixels. The second cloud
+   (``*_resample*.npy``) is the metrics' floor row, as for the demo data.
+
+Steps 1-4 are the one path of every generated data set (:class:`utils.datagen.sources.MeshFileSource`
+into :func:`utils.datagen.build.build_model`, written by :func:`utils.datagen.writer.write_model`);
+the demo's procedural shapes take it too. This module adds the collection: finding the meshes,
+the completion records and shards (:mod:`utils.datagen.shards`), splits and summary, and the
+command line.
 
 The outputs of a model depend only on the options, the seed and its
 (synset, model id), whatever the number of workers. A model is written into a
@@ -25,7 +32,7 @@ interrupted model is redone. Splits, ``partseg/part_names.json``,
 every run from the complete models.
 
 Scaling out (``--shard k/n``, then ``--finalize``): the sorted model list is dealt round-robin
-into n parts (:func:`shard_sources`); shard k renders only its part, with its own temporary
+into n parts (:func:`utils.datagen.shards.shard_sources`); shard k renders only its part, with its own temporary
 folder, and writes a report ``<out>/.make_dataset/shards/<k>-of-<n>.json`` instead of the splits
 and summary, so n processes on any machines sharing the output folder fill one tree without
 touching each other's files. ``--finalize`` then renders nothing: it writes the splits,
@@ -34,36 +41,32 @@ exactly as one unsharded run would, listing the models that failed in a shard; w
 are neither complete nor reported failed (a shard not finished) it writes nothing and lists them.
 """
 import argparse
-import csv
-import hashlib
 import json
-import os
 import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
-from utils import atomic_io
-from utils.data import shapenet
-from utils.data import (N_GT_PTS, PART_NAMES_FILE, PART_TREE_DIR, SPLITS, DataError, read_split, split_list_file,
-                        tree_dirs)
-from utils import cli
-from utils.lock import FolderInUse
-from utils.datagen.writer import (DEFAULT_WORKERS, check_out_folder, lock_data_folder, quantise, run_jobs,
-                               split_models, write_label_maps,
-                               write_part_cloud, write_rgb_cloud, write_splits, write_views)
-from utils.datagen.mesh_io import (MESH_SUFFIXES, UP_AXES, MeshError, PartMap, find_meshes, load_mesh, normalise)
-from utils.datagen.mesh_render import (SUPERSAMPLE, MeshRenderer, encode_depth, farthest_point_sampling)
-from utils.progress import Progress
+from utils.common import atomic_io, cli
+from utils.data import N_GT_PTS, PART_NAMES_FILE, PART_TREE_DIR, shapenet, tree_dirs
 from utils.datagen import part_transfer
+from utils.datagen.build import RenderOptions, build_model
+from utils.datagen.mesh_io import MESH_SUFFIXES, UP_AXES, MeshError, PartMap, find_meshes
+from utils.datagen.mesh_render import SUPERSAMPLE
+from utils.datagen.shards import (STATE_DIR, place_model, read_record, read_shard_reports, shard_name,
+                                  shard_report_path, shard_sources, parse_shard, workers_tmp)
+from utils.datagen.sources import MeshFileSource
+from utils.datagen.splits import make_splits, parse_fractions, read_split_source, write_splits
+from utils.datagen.writer import DEFAULT_WORKERS, check_out_folder, lock_data_folder, run_jobs
+from utils.common.lock import FolderInUse
+from utils.common.progress import Progress
 
-STATE_DIR = ".make_dataset"
-MIN_COVERED_PIXELS = 10  # a model whose best view shows fewer object pixels fails (not rendered)
 INFO_FILE = "dataset_info.json"
 TRANSFER_FILE = "part_transfer.csv"
+# The files a model gets: 2 = with the second sampling of its surface (*_resample*.npy). A folder
+# made by an earlier version (no format in its params.json) asks for --force.
+FILE_FORMAT = 2
 # options that change what a model's files hold: a data set is made with one set of them
 OUTPUT_OPTIONS = ("n_views", "img_size", "azimuth", "elevation", "supersample", "shading", "up", "normalise",
                   "n_dense", "keep_hidden", "seed", "part_map", "part_annotations", "min_agreement")
@@ -107,233 +110,51 @@ class Options:
         return PartMap([tuple(p) for p in self.part_map["patterns"]], self.part_map["names"],
                        self.part_map.get("source", "part map"))
 
+    def render_options(self):
+        """The options of the one render -> sample path (:class:`utils.datagen.build.RenderOptions`)."""
+        return RenderOptions(n_views=self.n_views, img_size=self.img_size, azimuth=tuple(self.azimuth),
+                             elevation=tuple(self.elevation), supersample=self.supersample, shading=self.shading,
+                             n_dense=self.n_dense)
+
     def record(self):
         d = asdict(self)
         d["azimuth"], d["elevation"] = list(self.azimuth), list(self.elevation)
-        return {k: d[k] for k in OUTPUT_OPTIONS}
-
-
-def model_seed(seed, synset, model_id):
-    """SeedSequence of one model: depends only on (seed, synset, model id)."""
-    digest = hashlib.sha256(f"{synset}/{model_id}".encode()).digest()
-    words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
-    return np.random.SeedSequence([int(seed)] + words)
+        return dict({k: d[k] for k in OUTPUT_OPTIONS}, file_format=FILE_FORMAT)
 
 
 # --------------------------------------------------------------------------
 # one model
 # --------------------------------------------------------------------------
 def render_model(source, opts):
-    """Load, label, render and sample one model. Pure function of its arguments.
+    """Load, label, render and sample one mesh: :func:`utils.datagen.build.build_model` of its
+    :class:`~utils.datagen.sources.MeshFileSource`. Pure function of its arguments.
 
     Args:
         source: :class:`utils.datagen.mesh_io.MeshSource`.
         opts: :class:`Options`.
     Returns:
-        dict: ``views (V, 2)`` degrees; ``rgb (V,H,W,3)`` uint8; ``depth
-        (V,H,W)`` uint8; ``pcl (1024, 3)`` float32 ShapeNet frame; ``colours
-        (1024, 3)`` float32 in [0, 1]; with part labels also ``labels
-        (V,H,W)`` uint8 and ``point_labels (1024,)`` int32 1-based; ``report``
-        (a JSON-able dict: notes, faces, part transfer).
+        build_model's dict: ``views``, ``rgb``, ``depth``, ``pcl``, ``colours``, ``resample`` (the
+        second sampling), with part labels also ``labels`` and ``point_labels``; ``report`` (a
+        JSON-able dict: notes, faces, part transfer).
     Raises:
         MeshError (and AnnotationError): the model cannot be used.
     """
-    view_ss, sample_ss, align_ss = model_seed(opts.seed, source.synset, source.model_id).spawn(3)
-    loaded = load_mesh(source.path, opts.up)
-    surface, _, _ = normalise(loaded.surface, opts.normalise)
-    report = dict(faces=int(len(surface.faces)), textures=len(surface.textures), notes=list(loaded.notes))
-    labelled = False
-    part_map = opts.part_map_obj()
-    if part_map is not None:
-        surface = surface.with_labels(part_map.face_labels(loaded, source.path))
-        labelled = True
-    elif opts.part_annotations:
-        files = part_transfer.annotation_files(opts.part_annotations, source.synset, source.model_id)
-        if files is None:
-            report["partseg"] = "no part annotation"
-        else:
-            pts, seg = part_transfer.read_annotation(*files)
-            labels, info = part_transfer.transfer(surface, pts, seg, np.random.default_rng(align_ss))
-            report["transfer"] = info
-            if info["agreement"] >= opts.min_agreement:
-                surface = surface.with_labels(labels)
-                labelled = True
-            else:
-                report["partseg"] = f"part transfer agreement {info['agreement']:.3f} < {opts.min_agreement}"
-
-    view_rng = np.random.default_rng(view_ss)
-    az = view_rng.uniform(opts.azimuth[0], opts.azimuth[1], opts.n_views)
-    el = view_rng.uniform(opts.elevation[0], opts.elevation[1], opts.n_views)
-    renderer = MeshRenderer(surface)
-    rgb, depth, label_maps = [], [], []
-    for a, e in zip(az, el):
-        view = renderer.render(np.radians(a), np.radians(e), opts.img_size, opts.img_size, opts.shading,
-                               opts.supersample)
-        rgb.append(np.round(view.rgb * 255).astype(np.uint8))
-        depth.append(encode_depth(view.depth, view.hit))
-        label_maps.append(view.label)
-
-    covered = max(int(np.sum(d < 254)) for d in depth)
-    if covered < MIN_COVERED_PIXELS:
-        raise MeshError(f"{source.path}: the views are nearly empty (at most {covered} object pixels of "
-                        f"{opts.img_size}x{opts.img_size}); far-off geometry (stray vertices in faces) makes the "
-                        f"object tiny after normalisation; expected a mesh whose faces all belong to the object")
-
-    sample_rng = np.random.default_rng(sample_ss)
-    xyz, face, bary = surface.sample(opts.n_dense, sample_rng)
-    if not opts.keep_hidden:
-        seen = renderer.visible_from_outside(xyz)
-        report["hidden_samples"] = round(float(1 - seen.mean()), 4)
-        if seen.sum() < N_GT_PTS:
-            raise MeshError(f"{source.path}: only {int(seen.sum())} of {opts.n_dense} surface samples can be seen "
-                            f"from outside; raise --n_dense or pass --keep_hidden")
-        xyz, face, bary = xyz[seen], face[seen], bary[seen]
-    keep = farthest_point_sampling(xyz, N_GT_PTS, sample_rng)
-    xyz, face, bary = xyz[keep], face[keep], bary[keep]
-    out = dict(views=np.stack([az, el], 1), rgb=np.stack(rgb), depth=np.stack(depth), pcl=xyz.astype(np.float32),
-               colours=quantise(surface.colour_at(face, bary)).astype(np.float32), report=report)
-    if labelled:
-        out["labels"] = np.stack(label_maps)
-        out["point_labels"] = surface.labels[face].astype(np.int32)
-        report["part_labels"] = sorted(int(k) for k in np.unique(surface.labels))
-    return out
-
-
-def model_folders(synset, model_id, partseg):
-    """The model's folders, relative to the data root (rgb tree first)."""
-    rel = Path(synset) / model_id
-    rgb, seg = tree_dirs(""), tree_dirs("", PART_TREE_DIR)
-    out = [Path(rgb["rendered"]) / rel, Path(rgb["pcl"]) / rel]
-    if partseg:
-        out += [Path(seg["rendered"]) / rel, Path(seg["labels"]) / rel, Path(seg["pcl"]) / rel]
-    return out
-
-
-def write_model(root, synset, model_id, model):
-    """Write one model's files under ``root`` (its partseg folders when it has part labels)."""
-    root = Path(root)
-    partseg = "labels" in model
-    folders = [root / f for f in model_folders(synset, model_id, partseg)]
-    write_views([folders[0]] + ([folders[2]] if partseg else []), model["views"], model["rgb"], model["depth"])
-    write_rgb_cloud(folders[1], model["pcl"], model["colours"])
-    if partseg:
-        write_label_maps(folders[3], model["labels"])
-        write_part_cloud(folders[4], model["pcl"], model["point_labels"])
-
-
-def _record_path(out, synset, model_id):
-    return Path(out) / STATE_DIR / "models" / synset / f"{model_id}.json"
-
-
-def read_record(out, synset, model_id):
-    """The completion record of a model whose folders are all in place, else None."""
-    path = _record_path(out, synset, model_id)
-    try:
-        rec = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not all((Path(out) / f).is_dir() for f in model_folders(synset, model_id, rec.get("partseg", False))):
-        return None
-    return rec
-
-
-def _remove_model(out, synset, model_id):
-    """Delete a model's record and folders (an interrupted or forced model)."""
-    rec = _record_path(out, synset, model_id)
-    if rec.exists():
-        rec.unlink()
-    for f in model_folders(synset, model_id, True):
-        if (Path(out) / f).exists():
-            shutil.rmtree(Path(out) / f)
+    return build_model(MeshFileSource(source, opts), opts.render_options())
 
 
 def _job(job):
-    """Worker: render, write into a private temporary folder, move into place, record. Never raises
-    for a bad mesh: returns ``(source, record or None, error message or None)``."""
-    out, source, opts = job[:3]
-    out = Path(out)
-    tmp = (Path(job[3]) if len(job) > 3 else out / STATE_DIR / "tmp") / f"{source.synset}_{source.model_id}"
+    """Worker: build the model, then place it (:func:`utils.datagen.shards.place_model`). Never
+    raises for a bad mesh: returns ``(source, record or None, error message or None)``."""
+    out, source, opts, tmp_root = job
     try:
         model = render_model(source, opts)
     except (MeshError, part_transfer.AnnotationError, ValueError, OSError, MemoryError) as err:
         return source, None, str(err) if str(source.path) in str(err) else f"{source.path}: {err}"
     except Exception as err:  # a bug or a library failure on an odd file: report, keep going
         return source, None, f"{source.path}: {type(err).__name__}: {err}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
-        write_model(tmp, source.synset, source.model_id, model)
-        _remove_model(out, source.synset, source.model_id)
-        partseg = "labels" in model
-        for rel in model_folders(source.synset, source.model_id, partseg):
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp / rel, out / rel)
-        rec = dict(path=str(Path(source.path).resolve()), synset=source.synset, model_id=source.model_id, layout=source.layout,
-                   partseg=partseg, **model["report"])
-        path = _record_path(out, source.synset, source.model_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_io.write_text(path, json.dumps(rec, indent=1) + "\n")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return source, rec, None
-
-
-# --------------------------------------------------------------------------
-# splits
-# --------------------------------------------------------------------------
-def parse_fractions(text):
-    """'0.8,0.1,0.1' -> (0.8, 0.1, 0.1); ValueError unless three non-negative numbers summing to 1."""
-    try:
-        vals = tuple(float(v) for v in str(text).split(","))
-    except ValueError:
-        vals = ()
-    if len(vals) != 3 or min(vals) < 0 or abs(sum(vals) - 1) > 1e-6:
-        raise ValueError(f"--split {text!r}: expected three fractions train,val,test summing to 1, e.g. 0.8,0.1,0.1")
-    return vals
-
-
-def read_split_source(path, synset):
-    """Split lists to reuse: ``{split: [ids]}`` for ``synset`` from a folder of
-    ``<synset>_{train,val,test}_list.{txt,npy}`` files or a CSV with columns
-    ``synsetId``, ``modelId``, ``split`` (ShapeNetCore's ``all.csv``).
-    Missing lists are empty."""
-    path = Path(path)
-    out = {name: [] for name in SPLITS}
-    if path.is_file():
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        if rows and not {"synsetId", "modelId", "split"} <= set(rows[0]):
-            raise ValueError(f"--splits_from {path}: expected CSV columns synsetId, modelId, split")
-        for r in rows:
-            name = r["split"].strip().lower()
-            name = "val" if name == "validation" else name
-            if r["synsetId"].strip().zfill(8) == synset and name in out:
-                out[name].append(r["modelId"].strip())
-        return out
-    if not path.is_dir():
-        raise ValueError(f"--splits_from {path}: no such folder or CSV file")
-    for name in SPLITS:
-        for ext in (".txt", ".npy"):
-            f = path / split_list_file(synset, name, ext)
-            if f.is_file():
-                try:
-                    out[name] = read_split(str(f))
-                except DataError as err:
-                    raise ValueError(f"--splits_from: {err}") from None
-                break
-    return out
-
-
-def make_splits(ids, synset, seed, fractions, reuse=None):
-    """``({split: sorted ids}, [ids left out])``: ``reuse`` lists filtered to ``ids``, or a fresh
-    seeded partition (:func:`utils.datagen.writer.split_models`)."""
-    ids = sorted(ids)
-    if reuse is None:
-        return split_models(ids, seed, synset, fractions), []
-    have = set(ids)
-    splits = {name: sorted(i for i in reuse.get(name, []) if i in have) for name in SPLITS}
-    listed = set().union(*map(set, splits.values()))
-    return splits, [i for i in ids if i not in listed]
+    record = dict(path=str(Path(source.path).resolve()), synset=source.synset, model_id=source.model_id,
+                  layout=source.layout, **model["report"])
+    return source, place_model(out, tmp_root, source.synset, source.model_id, model, record), None
 
 
 # --------------------------------------------------------------------------
@@ -349,7 +170,7 @@ def _check_params(out, opts, force):
         except ValueError:
             old = None
     if old is not None and old != new and not force:
-        diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in OUTPUT_OPTIONS if old.get(k) != new.get(k)]
+        diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new.get(k)]
         raise FileExistsError(f"{out} holds models made with other options ({'; '.join(diff)}); use another "
                               f"--out, or --force to redo every model with the new options")
     if old != new:  # (shards starting together find it written and leave it alone)
@@ -360,52 +181,6 @@ def _check_params(out, opts, force):
 # --------------------------------------------------------------------------
 # shards
 # --------------------------------------------------------------------------
-def parse_shard(text):
-    """'k/n' -> (k, n) with 1 <= k <= n; ValueError naming --shard otherwise."""
-    try:
-        k, n = (int(v) for v in str(text).split("/"))
-    except ValueError:
-        k = n = 0
-    if not 1 <= k <= n:
-        raise ValueError(f"--shard {text!r}: expected k/n with 1 <= k <= n (the k-th of n parts), e.g. 3/8")
-    return k, n
-
-
-def shard_sources(sources, k, n):
-    """The k-th (1-based) of n disjoint parts of ``sources``: every n-th model of the list sorted by
-    (synset, model id), starting at the k-th. The parts cover the list, differ in size by at most
-    one model, and depend only on the list (the same on every machine and every re-run)."""
-    ordered = sorted(sources, key=lambda s: (s.synset, s.model_id))
-    return ordered[k - 1::n]
-
-
-def _shard_name(shard):
-    return f"{shard[0]}-of-{shard[1]}"
-
-
-def _shard_report_path(out, shard):
-    return Path(out) / STATE_DIR / "shards" / f"{_shard_name(shard)}.json"
-
-
-def _tmp_root(out, shard):
-    """Temporary folder of a run's workers: one per shard, so one shard's start-up clean-up never
-    removes another's models in progress."""
-    return Path(out) / STATE_DIR / ("tmp" if shard is None else f"tmp-{_shard_name(shard)}")
-
-
-def read_shard_reports(out):
-    """{(k, n): report} of every shard report under ``out`` (unreadable ones skipped)."""
-    folder = Path(out) / STATE_DIR / "shards"
-    reports = {}
-    for path in sorted(folder.glob("*-of-*.json")) if folder.is_dir() else []:
-        try:
-            rep = json.loads(path.read_text())
-            reports[(int(rep["shard"][0]), int(rep["shard"][1]))] = rep
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
-            continue
-    return reports
-
-
 def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits_from=None, part_names=None,
                  limit=0, workers=1, force=False, progress=True, log=print, shard=None, finalize=False):
     """Render every mesh of ``meshes`` into the data layout under ``out``.
@@ -422,7 +197,7 @@ def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits
         limit: at most this many models per synset (0 = all), the first in
             model-id order.
         workers: processes; force: redo complete models.
-        progress: a bar on a terminal, a line every 5% of the models otherwise (utils.progress).
+        progress: a bar on a terminal, a line every 5% of the models otherwise (utils.common.progress).
         log: where messages go (failures as they happen, progress lines).
         shard: ``(k, n)``: render only the k-th of n parts (:func:`shard_sources`) and write its
             report instead of the splits and summary.
@@ -450,7 +225,7 @@ def make_dataset(meshes, out, opts, category=None, split=(0.8, 0.1, 0.1), splits
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     # Shards run side by side into one --out: each locks its own folder; other runs lock --out.
-    lock_folder = out if shard is None else out / STATE_DIR / "shards" / _shard_name(shard)
+    lock_folder = out if shard is None else out / STATE_DIR / "shards" / shard_name(shard)
     try:
         lock_folder.mkdir(parents=True, exist_ok=True)
         with lock_data_folder(lock_folder):
@@ -468,12 +243,12 @@ def _make_locked(meshes, sources, out, opts, fractions, splits_from, part_names,
     if finalize:
         return _finalize(meshes, out, opts, sources, fractions, splits_from, part_names, t0)
     mine = shard_sources(sources, *shard) if shard is not None else sources
-    tmp_root = _tmp_root(out, shard)
+    tmp_root = workers_tmp(out, shard)
     shutil.rmtree(tmp_root, ignore_errors=True)  # leftovers of an interrupted run (of this shard)
     try:
         return _render_all(meshes, sources, mine, out, opts, fractions, splits_from, part_names, workers, force,
                            progress, log, t0, shard, tmp_root)
-    finally:  # also after Ctrl-C / SIGTERM (utils.cli): the workers' temporaries go, as on the next start
+    finally:  # also after Ctrl-C / SIGTERM (utils.common.cli): the workers' temporaries go, as on the next start
         shutil.rmtree(tmp_root, ignore_errors=True)
 
 
@@ -501,7 +276,7 @@ def _render_all(meshes, sources, mine, out, opts, fractions, splits_from, part_n
     if shard is not None:
         report = dict(shard=list(shard), models=len(mine), rendered_now=len(todo) - len(failures),
                       already_complete=len(mine) - len(todo), failed=failures, seconds=round(time.time() - t0, 1))
-        path = _shard_report_path(out, shard)
+        path = shard_report_path(out, shard)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_io.write_json(path, report, indent=1)
         return dict(report, found=len(sources))
@@ -738,7 +513,7 @@ def missing_text(info, out, show=20):
 
 
 def main(argv=None):
-    """The command line (utils.cli): 0, 1 when no model could be rendered, 2 after a one-line error,
+    """The command line (utils.common.cli): 0, 1 when no model could be rendered, 2 after a one-line error,
     128 + signal when interrupted."""
     return cli.run("make_dataset", _main, argv, expected=(MeshError, ValueError, FolderInUse), status=2,
                    interrupted_hint="complete models are kept, the model in progress was removed; re-run the "

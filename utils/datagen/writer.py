@@ -1,9 +1,11 @@
 """Writers of the data layout that :mod:`utils.data` reads (see ``data/README.md``).
 
-Shared by the demo generator (:mod:`utils.datagen.demo_data`) and the mesh-collection
-renderer (:mod:`utils.datagen.mesh_dataset`), so both write byte for byte the same kind
-of files: 8-bit PNG renders and depth codes, ``view.txt`` in degrees, ``.npy``
-clouds in the ShapeNet frame, split lists.
+:func:`write_model` writes one model built by :func:`utils.datagen.build.build_model` (whatever
+its source) into both trees; the demo generator (:mod:`utils.datagen.demo_data`) and the
+mesh-collection renderer (:mod:`utils.datagen.mesh_dataset`) both call it, so both write byte for
+byte the same kind of files: 8-bit PNG renders and depth codes, ``view.txt`` in degrees, ``.npy``
+clouds in the ShapeNet frame (and the second sampling beside them). Also here: the output
+folder's checks and lock, the worker pool. Split lists: :mod:`utils.datagen.splits`.
 """
 import multiprocessing
 import os
@@ -13,14 +15,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from utils import atomic_io, cli, lock
-from utils.data import (PCL_COLOURS_FILE, PCL_FILE, PCL_LABELS_FILE, SPLITS, VIEWS_FILE, depth_file, label_map_file,
-                        render_file, split_list_file)
-from utils.data.layout import PCL_SIDES_FILE
+from utils.common import cli, lock
+from utils.data import (PART_TREE_DIR, PCL_COLOURS_FILE, PCL_FILE, PCL_LABELS_FILE, VIEWS_FILE, depth_file,
+                        label_map_file, render_file, tree_dirs)
+from utils.data.layout import PCL_SIDES_FILE, RESAMPLE_COLOURS_FILE, RESAMPLE_LABELS_FILE, RESAMPLE_PCL_FILE
 
-SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train, val, test
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)  # the generators' worker processes (--workers)
-SPLIT_SALT = 7  # split_models seeds its permutation with (seed, synset, SPLIT_SALT)
 
 
 def quantise(colour):
@@ -33,7 +33,7 @@ class DataFolderInUse(lock.FolderInUse):
 
 
 def lock_data_folder(out):
-    """The data tools' exclusive lock on their output folder (utils.lock; refused naming the holder)."""
+    """The data tools' exclusive lock on their output folder (utils.common.lock; refused naming the holder)."""
     return lock.FolderLock(out, "data folder", "data tool", error=DataFolderInUse,
                            advice="Wait for it to finish or stop it, or choose another --out", remove=True)
 
@@ -117,66 +117,37 @@ def write_part_cloud(folder, pcl, labels, files=(PCL_FILE, PCL_LABELS_FILE)):
     np.save(folder / files[1], labels)
 
 
-def split_counts(n, fractions=SPLIT_FRACTIONS):
-    """(n_train, n_val, n_test) for ``n`` models: non-negative, summing to ``n``.
-
-    The val and test shares are rounded, and get at least one model each when there are 3
-    models or more and their fraction is not zero; a zero fraction always gets none. The rest
-    goes to train, or, when the train fraction is zero, to test (or val).
-    """
-    f_train, f_val, f_test = (float(f) for f in fractions)
-    if min(f_train, f_val, f_test) < 0:
-        raise ValueError(f"split fractions must be non-negative, got {tuple(fractions)}")
-    n_val = int(round(f_val * n)) if f_val > 0 else 0
-    n_test = int(round(f_test * n)) if f_test > 0 else 0
-    if n >= 3:
-        n_val, n_test = (max(1, n_val) if f_val > 0 else 0), (max(1, n_test) if f_test > 0 else 0)
-    excess = n_val + n_test - n  # rounding up both: the larger share gives way
-    if excess > 0:
-        if n_val >= n_test:
-            n_val -= excess
-        else:
-            n_test -= excess
-    n_train = n - n_val - n_test
-    if f_train == 0 and n_train:  # nothing may go to train: the rest to test (or val)
-        if f_test > 0:
-            n_test += n_train
-        else:
-            n_val += n_train
-        n_train = 0
-    elif f_train > 0 and n_train == 0 and n >= 3:  # a train share gets a model too
-        if n_val >= n_test:
-            n_val -= 1
-        else:
-            n_test -= 1
-        n_train = 1
-    return n_train, n_val, n_test
+def model_folders(synset, model_id, partseg):
+    """The model's folders, relative to the data root: the colour tree's rendered and cloud folders,
+    then, with ``partseg``, the part tree's rendered, label-map and cloud folders."""
+    rel = Path(synset) / model_id
+    rgb, seg = tree_dirs(""), tree_dirs("", PART_TREE_DIR)
+    out = [Path(rgb["rendered"]) / rel, Path(rgb["pcl"]) / rel]
+    if partseg:
+        out += [Path(seg["rendered"]) / rel, Path(seg["labels"]) / rel, Path(seg["pcl"]) / rel]
+    return out
 
 
-def split_models(ids, seed, synset, fractions=SPLIT_FRACTIONS):
-    """Deterministic train/val/test partition of ``ids`` (each list sorted): disjoint, covering
-    ``ids``, sizes from :func:`split_counts`.
-
-    A permutation seeded by (seed, synset) of ``ids`` in the given order, cut at those sizes.
-    """
-    n = len(ids)
-    perm = np.random.default_rng([int(seed), int(synset), SPLIT_SALT]).permutation(n)
-    n_train, n_val, _ = split_counts(n, fractions)
-    pick = lambda a, b: sorted(ids[i] for i in perm[a:b])  # noqa: E731
-    return {"train": pick(0, n_train), "val": pick(n_train, n_train + n_val), "test": pick(n_train + n_val, n)}
-
-
-def write_splits(folder, synset, splits, ext=".txt"):
-    """``<synset>_{train,val,test}_list.txt`` (one id per line) or ``.npy`` (1-D string array)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in SPLITS:
-        ids = splits.get(name, [])
-        path = folder / split_list_file(synset, name, ext)
-        if ext == ".npy":
-            np.save(path, np.array(ids, dtype=str))
-        else:
-            atomic_io.write_text(path, "".join(i + "\n" for i in ids))
+def write_model(root, synset, model_id, model):
+    """Write one model (:func:`utils.datagen.build.build_model`) under ``root``: the colour tree always,
+    the part tree when it has part labels; its second sampling beside the first cloud, its side
+    record when it has one."""
+    partseg = "labels" in model
+    folders = [Path(root) / f for f in model_folders(synset, model_id, partseg)]
+    write_views([folders[0]] + ([folders[2]] if partseg else []), model["views"], model["rgb"], model["depth"])
+    if partseg:
+        write_label_maps(folders[3], model["labels"])
+    again = model.get("resample")
+    write_rgb_cloud(folders[1], model["pcl"], model["colours"])
+    if "sides" in model:
+        write_point_sides(folders[1], model["sides"])
+    if again is not None:
+        write_rgb_cloud(folders[1], again["pcl"], again["colours"], files=(RESAMPLE_PCL_FILE, RESAMPLE_COLOURS_FILE))
+    if partseg:
+        write_part_cloud(folders[4], model["pcl"], model["point_labels"])
+        if again is not None:
+            write_part_cloud(folders[4], again["pcl"], again["point_labels"],
+                             files=(RESAMPLE_PCL_FILE, RESAMPLE_LABELS_FILE))
 
 
 def run_jobs(fn, jobs, workers, chunksize=1):

@@ -26,13 +26,15 @@ import types
 
 import numpy as np
 
-from utils import atomic_io, cli, metrics, tfv1, visualize
+from utils.common import atomic_io, cli, tfv1, visualize
+from utils import metrics
 from utils.train import config
-from utils.data import BatchPipeline, DataError, list_models
-from utils.train.experiment import Experiment, ExperimentStateError, WrongTask, check_task
+from utils.data import SPLITS, BatchPipeline, DataError, list_models
+from utils.experiment import Experiment, ExperimentStateError, WrongTask, check_task
 from utils.model import GraphSettings, build_graph
-from utils.progress import Progress
-from utils.tfv1 import tf
+from utils.task import as_task
+from utils.common.progress import Progress
+from utils.common.tfv1 import tf
 
 # One pass over the samples in file order, one input view each (unless told otherwise), the
 # first views supervising: the evaluation's pipelines differ from training's in these arguments.
@@ -131,7 +133,7 @@ def check_out_dir(path, flag="--out"):
 
 def open_trained(exp_dir, task, snapshot, kind):
     """Validate an experiment for metrics or predict before any graph is built: the folder, its
-    args.json, the task it was trained for and a checkpoint that reads back in full (utils.train.experiment,
+    args.json, the task it was trained for and a checkpoint that reads back in full (utils.experiment,
     ``Experiment.restorable``: 'latest' falls back to an older readable snapshot, with a warning).
 
     Returns (training flags as saved, Experiment, checkpoint prefix, iteration); raises
@@ -307,7 +309,7 @@ def _run(task, margs, targs, prefix, data, baselines, groups=None):
     rows, pictures = [], _Pictures(task, margs.n_pictures or n_total, every_sample=margs.visualize)
     saved = [] if getattr(margs, "save_predictions", False) else None
     n_batches = math.ceil(n_total / B)
-    with tf.Session(graph=m.graph) as sess, \
+    with tf.Session(graph=m.graph, config=tfv1.session_config()) as sess, \
             Progress(n_batches, f"metrics {margs.eval_set}", unit="batch", enabled=margs.tqdm) as progress:
         m.saver.restore(sess, prefix)
         for k in range(n_batches):
@@ -481,16 +483,63 @@ def _shown(picture):
             metrics.scale_to_unit_cube_np(picture["pred"], visualize.PICTURE_BOX_CLIP))
 
 
-# Failures whose one-line message says everything (utils.cli): no traceback.
+def metrics_parser(task):
+    """argparse parser for ``<task>/metrics_<task>.py``; the architecture and data come from the
+    experiment's args.json (utils.train.config), so metrics cannot disagree with training."""
+    task = as_task(task)
+    p = argparse.ArgumentParser(
+        prog=f"metrics_{task.name}.py",
+        description=f"Evaluate a trained DIFFER ({task.name}) experiment: Chamfer, EMD and "
+                    f"{task.metric_phrase} against a baseline that ignores the image.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--exp", required=True, help="experiment folder written by training (holds args.json)")
+    p.add_argument("--snapshot", default="best", help="'best', 'latest' or an iteration number")
+    p.add_argument("--eval_set", choices=SPLITS, default="test",
+                   help="split to evaluate (the authors' ShapeNet release has only train and val lists)")
+    p.add_argument("--input_views", choices=("all", "random"), default="all",
+                   help="'all': every input view of every model is a sample (the paper's protocol); "
+                        "'random': one seeded random input view per model")
+    p.add_argument("--clip_box", type=cli.non_negative_float, default=0.0,
+                   help="measure the prediction's bounding box (unit-cube scaling) on coordinates clipped to "
+                        "+-clip_box, so far stray points do not shrink the cloud; 0 = off (the original's metrics)")
+    p.add_argument("--data_dir", default=None, help="override the data root stored in args.json")
+    p.add_argument("--gpu", default=None, help="GPU index to use (sets CUDA_VISIBLE_DEVICES)")
+    p.add_argument("--batch_size", type=cli.positive_int, default=16)
+    p.add_argument("--max_samples", type=cli.non_negative_int, default=0, help="evaluate at most this many samples (0 = all)")
+    p.add_argument("--baseline_models", type=cli.positive_int, default=200,
+                   help="training clouds used to find the baseline's medoid")
+    p.add_argument("--out", default=None, help="output folder (default: <exp>/metrics_<eval_set>_<snapshot>)")
+    p.add_argument("--edge_radius", type=cli.non_negative_float, default=0.05,  # utils.metrics.EDGE_RADIUS
+                   help="data with a side record (the demo data): ground-truth points closer than this to a point "
+                        "of the other side (unit-cube units) form the 'edge' group of the side-resolved errors")
+    task.add_metrics_flags(p)
+    g = p.add_argument_group("pictures")
+    g.add_argument("--visualize", action="store_true",
+                   help="interactive window per sample (needs a display); n / right arrow: next, q: quit")
+    g.add_argument("--save_screenshots", action="store_true", help="PNG grids (input, GT, prediction from several angles)")
+    g.add_argument("--save_gifs", action="store_true", help="turntable GIFs of GT and prediction")
+    g.add_argument("--save_ply", action="store_true", help="predicted clouds as coloured PLY files")
+    g.add_argument("--save_predictions", action="store_true",
+                   help="every sample's predicted cloud and features, unrounded, in predictions.npz (model_id, "
+                        "input_view, xyz (S, N, 3) in the renderer frame, features (S, N, C)), for analyses")
+    g.add_argument("--n_pictures", type=cli.non_negative_int, default=8, help="samples to draw with --save_screenshots/--save_gifs (0 = all)")
+    g.add_argument("--tqdm", action="store_true",
+                   help="progress bar on a terminal (elsewhere: a plain line every 10%% of the batches)")
+    p.add_argument("--verbose", action="store_true", help=config.VERBOSE_HELP)
+    p.set_defaults(task=task.name)
+    return p
+
+
+# Failures whose one-line message says everything (utils.common.cli): no traceback.
 EXPECTED_ERRORS = (DataError, ExperimentStateError, WrongTask)
 
 
 def main(task, argv=None):
     """Entry point of metrics_<task>.py."""
-    margs = config.metrics_parser(task).parse_args(argv)
+    margs = metrics_parser(task).parse_args(argv)
     return evaluate(task, margs)
 
 
 def cli_main(task):
-    """``metrics_<task>.py`` on the command line: :func:`main` behind utils.cli's one error path."""
+    """``metrics_<task>.py`` on the command line: :func:`main` behind utils.common.cli's one error path."""
     cli.exit_with(f"metrics_{task.name}", lambda argv: main(task, argv) and 0, expected=EXPECTED_ERRORS)

@@ -9,7 +9,7 @@ file. ``--export`` copies the numbers into the SavedModel's ``differ.json`` (key
 import json
 import os
 
-from utils import atomic_io, cli
+from utils.common import atomic_io, cli
 from utils.data import shapenet
 from utils.eval import preprocess
 

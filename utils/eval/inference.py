@@ -5,7 +5,7 @@ Shared by ``rgb/predict_rgb.py`` and ``partseg/predict_partseg.py``::
     python rgb/predict_rgb.py --exp experiments/demo_rgb photo.png more_photos/ --out predictions
 
 * :func:`find_images` expands folders; :func:`read_image` decodes any PNG/JPEG and
-  :func:`utils.eval.preprocess.prepare` turns it into what the network saw in training: float32
+  :func:`utils.eval.preprocess.prepare_image` turns it into what the network saw in training: float32
   (H, W, 3) RGB in [0, 1], the object found (alpha, ``--segment``) and composited on the training
   background (:func:`training_background`), framed as in the training renders (``--fit``,
   :mod:`utils.eval.framing`) at IMG_H x IMG_W (``args.json``), with a warning per image that is
@@ -31,16 +31,17 @@ import cv2
 import numpy as np
 
 from utils.train import config
-from utils import cli, metrics, tfv1, visualize
+from utils.common import cli, tfv1, visualize
+from utils import metrics
 from utils.data import DataError, shapenet
 from utils.eval import framing as input_framing, preprocess
 from utils.eval.evaluate import check_out_dir, open_trained
 from utils.eval.preprocess import to_network_input
-from utils.train.experiment import ExperimentStateError, WrongTask
+from utils.experiment import ExperimentStateError, WrongTask
 from utils.model import GraphSettings, build_graph
-from utils.progress import Progress
+from utils.common.progress import Progress
 from utils.task import as_task
-from utils.tfv1 import tf
+from utils.common.tfv1 import tf
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 DEMO_BACKGROUND = (0.0, 0.0, 0.0)  # utils/datagen/demo_data.py renders on black
@@ -160,12 +161,6 @@ def training_background(targs, tree="", n_models=4):
 # --------------------------------------------------------------------------
 # the network
 # --------------------------------------------------------------------------
-def _session_config(threads=0):
-    cfg = tf.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads)
-    cfg.gpu_options.allow_growth = True
-    return cfg
-
-
 class Predictor:
     """A trained experiment restored into one session; images in, clouds out.
 
@@ -187,7 +182,7 @@ class Predictor:
         with self.graph.as_default():
             self.g = build_graph(GraphSettings.from_args(self.args, task), task, self.batch_size, training=False)
             saver = tf.train.Saver(tf.global_variables("recon_net"))
-        self.sess = tf.Session(graph=self.graph, config=_session_config(threads))
+        self.sess = tf.Session(graph=self.graph, config=tfv1.session_config(threads))
         saver.restore(self.sess, self.checkpoint)
 
     @property
@@ -246,7 +241,7 @@ class Predictor:
             with tf.variable_scope(tf.get_variable_scope(), use_resource=True):
                 g = build_graph(self.g.settings, self.task, None, training=False)
             saver = tf.train.Saver(tf.global_variables("recon_net"))
-            with tf.Session(graph=graph, config=_session_config(self.threads)) as sess:
+            with tf.Session(graph=graph, config=tfv1.session_config(self.threads)) as sess:
                 saver.restore(sess, self.checkpoint)
                 signature = tf.saved_model.predict_signature_def(
                     inputs={"image": g.ph["image"]}, outputs={"xyz": g.xyz, "features": g.feat})
@@ -403,7 +398,7 @@ def predict_parser(task):
     p.add_argument("--frame", choices=FRAMES, default="shapenet",
                    help="frame of the PLY/.npy coordinates: 'shapenet' (y up, like the data set's clouds) "
                         "or 'network' (the network's output, world -x up) (default: shapenet)")
-    p.add_argument("--batch_size", type=config.positive_int, default=8, help="images per session run (default: 8)")
+    p.add_argument("--batch_size", type=cli.positive_int, default=8, help="images per session run (default: 8)")
     p.add_argument("--gif", action="store_true", help="also write a turntable GIF per image")
     p.add_argument("--npy", action="store_true", help="also write the raw arrays (xyz, features) as .npy")
     p.add_argument("--no_sheet", action="store_true", help="skip the PNG sheets (faster on large folders)")
@@ -420,7 +415,7 @@ def run(task, args):
     """Predict (and/or export) as described by the parsed flags.
 
     Returns a dict: 'outputs' {input path: [written files]}, 'errors' [(path, message)],
-    'warnings' [(path, message)] (inputs out of the model's reach, :func:`preprocess.prepare`),
+    'warnings' [(path, message)] (inputs out of the model's reach, :func:`preprocess.prepare_image`),
     'export' (path or None), 'images_per_s' (network only) and 'total_s'.
     """
     tfv1.use_graph_mode()  # the process-wide switch, here in the entry point, not at import
@@ -440,7 +435,7 @@ def run(task, args):
             legend = task.legend(pred.args.data_dir, pred.args.category, pred.g.settings.n_feat)
             info = dict(background_rgb=[round(255 * c) for c in background], background_source=source,
                         framing=framing, framing_source=framing_source,
-                        preprocess="utils/eval/preprocess.py (numpy + OpenCV): prepare(image, IMG_H, IMG_W, "
+                        preprocess="utils/eval/preprocess.py (numpy + OpenCV): prepare_image(image, IMG_H, IMG_W, "
                                    "background_rgb / 255, framing); see docs/inference.md")
             if legend:
                 info["part_names"] = [name for name, _ in legend]
@@ -470,12 +465,12 @@ def main(task, argv=None):
     return run(task, args)
 
 
-# Failures whose one-line message says everything (utils.cli): no traceback.
+# Failures whose one-line message says everything (utils.common.cli): no traceback.
 EXPECTED_ERRORS = (DataError, ExperimentStateError, WrongTask, ImageError)
 
 
 def cli_main(task):
-    """``predict_<task>.py`` on the command line: :func:`main` behind utils.cli's one error path;
+    """``predict_<task>.py`` on the command line: :func:`main` behind utils.common.cli's one error path;
     status 1 when an input was skipped."""
     cli.exit_with(f"predict_{task.name}", lambda argv: 1 if main(task, argv)["errors"] else 0,
                   expected=EXPECTED_ERRORS)
@@ -522,7 +517,7 @@ def _predict_files(pred, task, args, background, result, framing=None):
                 except ImageError as err:
                     _skip(result, path, str(err), bar.write)
                     continue
-                prep = preprocess.prepare(photo, H, W, background, framing, args.segment, args.fit,
+                prep = preprocess.prepare_image(photo, H, W, background, framing, args.segment, args.fit,
                                           args.tolerance)
                 for warning in prep.warnings:
                     cli.warn(f"{path}: {warning}")

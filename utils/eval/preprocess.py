@@ -5,17 +5,17 @@ This file is meant to be copied: a SavedModel user (``predict_*.py --export``) a
 the export records in ``assets.extra/differ.json`` without the rest of this repository::
 
     import json, cv2, numpy as np
-    from preprocess import prepare                       # this file, copied
+    from preprocess import prepare_image                       # this file, copied
     info = json.load(open("saved_model/assets.extra/differ.json"))
     bgr = cv2.imread("photo.jpg", cv2.IMREAD_UNCHANGED)  # keeps an alpha channel if there is one
     img = cv2.cvtColor(bgr, cv2.COLOR_BGRA2RGBA if bgr.shape[2] == 4 else cv2.COLOR_BGR2RGB) / 255.0
-    p = prepare(img, info["IMG_H"], info["IMG_W"], np.array(info["background_rgb"]) / 255.0,
+    p = prepare_image(img, info["IMG_H"], info["IMG_W"], np.array(info["background_rgb"]) / 255.0,
                 info.get("framing"), segment="auto", fit="auto")
     for w in p.warnings:
         print("warning:", w)
     # p.image: float32 (IMG_H, IMG_W, 3) RGB in [0, 1], the network's input
 
-Steps (:func:`prepare`):
+Steps (:func:`prepare_image`):
 
 1. **Find the object** (``segment``). An alpha channel is the mask. Otherwise ``border`` removes the
    background connected to the image border: pixels within ``tolerance`` (largest channel
@@ -35,7 +35,7 @@ Steps (:func:`prepare`):
    samples it at IMG_H x IMG_W. ``crop`` / ``pad`` centre-crop or pad to the trained aspect ratio and
    resize. ``auto``: ``object`` when there is a mask and the framing is known, else ``crop``.
 4. **Say when the input is out of reach**: :attr:`Prepared.warnings`, one sentence each (see
-   :func:`prepare`).
+   :func:`prepare_image`).
 """
 import math
 
@@ -56,7 +56,7 @@ RARE_COLOUR = 0.002            # a colour is probable object when under this sha
 
 
 class Prepared:
-    """The result of :func:`prepare`.
+    """The result of :func:`prepare_image`.
 
     Attributes:
         image: float32 (img_h, img_w, 3) RGB in [0, 1], the network's input.
@@ -309,7 +309,7 @@ def _rgb_text(c):
     return "RGB " + ", ".join(str(round(255 * float(v))) for v in c)
 
 
-def prepare(img, img_h, img_w, background=(0.0, 0.0, 0.0), framing=None, segment="auto", fit="auto",
+def prepare_image(img, img_h, img_w, background=(0.0, 0.0, 0.0), framing=None, segment="auto", fit="auto",
             tolerance=DEFAULT_TOLERANCE):
     """Segment, composite on ``background`` and frame one image for the network.
 

@@ -7,7 +7,7 @@ training script can (and must) add them to its loss.
 """
 import numpy as np
 
-from utils.tfv1 import tf
+from utils.common.tfv1 import tf
 
 _ACTIVATIONS = {
     None: lambda x: x, "linear": lambda x: x, "relu": tf.nn.relu,

@@ -12,7 +12,7 @@ layers) is registered by :mod:`utils.net.layers`; the training graph adds it to 
 loss (the original declared it and never used it).
 """
 from utils.net import layers
-from utils.tfv1 import tf
+from utils.common.tfv1 import tf
 
 CONV_DECAY = 1e-5
 FC_DECAY = 1e-3

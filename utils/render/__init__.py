@@ -10,7 +10,7 @@ The public API (docs/renderer.md lists it with shapes, units and an example)::
 
 It works in TensorFlow 2's eager mode (``tf.function``, ``tf.GradientTape``) and in the
 project's TF1-style graphs; importing it changes no process-wide setting (graph mode is
-switched on by our entry points, :func:`utils.tfv1.use_graph_mode`). One name per function
+switched on by our entry points, :func:`utils.common.tfv1.use_graph_mode`). One name per function
 whatever the backend: the fused compiled kernel when ``tf_ops``'s library loads, its
 ``'local'`` graph-op form otherwise (after one warning). ``tf_ops.mask_projection`` /
 ``tf_ops.feature_projection`` are the raw kernels underneath: same definition, but they raise
@@ -22,11 +22,12 @@ from utils.render.projection import (CHOICES, IMPLS, feature_projection, mask_pr
                                      resolve_impl)
 
 
-def backend():
-    """'fused' when the compiled kernels are loaded, else 'local' (what ``impl='auto'`` runs)."""
+def auto_impl():
+    """The projection implementation ``impl='auto'`` runs: 'fused' when the compiled kernels are loaded
+    (tf_ops.backend() == 'compiled'), else 'local'."""
     return resolve_impl("auto")
 
 
 __all__ = ["Camera", "project", "world2cam", "perspective_transform", "intrinsics", "DEFAULT_DISTANCE",
            "MIN_DEPTH", "OFF_IMAGE", "mask_projection", "feature_projection", "part_projection", "resolve_impl",
-           "backend", "IMPLS", "CHOICES"]
+           "auto_impl", "IMPLS", "CHOICES"]

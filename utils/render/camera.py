@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from utils.tfv1 import tf
+from utils.common.tfv1 import tf
 
 BASE_FOCAL = 120.0  # px, for a 64 px image
 BASE_SIZE = 64.0

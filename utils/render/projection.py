@@ -73,7 +73,7 @@ import functools
 import numbers
 from typing import Tuple, Union
 
-from utils.tfv1 import tf  # before tf_ops: TensorFlow loads quietly (no change of mode)
+from utils.common.tfv1 import tf  # before tf_ops: TensorFlow loads quietly (no change of mode)
 
 import tf_ops
 from tf_ops.params import gaussian_half_width, well_half_width

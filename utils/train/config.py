@@ -20,12 +20,11 @@ preset is applied.
 """
 import argparse
 import json
-import math
 import os
 import time
 
-from utils import atomic_io
-from utils.data.layout import SPLITS
+from utils.common.cli import non_negative_float, non_negative_int, positive_float, positive_int
+from utils.common import atomic_io
 from utils.task import as_task, task_from_ref
 
 ARGS_FILE = "args.json"
@@ -84,34 +83,6 @@ VERBOSE_HELP = "also show TensorFlow's start-up and info messages (hidden by def
 
 class ResumeError(ValueError):
     """A resumed run was given flags that change what is trained (without --override)."""
-
-
-def positive_int(text):
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
-    return value
-
-
-def non_negative_float(text):
-    value = float(text)
-    if not value >= 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"expected a finite non-negative number, got {text}")
-    return value
-
-
-def positive_float(text):
-    value = float(text)
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text}")
-    return value
 
 
 def default_data_dir():
@@ -287,52 +258,6 @@ def parse_train_args(task, argv=None):
     pre.add_argument("--preset", choices=PRESET_NAMES, default="recommended")
     known, _ = pre.parse_known_args(argv)
     return _preset_parser(task, known.preset).parse_args(argv)
-
-
-def metrics_parser(task):
-    """argparse parser for ``<task>/metrics_<task>.py`` (architecture comes from args.json)."""
-    task = as_task(task)
-    p = argparse.ArgumentParser(
-        prog=f"metrics_{task.name}.py",
-        description=f"Evaluate a trained DIFFER ({task.name}) experiment: Chamfer, EMD and "
-                    f"{task.metric_phrase} against a baseline that ignores the image.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--exp", required=True, help="experiment folder written by training (holds args.json)")
-    p.add_argument("--snapshot", default="best", help="'best', 'latest' or an iteration number")
-    p.add_argument("--eval_set", choices=SPLITS, default="test",
-                   help="split to evaluate (the authors' ShapeNet release has only train and val lists)")
-    p.add_argument("--input_views", choices=("all", "random"), default="all",
-                   help="'all': every input view of every model is a sample (the paper's protocol); "
-                        "'random': one seeded random input view per model")
-    p.add_argument("--clip_box", type=non_negative_float, default=0.0,
-                   help="measure the prediction's bounding box (unit-cube scaling) on coordinates clipped to "
-                        "+-clip_box, so far stray points do not shrink the cloud; 0 = off (the original's metrics)")
-    p.add_argument("--data_dir", default=None, help="override the data root stored in args.json")
-    p.add_argument("--gpu", default=None, help="GPU index to use (sets CUDA_VISIBLE_DEVICES)")
-    p.add_argument("--batch_size", type=positive_int, default=16)
-    p.add_argument("--max_samples", type=non_negative_int, default=0, help="evaluate at most this many samples (0 = all)")
-    p.add_argument("--baseline_models", type=positive_int, default=200,
-                   help="training clouds used to find the baseline's medoid")
-    p.add_argument("--out", default=None, help="output folder (default: <exp>/metrics_<eval_set>_<snapshot>)")
-    p.add_argument("--edge_radius", type=non_negative_float, default=0.05,  # utils.metrics.EDGE_RADIUS
-                   help="data with a side record (the demo data): ground-truth points closer than this to a point "
-                        "of the other side (unit-cube units) form the 'edge' group of the side-resolved errors")
-    task.add_metrics_flags(p)
-    g = p.add_argument_group("pictures")
-    g.add_argument("--visualize", action="store_true",
-                   help="interactive window per sample (needs a display); n / right arrow: next, q: quit")
-    g.add_argument("--save_screenshots", action="store_true", help="PNG grids (input, GT, prediction from several angles)")
-    g.add_argument("--save_gifs", action="store_true", help="turntable GIFs of GT and prediction")
-    g.add_argument("--save_ply", action="store_true", help="predicted clouds as coloured PLY files")
-    g.add_argument("--save_predictions", action="store_true",
-                   help="every sample's predicted cloud and features, unrounded, in predictions.npz (model_id, "
-                        "input_view, xyz (S, N, 3) in the renderer frame, features (S, N, C)), for analyses")
-    g.add_argument("--n_pictures", type=non_negative_int, default=8, help="samples to draw with --save_screenshots/--save_gifs (0 = all)")
-    g.add_argument("--tqdm", action="store_true",
-                   help="progress bar on a terminal (elsewhere: a plain line every 10%% of the batches)")
-    p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
-    p.set_defaults(task=task.name)
-    return p
 
 
 def args_json(args):

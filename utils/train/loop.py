@@ -1,7 +1,7 @@
 """The training loop shared by every task (rgb/, partseg/, ...).
 
 ``main(task, argv)`` parses the shared flags (utils.train.config), prepares the
-experiment folder (utils.train.experiment), builds the one graph (utils.model) and
+experiment folder (utils.experiment), builds the one graph (utils.model) and
 trains with Adam, logging to TensorBoard, log.txt and (on a terminal) a progress bar. Every
 ``save_n`` iterations it validates (the validation Chamfer on the experiment's
 validation set, :data:`VAL_SET_FILE`), keeps the best model and writes projection
@@ -16,7 +16,7 @@ Failure behaviour (docs/failures.md):
   exactly that iteration and exit with status 128 + signal number
   (:class:`TrainingInterrupted`); further signals meanwhile are ignored, so the
   save cannot be cut short. Interrupt + resume equals an uninterrupted run.
-* The experiment folder is locked (utils.train.experiment); resuming with flags that
+* The experiment folder is locked (utils.experiment); resuming with flags that
   change what is trained is refused unless ``--override`` (utils.train.config).
 * A diverging run stops with "loss became nan at iteration k" before a
   non-finite network output reaches the projection, and never snapshots
@@ -40,18 +40,18 @@ import types
 
 import numpy as np
 
-from utils import atomic_io
+from utils.common import atomic_io
 from utils.train import config
 from utils.render import projection
-from utils import cli as cli_tools, tfv1, visualize
+from utils.common import cli as cli_tools, tfv1, visualize
 from utils.data import BatchPipeline, DataError, check_data_dir
 from utils.data.val_set import choose_pairs
 from utils.task import task_ref
-from utils.train.experiment import (BEST, CKPT_NAME, SNAPSHOTS, STOP_SIGNALS, Experiment, ExperimentInUse,
+from utils.experiment import (BEST, CKPT_NAME, SNAPSHOTS, STOP_SIGNALS, Experiment, ExperimentInUse,
                               ExperimentStateError, read_checkpoint)
-from utils.model import NONFINITE_TAG, build_graph, build_validation_graph
-from utils.progress import Progress
-from utils.tfv1 import tf
+from utils.model import NONFINITE_TAG, GraphSettings, build_graph, build_validation_graph
+from utils.common.progress import Progress
+from utils.common.tfv1 import tf
 
 TEST_SIGNAL_ENV = "DIFFER_TEST_SIGNAL_AT"
 # Errors whose message says everything: no traceback in log.txt.
@@ -113,13 +113,7 @@ def _scalar_summary(values):
     return tf.Summary(value=[tf.Summary.Value(tag=k, simple_value=float(v)) for k, v in values.items()])
 
 
-def _session_config():
-    cfg = tf.ConfigProto()
-    cfg.gpu_options.allow_growth = True
-    return cfg
-
-
-_read_checkpoint = read_checkpoint  # (moved to utils.train.experiment; metrics and predict use it)
+_read_checkpoint = read_checkpoint  # (moved to utils.experiment; metrics and predict use it)
 
 
 def find_resume(exp):
@@ -159,7 +153,7 @@ def find_resume(exp):
     return None
 
 
-def prepare(args, exp, defaults=None, task=None):
+def prepare_experiment(args, exp, defaults=None, task=None):
     """Check this command (``args``, resolved by the task) against the experiment folder;
     returns (resume, changes).
 
@@ -280,7 +274,7 @@ def build_training_graph(args, task, n_gt_pts):
         all_finite (bool scalar: every float variable finite), image_summary.
     """
     tf.set_random_seed(args.seed)
-    g = build_graph(args, task, args.batch_size, n_gt_pts=n_gt_pts)
+    g = build_graph(GraphSettings.from_args(args, task), task, args.batch_size, n_gt_pts=n_gt_pts)
     global_step = tf.train.get_or_create_global_step()
     train_op = tf.train.AdamOptimizer(args.lr, beta1=0.9).minimize(
         g.loss, global_step=global_step, var_list=tf.trainable_variables("recon_net"))
@@ -323,7 +317,7 @@ class _Trainer:
         self._val_cache = None
         self.t = build_training_graph(args, task, n_gt)
         self.g = self.t.g
-        self.vg = build_validation_graph(args, task, VAL_BATCH_SIZE, n_gt)
+        self.vg = build_validation_graph(GraphSettings.from_args(args, task), task, VAL_BATCH_SIZE, n_gt)
         best = exp.pointer(BEST)
         self.best_value = best["value"] if best and "value" in best else math.inf
         self.val_set_note = ""
@@ -448,7 +442,7 @@ class _Trainer:
         """
         stop = _StopRequest()
         self.run_start = time.time()
-        with tf.Session(config=_session_config()) as sess:
+        with tf.Session(config=tfv1.session_config()) as sess:
             step = self._initialise(sess)
             self._open_outputs(sess, step)
             try:
@@ -582,7 +576,7 @@ def _report_fatal(err, exp, task):
             with open(exp.log_file, "a") as f:
                 f.write("".join(traceback.format_exception(err)))
     if isinstance(err, _EXPECTED_ERRORS) or exp is not None:
-        err.reported = True  # (utils.cli prints nothing more)
+        err.reported = True  # (utils.common.cli prints nothing more)
 
 
 def main(task, argv=None):
@@ -607,7 +601,7 @@ def main(task, argv=None):
         if exp.took_over:
             exp.log(f"took over the lock left by {exp.took_over}, which is no longer running")
         args = task.resolve_args(args)
-        resume, changes = prepare(args, exp, config.train_defaults(task, args.preset), task)
+        resume, changes = prepare_experiment(args, exp, config.train_defaults(task, args.preset), task)
         graph = tf.Graph()
         with graph.as_default():
             trainer = _Trainer(args, task, exp, resume)  # builds the data pipelines: data checks
@@ -621,8 +615,8 @@ def main(task, argv=None):
             exp.release()
 
 
-def cli(task, argv=None):
-    """Command-line entry (utils.cli): like :func:`main`, but an expected error (bad data, a locked or
+def cli_main(task, argv=None):
+    """Command-line entry (utils.common.cli): like :func:`main`, but an expected error (bad data, a locked or
     damaged experiment, refused flags, divergence) exits with status 1 after its one-line message,
     an unexpected one after a line pointing to its traceback, a signal with 128 + its number."""
     sys.exit(cli_tools.run(f"train_{task.name}", lambda a: main(task, a) and 0, argv, expected=_EXPECTED_ERRORS))

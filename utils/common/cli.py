@@ -15,7 +15,9 @@
 
 Standard library only: every room may import it.
 """
+import argparse
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -178,3 +180,34 @@ def run(tool, main, argv=None, expected=(), status=1, interrupted_hint=""):
 def exit_with(tool, main, **kw):
     """``sys.exit(run(tool, main, **kw))``: the ``if __name__ == '__main__'`` line of a tool."""
     sys.exit(run(tool, main, sys.argv[1:], **kw))
+
+
+# --------------------------------------------------------------------------
+# argument types (argparse ``type=``): a bad value names the flag and what was expected
+# --------------------------------------------------------------------------
+def positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def non_negative_float(text):
+    value = float(text)
+    if not value >= 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a finite non-negative number, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text}")
+    return value

@@ -3,7 +3,7 @@
 Usage::
 
     bash run_ablation.sh [rgb|partseg]                      # every variant, the demo schedule
-    python benchmarks/ablation.py --task rgb --variants 2d,depth-unaware --iters 1000
+    python claims/ablation.py --task rgb --variants 2d,depth-unaware --iters 1000
 
 One experiment per variant and seed (``--seeds K``, default 3: seeds ``--seed``, ``--seed`` + 1,
 ...; a seed changes the weights' initialisation and the order of the training data, never the
@@ -51,7 +51,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-from utils.atomic_io import write_json, write_text  # these two use the standard library only: --help stays quick
+from utils.common.atomic_io import write_json, write_text  # these two use the standard library only: --help stays quick
+from utils.eval.seeds import STD_MIN_RUNS, aggregate, summary_lines
 from utils.task import available_tasks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,7 +70,6 @@ STATE_FILE = "ablation.json"
 ERROR_TAIL_LINES = 12
 DEFAULT_SEEDS = 3
 REFERENCE = "2d"  # the variant every other one is compared with, seed by seed
-STD_MIN_RUNS = 4  # from this many runs on, the spread is the standard deviation; below, the range
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ def metrics_command(args, variant, snapshot="best", seed=None):
 def _run_logged(cmd, log_path):
     """Run ``cmd`` (cwd: the repository), its output passed through to ours and appended to
     ``log_path``. Returns (exit status, the last lines of the output)."""
-    from utils.progress import PROGRESS_ENV, on_terminal
+    from utils.common.progress import PROGRESS_ENV, on_terminal
     # The child writes into a pipe: it draws progress bars when our own output is a terminal.
     env = dict(os.environ, PYTHONUNBUFFERED="1", **{PROGRESS_ENV: "1" if on_terminal(sys.stdout) else "0"})
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -231,7 +231,7 @@ def _read_json(path):
 
 def _progress(exp_dir):
     """(latest snapshot step, best snapshot step), None where absent."""
-    from utils.train.experiment import BEST, SNAPSHOTS, Experiment
+    from utils.experiment import BEST, SNAPSHOTS, Experiment
     if not os.path.isdir(exp_dir):
         return None, None
     exp = Experiment(exp_dir, create=False)
@@ -346,101 +346,6 @@ def _group_keys(rows):
     return next((r["group_keys"] for r in rows if r.get("group_keys")), [])
 
 
-# ----------------------------------------------------------------------------- seeds
-def spread(values):
-    """Mean and spread of one metric over runs (numpy only).
-
-    Args:
-        values: sequence of floats, one per run (NaN and None are left out).
-    Returns:
-        dict(n, mean, kind, std, min, max): ``kind`` is ``"std"`` (sample standard deviation,
-        ddof=1) for ``n >= STD_MIN_RUNS`` runs, ``"range"`` (min, max) below that, ``"none"``
-        for no runs; ``std`` is None unless ``kind == "std"``.
-    """
-    import numpy as np
-    v = np.array([x for x in values if x is not None and np.isfinite(x)], np.float64)
-    if v.size == 0:
-        return dict(n=0, mean=None, kind="none", std=None, min=None, max=None)
-    kind = "std" if v.size >= STD_MIN_RUNS else "range"
-    return dict(n=int(v.size), mean=float(v.mean()), kind=kind,
-                std=float(v.std(ddof=1)) if kind == "std" else None, min=float(v.min()), max=float(v.max()))
-
-
-def exceeds_spread(stats):
-    """Whether a paired difference is read as a finding: its mean beyond one standard deviation
-    (``kind == "std"``), or, with fewer runs, every paired difference of one sign (the range
-    excludes 0)."""
-    if stats["kind"] == "std":
-        return abs(stats["mean"]) > stats["std"]
-    if stats["kind"] == "range":
-        return stats["min"] > 0 or stats["max"] < 0
-    return False
-
-
-def aggregate(runs, keys, reference=REFERENCE):
-    """Per variant, the mean and spread over seeds of each metric, and the difference from
-    ``reference`` over the paired seeds. A pure function (numpy only).
-
-    Args:
-        runs: iterable of dicts ``variant`` (str), ``seed`` (int), ``metrics`` (dict metric ->
-            float, or None for a failed or missing run).
-        keys: the metrics to aggregate (e.g. the task's headline metrics).
-        reference: the variant the differences are taken from.
-    Returns:
-        dict variant -> dict(seeds: the seeds with metrics, sorted; metrics: {key: spread()};
-        diff: {key: spread() of variant(seed) - reference(seed) over the seeds both have, plus
-        ``finding`` (exceeds_spread) and ``pairs`` (the seeds used)}, or None for the reference
-        itself or without a reference run). Variants keep their first-appearance order.
-    """
-    by_variant = {}
-    for r in runs:
-        values = by_variant.setdefault(r["variant"], {})
-        if r.get("metrics"):
-            values[r["seed"]] = r["metrics"]
-    ref = by_variant.get(reference, {})
-    out = {}
-    for name, values in by_variant.items():
-        seeds = sorted(values)
-        entry = dict(seeds=seeds, metrics={k: spread([values[s].get(k) for s in seeds]) for k in keys}, diff=None)
-        pairs = [s for s in seeds if s in ref]
-        if name != reference and ref:
-            entry["diff"] = {}
-            for k in keys:
-                d = [values[s][k] - ref[s][k] for s in pairs
-                     if values[s].get(k) is not None and ref[s].get(k) is not None]
-                stats = spread(d)
-                entry["diff"][k] = dict(stats, finding=exceeds_spread(stats), pairs=pairs)
-        out[name] = entry
-    return out
-
-
-def _fmt_spread(stats, signed=False):
-    """'mean ± std' or 'mean [min, max]' (one run: the value alone)."""
-    if stats is None or stats["kind"] == "none":
-        return "-"
-    f = "{:+.4f}" if signed else "{:.4f}"
-    text = f.format(stats["mean"])
-    if stats["kind"] == "std":
-        return f"{text} ± {stats['std']:.4f}"
-    if stats["n"] > 1:
-        return f"{text} [{f.format(stats['min'])}, {f.format(stats['max'])}]"
-    return text
-
-
-def summary_lines(summary, keys, reference=REFERENCE):
-    """Markdown lines of the seeded table: per variant, the seeds, mean and spread of each metric,
-    and the paired difference from ``reference`` (``*``: it exceeds its spread)."""
-    lines = ["| variant | seeds | " + " | ".join(keys) + " | "
-             + " | ".join(f"Δ {k} vs {reference}" for k in keys) + " |",
-             "| --- | --- | " + " | ".join("---" for _ in 2 * list(keys)) + " |"]
-    for name, e in summary.items():
-        diffs = [("-" if e["diff"] is None else _fmt_spread(e["diff"][k], signed=True)
-                  + (" *" if e["diff"][k]["finding"] else "")) for k in keys]
-        lines.append(f"| {name} | {len(e['seeds'])} | " + " | ".join(_fmt_spread(e["metrics"][k]) for k in keys)
-                     + " | " + " | ".join(diffs) + " |")
-    return lines
-
-
 # ----------------------------------------------------------------------------- table
 def _fmt(value):
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
@@ -452,7 +357,7 @@ def write_table(args, rows, wall_s):
     baseline = next((r["baseline"] for r in rows if r.get("baseline")), None)
     floor = next((r["floor"] for r in rows if r.get("floor")), None)
     floor_note = next((r["floor_note"] for r in rows if r.get("floor_note")), None)
-    summary = aggregate(rows, keys + group_keys)
+    summary = aggregate(rows, keys + group_keys, REFERENCE)
     info = dict(task=args.task, category=args.category, iters=args.iters, seed=args.seed, seeds=run_seeds(args),
                 data_dir=args.data_dir, reference=REFERENCE,
                 schedule=SCHEDULE, eval=dict(snapshot=["best", "latest"], eval_set="test", input_views="all"),
@@ -475,12 +380,12 @@ def write_table(args, rows, wall_s):
              f"seed), with its spread; `*` marks a difference that exceeds its spread (|mean| > standard "
              f"deviation, or with fewer than {STD_MIN_RUNS} pairs every paired difference of one sign), the "
              f"only ones to read as findings. At the best validation snapshot.", ""]
-    lines += summary_lines(summary, keys) if keys else ["(no run has metrics)"]
+    lines += summary_lines(summary, keys, REFERENCE) if keys else ["(no run has metrics)"]
     if group_keys:
         lines += ["", "Side-resolved errors (the data records which ground-truth points lie on a part's hidden side): "
                       "the forward error over the hidden-side points, the visible-side points and the edge between "
                       "them (utils.metrics.side_groups), same reading:", ""]
-        lines += summary_lines(summary, group_keys)
+        lines += summary_lines(summary, group_keys, REFERENCE)
         for name, value in (("image-blind baseline", baseline), ("floor", floor)):
             if value and all(k in value for k in group_keys):
                 lines.append(f"| {name} | | " + " | ".join(_fmt(value[k]) for k in group_keys) + " | "
@@ -561,12 +466,12 @@ def write_figure(args, rows, angles=((20, -60), (20, 120))):
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from utils import visualize
+    from utils.common import visualize
 
     keys = _headline(rows)
     if not any(r.get("metrics") for r in rows):
         return None
-    summary = aggregate(rows, keys)
+    summary = aggregate(rows, keys, REFERENCE)
     first = {}
     for r in rows:  # the pictures: each variant's first seed with metrics (else its first row)
         if r["variant"] not in first or (r.get("metrics") and not first[r["variant"]].get("metrics")):
@@ -674,5 +579,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from utils import cli
+    from utils.common import cli
     cli.exit_with("ablation", main)

@@ -3,11 +3,11 @@ depth-unaware colour projection, with no network.
 
 Usage::
 
-    python benchmarks/renderer_alone.py                                   # the demo data (flat colours)
-    python benchmarks/renderer_alone.py --data_dir data/two_sided --out experiments/renderer_alone_two-sided
+    python claims/renderer_alone.py                                   # the demo data (flat colours)
+    python claims/renderer_alone.py --data_dir data/two_sided --out experiments/renderer_alone_two-sided
 
 For each of the first ``--models`` models of ``--split`` (default: 10 test models) and each variant,
-``examples/fit_cloud_to_views.py``'s :func:`fit` optimises a free cloud of ``--n_pts`` points and a
+the tutorial's fit (:func:`utils.fit.fit`) optimises a free cloud of ``--n_pts`` points and a
 free colour per point against all ``--n_views`` views of the model (soft silhouette BCE, the
 affinity terms and the colour L2: the example's default losses) for ``--steps`` Adam steps, from the
 same initial ball (``--seed``) in both variants:
@@ -15,13 +15,13 @@ same initial ball (``--seed``) in both variants:
 * ``depth-aware``: the colour projection with ``--BETA`` (default 100, the training default);
 * ``depth-unaware``: ``BETA = 0``: a pixel's colour is the unweighted mean over its well.
 
-Measured per fit (the definitions of ``utils/metrics.py``, in numpy/scipy here): *Chamfer* (both
+Measured per fit (:func:`utils.fit.cloud_errors`: the metrics of ``utils/metrics.py``): *Chamfer* (both
 clouds scaled to the unit cube, mean nearest-neighbour distance both ways), *colour* (squared RGB
 difference to the nearest point's colour, averaged over channels, GT -> fit plus fit -> GT, the
 rgb task's headline colour error) and *image* (the colour L2 between the rendered and the true
 views at the last step: what the renderer could not explain). The table gives per variant the
 mean over models with its range, and the paired difference ``depth-unaware`` − ``depth-aware``
-model by model (the aggregation of ``benchmarks/ablation.py``; ``*``: every model agrees in sign,
+model by model (the aggregation of :mod:`utils.eval.seeds`; ``*``: every model agrees in sign,
 or with 4 or more models |mean| > standard deviation).
 
 This separates what the projection can express from what a network learns: with free colours a
@@ -31,7 +31,6 @@ projection can. Outputs in ``--out``: one JSON per (variant, model) with its fit
 (``<variant>/<model>.json`` and ``.npz``; re-running reuses them), ``table.md`` and ``table.json``.
 """
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -45,42 +44,14 @@ REFERENCE = "depth-aware"
 KEYS = ("chamfer", "colour", "image")
 
 
-def _load(name, *path):
-    """A module of this repository that is not in a package (examples/, benchmarks/), by its file."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, *path))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # registered first: tf.function (AutoGraph) looks its source up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def colour_error(gt_xyz, gt_col, xyz, col):
-    """The rgb task's colour error of a fitted cloud (numpy + scipy).
-
-    Args:
-        gt_xyz (N, 3), gt_col (N, 3) in [0, 1]; xyz (M, 3), col (M, 3) in [0, 1].
-    Returns:
-        (total, fwd, bwd): :func:`utils.metrics.colour_errors` (fwd = mean over GT points of the
-        squared colour difference, mean over channels, to the nearest fitted point; bwd the same
-        from the fitted points) with the nearest neighbours found by scipy, both clouds scaled to
-        the unit cube first.
-    """
-    from scipy.spatial import cKDTree
-    from utils.metrics import colour_errors, scale_to_unit_cube_np
-    g, p = scale_to_unit_cube_np(gt_xyz), scale_to_unit_cube_np(xyz)
-    fwd, bwd = colour_errors(gt_col[None], col[None], cKDTree(p).query(g)[1][None], cKDTree(g).query(p)[1][None])
-    return float(fwd[0] + bwd[0]), float(fwd[0]), float(bwd[0])
-
-
-def fit_one(fit_mod, views, beta, args):
-    """One fit; returns its metrics (dict) and the fitted cloud (xyz (N, 3), colours (N, 3))."""
-    result = fit_mod.fit(views, steps=args.steps, n_pts=args.n_pts, beta=beta, lr=args.lr, seed=args.seed,
-                         log_every=max(args.steps, 1), log=lambda line: None)
-    cd, cd_fwd, cd_bwd = fit_mod.chamfer(views["xyz"], result["xyz"])
-    col, col_fwd, col_bwd = colour_error(views["xyz"], views["colours"], result["xyz"], result["colours"])
-    last = result["history"][-1]
-    metrics = dict(chamfer=cd, chamfer_fwd=cd_fwd, chamfer_bwd=cd_bwd, colour=col, colour_fwd=col_fwd,
-                   colour_bwd=col_bwd, image=last.get("rgb"), initial_chamfer=result["history"][0]["chamfer"])
+def fit_one(views, beta, args):
+    """One fit (:func:`utils.fit.fit`); returns its metrics (dict), the fitted cloud (xyz (N, 3),
+    colours (N, 3)) and its seconds."""
+    from utils import fit
+    result = fit.fit(views, steps=args.steps, n_pts=args.n_pts, beta=beta, lr=args.lr, seed=args.seed,
+                     log_every=max(args.steps, 1), log=lambda line: None)
+    metrics = fit.cloud_errors(views["xyz"], views["colours"], result["xyz"], result["colours"])
+    metrics.update(image=result["history"][-1].get("rgb"), initial_chamfer=result["history"][0]["chamfer"])
     return metrics, result["xyz"], result["colours"], result["seconds"]
 
 
@@ -114,9 +85,9 @@ def main(argv=None):
         print(f"renderer_alone: no {args.category} data in {args.data_dir}; make it with "
               f"'python data/make_demo_data.py' or pass --data_dir", file=sys.stderr)
         return 2
-    fit_mod = _load("fit_cloud_to_views", "examples", "fit_cloud_to_views.py")
-    ablation = _load("ablation", "benchmarks", "ablation.py")
-    from utils.atomic_io import write_json, write_text
+    from utils import fit
+    from utils.common.atomic_io import write_json, write_text
+    from utils.eval.seeds import aggregate, summary_lines
     models = list_models(args.data_dir, args.category, args.split)[:args.models]
     settings = dict(data_dir=os.path.abspath(args.data_dir), category=args.category, split=args.split,
                     n_views=args.n_views, steps=args.steps, n_pts=args.n_pts, lr=args.lr, seed=args.seed)
@@ -124,11 +95,11 @@ def main(argv=None):
     runs, t0 = [], time.perf_counter()
     from utils import render  # its backend is chosen (the compiled library loaded) here, not inside a tf.function
     print(f"renderer_alone: {len(models)} {args.category} models ({args.split}), {args.n_views} views, "
-          f"{args.steps} steps, {args.n_pts} points; BETA {args.BETA:g} vs 0; renderer backend: {render.backend()}; "
+          f"{args.steps} steps, {args.n_pts} points; BETA {args.BETA:g} vs 0; projection: {render.auto_impl()}; "
           f"out {args.out}", flush=True)
     for k, mid in enumerate(models):
         try:
-            views = fit_mod.load_views(args.data_dir, args.category, mid, args.n_views)
+            views = fit.load_views(args.data_dir, args.category, mid, args.n_views)
         except (DataError, ValueError) as err:
             print(f"renderer_alone: {err}", file=sys.stderr)
             return 2
@@ -141,7 +112,7 @@ def main(argv=None):
                 if record.get("settings") != dict(settings, BETA=betas[name]):
                     record = None  # made with other settings: fitted again
             if record is None:
-                metrics, xyz, col, seconds = fit_one(fit_mod, views, betas[name], args)
+                metrics, xyz, col, seconds = fit_one(views, betas[name], args)
                 os.makedirs(os.path.dirname(stem), exist_ok=True)
                 tmp = f"{stem}.{os.getpid()}.tmp.npz"
                 np.savez(tmp, xyz=xyz, colours=col)
@@ -156,12 +127,12 @@ def main(argv=None):
             print(f"[{k + 1}/{len(models)}] {mid} {name:13s} chamfer {m['chamfer']:.4f}  colour {m['colour']:.4f}  "
                   f"image {m['image']:.4f}  ({how})", flush=True)
             runs.append(dict(variant=name, seed=k, model=mid, metrics={key: m[key] for key in KEYS}))
-    summary = ablation.aggregate(runs, KEYS, reference=REFERENCE)
+    summary = aggregate(runs, KEYS, reference=REFERENCE)
     lines = [f"Renderer alone ({args.category}, {args.split}, {os.path.abspath(args.data_dir)}): free clouds fitted "
              f"to {args.n_views} views of {len(models)} models, {args.steps} steps, {args.n_pts} points, "
              f"BETA {args.BETA:g} vs 0. Mean over models [min, max] or ± s; Δ paired by model; "
              "lower is better.", ""]
-    lines += [line.replace("| seeds |", "| models |") for line in ablation.summary_lines(summary, KEYS, REFERENCE)]
+    lines += [line.replace("| seeds |", "| models |") for line in summary_lines(summary, KEYS, REFERENCE)]
     lines += ["", "| model | " + " | ".join(f"{v} {k}" for v in VARIANTS for k in KEYS) + " |",
               "| --- | " + " | ".join("---" for _ in range(len(VARIANTS) * len(KEYS))) + " |"]
     by = {(r["variant"], r["model"]): r["metrics"] for r in runs}
@@ -176,5 +147,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    import utils.tfv1  # noqa: F401  (TensorFlow loads without its start-up lines; eager mode stays on)
+    import utils.common.tfv1  # noqa: F401  (TensorFlow loads without its start-up lines; eager mode stays on)
     sys.exit(main())

@@ -4,7 +4,7 @@
 holder's PID, host and start time in it; a second holder is refused with :class:`FolderInUse`
 naming them. The kernel releases the lock when its holder dies (kill -9, crash), so a lock left
 by a killed run is taken over (``took_over`` then names the dead holder). Used by the training
-experiment folder (:mod:`utils.train.experiment`) and the data tools' ``--out`` folder
+experiment folder (:mod:`utils.experiment`) and the data tools' ``--out`` folder
 (:mod:`utils.datagen.demo_data`, :mod:`utils.datagen.mesh_dataset`).
 """
 import fcntl

@@ -6,7 +6,7 @@ original code targeted, has no wheel for any Python we support, so we run
 TensorFlow 2.x through ``tensorflow.compat.v1`` with the v2 behaviour switched
 off (graph mode, no eager execution). Every module does::
 
-    from utils.tfv1 import tf
+    from utils.common.tfv1 import tf
 
 and gets that ``tf``. Importing this module does NOT switch modes: the switch to graph mode is
 a process-wide decision that belongs to the application, so our entry points (training,
@@ -90,6 +90,15 @@ def use_graph_mode():
 
 
 _GRAPH_MODE = False
+
+
+def session_config(threads=0):
+    """The ``tf.ConfigProto`` of every session of training, evaluation and inference: GPU memory
+    taken as needed (``allow_growth``), ``threads`` intra- and inter-op threads (0: TensorFlow's
+    choice, all cores)."""
+    cfg = tf.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads)
+    cfg.gpu_options.allow_growth = True
+    return cfg
 
 
 def set_verbose(verbose):

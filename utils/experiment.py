@@ -34,7 +34,7 @@ import shutil
 import time
 import warnings
 
-from utils import atomic_io, cli, lock
+from utils.common import atomic_io, cli, lock
 
 SNAPSHOTS, BEST = "snapshots", "best"
 POINTER = {SNAPSHOTS: "latest.json", BEST: "best.json"}
@@ -68,7 +68,7 @@ def read_checkpoint(prefix):
 
     Raises what TensorFlow raises on a truncated or corrupt file (OutOfRangeError, DataLossError, ...).
     """
-    from utils.tfv1 import tf  # (this module is otherwise free of TensorFlow)
+    from utils.common.tfv1 import tf  # (this module is otherwise free of TensorFlow)
     reader = tf.train.load_checkpoint(prefix)
     for name in reader.get_variable_to_shape_map():
         reader.get_tensor(name)
@@ -165,7 +165,7 @@ class Experiment:
         """Save a checkpoint atomically; returns its prefix path.
 
         Ctrl-C, SIGTERM and SIGHUP arriving meanwhile take effect once the
-        checkpoint and its pointer are complete (:func:`utils.cli.deferred_signals`).
+        checkpoint and its pointer are complete (:func:`utils.common.cli.deferred_signals`).
 
         Args:
             saver: tf.train.Saver. sess: tf.Session.
