@@ -51,7 +51,7 @@ def fit_one(views, beta, args):
     result = fit.fit(views, steps=args.steps, n_pts=args.n_pts, beta=beta, lr=args.lr, seed=args.seed,
                      log_every=max(args.steps, 1), log=lambda line: None)
     metrics = fit.cloud_errors(views["xyz"], views["colours"], result["xyz"], result["colours"])
-    metrics.update(image=result["history"][-1].get("rgb"), initial_chamfer=result["history"][0]["chamfer"])
+    metrics.update(image=result["history"][-1].get("colour"), initial_chamfer=result["history"][0]["chamfer"])
     return metrics, result["xyz"], result["colours"], result["seconds"]
 
 

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository (this file: utils/fit.py)
-LOSS_SETS = {"bce": ("bce",), "bce+aff": ("bce", "aff"), "bce+aff+rgb": ("bce", "aff", "rgb"),
-             "bce+rgb": ("bce", "rgb")}
+LOSS_SETS = {"bce": ("bce",), "bce+aff": ("bce", "aff"), "bce+aff+colour": ("bce", "aff", "colour"),
+             "bce+colour": ("bce", "colour")}
 
 
 # ----------------------------------------------------------------------------- data
@@ -202,7 +202,7 @@ def reference_band(data_dir, category, mid, gt):
 
 
 # ----------------------------------------------------------------------------- the fit
-def fit(views, steps=600, n_pts=1024, losses=("bce", "aff", "rgb"), beta=100.0, sigma_sq=0.4, well_radius=1.0,
+def fit(views, steps=600, n_pts=1024, losses=("bce", "aff", "colour"), beta=100.0, sigma_sq=0.4, well_radius=1.0,
         lr=0.01, seed=0, init_radius=0.3, wt_aff=1.0, wt_rgb=1.0, log_every=100, snapshots=(), log=print):
     """Optimise a free cloud (and colours) against ``views`` (see :func:`load_views`).
 
@@ -210,7 +210,7 @@ def fit(views, steps=600, n_pts=1024, losses=("bce", "aff", "rgb"), beta=100.0, 
         views: dict from :func:`load_views` (V views of H x W px).
         steps: Adam steps; n_pts: points of the fitted cloud; lr: Adam learning rate.
         losses: subset of 'bce' (mask BCE), 'aff' (forward and backward affinity, x1e-4 as in
-            training, times ``wt_aff``; plus the point-wise affinity of utils/losses.py), 'rgb'
+            training, times ``wt_aff``; plus the point-wise affinity of utils/losses.py), 'colour'
             (L2 of the rendered colours, times ``wt_rgb``).
         beta: softmax sharpness of the colour projection (0: depth-unaware).
         sigma_sq: px^2, the silhouette's Gaussian; well_radius: px.
@@ -236,7 +236,7 @@ def fit(views, steps=600, n_pts=1024, losses=("bce", "aff", "rgb"), beta=100.0, 
     from utils.data.distance_map import gt_distance_transform
     gt_dist = tf.constant(gt_distance_transform(views["mask"]))  # (V, H, W) px^2 to the GT silhouette
     opt = tf.keras.optimizers.Adam(lr)
-    variables = [xyz, logits] if "rgb" in losses else [xyz]
+    variables = [xyz, logits] if "colour" in losses else [xyz]
 
     @tf.function
     def step():
@@ -250,11 +250,11 @@ def fit(views, steps=600, n_pts=1024, losses=("bce", "aff", "rgb"), beta=100.0, 
                 terms["aff_bwd"] = L.affinity_bwd(pix, gt_mask)
                 terms["aff_pts"] = L.affinity_points(pix, gt_dist)
                 total += wt_aff * (L.AFFINITY_SCALE * (terms["aff_fwd"] + terms["aff_bwd"]) + terms["aff_pts"])
-            if "rgb" in losses:
+            if "colour" in losses:
                 colours = tf.sigmoid(tf.broadcast_to(logits[None], [n_views, n_pts, 3]))
                 rgb, _ = render.feature_projection(pix, colours, img_h, img_w, well_radius, beta)
-                terms["rgb"] = L.rgb_l2(rgb, gt_rgb)
-                total += wt_rgb * terms["rgb"]
+                terms["colour"] = L.rgb_l2(rgb, gt_rgb)
+                total += wt_rgb * terms["colour"]
             terms["total"] = total
         opt.apply_gradients(zip(tape.gradient(total, variables), variables))
         return terms
@@ -348,7 +348,7 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=1000, help="Adam steps")
     p.add_argument("--n_pts", type=int, default=1024, help="points of the fitted cloud")
     p.add_argument("--lr", type=float, default=0.005, help="Adam learning rate")
-    p.add_argument("--losses", default="bce+aff+rgb", choices=sorted(LOSS_SETS),
+    p.add_argument("--losses", default="bce+aff+colour", choices=sorted(LOSS_SETS),
                    help="loss terms: mask BCE, + affinities (forward, backward, point-wise), + colour L2")
     p.add_argument("--BETA", type=float, default=100.0,
                    help="depth-aware softmax sharpness of the colour projection; 0: depth-unaware")

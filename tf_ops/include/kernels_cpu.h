@@ -74,7 +74,7 @@ AuctionStats auction_match(int n, const float* xyz1, const float* xyz2, float re
                            int* matchl, int* matchr, float* workspace);
 
 // ---------------------------------------------------------------- projections
-// Fused versions of utils/projection.py's renderers (see tf_ops/README.md), for
+// Fused versions of utils/render/projection.py's renderers (see tf_ops/README.md), for
 // ONE batch item; T is float or double. pix (n, 3): row px, column px, depth;
 // pixel centres at integer coordinates. Points with a non-finite row or column
 // touch no pixel. The forward kernels fill the image rows [row0, row1) only:

@@ -28,7 +28,7 @@ using std::sqrt;
 // The window of a point along one axis: pixels centre-half .. centre+half,
 // where `centre` is round-half-to-even(coord) for the Gaussian (mask) window
 // and floor(coord) for the well, clamped to [-half-1, size+half] as in
-// utils/projection.py's _axis_window (so far-off points keep small window
+// utils/render/projection.py's _axis_window (so far-off points keep small window
 // coordinates, all outside the image). [*lo, *hi] is the part of the window
 // inside the image (empty when *lo > *hi); *pos0 = centre - half (the first
 // window pixel, possibly outside the image). Non-finite coordinates give an
@@ -48,7 +48,7 @@ DIFFER_HD void axis_window(T coord, bool use_floor, int half, int size, int* lo,
   *hi = c + half > size - 1 ? size - 1 : c + half;
 }
 
-// exp(-d^2 / (2 sigma_sq)) written as utils/projection.py's graph computes it.
+// exp(-d^2 / (2 sigma_sq)) written as utils/render/projection.py's graph computes it.
 template <typename T>
 DIFFER_HD T gaussian(T d, T two_sigma_sq) {
   return exp(-(d * d) / two_sigma_sq);

@@ -193,7 +193,7 @@ namespace {
 template <typename T>
 inline void well_range(T coord, T radius, int half, int size, int* lo, int* hi) {
   axis_window(coord, true, half, size, lo, hi);
-  // the same float test as utils/projection.py: |pixel - coord| <= radius
+  // the same float test as utils/render/projection.py: |pixel - coord| <= radius
   while (*lo <= *hi && !(std::fabs(T(*lo) - coord) <= radius)) ++*lo;
   while (*hi >= *lo && !(std::fabs(T(*hi) - coord) <= radius)) --*hi;
 }

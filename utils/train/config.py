@@ -153,7 +153,7 @@ def train_parser(task):
     g.add_argument("--projection", choices=("auto", "fused", "local", "dense"), default="auto",
                    help="'fused' (compiled tf_ops kernels, fastest), 'local' (windowed graph ops, the readable "
                         "reference), 'dense' (the original's formulation); 'auto' = fused when the compiled "
-                        "library loads, else local (args.json keeps 'auto'; the log names the one used)")
+                        "library loads, else local (args.json records the one used, so metrics and resuming run it too)")
     g.add_argument("--SIGMA_SQ_MASK", type=positive_float, help="variance (px^2) of the mask-projection Gaussian")
     g.add_argument("--WELL_RADIUS", type=positive_float, help="half-width (px) of the depth well")
     g.add_argument("--BETA", type=non_negative_float, help="softmax sharpness over 1/(depth+1)")
