@@ -81,24 +81,12 @@ def tiny_data(tmp_path_factory):
     return str(out)
 
 
-# A tiny training run: small batches, few points, no progress bar, snapshots only at the end.
-TINY_TRAIN = ("--category", "chair", "--N_VIEWS", "2", "--batch_size", "2", "--N_PTS", "256", "--bottleneck", "16",
-              "--save_n", "100", "--save_model_n", "100", "--val_batches", "1", "--num_workers", "1", "--no_progress",
-              "--lr", "1e-3", "--seed", "5")
-
-
 @pytest.fixture(scope="session")
 def train_tiny():
-    """``train_tiny(task, data_dir, exp, iters=2, extra=())``: train a tiny experiment of ``task``
-    ('rgb' or 'partseg') through its entry point (:data:`TINY_TRAIN`, then ``extra``, which may
-    override any of them); returns ``exp``."""
-    def train(task, data_dir, exp, iters=2, extra=()):
-        import importlib
-        entry = importlib.import_module(f"{task}.train_{task}")
-        argv = ["--exp", str(exp), "--data_dir", str(data_dir), "--N_ITERS", str(iters), *TINY_TRAIN, *extra]
-        assert entry.main(argv) == iters
-        return str(exp)
-    return train
+    """``train_tiny(task, data_dir, exp, iters=2, extra=())``: :func:`tiny.train` (the one tiny training
+    configuration, tests/tiny.py), as a fixture."""
+    import tiny
+    return tiny.train
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Camera: graph functions vs numpy twins and hand-computed values."""
+"""Camera: graph functions against hand-computed values and an independent numpy camera (conftest)."""
 import numpy as np
 
 from utils.render import camera
@@ -28,13 +28,16 @@ def test_intrinsics_scale_with_image_size(sess):
     np.testing.assert_allclose(out[0, 0, :2], [64 + 240 * 0.125, 48 + 180 * -0.05], atol=1e-4)
 
 
-def test_graph_matches_numpy(sess, rng):
+def test_graph_and_numpy_twin_match_an_independent_camera(sess, rng, project_np):
+    """Both the graph camera and the module's numpy twin against the oracle written apart from them."""
     xyz = rng.uniform(-0.6, 0.6, (3, 50, 3)).astype(np.float32)
     az = rng.uniform(0, 2 * np.pi, 3).astype(np.float32)
     el = rng.uniform(-0.5, 0.5, 3).astype(np.float32)
     out = sess.run(camera.project(tf.constant(xyz), tf.constant(az), tf.constant(el), 64, 48))
     for b in range(3):
-        np.testing.assert_allclose(out[b], camera.project_np(xyz[b], az[b], el[b], 64, 48), atol=1e-3)
+        oracle = project_np(xyz[b], az[b], el[b], 64, 48)
+        np.testing.assert_allclose(out[b], oracle, atol=1e-3)
+        np.testing.assert_allclose(camera.project_np(xyz[b], az[b], el[b], 64, 48), oracle, atol=1e-5)
 
 
 def test_points_behind_camera_do_not_wrap_or_nan(sess):

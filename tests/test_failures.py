@@ -17,6 +17,7 @@ from argparse import Namespace
 
 import numpy as np
 import pytest
+import tiny
 
 from rgb import train_rgb
 from utils.eval import evaluate
@@ -35,11 +36,8 @@ def data(tmp_path_factory):
 
 
 def _argv(exp, data, iters, *extra):
-    """A tiny, fast configuration (4 training chairs, batch 2, 256 points)."""
-    return ["--exp", str(exp), "--data_dir", data, "--category", "chair", "--N_VIEWS", "2", "--batch_size", "2",
-            "--N_PTS", "256", "--bottleneck", "16", "--N_ITERS", str(iters), "--print_n", "1", "--save_n", "100",
-            "--save_model_n", "100", "--val_batches", "1", "--num_workers", "1", "--no_progress", "--lr", "1e-4",
-            *extra]
+    """The tiny configuration (tests/tiny.py; 4 training chairs here), a line every iteration."""
+    return tiny.train_argv(exp, data, iters, "--print_n", "1", "--lr", "1e-4", *extra)
 
 
 def _variables(exp, kind="snapshots"):

@@ -19,6 +19,7 @@ import warnings
 import cv2
 import numpy as np
 import pytest
+import tiny
 import trimesh
 
 from utils.common import cli
@@ -45,13 +46,8 @@ def _run_cli(monkeypatch, module_main, argv, capsys):
 @pytest.fixture(scope="module")
 def rgb_exp(tiny_data, tmp_path_factory):
     """Two snapshots (iterations 1 and 2) of a tiny rgb experiment."""
-    from rgb import train_rgb
     exp = str(tmp_path_factory.mktemp("tools") / "rgb")
-    argv = ["--exp", exp, "--data_dir", tiny_data, "--category", "chair", "--N_VIEWS", "2", "--batch_size", "2",
-            "--N_PTS", "256", "--bottleneck", "16", "--N_ITERS", "2", "--save_n", "100", "--save_model_n", "1",
-            "--val_batches", "1", "--num_workers", "1", "--no_progress", "--lr", "1e-4"]
-    assert train_rgb.main(argv) == 2
-    return exp
+    return tiny.train("rgb", tiny_data, exp, 2, ("--save_model_n", "1", "--lr", "1e-4"))
 
 
 def _metrics_argv(exp, out, *extra):

@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tiny
 
 from utils.data.cache import CACHE_DIR_NAME
 from utils.render import camera
@@ -523,7 +524,7 @@ def test_real_terrain_meshes_train_and_evaluate(tmp_path):
     """No package in requirements.txt ships a 3D model file; matplotlib ships a real elevation model
     and a photograph. Blocks of that measured terrain (z up), textured with the photograph, go
     through the command line with --up z, then a few training iterations and the metrics."""
-    from rgb import metrics_rgb, train_rgb
+    from rgb import metrics_rgb
     from utils.datagen import sample_meshes
     objs = sample_meshes.write_terrain_tiles(tmp_path / "terrain", n_tiles=5, tile=24)
     out = tmp_path / "data"
@@ -539,10 +540,8 @@ def test_real_terrain_meshes_train_and_evaluate(tmp_path):
     assert len(np.unique(np.round(cols * 255), axis=0)) > 100
 
     exp = str(tmp_path / "exp")
-    argv = ["--exp", exp, "--data_dir", str(out), "--category", "90000001", "--N_VIEWS", "2", "--batch_size", "2",
-            "--N_ITERS", "10", "--print_n", "5", "--save_n", "10", "--save_model_n", "10", "--val_batches", "1",
-            "--num_workers", "1", "--no_progress", "--skipconn"]
-    assert train_rgb.main(argv) == 10
+    tiny.train("rgb", out, exp, 10, ("--category", "90000001", "--N_PTS", "1024", "--bottleneck", "128",
+                                     "--print_n", "5", "--save_n", "10", "--save_model_n", "10", "--skipconn"))
     summary = metrics_rgb.main(["--exp", exp, "--snapshot", "latest", "--eval_set", "test", "--batch_size", "2",
                                 "--baseline_models", "3", "--out", str(tmp_path / "metrics")])
     assert summary["n_models"] == 1 and summary["n_samples"] == 4  # every input view is a sample

@@ -14,6 +14,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import tiny
 import trimesh
 
 from utils.eval import inference
@@ -24,13 +25,9 @@ SYNSET_CHAIR = "03001627"
 
 
 def _train(task, data, exp, iters=2):
-    import importlib
-    train = importlib.import_module(f"{task}.train_{task}")
-    argv = ["--exp", exp, "--data_dir", data, "--category", "chair", "--N_VIEWS", "2", "--batch_size", "2",
-            "--N_ITERS", str(iters), "--save_n", "100", "--save_model_n", "100", "--val_batches", "1",
-            "--num_workers", "1", "--no_progress", "--lr", "1e-3", "--seed", "5"]
-    assert train.main(argv + (["--skipconn"] if task == "rgb" else [])) == iters
-    return exp
+    """The tiny configuration (tests/tiny.py) at the default network size (1024 points)."""
+    extra = ["--N_PTS", "1024", "--bottleneck", "128", "--lr", "1e-3", "--seed", "5"]
+    return tiny.train(task, data, exp, iters, extra + (["--skipconn"] if task == "rgb" else []))
 
 
 @pytest.fixture(scope="module")

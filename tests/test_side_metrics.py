@@ -32,7 +32,8 @@ def complementary_data(tmp_path_factory):
 def evaluated(complementary_data, train_tiny, tmp_path_factory):
     from rgb import metrics_rgb
     base = tmp_path_factory.mktemp("side_metrics")
-    exp = train_tiny("rgb", complementary_data, base / "exp", iters=2, extra=("--N_PTS", "1024"))
+    exp = train_tiny("rgb", complementary_data, base / "exp", iters=2, extra=("--N_PTS", "1024", "--lr", "1e-3",
+                                                                              "--seed", "5"))
     out = str(base / "metrics")
     summary = metrics_rgb.main(["--exp", exp, "--snapshot", "latest", "--eval_set", "test", "--out", out,
                                 "--batch_size", "3", "--baseline_models", "8", "--save_predictions"])

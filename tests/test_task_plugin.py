@@ -12,6 +12,7 @@ import os
 import imageio.v2 as imageio
 import numpy as np
 import pytest
+import tiny
 import trimesh
 
 from utils import losses
@@ -98,9 +99,6 @@ class GreyTask(Task):
 
 
 TASK = GreyTask()
-SMALL = ["--N_VIEWS", "2", "--batch_size", "2", "--N_PTS", "128", "--bottleneck", "16", "--num_workers", "1",
-         "--val_batches", "1", "--no_progress"]
-
 
 def _oracle_grey_view(data, model_id, view):
     """Grey of a render, masked by its depth code (< 254), read with imageio: (H, W, 1)."""
@@ -128,12 +126,11 @@ def test_the_toy_task_reads_its_targets(tiny_data):
 @pytest.mark.slow
 def test_a_third_task_trains_evaluates_and_predicts(tiny_data, tmp_path):
     from utils.eval import evaluate, inference
-    from utils.train import config, loop
+    from utils.train import config
 
     exp = str(tmp_path / "exp")
-    argv = ["--exp", exp, "--data_dir", tiny_data, "--N_ITERS", "3", "--print_n", "1", "--save_n", "3",
-            "--save_model_n", "3", "--wt_grey", "2.5", *SMALL]
-    assert loop.main(TASK, argv) == 3
+    tiny.train(TASK, tiny_data, exp, 3, ("--N_PTS", "128", "--print_n", "1", "--save_n", "3", "--save_model_n", "3",
+                                         "--wt_grey", "2.5"))
     saved = json.load(open(os.path.join(exp, "args.json")))
     assert saved["task"] == "grey" and saved["task_module"] == __name__ and saved["wt_grey"] == 2.5
     import tf_ops  # args.json records the implementation used (--projection auto is the default)

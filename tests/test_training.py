@@ -15,6 +15,7 @@ import shlex
 import imageio.v2 as imageio
 import numpy as np
 import pytest
+import tiny
 
 from utils.eval import evaluate
 from utils.train import config
@@ -26,10 +27,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _train_argv(task, exp, data, iters, extra=()):
-    argv = ["--exp", exp, "--data_dir", data, "--category", "chair", "--N_VIEWS", "2", "--batch_size", "2",
-            "--N_ITERS", str(iters), "--print_n", "2", "--save_n", "3", "--save_model_n", "2",
-            "--val_batches", "1", "--num_workers", "1", "--no_progress", "--lr", "1e-4"]
-    return argv + list(extra)
+    """The tiny configuration (tests/tiny.py) at the default network size (1024 points)."""
+    return tiny.train_argv(exp, data, iters, "--N_PTS", "1024", "--bottleneck", "128", "--print_n", "2",
+                           "--save_n", "3", "--save_model_n", "2", "--lr", "1e-4", *extra)
 
 
 class _ReadFlags(argparse.Namespace):

@@ -13,6 +13,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import tiny
 from scipy.spatial.distance import cdist
 
 from utils.data.val_set import choose_pairs
@@ -61,10 +62,8 @@ def test_every_10th_set_is_a_tenth_of_the_pairs():
 
 
 def _argv(exp, data, iters, batch_size, extra=()):
-    return ["--exp", exp, "--data_dir", data, "--category", "chair", "--N_VIEWS", "2", "--batch_size",
-            str(batch_size), "--N_ITERS", str(iters), "--print_n", "2", "--save_n", "2", "--save_model_n", "2",
-            "--val_batches", "1", "--num_workers", "1", "--no_progress", "--N_PTS", "64", "--bottleneck", "8",
-            *extra]
+    return tiny.train_argv(exp, data, iters, "--batch_size", str(batch_size), "--print_n", "2", "--save_n", "2",
+                           "--save_model_n", "2", "--N_PTS", "64", "--bottleneck", "8", *extra)
 
 
 def _record(exp):
