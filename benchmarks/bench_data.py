@@ -30,6 +30,7 @@ against converting the cached ones, the reason the cache stores them.
 
 Timings are noisy on a shared machine: each number is the best of ``--rounds`` rounds.
 """
+
 import argparse
 import json
 import os
@@ -46,9 +47,21 @@ SEED = 7
 def _pipeline(task, data_dir, mode, workers, cache_dir=None):
     from utils.data import BatchPipeline
     from utils.task import task_from_ref
-    return BatchPipeline(data_dir, "chair", "train", task=task_from_ref(task), batch_size=CFG["batch"], n_views=CFG["views"],
-                         img_h=CFG["size"], img_w=CFG["size"], seed=SEED, num_workers=workers,
-                         view_cache="auto" if mode == "cache" else "off", cache_dir=cache_dir)
+
+    return BatchPipeline(
+        data_dir,
+        "chair",
+        "train",
+        task=task_from_ref(task),
+        batch_size=CFG["batch"],
+        n_views=CFG["views"],
+        img_h=CFG["size"],
+        img_w=CFG["size"],
+        seed=SEED,
+        num_workers=workers,
+        view_cache="auto" if mode == "cache" else "off",
+        cache_dir=cache_dir,
+    )
 
 
 def loader_rate(task, data_dir, mode, workers, batches, cache_dir=None):
@@ -70,6 +83,7 @@ def dist_ms(task, data_dir, repeats, cache_dir=None):
     import numpy as np
 
     from utils.data.distance_map import gt_distance_transform
+
     with _pipeline(task, data_dir, "cache", 0, cache_dir) as pipe:
         batch = pipe.get_batch(0)
         rows = pipe._cache.start[[pipe.models.index(m) for m in batch["model_id"]]][:, None] + batch["views"]
@@ -86,9 +100,24 @@ def dist_ms(task, data_dir, repeats, cache_dir=None):
 
 def step_times(task, data_dir, repeats, train_first):
     """(wall ms, process CPU ms) of the fused training step, from bench_train_step's worker."""
-    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "bench_train_step.py"), "--task", task, "--worker", "fused",
-           json.dumps(CFG), "--data_dir", data_dir, "--repeats", str(repeats), "--train_first", str(train_first),
-           "--threads", "0", "--step_only"]
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "benchmarks", "bench_train_step.py"),
+        "--task",
+        task,
+        "--worker",
+        "fused",
+        json.dumps(CFG),
+        "--data_dir",
+        data_dir,
+        "--repeats",
+        str(repeats),
+        "--train_first",
+        str(train_first),
+        "--threads",
+        "0",
+        "--step_only",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError("training-step worker failed:\n" + "\n".join(proc.stderr.strip().splitlines()[-5:]))
@@ -101,23 +130,34 @@ def table(step_wall, step_cpu, rates, cpu, gpu_speedup):
     B = CFG["batch"]
     step_rate = 1e3 * B / step_wall
     gpu_rate = step_rate * gpu_speedup
-    lines = [f"training step (fused, default threads): {step_wall:.1f} ms wall, {step_cpu:.1f} ms CPU per step "
-             f"-> {step_rate:.0f} samples/s; projected GPU step (/{gpu_speedup:g}): {step_wall / gpu_speedup:.1f} ms "
-             f"-> {gpu_rate:.0f} samples/s", "",
-             "| loader | threads | samples/s | / step's samples/s | / GPU step's (projected) | CPU ms per batch "
-             "| CPU share of training |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"training step (fused, default threads): {step_wall:.1f} ms wall, {step_cpu:.1f} ms CPU per step "
+        f"-> {step_rate:.0f} samples/s; projected GPU step (/{gpu_speedup:g}): {step_wall / gpu_speedup:.1f} ms "
+        f"-> {gpu_rate:.0f} samples/s",
+        "",
+        "| loader | threads | samples/s | / step's samples/s | / GPU step's (projected) | CPU ms per batch "
+        "| CPU share of training |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for (mode, workers), rate in rates.items():
         c = cpu[mode, workers]
-        lines.append(f"| {mode} | {workers} | {rate:.0f} | {rate / step_rate:.1f}x | {rate / gpu_rate:.2f}x | "
-                     f"{c:.2f} | {100 * c / (c + step_cpu):.1f}% |")
+        lines.append(
+            f"| {mode} | {workers} | {rate:.0f} | {rate / step_rate:.1f}x | {rate / gpu_rate:.2f}x | "
+            f"{c:.2f} | {100 * c / (c + step_cpu):.1f}% |"
+        )
     return "\n".join(lines)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     from utils.task import available_tasks
-    p.add_argument("--task", choices=available_tasks(), required=True,
-                   help="the task whose loader and training step are timed (the demo's: rgb)")
+
+    p.add_argument(
+        "--task",
+        choices=available_tasks(),
+        required=True,
+        help="the task whose loader and training step are timed (the demo's: rgb)",
+    )
     p.add_argument("--data_dir", default=os.path.join(ROOT, "data"), help="data root with the chair set (demo)")
     p.add_argument("--cache_dir", default=None, help="view caches (default: <data_dir>/.cache)")
     p.add_argument("--batches", type=int, default=60, help="batches timed per loader measurement")
@@ -131,9 +171,12 @@ def main(argv=None):
         args.batches, args.rounds, args.repeats, args.train_first = 20, 1, 10, 10
     from utils.data import has_dataset
     from utils.task import task_from_ref
+
     if not has_dataset(args.data_dir, "chair", task_from_ref(args.task).data_tree):
-        print(f"bench_data: no chair data set in {args.data_dir}; make it with python data/make_demo_data.py",
-              file=sys.stderr)
+        print(
+            f"bench_data: no chair data set in {args.data_dir}; make it with python data/make_demo_data.py",
+            file=sys.stderr,
+        )
         return 2
     with _pipeline(args.task, args.data_dir, "cache", 0, args.cache_dir):
         pass  # build (or check) the cache before timing
@@ -147,12 +190,17 @@ def main(argv=None):
             print(f"# loader {mode}: done", file=sys.stderr, flush=True)
     compute, convert = dist_ms(args.task, args.data_dir, args.batches, args.cache_dir)
     step_wall, step_cpu = step_times(args.task, args.data_dir, args.repeats, args.train_first)
-    print(f"\n{args.task}, B={CFG['batch']} x V={CFG['views']} views, {CFG['size']}x{CFG['size']}, random views; loader: best "
-          f"of {args.rounds} round(s) of {args.batches} batches; step: median of {args.repeats} after "
-          f"{args.train_first} training steps\n")
+    print(
+        f"\n{args.task}, B={CFG['batch']} x V={CFG['views']} views, {CFG['size']}x{CFG['size']}, random views; "
+        f"loader: best "
+        f"of {args.rounds} round(s) of {args.batches} batches; step: median of {args.repeats} after "
+        f"{args.train_first} training steps\n"
+    )
     print(table(step_wall, step_cpu, rates, cpu, args.gpu_speedup))
-    print(f"\ndistance maps of one batch ({CFG['batch'] * CFG['views']} views): computed from the masks "
-          f"{compute:.2f} ms CPU, converted from the cache {convert:.3f} ms CPU")
+    print(
+        f"\ndistance maps of one batch ({CFG['batch'] * CFG['views']} views): computed from the masks "
+        f"{compute:.2f} ms CPU, converted from the cache {convert:.3f} ms CPU"
+    )
     return 0
 
 

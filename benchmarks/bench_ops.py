@@ -14,6 +14,7 @@ in one process, TensorFlow's default intra-op thread pool = all cores):
 * approx_match + match_cost (compiled and pure-TF) vs the exact EMD: time and cost ratio.
 Inputs live in tf.Variables, so no graph is constant-folded away.
 """
+
 import argparse
 import os
 import statistics
@@ -49,8 +50,11 @@ def median_ms(sess, fetches, reps, warmup=2):
 # --------------------------------------------------------------------- pure-TF Chamfer variants
 def chamfer_matmul_reduce_min(a, b):
     """Matmul form, distances straight from reduce_min (TF's min gradient: equality masks)."""
-    d = (tf.reduce_sum(tf.square(a), -1)[:, :, None] + tf.reduce_sum(tf.square(b), -1)[:, None, :]
-         - 2.0 * tf.matmul(a, b, transpose_b=True))
+    d = (
+        tf.reduce_sum(tf.square(a), -1)[:, :, None]
+        + tf.reduce_sum(tf.square(b), -1)[:, None, :]
+        - 2.0 * tf.matmul(a, b, transpose_b=True)
+    )
     return tf.reduce_min(d, 2), tf.reduce_min(d, 1)
 
 
@@ -65,9 +69,11 @@ def chamfer_rows(sess, rng, bsz, n, m, reps, label, with_kdtree=True, with_broad
     q = (rng.random((bsz, m, 3)) - 0.5).astype(np.float32)
     a, b = tf.Variable(p), tf.Variable(q)
     sess.run(tf.variables_initializer([a, b]))
-    variants = [("compiled op (tf_ops.nn_distance)", lambda x, y: tf_ops.nn_distance(x, y)[0::2]),
-                ("pure TF, matmul form + gather (tf_ops.fallback)", lambda x, y: fallback.nn_distance(x, y)[0::2]),
-                ("pure TF, matmul form + reduce_min", chamfer_matmul_reduce_min)]
+    variants = [
+        ("compiled op (tf_ops.nn_distance)", lambda x, y: tf_ops.nn_distance(x, y)[0::2]),
+        ("pure TF, matmul form + gather (tf_ops.fallback)", lambda x, y: fallback.nn_distance(x, y)[0::2]),
+        ("pure TF, matmul form + reduce_min", chamfer_matmul_reduce_min),
+    ]
     if with_broadcast:
         variants.append(("pure TF, broadcast form", chamfer_broadcast))
     rows, base = [], None
@@ -79,16 +85,27 @@ def chamfer_rows(sess, rng, bsz, n, m, reps, label, with_kdtree=True, with_broad
         both = median_ms(sess, [loss] + grads, reps)
         if base is None:
             base = (fwd, both)
-        rows.append((f"Chamfer {label}", name, f"{fwd:.2f}", f"{both:.2f}",
-                     f"{fwd / base[0]:.1f}x / {both / base[1]:.1f}x", ""))
+        rows.append(
+            (f"Chamfer {label}", name, f"{fwd:.2f}", f"{both:.2f}", f"{fwd / base[0]:.1f}x / {both / base[1]:.1f}x", "")
+        )
     if with_kdtree:
+
         def kdtree():
             for k in range(bsz):
                 cKDTree(q[k]).query(p[k])
                 cKDTree(p[k]).query(q[k])
+
         fwd = host_median_ms(kdtree, reps)
-        rows.append((f"Chamfer {label}", "scipy cKDTree (build + query, both ways)", f"{fwd:.2f}", "-",
-                     f"{fwd / base[0]:.1f}x / -", ""))
+        rows.append(
+            (
+                f"Chamfer {label}",
+                "scipy cKDTree (build + query, both ways)",
+                f"{fwd:.2f}",
+                "-",
+                f"{fwd / base[0]:.1f}x / -",
+                "",
+            )
+        )
     return rows
 
 
@@ -104,6 +121,7 @@ def emd_rows(sess, rng, bsz, n, reps):
     def exact_all():
         for k in range(bsz):
             reference.exact_assignment(p[k], q[k])
+
     t_exact = host_median_ms(exact_all, max(3, reps // 3), warmup=0)
     del t0
     rows.append((f"EMD B={bsz} N={n}", "scipy linear_sum_assignment (exact)", f"{t_exact:.1f}", "-", "1.0x", "1"))
@@ -112,16 +130,34 @@ def emd_rows(sess, rng, bsz, n, reps):
     t_auc = median_ms(sess, idx1, reps)
     i1 = sess.run(idx1)
     ratio = np.array([reference.assignment_cost(p[k], q[k], i1[k]) for k in range(bsz)]) / exact
-    rows.append((f"EMD B={bsz} N={n}", "auction_match (compiled, rel_tol 1e-4)", f"{t_auc:.1f}", "-",
-                 f"{t_auc / t_exact:.2f}x", f"{ratio.max():.6f} (max)"))
+    rows.append(
+        (
+            f"EMD B={bsz} N={n}",
+            "auction_match (compiled, rel_tol 1e-4)",
+            f"{t_auc:.1f}",
+            "-",
+            f"{t_auc / t_exact:.2f}x",
+            f"{ratio.max():.6f} (max)",
+        )
+    )
 
-    for name, mod in [("approx_match + match_cost (compiled)", tf_ops),
-                      ("approx_match + match_cost (pure TF)", fallback)]:
+    for name, mod in [
+        ("approx_match + match_cost (compiled)", tf_ops),
+        ("approx_match + match_cost (pure TF)", fallback),
+    ]:
         cost = mod.match_cost(a, b, mod.approx_match(a, b))
         t = median_ms(sess, cost, max(3, reps // 3) if mod is fallback else reps)
         r = sess.run(cost) / n / exact
-        rows.append((f"EMD B={bsz} N={n}", name, f"{t:.1f}", "-", f"{t / t_exact:.2f}x",
-                     f"{r.mean():.3f} (mean), {r.min():.3f}-{r.max():.3f}"))
+        rows.append(
+            (
+                f"EMD B={bsz} N={n}",
+                name,
+                f"{t:.1f}",
+                "-",
+                f"{t / t_exact:.2f}x",
+                f"{r.mean():.3f} (mean), {r.min():.3f}-{r.max():.3f}",
+            )
+        )
     return rows
 
 
@@ -141,8 +177,17 @@ def main(argv=None):
     rows = []
     with tf.Session() as sess:
         rows += chamfer_rows(sess, rng, bsz, n, n, args.reps, f"B={bsz} N=M={n}")
-        rows += chamfer_rows(sess, rng, 4, 4096, n, max(5, args.reps // 2), f"B=4 4096x{n} (projection loss)",
-                             with_kdtree=False, with_broadcast=False)
+        rows += chamfer_rows(
+            sess,
+            rng,
+            4,
+            4096,
+            n,
+            max(5, args.reps // 2),
+            f"B=4 4096x{n} (projection loss)",
+            with_kdtree=False,
+            with_broadcast=False,
+        )
         rows += emd_rows(sess, rng, bsz, n, args.reps)
     print(f"tf_ops benchmark: CPU, {os.cpu_count()} cores, TensorFlow {tf.__version__}, median of {args.reps} runs\n")
     print("| task | implementation | forward ms | fwd+bwd ms | time vs first row | cost / exact EMD |")
@@ -154,4 +199,5 @@ def main(argv=None):
 
 if __name__ == "__main__":
     from utils.common import cli
+
     cli.exit_with("bench_ops", main)

@@ -16,6 +16,7 @@ cores visible, no GPU):
 
 Prints a markdown table with the batch-32 / batch-1 ratios.
 """
+
 import argparse
 import os
 import statistics
@@ -25,12 +26,12 @@ import time
 import cv2
 import numpy as np
 
-from utils.train import config
+from utils.common.tfv1 import tf, use_graph_mode
 from utils.eval import inference
 from utils.experiment import Experiment
 from utils.model import GraphSettings, build_graph
 from utils.task import as_task, available_tasks, task_from_ref, task_ref
-from utils.common.tfv1 import tf, use_graph_mode
+from utils.train import config
 
 
 def make_untrained_experiment(folder, task, seed=0):
@@ -71,12 +72,13 @@ def end_to_end_images_per_s(pred, task, files, out_dir):
     for _ in range(3):
         t0 = time.perf_counter()
         for start in range(0, len(files), pred.batch_size):
-            chunk = files[start:start + pred.batch_size]
+            chunk = files[start : start + pred.batch_size]
             images = np.stack([inference.load_image(f, H, W) for f in chunk])
             xyz, feat = pred.predict(images)
             for i, f in enumerate(chunk):
-                inference.write_outputs(out_dir, os.path.basename(f)[:-4], images[i], xyz[i], feat[i], task,
-                                        sheet=False)
+                inference.write_outputs(
+                    out_dir, os.path.basename(f)[:-4], images[i], xyz[i], feat[i], task, sheet=False
+                )
         times.append(time.perf_counter() - t0)
     return len(files) / statistics.median(times)
 
@@ -107,8 +109,13 @@ def main(argv=None):
         rows = []
         for B in args.batches:
             with inference.Predictor(exp, task, args.snapshot, batch_size=B) as pred:
-                rows.append((B, network_images_per_s(pred, args.reps),
-                             end_to_end_images_per_s(pred, task, files, os.path.join(tmp, "out"))))
+                rows.append(
+                    (
+                        B,
+                        network_images_per_s(pred, args.reps),
+                        end_to_end_images_per_s(pred, task, files, os.path.join(tmp, "out")),
+                    )
+                )
                 if B == args.batches[0]:
                     H, W = pred.image_size
                     img = inference.load_image(files[0], H, W)
@@ -117,23 +124,27 @@ def main(argv=None):
                     inference.write_outputs(os.path.join(tmp, "pics"), "x", img, xyz[0], feat[0], task, sheet=True)
                     t_sheet = time.perf_counter() - t0
                     t0 = time.perf_counter()
-                    inference.write_outputs(os.path.join(tmp, "pics"), "y", img, xyz[0], feat[0], task, sheet=False,
-                                            gif=True)
+                    inference.write_outputs(
+                        os.path.join(tmp, "pics"), "y", img, xyz[0], feat[0], task, sheet=False, gif=True
+                    )
                     t_gif = time.perf_counter() - t0
 
-    print(f"\nInference throughput ({task_name}, {targs.IMG_H}x{targs.IMG_W} input, {targs.N_PTS} points, CPU, "
-          f"{os.cpu_count()} cores visible, {'trained: ' + exp if args.exp else 'untrained weights'})\n")
-    print("| batch | network (images/s) | read + network + PLY (images/s) | network vs batch "
-          f"{rows[0][0]} |")
+    print(
+        f"\nInference throughput ({task_name}, {targs.IMG_H}x{targs.IMG_W} input, {targs.N_PTS} points, CPU, "
+        f"{os.cpu_count()} cores visible, {'trained: ' + exp if args.exp else 'untrained weights'})\n"
+    )
+    print(f"| batch | network (images/s) | read + network + PLY (images/s) | network vs batch {rows[0][0]} |")
     print("| --- | --- | --- | --- |")
     for B, net, e2e in rows:
         ratio = "" if B == rows[0][0] else f"{net / rows[0][1]:.1f}x"
         print(f"| {B} | {net:,.1f} | {e2e:,.1f} | {ratio} |")
-    print(f"\nPNG sheet (input + 4 views, matplotlib): {t_sheet:.2f} s per image; turntable GIF: {t_gif:.2f} s "
-          "per image.")
+    print(
+        f"\nPNG sheet (input + 4 views, matplotlib): {t_sheet:.2f} s per image; turntable GIF: {t_gif:.2f} s per image."
+    )
     return rows
 
 
 if __name__ == "__main__":
     from utils.common import cli
+
     cli.exit_with("bench_predict", lambda argv: main(argv) and 0)

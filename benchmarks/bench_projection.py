@@ -9,7 +9,8 @@ Each configuration runs in its own subprocess (``sys.executable``), so memory nu
 leak from one configuration into the next. A worker builds, for B objects seen from V views
 (B*V projections), the camera transform, ``mask_projection`` and ``feature_projection`` (rgb)
 with the implementation ``impl`` ('fused': the compiled tf_ops kernels; a worker that finds no
-compiled library reports an error rather than timing the local ops in its place) and the gradient of a weighted sum of both images w.r.t. the points and their colours, then
+compiled library reports an error rather than timing the local ops in its place) and the
+gradient of a weighted sum of both images w.r.t. the points and their colours, then
 
 * time: the median over ``--repeats`` (>= 5) runs of one forward+backward ``sess.run``, after
   two warm-up runs;
@@ -25,6 +26,7 @@ compiled library reports an error rather than timing the local ops in its place)
 
 Dense configurations are skipped when their estimated memory exceeds ``--max-dense-gb``.
 """
+
 import argparse
 import ctypes
 import json
@@ -37,16 +39,28 @@ import time
 B_OBJECTS, N_VIEWS = 4, 4
 BASE = dict(n_pts=1024, size=64)
 # (impl, n_pts, image size); dense where it fits; fused (the default --projection) everywhere
-CONFIGS = [("dense", 1024, 64), ("local", 1024, 64), ("fused", 1024, 64),
-           ("local", 1024, 128), ("fused", 1024, 128), ("dense", 1024, 128), ("local", 1024, 256),
-           ("fused", 1024, 256), ("local", 4096, 64), ("fused", 4096, 64), ("dense", 4096, 64),
-           ("local", 16384, 64), ("fused", 16384, 64)]
+CONFIGS = [
+    ("dense", 1024, 64),
+    ("local", 1024, 64),
+    ("fused", 1024, 64),
+    ("local", 1024, 128),
+    ("fused", 1024, 128),
+    ("dense", 1024, 128),
+    ("local", 1024, 256),
+    ("fused", 1024, 256),
+    ("local", 4096, 64),
+    ("fused", 4096, 64),
+    ("dense", 4096, 64),
+    ("local", 16384, 64),
+    ("fused", 16384, 64),
+]
 QUICK = 3  # --quick: the base configuration of each implementation
 DENSE_BYTES_PER_ENTRY = 85  # measured peak (forward+backward) per (projection, point, pixel)
 
 
 def _rss_bytes():
     import psutil
+
     return psutil.Process().memory_info().rss
 
 
@@ -67,6 +81,7 @@ def _peak_bytes(reset_ok):
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) * 1024
     import resource
+
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
 
 
@@ -82,9 +97,9 @@ def _build(impl, n_pts, size, rng):
     """Graph of one configuration: returns the gradient tensors and their feed dict."""
     import numpy as np
 
+    from utils.common.tfv1 import tf
     from utils.render import camera
     from utils.render.projection import feature_projection, mask_projection
-    from utils.common.tfv1 import tf
 
     batch = B_OBJECTS * N_VIEWS
     xyz = tf.placeholder(tf.float32, [B_OBJECTS, n_pts, 3])
@@ -100,12 +115,14 @@ def _build(impl, n_pts, size, rng):
     image, _ = feature_projection(pix, rgb_v, size, size, impl=impl)
     loss = tf.reduce_sum(mask * w_mask) + tf.reduce_sum(image * w_rgb)
     grads = tf.gradients(loss, [xyz, rgb])
-    feed = {xyz: rng.uniform(-0.4, 0.4, (B_OBJECTS, n_pts, 3)).astype(np.float32),
-            rgb: rng.uniform(size=(B_OBJECTS, n_pts, 3)).astype(np.float32),
-            az: rng.uniform(0, 2 * np.pi, batch).astype(np.float32),
-            el: rng.uniform(-0.5, 0.5, batch).astype(np.float32),
-            w_mask: rng.uniform(size=(batch, size, size)).astype(np.float32),
-            w_rgb: rng.uniform(size=(batch, size, size, 3)).astype(np.float32)}
+    feed = {
+        xyz: rng.uniform(-0.4, 0.4, (B_OBJECTS, n_pts, 3)).astype(np.float32),
+        rgb: rng.uniform(size=(B_OBJECTS, n_pts, 3)).astype(np.float32),
+        az: rng.uniform(0, 2 * np.pi, batch).astype(np.float32),
+        el: rng.uniform(-0.5, 0.5, batch).astype(np.float32),
+        w_mask: rng.uniform(size=(batch, size, size)).astype(np.float32),
+        w_rgb: rng.uniform(size=(batch, size, size, 3)).astype(np.float32),
+    }
     return grads, feed
 
 
@@ -113,12 +130,14 @@ def worker(impl, n_pts, size, repeats, threads):
     """Build, run, measure one configuration; print one JSON line."""
     import numpy as np
 
-    from utils.render.projection import resolve_impl
     from utils.common.tfv1 import tf
+    from utils.render.projection import resolve_impl
 
     if resolve_impl(impl) != impl:
-        raise SystemExit(f"impl {impl!r} is not available here (it would run {resolve_impl(impl)!r}): "
-                         "build the compiled ops with python tf_ops/build.py")
+        raise SystemExit(
+            f"impl {impl!r} is not available here (it would run {resolve_impl(impl)!r}): "
+            "build the compiled ops with python tf_ops/build.py"
+        )
     rng = np.random.default_rng(0)
     # A toy instance of the same computation warms TensorFlow up (thread pools, kernel
     # libraries) before the baseline, so those one-off costs are not counted.
@@ -140,14 +159,34 @@ def worker(impl, n_pts, size, repeats, threads):
                 times.append(time.perf_counter() - t0)
         peak = _peak_bytes(reset_ok)
     assert all(np.all(np.isfinite(g)) for g in out)
-    print(json.dumps(dict(impl=impl, n_pts=n_pts, size=size, time_s=statistics.median(times),
-                          mem_bytes=max(peak - base, 0),
-                          peak_source="VmHWM" if reset_ok else "ru_maxrss", repeats=repeats)))
+    print(
+        json.dumps(
+            dict(
+                impl=impl,
+                n_pts=n_pts,
+                size=size,
+                time_s=statistics.median(times),
+                mem_bytes=max(peak - base, 0),
+                peak_source="VmHWM" if reset_ok else "ru_maxrss",
+                repeats=repeats,
+            )
+        )
+    )
 
 
 def _run_config(impl, n_pts, size, args):
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl, str(n_pts), str(size),
-           "--repeats", str(args.repeats), "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        impl,
+        str(n_pts),
+        str(size),
+        "--repeats",
+        str(args.repeats),
+        "--threads",
+        str(args.threads),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         return dict(impl=impl, n_pts=n_pts, size=size, error=proc.stderr.strip().splitlines()[-1:])
@@ -155,20 +194,22 @@ def _run_config(impl, n_pts, size, args):
 
 
 def _fmt_mb(n_bytes):
-    return f"{n_bytes / 2 ** 20:,.1f}"
+    return f"{n_bytes / 2**20:,.1f}"
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per configuration (>= 5)")
     parser.add_argument("--threads", type=int, default=2, help="TensorFlow intra/inter-op threads")
-    parser.add_argument("--max-dense-gb", type=float, default=8.0,
-                        help="skip dense configurations estimated to need more memory")
+    parser.add_argument(
+        "--max-dense-gb", type=float, default=8.0, help="skip dense configurations estimated to need more memory"
+    )
     parser.add_argument("--quick", action="store_true", help="base configuration only")
     parser.add_argument("--worker", nargs=3, metavar=("IMPL", "N", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         from utils.common.tfv1 import use_graph_mode
+
         use_graph_mode()
         impl, n_pts, size = args.worker
         worker(impl, int(n_pts), int(size), args.repeats, args.threads)
@@ -180,9 +221,11 @@ def main(argv=None):
     rows, results = [], {}
     for impl, n_pts, size in configs:
         need = B_OBJECTS * N_VIEWS * n_pts * size * size * DENSE_BYTES_PER_ENTRY
-        if impl == "dense" and need > args.max_dense_gb * 2 ** 30:
-            rows.append(f"| {impl} | {n_pts} | {size}x{size} | skipped: needs ~{need / 2 ** 30:.0f} GB "
-                        f"(> --max-dense-gb {args.max_dense_gb:g}) | | |")
+        if impl == "dense" and need > args.max_dense_gb * 2**30:
+            rows.append(
+                f"| {impl} | {n_pts} | {size}x{size} | skipped: needs ~{need / 2**30:.0f} GB "
+                f"(> --max-dense-gb {args.max_dense_gb:g}) | | |"
+            )
             continue
         res = _run_config(impl, n_pts, size, args)
         if "error" in res:
@@ -192,14 +235,19 @@ def main(argv=None):
         dense = results.get(("dense", n_pts, size))
         ratio = ""
         if impl != "dense" and dense:
-            ratio = (f"{dense['time_s'] / res['time_s']:.0f}x faster, "
-                     f"{dense['mem_bytes'] / max(res['mem_bytes'], 1):.0f}x less memory")
-        rows.append(f"| {impl} | {n_pts} | {size}x{size} | {res['time_s'] * 1e3:,.1f} | "
-                    f"{_fmt_mb(res['mem_bytes'])} | {ratio} |")
+            ratio = (
+                f"{dense['time_s'] / res['time_s']:.0f}x faster, "
+                f"{dense['mem_bytes'] / max(res['mem_bytes'], 1):.0f}x less memory"
+            )
+        rows.append(
+            f"| {impl} | {n_pts} | {size}x{size} | {res['time_s'] * 1e3:,.1f} | {_fmt_mb(res['mem_bytes'])} | {ratio} |"
+        )
         print(f"# done {impl} N={n_pts} {size}x{size}", file=sys.stderr, flush=True)
 
-    print(f"B={B_OBJECTS} objects x V={N_VIEWS} views = {B_OBJECTS * N_VIEWS} projections, mask + rgb, "
-          f"forward+backward, median of {args.repeats}, {args.threads} threads")
+    print(
+        f"B={B_OBJECTS} objects x V={N_VIEWS} views = {B_OBJECTS * N_VIEWS} projections, mask + rgb, "
+        f"forward+backward, median of {args.repeats}, {args.threads} threads"
+    )
     print()
     print("| impl | N points | image | time (ms) | memory (MB) | vs dense |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -208,8 +256,12 @@ def main(argv=None):
     base_local = results.get(("local", BASE["n_pts"], BASE["size"]))
     if base_local:
         scal = []
-        for key, label in [(("local", 4096, 64), "N x4"), (("local", 16384, 64), "N x16"),
-                           (("local", 1024, 128), "pixels x4"), (("local", 1024, 256), "pixels x16")]:
+        for key, label in [
+            (("local", 4096, 64), "N x4"),
+            (("local", 16384, 64), "N x16"),
+            (("local", 1024, 128), "pixels x4"),
+            (("local", 1024, 256), "pixels x16"),
+        ]:
             if key in results:
                 scal.append(f"{label}: time x{results[key]['time_s'] / base_local['time_s']:.1f}")
         if scal:
@@ -222,4 +274,5 @@ def main(argv=None):
 
 if __name__ == "__main__":
     from utils.common import cli
+
     cli.exit_with("bench_projection", main)

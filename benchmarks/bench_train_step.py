@@ -39,6 +39,7 @@ the smallest over ``--rounds`` rounds. Ratios are "this implementation's time / 
 Data: the data set in ``--data_dir`` (default ``data/``) when it has the chair category, else a
 small demo data set generated into a temporary folder (about 10 s).
 """
+
 import argparse
 import json
 import os
@@ -70,8 +71,9 @@ def _affinity_bwd_before(pix, gt_mask, max_dist_sq=None):
     also computes the unused other direction). Same values and gradients as today's."""
     import numpy as np
 
-    import tf_ops
     from utils.common.tfv1 import tf
+
+    import tf_ops
 
     pix = tf.convert_to_tensor(pix)
     gt = tf.cast(gt_mask, pix.dtype)
@@ -79,8 +81,9 @@ def _affinity_bwd_before(pix, gt_mask, max_dist_sq=None):
     if max_dist_sq is None:
         max_dist_sq = float(img_h * img_h + img_w * img_w)
     rows, cols = tf.meshgrid(tf.range(img_h), tf.range(img_w), indexing="ij")
-    grid = tf.cast(tf.stack([tf.reshape(rows, [-1]), tf.reshape(cols, [-1]), tf.zeros([img_h * img_w], tf.int32)],
-                            -1), pix.dtype)
+    grid = tf.cast(
+        tf.stack([tf.reshape(rows, [-1]), tf.reshape(cols, [-1]), tf.zeros([img_h * img_w], tf.int32)], -1), pix.dtype
+    )
     grid = tf.tile(grid[None], [tf.shape(pix)[0], 1, 1])  # (B, H*W, 3)
     points = tf.concat([pix[..., :2], tf.zeros_like(pix[..., 2:])], -1)
     bound = float(max(img_h, img_w)) + 2.0 * np.sqrt(max_dist_sq)
@@ -91,10 +94,34 @@ def _affinity_bwd_before(pix, gt_mask, max_dist_sq=None):
 
 
 def _demo_flags(cfg, impl, data_dir, exp):
-    return ["--exp", exp, "--data_dir", data_dir, "--category", "chair", "--projection", impl,
-            "--batch_size", str(cfg["batch"]), "--N_VIEWS", str(cfg["views"]), "--N_PTS", str(cfg["n_pts"]),
-            "--IMG_H", str(cfg["size"]), "--IMG_W", str(cfg["size"]), "--lr", "3e-4", "--wt_aff_pts", "1.0",
-            "--wt_decay", "0.1", "--seed", "7"]  # the task's own flags: their recommended values
+    return [
+        "--exp",
+        exp,
+        "--data_dir",
+        data_dir,
+        "--category",
+        "chair",
+        "--projection",
+        impl,
+        "--batch_size",
+        str(cfg["batch"]),
+        "--N_VIEWS",
+        str(cfg["views"]),
+        "--N_PTS",
+        str(cfg["n_pts"]),
+        "--IMG_H",
+        str(cfg["size"]),
+        "--IMG_W",
+        str(cfg["size"]),
+        "--lr",
+        "3e-4",
+        "--wt_aff_pts",
+        "1.0",
+        "--wt_decay",
+        "0.1",
+        "--seed",
+        "7",
+    ]  # the task's own flags: their recommended values
 
 
 def _median_ms(sess, fetch, feeds, repeats):
@@ -122,20 +149,23 @@ def _components(settings, task, g):
     Returns (placeholders xyz, feat; dict key -> a scalar that needs the term's gradients w.r.t. both)."""
     import numpy as np
 
-    from utils.model import _flatten_views, loss_terms_2d, loss_weights_2d, render_views
     from utils.common.tfv1 import tf
+    from utils.model import _flatten_views, loss_terms_2d, loss_weights_2d, render_views
 
     xyz = tf.placeholder(tf.float32, g.xyz.shape, "bench_xyz")
     feat = tf.placeholder(tf.float32, g.feat.shape, "bench_feat")
     ph = g.ph
     pix, mask, proj = render_views(settings, task, xyz, feat, ph["az"], ph["el"])
     gt_mask = _flatten_views(ph["mask"])
-    terms = loss_terms_2d(settings, task, pix, mask, proj, gt_mask, _flatten_views(ph["dist"]),
-                          _flatten_views(ph[task.view_key]))
+    terms = loss_terms_2d(
+        settings, task, pix, mask, proj, gt_mask, _flatten_views(ph["dist"]), _flatten_views(ph[task.view_key])
+    )
     weights = tf.constant(np.random.default_rng(1).uniform(size=proj.shape.as_list()).astype(np.float32))
-    terms.update(camera=tf.reduce_sum(pix * tf.constant([1e-3, 1e-3, 1.0])),
-                 mask_proj=tf.reduce_sum(mask * gt_mask),
-                 feat_proj=tf.reduce_sum(proj * weights))
+    terms.update(
+        camera=tf.reduce_sum(pix * tf.constant([1e-3, 1e-3, 1.0])),
+        mask_proj=tf.reduce_sum(mask * gt_mask),
+        feat_proj=tf.reduce_sum(proj * weights),
+    )
     terms["all_2d"] = tf.add_n([w * terms[name] for w, name in loss_weights_2d(settings) if w])
     grads = {k: _scalar(tf, [x for x in tf.gradients(t, [xyz, feat]) if x is not None]) for k, t in terms.items()}
     return xyz, feat, grads
@@ -145,25 +175,36 @@ def worker(task_name, impl, cfg, data_dir, repeats, train_first, threads, step_o
     """Build, train briefly, time; print one JSON line. ``threads``: 0 = TF's default."""
     import numpy as np
 
-    from utils.task import task_from_ref
-    from utils.train import config
     from utils import losses
-    from utils.render import projection
+    from utils.common.tfv1 import tf
     from utils.data import BatchPipeline
     from utils.model import GraphSettings, build_graph
-    from utils.common.tfv1 import tf
+    from utils.render import projection
+    from utils.task import task_from_ref
+    from utils.train import config
 
     TASK = task_from_ref(task_name)
     if impl == "before":
         losses.affinity_bwd = _affinity_bwd_before  # utils.model and _components look it up at build time
     with tempfile.TemporaryDirectory() as exp:
         args = config.train_parser(TASK).parse_args(
-            _demo_flags(cfg, "local" if impl == "before" else impl, data_dir, exp))
+            _demo_flags(cfg, "local" if impl == "before" else impl, data_dir, exp)
+        )
     resolved = projection.resolve_impl(args.projection)
     args = TASK.resolve_args(args)
     B = args.batch_size
-    pipe = BatchPipeline(data_dir, "chair", "train", task=TASK, batch_size=B, n_views=args.N_VIEWS,
-                         img_h=args.IMG_H, img_w=args.IMG_W, seed=args.seed, num_workers=1)
+    pipe = BatchPipeline(
+        data_dir,
+        "chair",
+        "train",
+        task=TASK,
+        batch_size=B,
+        n_views=args.N_VIEWS,
+        img_h=args.IMG_H,
+        img_w=args.IMG_W,
+        seed=args.seed,
+        num_workers=1,
+    )
     batches = [pipe.get_batch(k) for k in range(max(4, min(train_first, 64)))]
     pipe.close()
     tf.set_random_seed(args.seed)
@@ -213,9 +254,11 @@ def _ensure_data(data_dir, task_name):
     """(data dir, temporary dir or None): the given data set, or a small generated one."""
     from utils.data import has_dataset
     from utils.task import task_from_ref
+
     if has_dataset(data_dir, "chair", task_from_ref(task_name).data_tree):
         return data_dir, None
     from utils.datagen.demo_data import generate
+
     tmp = tempfile.TemporaryDirectory(prefix="bench_train_step_")
     print(f"# no chair data set in {data_dir}: generating a small demo set in {tmp.name}", file=sys.stderr, flush=True)
     generate(tmp.name, categories=["chair"], n_models=24, workers=1, progress=False)
@@ -223,9 +266,23 @@ def _ensure_data(data_dir, task_name):
 
 
 def _run(impl, cfg, data_dir, args, threads, step_only):
-    cmd = [sys.executable, os.path.abspath(__file__), "--task", args.task, "--worker", impl, json.dumps(cfg),
-           "--data_dir", data_dir,
-           "--repeats", str(args.repeats), "--train_first", str(args.train_first), "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--task",
+        args.task,
+        "--worker",
+        impl,
+        json.dumps(cfg),
+        "--data_dir",
+        data_dir,
+        "--repeats",
+        str(args.repeats),
+        "--train_first",
+        str(args.train_first),
+        "--threads",
+        str(threads),
+    ]
     if step_only:
         cmd.append("--step_only")
     t0 = time.time()
@@ -235,14 +292,19 @@ def _run(impl, cfg, data_dir, args, threads, step_only):
         print(f"# {impl} {cfg} threads={threads}: FAILED\n" + "\n".join(tail), file=sys.stderr, flush=True)
         return None
     res = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"# done {impl} {cfg} threads={threads or 'default'} in {time.time() - t0:.0f} s", file=sys.stderr,
-          flush=True)
+    print(
+        f"# done {impl} {cfg} threads={threads or 'default'} in {time.time() - t0:.0f} s", file=sys.stderr, flush=True
+    )
     return res
 
 
-ROWS = [("full training step", "step"), ("network forward", "net_fwd"),
-        ("network forward + backward", "net_fwd_bwd"), ("forward of the whole loss", "loss_fwd"),
-        ("gradients of the whole loss (no optimiser)", "loss_grads")]
+ROWS = [
+    ("full training step", "step"),
+    ("network forward", "net_fwd"),
+    ("network forward + backward", "net_fwd_bwd"),
+    ("forward of the whole loss", "loss_fwd"),
+    ("gradients of the whole loss (no optimiser)", "loss_grads"),
+]
 
 
 def _table(cpu, wall):
@@ -255,36 +317,59 @@ def _table(cpu, wall):
     def ratio(a, b):
         return f"{a / b:.1f}x" if a > 0.05 and b > 0.05 else ""
 
-    lines = ["| one thread, CPU ms | " + " | ".join(impls) + " | " + " | ".join(f"{i} / {ref}" for i in others) + " |",
-             "| --- |" + " --- |" * (len(impls) + len(others))]
+    lines = [
+        "| one thread, CPU ms | " + " | ".join(impls) + " | " + " | ".join(f"{i} / {ref}" for i in others) + " |",
+        "| --- |" + " --- |" * (len(impls) + len(others)),
+    ]
 
     def row(label, values):
-        lines.append(f"| {label} | " + " | ".join(f"{values[i]:.1f}" for i in impls) + " | "
-                     + " | ".join(ratio(values[i], values[ref]) for i in others) + " |")
+        lines.append(
+            f"| {label} | "
+            + " | ".join(f"{values[i]:.1f}" for i in impls)
+            + " | "
+            + " | ".join(ratio(values[i], values[ref]) for i in others)
+            + " |"
+        )
 
     for label, key in ROWS:
         row(label, {i: cpu[i][key] for i in impls})
     row("Adam = full step - gradients", {i: cpu[i]["step"] - cpu[i]["loss_grads"] for i in impls})
     for key, label in COMPONENTS:
         row(f"{label}, fwd+bwd", {i: cpu[i][key] for i in impls})
-    lines.append("| 2D terms / full step | " + " | ".join(f"{100 * cpu[i]['all_2d'] / cpu[i]['step']:.0f}%"
-                                                        for i in impls) + " |" + " |" * len(others))
+    lines.append(
+        "| 2D terms / full step | "
+        + " | ".join(f"{100 * cpu[i]['all_2d'] / cpu[i]['step']:.0f}%" for i in impls)
+        + " |"
+        + " |" * len(others)
+    )
     if wall:
-        lines.append("| **training speed, wall clock, default threads (it/s)** | "
-                     + " | ".join(f"{1e3 / wall[i]:.1f}" if i in wall else "" for i in impls) + " | "
-                     + " | ".join(f"{wall[i] / wall[ref]:.2f}x" if i in wall and ref in wall else ""
-                                  for i in others) + " |")
+        lines.append(
+            "| **training speed, wall clock, default threads (it/s)** | "
+            + " | ".join(f"{1e3 / wall[i]:.1f}" if i in wall else "" for i in impls)
+            + " | "
+            + " | ".join(f"{wall[i] / wall[ref]:.2f}x" if i in wall and ref in wall else "" for i in others)
+            + " |"
+        )
     return "\n".join(lines)
 
 
 def main(argv=None):
     from utils.task import available_tasks
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", choices=available_tasks(), required=True, help="the task whose training step is timed")
-    p.add_argument("--impls", nargs="+", default=["before", "local", "fused"],
-                   help="implementations at the demo size (before, local, fused, dense)")
-    p.add_argument("--small_impls", nargs="+", default=["dense", "local", "fused"],
-                   help="implementations at the small size (B=2, V=2, N=256, 64x64)")
+    p.add_argument(
+        "--impls",
+        nargs="+",
+        default=["before", "local", "fused"],
+        help="implementations at the demo size (before, local, fused, dense)",
+    )
+    p.add_argument(
+        "--small_impls",
+        nargs="+",
+        default=["dense", "local", "fused"],
+        help="implementations at the small size (B=2, V=2, N=256, 64x64)",
+    )
     p.add_argument("--repeats", type=int, default=30, help="timed runs per measurement (median)")
     p.add_argument("--rounds", type=int, default=2, help="times each worker runs (the smallest value counts)")
     p.add_argument("--train_first", type=int, default=200, help="training steps before timing")
@@ -296,9 +381,18 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.worker:
         from utils.common.tfv1 import use_graph_mode
+
         use_graph_mode()
-        worker(args.task, args.worker[0], json.loads(args.worker[1]), args.data_dir, args.repeats, args.train_first,
-               args.threads, args.step_only)
+        worker(
+            args.task,
+            args.worker[0],
+            json.loads(args.worker[1]),
+            args.data_dir,
+            args.repeats,
+            args.train_first,
+            args.threads,
+            args.step_only,
+        )
         return 0
     if args.quick:
         args.repeats, args.rounds, args.train_first, args.small_impls = 10, 1, 50, []
@@ -320,11 +414,18 @@ def main(argv=None):
                             wall[impl] = min(wall_all[impl])
             if not cpu:
                 continue
-            print(f"\nB={cfg['batch']} objects x V={cfg['views']} views, N={cfg['n_pts']}, {cfg['size']}x{cfg['size']}, "
-                  f"{args.task}; after {args.train_first} training steps; medians of {args.repeats} runs, the smallest of "
-                  f"{args.rounds} round(s)" + ("; full step wall ms per round (default threads): "
-                                               + "; ".join(f"{i} {v}" for i, v in wall_all.items()) if with_wall
-                                               else ""))
+            print(
+                f"\nB={cfg['batch']} objects x V={cfg['views']} views, N={cfg['n_pts']}, {cfg['size']}x{cfg['size']}, "
+                f"{args.task}; after {args.train_first} training steps; medians of {args.repeats} runs, "
+                f"the smallest of "
+                f"{args.rounds} round(s)"
+                + (
+                    "; full step wall ms per round (default threads): "
+                    + "; ".join(f"{i} {v}" for i, v in wall_all.items())
+                    if with_wall
+                    else ""
+                )
+            )
             print()
             print(_table(cpu, wall))
             sys.stdout.flush()
@@ -336,4 +437,5 @@ def main(argv=None):
 
 if __name__ == "__main__":
     from utils.common import cli
+
     cli.exit_with("bench_train_step", main)

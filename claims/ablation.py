@@ -40,6 +40,7 @@ written is not run again; a half-trained one continues from its last snapshot (t
 entry point resumes); a trained, unevaluated one is only evaluated. A variant that fails is
 reported in the table (status and the tail of its log) and the others still run.
 """
+
 import argparse
 import codecs
 import json
@@ -60,8 +61,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The demo's schedule (run_demo.sh); --iters replaces N_ITERS.
 SCHEDULE = dict(print_n=250, save_n=500, save_model_n=500)
 DEFAULT_ITERS = 8000
-METRIC_LABELS = dict(chamfer="Chamfer (lower is better)", emd="EMD (lower is better)",
-                     colour="colour error (lower is better)", miou="part mIoU (higher is better)")
+METRIC_LABELS = dict(
+    chamfer="Chamfer (lower is better)",
+    emd="EMD (lower is better)",
+    colour="colour error (lower is better)",
+    miou="part mIoU (higher is better)",
+)
 BASELINE = "medoid_baseline"
 EVAL_DIR = "metrics_test"
 EVAL_FINAL_DIR = "metrics_test_final"  # the same evaluation of the last snapshot ('final' columns)
@@ -77,7 +82,7 @@ class Variant:
     name: str
     description: str
     preset: str = "recommended"
-    flags: tuple = ()           # training flags on top of the preset and the schedule
+    flags: tuple = ()  # training flags on top of the preset and the schedule
     task_weight_zero: bool = False  # also set the task's feature weight (Task.weight_flag) to 0
 
     def train_flags(self, task):
@@ -85,51 +90,86 @@ class Variant:
         flags = list(self.flags)
         if self.task_weight_zero:
             from utils.task import task_from_ref
+
             flags += [f"--{task_from_ref(task).weight_flag}", "0"]
         return flags
 
 
 _NO_AFFINITY = ("--wt_aff_fwd", "0", "--wt_aff_bwd", "0", "--wt_aff_pts", "0")
-VARIANTS = {v.name: v for v in (
-    Variant("2d", "2D supervision only: masks (BCE + affinity) and depth-aware features (recommended)"),
-    Variant("3d", "3D supervision only: Chamfer + nearest-neighbour feature loss, every 2D weight 0",
-            flags=("--USE_3D_LOSS", "--wt_bce", "0") + _NO_AFFINITY, task_weight_zero=True),
-    Variant("2d+3d", "2D and 3D supervision together", flags=("--USE_3D_LOSS",)),
-    Variant("depth-unaware", "2d with --BETA 0: a pixel's feature is the unweighted mean over its well",
-            flags=("--BETA", "0")),
-    Variant("no-affinity", "2d without the affinity terms (forward, backward, point-wise)", flags=_NO_AFFINITY),
-    Variant("original", "the original code's effective settings (--preset original), same data and schedule",
-            preset="original"),
-)}
+VARIANTS = {
+    v.name: v
+    for v in (
+        Variant("2d", "2D supervision only: masks (BCE + affinity) and depth-aware features (recommended)"),
+        Variant(
+            "3d",
+            "3D supervision only: Chamfer + nearest-neighbour feature loss, every 2D weight 0",
+            flags=("--USE_3D_LOSS", "--wt_bce", "0") + _NO_AFFINITY,
+            task_weight_zero=True,
+        ),
+        Variant("2d+3d", "2D and 3D supervision together", flags=("--USE_3D_LOSS",)),
+        Variant(
+            "depth-unaware",
+            "2d with --BETA 0: a pixel's feature is the unweighted mean over its well",
+            flags=("--BETA", "0"),
+        ),
+        Variant("no-affinity", "2d without the affinity terms (forward, backward, point-wise)", flags=_NO_AFFINITY),
+        Variant(
+            "original",
+            "the original code's effective settings (--preset original), same data and schedule",
+            preset="original",
+        ),
+    )
+}
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="ablation.py",
         description="Train one experiment per ablation variant on the demo data (each in its own process, "
-                    "the demo schedule, --seeds seeds each), evaluate each on the test split, and write table.md, "
-                    "table.json (mean and spread over the seeds, paired differences from 2d) and a figure. "
-                    "Re-running resumes. Variants: "
-                    + "; ".join(f"{v.name}: {v.description}" for v in VARIANTS.values()))
-    p.add_argument("--task", choices=available_tasks(), required=True,
-                   help="the task to ablate (a task folder: colours or part labels)")
-    p.add_argument("--variants", default=",".join(VARIANTS),
-                   help="comma-separated subset of: " + ", ".join(VARIANTS) + " (default: all, in this order)")
-    p.add_argument("--iters", type=int, default=DEFAULT_ITERS,
-                   help=f"training iterations per variant (default: {DEFAULT_ITERS}, the demo's)")
+        "the demo schedule, --seeds seeds each), evaluate each on the test split, and write table.md, "
+        "table.json (mean and spread over the seeds, paired differences from 2d) and a figure. "
+        "Re-running resumes. Variants: " + "; ".join(f"{v.name}: {v.description}" for v in VARIANTS.values()),
+    )
+    p.add_argument(
+        "--task",
+        choices=available_tasks(),
+        required=True,
+        help="the task to ablate (a task folder: colours or part labels)",
+    )
+    p.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="comma-separated subset of: " + ", ".join(VARIANTS) + " (default: all, in this order)",
+    )
+    p.add_argument(
+        "--iters",
+        type=int,
+        default=DEFAULT_ITERS,
+        help=f"training iterations per variant (default: {DEFAULT_ITERS}, the demo's)",
+    )
     p.add_argument("--out", default=None, help="output folder (default: <repo>/experiments/ablation_<task>)")
     p.add_argument("--data_dir", default=None, help="data root (default: <repo>/data, the demo data)")
     p.add_argument("--category", default="chair", help="category (default: chair)")
-    p.add_argument("--seed", type=int, default=1024,
-                   help="first seed; the runs use --seed, --seed + 1, ... (default: 1024)")
-    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
-                   help=f"seeds per variant, K (default: {DEFAULT_SEEDS}); a seed changes the initialisation "
-                        "and the data order, not the data. The table gives the mean and the spread over them "
-                        f"(standard deviation for K >= {STD_MIN_RUNS}, min-max below)")
-    p.add_argument("--n_pictures", type=int, default=4,
-                   help="test samples drawn per variant: screenshots, PLY (default: 4)")
-    p.add_argument("--copy_figure", default=None, metavar="PATH",
-                   help="also copy the figure there, e.g. docs/ablation_rgb.png for docs/results.md")
+    p.add_argument(
+        "--seed", type=int, default=1024, help="first seed; the runs use --seed, --seed + 1, ... (default: 1024)"
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=DEFAULT_SEEDS,
+        help=f"seeds per variant, K (default: {DEFAULT_SEEDS}); a seed changes the initialisation "
+        "and the data order, not the data. The table gives the mean and the spread over them "
+        f"(standard deviation for K >= {STD_MIN_RUNS}, min-max below)",
+    )
+    p.add_argument(
+        "--n_pictures", type=int, default=4, help="test samples drawn per variant: screenshots, PLY (default: 4)"
+    )
+    p.add_argument(
+        "--copy_figure",
+        default=None,
+        metavar="PATH",
+        help="also copy the figure there, e.g. docs/ablation_rgb.png for docs/results.md",
+    )
     args = p.parse_args(argv)
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
     unknown = [n for n in names if n not in VARIANTS]
@@ -143,6 +183,7 @@ def parse_args(argv=None):
     if args.seed < 0:
         p.error(f"--seed must be >= 0, got {args.seed}")
     from utils.train import config
+
     args.out = os.path.abspath(args.out or os.path.join(ROOT, "experiments", f"ablation_{args.task}"))
     args.data_dir = os.path.abspath(args.data_dir or config.default_data_dir())
     return args
@@ -163,9 +204,23 @@ def train_command(args, variant, seed=None):
     """argv of the training subprocess (the demo's schedule, the variant's flags, ``seed``:
     default the first seed)."""
     seed = args.seed if seed is None else seed
-    cmd = [sys.executable, "-m", f"{args.task}.train_{args.task}", "--exp", experiment_dir(args, variant, seed),
-           "--data_dir", args.data_dir, "--category", args.category, "--preset", variant.preset,
-           "--seed", str(seed), "--N_ITERS", str(args.iters)]
+    cmd = [
+        sys.executable,
+        "-m",
+        f"{args.task}.train_{args.task}",
+        "--exp",
+        experiment_dir(args, variant, seed),
+        "--data_dir",
+        args.data_dir,
+        "--category",
+        args.category,
+        "--preset",
+        variant.preset,
+        "--seed",
+        str(seed),
+        "--N_ITERS",
+        str(args.iters),
+    ]
     cmd += [x for k, v in SCHEDULE.items() for x in (f"--{k}", str(v))]
     cmd += variant.train_flags(args.task)
     return cmd
@@ -175,9 +230,24 @@ def metrics_command(args, variant, snapshot="best", seed=None):
     """argv of the metrics subprocess (run_demo.sh's protocol; for the best snapshot also PLY files for
     the figure); ``snapshot`` 'latest' evaluates the last snapshot into EVAL_FINAL_DIR."""
     exp = experiment_dir(args, variant, seed)
-    cmd = [sys.executable, "-m", f"{args.task}.metrics_{args.task}", "--exp", exp, "--snapshot", snapshot,
-           "--eval_set", "test", "--input_views", "all", "--data_dir", args.data_dir,
-           "--out", os.path.join(exp, EVAL_DIR if snapshot == "best" else EVAL_FINAL_DIR), "--tqdm"]
+    cmd = [
+        sys.executable,
+        "-m",
+        f"{args.task}.metrics_{args.task}",
+        "--exp",
+        exp,
+        "--snapshot",
+        snapshot,
+        "--eval_set",
+        "test",
+        "--input_views",
+        "all",
+        "--data_dir",
+        args.data_dir,
+        "--out",
+        os.path.join(exp, EVAL_DIR if snapshot == "best" else EVAL_FINAL_DIR),
+        "--tqdm",
+    ]
     if snapshot == "best":
         cmd += ["--save_screenshots", "--save_ply", "--n_pictures", str(args.n_pictures)]
     return cmd
@@ -187,6 +257,7 @@ def _run_logged(cmd, log_path):
     """Run ``cmd`` (cwd: the repository), its output passed through to ours and appended to
     ``log_path``. Returns (exit status, the last lines of the output)."""
     from utils.common.progress import PROGRESS_ENV, on_terminal
+
     # The child writes into a pipe: it draws progress bars when our own output is a terminal.
     env = dict(os.environ, PYTHONUNBUFFERED="1", **{PROGRESS_ENV: "1" if on_terminal(sys.stdout) else "0"})
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -232,6 +303,7 @@ def _read_json(path):
 def _progress(exp_dir):
     """(latest snapshot step, best snapshot step), None where absent."""
     from utils.experiment import BEST, SNAPSHOTS, Experiment
+
     if not os.path.isdir(exp_dir):
         return None, None
     exp = Experiment(exp_dir, create=False)
@@ -244,8 +316,13 @@ def _evaluated(exp_dir, best_step, folder=EVAL_DIR):
     step, of the last one), or None when it is missing or stale (older summaries, without the
     task's 'headline' metrics or the floor's record, count as stale)."""
     summary = _read_json(os.path.join(exp_dir, folder, "summary.json"))
-    if (summary and best_step is not None and summary.get("step") == best_step and summary.get("headline")
-            and "floor" in summary):
+    if (
+        summary
+        and best_step is not None
+        and summary.get("step") == best_step
+        and summary.get("headline")
+        and "floor" in summary
+    ):
         return summary
     return None
 
@@ -257,11 +334,21 @@ def run_variant(args, variant, index, total, seed=None):
     state_path = os.path.join(exp_dir, STATE_FILE)
     os.makedirs(exp_dir, exist_ok=True)
     state = _read_json(state_path) or {}
-    row = dict(variant=variant.name, seed=seed, description=variant.description, preset=variant.preset,
-               flags=variant.train_flags(args.task), exp=exp_dir, status="ok", error=None,
-               train_s=state.get("train_s", 0.0), eval_s=state.get("eval_s", 0.0))
+    row = dict(
+        variant=variant.name,
+        seed=seed,
+        description=variant.description,
+        preset=variant.preset,
+        flags=variant.train_flags(args.task),
+        exp=exp_dir,
+        status="ok",
+        error=None,
+        train_s=state.get("train_s", 0.0),
+        eval_s=state.get("eval_s", 0.0),
+    )
     tag = f"ablation: [{index}/{total}] {variant.name} seed {seed}"
     from utils.train import config
+
     if variant.preset not in config.PRESET_NAMES:
         row["status"] = f"skipped: --preset {variant.preset} is not available"
         print(f"{tag}: {row['status']}", flush=True)
@@ -296,8 +383,9 @@ def run_variant(args, variant, index, total, seed=None):
             for snapshot, folder, step in (("best", EVAL_DIR, best), ("latest", EVAL_FINAL_DIR, latest)):
                 done = _evaluated(exp_dir, step, folder)
                 if done is None:
-                    rc, tail = _run_logged(metrics_command(args, variant, snapshot, seed),
-                                           os.path.join(exp_dir, "metrics.log"))
+                    rc, tail = _run_logged(
+                        metrics_command(args, variant, snapshot, seed), os.path.join(exp_dir, "metrics.log")
+                    )
                     done = _evaluated(exp_dir, step, folder)
                     if rc != 0 or done is None:
                         row.update(status=f"failed: metrics ({snapshot} snapshot) exited with {rc}", error=tail)
@@ -358,64 +446,118 @@ def write_table(args, rows, wall_s):
     floor = next((r["floor"] for r in rows if r.get("floor")), None)
     floor_note = next((r["floor_note"] for r in rows if r.get("floor_note")), None)
     summary = aggregate(rows, keys + group_keys, REFERENCE)
-    info = dict(task=args.task, category=args.category, iters=args.iters, seed=args.seed, seeds=run_seeds(args),
-                data_dir=args.data_dir, reference=REFERENCE,
-                schedule=SCHEDULE, eval=dict(snapshot=["best", "latest"], eval_set="test", input_views="all"),
-                wall_s=wall_s, variants_s=sum(r["train_s"] + r["eval_s"] for r in rows), headline=list(keys),
-                group_keys=list(group_keys),
-                baseline=dict(name=BASELINE, metrics=baseline), floor=dict(name=FLOOR, metrics=floor, note=floor_note))
+    info = dict(
+        task=args.task,
+        category=args.category,
+        iters=args.iters,
+        seed=args.seed,
+        seeds=run_seeds(args),
+        data_dir=args.data_dir,
+        reference=REFERENCE,
+        schedule=SCHEDULE,
+        eval=dict(snapshot=["best", "latest"], eval_set="test", input_views="all"),
+        wall_s=wall_s,
+        variants_s=sum(r["train_s"] + r["eval_s"] for r in rows),
+        headline=list(keys),
+        group_keys=list(group_keys),
+        baseline=dict(name=BASELINE, metrics=baseline),
+        floor=dict(name=FLOOR, metrics=floor, note=floor_note),
+    )
     write_json(os.path.join(args.out, "table.json"), dict(info, summary=summary, variants=rows))
 
     n_samples = next((r["n_samples"] for r in rows if r.get("n_samples")), None)
     n_models = next((r["n_models"] for r in rows if r.get("n_models")), None)
     seeds = run_seeds(args)
-    lines = [f"Ablation ({args.task}, {args.category}): {args.iters} training iterations per run, "
-             f"{len(seeds)} seed(s) per variant ({', '.join(map(str, seeds))}); "
-             f"best validation snapshot on the test split"
-             + (f" ({n_samples} samples: every input view of {n_models} models)" if n_samples else "")
-             + f". Training and evaluation time, summed over the runs: "
-             f"{_minutes(sum(r['train_s'] + r['eval_s'] for r in rows))} (this invocation: {_minutes(wall_s)}).", "",
-             f"Mean over the seeds with the spread: ± the sample standard deviation ({STD_MIN_RUNS} or more "
-             f"seeds), [min, max] below that. Δ: the difference from `{REFERENCE}` over the paired seeds (same "
-             f"seed), with its spread; `*` marks a difference that exceeds its spread (|mean| > standard "
-             f"deviation, or with fewer than {STD_MIN_RUNS} pairs every paired difference of one sign), the "
-             f"only ones to read as findings. At the best validation snapshot.", ""]
+    lines = [
+        f"Ablation ({args.task}, {args.category}): {args.iters} training iterations per run, "
+        f"{len(seeds)} seed(s) per variant ({', '.join(map(str, seeds))}); "
+        f"best validation snapshot on the test split"
+        + (f" ({n_samples} samples: every input view of {n_models} models)" if n_samples else "")
+        + f". Training and evaluation time, summed over the runs: "
+        f"{_minutes(sum(r['train_s'] + r['eval_s'] for r in rows))} (this invocation: {_minutes(wall_s)}).",
+        "",
+        f"Mean over the seeds with the spread: ± the sample standard deviation ({STD_MIN_RUNS} or more "
+        f"seeds), [min, max] below that. Δ: the difference from `{REFERENCE}` over the paired seeds (same "
+        f"seed), with its spread; `*` marks a difference that exceeds its spread (|mean| > standard "
+        f"deviation, or with fewer than {STD_MIN_RUNS} pairs every paired difference of one sign), the "
+        f"only ones to read as findings. At the best validation snapshot.",
+        "",
+    ]
     lines += summary_lines(summary, keys, REFERENCE) if keys else ["(no run has metrics)"]
     if group_keys:
-        lines += ["", "Side-resolved errors (the data records which ground-truth points lie on a part's hidden side): "
-                      "the forward error over the hidden-side points, the visible-side points and the edge between "
-                      "them (utils.metrics.side_groups), same reading:", ""]
+        lines += [
+            "",
+            "Side-resolved errors (the data records which ground-truth points lie on a part's hidden side): "
+            "the forward error over the hidden-side points, the visible-side points and the edge between "
+            "them (utils.metrics.side_groups), same reading:",
+            "",
+        ]
         lines += summary_lines(summary, group_keys, REFERENCE)
         for name, value in (("image-blind baseline", baseline), ("floor", floor)):
             if value and all(k in value for k in group_keys):
-                lines.append(f"| {name} | | " + " | ".join(_fmt(value[k]) for k in group_keys) + " | "
-                             + " | ".join("" for _ in group_keys) + " |")
-    lines += ["", "Runs: metrics at the best validation snapshot, then (final) at the last snapshot.", "",
-              "| variant | seed | status | iterations (best) | train | eval | " + " | ".join(keys) + " | "
-              + " | ".join(f"final {k}" for k in keys) + " |",
-              "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in keys * 2) + " |"]
+                lines.append(
+                    f"| {name} | | "
+                    + " | ".join(_fmt(value[k]) for k in group_keys)
+                    + " | "
+                    + " | ".join("" for _ in group_keys)
+                    + " |"
+                )
+    lines += [
+        "",
+        "Runs: metrics at the best validation snapshot, then (final) at the last snapshot.",
+        "",
+        "| variant | seed | status | iterations (best) | train | eval | "
+        + " | ".join(keys)
+        + " | "
+        + " | ".join(f"final {k}" for k in keys)
+        + " |",
+        "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in keys * 2) + " |",
+    ]
     for r in rows:
         m, f = r.get("metrics") or {}, r.get("final_metrics") or {}
         its = f"{r.get('iterations')} ({r.get('best_step')})" if r.get("iterations") is not None else "-"
-        lines.append(f"| {r['variant']} | {r.get('seed', args.seed)} | {r['status']} | {its} | "
-                     f"{_minutes(r['train_s'])} | {_minutes(r['eval_s'])} | "
-                     + " | ".join(_fmt(m.get(k)) for k in keys) + " | " + " | ".join(_fmt(f.get(k)) for k in keys) + " |")
+        lines.append(
+            f"| {r['variant']} | {r.get('seed', args.seed)} | {r['status']} | {its} | "
+            f"{_minutes(r['train_s'])} | {_minutes(r['eval_s'])} | "
+            + " | ".join(_fmt(m.get(k)) for k in keys)
+            + " | "
+            + " | ".join(_fmt(f.get(k)) for k in keys)
+            + " |"
+        )
     if baseline:
         from utils.task import task_from_ref
-        lines.append(f"| {task_from_ref(args.task).baseline_label} | | | | | | "
-                     + " | ".join(_fmt(baseline.get(k)) for k in keys) + " | " + " | ".join("" for _ in keys) + " |")
+
+        lines.append(
+            f"| {task_from_ref(args.task).baseline_label} | | | | | | "
+            + " | ".join(_fmt(baseline.get(k)) for k in keys)
+            + " | "
+            + " | ".join("" for _ in keys)
+            + " |"
+        )
     if floor:
-        lines.append("| floor: ground truth vs an independent resampling of the same surface | | | | | | "
-                     + " | ".join(_fmt(floor.get(k)) for k in keys) + " | " + " | ".join("" for _ in keys) + " |")
+        lines.append(
+            "| floor: ground truth vs an independent resampling of the same surface | | | | | | "
+            + " | ".join(_fmt(floor.get(k)) for k in keys)
+            + " | "
+            + " | ".join("" for _ in keys)
+            + " |"
+        )
     elif floor_note:
         lines += ["", f"Floor (ground truth vs an independent resampling of the same surface): {floor_note}."]
     described = list({r["variant"]: r for r in rows}.values())
-    lines += ["", "Variants:"] + [f"- `{r['variant']}`: {r['description']}"
-                                  + (f" (flags: `{' '.join(r['flags'])}`)" if r["flags"] else "") for r in described]
+    lines += ["", "Variants:"] + [
+        f"- `{r['variant']}`: {r['description']}" + (f" (flags: `{' '.join(r['flags'])}`)" if r["flags"] else "")
+        for r in described
+    ]
     for r in rows:
         if r.get("error"):
-            lines += ["", f"`{r['variant']}` seed {r.get('seed', args.seed)} {r['status']}; last lines of its log:",
-                      "```", r["error"], "```"]
+            lines += [
+                "",
+                f"`{r['variant']}` seed {r.get('seed', args.seed)} {r['status']}; last lines of its log:",
+                "```",
+                r["error"],
+                "```",
+            ]
     text = "\n".join(lines) + "\n"
     write_text(os.path.join(args.out, "table.md"), text)
     return text
@@ -429,8 +571,8 @@ def _pictured_samples(exp_dir):
     if os.path.isdir(folder):
         for name in sorted(os.listdir(folder)):
             if name.endswith("_pred.ply"):
-                key = name[:-len("_pred.ply")].split("_", 2)[-1]  # drop '<eval_set>_<index>_'
-                out[key] = (os.path.join(folder, name), os.path.join(folder, name[:-len("_pred.ply")] + "_gt.ply"))
+                key = name[: -len("_pred.ply")].split("_", 2)[-1]  # drop '<eval_set>_<index>_'
+                out[key] = (os.path.join(folder, name), os.path.join(folder, name[: -len("_pred.ply")] + "_gt.ply"))
     return out
 
 
@@ -438,23 +580,34 @@ def _read_ply(path):
     """(xyz (N, 3) scaled to the unit cube as the metrics' pictures, colours (N, 3) in [0, 1])."""
     import numpy as np
     import trimesh
+
     from utils import metrics
+
     cloud = trimesh.load(path)
-    return (metrics.scale_to_unit_cube_np(np.asarray(cloud.vertices)),
-            np.asarray(cloud.colors, np.float64)[:, :3] / 255.0)
+    return (
+        metrics.scale_to_unit_cube_np(np.asarray(cloud.vertices)),
+        np.asarray(cloud.colors, np.float64)[:, :3] / 255.0,
+    )
 
 
 def _input_image(args, key):
     """The input image of a pictured sample '<model>_view<v>' from the data set, or None."""
     from utils import data
     from utils.data import shapenet
+
     model, _, view = key.rpartition("_view")
     from utils.task import task_from_ref
+
     tree = task_from_ref(args.task).data_tree
-    path = os.path.join(data.tree_dirs(args.data_dir, tree)["rendered"], shapenet.synset_id(args.category),
-                        model, data.render_file(view))
+    path = os.path.join(
+        data.tree_dirs(args.data_dir, tree)["rendered"],
+        shapenet.synset_id(args.category),
+        model,
+        data.render_file(view),
+    )
     try:
         import imageio.v2 as imageio
+
         return imageio.imread(path)[..., :3]
     except (OSError, ValueError):
         return None
@@ -466,6 +619,7 @@ def write_figure(args, rows, angles=((20, -60), (20, 120))):
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
     from utils.common import visualize
 
     keys = _headline(rows)
@@ -493,15 +647,33 @@ def write_figure(args, rows, angles=((20, -60), (20, 120))):
     for ax, k in zip(axes, keys):
         stats = [summary[r["variant"]]["metrics"][k] for r in rows]
         values = np.array([np.nan if st["mean"] is None else st["mean"] for st in stats])
-        err = np.array([[0.0, 0.0] if st["kind"] == "none" else
-                        ([st["std"]] * 2 if st["kind"] == "std" else [st["mean"] - st["min"], st["max"] - st["mean"]])
-                        for st in stats]).T
-        bars = ax.bar(range(len(rows)), np.nan_to_num(values, nan=0.0), color=colours, yerr=err, capsize=3,
-                      error_kw=dict(linewidth=0.8))
+        err = np.array(
+            [
+                [0.0, 0.0]
+                if st["kind"] == "none"
+                else ([st["std"]] * 2 if st["kind"] == "std" else [st["mean"] - st["min"], st["max"] - st["mean"]])
+                for st in stats
+            ]
+        ).T
+        bars = ax.bar(
+            range(len(rows)),
+            np.nan_to_num(values, nan=0.0),
+            color=colours,
+            yerr=err,
+            capsize=3,
+            error_kw=dict(linewidth=0.8),
+        )
         for bar, v, r, up in zip(bars, values, rows, err[1]):
             label = f"{v:.3f}" if np.isfinite(v) else ("failed" if r["status"].startswith("failed") else "n/a")
-            ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height() + up), ha="center", va="bottom",
-                        fontsize=7, xytext=(0, 1), textcoords="offset points")
+            ax.annotate(
+                label,
+                (bar.get_x() + bar.get_width() / 2, bar.get_height() + up),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                xytext=(0, 1),
+                textcoords="offset points",
+            )
         if baseline and k in baseline:
             ax.axhline(baseline[k], color="k", linestyle="--", linewidth=1, label="image-blind baseline")
         ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
@@ -509,16 +681,24 @@ def write_figure(args, rows, angles=((20, -60), (20, 120))):
         ax.tick_params(axis="y", labelsize=7)
         ax.margins(y=0.15)
     n_seeds = max(len(e["seeds"]) for e in summary.values())
-    top.suptitle(f"DIFFER ablation ({args.task}, {args.category}, {args.iters} iterations, test split)\nmean over "
-                 f"up to {n_seeds} seed(s), bars: {'standard deviation' if n_seeds >= STD_MIN_RUNS else 'min-max'}"
-                 + ("; dashed: the image-blind baseline" if baseline else ""), fontsize=10)
+    top.suptitle(
+        f"DIFFER ablation ({args.task}, {args.category}, {args.iters} iterations, test split)\nmean over "
+        f"up to {n_seeds} seed(s), bars: {'standard deviation' if n_seeds >= STD_MIN_RUNS else 'min-max'}"
+        + ("; dashed: the image-blind baseline" if baseline else ""),
+        fontsize=10,
+    )
 
     if key is not None:
         gt = _read_ply(samples[done[0]["variant"]][key][1])
         preds = [(r["variant"], _read_ply(samples[r["variant"]][key][0])) for r in done]
         image = _input_image(args, key)
-        grid = bottom.subplots(len(angles), n_cols, subplot_kw=dict(projection="3d"), squeeze=False,
-                               gridspec_kw=dict(wspace=0.02, hspace=0.02, left=0.01, right=0.99, top=0.9, bottom=0.01))
+        grid = bottom.subplots(
+            len(angles),
+            n_cols,
+            subplot_kw=dict(projection="3d"),
+            squeeze=False,
+            gridspec_kw=dict(wspace=0.02, hspace=0.02, left=0.01, right=0.99, top=0.9, bottom=0.01),
+        )
         for a, (elev, azim) in enumerate(angles):
             grid[a, 0].remove()
             for c, (title, (xyz, col)) in enumerate([("ground truth", gt)] + preds, start=1):
@@ -550,16 +730,22 @@ def main(argv=None):
     args = parse_args(argv)
     from utils.data import has_dataset
     from utils.task import task_from_ref
+
     if not has_dataset(args.data_dir, args.category, task_from_ref(args.task).data_tree):
-        print(f"ablation: no {args.task} data set for '{args.category}' in {args.data_dir}; make the demo data "
-              f"with 'python data/make_demo_data.py' (run_ablation.sh does this) or pass --data_dir",
-              file=sys.stderr)
+        print(
+            f"ablation: no {args.task} data set for '{args.category}' in {args.data_dir}; make the demo data "
+            f"with 'python data/make_demo_data.py' (run_ablation.sh does this) or pass --data_dir",
+            file=sys.stderr,
+        )
         return 2
     os.makedirs(args.out, exist_ok=True)
     start = time.time()
     seeds = run_seeds(args)
-    print(f"ablation: {args.task}, variants {', '.join(args.variants)}, {args.iters} iterations each, "
-          f"seeds {', '.join(map(str, seeds))} -> {args.out}", flush=True)
+    print(
+        f"ablation: {args.task}, variants {', '.join(args.variants)}, {args.iters} iterations each, "
+        f"seeds {', '.join(map(str, seeds))} -> {args.out}",
+        flush=True,
+    )
     rows = run_all(args)
     wall = time.time() - start
     text = write_table(args, rows, wall)
@@ -572,12 +758,16 @@ def main(argv=None):
         os.makedirs(os.path.dirname(os.path.abspath(args.copy_figure)), exist_ok=True)
         shutil.copyfile(figure, args.copy_figure)
     print("\n" + text)
-    print(f"ablation: done in {_minutes(wall)}. Table: {os.path.join(args.out, 'table.md')} (and table.json)"
-          + (f"; figure: {figure}" if figure else "")
-          + (f" (copied to {args.copy_figure})" if figure and args.copy_figure else ""), flush=True)
+    print(
+        f"ablation: done in {_minutes(wall)}. Table: {os.path.join(args.out, 'table.md')} (and table.json)"
+        + (f"; figure: {figure}" if figure else "")
+        + (f" (copied to {args.copy_figure})" if figure and args.copy_figure else ""),
+        flush=True,
+    )
     return 1 if any(r["status"].startswith("failed") for r in rows) else 0
 
 
 if __name__ == "__main__":
     from utils.common import cli
+
     cli.exit_with("ablation", main)

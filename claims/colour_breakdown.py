@@ -6,6 +6,7 @@ boundaries, and on ground-truth points that no view shows (docs/results.md, clai
 
 A thin door to :func:`utils.eval.breakdown.main` (``--help`` lists the flags).
 """
+
 import sys
 
 from utils.eval.breakdown import main

@@ -30,6 +30,7 @@ whose hidden side has another colour no choice of colours reproduces all views; 
 projection can. Outputs in ``--out``: one JSON per (variant, model) with its fitted cloud
 (``<variant>/<model>.json`` and ``.npz``; re-running reuses them), ``table.md`` and ``table.json``.
 """
+
 import argparse
 import json
 import os
@@ -48,16 +49,26 @@ def fit_one(views, beta, args):
     """One fit (:func:`utils.fit.fit`); returns its metrics (dict), the fitted cloud (xyz (N, 3),
     colours (N, 3)) and its seconds."""
     from utils import fit
-    result = fit.fit(views, steps=args.steps, n_pts=args.n_pts, beta=beta, lr=args.lr, seed=args.seed,
-                     log_every=max(args.steps, 1), log=lambda line: None)
+
+    result = fit.fit(
+        views,
+        steps=args.steps,
+        n_pts=args.n_pts,
+        beta=beta,
+        lr=args.lr,
+        seed=args.seed,
+        log_every=max(args.steps, 1),
+        log=lambda line: None,
+    )
     metrics = fit.cloud_errors(views["xyz"], views["colours"], result["xyz"], result["colours"])
     metrics.update(image=result["history"][-1].get("colour"), initial_chamfer=result["history"][0]["chamfer"])
     return metrics, result["xyz"], result["colours"], result["seconds"]
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--data_dir", default=os.path.join(ROOT, "data"), help="a data root in the DIFFER layout")
     p.add_argument("--category", default="chair")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
@@ -81,22 +92,39 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from utils.data import DataError, has_dataset, list_models
+
     if not has_dataset(args.data_dir, args.category):
-        print(f"renderer_alone: no {args.category} data in {args.data_dir}; make it with "
-              f"'python data/make_demo_data.py' or pass --data_dir", file=sys.stderr)
+        print(
+            f"renderer_alone: no {args.category} data in {args.data_dir}; make it with "
+            f"'python data/make_demo_data.py' or pass --data_dir",
+            file=sys.stderr,
+        )
         return 2
     from utils import fit
     from utils.common.atomic_io import write_json, write_text
     from utils.eval.seeds import aggregate, summary_lines
-    models = list_models(args.data_dir, args.category, args.split)[:args.models]
-    settings = dict(data_dir=os.path.abspath(args.data_dir), category=args.category, split=args.split,
-                    n_views=args.n_views, steps=args.steps, n_pts=args.n_pts, lr=args.lr, seed=args.seed)
+
+    models = list_models(args.data_dir, args.category, args.split)[: args.models]
+    settings = dict(
+        data_dir=os.path.abspath(args.data_dir),
+        category=args.category,
+        split=args.split,
+        n_views=args.n_views,
+        steps=args.steps,
+        n_pts=args.n_pts,
+        lr=args.lr,
+        seed=args.seed,
+    )
     betas = {"depth-aware": args.BETA, "depth-unaware": 0.0}
     runs, t0 = [], time.perf_counter()
     from utils import render  # its backend is chosen (the compiled library loaded) here, not inside a tf.function
-    print(f"renderer_alone: {len(models)} {args.category} models ({args.split}), {args.n_views} views, "
-          f"{args.steps} steps, {args.n_pts} points; BETA {args.BETA:g} vs 0; projection: {render.auto_impl()}; "
-          f"out {args.out}", flush=True)
+
+    print(
+        f"renderer_alone: {len(models)} {args.category} models ({args.split}), {args.n_views} views, "
+        f"{args.steps} steps, {args.n_pts} points; BETA {args.BETA:g} vs 0; projection: {render.auto_impl()}; "
+        f"out {args.out}",
+        flush=True,
+    )
     for k, mid in enumerate(models):
         try:
             views = fit.load_views(args.data_dir, args.category, mid, args.n_views)
@@ -117,35 +145,52 @@ def main(argv=None):
                 tmp = f"{stem}.{os.getpid()}.tmp.npz"
                 np.savez(tmp, xyz=xyz, colours=col)
                 os.replace(tmp, stem + ".npz")
-                record = dict(variant=name, model=mid, settings=dict(settings, BETA=betas[name]), metrics=metrics,
-                              seconds=round(seconds, 1))
+                record = dict(
+                    variant=name,
+                    model=mid,
+                    settings=dict(settings, BETA=betas[name]),
+                    metrics=metrics,
+                    seconds=round(seconds, 1),
+                )
                 write_json(stem + ".json", record)  # last: its presence means the fit is complete
                 how = f"{record['seconds']:.0f} s"
             else:
                 how = "reused"
             m = record["metrics"]
-            print(f"[{k + 1}/{len(models)}] {mid} {name:13s} chamfer {m['chamfer']:.4f}  colour {m['colour']:.4f}  "
-                  f"image {m['image']:.4f}  ({how})", flush=True)
+            print(
+                f"[{k + 1}/{len(models)}] {mid} {name:13s} chamfer {m['chamfer']:.4f}  colour {m['colour']:.4f}  "
+                f"image {m['image']:.4f}  ({how})",
+                flush=True,
+            )
             runs.append(dict(variant=name, seed=k, model=mid, metrics={key: m[key] for key in KEYS}))
     summary = aggregate(runs, KEYS, reference=REFERENCE)
-    lines = [f"Renderer alone ({args.category}, {args.split}, {os.path.abspath(args.data_dir)}): free clouds fitted "
-             f"to {args.n_views} views of {len(models)} models, {args.steps} steps, {args.n_pts} points, "
-             f"BETA {args.BETA:g} vs 0. Mean over models [min, max] or ± s; Δ paired by model; "
-             "lower is better.", ""]
+    lines = [
+        f"Renderer alone ({args.category}, {args.split}, {os.path.abspath(args.data_dir)}): free clouds fitted "
+        f"to {args.n_views} views of {len(models)} models, {args.steps} steps, {args.n_pts} points, "
+        f"BETA {args.BETA:g} vs 0. Mean over models [min, max] or ± s; Δ paired by model; "
+        "lower is better.",
+        "",
+    ]
     lines += [line.replace("| seeds |", "| models |") for line in summary_lines(summary, KEYS, REFERENCE)]
-    lines += ["", "| model | " + " | ".join(f"{v} {k}" for v in VARIANTS for k in KEYS) + " |",
-              "| --- | " + " | ".join("---" for _ in range(len(VARIANTS) * len(KEYS))) + " |"]
+    lines += [
+        "",
+        "| model | " + " | ".join(f"{v} {k}" for v in VARIANTS for k in KEYS) + " |",
+        "| --- | " + " | ".join("---" for _ in range(len(VARIANTS) * len(KEYS))) + " |",
+    ]
     by = {(r["variant"], r["model"]): r["metrics"] for r in runs}
     for mid in models:
         lines.append(f"| {mid} | " + " | ".join(f"{by[(v, mid)][k]:.4f}" for v in VARIANTS for k in KEYS) + " |")
     text = "\n".join(lines) + "\n"
     write_text(os.path.join(args.out, "table.md"), text)
-    write_json(os.path.join(args.out, "table.json"), dict(settings=settings, BETA=args.BETA, models=models,
-                                                          runs=runs, summary=summary))
+    write_json(
+        os.path.join(args.out, "table.json"),
+        dict(settings=settings, BETA=args.BETA, models=models, runs=runs, summary=summary),
+    )
     print(text + f"renderer_alone: {time.perf_counter() - t0:.0f} s; table in {os.path.join(args.out, 'table.md')}")
     return 0
 
 
 if __name__ == "__main__":
     import utils.common.tfv1  # noqa: F401  (TensorFlow loads without its start-up lines; eager mode stays on)
+
     sys.exit(main())

@@ -4,6 +4,7 @@ into the data layout (see data/README.md and --help).
 A thin wrapper around :func:`utils.datagen.mesh_dataset.main`; equivalent to
 ``python -m utils.datagen.mesh_dataset``.
 """
+
 import sys
 
 from utils.datagen.mesh_dataset import main

@@ -3,6 +3,7 @@
 A thin wrapper around :func:`utils.datagen.demo_data.main`; equivalent to
 ``python -m utils.datagen.demo_data``.
 """
+
 import sys
 
 from utils.datagen.demo_data import main

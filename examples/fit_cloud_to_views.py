@@ -5,10 +5,12 @@
 
 A thin door to :func:`utils.fit.main`; the fit itself is :func:`utils.fit.fit`.
 """
+
 import sys
 
 from utils.fit import main
 
 if __name__ == "__main__":
     import utils.common.tfv1  # noqa: F401  (TensorFlow loads without its start-up lines; eager mode stays on)
+
     sys.exit(main())

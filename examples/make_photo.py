@@ -8,12 +8,12 @@ The mask is the render's ``depth_<k>.png`` beside it (object where < 254). ``--b
 backdrop`` is a textured photograph that ships with matplotlib (:func:`sample_backdrop`). Used by
 the docs' example (docs/inference.md) and by tests/test_preprocess.py.
 """
+
 import argparse
 import os
 
 import cv2
 import numpy as np
-
 
 # The studio backdrop of matplotlib's grace_hopper.jpg (rows, columns of its 600 x 512 pixels): mottled
 # blue, with no other object in it, as behind a product photo.
@@ -23,6 +23,7 @@ BACKDROP_ROWS, BACKDROP_COLS = (0, 260), (380, 512)
 def sample_photo():
     """matplotlib's sample photograph grace_hopper.jpg (installed with it): float32 (600, 512, 3) RGB in [0, 1]."""
     import matplotlib.cbook
+
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
         bgr = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
@@ -44,19 +45,26 @@ def photo_like(rgb, alpha, background, scale, dy, dx, h=180, w=220):
         (photo float32 (h, w, 3), the true alpha float32 (h, w)).
     """
     big = cv2.resize(np.asarray(rgb, np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
-    a = np.clip(cv2.resize(np.asarray(alpha, np.float32), None, fx=scale, fy=scale,
-                           interpolation=cv2.INTER_LINEAR), 0, 1)
+    a = np.clip(
+        cv2.resize(np.asarray(alpha, np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR), 0, 1
+    )
     canvas = np.empty((h, w, 3), np.float32)
-    canvas[:] = cv2.resize(np.asarray(background, np.float32), (w, h), interpolation=cv2.INTER_AREA) \
-        if np.ndim(background) == 3 else background
-    t, l = (h - a.shape[0]) // 2 + dy, (w - a.shape[1]) // 2 + dx
-    if t < 0 or l < 0 or t + a.shape[0] > h or l + a.shape[1] > w:
-        raise ValueError(f"the object ({a.shape[0]}x{a.shape[1]} px at row {t}, column {l}) leaves the "
-                         f"{h}x{w} frame; choose a smaller --scale or --shift")
+    canvas[:] = (
+        cv2.resize(np.asarray(background, np.float32), (w, h), interpolation=cv2.INTER_AREA)
+        if np.ndim(background) == 3
+        else background
+    )
+    top, left = (h - a.shape[0]) // 2 + dy, (w - a.shape[1]) // 2 + dx
+    if top < 0 or left < 0 or top + a.shape[0] > h or left + a.shape[1] > w:
+        raise ValueError(
+            f"the object ({a.shape[0]}x{a.shape[1]} px at row {top}, column {left}) leaves the "
+            f"{h}x{w} frame; choose a smaller --scale or --shift"
+        )
     full = np.zeros((h, w), np.float32)
-    full[t:t + a.shape[0], l:l + a.shape[1]] = a
-    region = canvas[t:t + a.shape[0], l:l + a.shape[1]]
-    canvas[t:t + a.shape[0], l:l + a.shape[1]] = big * a[..., None] + region * (1 - a[..., None])
+    rows, cols = slice(top, top + a.shape[0]), slice(left, left + a.shape[1])
+    full[rows, cols] = a
+    region = canvas[rows, cols]
+    canvas[rows, cols] = big * a[..., None] + region * (1 - a[..., None])
     return canvas, full
 
 
@@ -69,12 +77,16 @@ def _pair(text):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("render", help="render_<k>.png (its depth_<k>.png beside it gives the mask)")
-    p.add_argument("--background", default="255,255,255",
-                   help="R,G,B (0..255), a picture file, or 'backdrop' (a textured photograph shipped with "
-                        "matplotlib) to put behind the object (default: white)")
+    p.add_argument(
+        "--background",
+        default="255,255,255",
+        help="R,G,B (0..255), a picture file, or 'backdrop' (a textured photograph shipped with "
+        "matplotlib) to put behind the object (default: white)",
+    )
     p.add_argument("--scale", type=float, default=2.0, help="enlargement of the render (default: 2)")
     p.add_argument("--shift", type=_pair, default=(0, 0), metavar="ROWS,COLS", help="offset from the centre (px)")
     p.add_argument("--size", type=_pair, default=(180, 220), metavar="H,W", help="photo size (default: 180,220)")
@@ -96,8 +108,9 @@ def main(argv=None):
             p.error(f"--background: expected R,G,B or a picture file, got {args.background!r}")
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
     try:
-        photo, _ = photo_like(rgb, (dep[..., 0] < 254).astype(np.float32), background, args.scale, *args.shift,
-                              *args.size)
+        photo, _ = photo_like(
+            rgb, (dep[..., 0] < 254).astype(np.float32), background, args.scale, *args.shift, *args.size
+        )
     except ValueError as err:
         p.error(str(err))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -1,7 +1,8 @@
 """Evaluate a trained partseg experiment: Chamfer, EMD, part mIoU vs two image-free baselines.
 
-    python partseg/metrics_partseg.py --exp experiments/chair_partseg --snapshot best --eval_set test
+python partseg/metrics_partseg.py --exp experiments/chair_partseg --snapshot best --eval_set test
 """
+
 from partseg.task import TASK
 from utils.eval import evaluate
 

@@ -2,19 +2,19 @@
 (part-label views and cloud labels, in the data root's part tree), K softmax part scores per
 point, their depth-aware projection with a background channel, the cross-entropy against
 rendered part maps, part IoU and colour-coded pictures with a legend."""
+
 import os
 
 import numpy as np
 
-from utils.common import visualize
 from utils import losses, metrics
-from utils.data.layout import (PART_TREE_DIR, PCL_LABELS_FILE, RESAMPLE_LABELS_FILE, label_map_file, n_parts,
-                               part_names)
+from utils.common import visualize
+from utils.common.cli import non_negative_float, non_negative_int
+from utils.common.tfv1 import tf
+from utils.data.layout import PART_TREE_DIR, PCL_LABELS_FILE, RESAMPLE_LABELS_FILE, label_map_file, n_parts, part_names
 from utils.data.readers import DataError, read_cloud_labels, read_label_map
 from utils.render import projection
 from utils.task import Task
-from utils.common.cli import non_negative_float, non_negative_int
-from utils.common.tfv1 import tf
 
 # Colour of label k (0 = background, white; k >= 1 = part k-1), as visualize.label_map_to_rgb.
 _LABEL_PALETTE = np.concatenate([np.ones((1, 3)), visualize.PART_COLOURS], 0).astype(np.float32)
@@ -22,6 +22,7 @@ _LABEL_PALETTE = np.concatenate([np.ones((1, 3)), visualize.PART_COLOURS], 0).as
 
 class PartsegTask(Task):
     """Part labels: the :class:`utils.task.Task` hooks for ``partseg/``."""
+
     name = "partseg"
     view_key, point_key = "labels", "pcl_labels"
     view_dtype = point_dtype = tf.int32
@@ -42,10 +43,15 @@ class PartsegTask(Task):
 
     # -- flags --------------------------------------------------------------
     def add_train_flags(self, groups):
-        groups["loss weights"].add_argument("--wt_partseg", type=non_negative_float,
-                                            help="cross-entropy on projected part labels")
-        groups["network"].add_argument("--n_cls", type=non_negative_int, default=0,
-                                       help="number of part classes; 0 = read from the data set for --category")
+        groups["loss weights"].add_argument(
+            "--wt_partseg", type=non_negative_float, help="cross-entropy on projected part labels"
+        )
+        groups["network"].add_argument(
+            "--n_cls",
+            type=non_negative_int,
+            default=0,
+            help="number of part classes; 0 = read from the data set for --category",
+        )
 
     def add_metrics_flags(self, parser):
         parser.add_argument("--freq_wt", action="store_true", help="also report frequency-weighted IoU")
@@ -76,8 +82,10 @@ class PartsegTask(Task):
                 alt = os.path.join(rdir, label_map_file(v))
                 path = alt if os.path.isfile(alt) else path
             lab.append(read_label_map(path, pipe.img_h, pipe.img_w, pipe.n_cls))
-        return {self.view_key: np.stack(lab),
-                self.point_key: read_cloud_labels(os.path.join(pdir, PCL_LABELS_FILE), pipe.n_pts, pipe.n_cls)}
+        return {
+            self.view_key: np.stack(lab),
+            self.point_key: read_cloud_labels(os.path.join(pdir, PCL_LABELS_FILE), pipe.n_pts, pipe.n_cls),
+        }
 
     def load_resampled_targets(self, pipe, model):
         """0-based part labels (n_pts,) of the second sampling of the surface (the floor row)."""
@@ -162,6 +170,7 @@ class PartsegTask(Task):
             feat = np.zeros_like(pred_feat)
             feat[..., majority] = 1.0
             return pred_xyz, feat
+
         return [("medoid_baseline", medoid_labels), ("majority_baseline", majority_label)]
 
 

@@ -4,6 +4,7 @@
 
 See ``--help`` for every flag; ``run_train_partseg.sh`` has the recommended set.
 """
+
 from partseg.task import TASK
 from utils.train import loop as train_loop
 

@@ -4,6 +4,7 @@
 
 The architecture is read from <exp>/args.json.
 """
+
 from rgb.task import TASK
 from utils.eval import evaluate
 

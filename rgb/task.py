@@ -1,22 +1,24 @@
 """The RGB task: what is specific to coloured point clouds -- its flags, its targets (colour
 views and cloud colours), 3 sigmoid colour channels per point, their depth-aware projection,
 the L2 colour loss, the colour error and colour pictures."""
+
 import argparse
 import os
 
 import numpy as np
 
 from utils import losses, metrics
+from utils.common.cli import non_negative_float
+from utils.common.tfv1 import tf
 from utils.data.layout import PCL_COLOURS_FILE, RESAMPLE_COLOURS_FILE, render_file
 from utils.data.readers import read_cloud_colours, read_rgb
 from utils.render import projection
 from utils.task import Task
-from utils.common.cli import non_negative_float
-from utils.common.tfv1 import tf
 
 
 class RGBTask(Task):
     """Colours: the :class:`utils.task.Task` hooks for ``rgb/``."""
+
     name = "rgb"
     view_key, point_key = "rgb", "pcl_rgb"
     view_dtype = point_dtype = tf.float32
@@ -35,10 +37,12 @@ class RGBTask(Task):
 
     # -- flags --------------------------------------------------------------
     def add_train_flags(self, groups):
-        groups["loss weights"].add_argument("--wt_rgb", type=non_negative_float,
-                                            help="L2 loss on projected colours")
-        groups["network"].add_argument("--skipconn", action=argparse.BooleanOptionalAction,
-                                       help="feed the structure branch's hidden features to the colour branch")
+        groups["loss weights"].add_argument("--wt_rgb", type=non_negative_float, help="L2 loss on projected colours")
+        groups["network"].add_argument(
+            "--skipconn",
+            action=argparse.BooleanOptionalAction,
+            help="feed the structure branch's hidden features to the colour branch",
+        )
 
     # -- data ---------------------------------------------------------------
     def load_targets(self, pipe, model, views, masks):
@@ -46,8 +50,10 @@ class RGBTask(Task):
         rdir, pdir = pipe.model_dir("rendered", model), pipe.model_dir("pcl", model)
         rgb = np.stack([read_rgb(os.path.join(rdir, render_file(v)), pipe.img_h, pipe.img_w) for v in views])
         rgb *= masks[..., None]
-        return {self.view_key: rgb,
-                self.point_key: read_cloud_colours(os.path.join(pdir, PCL_COLOURS_FILE), pipe.n_pts)}
+        return {
+            self.view_key: rgb,
+            self.point_key: read_cloud_colours(os.path.join(pdir, PCL_COLOURS_FILE), pipe.n_pts),
+        }
 
     def load_resampled_targets(self, pipe, model):
         """Colours (n_pts, 3) of the second sampling of the surface (the floor row)."""
@@ -69,8 +75,9 @@ class RGBTask(Task):
     def feature_loss_3d(self, feat, gt_feat, idx_fwd, idx_bwd):
         """Colour L2 (:func:`utils.losses.rgb_l2` over points) through nearest neighbours:
         feat (B, N, 3), gt_feat (B, N_gt, 3)."""
-        return (losses.rgb_l2(tf.gather(feat, idx_fwd, batch_dims=1), gt_feat)
-                + losses.rgb_l2(tf.gather(gt_feat, idx_bwd, batch_dims=1), feat))
+        return losses.rgb_l2(tf.gather(feat, idx_fwd, batch_dims=1), gt_feat) + losses.rgb_l2(
+            tf.gather(gt_feat, idx_bwd, batch_dims=1), feat
+        )
 
     def display(self, proj):
         return tf.clip_by_value(proj, 0.0, 1.0)
@@ -108,6 +115,7 @@ class RGBTask(Task):
         def medoid_mean_colour(pred_xyz, pred_feat):
             b = len(pred_xyz)
             return np.broadcast_to(xyz, (b,) + xyz.shape), np.broadcast_to(colour, (b,) + colour.shape)
+
         return [("medoid_baseline", medoid_mean_colour)]
 
 

@@ -4,6 +4,7 @@
 
 See ``--help`` for every flag; ``run_train_rgb.sh`` has the recommended set.
 """
+
 from rgb.task import TASK
 from utils.train import loop as train_loop
 

@@ -56,8 +56,10 @@ def _project_np(xyz, az, el, img_h, img_w, distance=2.0):
     r_el = np.array([[ce, 0, se], [0, 1, 0], [-se, 0, ce]])
     cam = np.asarray(xyz, np.float64) @ (r_el @ r_az).T - [0.0, 0.0, distance]
     depth = -cam[:, 2]
-    return np.stack([img_h / 2 + 120.0 * img_h / 64 * cam[:, 0] / depth,
-                     img_w / 2 + 120.0 * img_w / 64 * cam[:, 1] / depth, depth], -1)
+    return np.stack(
+        [img_h / 2 + 120.0 * img_h / 64 * cam[:, 0] / depth, img_w / 2 + 120.0 * img_w / 64 * cam[:, 1] / depth, depth],
+        -1,
+    )
 
 
 @pytest.fixture
@@ -75,9 +77,24 @@ def rng():
 def tiny_data(tmp_path_factory):
     """A tiny demo data set (chairs: 8 train / 1 val / 1 test models, 4 views each), made once."""
     from utils.datagen import demo_data
+
     out = tmp_path_factory.mktemp("tiny_data")
-    demo_data.main(["--out", str(out), "--categories", "chair", "--n_models", "10", "--n_views", "4",
-                    "--seed", "3", "--workers", "1"])
+    demo_data.main(
+        [
+            "--out",
+            str(out),
+            "--categories",
+            "chair",
+            "--n_models",
+            "10",
+            "--n_views",
+            "4",
+            "--seed",
+            "3",
+            "--workers",
+            "1",
+        ]
+    )
     return str(out)
 
 
@@ -86,6 +103,7 @@ def train_tiny():
     """``train_tiny(task, data_dir, exp, iters=2, extra=())``: :func:`tiny.train` (the one tiny training
     configuration, tests/tiny.py), as a fixture."""
     import tiny
+
     return tiny.train
 
 
@@ -94,6 +112,7 @@ def tf_ops_without_library(tmp_path):
     """tf_ops as it is where its compiled library is missing: the loader is pointed at a file
     that does not exist (the next use tries it, warns and falls back); restored afterwards."""
     import tf_ops
+
     tf_ops.LOADER.reset(lib_path=str(tmp_path / "no-such-lib.so"))
     yield
     tf_ops.LOADER.reset()

@@ -1,6 +1,7 @@
 """The ablation script (claims/ablation.py): its variants' flags, what they change in the graph,
 the aggregation over seeds (fabricated runs, hand-computed oracle), and one tiny end-to-end run of
 two variants with two seeds, killed and re-run: finished (variant, seed) runs are not retrained."""
+
 import json
 import os
 import sys
@@ -8,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from utils.eval import seeds
-from utils.train import config
-from utils.render import projection
 from utils.common.tfv1 import tf
+from utils.eval import seeds
+from utils.render import projection
+from utils.train import config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -19,12 +20,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def ablation():
     from claims import ablation
+
     return ablation
 
 
 def _train_args(ablation, task, name, extra=()):
     """The Namespace the training subprocess of variant ``name`` would parse."""
-    a = ablation.parse_args(["--task", task, "--iters", "123", "--seed", "7", "--out", "/tmp/x", "--data_dir", "/tmp/d"])
+    a = ablation.parse_args(
+        ["--task", task, "--iters", "123", "--seed", "7", "--out", "/tmp/x", "--data_dir", "/tmp/d"]
+    )
     cmd = ablation.train_command(a, ablation.VARIANTS[name])
     assert cmd[1:3] == ["-m", f"{task}.train_{task}"]
     return config.parse_train_args(task, cmd[3:] + list(extra))
@@ -44,8 +48,13 @@ def test_variant_flags_resolve_as_described(ablation, task):
     assert min(two_d.wt_bce, two_d.wt_aff_fwd, two_d.wt_aff_bwd, two_d.wt_aff_pts, getattr(two_d, feat_wt)) > 0
     three_d = args["3d"]
     assert three_d.USE_3D_LOSS and three_d.wt_3d > 0
-    assert [three_d.wt_bce, three_d.wt_aff_fwd, three_d.wt_aff_bwd, three_d.wt_aff_pts,
-            getattr(three_d, feat_wt)] == [0, 0, 0, 0, 0]
+    assert [three_d.wt_bce, three_d.wt_aff_fwd, three_d.wt_aff_bwd, three_d.wt_aff_pts, getattr(three_d, feat_wt)] == [
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]
     assert args["2d+3d"].USE_3D_LOSS and args["2d+3d"].wt_bce == rec["wt_bce"]
     assert args["depth-unaware"].BETA == 0 and args["depth-unaware"].wt_aff_fwd == rec["wt_aff_fwd"]
     no_aff = args["no-affinity"]
@@ -59,13 +68,15 @@ def test_seeds_change_the_seed_and_folder_only(ablation):
     a = ablation.parse_args(["--task", "rgb", "--seeds", "3", "--seed", "7", "--out", "/tmp/x", "--data_dir", "/tmp/d"])
     assert ablation.run_seeds(a) == [7, 8, 9]
     assert ablation.parse_args(["--task", "rgb", "--out", "/tmp/x"]).seeds == 3  # the default
-    parsed = [config.parse_train_args("rgb", ablation.train_command(a, ablation.VARIANTS["2d"], s)[3:])
-              for s in (7, 8, 9)]
+    parsed = [
+        config.parse_train_args("rgb", ablation.train_command(a, ablation.VARIANTS["2d"], s)[3:]) for s in (7, 8, 9)
+    ]
     assert [p.seed for p in parsed] == [7, 8, 9]
     assert [p.exp for p in parsed] == [f"/tmp/x/2d/seed{s}" for s in (7, 8, 9)]
     for p in parsed[1:]:  # nothing but the seed and the folder differs
-        assert {k: v for k, v in vars(p).items() if k not in ("seed", "exp")} == \
-            {k: v for k, v in vars(parsed[0]).items() if k not in ("seed", "exp")}
+        assert {k: v for k, v in vars(p).items() if k not in ("seed", "exp")} == {
+            k: v for k, v in vars(parsed[0]).items() if k not in ("seed", "exp")
+        }
     metrics = ablation.metrics_command(a, ablation.VARIANTS["3d"], seed=9)
     assert metrics[metrics.index("--exp") + 1] == "/tmp/x/3d/seed9"
     for bad in (["--seeds", "0"], ["--seed", "-1"]):
@@ -75,15 +86,22 @@ def test_seeds_change_the_seed_and_folder_only(ablation):
 
 def _runs(table):
     """Fabricated run results: {variant: {seed: chamfer}} -> run dicts (colour = 10 x chamfer)."""
-    return [dict(variant=v, seed=s, metrics=None if c is None else dict(chamfer=c, colour=10 * c))
-            for v, by_seed in table.items() for s, c in by_seed.items()]
+    return [
+        dict(variant=v, seed=s, metrics=None if c is None else dict(chamfer=c, colour=10 * c))
+        for v, by_seed in table.items()
+        for s, c in by_seed.items()
+    ]
 
 
 def test_aggregate_three_seeds_gives_mean_range_and_paired_differences(ablation):
-    runs = _runs({"2d": {1: 0.10, 2: 0.12, 3: 0.14},
-                  "depth-unaware": {1: 0.11, 2: 0.15, 3: 0.13},   # paired diffs +0.01, +0.03, -0.01
-                  "3d": {1: 0.13, 2: 0.14, 3: 0.16, 4: 0.50},      # seed 4 has no 2d partner: not paired
-                  "no-affinity": {1: 0.11, 2: 0.14, 3: 0.24}})     # paired diffs +0.01, +0.02, +0.10
+    runs = _runs(
+        {
+            "2d": {1: 0.10, 2: 0.12, 3: 0.14},
+            "depth-unaware": {1: 0.11, 2: 0.15, 3: 0.13},  # paired diffs +0.01, +0.03, -0.01
+            "3d": {1: 0.13, 2: 0.14, 3: 0.16, 4: 0.50},  # seed 4 has no 2d partner: not paired
+            "no-affinity": {1: 0.11, 2: 0.14, 3: 0.24},
+        }
+    )  # paired diffs +0.01, +0.02, +0.10
     out = seeds.aggregate(runs, ["chamfer", "colour"], "2d")
     assert list(out) == ["2d", "depth-unaware", "3d", "no-affinity"]
     no_aff = out["no-affinity"]["diff"]["chamfer"]  # one sign in every pair: a finding, though the
@@ -110,9 +128,13 @@ def test_aggregate_three_seeds_gives_mean_range_and_paired_differences(ablation)
 
 
 def test_aggregate_four_pairs_uses_the_standard_deviation_and_skips_failed_runs(ablation):
-    runs = _runs({"2d": {1: 1.0, 2: 2.0, 3: 3.0, 4: 4.0, 5: 5.0},
-                  "x": {1: 2.0, 2: 2.0, 3: 5.0, 4: 5.0, 5: None},  # diffs +1, 0, +2, +1; seed 5 failed
-                  "y": {1: 1.5, 2: 1.0, 3: 4.5, 4: 3.0}})          # diffs +0.5, -1, +1.5, -1
+    runs = _runs(
+        {
+            "2d": {1: 1.0, 2: 2.0, 3: 3.0, 4: 4.0, 5: 5.0},
+            "x": {1: 2.0, 2: 2.0, 3: 5.0, 4: 5.0, 5: None},  # diffs +1, 0, +2, +1; seed 5 failed
+            "y": {1: 1.5, 2: 1.0, 3: 4.5, 4: 3.0},
+        }
+    )  # diffs +0.5, -1, +1.5, -1
     out = seeds.aggregate(runs, ["chamfer"], "2d")
     x = out["x"]["diff"]["chamfer"]
     assert out["x"]["seeds"] == [1, 2, 3, 4] and x["pairs"] == [1, 2, 3, 4] and x["kind"] == "std"
@@ -121,7 +143,7 @@ def test_aggregate_four_pairs_uses_the_standard_deviation_and_skips_failed_runs(
     y = out["y"]["diff"]["chamfer"]
     assert y["mean"] == pytest.approx(0.0) and y["finding"] is False
     assert y["std"] == pytest.approx(((0.25 + 1 + 2.25 + 1) / 3) ** 0.5)
-    assert out["2d"]["metrics"]["chamfer"]["std"] == pytest.approx(2.5 ** 0.5)
+    assert out["2d"]["metrics"]["chamfer"]["std"] == pytest.approx(2.5**0.5)
     # the markdown rows: mean ± std, a signed difference with '*' where it is a finding
     lines = seeds.summary_lines(out, ["chamfer"], "2d")
     assert lines[2] == "| 2d | 5 | 3.0000 ± 1.5811 | - |"
@@ -133,8 +155,13 @@ def test_aggregate_four_pairs_uses_the_standard_deviation_and_skips_failed_runs(
 def _small_graph(ablation, name):
     from rgb.task import TASK
     from utils.model import GraphSettings, build_graph
-    args = _train_args(ablation, "rgb", name, ["--N_VIEWS", "2", "--N_PTS", "64", "--IMG_H", "16", "--IMG_W", "16",
-                                               "--bottleneck", "8"])
+
+    args = _train_args(
+        ablation,
+        "rgb",
+        name,
+        ["--N_VIEWS", "2", "--N_PTS", "64", "--IMG_H", "16", "--IMG_W", "16", "--bottleneck", "8"],
+    )
     tf.set_random_seed(1)
     return build_graph(GraphSettings.from_args(args, TASK), TASK, batch_size=2, n_gt_pts=32)
 
@@ -151,14 +178,22 @@ def test_3d_variant_has_no_2d_gradient_path(ablation):
         grad_feat = tf.gradients(g.loss, g.feat)[0]
         sess.run(tf.global_variables_initializer())
         rng = np.random.default_rng(0)
-        batch = dict(image=rng.random((2, 16, 16, 3)), mask=np.ones((2, 2, 16, 16)), dist=np.zeros((2, 2, 16, 16)),
-                     az=rng.random((2, 2)), el=rng.random((2, 2)), pcl=rng.random((2, 32, 3)) - 0.5,
-                     rgb=rng.random((2, 2, 16, 16, 3)), pcl_rgb=rng.random((2, 32, 3)))
+        batch = dict(
+            image=rng.random((2, 16, 16, 3)),
+            mask=np.ones((2, 2, 16, 16)),
+            dist=np.zeros((2, 2, 16, 16)),
+            az=rng.random((2, 2)),
+            el=rng.random((2, 2)),
+            pcl=rng.random((2, 32, 3)) - 0.5,
+            rgb=rng.random((2, 2, 16, 16, 3)),
+            pcl_rgb=rng.random((2, 32, 3)),
+        )
         gf, t = sess.run([grad_feat, g.terms], g.feed(batch))
     assert np.abs(gf).max() > 0
     # the 2D terms are still computed (logged), but only the 3D ones and weight decay make the loss
-    np.testing.assert_allclose(t["total"], t["chamfer_3d"] + t["feat_3d"] + config.RECOMMENDED["wt_decay"] * t["decay"],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        t["total"], t["chamfer_3d"] + t["feat_3d"] + config.RECOMMENDED["wt_decay"] * t["decay"], rtol=1e-5
+    )
     assert t["bce"] > 0
 
 
@@ -196,9 +231,26 @@ def test_depth_unaware_projection_is_the_unweighted_mean(impl, sess):
 @pytest.mark.slow
 def test_two_variants_two_seeds_end_to_end_killed_and_resumed(ablation, tiny_data, tmp_path, capsys, monkeypatch):
     out = str(tmp_path / "ablation")
-    argv = ["--task", "rgb", "--variants", "2d,3d", "--iters", "4", "--seeds", "2", "--seed", "5",
-            "--data_dir", tiny_data, "--out", out, "--n_pictures", "1",
-            "--copy_figure", str(tmp_path / "docs" / "fig.png")]
+    argv = [
+        "--task",
+        "rgb",
+        "--variants",
+        "2d,3d",
+        "--iters",
+        "4",
+        "--seeds",
+        "2",
+        "--seed",
+        "5",
+        "--data_dir",
+        tiny_data,
+        "--out",
+        out,
+        "--n_pictures",
+        "1",
+        "--copy_figure",
+        str(tmp_path / "docs" / "fig.png"),
+    ]
     runs = [(v, s) for v in ("2d", "3d") for s in (5, 6)]
 
     def folder(v, s):
@@ -211,6 +263,7 @@ def test_two_variants_two_seeds_end_to_end_killed_and_resumed(ablation, tiny_dat
         if log_path == os.path.join(folder("3d", 6), "train.log"):
             raise KeyboardInterrupt
         return real_run_logged(cmd, log_path)
+
     monkeypatch.setattr(ablation, "_run_logged", killed_at_3d_seed6)
     with pytest.raises(KeyboardInterrupt):
         ablation.main(argv)
@@ -272,6 +325,7 @@ def test_two_variants_two_seeds_end_to_end_killed_and_resumed(ablation, tiny_dat
     def failing_train(args, variant, seed=None):
         calls.append((variant.name, seed))
         return [sys.executable, "-c", "import sys; print('first line'); print('boom: no luck'); sys.exit(3)"]
+
     monkeypatch.setattr(ablation, "train_command", failing_train)
     assert ablation.main([a if a != "4" else "6" for a in argv]) == 1
     text = capsys.readouterr().out

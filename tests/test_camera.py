@@ -1,8 +1,9 @@
 """Camera: graph functions against hand-computed values and an independent numpy camera (conftest)."""
+
 import numpy as np
 
-from utils.render import camera
 from utils.common.tfv1 import tf
+from utils.render import camera
 
 
 def test_origin_projects_to_image_centre(sess):
@@ -17,8 +18,9 @@ def test_known_point_by_hand(sess):
     out = sess.run(camera.project(tf.constant([[[0.25, -0.1, 0.0]]]), tf.zeros([1]), tf.zeros([1]), 64, 64))
     np.testing.assert_allclose(out[0, 0], [47.0, 26.0, 2.0], atol=1e-4)
     # el = 90 deg rotates z to -x... here x -> -z: the point moves towards the camera.
-    out = sess.run(camera.project(tf.constant([[[0.5, 0.0, 0.0]]]), tf.zeros([1]),
-                                  tf.constant([np.pi / 2], tf.float32), 64, 64))
+    out = sess.run(
+        camera.project(tf.constant([[[0.5, 0.0, 0.0]]]), tf.zeros([1]), tf.constant([np.pi / 2], tf.float32), 64, 64)
+    )
     np.testing.assert_allclose(out[0, 0], [32.0, 32.0, 2.5], atol=1e-4)
 
 

@@ -1,4 +1,5 @@
 """Loaders and batch pipeline on a tiny generated data set; camera/renderer/loader consistency; bad data."""
+
 import re
 import shutil
 
@@ -7,9 +8,8 @@ import numpy as np
 import pytest
 
 from utils import data
+from utils.data import BatchPipeline, DataError, shapenet
 from utils.datagen import demo_data
-from utils.data import shapenet
-from utils.data import BatchPipeline, DataError
 
 CHAIR = "03001627"
 
@@ -17,8 +17,7 @@ CHAIR = "03001627"
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("data")
-    demo_data.generate(out, categories=("chair", "airplane"), n_models=6, n_views=4, seed=11, workers=1,
-                       progress=False)
+    demo_data.generate(out, categories=("chair", "airplane"), n_models=6, n_views=4, seed=11, workers=1, progress=False)
     return out
 
 
@@ -33,6 +32,7 @@ def broken(tiny, tmp_path):
 def _pipe(root, **kw):
     """A pipeline of the tiny set; ``task`` may be a task's name (its Task is looked up)."""
     from utils.task import as_task
+
     args = dict(batch_size=2, n_views=3, num_workers=0, task="rgb")
     args.update(kw)
     args["task"] = as_task(args["task"])
@@ -42,6 +42,7 @@ def _pipe(root, **kw):
 def _tree(task):
     """The data tree (sub-folder) of a task named ``task``."""
     from utils.task import as_task
+
     return as_task(task).data_tree
 
 
@@ -79,10 +80,19 @@ def test_batch_shapes_dtypes_ranges(tiny, task):
     with _pipe(tiny, task=task, batch_size=3, n_views=2, num_workers=2) as p:
         b = next(p)
     B, V, H, W, N = 3, 2, 64, 64, 1024
-    expect = dict(image=((B, H, W, 3), np.float32), input_az=((B,), np.float32), input_el=((B,), np.float32),
-                  mask=((B, V, H, W), np.float32), dist=((B, V, H, W), np.float32),
-                  az=((B, V), np.float32), el=((B, V), np.float32), pcl=((B, N, 3), np.float32),
-                  views=((B, V), np.int32), input_view=((B,), np.int32), valid=((B,), np.bool_))
+    expect = dict(
+        image=((B, H, W, 3), np.float32),
+        input_az=((B,), np.float32),
+        input_el=((B,), np.float32),
+        mask=((B, V, H, W), np.float32),
+        dist=((B, V, H, W), np.float32),
+        az=((B, V), np.float32),
+        el=((B, V), np.float32),
+        pcl=((B, N, 3), np.float32),
+        views=((B, V), np.int32),
+        input_view=((B,), np.int32),
+        valid=((B,), np.bool_),
+    )
     if task == "rgb":
         expect.update(rgb=((B, V, H, W, 3), np.float32), pcl_rgb=((B, N, 3), np.float32))
     else:
@@ -108,8 +118,9 @@ def test_ground_truth_points_project_inside_the_masks(tiny, project_np):
     """Renderer, camera and loaders agree: >= 98% of GT points land in the mask of every view."""
     for category in ("chair", "airplane"):
         for split in ("train", "val", "test"):
-            with _pipe(tiny, category=category, split=split, batch_size=1, n_views=4, view_mode="fixed",
-                       shuffle=False) as p:
+            with _pipe(
+                tiny, category=category, split=split, batch_size=1, n_views=4, view_mode="fixed", shuffle=False
+            ) as p:
                 for step in range(p.n_models):
                     b = p.get_batch(step)
                     for v in range(4):
@@ -254,16 +265,39 @@ def test_npy_with_wrong_shape(broken):
         _pipe(broken, shuffle=False)
 
 
-@pytest.mark.parametrize("task, tree, name, array, message", [
-    ("rgb", "ShapeNet_pcl", "pcl_1024_fps_trimesh_colors.npy", np.zeros((1024, 3), np.float32),
-     r"colors.npy: expected shape \(1024, 6\), got \(1024, 3\)"),
-    ("partseg", "partseg/ShapeNet_pcl", "pointcloud_labels.npy", np.zeros(1024, np.int32),
-     "pointcloud_labels.npy: expected 1-based part labels"),
-    ("partseg", "partseg/ShapeNet_labels", "labels_0.npy", np.zeros((64, 65), np.uint8),
-     r"labels_0.npy: expected shape \(64, 64\), got \(64, 65\)"),
-    ("partseg", "partseg/ShapeNet_labels", "labels_1.npy", np.zeros((64, 64), np.float32),
-     "labels_1.npy: expected dtype kind"),
-])
+@pytest.mark.parametrize(
+    "task, tree, name, array, message",
+    [
+        (
+            "rgb",
+            "ShapeNet_pcl",
+            "pcl_1024_fps_trimesh_colors.npy",
+            np.zeros((1024, 3), np.float32),
+            r"colors.npy: expected shape \(1024, 6\), got \(1024, 3\)",
+        ),
+        (
+            "partseg",
+            "partseg/ShapeNet_pcl",
+            "pointcloud_labels.npy",
+            np.zeros(1024, np.int32),
+            "pointcloud_labels.npy: expected 1-based part labels",
+        ),
+        (
+            "partseg",
+            "partseg/ShapeNet_labels",
+            "labels_0.npy",
+            np.zeros((64, 65), np.uint8),
+            r"labels_0.npy: expected shape \(64, 64\), got \(64, 65\)",
+        ),
+        (
+            "partseg",
+            "partseg/ShapeNet_labels",
+            "labels_1.npy",
+            np.zeros((64, 64), np.float32),
+            "labels_1.npy: expected dtype kind",
+        ),
+    ],
+)
 def test_bad_arrays(broken, task, tree, name, array, message):
     mid = data.list_models(broken, "chair", "train", _tree(task))[0]
     np.save(broken / tree / CHAIR / mid / name, array)
@@ -277,24 +311,38 @@ def test_bad_view_file(broken):
         _pipe(broken, shuffle=False)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("10 20\n30 20\n50 20\n", r"view.txt: 3 view line\(s\), but .* also holds render_3.png"),  # 4 renders
-    ("10 20\n30 20\n50 20\n70 20\n90 20\n", "view.txt: lists 5 views, but render_4.png is missing"),
-    ("10 20\nnan 20\n50 20\n70 20\n", r"view.txt: view 1 has a non-finite angle \(\[nan, 20.0\]\)"),
-    ("10 20\n30 inf\n50 20\n70 20\n", "view.txt: view 1 has a non-finite angle"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("10 20\n30 20\n50 20\n", r"view.txt: 3 view line\(s\), but .* also holds render_3.png"),  # 4 renders
+        ("10 20\n30 20\n50 20\n70 20\n90 20\n", "view.txt: lists 5 views, but render_4.png is missing"),
+        ("10 20\nnan 20\n50 20\n70 20\n", r"view.txt: view 1 has a non-finite angle \(\[nan, 20.0\]\)"),
+        ("10 20\n30 inf\n50 20\n70 20\n", "view.txt: view 1 has a non-finite angle"),
+    ],
+)
 def test_view_file_must_match_the_renders_with_finite_angles(broken, text, message):
     (_model_dir(broken) / "view.txt").write_text(text)
     with pytest.raises(DataError, match=message):
         _pipe(broken, shuffle=False)
 
 
-@pytest.mark.parametrize("tree, name, make, message", [
-    ("partseg/ShapeNet_labels", "labels_0.npy", lambda a: np.where(a > 0, 5, 0).astype(a.dtype),
-     r"labels_0.npy: found label 5; expected 0 \(background\) .. 4"),
-    ("partseg/ShapeNet_pcl", "pointcloud_labels.npy", lambda a: np.where(np.arange(len(a)) == 7, 9, a).astype(a.dtype),
-     r"pointcloud_labels.npy: found part label 9; expected 1 .. 4"),
-])
+@pytest.mark.parametrize(
+    "tree, name, make, message",
+    [
+        (
+            "partseg/ShapeNet_labels",
+            "labels_0.npy",
+            lambda a: np.where(a > 0, 5, 0).astype(a.dtype),
+            r"labels_0.npy: found label 5; expected 0 \(background\) .. 4",
+        ),
+        (
+            "partseg/ShapeNet_pcl",
+            "pointcloud_labels.npy",
+            lambda a: np.where(np.arange(len(a)) == 7, 9, a).astype(a.dtype),
+            r"pointcloud_labels.npy: found part label 9; expected 1 .. 4",
+        ),
+    ],
+)
 def test_part_labels_out_of_range(broken, tree, name, make, message):
     mid = data.list_models(broken, "chair", "train", _tree("partseg"))[0]
     path = broken / tree / CHAIR / mid / name

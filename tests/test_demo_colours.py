@@ -4,6 +4,7 @@ side of a surface differs from its visible side, in the renders and in the groun
 Oracles: the geometry (face normals from cross products, the face each GT point lies on by brute
 force), the camera model (which GT points lie behind the rendered surface of a pixel), and
 hand-written texture patterns; never the generator's own colour assignment read back."""
+
 import json
 
 import numpy as np
@@ -105,8 +106,10 @@ def _hidden_behind_back_pixels(model, view):
     pix = camera.project_np(pts, az, el, 64, 64)
     r, c = np.round(pix[:, 0]).astype(int), np.round(pix[:, 1]).astype(int)
     depth_px = DEPTH_NEAR + model["depth"][view][r, c] / 253.0 * (DEPTH_FAR - DEPTH_NEAR)
-    return ((model["point_labels"] == BACK) & (model["labels"][view][r, c] == BACK)
-            & (pix[:, 2] > depth_px + 0.02)), (r, c)
+    return ((model["point_labels"] == BACK) & (model["labels"][view][r, c] == BACK) & (pix[:, 2] > depth_px + 0.02)), (
+        r,
+        c,
+    )
 
 
 @pytest.mark.parametrize("style", ["flat", "two-sided"])
@@ -115,7 +118,7 @@ def test_occluded_gt_colour_differs_from_the_visible_colour_in_two_sided_data(st
     the rear of the backrest (oracle: the face each point lies on, facing -z) carry another colour
     in two-sided data, the same one in flat data."""
     n_hidden = n_rear = 0
-    for surface, model in (two_sided if style == "two-sided" else flat):
+    for surface, model in two_sided if style == "two-sided" else flat:
         normals = _face_normals(surface)
         rear_faces = (surface.labels == BACK) & (normals[:, 2] < -0.5)
         on_rear = _faces_under(surface, model["pcl"].astype(np.float64))[:, rear_faces].any(1)
@@ -160,8 +163,9 @@ def test_textured_style_patterns_and_hidden_side():
 
 
 def test_style_is_recorded_and_checked(tmp_path):
-    info = demo_data.generate(tmp_path / "d", categories=("chair",), n_models=1, n_views=1, workers=1,
-                              progress=False, colours="two-sided")
+    info = demo_data.generate(
+        tmp_path / "d", categories=("chair",), n_models=1, n_views=1, workers=1, progress=False, colours="two-sided"
+    )
     assert info["colours"] == "two-sided"
     assert json.loads((tmp_path / "d" / demo_data.INFO_FILE).read_text())["colours"] == "two-sided"
     with pytest.raises(ValueError, match="colour style"):
@@ -174,6 +178,7 @@ def test_figure_views_show_the_front_and_the_back(tmp_path):
     """--figure: its 'front' view shows the backrest's front colour, its 'back' view the rear colour
     (oracle: the face normals); the PNG is written."""
     from utils.datagen.mesh_render import MeshRenderer
+
     surface = styles.model_surface("chair", 0, colours="two-sided")
     rear, front = _side_colours(surface, BACK, 2, -1)
     el = np.radians(20.0)
@@ -216,7 +221,7 @@ def test_complementary_hidden_colour_is_286_minus_the_visible_colour():
         v, h = np.round(flat["colours"] * 255), np.round(comp["colours"] * 255)
         np.testing.assert_array_equal(h[side], 286 - v[side])
         np.testing.assert_array_equal(h[~side], v[~side])
-        assert np.mean((h[side] - v[side]) ** 2, axis=1).min() / 255 ** 2 > 0.08  # far from the visible colour
+        assert np.mean((h[side] - v[side]) ** 2, axis=1).min() / 255**2 > 0.08  # far from the visible colour
         n_hidden += side.sum()
         # the renders: every pixel shows the flat colour or its complement, and the complement is seen
         fv, cv = flat["rgb"].astype(int), comp["rgb"].astype(int)
@@ -229,22 +234,28 @@ def _digest(root):
     """sha256 over every file's path and sha256, but the info file (it holds the run time) and the side
     record (new beside the files it leaves unchanged)."""
     import hashlib
-    lines = [f"{p.relative_to(root).as_posix()}\t{hashlib.sha256(p.read_bytes()).hexdigest()}"
-             for p in sorted(root.rglob("*")) if p.is_file() and p.name != demo_data.INFO_FILE
-             and not p.name.endswith("_sides.npy")]
+
+    lines = [
+        f"{p.relative_to(root).as_posix()}\t{hashlib.sha256(p.read_bytes()).hexdigest()}"
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != demo_data.INFO_FILE and not p.name.endswith("_sides.npy")
+    ]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest(), len(lines)
 
 
 # Made by the generator before the complementary style and the side record existed (commit 97aab6c),
 # with the arguments of the test below.
-EARLIER_FILES = {"flat": "8a993eea98a5ef19a9630d46fd6ccbba526107b0aa552bb3bce9db1fa7c5f694",
-                 "two-sided": "17c54df60c4d65f782d51304fb75c59508da8f577ed173a81f2b71d7618d99ca",
-                 "textured": "98d70655b0a7b83161d53bbb67c309e98ff149473ef7f42e1cbe9997334e085a"}
+EARLIER_FILES = {
+    "flat": "8a993eea98a5ef19a9630d46fd6ccbba526107b0aa552bb3bce9db1fa7c5f694",
+    "two-sided": "17c54df60c4d65f782d51304fb75c59508da8f577ed173a81f2b71d7618d99ca",
+    "textured": "98d70655b0a7b83161d53bbb67c309e98ff149473ef7f42e1cbe9997334e085a",
+}
 
 
 @pytest.mark.parametrize("style", sorted(EARLIER_FILES))
 def test_other_styles_write_the_files_they_always_wrote(style, tmp_path):
-    demo_data.generate(tmp_path / "d", categories=("chair",), n_models=2, n_views=2, workers=1, progress=False,
-                       colours=style)
+    demo_data.generate(
+        tmp_path / "d", categories=("chair",), n_models=2, n_views=2, workers=1, progress=False, colours=style
+    )
     assert _digest(tmp_path / "d") == (EARLIER_FILES[style], 47)
     assert len(list((tmp_path / "d").rglob("*_sides.npy"))) == 2  # one side record per model, colour tree

@@ -1,4 +1,5 @@
 """Demo-data generator: layout, reproducibility, renderer/cloud agreement, safe writing."""
+
 import fcntl
 import json
 import os
@@ -11,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
+from utils.data import shapenet
 from utils.datagen import demo_data, shapes
 from utils.datagen.mesh_render import BOUND_RADIUS, DEPTH_FAR, DEPTH_NEAR
 from utils.datagen.sampling import farthest_point_sampling
-from utils.data import shapenet
 
 TINY = dict(categories=("chair", "airplane"), n_models=4, n_views=3, img_size=64, seed=5, progress=False)
 REPO = Path(__file__).resolve().parents[1]
@@ -28,8 +29,11 @@ def tiny(tmp_path_factory):
 
 
 def _tree(root):
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob("*"))
-            if p.is_file() and p.name != demo_data.INFO_FILE}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(Path(root).rglob("*"))
+        if p.is_file() and p.name != demo_data.INFO_FILE
+    }
 
 
 def test_layout(tiny):
@@ -90,8 +94,7 @@ def test_visible_points_have_the_pixel_colour_and_label(project_np):
         visible = np.abs(model["depth"][v][r, c] - coded) <= 2  # about 0.015 world units
         assert visible.sum() > 100
         same_label = model["labels"][v][r, c][visible] == model["point_labels"][visible]
-        same_colour = np.all(np.abs(model["rgb"][v][r, c][visible] / 255.0 - model["colours"][visible]) < 1e-6,
-                             axis=1)
+        same_colour = np.all(np.abs(model["rgb"][v][r, c][visible] / 255.0 - model["colours"][visible]) < 1e-6, axis=1)
         assert same_label.mean() > 0.95 and same_colour.mean() > 0.95
 
 
@@ -121,8 +124,24 @@ def test_refuses_to_overwrite_and_force_replaces(tmp_path):
     demo_data.generate(tmp_path, workers=1, **kw)
     with pytest.raises(FileExistsError):
         demo_data.generate(tmp_path, workers=1, **kw)
-    assert demo_data.main(["--out", str(tmp_path), "--categories", "car", "--n_models", "1", "--n_views", "1",
-                           "--quiet", "--workers", "1"]) == 2
+    assert (
+        demo_data.main(
+            [
+                "--out",
+                str(tmp_path),
+                "--categories",
+                "car",
+                "--n_models",
+                "1",
+                "--n_views",
+                "1",
+                "--quiet",
+                "--workers",
+                "1",
+            ]
+        )
+        == 2
+    )
     demo_data.generate(tmp_path, workers=1, force=True, **dict(kw, n_models=2))
     assert len(os.listdir(tmp_path / "ShapeNet_rendered" / "02958343")) == 2
 
@@ -153,9 +172,27 @@ def test_bad_arguments(tmp_path):
 
 def test_script_runs_without_path_hacks(tmp_path):
     out = tmp_path / "cli"
-    res = subprocess.run([sys.executable, str(REPO / "data" / "make_demo_data.py"), "--out", str(out),
-                          "--categories", "chair,car", "--n_models", "1", "--n_views", "1", "--quiet",
-                          "--workers", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "data" / "make_demo_data.py"),
+            "--out",
+            str(out),
+            "--categories",
+            "chair,car",
+            "--n_models",
+            "1",
+            "--n_views",
+            "1",
+            "--quiet",
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     assert (out / "ShapeNet_rendered" / "02958343" / "car_0000" / "render_0.png").is_file()
     assert (out / demo_data.INFO_FILE).is_file()
@@ -185,8 +222,24 @@ def test_temporary_folder_of_a_killed_run_is_removed(tmp_path):
     """kill -9 leaves the generator's hidden working folder; the next run removes it, but not the
     working folder of a generator that is still running (its lock is held)."""
     out = tmp_path / "demo"
-    proc = subprocess.Popen([sys.executable, "-m", "utils.datagen.demo_data", "--out", str(out), "--categories", "chair",
-                             "--n_models", "200", "--n_views", "2", "--workers", "1", "--quiet"])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "utils.datagen.demo_data",
+            "--out",
+            str(out),
+            "--categories",
+            "chair",
+            "--n_models",
+            "200",
+            "--n_views",
+            "2",
+            "--workers",
+            "1",
+            "--quiet",
+        ]
+    )
     try:  # wait until its first models are written (200 models: it is far from done then)
         while proc.poll() is None and not list(out.glob(".demo_tmp_*/ShapeNet_rendered/*/*/view.txt")):
             time.sleep(0.2)
@@ -218,6 +271,13 @@ def test_ensure_demo_data_finds_an_existing_data_set(tiny_data):
     makes nothing; it would otherwise try to generate over it."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for task in ("rgb", "partseg"):
-        proc = subprocess.run(["bash", os.path.join(root, "scripts", "ensure_demo_data.sh"), "chair", task],
-                              capture_output=True, text=True, env=dict(os.environ, DIFFER_DATA_DIR=str(tiny_data)))
-        assert proc.returncode == 0 and "using the data set already in" in proc.stdout, (task, proc.stdout + proc.stderr)
+        proc = subprocess.run(
+            ["bash", os.path.join(root, "scripts", "ensure_demo_data.sh"), "chair", task],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, DIFFER_DATA_DIR=str(tiny_data)),
+        )
+        assert proc.returncode == 0 and "using the data set already in" in proc.stdout, (
+            task,
+            proc.stdout + proc.stderr,
+        )

@@ -5,6 +5,7 @@ flag validation, divergence, fatal errors in log.txt.
 The oracles are independent of the code under test: an uninterrupted run (exact resume), a process
 that really holds the lock, hand-written Namespaces, checkpoint files read back with TF's reader.
 """
+
 import glob
 import json
 import os
@@ -17,19 +18,21 @@ from argparse import Namespace
 
 import numpy as np
 import pytest
-import tiny
 
+import tiny
 from rgb import train_rgb
-from utils.eval import evaluate
-from utils.train import config, loop as train_loop
-from utils.data import DataError
-from utils.experiment import Experiment, ExperimentInUse, ExperimentStateError
 from utils.common.tfv1 import tf
+from utils.data import DataError
+from utils.eval import evaluate
+from utils.experiment import Experiment, ExperimentInUse, ExperimentStateError
+from utils.train import config
+from utils.train import loop as train_loop
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     from utils.datagen import demo_data
+
     out = tmp_path_factory.mktemp("data")
     demo_data.generate(out, categories=("chair",), n_models=6, n_views=4, seed=3, workers=1, progress=False)
     return str(out)
@@ -66,8 +69,9 @@ sys.stdin.read()
 
 def test_second_trainer_is_refused_and_a_dead_holders_lock_is_taken_over(data, tmp_path, capsys):
     exp = tmp_path / "exp"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(exp)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(exp)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         in_flight = exp / "snapshots" / f".tmp-step-0000002-{holder.pid}"
@@ -110,8 +114,12 @@ def test_signal_then_resume_equals_an_uninterrupted_run(data, tmp_path):
     projection) sums in a thread-dependent order, which varies any two runs at float rounding."""
     env = dict(os.environ, TF_NUM_INTRAOP_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2")
     # The command line, stopped as a scheduler would (the hook sends the signal at iteration 3).
-    term = subprocess.run([sys.executable, "-m", "rgb.train_rgb", *_argv(tmp_path / "SIGTERM", data, 5)],
-                          env=dict(env, **{train_loop.TEST_SIGNAL_ENV: "3:SIGTERM"}), capture_output=True, text=True)
+    term = subprocess.run(
+        [sys.executable, "-m", "rgb.train_rgb", *_argv(tmp_path / "SIGTERM", data, 5)],
+        env=dict(env, **{train_loop.TEST_SIGNAL_ENV: "3:SIGTERM"}),
+        capture_output=True,
+        text=True,
+    )
     assert term.returncode == 128 + signal.SIGTERM, term.stderr
     # One more process: the uninterrupted reference, Ctrl-C twice and SIGHUP, then every resumption.
     plans = {"SIGINT": "3:SIGINT,3:SIGINT", "SIGHUP": "3:SIGHUP"}
@@ -205,10 +213,30 @@ def test_unreadable_checkpoints_fall_back_then_stop(tmp_path, sess):
 
 # --------------------------------------------------------------------------- flags
 def test_changed_flags_are_the_ones_that_change_training():
-    saved = Namespace(exp="a", data_dir="/data", lr=1e-4, seed=1, N_ITERS=10, print_n=5, views="random",
-                      removed_flag=3, projection="fused")
-    now = Namespace(exp="b", data_dir="/data/../data", lr=1e-4, seed=2, N_ITERS=20, print_n=1, views="fixed",
-                    new_default="x", new_set="y", override=True, projection="local")  # projection: switchable
+    saved = Namespace(
+        exp="a",
+        data_dir="/data",
+        lr=1e-4,
+        seed=1,
+        N_ITERS=10,
+        print_n=5,
+        views="random",
+        removed_flag=3,
+        projection="fused",
+    )
+    now = Namespace(
+        exp="b",
+        data_dir="/data/../data",
+        lr=1e-4,
+        seed=2,
+        N_ITERS=20,
+        print_n=1,
+        views="fixed",
+        new_default="x",
+        new_set="y",
+        override=True,
+        projection="local",
+    )  # projection: switchable
     changes = config.changed_flags(saved, now, defaults={"new_default": "x", "new_set": "z"})
     assert changes == [("new_set", None, "y"), ("seed", 1, 2), ("views", "random", "fixed")]
     with pytest.raises(config.ResumeError, match="--seed: 1 -> 2.*--override"):
@@ -249,10 +277,22 @@ def test_resume_with_changed_flags_is_refused_unless_override(data, tmp_path, ca
     assert config.load_train_args(str(exp)).lr == 2e-4 and "args.json is kept" in _log(exp)
 
 
-@pytest.mark.parametrize("flag, value", [("--lr", "-5e-5"), ("--lr", "0"), ("--lr", "nan"), ("--lr", "inf"),
-                                         ("--SIGMA_SQ_MASK", "-0.4"), ("--SIGMA_SQ_MASK", "0"),
-                                         ("--WELL_RADIUS", "-1"), ("--BETA", "-1"), ("--seed", "-1"),
-                                         ("--wt_bce", "nan"), ("--n_cls", "-2")])
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--lr", "-5e-5"),
+        ("--lr", "0"),
+        ("--lr", "nan"),
+        ("--lr", "inf"),
+        ("--SIGMA_SQ_MASK", "-0.4"),
+        ("--SIGMA_SQ_MASK", "0"),
+        ("--WELL_RADIUS", "-1"),
+        ("--BETA", "-1"),
+        ("--seed", "-1"),
+        ("--wt_bce", "nan"),
+        ("--n_cls", "-2"),
+    ],
+)
 def test_parser_rejects_bad_values(flag, value, capsys):
     with pytest.raises(SystemExit):
         config.train_parser("partseg").parse_args(["--exp", "x", f"{flag}={value}"])
@@ -276,9 +316,11 @@ def test_missing_data_dir_is_reported_before_any_folder_is_created(tmp_path):
 def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_snapshot(data, tmp_path):
     """lr 1e6: finite weights after iteration 1 (snapshot), non-finite points in iteration 2's forward pass."""
     exp = tmp_path / "exp"
-    with pytest.raises(FloatingPointError,
-                       match=r"^loss became nan at iteration \d+ .*— lower --lr or check the data; "
-                             r"the last good snapshot \(iteration \d+\) stays 'latest'"):
+    with pytest.raises(
+        FloatingPointError,
+        match=r"^loss became nan at iteration \d+ .*— lower --lr or check the data; "
+        r"the last good snapshot \(iteration \d+\) stays 'latest'",
+    ):
         train_rgb.main(_argv(exp, data, 10, "--lr", "1e6", "--save_model_n", "1"))
     steps = [int(n[5:]) for n in os.listdir(exp / "snapshots") if n.startswith("step-")]
     assert steps and Experiment(str(exp), create=False).pointer()["step"] == max(steps)
@@ -291,7 +333,10 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_snapshot(
 def test_non_finite_weights_are_never_snapshotted(data, tmp_path):
     """lr 1e39 is inf in float32: iteration 1's loss is finite, its update makes the weights inf."""
     exp = tmp_path / "exp"
-    with pytest.raises(FloatingPointError, match=r"^loss became nan at iteration 1 \(non-finite weights"
-                                                 r".*; no snapshot was written"):
+    with pytest.raises(
+        FloatingPointError,
+        match=r"^loss became nan at iteration 1 \(non-finite weights"
+        r".*; no snapshot was written",
+    ):
         train_rgb.main(_argv(exp, data, 10, "--lr", "1e39", "--save_model_n", "1"))
     assert not [n for n in os.listdir(exp / "snapshots") if n.startswith("step-")]

@@ -7,6 +7,7 @@ folder lock and clean-up after SIGTERM, robust mesh normalisation, --force per c
 Oracles: set operations (splits), hand-made meshes whose rendered size is known (a unit box), a
 process that really holds the lock, file listings before and after, byte comparisons.
 """
+
 import glob
 import json
 import os
@@ -19,16 +20,16 @@ import warnings
 import cv2
 import numpy as np
 import pytest
-import tiny
 import trimesh
 
+import tiny
 from utils.common import cli
 from utils.data import BatchPipeline, DataError, tree_dirs
-from utils.task import task_from_ref
 from utils.datagen import demo_data, mesh_dataset, splits
 from utils.datagen.mesh_io import MeshError, MeshSource, load_mesh, normalise
 from utils.datagen.mesh_render import GREY
 from utils.experiment import ExperimentStateError, WrongTask
+from utils.task import task_from_ref
 
 CHAIR, CAR = "03001627", "02958343"
 TINY = dict(n_views=1, img_size=16, seed=0, workers=1, progress=False, supersample=1)
@@ -51,14 +52,28 @@ def rgb_exp(tiny_data, tmp_path_factory):
 
 
 def _metrics_argv(exp, out, *extra):
-    return ["--exp", exp, "--eval_set", "test", "--batch_size", "2", "--max_samples", "2", "--baseline_models", "2",
-            "--out", str(out), *extra]
+    return [
+        "--exp",
+        exp,
+        "--eval_set",
+        "test",
+        "--batch_size",
+        "2",
+        "--max_samples",
+        "2",
+        "--baseline_models",
+        "2",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 # --------------------------------------------------------------------------- 1. one error path
 def test_expected_errors_are_one_line_and_create_nothing(rgb_exp, tmp_path, monkeypatch, capsys):
     from rgb import metrics_rgb
     from utils.eval import evaluate
+
     cli_main = lambda: evaluate.cli_main(metrics_rgb.TASK)  # noqa: E731
     out = tmp_path / "out"
     status, err = _run_cli(monkeypatch, cli_main, _metrics_argv(str(tmp_path / "nope"), out), capsys)
@@ -70,14 +85,16 @@ def test_expected_errors_are_one_line_and_create_nothing(rgb_exp, tmp_path, monk
     (bad / "args.json").write_text(open(os.path.join(rgb_exp, "args.json")).read()[:40])  # truncated
     status, err = _run_cli(monkeypatch, cli_main, _metrics_argv(str(bad), out), capsys)
     assert status == 1 and len(err) == 1 and not out.exists()
-    assert re.match(r"metrics_rgb: error: .*args.json is not valid JSON.*; expected the args.json training wrote",
-                    err[0])
+    assert re.match(
+        r"metrics_rgb: error: .*args.json is not valid JSON.*; expected the args.json training wrote", err[0]
+    )
 
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     status, err = _run_cli(monkeypatch, cli_main, _metrics_argv(rgb_exp, a_file), capsys)
-    assert status == 1 and err == [f"metrics_rgb: error: --out {a_file}: is a file; expected a folder "
-                                   "(created when absent)"]
+    assert status == 1 and err == [
+        f"metrics_rgb: error: --out {a_file}: is a file; expected a folder (created when absent)"
+    ]
     status, err = _run_cli(monkeypatch, cli_main, _metrics_argv(rgb_exp, out, "--snapshot", "7"), capsys)
     assert status == 1 and len(err) == 1 and "no snapshot for iteration 7" in err[0] and not out.exists()
 
@@ -94,15 +111,17 @@ def test_unexpected_errors_leave_a_traceback_in_a_log_and_warnings_are_one_line(
     monkeypatch.setenv(cli.LOG_DIR_ENV, str(tmp_path / "logs"))
 
     def broken(argv):
-        warnings.warn("a fallback was taken")
+        warnings.warn("a fallback was taken", stacklevel=2)
         return {}["missing key"]
 
     assert cli.run("some_tool", broken, []) == 1
     err = capsys.readouterr().err.strip().splitlines()
     logs = glob.glob(str(tmp_path / "logs" / "some_tool-error-*.log"))
     assert len(logs) == 1
-    assert err == ["some_tool: warning: a fallback was taken",
-                   f"some_tool: error: unexpected KeyError: 'missing key'; the traceback is in {logs[0]}"]
+    assert err == [
+        "some_tool: warning: a fallback was taken",
+        f"some_tool: error: unexpected KeyError: 'missing key'; the traceback is in {logs[0]}",
+    ]
     text = open(logs[0]).read()
     assert "Traceback (most recent call last)" in text and "in broken" in text and "KeyError" in text
     assert cli.run("some_tool", lambda argv: 3, []) == 3
@@ -110,17 +129,21 @@ def test_unexpected_errors_leave_a_traceback_in_a_log_and_warnings_are_one_line(
 
 
 # --------------------------------------------------------------------------- 2. task, checkpoints
-def test_metrics_and_predict_check_the_task_and_the_checkpoint_before_any_graph(rgb_exp, tmp_path, monkeypatch,
-                                                                                 capsys):
+def test_metrics_and_predict_check_the_task_and_the_checkpoint_before_any_graph(rgb_exp, tmp_path, monkeypatch, capsys):
     from partseg import metrics_partseg
     from rgb import metrics_rgb, predict_rgb
     from utils.eval import evaluate, inference
+
     out = tmp_path / "m"
-    status, err = _run_cli(monkeypatch, lambda: evaluate.cli_main(metrics_partseg.TASK),
-                           _metrics_argv(rgb_exp, out), capsys)
+    status, err = _run_cli(
+        monkeypatch, lambda: evaluate.cli_main(metrics_partseg.TASK), _metrics_argv(rgb_exp, out), capsys
+    )
     assert status == 1 and len(err) == 1 and not out.exists()
-    assert re.fullmatch(r"metrics_partseg: error: .*args.json: the experiment was trained for 'rgb', not "
-                        r"'partseg'; use rgb/metrics_rgb.py", err[0])
+    assert re.fullmatch(
+        r"metrics_partseg: error: .*args.json: the experiment was trained for 'rgb', not "
+        r"'partseg'; use rgb/metrics_rgb.py",
+        err[0],
+    )
 
     # damage the newest snapshot (iteration 2): truncated data file
     data_file = glob.glob(os.path.join(rgb_exp, "snapshots", "step-0000002", "model.data-*"))[0]
@@ -130,21 +153,28 @@ def test_metrics_and_predict_check_the_task_and_the_checkpoint_before_any_graph(
             f.truncate(100)
         built = []
         monkeypatch.setattr(inference, "build_graph", lambda *a, **k: built.append(1) or 1 / 0)
-        with pytest.raises(ExperimentStateError, match=r"no readable checkpoint for --snapshot 2 .*"
-                                                       r"snapshots/step-0000002 \(model.data-00000-of-00001, "
-                                                       r"model.index\): \w+Error"):
+        with pytest.raises(
+            ExperimentStateError,
+            match=r"no readable checkpoint for --snapshot 2 .*"
+            r"snapshots/step-0000002 \(model.data-00000-of-00001, "
+            r"model.index\): \w+Error",
+        ):
             inference.Predictor(rgb_exp, predict_rgb.TASK, snapshot="2")
         assert not built  # refused before any graph was built
         with pytest.raises(WrongTask):
             from partseg.task import TASK as PARTSEG
+
             inference.Predictor(rgb_exp, PARTSEG)
         # 'latest' falls back to the older snapshot, as training's resume does, and says so in one line
         summary = metrics_rgb.main(_metrics_argv(rgb_exp, out, "--snapshot", "latest"))
         assert summary["step"] == 1
         warned = [line for line in capsys.readouterr().err.splitlines() if "unreadable" in line]
-        assert len(warned) == 1 and re.search(r"warning: skipped unreadable checkpoint\(s\) snapshots/step-0000002 "
-                                              r"\(model.data-00000-of-00001, model.index\): .*; using "
-                                              r"snapshots/step-0000001 \(iteration 1\)", warned[0])
+        assert len(warned) == 1 and re.search(
+            r"warning: skipped unreadable checkpoint\(s\) snapshots/step-0000002 "
+            r"\(model.data-00000-of-00001, model.index\): .*; using "
+            r"snapshots/step-0000001 \(iteration 1\)",
+            warned[0],
+        )
     finally:
         with open(data_file, "wb") as f:
             f.write(original)
@@ -153,8 +183,16 @@ def test_metrics_and_predict_check_the_task_and_the_checkpoint_before_any_graph(
 # --------------------------------------------------------------------------- 3. splits
 def test_splits_are_disjoint_and_cover_for_every_fraction_triple():
     rng = np.random.default_rng(0)
-    cases = [((0, 0, 1), 30), ((0, 1, 0), 7), ((1, 0, 0), 5), ((0, 0.5, 0.5), 5), ((0.8, 0.1, 0.1), 3),
-             ((0.8, 0.1, 0.1), 2), ((0.98, 0.01, 0.01), 4), ((0.01, 0.495, 0.495), 4)]
+    cases = [
+        ((0, 0, 1), 30),
+        ((0, 1, 0), 7),
+        ((1, 0, 0), 5),
+        ((0, 0.5, 0.5), 5),
+        ((0.8, 0.1, 0.1), 3),
+        ((0.8, 0.1, 0.1), 2),
+        ((0.98, 0.01, 0.01), 4),
+        ((0.01, 0.495, 0.495), 4),
+    ]
     for _ in range(3000):
         f = rng.dirichlet([1, 1, 1])
         if rng.random() < 0.5:
@@ -190,22 +228,43 @@ sys.stdin.read()
 def test_data_tools_lock_their_out_folder(tmp_path, capsys):
     out = tmp_path / "data"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        assert demo_data.main(["--out", str(out), "--categories", "car", "--n_models", "1", "--n_views", "1",
-                               "--quiet", "--workers", "1"]) == 2
+        assert (
+            demo_data.main(
+                [
+                    "--out",
+                    str(out),
+                    "--categories",
+                    "car",
+                    "--n_models",
+                    "1",
+                    "--n_views",
+                    "1",
+                    "--quiet",
+                    "--workers",
+                    "1",
+                ]
+            )
+            == 2
+        )
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and re.match(f"make_demo_data: error: data folder {out} is in use by another data "
-                                          f"tool: PID {holder.pid} on host .*choose another --out", err[0])
+        assert len(err) == 1 and re.match(
+            f"make_demo_data: error: data folder {out} is in use by another data "
+            f"tool: PID {holder.pid} on host .*choose another --out",
+            err[0],
+        )
         meshes = tmp_path / "meshes"
         meshes.mkdir()
         trimesh.creation.box().export(meshes / "box.ply")
         assert mesh_dataset.main(["--meshes", str(meshes), "--out", str(out), "--category", "chair", "--quiet"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith(f"make_dataset: error: data folder {out} is in use by another "
-                                                   f"data tool: PID {holder.pid} on host")
+        assert len(err) == 1 and err[0].startswith(
+            f"make_dataset: error: data folder {out} is in use by another data tool: PID {holder.pid} on host"
+        )
         assert os.listdir(out) == [".lock"]  # nothing made
     finally:
         holder.kill()  # as kill -9
@@ -240,12 +299,18 @@ sys.exit(mesh_dataset.main(["--meshes", sys.argv[3], "--out", sys.argv[2], "--ca
 def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     demo_out = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-c", SIGTERM_DURING, "demo", str(demo_out)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", SIGTERM_DURING, "demo", str(demo_out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "make_demo_data: interrupted by SIGTERM; its working folder was removed, nothing else was changed; "
-        "re-run the command"]
+        "re-run the command"
+    ]
     assert not demo_out.exists()  # nothing left: no working folder, no lock, no empty --out
 
     meshes = tmp_path / "meshes"
@@ -253,16 +318,25 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
     for k in range(3):
         trimesh.creation.box(extents=[1, 1 + k, 1]).export(meshes / f"box{k}.ply")
     out = tmp_path / "made"
-    proc = subprocess.run([sys.executable, "-c", SIGTERM_DURING, "mesh", str(out), str(meshes)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", SIGTERM_DURING, "mesh", str(out), str(meshes)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("make_dataset: interrupted by SIGTERM; complete models")
     assert sorted(os.listdir(out / ".make_dataset")) == ["models", "params.json"]  # no tmp/, no lock
     assert not (out / ".lock").exists()
     assert [p.name for p in (out / ".make_dataset" / "models" / "90000001").iterdir()] == ["box0.json"]
-    info = mesh_dataset.make_dataset(meshes, out, mesh_dataset.Options(n_views=1, img_size=16, supersample=1,
-                                                                        n_dense=2048),
-                                     category="90000001", progress=False)
+    info = mesh_dataset.make_dataset(
+        meshes,
+        out,
+        mesh_dataset.Options(n_views=1, img_size=16, supersample=1, n_dense=2048),
+        category="90000001",
+        progress=False,
+    )
     assert info["already_complete"] == 1 and info["rendered_now"] == 2
 
 
@@ -270,8 +344,8 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
 def _obj(path, vertices, faces, header=""):
     with open(path, "w") as f:
         f.write(header)
-        f.writelines("v %.17g %.17g %.17g\n" % tuple(v) for v in vertices)
-        f.writelines("f %d %d %d\n" % tuple(np.asarray(t) + 1) for t in faces)
+        f.writelines(f"v {v[0]:.17g} {v[1]:.17g} {v[2]:.17g}\n" for v in vertices)
+        f.writelines("f {} {} {}\n".format(*(int(i) + 1 for i in t)) for t in faces)
     return path
 
 
@@ -302,21 +376,43 @@ def test_outlier_vertices_overflow_missing_files_and_grey(tmp_path, capsys):
     huge = _off(tmp_path / "huge.off", np.vstack([box.vertices, [[1e200, 0, 0]]]), np.vstack([box.faces, [[0, 1, 8]]]))
     with pytest.raises(MeshError, match="numeric overflow: vertex coordinates up to 1e\\+200 overflow float64"):
         normalise(load_mesh(huge).surface)
-    stray = _off(tmp_path / "stray.off", np.vstack([box.vertices, [[1e200, 0, 0]]]),
-                 np.vstack([box.faces, [[0, 0, 8]]]))
+    stray = _off(
+        tmp_path / "stray.off", np.vstack([box.vertices, [[1e200, 0, 0]]]), np.vstack([box.faces, [[0, 0, 8]]])
+    )
     with pytest.raises(MeshError, match="numeric overflow: a vertex at 1e\\+200 lies beyond the float32 range"):
         normalise(load_mesh(stray).surface)
     # a material without a colour, and a missing material library: the documented grey 0.6
     (tmp_path / "plain.mtl").write_text("newmtl plain\nNs 10\n")
-    _, model = _coverage(_obj(tmp_path / "nokd.obj", box.vertices, box.faces, "mtllib plain.mtl\nusemtl plain\n"),
-                         tmp_path)
+    _, model = _coverage(
+        _obj(tmp_path / "nokd.obj", box.vertices, box.faces, "mtllib plain.mtl\nusemtl plain\n"), tmp_path
+    )
     assert GREY == 0.6 and set(np.unique(model["rgb"][model["depth"] < 254])) == {round(0.6 * 255)}
     collection = tmp_path / "collection"
     collection.mkdir()
     _obj(collection / "nomtl.obj", box.vertices, box.faces, "mtllib gone.mtl\nusemtl x\n")
     os.replace(sliver, collection / "sliver.off")
-    assert mesh_dataset.main(["--meshes", str(collection), "--out", str(tmp_path / "out"), "--category", "chair",
-                              "--n_views", "2", "--size", "16", "--n_dense", "2048", "--quiet", "--workers", "1"]) == 0
+    assert (
+        mesh_dataset.main(
+            [
+                "--meshes",
+                str(collection),
+                "--out",
+                str(tmp_path / "out"),
+                "--category",
+                "chair",
+                "--n_views",
+                "2",
+                "--size",
+                "16",
+                "--n_dense",
+                "2048",
+                "--quiet",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr()
     assert re.search(r"make_dataset: warning: .*nomtl.obj: texture/material file\(s\) not found: gone.mtl", lines.out)
     assert re.search(r"make_dataset: skipped .*sliver.off: the views are nearly empty", lines.out)
@@ -325,8 +421,12 @@ def test_outlier_vertices_overflow_missing_files_and_grey(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- 6. --force, N_VIEWS, small inputs
 def _tree(root, synset):
-    return {str(p.relative_to(root)): p.read_bytes() for path in demo_data.category_paths(root, synset)
-            for p in ([path] if path.is_file() else sorted(path.rglob("*")) if path.is_dir() else []) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for path in demo_data.category_paths(root, synset)
+        for p in ([path] if path.is_file() else sorted(path.rglob("*")) if path.is_dir() else [])
+        if p.is_file()
+    }
 
 
 def test_force_replaces_only_the_categories_asked_for(tmp_path, capsys):
@@ -356,22 +456,38 @@ def test_more_supervision_views_than_rendered_is_refused(tiny_data):
 
 def test_predict_warns_on_inputs_far_smaller_than_the_network_input(rgb_exp, tmp_path, capsys):
     from rgb import predict_rgb
+
     for name, size in (("dot", 1), ("half", 32), ("fine", 48)):
         cv2.imwrite(str(tmp_path / f"{name}.png"), np.full((size, size, 3), 200, np.uint8))
-    res = predict_rgb.main(["--exp", rgb_exp, "--snapshot", "1", str(tmp_path / "dot.png"), str(tmp_path / "half.png"),
-                            str(tmp_path / "fine.png"), "--out", str(tmp_path / "out"), "--no_sheet", "--no_progress"])
+    res = predict_rgb.main(
+        [
+            "--exp",
+            rgb_exp,
+            "--snapshot",
+            "1",
+            str(tmp_path / "dot.png"),
+            str(tmp_path / "half.png"),
+            str(tmp_path / "fine.png"),
+            "--out",
+            str(tmp_path / "out"),
+            "--no_sheet",
+            "--no_progress",
+        ]
+    )
     assert len(res["outputs"]) == 3 and not res["errors"]
     # (uniform grey images also get the photo warnings of docs/inference.md; only the size ones here)
     warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line and "px," in line]
     assert [re.sub(r".*/", "", w) for w in warned] == [
         "dot.png: 1x1 px, far smaller than the network's 64x64 input; it is enlarged and the cloud is likely poor",
-        "half.png: 32x32 px, far smaller than the network's 64x64 input; it is enlarged and the cloud is likely poor"]
+        "half.png: 32x32 px, far smaller than the network's 64x64 input; it is enlarged and the cloud is likely poor",
+    ]
 
 
 def test_training_announces_a_skipped_snapshot_on_the_console(tmp_path, sess, capsys):
     from utils.common.tfv1 import tf
-    from utils.train import loop as train_loop
     from utils.experiment import Experiment
+    from utils.train import loop as train_loop
+
     step_var = tf.train.get_or_create_global_step()
     tf.get_variable("w", initializer=tf.ones([50, 50]))
     saver = tf.train.Saver()
@@ -385,5 +501,7 @@ def test_training_announces_a_skipped_snapshot_on_the_console(tmp_path, sess, ca
     capsys.readouterr()
     assert cli.run("train_rgb", lambda argv: train_loop.find_resume(e)[1]) == 10
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("train_rgb: warning: skipped unreadable checkpoint snapshots/step-0000020")
+    assert len(err) == 1 and err[0].startswith(
+        "train_rgb: warning: skipped unreadable checkpoint snapshots/step-0000020"
+    )
     e.release()

@@ -1,4 +1,5 @@
 """The environment itself: package imports, graph mode, a known value, Saver round trip."""
+
 import importlib
 import os
 import subprocess
@@ -13,11 +14,18 @@ from utils.net import layers
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize("name, api", [
-    ("utils", ()), ("utils.render.camera", ("project", "world2cam", "intrinsics")),
-    ("utils.net.layers", ("weight_decay_loss",)), ("utils.task", ("task_from_ref", "available_tasks")),
-    ("rgb", ()), ("partseg", ()), ("tf_ops", ("nn_distance", "approx_match", "match_cost", "backend")),
-])
+@pytest.mark.parametrize(
+    "name, api",
+    [
+        ("utils", ()),
+        ("utils.render.camera", ("project", "world2cam", "intrinsics")),
+        ("utils.net.layers", ("weight_decay_loss",)),
+        ("utils.task", ("task_from_ref", "available_tasks")),
+        ("rgb", ()),
+        ("partseg", ()),
+        ("tf_ops", ("nn_distance", "approx_match", "match_cost", "backend")),
+    ],
+)
 def test_package_imports(name, api):
     """Each package imports (no work or error at import time) and offers the functions its callers use."""
     module = importlib.import_module(name)
@@ -30,6 +38,7 @@ def test_package_imports(name, api):
 def test_task_folders_define_their_task(name):
     """``<name>/task.py`` defines TASK, a Task called ``name``: what args.json's task finds again."""
     from utils.task import Task, task_from_ref
+
     task = importlib.import_module(f"{name}.task").TASK
     assert isinstance(task, Task) and task.name == name and task_from_ref(name) is task
 
@@ -37,14 +46,21 @@ def test_task_folders_define_their_task(name):
 def test_utils_importable_without_pythonpath(tmp_path):
     """The editable install, not PYTHONPATH or the cwd, makes ``utils`` importable."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([sys.executable, "-c", "import utils, os; print(os.path.dirname(utils.__file__))"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import utils, os; print(os.path.dirname(utils.__file__))"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert os.path.samefile(out.stdout.strip(), os.path.join(ROOT, "utils"))
 
 
 def _imports(path):
     """Absolute module names a Python file imports (lines and names)."""
     import ast
+
     with open(path) as f:
         tree = ast.parse(f.read(), path)
     for node in ast.walk(tree):
@@ -60,8 +76,12 @@ def test_tf_ops_imports_nothing_from_utils():
     folder = os.path.join(ROOT, "tf_ops")
     files = [os.path.join(d, name) for d, _, names in os.walk(folder) for name in sorted(names) if name.endswith(".py")]
     assert any(os.sep + "projection" + os.sep in f for f in files)  # the op folders are searched too
-    found = [f"{os.path.relpath(path, ROOT)}:{line} imports {module}" for path in files
-             for line, module in _imports(path) if module == "utils" or module.startswith("utils.")]
+    found = [
+        f"{os.path.relpath(path, ROOT)}:{line} imports {module}"
+        for path in files
+        for line, module in _imports(path)
+        if module == "utils" or module.startswith("utils.")
+    ]
     assert not found, found
 
 
@@ -70,6 +90,7 @@ def test_project_modules_import_tfv1_before_tf_ops():
     start-up lines are hidden, so every module that imports tf_ops at its top imports utils.common.tfv1
     first (tf_ops/__init__.py)."""
     import ast
+
     wrong = []
     for folder in ("utils", "rgb", "partseg", "benchmarks", "scripts"):
         for dirpath, _, names in os.walk(os.path.join(ROOT, folder)):
@@ -79,12 +100,17 @@ def test_project_modules_import_tfv1_before_tf_ops():
                     body = ast.parse(f.read(), path).body  # module level only
                 first = {}
                 for node in body:
-                    modules = ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                               [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+                    modules = (
+                        [a.name for a in node.names]
+                        if isinstance(node, ast.Import)
+                        else [node.module]
+                        if isinstance(node, ast.ImportFrom) and node.level == 0
+                        else []
+                    )
                     for module in modules:
                         key = "tf_ops" if module.split(".")[0] == "tf_ops" else module
                         first.setdefault(key, node.lineno)
-                if "tf_ops" in first and first.get("utils.common.tfv1", 10 ** 9) > first["tf_ops"]:
+                if "tf_ops" in first and first.get("utils.common.tfv1", 10**9) > first["tf_ops"]:
                     wrong.append(f"{os.path.relpath(path, ROOT)}:{first['tf_ops']}")
     assert not wrong, wrong
 
@@ -110,7 +136,7 @@ def test_saver_round_trip(tmp_path, fresh_graph):
         path = saver.save(s, str(tmp_path / "model"), global_step=3)
     with tf.Session() as s:
         s.run(tf.global_variables_initializer())  # new random values ...
-        saver.restore(s, path)                    # ... replaced by the saved ones
+        saver.restore(s, path)  # ... replaced by the saved ones
         for v in tf.global_variables():
             np.testing.assert_array_equal(s.run(v), values[v.name])
         np.testing.assert_array_equal(s.run(y, feed), before)
@@ -125,4 +151,4 @@ def test_layers_shapes_and_weight_decay(sess):
     sess.run(tf.global_variables_initializer())
     w = sess.run(tf.global_variables("c/W")[0])
     # Only the conv layer has decay: 0.5 * sum(w^2) / 2.
-    np.testing.assert_allclose(sess.run(layers.weight_decay_loss()), 0.25 * np.sum(w ** 2), rtol=1e-5)
+    np.testing.assert_allclose(sess.run(layers.weight_decay_loss()), 0.25 * np.sum(w**2), rtol=1e-5)

@@ -13,6 +13,7 @@ or evaluation, nor another task. The entry points (the other modules of a task f
 scripts (``benchmarks/``, ``claims/``, ``examples/``, ``data/``) may import any room and the tasks,
 but no other entry point or script: what two scripts share is library code.
 """
+
 import ast
 import os
 
@@ -29,13 +30,15 @@ RANKS = [
     {"utils.eval"},
 ]
 # Rooms outside the ranks, with the rooms each may import (besides itself and tf_ops).
-SIDE_ROOMS = {"utils.datagen": RANKS[0] | {"utils.data", "utils.render"},
-              "tf_ops": set()}
+SIDE_ROOMS = {"utils.datagen": RANKS[0] | {"utils.data", "utils.render"}, "tf_ops": set()}
 SCRIPT_FOLDERS = ("benchmarks", "claims", "examples", "data")
 # tf_ops' build and GPU check run on machines without the package installed (a GPU box with only
 # nvcc): they find their sibling files by path, and their tests start them that way.
-STANDALONE = {os.path.join("tf_ops", "build.py"), os.path.join("tf_ops", "check_gpu.py"),
-              os.path.join("tests", "test_tf_ops.py")}
+STANDALONE = {
+    os.path.join("tf_ops", "build.py"),
+    os.path.join("tf_ops", "check_gpu.py"),
+    os.path.join("tests", "test_tf_ops.py"),
+}
 NOT_CHECKED = {"tests", ".venv", ".git", "build", "experiments", "outputs", ".ci", "scripts", "docs"}
 
 
@@ -88,7 +91,7 @@ def _imports(root, path):
             base = node.module or ""
             if node.level:
                 parts = package.split(".")
-                parts = parts[:len(parts) - (node.level - 1)]
+                parts = parts[: len(parts) - (node.level - 1)]
                 base = ".".join(parts + ([base] if base else []))
             for alias in node.names:
                 yield node.lineno, f"{base}.{alias.name}" if base else alias.name
@@ -177,33 +180,41 @@ def test_no_file_loads_another_by_path():
                 if not name.endswith(".py") or path == os.path.abspath(__file__):
                     continue
                 text = open(path).read()
-                for needle in ("spec_from_file_location", "run_path(", "sys.path.insert", "sys.path.append",
-                               "SourceFileLoader"):
+                for needle in (
+                    "spec_from_file_location",
+                    "run_path(",
+                    "sys.path.insert",
+                    "sys.path.append",
+                    "SourceFileLoader",
+                ):
                     if needle in text and os.path.relpath(path, ROOT) not in STANDALONE:
                         bad.append(f"{os.path.relpath(path, ROOT)}: {needle}")
     assert not bad, bad
 
 
-@pytest.mark.parametrize("room, line, bad", [
-    ("utils/render/camera_x.py", "from utils.train import config", True),       # renderer -> training
-    ("utils/data/x.py", "def f():\n    from utils.model import build_graph", True),  # inside a function
-    ("utils/metrics.py", "from utils.eval import evaluate", True),
-    ("utils/datagen/x.py", "from utils import metrics", True),                   # data makers: low rooms only
-    ("utils/datagen/x.py", "from utils.render import camera", False),
-    ("utils/model.py", "from utils.datagen import demo_data", True),             # no one uses the makers
-    ("tf_ops/x.py", "from utils.common import tfv1", True),
-    ("utils/eval/x.py", "from utils.train import config\nfrom . import evaluate\nimport tf_ops", False),
-    ("utils/data/x.py", "from ..render import camera\nfrom .. import losses", True),  # relative, upward
-    ("rgb/task.py", "from utils.train.config import positive_int", True),        # a task below training
-    ("rgb/task.py", "from utils.task import Task\nfrom utils import losses", False),
-    ("rgb/task.py", "from partseg.task import TASK", True),                       # a task uses no other task
-    ("rgb/train_rgb.py", "from utils.train import loop\nfrom rgb.task import TASK", False),  # an entry point
-    ("utils/eval/x.py", "from rgb.task import TASK", True),                       # shared code names no task
-    ("claims/x.py", "from benchmarks import bench_data", True),                   # no script imports a script
-    ("claims/x.py", "from claims import ablation", True),
-    ("examples/x.py", "from utils.fit import main", False),
-    ("utils/new_room.py", "import numpy", True),                                  # a module outside every room
-])
+@pytest.mark.parametrize(
+    "room, line, bad",
+    [
+        ("utils/render/camera_x.py", "from utils.train import config", True),  # renderer -> training
+        ("utils/data/x.py", "def f():\n    from utils.model import build_graph", True),  # inside a function
+        ("utils/metrics.py", "from utils.eval import evaluate", True),
+        ("utils/datagen/x.py", "from utils import metrics", True),  # data makers: low rooms only
+        ("utils/datagen/x.py", "from utils.render import camera", False),
+        ("utils/model.py", "from utils.datagen import demo_data", True),  # no one uses the makers
+        ("tf_ops/x.py", "from utils.common import tfv1", True),
+        ("utils/eval/x.py", "from utils.train import config\nfrom . import evaluate\nimport tf_ops", False),
+        ("utils/data/x.py", "from ..render import camera\nfrom .. import losses", True),  # relative, upward
+        ("rgb/task.py", "from utils.train.config import positive_int", True),  # a task below training
+        ("rgb/task.py", "from utils.task import Task\nfrom utils import losses", False),
+        ("rgb/task.py", "from partseg.task import TASK", True),  # a task uses no other task
+        ("rgb/train_rgb.py", "from utils.train import loop\nfrom rgb.task import TASK", False),  # an entry point
+        ("utils/eval/x.py", "from rgb.task import TASK", True),  # shared code names no task
+        ("claims/x.py", "from benchmarks import bench_data", True),  # no script imports a script
+        ("claims/x.py", "from claims import ablation", True),
+        ("examples/x.py", "from utils.fit import main", False),
+        ("utils/new_room.py", "import numpy", True),  # a module outside every room
+    ],
+)
 def test_the_check_finds_a_bad_import(tmp_path, room, line, bad):
     """The checker on a copy-sized fake tree: one module with ``line`` is (or is not) reported."""
     path = tmp_path / room

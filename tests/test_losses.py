@@ -1,11 +1,12 @@
 """2D losses against brute-force numpy implementations of the same formulas (16x16)."""
+
 import numpy as np
 import pytest
 
 from utils import losses
+from utils.common.tfv1 import tf
 from utils.data.distance_map import gt_distance_transform
 from utils.render import projection as proj
-from utils.common.tfv1 import tf
 
 H = W = 16
 
@@ -15,7 +16,7 @@ def _blobs(rng, batch):
     masks = np.zeros((batch, H, W), np.float32)
     for b in range(batch):
         r0, c0 = rng.integers(0, 8, 2)
-        masks[b, r0:r0 + rng.integers(3, 8), c0:c0 + rng.integers(3, 8)] = 1
+        masks[b, r0 : r0 + rng.integers(3, 8), c0 : c0 + rng.integers(3, 8)] = 1
         masks[b][rng.uniform(size=(H, W)) < 0.03] = 1
     return masks
 
@@ -52,8 +53,7 @@ def test_gt_distance_transform_matches_brute_force(rng):
 def test_affinity_fwd_matches_brute_force(sess, rng):
     gt = _blobs(rng, 3)
     pred = rng.uniform(size=(3, H, W)).astype(np.float32)
-    expected = np.mean([pred[b].ravel() * _brute_sq_dist(_pixels(), _pixels()[gt[b].ravel() > 0.5])
-                        for b in range(3)])
+    expected = np.mean([pred[b].ravel() * _brute_sq_dist(_pixels(), _pixels()[gt[b].ravel() > 0.5]) for b in range(3)])
     got = sess.run(losses.affinity_fwd(tf.constant(pred), tf.constant(gt_distance_transform(gt))))
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     # A prediction inside the ground truth costs nothing.
@@ -80,8 +80,14 @@ def _affinity_bwd_np(pix, gt, cap):
 def test_affinity_bwd_matches_brute_force(sess, rng):
     batch, n_pts = 3, 40
     gt = _blobs(rng, batch)
-    pix = np.stack([rng.uniform(-6, H + 6, (batch, n_pts)), rng.uniform(-6, W + 6, (batch, n_pts)),
-                    rng.uniform(1, 3, (batch, n_pts))], -1).astype(np.float32)
+    pix = np.stack(
+        [
+            rng.uniform(-6, H + 6, (batch, n_pts)),
+            rng.uniform(-6, W + 6, (batch, n_pts)),
+            rng.uniform(1, 3, (batch, n_pts)),
+        ],
+        -1,
+    ).astype(np.float32)
     pix[:, :5, :2] = -1e4  # behind the camera (camera.OFF_IMAGE)
     pix[2, :, :2] = [60.0, -70.0]  # batch 2: every point far off-image, one spot
     pix[2, :3, :2] = -1e4
@@ -97,7 +103,7 @@ def test_affinity_bwd_matches_brute_force(sess, rng):
     np.testing.assert_array_equal(grad[..., 2], 0)  # depth plays no part
     # batch 2 saturates at the cap: the far cloud contributes a bounded amount, no gradient
     np.testing.assert_array_equal(grad[2], 0)
-    per_batch = [_affinity_bwd_np(pix[b:b + 1].astype(np.float64), gt[b:b + 1], cap)[0] for b in range(3)]
+    per_batch = [_affinity_bwd_np(pix[b : b + 1].astype(np.float64), gt[b : b + 1], cap)[0] for b in range(3)]
     np.testing.assert_allclose(per_batch[2], cap * gt[2].mean(), rtol=1e-6)
 
 
@@ -133,6 +139,7 @@ def test_mask_bce_finite_when_projection_saturates(sess):
     """Regression: many points on one pixel make tanh exactly 1.0 in float32; the
     original's log|1 - p + eps| then became log 0 after TF reordered it -> NaN."""
     from utils.render import projection
+
     pix = tf.placeholder(tf.float32, [2, 300, 3])
     pred = projection.mask_projection(pix, H, W, 0.4)
     gt = np.zeros((2, H, W), np.float32)
@@ -140,16 +147,17 @@ def test_mask_bce_finite_when_projection_saturates(sess):
     loss = losses.mask_bce(pred, tf.constant(gt))
     grad = tf.gradients(loss, pix)[0]
     pts = np.concatenate([np.full((2, 300, 2), H / 2.0), np.full((2, 300, 1), 2.0)], -1)
-    p, l, g = sess.run([pred, loss, grad], {pix: pts})
+    p, value, g = sess.run([pred, loss, grad], {pix: pts})
     assert p.max() == 1.0  # saturated, the case that used to give NaN
-    assert np.isfinite(l) and np.all(np.isfinite(g))
-    assert l > 1.0  # the saturated pixels are wrong (gt 0 there): a large, finite loss
+    assert np.isfinite(value) and np.all(np.isfinite(g))
+    assert value > 1.0  # the saturated pixels are wrong (gt 0 there): a large, finite loss
 
 
 def test_rgb_l2_is_mean_squared_error(sess, rng):
     a, b = rng.uniform(size=(2, 2, H, W, 3)).astype(np.float32)
-    np.testing.assert_allclose(sess.run(losses.rgb_l2(tf.constant(a), tf.constant(b))),
-                               np.mean((a - b) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(
+        sess.run(losses.rgb_l2(tf.constant(a), tf.constant(b))), np.mean((a - b) ** 2), rtol=1e-5
+    )
 
 
 def test_part_cross_entropy_matches_numpy(sess, rng):

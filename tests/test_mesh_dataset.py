@@ -6,6 +6,7 @@ gives the point each pixel's centre ray must hit, and the colour or label
 painted at that point follows from where it lies (which checker cell, how far
 along x, which box).
 """
+
 import csv
 import json
 import multiprocessing
@@ -17,15 +18,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import tiny
 
+import tiny
+from utils.data import BatchPipeline, list_models, n_parts, part_names, shapenet
 from utils.data.cache import CACHE_DIR_NAME
+from utils.datagen import mesh_dataset, mesh_io, shards, splits, writer
+from utils.datagen.mesh_render import DEPTH_FAR, DEPTH_NEAR, sample_texture
 from utils.render import camera
 from utils.train import config
-from utils.datagen import mesh_dataset, mesh_io, shards, splits, writer
-from utils.data import shapenet
-from utils.data import BatchPipeline, list_models, n_parts, part_names
-from utils.datagen.mesh_render import DEPTH_FAR, DEPTH_NEAR, sample_texture
 
 REPO = Path(__file__).resolve().parents[1]
 RED, GREEN, BLUE, WHITE = (220, 30, 30), (30, 200, 60), (40, 60, 230), (250, 250, 250)
@@ -83,7 +83,8 @@ def _write_checker_quad(folder):
         "mtllib quad.mtl\n"
         "v 0 0 0\nv 2 0 0\nv 2 2 0\nv 0 2 0\n"
         "vt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\n"
-        "usemtl checker\nf 1/1 2/2 3/3 4/4\n")
+        "usemtl checker\nf 1/1 2/2 3/3 4/4\n"
+    )
     return folder / "quad.obj"
 
 
@@ -99,11 +100,34 @@ def _box_lines(lo, hi, first):
 def _write_vertex_coloured_ply(path):
     """A 2 x 1 x 1 box whose vertex colours go from blue (x = 0) to red (x = 2)."""
     verts = [(x, y, z) for x in (0, 2) for y in (0, 1) for z in (0, 1)]
-    tris = [(0, 1, 3), (0, 3, 2), (4, 6, 7), (4, 7, 5), (0, 4, 5), (0, 5, 1),
-            (2, 3, 7), (2, 7, 6), (0, 2, 6), (0, 6, 4), (1, 5, 7), (1, 7, 3)]
-    lines = ["ply", "format ascii 1.0", f"element vertex {len(verts)}", "property float x", "property float y",
-             "property float z", "property uchar red", "property uchar green", "property uchar blue",
-             f"element face {len(tris)}", "property list uchar int vertex_indices", "end_header"]
+    tris = [
+        (0, 1, 3),
+        (0, 3, 2),
+        (4, 6, 7),
+        (4, 7, 5),
+        (0, 4, 5),
+        (0, 5, 1),
+        (2, 3, 7),
+        (2, 7, 6),
+        (0, 2, 6),
+        (0, 6, 4),
+        (1, 5, 7),
+        (1, 7, 3),
+    ]
+    lines = [
+        "ply",
+        "format ascii 1.0",
+        f"element vertex {len(verts)}",
+        "property float x",
+        "property float y",
+        "property float z",
+        "property uchar red",
+        "property uchar green",
+        "property uchar blue",
+        f"element face {len(tris)}",
+        "property list uchar int vertex_indices",
+        "end_header",
+    ]
     lines += [f"{x} {y} {z} " + ("255 0 0" if x else "0 0 255") for x, y, z in verts]
     lines += [f"3 {a} {b} {c}" for a, b, c in tris]
     path.write_text("\n".join(lines) + "\n")
@@ -138,6 +162,7 @@ def _glb_copy(obj_path):
     """The same textured square as a binary glTF (texture embedded; trimesh turns the OBJ's Kd 0.2
     into the base colour factor, which glTF multiplies with the texture)."""
     import trimesh
+
     glb = obj_path.with_suffix(".glb")
     trimesh.load(str(obj_path), force="scene").export(str(glb))
     return glb
@@ -152,9 +177,12 @@ def test_textured_mesh_colours_in_views_and_cloud(tmp_path, fmt):
         path, factor = _glb_copy(path), 0.2
     model = mesh_dataset.render_model(_source(path), _opts(azimuth=(-60, 60), elevation=(-30, 30)))
     half = 0.5 / np.sqrt(2)  # the 2 x 2 square scaled to a unit diagonal
-    expected = lambda p: np.where((p[:, 1] > 0)[:, None],  # noqa: E731
-                                  np.where((p[:, 0] < 0)[:, None], RED, GREEN),
-                                  np.where((p[:, 0] < 0)[:, None], BLUE, WHITE)) * factor / 255.0
+
+    def expected(p):
+        top = np.where((p[:, 0] < 0)[:, None], RED, GREEN)
+        bottom = np.where((p[:, 0] < 0)[:, None], BLUE, WHITE)
+        return np.where((p[:, 1] > 0)[:, None], top, bottom) * factor / 255.0
+
     margin = 0.03  # keep away from the cell borders, where the bilinear lookup blends
     pcl, col = model["pcl"].astype(np.float64), model["colours"]
     assert np.allclose(np.abs(pcl).max(0), [half, half, 0], atol=0.01)
@@ -178,17 +206,21 @@ def test_textured_mesh_colours_in_views_and_cloud(tmp_path, fmt):
 def test_vertex_coloured_ply(tmp_path):
     path = _write_vertex_coloured_ply(tmp_path / "bar.ply")
     model = mesh_dataset.render_model(_source(path), _opts())
-    (lo, hi), = _normalised_boxes([((0, 0, 0), (2, 1, 1))])
-    ramp = lambda p: np.clip((p[:, :1] - lo[0]) / (hi[0] - lo[0]), 0, 1) * [1, 0, 0] + \
-        np.clip((hi[0] - p[:, :1]) / (hi[0] - lo[0]), 0, 1) * [0, 0, 1]  # noqa: E731
+    ((lo, hi),) = _normalised_boxes([((0, 0, 0), (2, 1, 1))])
+
+    def ramp(p):
+        t = (p[:, :1] - lo[0]) / (hi[0] - lo[0])
+        return np.clip(t, 0, 1) * [1, 0, 0] + np.clip(1 - t, 0, 1) * [0, 0, 1]
+
     np.testing.assert_allclose(model["colours"], ramp(model["pcl"].astype(np.float64)), atol=0.6 / 255)
     for k in range(len(model["views"])):
         origins, dirs = _centre_rays(model, k)
         hit, point, _ = _box_hits(origins, dirs, [(lo, hi)])
         inside = hit & (model["depth"][k].reshape(-1) < 254)
         assert inside.sum() > 300
-        np.testing.assert_allclose(model["rgb"][k].reshape(-1, 3)[inside] / 255.0, ramp(point[inside]),
-                                   atol=0.6 / 255 + 1e-3)
+        np.testing.assert_allclose(
+            model["rgb"][k].reshape(-1, 3)[inside] / 255.0, ramp(point[inside]), atol=0.6 / 255 + 1e-3
+        )
         # depth codes: the hit's distance from the camera along its optical axis (towards the origin)
         axis = -origins[0] / np.linalg.norm(origins[0])
         depth = (shapenet.preprocess_pcl_gt(point[inside]) - origins[inside]) @ axis
@@ -204,9 +236,11 @@ BODY_BOX, WHEEL_BOX = ((-1.0, 0.0, 0.0), (-0.2, 0.6, 0.5)), ((0.2, 0.0, 0.1), (1
 
 def _write_two_part_glb(path):
     import trimesh
+
     body = trimesh.creation.box(bounds=BODY_BOX)
     body.visual = trimesh.visual.TextureVisuals(
-        material=trimesh.visual.material.PBRMaterial(baseColorFactor=[*RED, 255]))
+        material=trimesh.visual.material.PBRMaterial(baseColorFactor=[*RED, 255])
+    )
     wheel = trimesh.creation.box(bounds=WHEEL_BOX)
     wheel.visual.vertex_colors = np.tile([*BLUE, 255], (len(wheel.vertices), 1))
     scene = trimesh.Scene()
@@ -258,8 +292,9 @@ def test_obj_groups_and_objects_as_parts(tmp_path):
     (tmp_path / "chair.obj").write_text("".join(lines))
     pm = mesh_io.PartMap.from_dict({"back*": "back", "seat*": "seat", "*": "leg"})
     assert pm.names == ["back", "seat", "leg"]
-    model = mesh_dataset.render_model(_source(tmp_path / "chair.obj"),
-                                      _opts(part_map=dict(patterns=pm.patterns, names=pm.names)))
+    model = mesh_dataset.render_model(
+        _source(tmp_path / "chair.obj"), _opts(part_map=dict(patterns=pm.patterns, names=pm.names))
+    )
     _check_parts(model, _normalised_boxes([seat, back, leg]), [2, 1, 3])
 
 
@@ -315,11 +350,12 @@ def test_shapenet_part_annotations_transfer(tmp_path):
     np.savetxt(ann / "03001627" / "points" / "chairA.pts", moved, fmt="%.6f")
     np.savetxt(ann / "03001627" / "points_label" / "chairA.seg", labs, fmt="%d")
     out = tmp_path / "data"
-    info = mesh_dataset.make_dataset(src, out, _opts(part_annotations=str(ann)), part_names=["seat", "back"],
-                                     workers=1, progress=False)
+    info = mesh_dataset.make_dataset(
+        src, out, _opts(part_annotations=str(ann)), part_names=["seat", "back"], workers=1, progress=False
+    )
     assert info["categories"]["03001627"]["partseg"] == 1
     with open(out / mesh_dataset.TRANSFER_FILE) as f:
-        row, = list(csv.DictReader(f))
+        (row,) = list(csv.DictReader(f))
     assert row["model_id"] == "chairA" and float(row["agreement"]) > 0.97
     diag = np.linalg.norm(np.max([b[1] for b in boxes], 0) - np.min([b[0] for b in boxes], 0))
     assert abs(float(row["scale"]) * 0.37 * diag - 1) < 0.01  # undoes the 0.37 and the normalisation
@@ -342,8 +378,10 @@ def test_find_meshes_layouts(tmp_path):
     _shapenet_chair(tmp_path / "v2", "02958343", "c1")
     _shapenet_chair(tmp_path / "v1", "03001627", "b1", v2=False)
     found = mesh_io.find_meshes(tmp_path / "v2")
-    assert [(s.synset, s.model_id, s.layout) for s in found] == [("02958343", "c1", "shapenet_v2"),
-                                                                 ("03001627", "a1", "shapenet_v2")]
+    assert [(s.synset, s.model_id, s.layout) for s in found] == [
+        ("02958343", "c1", "shapenet_v2"),
+        ("03001627", "a1", "shapenet_v2"),
+    ]
     assert [s.model_id for s in mesh_io.find_meshes(tmp_path, "03001627")] == ["a1", "b1"]
     (tmp_path / "loose" / "sub dir").mkdir(parents=True)
     _write_vertex_coloured_ply(tmp_path / "loose" / "sub dir" / "bar.ply")
@@ -363,8 +401,14 @@ def test_interior_geometry_left_out_of_the_cloud(tmp_path):
     outer_v, outer_f = _box_lines((0, 0, 0), (1, 1, 1), 1)
     inner_v, inner_f = _box_lines((0.3, 0.3, 0.3), (0.7, 0.7, 0.7), 9)
     (tmp_path / "nested.mtl").write_text("newmtl grey\nKd 0.5 0.5 0.5\nnewmtl red\nKd 1 0 0\n")
-    (tmp_path / "nested.obj").write_text("mtllib nested.mtl\n" + "".join(outer_v + inner_v) + "usemtl grey\n"
-                                         + "".join(outer_f) + "usemtl red\n" + "".join(inner_f))
+    (tmp_path / "nested.obj").write_text(
+        "mtllib nested.mtl\n"
+        + "".join(outer_v + inner_v)
+        + "usemtl grey\n"
+        + "".join(outer_f)
+        + "usemtl red\n"
+        + "".join(inner_f)
+    )
     for keep, want_red in ((False, False), (True, True)):
         model = mesh_dataset.render_model(_source(tmp_path / "nested.obj"), _opts(keep_hidden=keep))
         red = model["colours"][:, 1] < 0.1
@@ -384,7 +428,7 @@ def test_up_axis(tmp_path):
         assert extent.argmax() == tall, (up, extent)
     zup = mesh_dataset.render_model(_source(tmp_path / "post.obj"), _opts(up="z"))["pcl"]
     # (x, y, z) -> (x, z, -y): the source's +y side ends up at -z
-    (lo, hi), = _normalised_boxes([((0, 0, 0), (0.3, 0.4, 2.0))])
+    ((lo, hi),) = _normalised_boxes([((0, 0, 0), (0.3, 0.4, 2.0))])
     np.testing.assert_allclose(zup.min(0), [lo[0], lo[2], -hi[1]], atol=0.01)
 
 
@@ -396,9 +440,11 @@ def collection(tmp_path_factory):
     _write_vertex_coloured_ply(root / "bar.ply")
     _write_two_part_glb(root / "toy.glb")
     v, f = _box_lines((0, 0, 0), (1, 2, 3), 1)
-    (root / "plain.off").write_text("OFF\n8 6 0\n" + "".join(x[2:] for x in v)
-                                    + "".join("4 " + " ".join(str(int(i) - 1) for i in x[2:].split()) + "\n"
-                                              for x in f))
+    (root / "plain.off").write_text(
+        "OFF\n8 6 0\n"
+        + "".join(x[2:] for x in v)
+        + "".join("4 " + " ".join(str(int(i) - 1) for i in x[2:].split()) + "\n" for x in f)
+    )
     (root / "broken.obj").write_text("this is not a mesh\n")
     (root / "empty.ply").write_text("")
     return root
@@ -406,22 +452,29 @@ def collection(tmp_path_factory):
 
 def _tree(root):
     """Every file the data tool wrote (not its summary, nor the loaders' view cache)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob("*"))
-            if p.is_file() and p.name != mesh_dataset.INFO_FILE
-            and not p.relative_to(root).parts[0] == CACHE_DIR_NAME}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(Path(root).rglob("*"))
+        if p.is_file() and p.name != mesh_dataset.INFO_FILE and not p.relative_to(root).parts[0] == CACHE_DIR_NAME
+    }
 
 
 def test_collection_layout_loaders_and_failures(collection, tmp_path):
     out = tmp_path / "data"
-    info = mesh_dataset.make_dataset(collection, out, _opts(n_views=3), category="90000001", workers=2,
-                                     progress=False, log=lambda *a: None)
+    info = mesh_dataset.make_dataset(
+        collection, out, _opts(n_views=3), category="90000001", workers=2, progress=False, log=lambda *a: None
+    )
     failed = sorted(Path(f["path"]).name for f in info["failed"])
     assert failed == ["broken.obj", "empty.ply"] and info["rendered_now"] == 4
-    ids = list_models(str(out), "90000001", "train") + list_models(str(out), "90000001", "val") + \
-        list_models(str(out), "90000001", "test")
+    ids = (
+        list_models(str(out), "90000001", "train")
+        + list_models(str(out), "90000001", "val")
+        + list_models(str(out), "90000001", "test")
+    )
     assert sorted(ids) == ["bar", "plain", "quads__quad", "toy"]
-    args = config.parse_train_args("rgb", ["--exp", "x", "--data_dir", str(out), "--category", "90000001",
-                                           "--batch_size", "2", "--N_VIEWS", "2"])
+    args = config.parse_train_args(
+        "rgb", ["--exp", "x", "--data_dir", str(out), "--category", "90000001", "--batch_size", "2", "--N_VIEWS", "2"]
+    )
     batch = BatchPipeline.from_args(args, _task("rgb"), "train", num_workers=0).get_batch(0)
     assert batch["image"].shape == (2, 64, 64, 3) and batch["pcl"].shape == (2, 1024, 3)
     assert batch["mask"].sum() > 0 and batch["pcl_rgb"].max() <= 1
@@ -432,12 +485,14 @@ def test_collection_layout_loaders_and_failures(collection, tmp_path):
 
     # same seed, another worker count: the same bytes; a second run redoes nothing
     again = tmp_path / "again"
-    mesh_dataset.make_dataset(collection, again, _opts(n_views=3), category="90000001", workers=1,
-                              progress=False, log=lambda *a: None)
+    mesh_dataset.make_dataset(
+        collection, again, _opts(n_views=3), category="90000001", workers=1, progress=False, log=lambda *a: None
+    )
     assert _tree(again) == _tree(out)
     stamp = (out / "ShapeNet_pcl" / "90000001" / "bar" / "pcl_1024_fps_trimesh.npy").stat().st_mtime_ns
-    info2 = mesh_dataset.make_dataset(collection, out, _opts(n_views=3), category="90000001", workers=1,
-                                      progress=False, log=lambda *a: None)
+    info2 = mesh_dataset.make_dataset(
+        collection, out, _opts(n_views=3), category="90000001", workers=1, progress=False, log=lambda *a: None
+    )
     assert info2["already_complete"] == 4 and info2["rendered_now"] == 0
     assert (out / "ShapeNet_pcl" / "90000001" / "bar" / "pcl_1024_fps_trimesh.npy").stat().st_mtime_ns == stamp
     # other options for the same folder: refused unless --force
@@ -458,13 +513,15 @@ def test_interrupted_model_leaves_nothing_and_is_redone(collection, tmp_path, mo
 
     monkeypatch.setattr(writer, "write_rgb_cloud", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        mesh_dataset.make_dataset(collection, out, _opts(n_views=2), category="90000001", workers=1,
-                                  progress=False, log=lambda *a: None)
+        mesh_dataset.make_dataset(
+            collection, out, _opts(n_views=2), category="90000001", workers=1, progress=False, log=lambda *a: None
+        )
     monkeypatch.setattr(writer, "write_rgb_cloud", real)
     done = sorted(os.listdir(out / "ShapeNet_rendered" / "90000001"))
     assert done == sorted(os.listdir(out / "ShapeNet_pcl" / "90000001")) == ["bar"]  # nothing half-written
-    info = mesh_dataset.make_dataset(collection, out, _opts(n_views=2), category="90000001", workers=1,
-                                     progress=False, log=lambda *a: None)
+    info = mesh_dataset.make_dataset(
+        collection, out, _opts(n_views=2), category="90000001", workers=1, progress=False, log=lambda *a: None
+    )
     assert info["already_complete"] == 1 and info["rendered_now"] == 3
     assert not (out / shards.STATE_DIR / "tmp").exists() or not os.listdir(out / shards.STATE_DIR / "tmp")
 
@@ -475,8 +532,16 @@ def test_splits_fractions_and_reuse(collection, tmp_path):
     (reuse / "90000001_train_list.txt").write_text("bar\ntoy\nnot_rendered\n")
     (reuse / "90000001_test_list.txt").write_text("plain\n")
     out = tmp_path / "data"
-    info = mesh_dataset.make_dataset(collection, out, _opts(n_views=1), category="90000001", splits_from=reuse,
-                                     workers=1, progress=False, log=lambda *a: None)
+    info = mesh_dataset.make_dataset(
+        collection,
+        out,
+        _opts(n_views=1),
+        category="90000001",
+        splits_from=reuse,
+        workers=1,
+        progress=False,
+        log=lambda *a: None,
+    )
     assert (out / "splits" / "90000001_train_list.txt").read_text().split() == ["bar", "toy"]
     assert (out / "splits" / "90000001_val_list.txt").read_text() == ""
     assert info["not_in_reused_splits"] == {"90000001": ["quads__quad"]}
@@ -491,26 +556,84 @@ def test_splits_fractions_and_reuse(collection, tmp_path):
 
 def test_cli_help_partseg_tree_and_errors(collection, tmp_path, monkeypatch, capsys):
     import subprocess  # the script file itself, as a user runs it
-    proc = subprocess.run([sys.executable, str(REPO / "data" / "make_dataset.py"), "--help"], capture_output=True,
-                          text=True, timeout=120, cwd=REPO)
+
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "data" / "make_dataset.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
-    for flag in ("--meshes", "--out", "--category", "--up", "--size", "--n_views", "--azimuth", "--elevation",
-                 "--shading", "--part_map", "--part_annotations", "--split", "--splits_from", "--seed",
-                 "--workers", "--force", "--keep_hidden"):
+    for flag in (
+        "--meshes",
+        "--out",
+        "--category",
+        "--up",
+        "--size",
+        "--n_views",
+        "--azimuth",
+        "--elevation",
+        "--shading",
+        "--part_map",
+        "--part_annotations",
+        "--split",
+        "--splits_from",
+        "--seed",
+        "--workers",
+        "--force",
+        "--keep_hidden",
+    ):
         assert flag in text
     part_map = tmp_path / "parts.json"
     part_map.write_text(json.dumps({"wheel*": "wheel", "body*": "body"}))
     out = tmp_path / "data"
-    assert mesh_dataset.main(["--meshes", str(collection / "toy.glb"), "--out", str(out), "--category", "car",
-                              "--part_map", str(part_map), "--n_views", "2", "--size", "32", "--quiet",
-                              "--workers", "1"]) == 0
+    assert (
+        mesh_dataset.main(
+            [
+                "--meshes",
+                str(collection / "toy.glb"),
+                "--out",
+                str(out),
+                "--category",
+                "car",
+                "--part_map",
+                str(part_map),
+                "--n_views",
+                "2",
+                "--size",
+                "32",
+                "--quiet",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     seg = out / "partseg"
     assert json.loads((seg / "part_names.json").read_text()) == {"02958343": ["wheel", "body"]}
     labels = np.load(seg / "ShapeNet_labels" / "02958343" / "toy" / "labels_1.npy")
     assert labels.shape == (32, 32) and labels.dtype == np.uint8 and set(np.unique(labels)) <= {0, 1, 2}
-    args = config.parse_train_args("partseg", ["--exp", "x", "--data_dir", str(out), "--category", "car",
-                                               "--batch_size", "1", "--N_VIEWS", "2", "--IMG_H", "32", "--IMG_W", "32"])
+    args = config.parse_train_args(
+        "partseg",
+        [
+            "--exp",
+            "x",
+            "--data_dir",
+            str(out),
+            "--category",
+            "car",
+            "--batch_size",
+            "1",
+            "--N_VIEWS",
+            "2",
+            "--IMG_H",
+            "32",
+            "--IMG_W",
+            "32",
+        ],
+    )
     batch = BatchPipeline.from_args(args, _task("partseg"), "train", num_workers=0).get_batch(0)
     assert set(np.unique(batch["pcl_labels"])) == {0, 1}  # 0-based in batches
     assert mesh_dataset.main(["--meshes", str(collection), "--out", str(tmp_path / "x"), "--quiet"]) == 2
@@ -526,10 +649,29 @@ def test_real_terrain_meshes_train_and_evaluate(tmp_path):
     through the command line with --up z, then a few training iterations and the metrics."""
     from rgb import metrics_rgb
     from utils.datagen import sample_meshes
+
     objs = sample_meshes.write_terrain_tiles(tmp_path / "terrain", n_tiles=5, tile=24)
     out = tmp_path / "data"
-    assert mesh_dataset.main(["--meshes", str(tmp_path / "terrain"), "--out", str(out), "--category", "90000001",
-                              "--up", "z", "--n_views", "4", "--quiet", "--workers", "2"]) == 0
+    assert (
+        mesh_dataset.main(
+            [
+                "--meshes",
+                str(tmp_path / "terrain"),
+                "--out",
+                str(out),
+                "--category",
+                "90000001",
+                "--up",
+                "z",
+                "--n_views",
+                "4",
+                "--quiet",
+                "--workers",
+                "2",
+            ]
+        )
+        == 0
+    )
     info = json.loads((out / mesh_dataset.INFO_FILE).read_text())
     assert info["categories"]["90000001"] == dict(models=5, partseg=0, train=3, val=1, test=1)
     # upright: the thin axis of a terrain block is the vertical one (y in the ShapeNet frame)
@@ -540,10 +682,43 @@ def test_real_terrain_meshes_train_and_evaluate(tmp_path):
     assert len(np.unique(np.round(cols * 255), axis=0)) > 100
 
     exp = str(tmp_path / "exp")
-    tiny.train("rgb", out, exp, 10, ("--category", "90000001", "--N_PTS", "1024", "--bottleneck", "128",
-                                     "--print_n", "5", "--save_n", "10", "--save_model_n", "10", "--skipconn"))
-    summary = metrics_rgb.main(["--exp", exp, "--snapshot", "latest", "--eval_set", "test", "--batch_size", "2",
-                                "--baseline_models", "3", "--out", str(tmp_path / "metrics")])
+    tiny.train(
+        "rgb",
+        out,
+        exp,
+        10,
+        (
+            "--category",
+            "90000001",
+            "--N_PTS",
+            "1024",
+            "--bottleneck",
+            "128",
+            "--print_n",
+            "5",
+            "--save_n",
+            "10",
+            "--save_model_n",
+            "10",
+            "--skipconn",
+        ),
+    )
+    summary = metrics_rgb.main(
+        [
+            "--exp",
+            exp,
+            "--snapshot",
+            "latest",
+            "--eval_set",
+            "test",
+            "--batch_size",
+            "2",
+            "--baseline_models",
+            "3",
+            "--out",
+            str(tmp_path / "metrics"),
+        ]
+    )
     assert summary["n_models"] == 1 and summary["n_samples"] == 4  # every input view is a sample
     with open(tmp_path / "metrics" / "per_sample.csv") as f:
         rows = list(csv.DictReader(f))
@@ -560,6 +735,7 @@ def test_real_terrain_meshes_train_and_evaluate(tmp_path):
 
     def unit(x):  # the metrics' unit cube, by hand
         return (x - (x.min(0) + x.max(0)) / 2) / np.ptp(x, axis=0).max()
+
     d = np.sqrt(((unit(a)[:, None] - unit(b)[None]) ** 2).sum(-1))
     assert float(floor["chamfer"]) == pytest.approx(d.min(1).mean() + d.min(0).mean(), rel=1e-4)
     assert float(floor["chamfer"]) < float(row["chamfer"])
@@ -573,16 +749,40 @@ EARLIER_MESH_FILES = "7105053b3d2fcc55f34d8072093b56b33f9677e51e0210f55ae4685890
 
 def test_mesh_files_unchanged_and_the_second_sampling_beside_them(tmp_path):
     import hashlib
+
     from utils.datagen import sample_meshes
+
     sample_meshes.write_checker_cube(tmp_path / "m")
     sample_meshes.write_terrain_tiles(tmp_path / "m", n_tiles=2, tile=12)
     out = tmp_path / "d"
-    assert mesh_dataset.main(["--meshes", str(tmp_path / "m"), "--out", str(out), "--category", "90000001",
-                              "--n_views", "2", "--quiet", "--workers", "1"]) == 0
-    files = [p for p in sorted(out.rglob("*")) if p.is_file() and p.name != mesh_dataset.INFO_FILE
-             and shards.STATE_DIR not in p.parts]
-    lines = [f"{p.relative_to(out).as_posix()}\t{hashlib.sha256(p.read_bytes()).hexdigest()}"
-             for p in files if "resample" not in p.name]
+    assert (
+        mesh_dataset.main(
+            [
+                "--meshes",
+                str(tmp_path / "m"),
+                "--out",
+                str(out),
+                "--category",
+                "90000001",
+                "--n_views",
+                "2",
+                "--quiet",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
+    files = [
+        p
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != mesh_dataset.INFO_FILE and shards.STATE_DIR not in p.parts
+    ]
+    lines = [
+        f"{p.relative_to(out).as_posix()}\t{hashlib.sha256(p.read_bytes()).hexdigest()}"
+        for p in files
+        if "resample" not in p.name
+    ]
     assert (hashlib.sha256("\n".join(lines).encode()).hexdigest(), len(lines)) == (EARLIER_MESH_FILES, 24)
     again = sorted(p.name for p in files if "resample" in p.name)
     assert again == ["pcl_1024_fps_trimesh_resample.npy"] * 3 + ["pcl_1024_fps_trimesh_resample_colors.npy"] * 3
@@ -593,8 +793,11 @@ def test_mesh_files_unchanged_and_the_second_sampling_beside_them(tmp_path):
 # --------------------------------------------------------------------------
 def test_shards_disjoint_cover_balanced_and_stable():
     rng = np.random.default_rng(4)
-    sources = [mesh_io.MeshSource(Path(f"/m/{syn}/{i}"), syn, f"{i:03d}", "files")
-               for syn in ("90000002", "90000001") for i in rng.choice(500, 12, replace=False)]
+    sources = [
+        mesh_io.MeshSource(Path(f"/m/{syn}/{i}"), syn, f"{i:03d}", "files")
+        for syn in ("90000002", "90000001")
+        for i in rng.choice(500, 12, replace=False)
+    ]
     everything = sorted((s.synset, s.model_id) for s in sources)
     for n in range(1, 9):
         parts = [[(s.synset, s.model_id) for s in shards.shard_sources(sources, k, n)] for k in range(1, n + 1)]
@@ -603,8 +806,9 @@ def test_shards_disjoint_cover_balanced_and_stable():
         # the oracle: position in the (synset, model id) order, modulo n
         assert parts == [[x for i, x in enumerate(everything) if i % n == k] for k in range(n)]
         shuffled = [sources[i] for i in rng.permutation(len(sources))]  # any listing order, same parts
-        assert [[(s.synset, s.model_id) for s in shards.shard_sources(shuffled, k, n)]
-                for k in range(1, n + 1)] == parts
+        assert [
+            [(s.synset, s.model_id) for s in shards.shard_sources(shuffled, k, n)] for k in range(1, n + 1)
+        ] == parts
     assert shards.parse_shard("3/8") == (3, 8)
     for bad in ("0/4", "5/4", "4", "a/b", "1/0"):
         with pytest.raises(ValueError, match="--shard"):
@@ -617,14 +821,31 @@ def _exit_with(argv):
 
 
 def test_concurrent_shards_and_finalize_equal_one_run(collection, tmp_path, capsys):
-    flags = ["--meshes", str(collection), "--category", "90000001", "--n_views", "3", "--n_dense", "4096",
-             "--seed", "3", "--workers", "1", "--quiet"]
+    flags = [
+        "--meshes",
+        str(collection),
+        "--category",
+        "90000001",
+        "--n_views",
+        "3",
+        "--n_dense",
+        "4096",
+        "--seed",
+        "3",
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     one, many = tmp_path / "one", tmp_path / "many"
     assert mesh_dataset.main(flags + ["--out", str(one)]) == 0
     capsys.readouterr()
 
-    procs = [multiprocessing.get_context("fork").Process(  # two jobs at the same time, one output folder
-        target=_exit_with, args=(flags + ["--out", str(many), "--shard", f"{k}/3"],)) for k in (1, 2)]
+    procs = [
+        multiprocessing.get_context("fork").Process(  # two jobs at the same time, one output folder
+            target=_exit_with, args=(flags + ["--out", str(many), "--shard", f"{k}/3"],)
+        )
+        for k in (1, 2)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -662,4 +883,5 @@ def test_concurrent_shards_and_finalize_equal_one_run(collection, tmp_path, caps
 
 def _task(name):
     from utils.task import task_from_ref
+
     return task_from_ref(name)

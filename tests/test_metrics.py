@@ -36,6 +36,7 @@ def test_medoid_index_hand_computed():
 
 def test_rgb_baseline_is_the_medoid_painted_with_the_mean_colour():
     from rgb.task import TASK
+
     clouds = np.array([SEG_X, SEG_Y, SQUARE], np.float32)
     colours = np.zeros((3, 4, 3), np.float32)
     colours[0] = [1.0, 0.0, 0.0]  # red, green, blue clouds, then one white point
@@ -54,6 +55,7 @@ def test_rgb_baseline_is_the_medoid_painted_with_the_mean_colour():
 
 def test_partseg_baselines_hand_computed():
     from partseg.task import TASK
+
     clouds = np.array([SEG_X, SEG_Y, SQUARE], np.float32)
     labels = np.array([[0, 0, 1, 1], [2, 2, 2, 1], [2, 0, 2, 2]])  # part 2 is the most frequent (6 of 12)
     baselines = dict(TASK.baselines(clouds, labels, 1, 3))

@@ -5,6 +5,7 @@ predict on images of other sizes and kinds, read the PLYs back with trimesh, com
 the metrics path computes for the same data-set image, and load the exported SavedModel in a
 fresh process that imports nothing but TensorFlow and numpy.
 """
+
 import json
 import os
 import shutil
@@ -14,11 +15,11 @@ import sys
 import cv2
 import numpy as np
 import pytest
-import tiny
 import trimesh
 
-from utils.eval import inference
+import tiny
 from utils.data import tree_dirs
+from utils.eval import inference
 from utils.task import task_from_ref
 
 SYNSET_CHAIR = "03001627"
@@ -77,14 +78,32 @@ def _rgba_version(render_path, out_path, rng):
 @pytest.mark.slow
 def test_predict_rgb_images_folder_rgba_corrupt_and_metrics_path(rgb_exp, tiny_data, tmp_path, capsys):
     from rgb import metrics_rgb, predict_rgb
+
     model_id = _test_models(tiny_data)[0]
     rdir = _render_dir(tiny_data, "rgb", model_id)
     renders = [os.path.join(rdir, f"render_{k}.png") for k in range(4)]
 
     # --- the metrics path: the model's cloud for the first test sample (network frame)
     mout = str(tmp_path / "metrics")
-    metrics_rgb.main(["--exp", rgb_exp, "--snapshot", "latest", "--eval_set", "test", "--out", mout,
-                      "--batch_size", "3", "--baseline_models", "2", "--save_ply", "--n_pictures", "1"])
+    metrics_rgb.main(
+        [
+            "--exp",
+            rgb_exp,
+            "--snapshot",
+            "latest",
+            "--eval_set",
+            "test",
+            "--out",
+            mout,
+            "--batch_size",
+            "3",
+            "--baseline_models",
+            "2",
+            "--save_ply",
+            "--n_pictures",
+            "1",
+        ]
+    )
     # (every input view is a sample; the pictures take each model's first: view 0, render_0.png)
     m_xyz, m_rgb, _ = _ply(os.path.join(mout, "ply", f"test_000_{model_id}_view0_pred.ply"))
 
@@ -96,10 +115,27 @@ def test_predict_rgb_images_folder_rgba_corrupt_and_metrics_path(rgb_exp, tiny_d
     (folder / "broken.png").write_bytes(b"this is not a PNG file")
     (folder / "notes.txt").write_text("ignored: not an image extension")
     out = tmp_path / "out"
-    res = predict_rgb.main(["--exp", rgb_exp, "--snapshot", "latest", str(folder), *renders[1:],
-                            str(tmp_path / "missing.jpg"), "--out", str(out), "--npy", "--frame", "network",
-                            "--fit", "crop",  # as the metrics path sees it (the RGBA's alpha would be fitted)
-                            "--batch_size", "2", "--no_progress"])
+    res = predict_rgb.main(
+        [
+            "--exp",
+            rgb_exp,
+            "--snapshot",
+            "latest",
+            str(folder),
+            *renders[1:],
+            str(tmp_path / "missing.jpg"),
+            "--out",
+            str(out),
+            "--npy",
+            "--frame",
+            "network",
+            "--fit",
+            "crop",  # as the metrics path sees it (the RGBA's alpha would be fitted)
+            "--batch_size",
+            "2",
+            "--no_progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert str(folder / "broken.png") in err and str(tmp_path / "missing.jpg") in err
     assert sorted(p for p, _ in res["errors"]) == sorted([str(folder / "broken.png"), str(tmp_path / "missing.jpg")])
@@ -130,14 +166,16 @@ def test_predict_rgb_images_folder_rgba_corrupt_and_metrics_path(rgb_exp, tiny_d
 def test_predict_partseg_labels_in_ply(partseg_exp, tiny_data, tmp_path):
     from partseg import predict_partseg
     from partseg.task import TASK
+
     model_id = _test_models(tiny_data, "partseg")[0]
     src = os.path.join(_render_dir(tiny_data, "partseg", model_id), "render_0.png")
     img = cv2.imread(src)
     photo = tmp_path / "photo.jpg"  # a JPEG of another size
     assert cv2.imwrite(str(photo), cv2.resize(img, (96, 96), interpolation=cv2.INTER_CUBIC))
     out = tmp_path / "out"
-    res = predict_partseg.main(["--exp", partseg_exp, "--snapshot", "best", str(photo), "--out", str(out),
-                                "--npy", "--gif", "--no_progress"])
+    res = predict_partseg.main(
+        ["--exp", partseg_exp, "--snapshot", "best", str(photo), "--out", str(out), "--npy", "--gif", "--no_progress"]
+    )
     assert not res["errors"]
     p_xyz, p_rgb, raw = _ply(str(out / "photo.ply"))
     probs = np.load(out / "photo_features.npy")
@@ -160,6 +198,7 @@ def test_predict_partseg_labels_in_ply(partseg_exp, tiny_data, tmp_path):
 @pytest.mark.slow
 def test_savedmodel_loads_without_this_code(rgb_exp, tmp_path):
     from rgb.task import TASK
+
     rng = np.random.default_rng(1)
     images = rng.random((3, 64, 64, 3), dtype=np.float32)
     with inference.Predictor(rgb_exp, TASK, "latest", batch_size=2) as pred:
@@ -178,11 +217,17 @@ def test_savedmodel_loads_without_this_code(rgb_exp, tmp_path):
         "out = f(image=tf.constant(np.load(sys.argv[2])))\n"
         "np.savez(sys.argv[3], xyz=out['xyz'].numpy(), features=out['features'].numpy())\n"
         "mine = [k for k in sys.modules if k.split('.')[0] in ('utils', 'rgb', 'partseg', 'tf_ops')]\n"
-        "assert not mine, mine\n")
+        "assert not mine, mine\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    proc = subprocess.run([sys.executable, "-c", script, export, str(tmp_path / "images.npy"),
-                           str(tmp_path / "out.npz")], cwd=tmp_path, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, export, str(tmp_path / "images.npy"), str(tmp_path / "out.npz")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "reference variable" not in proc.stderr  # resource variables: TF2 loads them cleanly
     got = np.load(tmp_path / "out.npz")
@@ -193,6 +238,7 @@ def test_savedmodel_loads_without_this_code(rgb_exp, tmp_path):
 
 def test_wrong_task_and_bad_flags(rgb_exp, capsys):
     from partseg.task import TASK
+
     with pytest.raises(ValueError, match="trained for 'rgb'.*predict_rgb"):
         inference.Predictor(rgb_exp, TASK)
     with pytest.raises(SystemExit):
@@ -204,7 +250,7 @@ def test_wrong_task_and_bad_flags(rgb_exp, capsys):
 # ---------------------------------------------------------------- image handling, hand-computed
 def test_rgba_is_composited_on_the_background():
     img = np.zeros((2, 2, 4), np.float32)
-    img[..., 0] = 1.0                 # red ...
+    img[..., 0] = 1.0  # red ...
     img[..., 3] = [[1.0, 0.5], [0.0, 0.25]]  # ... with these alphas
     out = inference.to_network_input(img, 2, 2, background=(0.0, 0.0, 1.0))
     np.testing.assert_allclose(out[..., 0], [[1.0, 0.5], [0.0, 0.25]])

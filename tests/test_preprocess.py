@@ -7,6 +7,7 @@ the clean render: the recovered mask (IoU with the true alpha), the recovered fr
 beside the clean render's) and the predicted cloud (Chamfer, scipy) of a briefly trained model. A whole
 portrait as background (a scene with other objects) is out of reach; its numbers are only printed.
 """
+
 import glob
 import json
 import os
@@ -29,7 +30,7 @@ FRAMING = dict(img_h=64, img_w=64, bbox_size=32.0, bbox_centre=[30.0, 34.0], sha
 def _rect_photo(h, w, rows, cols, bg=WHITE, colour=(0.8, 0.1, 0.1)):
     img = np.empty((h, w, 3), np.float32)
     img[:] = bg
-    img[rows[0]:rows[1], cols[0]:cols[1]] = colour
+    img[rows[0] : rows[1], cols[0] : cols[1]] = colour
     return img
 
 
@@ -85,8 +86,8 @@ def test_grabcut_on_a_photographed_fabric():
 # ---------------------------------------------------------------- framing, hand-computed
 def test_measure_framing_medians():
     a, b, empty = np.zeros((10, 10)), np.zeros((10, 10)), np.zeros((10, 10))
-    a[2:6, 3:5] = 1   # size 4, centre (4, 4), share 0.08
-    b[:, :2] = 1      # size 10, centre (5, 1), share 0.2
+    a[2:6, 3:5] = 1  # size 4, centre (4, 4), share 0.08
+    b[:, :2] = 1  # size 10, centre (5, 1), share 0.2
     f = pp.measure_framing([a, empty, b])
     assert f["n_renders"] == 2 and (f["img_h"], f["img_w"]) == (10, 10)
     assert f["bbox_size"] == 7 and f["bbox_centre"] == [4.5, 2.5]
@@ -95,8 +96,13 @@ def test_measure_framing_medians():
         pp.measure_framing([empty])
 
 
-@pytest.mark.parametrize("rows, cols", [((20, 40), (50, 60)),    # enlarged 1.6x (bbox 20 px -> 32 px)
-                                        ((10, 90), (30, 70))])   # shrunk 0.4x, the frame leaves the image
+@pytest.mark.parametrize(
+    "rows, cols",
+    [
+        ((20, 40), (50, 60)),  # enlarged 1.6x (bbox 20 px -> 32 px)
+        ((10, 90), (30, 70)),
+    ],
+)  # shrunk 0.4x, the frame leaves the image
 def test_fit_object_puts_the_box_where_training_has_it(rows, cols):
     img = _rect_photo(100, 120, rows, cols)
     p = pp.prepare_image(img, 64, 64, BLACK, FRAMING, segment="border", fit="auto")
@@ -104,8 +110,8 @@ def test_fit_object_puts_the_box_where_training_has_it(rows, cols):
     # bbox 32 px on its larger side, centred at (30, 34): rows 14..46; columns half as wide, 26..42
     assert pp.bounding_box(p.mask) == (14, 46, 26, 42)
     assert pp.bounding_box(p.image.max(axis=-1) > 0.5) == (14, 46, 26, 42)
-    np.testing.assert_allclose(p.image[20, 30], (0.8, 0.1, 0.1), atol=1e-6)   # inside: the object
-    np.testing.assert_allclose(p.image[:10], 0.0)                             # outside (or padding): black
+    np.testing.assert_allclose(p.image[20, 30], (0.8, 0.1, 0.1), atol=1e-6)  # inside: the object
+    np.testing.assert_allclose(p.image[:10], 0.0)  # outside (or padding): black
     np.testing.assert_allclose(p.image[:, 45:], 0.0)
 
 
@@ -113,7 +119,7 @@ def test_crop_and_pad_keep_the_mask_aligned():
     img = _rect_photo(40, 80, (10, 30), (30, 50))  # 40 x 80, object in the middle
     p = pp.prepare_image(img, 20, 20, BLACK, None, segment="border", fit="crop")  # 40x40 centre crop, halved
     assert pp.bounding_box(p.mask) == (5, 15, 5, 15) and p.fit == "crop"
-    p = pp.prepare_image(img, 20, 20, BLACK, None, segment="border", fit="pad")   # padded to 80x80, quartered
+    p = pp.prepare_image(img, 20, 20, BLACK, None, segment="border", fit="pad")  # padded to 80x80, quartered
     # padded rows 20..60 of 80; the object's rows 30..50 -> 7.5..12.5: the edge pixels are half covered
     assert pp.bounding_box(p.mask) == (8, 12, 8, 12)
     np.testing.assert_allclose(p.mask[7, 8:12], 0.5)
@@ -153,6 +159,7 @@ def test_warnings_each_case():
 
 def test_clean_renders_pass_silently(tiny_data):
     from utils import data
+
     renders = sorted(glob.glob(os.path.join(tiny_data, "ShapeNet_rendered", "*", "*", "render_*.png")))
     masks = [data.read_mask(r.replace("render_", "depth_"), 64, 64) for r in renders]
     framing = pp.measure_framing(masks)
@@ -180,6 +187,7 @@ def rgb_exp_30(tiny_data, tmp_path_factory):
     """The prediction tests' tiny experiment, trained 30 iterations instead of 2 (about 15 s) so that
     its clouds depend on the image more than on a 1-pixel shift of it."""
     from tests.test_predict import _train
+
     return _train("rgb", tiny_data, str(tmp_path_factory.mktemp("prep") / "rgb"), iters=30)
 
 
@@ -187,8 +195,8 @@ def rgb_exp_30(tiny_data, tmp_path_factory):
 def test_photo_like_inputs_predict_the_clean_render(rgb_exp_30, tiny_data, tmp_path, capsys):
     from rgb import predict_rgb
     from rgb.task import TASK
-    from utils.eval import inference
     from tests.test_predict import _render_dir, _test_models
+    from utils.eval import inference
 
     # --- the stored framing is the renders' median box, computed here with plain numpy
     exported = str(tmp_path / "saved")
@@ -197,10 +205,16 @@ def test_photo_like_inputs_predict_the_clean_render(rgb_exp_30, tiny_data, tmp_p
     boxes = []
     for path in glob.glob(os.path.join(tiny_data, "ShapeNet_rendered", "*", "*", "depth_*.png")):
         if os.path.basename(os.path.dirname(path)) in np.load(
-                os.path.join(tiny_data, "splits", "03001627_train_list.npy")).astype(str):
+            os.path.join(tiny_data, "splits", "03001627_train_list.npy")
+        ).astype(str):
             ys, xs = np.nonzero(cv2.imread(path)[..., 0] < 254)
-            boxes.append((max(np.ptp(ys), np.ptp(xs)) + 1,  # larger side, centre row, centre column (px)
-                          (ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2))
+            boxes.append(
+                (
+                    max(np.ptp(ys), np.ptp(xs)) + 1,  # larger side, centre row, centre column (px)
+                    (ys.min() + ys.max() + 1) / 2,
+                    (xs.min() + xs.max() + 1) / 2,
+                )
+            )
     assert framing["n_renders"] == len(boxes) == 32
     np.testing.assert_allclose([framing["bbox_size"], *framing["bbox_centre"]], np.median(boxes, axis=0))
     info = json.load(open(os.path.join(exported, "assets.extra", "differ.json")))
@@ -230,29 +244,45 @@ def test_photo_like_inputs_predict_the_clean_render(rgb_exp_30, tiny_data, tmp_p
     with inference.Predictor(rgb_exp_30, TASK, "latest", batch_size=16) as pred:
         ref = {v: pred.predict(c.image[None])[0][0] for v, c in clean.items()}
         # the clean prediction's own spread: the fitted clean input moved by one pixel each way
-        spread = np.mean([_chamfer(ref[v], x) for v, c in clean.items() for x in pred.predict(np.stack(
-            [np.roll(c.image, s, axis=ax) for s in (1, -1) for ax in (0, 1)]))[0]])
+        spread = np.mean(
+            [
+                _chamfer(ref[v], x)
+                for v, c in clean.items()
+                for x in pred.predict(np.stack([np.roll(c.image, s, axis=ax) for s in (1, -1) for ax in (0, 1)]))[0]
+            ]
+        )
         other = _chamfer(ref[0], ref[1])
-        inputs = {m: [pp.prepare_image(ph, 64, 64, BLACK, framing, seg, fit) for _, _, _, ph, _ in photos]
-                  for m, (seg, fit) in modes.items()}
+        inputs = {
+            m: [pp.prepare_image(ph, 64, 64, BLACK, framing, seg, fit) for _, _, _, ph, _ in photos]
+            for m, (seg, fit) in modes.items()
+        }
         clouds = {m: pred.predict(np.stack([p.image for p in ps]))[0] for m, ps in inputs.items()}
     dist = {m: np.array([_chamfer(c, ref[ph[0]]) for c, ph in zip(clouds[m], photos)]) for m in modes}
-    iou = {m: [_iou(getattr(pp, "segment_" + m)(ph), alpha) for _, _, _, ph, alpha in photos]
-           for m in modes if m != "none"}  # each segmentation once, for the report and the checks
+    iou = {
+        m: [_iou(getattr(pp, "segment_" + m)(ph), alpha) for _, _, _, ph, alpha in photos] for m in modes if m != "none"
+    }  # each segmentation once, for the report and the checks
     # what each mode should recover: border on plain backgrounds, grabcut on those and the backdrop
     expected = {"border": ("white", "grey"), "grabcut": ("white", "grey", "backdrop")}
     report = [f"\nChamfer to the clean render's prediction (1-px spread {spread:.4f}, the other view {other:.4f}):"]
-    for i, (v, bg_name, place, ph, alpha) in enumerate(photos):
-        report.append(f"  view {v} {bg_name:8s} x{place[0]}: " + "  ".join(
-            f"{m} {dist[m][i]:.4f} (mask IoU {iou[m][i]:.2f})" if m != "none"
-            else f"{m}/crop {dist[m][i]:.4f}" for m in modes))
+    for i, (v, bg_name, place, _, _) in enumerate(photos):
+        report.append(
+            f"  view {v} {bg_name:8s} x{place[0]}: "
+            + "  ".join(
+                f"{m} {dist[m][i]:.4f} (mask IoU {iou[m][i]:.2f})" if m != "none" else f"{m}/crop {dist[m][i]:.4f}"
+                for m in modes
+            )
+        )
     recoverable = np.array([ph[1] != "scene" for ph in photos])
     good = np.concatenate([dist[m][[ph[1] in names for ph in photos]] for m, names in expected.items()])
-    report.append(f"  border on plain, grabcut on plain and backdrop, + fit object: mean {good.mean():.4f} = "
-                  f"{good.mean() / spread:.2f} x spread (max {good.max() / spread:.2f} x); none + crop mean "
-                  f"{dist['none'][recoverable].mean():.4f} = {dist['none'][recoverable].mean() / spread:.2f} x spread")
-    report.append(f"  the scene (out of reach): grabcut {dist['grabcut'][~recoverable].mean():.4f}, "
-                  f"none {dist['none'][~recoverable].mean():.4f}")
+    report.append(
+        f"  border on plain, grabcut on plain and backdrop, + fit object: mean {good.mean():.4f} = "
+        f"{good.mean() / spread:.2f} x spread (max {good.max() / spread:.2f} x); none + crop mean "
+        f"{dist['none'][recoverable].mean():.4f} = {dist['none'][recoverable].mean() / spread:.2f} x spread"
+    )
+    report.append(
+        f"  the scene (out of reach): grabcut {dist['grabcut'][~recoverable].mean():.4f}, "
+        f"none {dist['none'][~recoverable].mean():.4f}"
+    )
     with capsys.disabled():  # printed with pytest -s
         print("\n".join(report))
 
@@ -260,7 +290,7 @@ def test_photo_like_inputs_predict_the_clean_render(rgb_exp_30, tiny_data, tmp_p
     assert other > 1.5 * spread
     # --- plain and textured backgrounds: the mask and the framing are recovered ...
     for m, names in expected.items():
-        for i, (p, (v, bg_name, place, ph, alpha)) in enumerate(zip(inputs[m], photos)):
+        for i, (p, (v, bg_name, place, _, _)) in enumerate(zip(inputs[m], photos)):
             if bg_name not in names:
                 continue
             assert iou[m][i] > 0.85, (m, v, bg_name, place)
@@ -282,15 +312,28 @@ def test_photo_like_inputs_predict_the_clean_render(rgb_exp_30, tiny_data, tmp_p
     for k in range(4):
         cv2.imwrite(str(folder / f"render_{k}.png"), cv2.imread(os.path.join(rdir, f"render_{k}.png")))
     capsys.readouterr()
-    res = predict_rgb.main(["--exp", rgb_exp_30, "--snapshot", "latest", str(folder), "--out", str(tmp_path / "out"),
-                            "--no_progress"])
+    res = predict_rgb.main(
+        ["--exp", rgb_exp_30, "--snapshot", "latest", str(folder), "--out", str(tmp_path / "out"), "--no_progress"]
+    )
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if ": warning: " in line or line.startswith("warning: ")]
     assert len(lines) == len(res["warnings"]) == 1 and str(folder / "clutter.png") in lines[0], err
     assert "background differs" in lines[0]
     cv2.imwrite(str(tmp_path / "empty.png"), np.full((40, 40, 3), 200, np.uint8))
-    res = predict_rgb.main(["--exp", rgb_exp_30, "--snapshot", "latest", str(tmp_path / "empty.png"),
-                            "--segment", "border", "--out", str(tmp_path / "out"), "--no_progress"])
+    res = predict_rgb.main(
+        [
+            "--exp",
+            rgb_exp_30,
+            "--snapshot",
+            "latest",
+            str(tmp_path / "empty.png"),
+            "--segment",
+            "border",
+            "--out",
+            str(tmp_path / "out"),
+            "--no_progress",
+        ]
+    )
     assert [w for _, w in res["warnings"]][0].startswith("the object mask (border) is empty")
     sheet = cv2.imread(str(tmp_path / "out" / "grey.png"))
     assert sheet.shape[1] > cv2.imread(str(tmp_path / "out" / "render_0.png")).shape[1]  # mask panel
@@ -303,14 +346,27 @@ def test_photo_like_inputs_predict_the_clean_render(rgb_exp_30, tiny_data, tmp_p
         "info = json.load(open(sys.argv[1]))\n"
         "bgr = cv2.imread(sys.argv[2], cv2.IMREAD_UNCHANGED)\n"
         "img = cv2.cvtColor(bgr, cv2.COLOR_BGRA2RGBA if bgr.shape[2] == 4 else cv2.COLOR_BGR2RGB) / 255.0\n"
-        "p = prepare_image(img, info['IMG_H'], info['IMG_W'], np.array(info['background_rgb']) / 255.0, info['framing'])\n"
+        "p = prepare_image(img, info['IMG_H'], info['IMG_W'], np.array(info['background_rgb']) / 255.0,\n"
+        "                  info['framing'])\n"
         "np.save(sys.argv[3], p.image)\n"
         "mine = ('utils', 'rgb', 'partseg', 'tf_ops', 'tensorflow')\n"
-        "assert not [k for k in sys.modules if k.split('.')[0] in mine]\n")
+        "assert not [k for k in sys.modules if k.split('.')[0] in mine]\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", script, os.path.join(exported, "assets.extra", "differ.json"),
-                           str(folder / "grey.png"), str(tmp_path / "net_input.npy")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            os.path.join(exported, "assets.extra", "differ.json"),
+            str(folder / "grey.png"),
+            str(tmp_path / "net_input.npy"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     expected = pp.prepare_image(inference.read_image(str(folder / "grey.png")), 64, 64, BLACK, framing).image
     np.testing.assert_allclose(np.load(tmp_path / "net_input.npy"), expected, atol=1e-6)

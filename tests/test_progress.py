@@ -1,5 +1,6 @@
 """Logs that read well in a file: progress bars only on a terminal, plain progress lines elsewhere,
 no TensorFlow start-up chatter unless asked for."""
+
 import os
 import subprocess
 import sys
@@ -22,8 +23,13 @@ def test_plain_lines_without_a_terminal(no_override, capsys):
     out, err = capsys.readouterr()
     assert not p.bar and "\r" not in out + err and err == ""
     lines = out.splitlines()
-    assert [line.split(" (")[0] for line in lines] == ["work: 5/20 items", "work: 10/20 items", "work: 15/20 items",
-                                                       "work: 20/20 items", "a message"]
+    assert [line.split(" (")[0] for line in lines] == [
+        "work: 5/20 items",
+        "work: 10/20 items",
+        "work: 15/20 items",
+        "work: 20/20 items",
+        "a message",
+    ]
     assert lines[0].endswith("(25%, 0 s)")
     # an update of several units that crosses a step, and the end when it is not a step
     with progress.Progress(7, "odd", lines=0.5) as p:
@@ -63,14 +69,19 @@ def test_bar_on_a_terminal_only(no_override, monkeypatch, capsys):
 def test_startup_noise_pattern():
     """The lines TensorFlow 2.x prints while it loads (copied from its output) are dropped; warnings
     and errors are not."""
-    noise = ["WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
-             "I0000 00:00:1795715210.040975    3771 port.cc:153] oneDNN custom operations are on. You may see "
-             "slightly different numerical results due to floating-point round-off errors from different "
-             "computation orders. To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS=0`.",
-             "I0000 00:00:1795715219.394600    3780 cpu_feature_guard.cc:227] This TensorFlow binary is optimized"]
-    kept = ["E0000 00:00:1795715219.394600    3780 cuda_dnn.cc:8310] Unable to register cuDNN factory",
-            "W0000 00:00:1795715219.394600    3780 gpu_device.cc:2344] Cannot dlopen some GPU libraries.",
-            "Traceback (most recent call last):", "/path/x.py:3: UserWarning: something"]
+    noise = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1795715210.040975    3771 port.cc:153] oneDNN custom operations are on. You may see "
+        "slightly different numerical results due to floating-point round-off errors from different "
+        "computation orders. To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS=0`.",
+        "I0000 00:00:1795715219.394600    3780 cpu_feature_guard.cc:227] This TensorFlow binary is optimized",
+    ]
+    kept = [
+        "E0000 00:00:1795715219.394600    3780 cuda_dnn.cc:8310] Unable to register cuDNN factory",
+        "W0000 00:00:1795715219.394600    3780 gpu_device.cc:2344] Cannot dlopen some GPU libraries.",
+        "Traceback (most recent call last):",
+        "/path/x.py:3: UserWarning: something",
+    ]
     assert all(tfv1._STARTUP_NOISE.fullmatch(line) for line in noise)
     assert not any(tfv1._STARTUP_NOISE.fullmatch(line) for line in kept)
 
@@ -97,13 +108,24 @@ def test_a_run_logged_to_a_file_reads_well(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", progress.PROGRESS_ENV)}
     log = tmp_path / "run.log"
     with open(log, "wb") as f:
-        done = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path / "data"), str(tmp_path / "exp")],
-                              stdout=f, stderr=subprocess.STDOUT, env=env)
+        done = subprocess.run(
+            [sys.executable, "-c", DRIVER, str(tmp_path / "data"), str(tmp_path / "exp")],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     text = log.read_text()
     assert done.returncode == 0, text
     assert "\r" not in text
-    for line in ("demo data: 10/10 models (100%", "iter 2:", "iter 4:", "val @ 4", "metrics test: 1/2 batches (50%",
-                 "metrics test: 2/2 batches (100%", "medoid_baseline"):
+    for line in (
+        "demo data: 10/10 models (100%",
+        "iter 2:",
+        "iter 4:",
+        "val @ 4",
+        "metrics test: 1/2 batches (50%",
+        "metrics test: 2/2 batches (100%",
+        "medoid_baseline",
+    ):
         assert line in text, line
     for noise in ("oneDNN", "absl::InitializeLog", "cpu_feature_guard"):
         assert noise not in text, noise

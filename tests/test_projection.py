@@ -1,13 +1,15 @@
 """Projections: known answers, local == dense (values and gradients), finite differences,
 a cube's silhouette against its analytic outline, and the local path's memory footprint."""
+
 import numpy as np
 import pytest
 from scipy.spatial import Delaunay
 
-from tf_ops import params
+from utils.common.tfv1 import tf
 from utils.render import camera
 from utils.render import projection as proj
-from utils.common.tfv1 import tf
+
+from tf_ops import params
 
 IMPLS = list(proj.IMPLS)
 FUSED_OPS = {"DifferMaskProjection", "DifferFeatureProjection"}  # tf_ops/projection/projection_op.cc
@@ -31,9 +33,11 @@ def _f32(x):
 # ----------------------------------------------------------------------------- API
 def test_unknown_impl_is_rejected():
     pix = tf.zeros([1, 2, 3])
-    for fn, args in [(proj.mask_projection, (pix, 8, 8)),
-                     (proj.feature_projection, (pix, tf.zeros([1, 2, 3]), 8, 8)),
-                     (proj.part_projection, (pix, tf.zeros([1, 2, 2]), 8, 8))]:
+    for fn, args in [
+        (proj.mask_projection, (pix, 8, 8)),
+        (proj.feature_projection, (pix, tf.zeros([1, 2, 3]), 8, 8)),
+        (proj.part_projection, (pix, tf.zeros([1, 2, 2]), 8, 8)),
+    ]:
         with pytest.raises(ValueError, match=r"impl.*local.*dense"):
             fn(*args, impl="fast")
 
@@ -43,8 +47,8 @@ def test_gaussian_window_truncates_below_cutoff():
     for sigma_sq in [0.1, 0.4, 0.5, 2.0]:
         k = params.gaussian_half_width(sigma_sq)
         # the nearest pixel left out is k + 0.5 px away along one axis
-        assert np.exp(-(k + 0.5) ** 2 / (2 * sigma_sq)) < params.GAUSS_CUTOFF
-        assert np.exp(-(k - 0.5) ** 2 / (2 * sigma_sq)) >= params.GAUSS_CUTOFF  # and no larger
+        assert np.exp(-((k + 0.5) ** 2) / (2 * sigma_sq)) < params.GAUSS_CUTOFF
+        assert np.exp(-((k - 0.5) ** 2) / (2 * sigma_sq)) >= params.GAUSS_CUTOFF  # and no larger
     assert params.gaussian_half_width(0.4) == 3
 
 
@@ -106,8 +110,7 @@ def test_nearest_point_on_a_ray_wins(sess, impl):
     colours = _f32([[[1, 0, 0], [0, 0, 1]]])  # first point red, second blue
     out = []
     for pts in ([near, far], [far, near]):
-        pix = camera.project(_f32([pts]), tf.constant([az], tf.float32),
-                             tf.constant([el], tf.float32), h, w)
+        pix = camera.project(_f32([pts]), tf.constant([az], tf.float32), tf.constant([el], tf.float32), h, w)
         rgb, _ = proj.feature_projection(pix, colours, h, w, beta=100.0, impl=impl)
         out.append(rgb[0, 20, 40])
     red, blue = sess.run(out)
@@ -185,9 +188,14 @@ def _compare_with_dense(sess, rng, size, batch):
         part, _ = proj.part_projection(pix, probs, size, size, impl=impl)
         loss_m = tf.reduce_sum(mask * w_mask)
         loss_f = tf.reduce_sum(rgb * w_rgb) + tf.reduce_sum(part * w_part)
-        outs[impl] = dict(mask=mask, rgb=rgb, cov=cov, part=part,
-                          g_mask=tf.gradients(loss_m, [xyz, extra_t]),
-                          g_feat=tf.gradients(loss_f, [xyz, extra_t, feat, probs]))
+        outs[impl] = dict(
+            mask=mask,
+            rgb=rgb,
+            cov=cov,
+            part=part,
+            g_mask=tf.gradients(loss_m, [xyz, extra_t]),
+            g_feat=tf.gradients(loss_f, [xyz, extra_t, feat, probs]),
+        )
     res = sess.run(outs)
     den = res["dense"]
     assert den["cov"].sum() > 0.2 * batch * size * size  # the scene does cover the image
@@ -209,11 +217,16 @@ def _compare_with_dense(sess, rng, size, batch):
 def test_gradients_finite_in_degenerate_cases(sess, impl):
     # batch 0: everything behind the camera or far away; batch 1: all points on one spot
     # (identical depths, huge logits); batch 2: depth at the camera's clamp.
-    xyz = tf.constant(np.array([
-        [[0, 0, 2.5], [0.1, 0.1, 5.0], [50.0, 0, 0], [0, -80.0, 0]],
-        [[0.1, 0.1, 0.1]] * 4,
-        [[0, 0, 1.9999], [0, 0, 1.99], [0.01, 0, 1.999], [0.3, 0.3, 0.3]],
-    ], np.float32))
+    xyz = tf.constant(
+        np.array(
+            [
+                [[0, 0, 2.5], [0.1, 0.1, 5.0], [50.0, 0, 0], [0, -80.0, 0]],
+                [[0.1, 0.1, 0.1]] * 4,
+                [[0, 0, 1.9999], [0, 0, 1.99], [0.01, 0, 1.999], [0.3, 0.3, 0.3]],
+            ],
+            np.float32,
+        )
+    )
     feat = tf.constant(np.random.default_rng(1).uniform(size=(3, 4, 3)).astype(np.float32))
     pix = camera.project(xyz, tf.zeros([3]), tf.zeros([3]), 32, 32)
     mask = proj.mask_projection(pix, 32, 32, impl=impl)
@@ -228,8 +241,9 @@ def test_gradients_finite_in_degenerate_cases(sess, impl):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_gradients_match_finite_differences(sess, rng, impl, finite_difference):
     size, n_pts = 10, 6
-    pix0 = np.stack([rng.uniform(1.0, 8.0, n_pts), rng.uniform(1.0, 8.0, n_pts),
-                     rng.uniform(1.0, 2.0, n_pts)], -1)[None]  # float64
+    pix0 = np.stack([rng.uniform(1.0, 8.0, n_pts), rng.uniform(1.0, 8.0, n_pts), rng.uniform(1.0, 2.0, n_pts)], -1)[
+        None
+    ]  # float64
     pix0[0, 1, :2] = pix0[0, 0, :2] + [0.3, -0.2]  # overlapping wells: softmax in play
     feat0 = rng.uniform(size=(1, n_pts, 2))
     pix = tf.placeholder(tf.float64, pix0.shape)
@@ -289,8 +303,9 @@ def test_cube_silhouette_matches_analytic_outline(sess, impl):
     views = [(0.5, 0.3), (2.2, -0.7), (0.8, 0.8)]
     az = np.array([a for a, _ in views], np.float32)
     el = np.array([e for _, e in views], np.float32)
-    pix = camera.project(tf.constant(np.repeat(cloud[None], len(views), 0)), tf.constant(az),
-                         tf.constant(el), size, size)
+    pix = camera.project(
+        tf.constant(np.repeat(cloud[None], len(views), 0)), tf.constant(az), tf.constant(el), size, size
+    )
     masks = sess.run(proj.mask_projection(pix, size, size, sigma_sq=0.4, impl=impl))
     corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]) * side / 2
     rows, cols = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
@@ -337,24 +352,31 @@ def test_benchmark_runs_the_requested_configurations_and_tabulates_them(capsys, 
     import json
 
     from benchmarks import bench_projection as bench
+
     assert bench.main(["--worker", "local", "32", "16", "--repeats", "5"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert {k: res[k] for k in ("impl", "n_pts", "size", "repeats")} == dict(impl="local", n_pts=32, size=16,
-                                                                             repeats=5)
+    assert {k: res[k] for k in ("impl", "n_pts", "size", "repeats")} == dict(impl="local", n_pts=32, size=16, repeats=5)
     assert res["peak_source"] in ("VmHWM", "ru_maxrss")
 
     runs = []
 
     def fake_worker(impl, n_pts, size, args):  # canned numbers: dense 10x slower, 8x the memory
         runs.append((impl, n_pts, size))
-        return dict(impl=impl, n_pts=n_pts, size=size, time_s=0.5 if impl == "dense" else 0.05,
-                    mem_bytes=(8 if impl == "dense" else 1) * 2 ** 20, peak_source="VmHWM")
+        return dict(
+            impl=impl,
+            n_pts=n_pts,
+            size=size,
+            time_s=0.5 if impl == "dense" else 0.05,
+            mem_bytes=(8 if impl == "dense" else 1) * 2**20,
+            peak_source="VmHWM",
+        )
+
     monkeypatch.setattr(bench, "_run_config", fake_worker)
     assert bench.main(["--max-dense-gb", "8"]) == 0
     table = capsys.readouterr().out
     # dense needs 16 projections * N * size^2 * 85 bytes: 5.3 GiB at 1024 points, 64x64; 21 GiB at 4x that
     assert runs == [c for c in bench.CONFIGS if c[0] != "dense" or c[1:] == (1024, 64)]
-    assert {c[0] for c in bench.CONFIGS[:bench.QUICK]} == {"dense", "local", "fused"}
+    assert {c[0] for c in bench.CONFIGS[: bench.QUICK]} == {"dense", "local", "fused"}
     assert "| local | 1024 | 64x64 | 50.0 | 1.0 | 10x faster, 8x less memory |" in table
     assert "| fused | 1024 | 64x64 | 50.0 | 1.0 | 10x faster, 8x less memory |" in table
     assert "| dense | 4096 | 64x64 | skipped: needs ~21 GB (> --max-dense-gb 8) | | |" in table

@@ -3,6 +3,7 @@ hidden sides have another colour, depth-aware against depth-unaware. Its metrics
 against brute-force numpy (all pairwise distances), its paired differences against the per-model
 numbers, its resume against a second call, and the comparison itself: the depth-unaware fit
 explains the two-sided colours worse on every model."""
+
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ FIT = ["--split", "train", "--models", "2", "--n_views", "4", "--n_pts", "256", 
 @pytest.fixture(scope="module")
 def renderer_alone():
     from claims import renderer_alone
+
     return renderer_alone
 
 
@@ -25,16 +27,40 @@ def renderer_alone():
 def two_sided_data(tmp_path_factory):
     """Tiny demo chairs in the two-sided colour style (8 train models, 4 views each)."""
     from utils.datagen import demo_data
+
     out = tmp_path_factory.mktemp("two_sided")
-    demo_data.main(["--out", str(out), "--categories", "chair", "--n_models", "10", "--n_views", "4",
-                    "--seed", "3", "--workers", "1", "--colours", "two-sided", "--quiet"])
+    demo_data.main(
+        [
+            "--out",
+            str(out),
+            "--categories",
+            "chair",
+            "--n_models",
+            "10",
+            "--n_views",
+            "4",
+            "--seed",
+            "3",
+            "--workers",
+            "1",
+            "--colours",
+            "two-sided",
+            "--quiet",
+        ]
+    )
     return str(out)
 
 
 def _run(data_dir, out):
     """The script in its own process: it fits in eager mode, and the tests' process is in graph mode."""
-    cmd = [sys.executable, os.path.join(ROOT, "claims", "renderer_alone.py"), "--data_dir", data_dir,
-           "--out", str(out)] + FIT
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "claims", "renderer_alone.py"),
+        "--data_dir",
+        data_dir,
+        "--out",
+        str(out),
+    ] + FIT
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -68,6 +94,7 @@ def _brute(gt_xyz, gt_col, xyz, col):
 def test_metrics_match_brute_force(fitted, two_sided_data):
     from utils.data import N_GT_PTS, PCL_COLOURS_FILE, PCL_FILE, read_cloud, read_cloud_colours, tree_dirs
     from utils.data.shapenet import synset_id
+
     out, table = fitted
     assert [r["variant"] for r in table["runs"]] == ["depth-aware", "depth-unaware"] * 2
     pdir = os.path.join(tree_dirs(two_sided_data)["pcl"], synset_id("chair"))

@@ -4,6 +4,7 @@ Oracles: numpy pinhole projections written here, hand-computed pixels, central d
 and the same graph built in this (TF1-style) process compared with a TF2 eager subprocess.
 The suite runs in graph mode (conftest.py), so every eager check runs in a subprocess.
 """
+
 import json
 import os
 import subprocess
@@ -13,10 +14,11 @@ import textwrap
 import numpy as np
 import pytest
 
-import tf_ops
 from utils import render
-from utils.render import camera
 from utils.common.tfv1 import tf
+from utils.render import camera
+
+import tf_ops
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMPLS = ["local", "fused"] if tf_ops.backend() == "compiled" else ["local"]
@@ -24,8 +26,14 @@ IMPLS = ["local", "fused"] if tf_ops.backend() == "compiled" else ["local"]
 
 def _run_python(code, timeout=120):
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
@@ -35,8 +43,9 @@ def _views(rng, n):
     """Views like the original data's: azimuth 0..360 deg, elevation -10..40 deg (radians), plus
     the corners of that range."""
     az = np.concatenate([rng.uniform(0, 2 * np.pi, n), [0.0, np.pi / 2, np.pi, 1.5 * np.pi]]).astype(np.float32)
-    el = np.concatenate([rng.uniform(np.radians(-10), np.radians(40), n),
-                         np.radians([-10.0, 40.0, 0.0, 40.0])]).astype(np.float32)
+    el = np.concatenate([rng.uniform(np.radians(-10), np.radians(40), n), np.radians([-10.0, 40.0, 0.0, 40.0])]).astype(
+        np.float32
+    )
     return az, el
 
 
@@ -62,6 +71,7 @@ def _pinhole_np(xyz, rot, trans, f_r, f_c, c_r, c_c):
 
 def test_general_camera_matches_a_numpy_pinhole(sess, rng):
     from scipy.spatial.transform import Rotation
+
     rot = Rotation.random(3, random_state=1).as_matrix()
     trans = np.array([[0.1, -0.2, -3.0], [0.0, 0.3, -2.5], [-0.2, 0.0, -4.0]])
     f_r, f_c = np.array([100.0, 150.0, 90.0]), np.array([110.0, 140.0, 95.0])
@@ -192,22 +202,31 @@ EAGER_SCRIPT = """
 
 
 def _scene(rng, n_views=3, n=120):
-    return dict(xyz=rng.uniform(-0.4, 0.4, (n_views, n, 3)).astype(np.float32),
-                feat=rng.uniform(0, 1, (n_views, n, 3)).astype(np.float32),
-                az=rng.uniform(0, 2 * np.pi, n_views).astype(np.float32),
-                el=rng.uniform(-0.2, 0.6, n_views).astype(np.float32),
-                w_mask=rng.normal(size=(n_views, 16, 16)).astype(np.float32),
-                w_rgb=rng.normal(size=(n_views, 16, 16, 3)).astype(np.float32))
+    return dict(
+        xyz=rng.uniform(-0.4, 0.4, (n_views, n, 3)).astype(np.float32),
+        feat=rng.uniform(0, 1, (n_views, n, 3)).astype(np.float32),
+        az=rng.uniform(0, 2 * np.pi, n_views).astype(np.float32),
+        el=rng.uniform(-0.2, 0.6, n_views).astype(np.float32),
+        w_mask=rng.normal(size=(n_views, 16, 16)).astype(np.float32),
+        w_rgb=rng.normal(size=(n_views, 16, 16, 3)).astype(np.float32),
+    )
 
 
 def test_eager_and_graph_give_the_same_values_and_gradients_and_import_keeps_eager_mode(sess, rng, tmp_path):
     scene = _scene(rng)
     np.savez(tmp_path / "in.npz", **scene)
-    stdout = _run_python(EAGER_SCRIPT.format(inputs=str(tmp_path / "in.npz"), outputs=str(tmp_path / "out.npz"),
-                                             impls=IMPLS))
+    stdout = _run_python(
+        EAGER_SCRIPT.format(inputs=str(tmp_path / "in.npz"), outputs=str(tmp_path / "out.npz"), impls=IMPLS)
+    )
     flags = json.loads(stdout.strip().splitlines()[-1])
-    assert flags == dict(eager_after_import=True, eager_outside_functions=True, eager_after_more_imports=True,
-                         switch_first=True, switch_again=False, eager_after_switch=False)  # use_graph_mode switches
+    assert flags == dict(
+        eager_after_import=True,
+        eager_outside_functions=True,
+        eager_after_more_imports=True,
+        switch_first=True,
+        switch_again=False,
+        eager_after_switch=False,
+    )  # use_graph_mode switches
     eager = np.load(tmp_path / "out.npz")
     # the same computation as a TF1-style graph in this process
     xyz, feat = tf.constant(scene["xyz"]), tf.constant(scene["feat"])
@@ -217,8 +236,11 @@ def test_eager_and_graph_give_the_same_values_and_gradients_and_import_keeps_eag
         mask = render.mask_projection(pix, 16, 16, 0.4, impl=impl)
         rgb, _ = render.feature_projection(pix, feat, 16, 16, beta=beta, impl=impl)
         rgb2, _ = render.feature_projection(pix, feat, 16, 16, beta=40.0, impl=impl)
-        loss = (tf.reduce_sum(mask * scene["w_mask"]) + tf.reduce_sum(rgb * scene["w_rgb"])
-                + tf.reduce_sum(rgb2 * scene["w_rgb"]))
+        loss = (
+            tf.reduce_sum(mask * scene["w_mask"])
+            + tf.reduce_sum(rgb * scene["w_rgb"])
+            + tf.reduce_sum(rgb2 * scene["w_rgb"])
+        )
         graph = sess.run([mask, rgb, rgb2] + tf.gradients(loss, [xyz, feat, beta]))
         for name, g in zip(("mask", "rgb", "rgb2", "g_xyz", "g_feat", "g_beta"), graph):
             e = eager[f"{impl}_{name}"]
@@ -237,9 +259,28 @@ def test_fit_example_reduces_chamfer(tiny_data, tmp_path):
     the renderer's gradients cut the fit stays near the ball)."""
     out = tmp_path / "fit.json"
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    cmd = [sys.executable, os.path.join(ROOT, "examples", "fit_cloud_to_views.py"), "--data_dir", tiny_data,
-           "--split", "train", "--n_views", "4", "--n_pts", "256", "--steps", str(FIT_STEPS), "--lr", "0.01",
-           "--log_every", "100", "--figure", str(tmp_path / "fit.png"), "--json", str(out)]
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "examples", "fit_cloud_to_views.py"),
+        "--data_dir",
+        tiny_data,
+        "--split",
+        "train",
+        "--n_views",
+        "4",
+        "--n_pts",
+        "256",
+        "--steps",
+        str(FIT_STEPS),
+        "--lr",
+        "0.01",
+        "--log_every",
+        "100",
+        "--figure",
+        str(tmp_path / "fit.png"),
+        "--json",
+        str(out),
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(out.read_text())
@@ -252,6 +293,7 @@ def test_fit_example_reduces_chamfer(tiny_data, tmp_path):
 def fit():
     """The fit of the tutorial (examples/fit_cloud_to_views.py is its door)."""
     from utils import fit
+
     return fit
 
 
@@ -274,7 +316,9 @@ def test_fit_example_chamfer_matches_brute_force(fit, rng):
     def unit(p):
         lo, hi = p.min(0), p.max(0)
         return (p - (lo + hi) / 2) / (hi - lo).max()
+
     d = np.linalg.norm(unit(a)[:, None] - unit(b)[None], axis=-1)
     total, fwd, bwd = fit.chamfer(a, b)
-    np.testing.assert_allclose([fwd, bwd, total], [d.min(1).mean(), d.min(0).mean(), d.min(1).mean() + d.min(0).mean()],
-                               rtol=1e-5)  # float32
+    np.testing.assert_allclose(
+        [fwd, bwd, total], [d.min(1).mean(), d.min(0).mean(), d.min(1).mean() + d.min(0).mean()], rtol=1e-5
+    )  # float32

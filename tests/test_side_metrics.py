@@ -5,6 +5,7 @@ Oracle: brute force in numpy on a tiny experiment: the clouds scaled to the unit
 pairwise distance, the nearest predicted point of each ground-truth point, the distance of each
 ground-truth point to the other side by a full distance matrix; the predictions read back from
 ``--save_predictions`` and the ground truth from the data files."""
+
 import csv
 import json
 import os
@@ -22,21 +23,56 @@ RADIUS = 0.05
 @pytest.fixture(scope="module")
 def complementary_data(tmp_path_factory):
     from utils.datagen import demo_data
+
     out = tmp_path_factory.mktemp("complementary") / "data"
-    demo_data.main(["--out", str(out), "--categories", "chair", "--n_models", "10", "--n_views", "4", "--seed", "0",
-                    "--workers", "1", "--colours", "complementary", "--quiet"])  # its test chair has all three groups
+    demo_data.main(
+        [
+            "--out",
+            str(out),
+            "--categories",
+            "chair",
+            "--n_models",
+            "10",
+            "--n_views",
+            "4",
+            "--seed",
+            "0",
+            "--workers",
+            "1",
+            "--colours",
+            "complementary",
+            "--quiet",
+        ]
+    )  # its test chair has all three groups
     return str(out)
 
 
 @pytest.fixture(scope="module")
 def evaluated(complementary_data, train_tiny, tmp_path_factory):
     from rgb import metrics_rgb
+
     base = tmp_path_factory.mktemp("side_metrics")
-    exp = train_tiny("rgb", complementary_data, base / "exp", iters=2, extra=("--N_PTS", "1024", "--lr", "1e-3",
-                                                                              "--seed", "5"))
+    exp = train_tiny(
+        "rgb", complementary_data, base / "exp", iters=2, extra=("--N_PTS", "1024", "--lr", "1e-3", "--seed", "5")
+    )
     out = str(base / "metrics")
-    summary = metrics_rgb.main(["--exp", exp, "--snapshot", "latest", "--eval_set", "test", "--out", out,
-                                "--batch_size", "3", "--baseline_models", "8", "--save_predictions"])
+    summary = metrics_rgb.main(
+        [
+            "--exp",
+            exp,
+            "--snapshot",
+            "latest",
+            "--eval_set",
+            "test",
+            "--out",
+            out,
+            "--batch_size",
+            "3",
+            "--baseline_models",
+            "8",
+            "--save_predictions",
+        ]
+    )
     with open(os.path.join(out, "per_sample.csv")) as f:
         rows = list(csv.DictReader(f))
     return exp, out, summary, rows
@@ -90,8 +126,11 @@ def test_side_errors_of_every_method_equal_brute_force(complementary_data, evalu
         gt_xyz, gt_col = _gt(data, str(mid))
         sides = np.load(os.path.join(_pcl_dir(data, str(mid)), "pcl_1024_fps_trimesh_sides.npy")).astype(bool)
         again_xyz, again_col = _gt(data, str(mid), resample=True)
-        for method, (x, c) in (("model", (xyz, col)), ("floor_resampled_gt", (again_xyz, again_col)),
-                               ("medoid_baseline", (medoid_xyz, np.broadcast_to(mean_colour, (1024, 3))))):
+        for method, (x, c) in (
+            ("model", (xyz, col)),
+            ("floor_resampled_gt", (again_xyz, again_col)),
+            ("medoid_baseline", (medoid_xyz, np.broadcast_to(mean_colour, (1024, 3)))),
+        ):
             expected[(str(mid), int(view), method)] = _brute(gt_xyz, gt_col, sides, x, c)
         g = _unit(gt_xyz)
         dist = np.sqrt(((g[:, None] - g[None]) ** 2).sum(-1))
@@ -105,27 +144,46 @@ def test_side_errors_of_every_method_equal_brute_force(complementary_data, evalu
     for method in ("model", "medoid_baseline", "floor_resampled_gt"):
         for k, column in zip(keys, np.array([v for (_, _, m), v in expected.items() if m == method]).T):
             assert summary["methods"][method][k] == pytest.approx(column.mean(), rel=1e-4)  # float32 colours
-            assert summary["methods"][method][k] == pytest.approx(np.mean([float(r[k]) for r in rows
-                                                                           if r["method"] == method]), rel=1e-12)
+            assert summary["methods"][method][k] == pytest.approx(
+                np.mean([float(r[k]) for r in rows if r["method"] == method]), rel=1e-12
+            )
     np.testing.assert_allclose([groups["share"][g] for g in ("hidden", "visible", "edge")], shares / 4, rtol=1e-6)
     assert (shares / 4 > 0.1).all()  # every group is there
     # what the split is for: the floor's error lives at the edge; the hidden side is the model's weak spot
     floor = summary["methods"]["floor_resampled_gt"]
     assert floor["colour_edge"] > 5 * max(floor["colour_hidden"], floor["colour_visible"])
     on_disk = json.load(open(os.path.join(out, "summary.json")))
-    assert on_disk["point_groups"] == groups and on_disk["methods"]["model"]["colour_hidden"] == \
-        summary["methods"]["model"]["colour_hidden"]
+    assert (
+        on_disk["point_groups"] == groups
+        and on_disk["methods"]["model"]["colour_hidden"] == summary["methods"]["model"]["colour_hidden"]
+    )
 
 
-def test_data_without_a_side_record_are_evaluated_as_before_and_say_so(complementary_data, evaluated, tmp_path,
-                                                                        capsys):
+def test_data_without_a_side_record_are_evaluated_as_before_and_say_so(complementary_data, evaluated, tmp_path, capsys):
     from rgb import metrics_rgb
+
     exp, out, summary, rows = evaluated
     data = str(tmp_path / "no_sides")
     shutil.copytree(complementary_data, data, ignore=shutil.ignore_patterns("*_sides.npy", ".cache"))
     capsys.readouterr()
-    plain = metrics_rgb.main(["--exp", exp, "--snapshot", "latest", "--eval_set", "test", "--out", str(tmp_path / "m"),
-                              "--batch_size", "3", "--baseline_models", "8", "--data_dir", data])
+    plain = metrics_rgb.main(
+        [
+            "--exp",
+            exp,
+            "--snapshot",
+            "latest",
+            "--eval_set",
+            "test",
+            "--out",
+            str(tmp_path / "m"),
+            "--batch_size",
+            "3",
+            "--baseline_models",
+            "8",
+            "--data_dir",
+            data,
+        ]
+    )
     assert plain["point_groups"] == dict(available=False, note=plain["point_groups"]["note"])
     assert "no side record" in plain["point_groups"]["note"]
     assert "side-resolved errors: not available" in capsys.readouterr().out
@@ -138,6 +196,7 @@ def test_data_without_a_side_record_are_evaluated_as_before_and_say_so(complemen
 def test_side_groups_hand_computed():
     """Four points on a line, two per side: the two next to the boundary are edge points."""
     from utils import metrics
+
     x = np.array([[0.0, 0, 0], [0.3, 0, 0], [0.33, 0, 0], [0.7, 0, 0]])
     groups = metrics.side_groups(x, np.array([True, True, False, False]), edge_radius=0.05)
     assert groups["hidden"].tolist() == [True, False, False, False]

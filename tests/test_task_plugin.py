@@ -4,6 +4,7 @@ and predicts through the shared code without touching it; and no shared module n
 The toy task ('grey'): one sigmoid channel per point, the grey value (mean of R, G, B) of the
 colour data set, supervised through the depth-aware feature projection like the colours.
 """
+
 import ast
 import csv
 import json
@@ -12,17 +13,17 @@ import os
 import imageio.v2 as imageio
 import numpy as np
 import pytest
-import tiny
 import trimesh
 
+import tiny
 from utils import losses
+from utils.common.cli import non_negative_float
+from utils.common.tfv1 import tf
 from utils.data import BatchPipeline
 from utils.data.layout import PCL_COLOURS_FILE, render_file
 from utils.data.readers import read_cloud_colours, read_rgb
 from utils.render import projection
 from utils.task import Task, available_tasks, task_from_ref
-from utils.common.cli import non_negative_float
-from utils.common.tfv1 import tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHAIR = "03001627"
@@ -34,6 +35,7 @@ def _grey(rgb):
 
 class GreyTask(Task):
     """A per-point grey value in [0, 1], read from the colour tree."""
+
     name = "grey"
     view_key, point_key = "grey", "pcl_grey"
     feature_dims = (1,)
@@ -49,8 +51,10 @@ class GreyTask(Task):
     def load_targets(self, pipe, model, views, masks):
         rdir, pdir = pipe.model_dir("rendered", model), pipe.model_dir("pcl", model)
         rgb = np.stack([read_rgb(os.path.join(rdir, render_file(v)), pipe.img_h, pipe.img_w) for v in views])
-        return {self.view_key: _grey(rgb) * masks[..., None],
-                self.point_key: _grey(read_cloud_colours(os.path.join(pdir, PCL_COLOURS_FILE), pipe.n_pts))}
+        return {
+            self.view_key: _grey(rgb) * masks[..., None],
+            self.point_key: _grey(read_cloud_colours(os.path.join(pdir, PCL_COLOURS_FILE), pipe.n_pts)),
+        }
 
     def n_feat(self, args):
         return 1
@@ -63,8 +67,9 @@ class GreyTask(Task):
         return losses.rgb_l2(proj, gt_view)
 
     def feature_loss_3d(self, feat, gt_feat, idx_fwd, idx_bwd):
-        return (losses.rgb_l2(tf.gather(feat, idx_fwd, batch_dims=1), gt_feat)
-                + losses.rgb_l2(tf.gather(gt_feat, idx_bwd, batch_dims=1), feat))
+        return losses.rgb_l2(tf.gather(feat, idx_fwd, batch_dims=1), gt_feat) + losses.rgb_l2(
+            tf.gather(gt_feat, idx_bwd, batch_dims=1), feat
+        )
 
     def display(self, proj):
         return tf.tile(tf.clip_by_value(proj, 0.0, 1.0), [1, 1, 1, 3])
@@ -95,10 +100,12 @@ class GreyTask(Task):
         def medoid_mean_grey(pred_xyz, pred_feat):
             b = len(pred_xyz)
             return np.broadcast_to(xyz, (b,) + xyz.shape), np.full((b, len(xyz), 1), grey, np.float32)
+
         return [("medoid_baseline", medoid_mean_grey)]
 
 
 TASK = GreyTask()
+
 
 def _oracle_grey_view(data, model_id, view):
     """Grey of a render, masked by its depth code (< 254), read with imageio: (H, W, 1)."""
@@ -119,8 +126,9 @@ def test_the_toy_task_reads_its_targets(tiny_data):
         for k, v in enumerate(b["views"][i]):
             np.testing.assert_allclose(b["grey"][i, k], _oracle_grey_view(tiny_data, b["model_id"][i], v), atol=1e-6)
         raw = np.load(os.path.join(tiny_data, "ShapeNet_pcl", CHAIR, b["model_id"][i], PCL_COLOURS_FILE))
-        np.testing.assert_allclose(b["pcl_grey"][i, :, 0], raw[:, 3:].mean(1) / (255.0 if raw[:, 3:].max() > 1 else 1),
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            b["pcl_grey"][i, :, 0], raw[:, 3:].mean(1) / (255.0 if raw[:, 3:].max() > 1 else 1), atol=1e-6
+        )
 
 
 @pytest.mark.slow
@@ -129,11 +137,17 @@ def test_a_third_task_trains_evaluates_and_predicts(tiny_data, tmp_path):
     from utils.train import config
 
     exp = str(tmp_path / "exp")
-    tiny.train(TASK, tiny_data, exp, 3, ("--N_PTS", "128", "--print_n", "1", "--save_n", "3", "--save_model_n", "3",
-                                         "--wt_grey", "2.5"))
+    tiny.train(
+        TASK,
+        tiny_data,
+        exp,
+        3,
+        ("--N_PTS", "128", "--print_n", "1", "--save_n", "3", "--save_model_n", "3", "--wt_grey", "2.5"),
+    )
     saved = json.load(open(os.path.join(exp, "args.json")))
     assert saved["task"] == "grey" and saved["task_module"] == __name__ and saved["wt_grey"] == 2.5
     import tf_ops  # args.json records the implementation used (--projection auto is the default)
+
     assert saved["projection"] == ("fused" if tf_ops.backend() == "compiled" else "local")
     assert task_from_ref("grey", __name__) is TASK  # what metrics and predict find from args.json
     log = open(os.path.join(exp, "log.txt")).read()
@@ -142,8 +156,26 @@ def test_a_third_task_trains_evaluates_and_predicts(tiny_data, tmp_path):
     assert "--wt_grey" in config.train_parser(TASK).format_help()
 
     out = str(tmp_path / "metrics")
-    summary = evaluate.main(TASK, ["--exp", exp, "--snapshot", "latest", "--eval_set", "test", "--out", out,
-                                   "--batch_size", "2", "--baseline_models", "8", "--save_ply", "--n_pictures", "1"])
+    summary = evaluate.main(
+        TASK,
+        [
+            "--exp",
+            exp,
+            "--snapshot",
+            "latest",
+            "--eval_set",
+            "test",
+            "--out",
+            out,
+            "--batch_size",
+            "2",
+            "--baseline_models",
+            "8",
+            "--save_ply",
+            "--n_pictures",
+            "1",
+        ],
+    )
     assert summary["task"] == "grey" and summary["headline"] == ["chamfer", "grey"]
     with open(os.path.join(out, "per_sample.csv")) as f:
         rows = list(csv.DictReader(f))
@@ -157,6 +189,7 @@ def test_a_third_task_trains_evaluates_and_predicts(tiny_data, tmp_path):
     def cloud_grey(mid):
         raw = np.load(os.path.join(tiny_data, "ShapeNet_pcl", CHAIR, str(mid), PCL_COLOURS_FILE))[:, 3:]
         return raw.mean(1) / (255.0 if raw.max() > 1 else 1.0)
+
     g0 = np.mean([cloud_grey(m) for m in train_ids])
     expect = np.abs(cloud_grey(test_id) - g0).mean()
     for r in rows:
@@ -169,8 +202,9 @@ def test_a_third_task_trains_evaluates_and_predicts(tiny_data, tmp_path):
 
     image = os.path.join(tiny_data, "ShapeNet_rendered", CHAIR, test_id, render_file(0))
     pred_dir = str(tmp_path / "pred")
-    result = inference.main(TASK, ["--exp", exp, "--snapshot", "latest", image, "--out", pred_dir, "--npy",
-                                   "--no_sheet", "--no_progress"])
+    result = inference.main(
+        TASK, ["--exp", exp, "--snapshot", "latest", image, "--out", pred_dir, "--npy", "--no_sheet", "--no_progress"]
+    )
     assert not result["errors"]
     feat = np.load(os.path.join(pred_dir, "render_0_features.npy"))
     vertex = trimesh.load(os.path.join(pred_dir, "render_0.ply")).metadata["_ply_raw"]["vertex"]["data"]
@@ -189,8 +223,12 @@ ALLOWED = {("utils/data/layout.py", "PART_TREE_DIR")}
 def _docstrings(tree):
     out = set()
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body \
-                and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
+        if (
+            isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        ):
             out.add(id(node.body[0].value))
     return out
 
@@ -205,8 +243,12 @@ def task_names_in(path, rel, names):
     for node in ast.walk(tree):
         if isinstance(node, ast.Subscript):
             skip.add(id(node.slice))
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
-                and node.args:
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and node.args
+        ):
             skip.add(id(node.args[0]))
         elif isinstance(node, ast.Assign) and any((rel, getattr(t, "id", None)) in ALLOWED for t in node.targets):
             skip.add(id(node.value))
@@ -243,17 +285,20 @@ def test_no_shared_module_names_a_task():
     assert not found, "shared code that names a task (move it into the task's Task):\n" + "\n".join(found)
 
 
-@pytest.mark.parametrize("code, hits", [
-    ("if task == 'rgb':\n    pass", 1),
-    ("flags = ['--wt_x' if t.name != \"partseg\" else '--y']", 1),
-    ("def f(task='rgb'):\n    pass", 1),
-    ("TASKS = ('rgb', 'partseg')", 2),
-    ("from partseg.task import TASK", 1),
-    ("import rgb.task", 1),
-    ("x = batch['rgb'] + rec.get('partseg', 0)", 0),      # data keys
-    ("def f():\n    '''rgb'''\n    return 1", 0),          # a docstring
-    ("PART_TREE_DIR = 'partseg'", 0),                      # the allowed declaration (in layout.py only)
-])
+@pytest.mark.parametrize(
+    "code, hits",
+    [
+        ("if task == 'rgb':\n    pass", 1),
+        ("flags = ['--wt_x' if t.name != \"partseg\" else '--y']", 1),
+        ("def f(task='rgb'):\n    pass", 1),
+        ("TASKS = ('rgb', 'partseg')", 2),
+        ("from partseg.task import TASK", 1),
+        ("import rgb.task", 1),
+        ("x = batch['rgb'] + rec.get('partseg', 0)", 0),  # data keys
+        ("def f():\n    '''rgb'''\n    return 1", 0),  # a docstring
+        ("PART_TREE_DIR = 'partseg'", 0),  # the allowed declaration (in layout.py only)
+    ],
+)
 def test_the_name_check_finds_task_names(tmp_path, code, hits):
     path = tmp_path / "m.py"
     path.write_text(code + "\n")

@@ -2,6 +2,7 @@
 their gradients against finite differences, the pure-TF fallbacks against the
 compiled ops, bad input, the fallback warning, the loader, the package's independence
 from utils and the incremental build."""
+
 import itertools
 import os
 import subprocess
@@ -13,9 +14,10 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
+from utils.common.tfv1 import tf
+
 import tf_ops
 from tf_ops import build, fallback, reference
-from utils.common.tfv1 import tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,15 +46,18 @@ def run(sess, fetches, feed=None):
 def clouds(rng, b, n, m, kind="uniform"):
     """float32 (b,n,3), (b,m,3) in the unit cube around 0."""
     if kind == "uniform":
-        return ((rng.random((b, n, 3)) - 0.5).astype(np.float32),
-                (rng.random((b, m, 3)) - 0.5).astype(np.float32))
+        return ((rng.random((b, n, 3)) - 0.5).astype(np.float32), (rng.random((b, m, 3)) - 0.5).astype(np.float32))
     if kind == "gauss":
-        return ((0.2 * rng.standard_normal((b, n, 3))).astype(np.float32),
-                (0.2 * rng.standard_normal((b, m, 3))).astype(np.float32))
+        return (
+            (0.2 * rng.standard_normal((b, n, 3))).astype(np.float32),
+            (0.2 * rng.standard_normal((b, m, 3))).astype(np.float32),
+        )
     if kind == "sphere":
         p, q = rng.standard_normal((b, n, 3)), rng.standard_normal((b, m, 3))
-        return ((0.4 * p / np.linalg.norm(p, axis=-1, keepdims=True)).astype(np.float32),
-                (0.4 * q / np.linalg.norm(q, axis=-1, keepdims=True)).astype(np.float32))
+        return (
+            (0.4 * p / np.linalg.norm(p, axis=-1, keepdims=True)).astype(np.float32),
+            (0.4 * q / np.linalg.norm(q, axis=-1, keepdims=True)).astype(np.float32),
+        )
     if kind == "near":  # xyz2 = shuffled noisy copy of xyz1 (needs n == m)
         p = rng.random((b, n, 3)) - 0.5
         q = np.stack([rng.permutation(x) for x in p + 0.02 * rng.standard_normal(p.shape)])
@@ -80,12 +85,29 @@ def unique_nn(p, q, rel_margin=1e-4):
 
 # ------------------------------------------------------------------------------ nn_distance
 NN_CASES = [  # (B, N, M, kind)
-    (1, 1, 1, "uniform"), (1, 1, 7, "uniform"), (1, 7, 1, "uniform"), (3, 7, 7, "uniform"),
-    (1, 1000, 1025, "uniform"), (3, 1025, 1000, "uniform"), (3, 1024, 1024, "uniform"),
-    (1, 1025, 1, "uniform"), (3, 1, 1025, "gauss"), (1, 17, 33, "gauss"), (3, 100, 257, "gauss"),
-    (3, 1000, 1000, "gauss"), (1, 1024, 1024, "sphere"), (3, 513, 129, "sphere"), (1, 1025, 1025, "near"),
-    (3, 200, 200, "near"), (1, 300, 70, "grid"), (3, 64, 64, "grid"), (1, 1000, 1025, "pixels"),
-    (3, 255, 31, "pixels"), (1, 2, 3, "uniform"), (3, 15, 16, "gauss"), (1, 31, 33, "uniform"),
+    (1, 1, 1, "uniform"),
+    (1, 1, 7, "uniform"),
+    (1, 7, 1, "uniform"),
+    (3, 7, 7, "uniform"),
+    (1, 1000, 1025, "uniform"),
+    (3, 1025, 1000, "uniform"),
+    (3, 1024, 1024, "uniform"),
+    (1, 1025, 1, "uniform"),
+    (3, 1, 1025, "gauss"),
+    (1, 17, 33, "gauss"),
+    (3, 100, 257, "gauss"),
+    (3, 1000, 1000, "gauss"),
+    (1, 1024, 1024, "sphere"),
+    (3, 513, 129, "sphere"),
+    (1, 1025, 1025, "near"),
+    (3, 200, 200, "near"),
+    (1, 300, 70, "grid"),
+    (3, 64, 64, "grid"),
+    (1, 1000, 1025, "pixels"),
+    (3, 255, 31, "pixels"),
+    (1, 2, 3, "uniform"),
+    (3, 15, 16, "gauss"),
+    (1, 31, 33, "uniform"),
 ]
 
 
@@ -105,8 +127,9 @@ def test_nn_distance_matches_kdtree(sess, rng, b, n, m, kind):
         np.testing.assert_array_equal(i1[k][u1], ri1[k][u1])
         np.testing.assert_array_equal(i2[k][u2], ri2[k][u2])
         # on ties the index must still point at a nearest point
-        np.testing.assert_allclose(np.sum((p[k] - q[k][i1[k]]).astype(np.float64) ** 2, -1), r1[k],
-                                   rtol=1e-5, atol=1e-9 * scale)
+        np.testing.assert_allclose(
+            np.sum((p[k] - q[k][i1[k]]).astype(np.float64) ** 2, -1), r1[k], rtol=1e-5, atol=1e-9 * scale
+        )
 
 
 def test_nn_distance_exact_ties_take_smallest_index(sess):
@@ -183,9 +206,20 @@ def check_permutation(i1, i2):
     np.testing.assert_array_equal(i2[i1], np.arange(n))
 
 
-@pytest.mark.parametrize("b,n,kind", [(2, 1024, "uniform"), (1, 1024, "gauss"), (1, 1024, "near"),
-                                      (1, 1024, "sphere"), (3, 1, "uniform"), (3, 2, "uniform"),
-                                      (3, 7, "gauss"), (2, 100, "uniform"), (2, 64, "grid")])
+@pytest.mark.parametrize(
+    "b,n,kind",
+    [
+        (2, 1024, "uniform"),
+        (1, 1024, "gauss"),
+        (1, 1024, "near"),
+        (1, 1024, "sphere"),
+        (3, 1, "uniform"),
+        (3, 2, "uniform"),
+        (3, 7, "gauss"),
+        (2, 100, "uniform"),
+        (2, 64, "grid"),
+    ],
+)
 def test_auction_match_is_a_near_optimal_permutation(sess, rng, b, n, kind):
     p, q = clouds(rng, b, n, n, kind)
     x = tf.placeholder(tf.float32, [None, None, 3])
@@ -222,8 +256,15 @@ def test_auction_match_rel_tol_zero_runs_to_float_precision(sess, rng):
 
 
 # ------------------------------------------------------------------------------ approx_match
-@pytest.mark.parametrize("kind,band", [("uniform", APPROX_BAND_INDEPENDENT), ("gauss", APPROX_BAND_INDEPENDENT),
-                                       ("sphere", APPROX_BAND_INDEPENDENT), ("near", APPROX_BAND_NEAR)])
+@pytest.mark.parametrize(
+    "kind,band",
+    [
+        ("uniform", APPROX_BAND_INDEPENDENT),
+        ("gauss", APPROX_BAND_INDEPENDENT),
+        ("sphere", APPROX_BAND_INDEPENDENT),
+        ("near", APPROX_BAND_NEAR),
+    ],
+)
 def test_approx_match_cost_within_band_of_exact_emd(sess, rng, kind, band):
     p, q = clouds(rng, 2, 1024, 1024, kind)
     match = tf_ops.approx_match(p, q)
@@ -285,8 +326,12 @@ def test_match_cost_gradient_through_approx_match_and_coincident_points(sess, rn
 # -------------------------------------------------------------------- fallbacks vs compiled
 def test_fallback_nn_distance_agrees_with_compiled(sess, rng, monkeypatch):
     monkeypatch.setattr(fallback, "NN_BLOCK_ELEMENTS", 3 * 300 * 1025)  # force the blocked path too
-    for b, n, m, kind in [(3, 1000, 1025, "uniform"), (2, 4096, 1024, "pixels"), (1, 1, 7, "gauss"),
-                          (2, 130, 70, "grid")]:
+    for b, n, m, kind in [
+        (3, 1000, 1025, "uniform"),
+        (2, 4096, 1024, "pixels"),
+        (1, 1, 7, "gauss"),
+        (2, 130, 70, "grid"),
+    ]:
         p, q = clouds(rng, b, n, m, kind)
         x, y = tf.constant(p), tf.constant(q)
         c = tf_ops.nn_distance(x, y)
@@ -339,8 +384,9 @@ def brute_force_assignment(p, q):
     return float(cost[np.arange(n), perms].sum(1).min())
 
 
-@pytest.mark.parametrize("n,kind", [(1, "uniform"), (2, "gauss"), (3, "uniform"), (5, "gauss"), (7, "uniform"),
-                                    (8, "gauss"), (8, "grid")])
+@pytest.mark.parametrize(
+    "n,kind", [(1, "uniform"), (2, "gauss"), (3, "uniform"), (5, "gauss"), (7, "uniform"), (8, "gauss"), (8, "grid")]
+)
 def test_auction_match_and_fallback_against_all_permutations(sess, rng, n, kind):
     """The fallback is optimal and the compiled auction within its certified 1e-4 of the optimum,
     the optimum found by trying every permutation (N <= 8; 'grid' has many ties)."""
@@ -393,15 +439,18 @@ def test_bad_input_raises_clear_errors(sess, impl, op):
     cases = dict(BAD_INPUTS)
     if op == "auction_match":
         cases["unequal N"] = ((1, 4, 3), (1, 5, 3), "same number of points")
-    for name, (s1, s2, msg) in cases.items():
+    for s1, s2, msg in cases.values():
         a, b = np.zeros(s1, np.float32), np.zeros(s2, np.float32)
         with pytest.raises(ValueError, match=msg):  # static shapes: at graph construction
             OPS[op](module, a, b)
         x, y = tf.placeholder(tf.float32, None), tf.placeholder(tf.float32, None)
         if op == "match_cost":  # its match input is checked too; feed it consistently where possible
             out = module.match_cost(x, y, tf.placeholder(tf.float32, [None, None, None], name="m"))
-            feed = {x: a, y: b, "m:0": np.zeros((s1[0], s2[1] if len(s2) > 1 else 1,
-                                                 s1[1] if len(s1) > 1 else 1), np.float32)}
+            feed = {
+                x: a,
+                y: b,
+                "m:0": np.zeros((s1[0], s2[1] if len(s2) > 1 else 1, s1[1] if len(s1) > 1 else 1), np.float32),
+            }
         else:
             out = OPS[op](module, x, y)
             feed = {x: a, y: b}
@@ -430,8 +479,10 @@ def test_other_bad_inputs(sess):
         sess.run(tf_ops.auction_match(nan, np.zeros((1, 5, 3), np.float32)))
     with pytest.raises(tf.errors.InvalidArgumentError, match="match must have shape"):
         m = tf.placeholder(tf.float32, None)
-        sess.run(tf_ops.match_cost(np.zeros((1, 5, 3), np.float32), np.zeros((1, 4, 3), np.float32), m),
-                 {m: np.zeros((1, 5, 4), np.float32)})
+        sess.run(
+            tf_ops.match_cost(np.zeros((1, 5, 3), np.float32), np.zeros((1, 4, 3), np.float32), m),
+            {m: np.zeros((1, 5, 4), np.float32)},
+        )
     # numpy float64 input is converted (not rejected)
     d1 = sess.run(tf_ops.nn_distance(np.zeros((1, 2, 3)), np.ones((1, 1, 3)))[0])
     np.testing.assert_allclose(d1, 3.0)
@@ -527,10 +578,12 @@ def test_tf_ops_runs_without_utils_in_eager_mode():
 
 def test_check_gpu_helpers_load_without_tensorflow():
     """check_gpu.py imports reference, params and build as siblings, without the tf_ops package."""
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import check_gpu; "
-            "r = check_gpu._sibling('reference'); p = check_gpu._sibling('params'); "
-            "assert r.APPROX_MATCH_LEVELS is p.APPROX_MATCH_LEVELS and len(p.APPROX_MATCH_LEVELS) == 10; "
-            "assert 'tensorflow' not in sys.modules and 'tf_ops' not in sys.modules, sorted(sys.modules)")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import check_gpu; "
+        "r = check_gpu._sibling('reference'); p = check_gpu._sibling('params'); "
+        "assert r.APPROX_MATCH_LEVELS is p.APPROX_MATCH_LEVELS and len(p.APPROX_MATCH_LEVELS) == 10; "
+        "assert 'tensorflow' not in sys.modules and 'tf_ops' not in sys.modules, sorted(sys.modules)"
+    )
     subprocess.run([sys.executable, "-c", code, os.path.join(ROOT, "tf_ops")], cwd="/", check=True)
 
 
@@ -548,20 +601,25 @@ def test_build_is_a_noop_when_up_to_date(monkeypatch):
     """Nothing compiled, linked, loaded or rewritten; no subprocess at all; TensorFlow not imported."""
     build.build(quiet=True)
     before = _build_outputs()
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "tf_ops", "build.py")], cwd="/",
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tf_ops", "build.py")], cwd="/", capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     assert "up to date" in out.stdout
     assert _build_outputs() == before
+
     # in this process: any compiler, linker or TensorFlow subprocess would fail the build
     def no_subprocess(cmd, *args, **kwargs):
         raise AssertionError(f"the no-op build ran {cmd}")
+
     monkeypatch.setattr(subprocess, "run", no_subprocess)
     assert build.build(quiet=True)["key"] == build.stamp_key(build._options(False))
     monkeypatch.undo()
     assert _build_outputs() == before
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import build; "
-            "assert build.main(['--quiet']) == 0; assert 'tensorflow' not in sys.modules")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import build; "
+        "assert build.main(['--quiet']) == 0; assert 'tensorflow' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code, os.path.join(ROOT, "tf_ops")], check=True)
 
 
@@ -569,8 +627,13 @@ def test_build_fails_loudly_and_keeps_the_working_library(tmp_path):
     lib = os.path.join(ROOT, "tf_ops", "build", "libdiffer_ops.so")
     before = os.stat(lib).st_mtime_ns
     env = dict(os.environ, DIFFER_TF_OPS_CXXFLAGS="-DDIFFER_BROKEN_BUILD_TEST -fno-such-option-for-the-test")
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "tf_ops", "build.py")], cwd=str(tmp_path), env=env,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tf_ops", "build.py")],
+        cwd=str(tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 1
     assert "BUILD FAILED" in out.stderr and "fno-such-option-for-the-test" in out.stderr
     assert os.stat(lib).st_mtime_ns == before

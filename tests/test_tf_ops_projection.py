@@ -3,18 +3,20 @@ tf_ops/reference.py (dense, written differently from the kernels) and against th
 implementations of utils/render/projection.py (local, dense); gradients against the references and
 finite differences; independence of the CPU thread count; the fallback without the library;
 bad input. (tests/test_projection.py runs its known-answer tests on 'fused' too.)"""
+
 import os
 import warnings
 
 import numpy as np
 import pytest
 
+from utils import losses
+from utils.common.tfv1 import tf
+from utils.render import camera
+from utils.render import projection as proj
+
 import tf_ops
 from tf_ops import build, reference
-from utils.render import camera
-from utils import losses
-from utils.render import projection as proj
-from utils.common.tfv1 import tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGMA_SQ, RADIUS, BETA = 0.4, 1.0, 100.0
@@ -42,9 +44,9 @@ def scene(rng, batch, n_pts, h, w):
         return pix.astype(np.float32)
     k = n_pts // 10
     pix[:, :k, :2] = rng.integers(-2, min(h, w) + 2, (batch, k, 2))
-    pix[:, k:2 * k, :2] = rng.integers(-2, min(h, w) + 2, (batch, k, 2)) + 0.5
-    pix[:, 2 * k:2 * k + 2, :2] = camera.OFF_IMAGE
-    pix[:, 2 * k:2 * k + 2, 2] = camera.MIN_DEPTH
+    pix[:, k : 2 * k, :2] = rng.integers(-2, min(h, w) + 2, (batch, k, 2)) + 0.5
+    pix[:, 2 * k : 2 * k + 2, :2] = camera.OFF_IMAGE
+    pix[:, 2 * k : 2 * k + 2, 2] = camera.MIN_DEPTH
     pix[:, 2 * k + 2, :2] = [3e4, -2e4]
     ties = np.arange(2 * k + 3, 3 * k + 3)
     src = rng.integers(0, n_pts, len(ties))
@@ -71,8 +73,9 @@ def assert_grad_close(got, want, rel, what):
 
 
 # ------------------------------------------------------------------------ against numpy
-@pytest.mark.parametrize("batch,n_pts,h,w", [(1, 1, 1, 1), (2, 7, 5, 9), (3, 300, 32, 32), (2, 1000, 29, 64),
-                                             (1, 16384, 128, 128)])
+@pytest.mark.parametrize(
+    "batch,n_pts,h,w", [(1, 1, 1, 1), (2, 7, 5, 9), (3, 300, 32, 32), (2, 1000, 29, 64), (1, 16384, 128, 128)]
+)
 def test_fused_projections_match_numpy_reference(sess, rng, batch, n_pts, h, w):
     pix = scene(rng, batch, n_pts, h, w)
     feat = rng.uniform(size=(batch, n_pts, 3)).astype(np.float32)
@@ -80,13 +83,13 @@ def test_fused_projections_match_numpy_reference(sess, rng, batch, n_pts, h, w):
     w_map = rng.normal(size=(batch, h, w, 3)).astype(np.float32)
     got = run_fused(sess, pix, feat, h, w, w_mask, w_map)
     for b in range(batch):
-        np.testing.assert_allclose(got["mask"][b], reference.mask_projection(pix[b], h, w, SIGMA_SQ), rtol=0,
-                                   atol=1e-5)
+        np.testing.assert_allclose(got["mask"][b], reference.mask_projection(pix[b], h, w, SIGMA_SQ), rtol=0, atol=1e-5)
         fmap, cov = reference.feature_projection(pix[b], feat[b], h, w, RADIUS, BETA)
         np.testing.assert_allclose(got["fmap"][b], fmap, rtol=0, atol=1e-5)
         np.testing.assert_array_equal(got["cov"][b], cov)
-        assert_grad_close(got["g_mask"][b], reference.mask_projection_grad(pix[b], h, w, SIGMA_SQ, w_mask[b]), 1e-4,
-                          "mask gradient")
+        assert_grad_close(
+            got["g_mask"][b], reference.mask_projection_grad(pix[b], h, w, SIGMA_SQ, w_mask[b]), 1e-4, "mask gradient"
+        )
         g_pix, g_feat = reference.feature_projection_grad(pix[b], feat[b], h, w, RADIUS, BETA, w_map[b])
         assert_grad_close(got["g_pix"][b], g_pix, 1e-4, "feature gradient w.r.t. pix")
         assert_grad_close(got["g_feat"][b], g_feat, 1e-4, "feature gradient w.r.t. feat")
@@ -124,10 +127,14 @@ def _graph_impls(sess, rng, impls, batch, n_pts, size):
         mask = proj.mask_projection(pix, size, size, SIGMA_SQ, impl=impl)
         rgb, cov = proj.feature_projection(pix, feat, size, size, RADIUS, BETA, impl=impl)
         part, _ = proj.part_projection(pix, probs, size, size, RADIUS, BETA, impl=impl)
-        outs[impl] = dict(mask=mask, rgb=rgb, cov=cov, part=part,
-                          g_mask=tf.gradients(tf.reduce_sum(mask * w_mask), pix)[0],
-                          g_feat=tf.gradients(tf.reduce_sum(rgb * w_rgb) + tf.reduce_sum(part * w_part),
-                                              [pix, feat, probs]))
+        outs[impl] = dict(
+            mask=mask,
+            rgb=rgb,
+            cov=cov,
+            part=part,
+            g_mask=tf.gradients(tf.reduce_sum(mask * w_mask), pix)[0],
+            g_feat=tf.gradients(tf.reduce_sum(rgb * w_rgb) + tf.reduce_sum(part * w_part), [pix, feat, probs]),
+        )
     return sess.run(outs)
 
 
@@ -166,7 +173,8 @@ def test_fused_gradients_match_finite_differences_near_window_edges(sess, rng, f
     mask = tf_ops.mask_projection(pix, size, size, SIGMA_SQ)
     fmap, _ = tf_ops.feature_projection(pix, feat, size, size, RADIUS, 2.0)
     loss = tf.reduce_sum(mask * tf.constant(rng.normal(size=(1, size, size)))) + tf.reduce_sum(
-        fmap * tf.constant(rng.normal(size=(1, size, size, 2))))
+        fmap * tf.constant(rng.normal(size=(1, size, size, 2)))
+    )
     got = sess.run(tf.gradients(loss, pix)[0], {pix: pix0})
     np.testing.assert_allclose(got, finite_difference(sess, loss, pix, pix0), atol=1e-6)
     assert np.abs(got[..., 2]).max() > 1e-3 and np.abs(got[..., :2]).max() > 1e-2
@@ -195,13 +203,19 @@ def test_empty_and_degenerate_inputs(sess):
 
 # ------------------------------------------------------------------------ pixel_nearest
 def nearest_scene(rng, batch, n_pts, h, w):
-    pts = np.stack([rng.uniform(-10, h + 10, (batch, n_pts)), rng.uniform(-10, w + 10, (batch, n_pts)),
-                    rng.uniform(1, 2, (batch, n_pts))], -1)
+    pts = np.stack(
+        [
+            rng.uniform(-10, h + 10, (batch, n_pts)),
+            rng.uniform(-10, w + 10, (batch, n_pts)),
+            rng.uniform(1, 2, (batch, n_pts)),
+        ],
+        -1,
+    )
     k = max(1, n_pts // 8)
     # integral and half-integral coordinates: exact ties between points, points on cell borders
     pts[:, :k, :2] = rng.integers(-3, min(h, w) + 3, (batch, k, 2)) + rng.choice([0.0, 0.5], (batch, k, 2))
     if n_pts >= 8:
-        pts[:, k:k + 2, :2] = camera.OFF_IMAGE
+        pts[:, k : k + 2, :2] = camera.OFF_IMAGE
         pts[:, k + 2, :2] = [h + 40.0, -30.0]  # beyond the margin cells, within the cap
     return pts.astype(np.float32)
 
@@ -219,8 +233,10 @@ def check_nearest(idx, pts, query, cap):
     return np.mean(idx[hit] == ref_idx[hit]) if hit.any() else 1.0
 
 
-@pytest.mark.parametrize("batch,n_pts,h,w", [(1, 1, 1, 1), (2, 5, 3, 7), (3, 64, 16, 16), (4, 1024, 64, 64),
-                                             (1, 300, 17, 53), (1, 16384, 128, 128)])
+@pytest.mark.parametrize(
+    "batch,n_pts,h,w",
+    [(1, 1, 1, 1), (2, 5, 3, 7), (3, 64, 16, 16), (4, 1024, 64, 64), (1, 300, 17, 53), (1, 16384, 128, 128)],
+)
 def test_pixel_nearest_matches_brute_force(sess, rng, batch, n_pts, h, w):
     pts = nearest_scene(rng, batch, n_pts, h, w)
     query = (rng.uniform(size=(batch, h, w)) < 0.6).astype(np.float32)
@@ -235,8 +251,7 @@ def test_pixel_nearest_matches_brute_force(sess, rng, batch, n_pts, h, w):
         # dist: the squared distance to the returned point, +inf where none; gradient 2 g (point - pixel)
         rows, cols = np.nonzero(idx[b] >= 0)
         near = pts[b].astype(np.float64)[idx[b][rows, cols]]
-        np.testing.assert_allclose(dist[b][rows, cols], (near[:, 0] - rows) ** 2 + (near[:, 1] - cols) ** 2,
-                                   rtol=1e-6)
+        np.testing.assert_allclose(dist[b][rows, cols], (near[:, 0] - rows) ** 2 + (near[:, 1] - cols) ** 2, rtol=1e-6)
         assert np.all(np.isinf(dist[b][idx[b] < 0]))
         want = np.zeros((n_pts, 3))
         g = 2 * g_dist[b][rows, cols]
@@ -330,16 +345,25 @@ def test_cpu_kernels_do_not_depend_on_the_thread_count(rng, tmp_path):
     index order."""
     import subprocess
     import sys
+
     pix = scene(rng, 3, 2000, 40, 40)
-    np.savez(tmp_path / "in.npz", pix=pix, feat=rng.uniform(size=(3, 2000, 3)).astype(np.float32),
-             query=(rng.uniform(size=(3, 40, 40)) < 0.5).astype(np.float32),
-             w_mask=rng.normal(size=(3, 40, 40)).astype(np.float32),
-             w_map=rng.normal(size=(3, 40, 40, 3)).astype(np.float32))
+    np.savez(
+        tmp_path / "in.npz",
+        pix=pix,
+        feat=rng.uniform(size=(3, 2000, 3)).astype(np.float32),
+        query=(rng.uniform(size=(3, 40, 40)) < 0.5).astype(np.float32),
+        w_mask=rng.normal(size=(3, 40, 40)).astype(np.float32),
+        w_map=rng.normal(size=(3, 40, 40, 3)).astype(np.float32),
+    )
     results = []
     for threads in (1, 4):
         out = tmp_path / f"out{threads}.npz"
-        proc = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(tmp_path / "in.npz"), str(threads), str(out)],
-                              capture_output=True, text=True, cwd=ROOT)
+        proc = subprocess.run(
+            [sys.executable, "-c", _THREADS_SCRIPT, str(tmp_path / "in.npz"), str(threads), str(out)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         with np.load(out) as data:
             results.append([data[k] for k in sorted(data.files, key=lambda k: int(k.split("_")[1]))])
@@ -350,8 +374,9 @@ def test_cpu_kernels_do_not_depend_on_the_thread_count(rng, tmp_path):
 # ------------------------------------------------------------------------ fallback, API
 def test_missing_library_falls_back_to_local_with_one_warning(rng):
     # no exact ties here: the fallback's nearest-point query may break them differently
-    pix_np = np.stack([rng.uniform(-3, 23, (2, 200)), rng.uniform(-3, 23, (2, 200)),
-                       rng.uniform(1, 3, (2, 200))], -1).astype(np.float32)
+    pix_np = np.stack(
+        [rng.uniform(-3, 23, (2, 200)), rng.uniform(-3, 23, (2, 200)), rng.uniform(1, 3, (2, 200))], -1
+    ).astype(np.float32)
     feat_np = rng.uniform(size=(2, 200, 3)).astype(np.float32)
     gt = (rng.uniform(size=(2, 20, 20)) < 0.4).astype(np.float32)
 

@@ -5,6 +5,7 @@ Also: every flag reaches the graph or the batches, each loss weight multiplies i
 one batch, the run scripts' flags parse against the shared parser, args.json round trip, atomic
 checkpoints, and the evaluation's IoU rule on a hand-computed example.
 """
+
 import argparse
 import csv
 import json
@@ -15,25 +16,42 @@ import shlex
 import imageio.v2 as imageio
 import numpy as np
 import pytest
-import tiny
 
-from utils.eval import evaluate
-from utils.train import config
+import tiny
 from utils import metrics
-from utils.experiment import Experiment
 from utils.common.tfv1 import tf
+from utils.eval import evaluate
+from utils.experiment import Experiment
+from utils.train import config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _train_argv(task, exp, data, iters, extra=()):
     """The tiny configuration (tests/tiny.py) at the default network size (1024 points)."""
-    return tiny.train_argv(exp, data, iters, "--N_PTS", "1024", "--bottleneck", "128", "--print_n", "2",
-                           "--save_n", "3", "--save_model_n", "2", "--lr", "1e-4", *extra)
+    return tiny.train_argv(
+        exp,
+        data,
+        iters,
+        "--N_PTS",
+        "1024",
+        "--bottleneck",
+        "128",
+        "--print_n",
+        "2",
+        "--save_n",
+        "3",
+        "--save_model_n",
+        "2",
+        "--lr",
+        "1e-4",
+        *extra,
+    )
 
 
 class _ReadFlags(argparse.Namespace):
     """A Namespace that notes every flag read from it, so a test sees which flags a run uses."""
+
     seen = set()
 
     def __getattribute__(self, name):
@@ -51,6 +69,7 @@ def _per_sample(folder):
 @pytest.mark.parametrize("task", ["rgb", "partseg"])
 def test_train_snapshot_resume_metrics(task, tiny_data, tmp_path, capsys, monkeypatch):
     import importlib
+
     train = importlib.import_module(f"{task}.train_{task}")
     evaluate_mod = importlib.import_module(f"{task}.metrics_{task}")
     exp = str(tmp_path / "exp")
@@ -84,8 +103,25 @@ def test_train_snapshot_resume_metrics(task, tiny_data, tmp_path, capsys, monkey
 
     out = str(tmp_path / "metrics")
     pictures = ["--save_screenshots", "--save_ply"] + (["--save_gifs"] if task == "partseg" else [])
-    summary = evaluate_mod.main(["--exp", exp, "--snapshot", "latest", "--eval_set", "test", "--out", out,
-                                 "--batch_size", "3", "--baseline_models", "4", "--n_pictures", "1", *pictures])
+    summary = evaluate_mod.main(
+        [
+            "--exp",
+            exp,
+            "--snapshot",
+            "latest",
+            "--eval_set",
+            "test",
+            "--out",
+            out,
+            "--batch_size",
+            "3",
+            "--baseline_models",
+            "4",
+            "--n_pictures",
+            "1",
+            *pictures,
+        ]
+    )
     rows = _per_sample(out)
     model_rows = [r for r in rows if r["method"] == "model"]
     # Every input view of every test model is a sample (1 model x 4 views in the tiny set).
@@ -94,8 +130,9 @@ def test_train_snapshot_resume_metrics(task, tiny_data, tmp_path, capsys, monkey
     with open(os.path.join(out, "per_model.csv")) as f:
         per_model = [r for r in csv.DictReader(f) if r["method"] == "model"]
     assert len(per_model) == summary["n_models"] and per_model[0]["n_views"] == "4"
-    np.testing.assert_allclose(float(per_model[0]["chamfer"]),
-                               np.mean([float(r["chamfer"]) for r in model_rows[:4]]), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(per_model[0]["chamfer"]), np.mean([float(r["chamfer"]) for r in model_rows[:4]]), rtol=1e-6
+    )
     key = "colour" if task == "rgb" else "miou"
     for r in model_rows:
         for k in ("chamfer", "emd", key):
@@ -116,11 +153,26 @@ def test_train_snapshot_resume_metrics(task, tiny_data, tmp_path, capsys, monkey
         assert not np.array_equal(frames[0], frames[6])  # it turns
     else:  # batches of 3 over 4 samples: the padded last batch scores its one sample as batches of 1 do
         alone = str(tmp_path / "metrics_b1")
-        evaluate_mod.main(["--exp", exp, "--snapshot", "latest", "--eval_set", "test", "--out", alone,
-                           "--batch_size", "1", "--baseline_models", "4"])
+        evaluate_mod.main(
+            [
+                "--exp",
+                exp,
+                "--snapshot",
+                "latest",
+                "--eval_set",
+                "test",
+                "--out",
+                alone,
+                "--batch_size",
+                "1",
+                "--baseline_models",
+                "4",
+            ]
+        )
         rows_b1 = _per_sample(alone)
-        assert [(r["model_id"], r["input_view"], r["method"]) for r in rows] == \
-            [(r["model_id"], r["input_view"], r["method"]) for r in rows_b1]
+        assert [(r["model_id"], r["input_view"], r["method"]) for r in rows] == [
+            (r["model_id"], r["input_view"], r["method"]) for r in rows_b1
+        ]
         for a, b in zip(rows, rows_b1):
             for k in ("chamfer", "emd", "colour"):
                 np.testing.assert_allclose(float(a[k]), float(b[k]), rtol=1e-4, atol=1e-6, err_msg=(k, a))
@@ -132,6 +184,7 @@ def test_train_step_benchmark_worker(tiny_data, capsys):
     every part, for the fused step and the step before it; and the table it prints."""
     from benchmarks import bench_train_step as bench
     from utils import losses
+
     affinity_bwd = losses.affinity_bwd
     cfg = dict(batch=2, views=2, n_pts=64, size=64)  # the tiny data set has 64x64 renders
     try:
@@ -167,7 +220,9 @@ def flags_in_script(path):
 
 def test_flags_in_script_reads_continued_lines(tmp_path):
     script = tmp_path / "run.sh"
-    script.write_text('# python x.py --no\nsource env.sh\npython rgb/train_rgb.py --exp "a b" \\\n  --lr 1e-4 "$@"  # c\n')
+    script.write_text(
+        '# python x.py --no\nsource env.sh\npython rgb/train_rgb.py --exp "a b" \\\n  --lr 1e-4 "$@"  # c\n'
+    )
     assert flags_in_script(script) == [["--exp", "a b", "--lr", "1e-4"]]
 
 
@@ -226,9 +281,25 @@ CHANGES = {
 # test_failures.py (override) and test_fidelity.py (preset), in test_progress.py (no_progress), and in
 # test_validation.py (val_selection, val_samples: the validation set, which decides the best snapshot), and in
 # test_view_cache.py (view_cache, cache_dir: the same batches, read from the cache).
-RUN_FLAGS = {"exp", "preset", "gpu", "data_dir", "category", "N_ITERS", "print_n", "save_n", "save_model_n",
-             "val_batches", "no_progress", "verbose", "override", "val_selection", "val_samples", "view_cache",
-             "cache_dir"}
+RUN_FLAGS = {
+    "exp",
+    "preset",
+    "gpu",
+    "data_dir",
+    "category",
+    "N_ITERS",
+    "print_n",
+    "save_n",
+    "save_model_n",
+    "val_batches",
+    "no_progress",
+    "verbose",
+    "override",
+    "val_selection",
+    "val_samples",
+    "view_cache",
+    "cache_dir",
+}
 SMALL = ["--N_VIEWS", "2", "--N_PTS", "64", "--bottleneck", "8", "--batch_size", "2", "--num_workers", "1"]
 
 
@@ -239,8 +310,10 @@ def _train_flags(task):
 def _graph_fingerprint(args, task, optimiser):
     """sha256 of the GraphDef that build_graph (or the whole training graph) makes for ``args``."""
     import hashlib
-    from utils.train import loop as train_loop
+
     from utils.model import GraphSettings, build_graph
+    from utils.train import loop as train_loop
+
     with tf.Graph().as_default() as graph:
         if optimiser:
             train_loop.build_training_graph(args, task, n_gt_pts=32)
@@ -255,6 +328,7 @@ def _graph_fingerprint(args, task, optimiser):
 def _data_fingerprint(args, task):
     """The first training batch the flags describe (and the pipeline's thread count)."""
     from utils.data import BatchPipeline
+
     with BatchPipeline.from_args(args, task, "train") as p:
         batch = p.get_batch(0)
     return p.num_workers, {k: v.tolist() for k, v in batch.items()}
@@ -266,6 +340,7 @@ def test_every_train_flag_reaches_the_graph_or_the_batches(task_name, tiny_data)
     """Each flag that decides what is trained changes the training graph or the batches when its
     value changes (a flag nothing reads would change neither); every flag is classified."""
     import importlib
+
     task = importlib.import_module(f"{task_name}.task").TASK
     flags = _train_flags(task_name)
     assert flags == (set(CHANGES) & flags) | RUN_FLAGS, "classify every flag in CHANGES or RUN_FLAGS"
@@ -274,12 +349,16 @@ def test_every_train_flag_reaches_the_graph_or_the_batches(task_name, tiny_data)
     fingerprints = {}
 
     def fingerprint(argv, where):
-        args = task.resolve_args(config.parse_train_args(task_name, ["--exp", "x", "--data_dir", tiny_data,
-                                                                     *SMALL, *argv]))
+        args = task.resolve_args(
+            config.parse_train_args(task_name, ["--exp", "x", "--data_dir", tiny_data, *SMALL, *argv])
+        )
         key = (tuple(argv), where)
         if key not in fingerprints:
-            fingerprints[key] = (_data_fingerprint(args, task) if where == "data"
-                                 else _graph_fingerprint(args, task, optimiser=where == "optimiser"))
+            fingerprints[key] = (
+                _data_fingerprint(args, task)
+                if where == "data"
+                else _graph_fingerprint(args, task, optimiser=where == "optimiser")
+            )
         return fingerprints[key]
 
     for flag in checked:
@@ -294,20 +373,30 @@ TINY_GRAPH = ["--N_VIEWS", "2", "--N_PTS", "37", "--IMG_H", "16", "--IMG_W", "12
 
 def _task(name):
     import importlib
+
     return importlib.import_module(f"{name}.task").TASK
 
 
 def _random_batch(task_name, rng, n_cls=3, b=2, v=2, h=16, w=12, n_gt=32):
     """A batch of the shapes the loaders make, random values (masks with their distance maps)."""
     from utils.data.distance_map import gt_distance_transform
+
     mask = (rng.random((b, v, h, w)) > 0.6).astype(np.float32)
-    batch = dict(image=rng.random((b, h, w, 3)).astype(np.float32), mask=mask, dist=gt_distance_transform(mask),
-                 az=rng.random((b, v)) * 6, el=rng.random((b, v)) * 0.5, pcl=rng.random((b, n_gt, 3)) - 0.5)
+    batch = dict(
+        image=rng.random((b, h, w, 3)).astype(np.float32),
+        mask=mask,
+        dist=gt_distance_transform(mask),
+        az=rng.random((b, v)) * 6,
+        el=rng.random((b, v)) * 0.5,
+        pcl=rng.random((b, n_gt, 3)) - 0.5,
+    )
     if task_name == "rgb":
         batch.update(rgb=rng.random((b, v, h, w, 3)) * mask[..., None], pcl_rgb=rng.random((b, n_gt, 3)))
     else:
-        batch.update(labels=(rng.integers(1, n_cls + 1, (b, v, h, w)) * mask).astype(np.int32),
-                     pcl_labels=rng.integers(0, n_cls, (b, n_gt)).astype(np.int32))
+        batch.update(
+            labels=(rng.integers(1, n_cls + 1, (b, v, h, w)) * mask).astype(np.int32),
+            pcl_labels=rng.integers(0, n_cls, (b, n_gt)).astype(np.int32),
+        )
     return batch
 
 
@@ -315,21 +404,32 @@ def _run_model(task_name, argv, batch, fetch=("terms", "xyz", "feat")):
     """Build the training graph's model for ``argv`` (seed 1) and run ``fetch`` on ``batch``:
     (dict of results, the graph namespace)."""
     from utils.model import GraphSettings, build_graph
+
     args = config.parse_train_args(task_name, ["--exp", "x", *TINY_GRAPH, *argv])
     if task_name == "partseg":
         args.n_cls = 3
     with tf.Graph().as_default(), tf.Session() as sess:
         tf.set_random_seed(1)
-        g = build_graph(GraphSettings.from_args(args, _task(task_name)), _task(task_name), batch_size=2, n_gt_pts=batch["pcl"].shape[1])
+        g = build_graph(
+            GraphSettings.from_args(args, _task(task_name)),
+            _task(task_name),
+            batch_size=2,
+            n_gt_pts=batch["pcl"].shape[1],
+        )
         sess.run(tf.global_variables_initializer())
         return sess.run({k: getattr(g, k) for k in fetch}, g.feed(batch)), g
 
 
 # The loss term each weight flag multiplies, and the factor on top of the weight: the original's
 # rgb/train_rgb.py multiplied both affinity means by 1e-4 (loss_fwd = 1e-4 * tf.reduce_mean(...)).
-WEIGHTED_TERMS = {"wt_bce": (["bce"], 1.0), "wt_aff_fwd": (["aff_fwd"], 1e-4), "wt_aff_bwd": (["aff_bwd"], 1e-4),
-                  "wt_aff_pts": (["aff_pts"], 1.0), "wt_decay": (["decay"], 1.0),
-                  "wt_3d": (["chamfer_3d", "feat_3d"], 1.0)}
+WEIGHTED_TERMS = {
+    "wt_bce": (["bce"], 1.0),
+    "wt_aff_fwd": (["aff_fwd"], 1e-4),
+    "wt_aff_bwd": (["aff_bwd"], 1e-4),
+    "wt_aff_pts": (["aff_pts"], 1.0),
+    "wt_decay": (["decay"], 1.0),
+    "wt_3d": (["chamfer_3d", "feat_3d"], 1.0),
+}
 
 
 @pytest.mark.parametrize("task_name", ["rgb", "partseg"])
@@ -348,8 +448,13 @@ def test_each_loss_weight_adds_its_term(task_name, rng):
         out, _ = _run_model(task_name, base + [f"--{flag}", "1.25"], batch)
         np.testing.assert_allclose(out["xyz"], ref["xyz"], rtol=1e-5, atol=1e-6)  # the same network in every graph
         expected = 0.75 * factor * sum(ref["terms"][k] for k in terms)
-        np.testing.assert_allclose(out["terms"]["total"] - ref["terms"]["total"], expected, rtol=2e-3,
-                                   atol=1e-6 * ref["terms"]["total"], err_msg=flag)
+        np.testing.assert_allclose(
+            out["terms"]["total"] - ref["terms"]["total"],
+            expected,
+            rtol=2e-3,
+            atol=1e-6 * ref["terms"]["total"],
+            err_msg=flag,
+        )
 
 
 @pytest.mark.parametrize("task_name", ["rgb", "partseg"])
@@ -374,8 +479,11 @@ def test_3d_loss_against_brute_force_nearest_neighbours(task_name, rng):
     np.testing.assert_allclose(out["terms"]["feat_3d"], expected, rtol=1e-4)
     without, _ = _run_model(task_name, [], batch)
     assert "chamfer_3d" not in without["terms"]
-    np.testing.assert_allclose(out["terms"]["total"] - without["terms"]["total"],
-                               out["terms"]["chamfer_3d"] + out["terms"]["feat_3d"], rtol=1e-4)
+    np.testing.assert_allclose(
+        out["terms"]["total"] - without["terms"]["total"],
+        out["terms"]["chamfer_3d"] + out["terms"]["feat_3d"],
+        rtol=1e-4,
+    )
 
 
 @pytest.mark.parametrize("task_name", ["rgb", "partseg"])
@@ -384,8 +492,9 @@ def test_dense_projection_through_build_graph(task_name, rng):
     projection's masks, feature maps and losses, and is what the graph really builds."""
     batch = _random_batch(task_name, rng)
     fetch = ("terms", "pred_mask", "proj")
-    (local, g_local), (dense, g_dense) = [_run_model(task_name, ["--projection", impl], batch, fetch)
-                                          for impl in ("local", "dense")]
+    (local, g_local), (dense, g_dense) = [
+        _run_model(task_name, ["--projection", impl], batch, fetch) for impl in ("local", "dense")
+    ]
     np.testing.assert_allclose(dense["pred_mask"], local["pred_mask"], atol=1e-5)
     np.testing.assert_allclose(dense["proj"], local["proj"], atol=1e-5)
     # (the BCE's log magnifies the Gaussian tails that the local window cuts: ~1e-3 relative)
@@ -402,6 +511,7 @@ def test_dense_projection_through_build_graph(task_name, rng):
                     return True
                 todo += [t.op for t in op.inputs]
         return False
+
     assert points_by_pixels(g_dense.pred_mask) and points_by_pixels(g_dense.proj)
     assert not points_by_pixels(g_local.pred_mask) and not points_by_pixels(g_local.proj)
 
@@ -416,10 +526,29 @@ def test_training_on_one_batch_drives_the_losses_down(task_name, tiny_data):
     for each chair (seen: 12% to 40%). One CPU thread: the same numbers on every run."""
     from utils.data import BatchPipeline
     from utils.model import GraphSettings, build_graph
+
     task = _task(task_name)
-    args = task.resolve_args(config.parse_train_args(task_name, [
-        "--exp", "x", "--data_dir", tiny_data, "--N_VIEWS", "2", "--batch_size", "2", "--N_PTS", "256",
-        "--bottleneck", "32", "--lr", "1e-3"]))
+    args = task.resolve_args(
+        config.parse_train_args(
+            task_name,
+            [
+                "--exp",
+                "x",
+                "--data_dir",
+                tiny_data,
+                "--N_VIEWS",
+                "2",
+                "--batch_size",
+                "2",
+                "--N_PTS",
+                "256",
+                "--bottleneck",
+                "32",
+                "--lr",
+                "1e-3",
+            ],
+        )
+    )
     with BatchPipeline.from_args(args, task, "train", num_workers=0) as pipeline:
         batch = pipeline.get_batch(0)
     one_thread = tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
@@ -448,8 +577,9 @@ def test_resolve_args_returns_a_new_namespace(tiny_data):
         resolved = _task(name).resolve_args(args)
         assert resolved is not args and vars(args) == before
         assert getattr(resolved, "n_cls", None) == expected
-        assert {k: v for k, v in vars(resolved).items() if k != "n_cls"} == \
-            {k: v for k, v in before.items() if k != "n_cls"}
+        assert {k: v for k, v in vars(resolved).items() if k != "n_cls"} == {
+            k: v for k, v in before.items() if k != "n_cls"
+        }
 
 
 def test_incompatible_resume_is_refused(tmp_path):

@@ -5,6 +5,7 @@ experiment's own record compared across runs that differ in --batch_size and acr
 a brute-force numpy Chamfer on unit-cube-scaled clouds, and the second sampling of a surface
 replaced by the ground truth itself.
 """
+
 import json
 import os
 import re
@@ -13,12 +14,12 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import tiny
 from scipy.spatial.distance import cdist
 
+import tiny
+from utils.common.tfv1 import tf
 from utils.data.val_set import choose_pairs
 from utils.task import task_from_ref
-from utils.common.tfv1 import tf
 
 
 def _unit_cube(pcl, clip=None):
@@ -29,7 +30,7 @@ def _unit_cube(pcl, clip=None):
 
 def _chamfer_np(gt, pred, squared=False, clip=None):
     d = cdist(_unit_cube(np.asarray(gt, np.float64)), _unit_cube(np.asarray(pred, np.float64), clip))
-    d = d ** 2 if squared else d
+    d = d**2 if squared else d
     return d.min(1).mean() + d.min(0).mean()
 
 
@@ -47,7 +48,7 @@ def test_balanced_set_size_follows_val_samples_and_covers_every_model(n_samples)
     else:
         assert len(counts) == expected
     # a prefix: a larger set contains the smaller one, and the seed decides the views
-    assert choose_pairs(n_views, 50, seed=3)[:min(expected, 50)] == pairs[:min(expected, 50)]
+    assert choose_pairs(n_views, 50, seed=3)[: min(expected, 50)] == pairs[: min(expected, 50)]
     assert choose_pairs(n_views, 20, seed=4) != choose_pairs(n_views, 20, seed=3)
 
 
@@ -62,8 +63,24 @@ def test_every_10th_set_is_a_tenth_of_the_pairs():
 
 
 def _argv(exp, data, iters, batch_size, extra=()):
-    return tiny.train_argv(exp, data, iters, "--batch_size", str(batch_size), "--print_n", "2", "--save_n", "2",
-                           "--save_model_n", "2", "--N_PTS", "64", "--bottleneck", "8", *extra)
+    return tiny.train_argv(
+        exp,
+        data,
+        iters,
+        "--batch_size",
+        str(batch_size),
+        "--print_n",
+        "2",
+        "--save_n",
+        "2",
+        "--save_model_n",
+        "2",
+        "--N_PTS",
+        "64",
+        "--bottleneck",
+        "8",
+        *extra,
+    )
 
 
 def _record(exp):
@@ -76,6 +93,7 @@ def test_validation_set_is_the_same_across_resume_and_batch_size(tiny_data, tmp_
     """The recorded set depends on --val_samples and the seed only: a resumed run keeps it, a run with
     another --batch_size chooses the same pairs, and each validation scores exactly those samples."""
     from rgb import train_rgb
+
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     assert train_rgb.main(_argv(a, tiny_data, 2, 2, ["--val_samples", "3"])) == 2
     first = _record(a)
@@ -85,8 +103,10 @@ def test_validation_set_is_the_same_across_resume_and_batch_size(tiny_data, tmp_
     assert _record(a)["pairs"] == first["pairs"]
     log = open(os.path.join(a, "log.txt")).read()
     assert "resumed at iteration 2" in log
-    assert re.findall(r"val @ (\d+): chamfer [\d.]+ ± [\d.na]+ \(s\.e\., (\d+) samples", log) == \
-        [("2", "3"), ("4", "3")]
+    assert re.findall(r"val @ (\d+): chamfer [\d.]+ ± [\d.na]+ \(s\.e\., (\d+) samples", log) == [
+        ("2", "3"),
+        ("4", "3"),
+    ]
     assert train_rgb.main(_argv(b, tiny_data, 2, 1, ["--val_samples", "3"])) == 2  # another batch size
     assert _record(b)["pairs"] == first["pairs"]
 
@@ -99,18 +119,32 @@ def test_validation_scores_are_brute_force_chamfer_on_the_recorded_pairs(tiny_da
     the original's mean squared distances."""
     from rgb.task import TASK
     from utils.data import BatchPipeline
-    from utils.train import config, loop
     from utils.experiment import Experiment
+    from utils.train import config, loop
+
     exp = Experiment(str(tmp_path / "exp"))
     try:
-        args = config.parse_train_args("rgb", _argv(exp.root, tiny_data, 1, 3, ["--val_samples", "3"]
-                                                    + (["--val_chamfer", "squared"] if squared else [])))
+        args = config.parse_train_args(
+            "rgb",
+            _argv(
+                exp.root, tiny_data, 1, 3, ["--val_samples", "3"] + (["--val_chamfer", "squared"] if squared else [])
+            ),
+        )
         trainer = loop._Trainer(TASK.resolve_args(args), TASK, exp)
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
             scores = trainer.validation_scores(sess)
-            data = BatchPipeline.from_args(args, task_from_ref("rgb"), "val", pairs=trainer.val_pairs, batch_size=1, n_views=1,
-                                           view_mode="fixed", shuffle=False, repeat=False)
+            data = BatchPipeline.from_args(
+                args,
+                task_from_ref("rgb"),
+                "val",
+                pairs=trainer.val_pairs,
+                batch_size=1,
+                n_views=1,
+                view_mode="fixed",
+                shuffle=False,
+                repeat=False,
+            )
             expected = []
             for k, (mid, view) in enumerate(trainer.val_pairs):
                 batch = data.get_batch(k)
@@ -133,15 +167,28 @@ def test_floor_of_a_cloud_against_itself_is_zero_and_against_a_resampling_is_sma
     the ground truth itself its Chamfer (brute force) is 0; with the generator's own it is positive
     and below the image-blind baseline's (the training medoid) on every test sample."""
     import importlib
+
     from utils import metrics
     from utils.data import BatchPipeline, tree_dirs
     from utils.data.layout import PCL_FILE, RESAMPLE_PCL_FILE
     from utils.eval.evaluate import floor_method
+
     task = importlib.import_module(f"{task_name}.task").TASK
 
     def pipeline(data_dir, split):
-        return BatchPipeline(data_dir, "chair", split, task=task, batch_size=4, n_views=1, view_mode="fixed",
-                             shuffle=False, repeat=False, all_input_views=True, num_workers=0)
+        return BatchPipeline(
+            data_dir,
+            "chair",
+            split,
+            task=task,
+            batch_size=4,
+            n_views=1,
+            view_mode="fixed",
+            shuffle=False,
+            repeat=False,
+            all_input_views=True,
+            num_workers=0,
+        )
 
     with pipeline(tiny_data, "train") as train:
         batches = [train.get_batch(k) for k in range(train.steps_per_epoch)]

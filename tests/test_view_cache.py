@@ -4,6 +4,7 @@ rebuilt when a source file changes or a cache file is damaged, never read then.
 The oracle is the PNG path of utils/data/pipeline.py (OpenCV decoding and scipy's distance
 transform, batch by batch), which the cache must reproduce exactly.
 """
+
 import os
 import re
 import shutil
@@ -12,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.task import task_from_ref
 from utils.data import BatchPipeline
 from utils.data import cache as vc
+from utils.task import task_from_ref
 
 
 def _same(a, b):
@@ -31,8 +32,10 @@ def _pipes(root, cache_dir, **kw):
     args.update(kw)
     args["task"] = task_from_ref(args["task"])
     cat, split = args.pop("category", "chair"), args.pop("split", "train")
-    return (BatchPipeline(root, cat, split, **args),
-            BatchPipeline(root, cat, split, view_cache="auto", cache_dir=str(cache_dir), **args))
+    return (
+        BatchPipeline(root, cat, split, **args),
+        BatchPipeline(root, cat, split, view_cache="auto", cache_dir=str(cache_dir), **args),
+    )
 
 
 @pytest.fixture
@@ -57,12 +60,12 @@ def test_cache_batches_identical_to_png_path(task, tiny_data, tmp_path, capsys):
     for step in (0, 2, 3):
         _same(png.get_batch(step), cached.get_batch(step))
     # validation as training runs it: fixed views 0..V-1, no shuffling, one model padded to a batch
-    png, cached = _pipes(tiny_data, tmp_path, task=task, split="val", shuffle=False, view_mode="fixed",
-                         repeat=False)
+    png, cached = _pipes(tiny_data, tmp_path, task=task, split="val", shuffle=False, view_mode="fixed", repeat=False)
     _same(png.get_batch(0), cached.get_batch(0))
     # evaluation: every input view of every model, threads (prefetching iterator)
-    png, cached = _pipes(tiny_data, tmp_path, task=task, split="test", all_input_views=True, shuffle=False,
-                         repeat=False, num_workers=2)
+    png, cached = _pipes(
+        tiny_data, tmp_path, task=task, split="test", all_input_views=True, shuffle=False, repeat=False, num_workers=2
+    )
     with png, cached:
         got = list(zip(png, cached))
     assert len(got) == 2
@@ -87,10 +90,19 @@ def test_cache_identical_on_edge_cases(data_copy, tmp_path):
         img = cv2.imread(os.path.join(folder, f"render_{v}.png"))
         img[img.sum(-1) == 0] = (90, 100, 110)
         cv2.imwrite(os.path.join(folder, f"render_{v}.png"), img)
-    png, cached = _pipes(data_copy, tmp_path, split="val", n_views=4, view_mode="fixed", all_input_views=True,
-                         shuffle=False, repeat=False, batch_size=4)
+    png, cached = _pipes(
+        data_copy,
+        tmp_path,
+        split="val",
+        n_views=4,
+        view_mode="fixed",
+        all_input_views=True,
+        shuffle=False,
+        repeat=False,
+        batch_size=4,
+    )
     a, b = png.get_batch(0), cached.get_batch(0)
-    assert a["dist"][0, 0].max() == 63 ** 2 + 63 ** 2 and np.all(a["dist"][0, 1] == 64 ** 2 + 64 ** 2)
+    assert a["dist"][0, 0].max() == 63**2 + 63**2 and np.all(a["dist"][0, 1] == 64**2 + 64**2)
     assert a["image"][0, 0, 0].tolist() == np.float32([110 / 255, 100 / 255, 90 / 255]).tolist()  # grey input
     assert a["rgb"][0, 1].max() == 0  # and zeroed in the masked views
     _same(a, b)
@@ -99,6 +111,7 @@ def test_cache_identical_on_edge_cases(data_copy, tmp_path):
 def test_cached_arrays_are_the_decoded_files(tiny_data, tmp_path):
     """Independent of the pipeline: rows of the cache are the PNG pixels, masks and exact distances."""
     from scipy import ndimage
+
     spec = vc.CacheSpec(tiny_data, "chair", "val", task_from_ref("rgb"))
     cache = vc.open_cache(spec, cache_dir=tmp_path)
     [model] = cache.manifest["models"]
@@ -125,8 +138,9 @@ def test_changed_source_file_invalidates_the_cache(data_copy, tmp_path, capsys):
     assert "building" not in capsys.readouterr().err.split("ready")[-1]
     # paint the input view of batch 0's first sample: same file name, new content
     b = png.get_batch(0)
-    path = os.path.join(png.model_dir("rendered", png.models.index(b["model_id"][0])),
-                        f"render_{b['input_view'][0]}.png")
+    path = os.path.join(
+        png.model_dir("rendered", png.models.index(b["model_id"][0])), f"render_{b['input_view'][0]}.png"
+    )
     img = cv2.imread(path)
     img[:8, :8] = (0, 0, 255)
     cv2.imwrite(path, img)
@@ -188,6 +202,7 @@ def test_command_line_builds_and_verify_finds_flipped_bytes(tiny_data, tmp_path,
 
 def test_training_flags_reach_the_pipeline(tiny_data, tmp_path):
     from utils.train import config
+
     argv = ["--exp", "x", "--data_dir", str(tiny_data), "--batch_size", "2"]
     args = config.parse_train_args("rgb", argv + ["--view_cache", "auto", "--cache_dir", str(tmp_path / "c")])
     with BatchPipeline.from_args(args, task_from_ref("rgb"), "val", num_workers=0) as p:
@@ -202,6 +217,7 @@ def test_training_flags_reach_the_pipeline(tiny_data, tmp_path):
 def test_bench_data_table_arithmetic():
     """benchmarks/bench_data.py's ratios, checked by hand: B = 8 samples per 50 ms step = 160 samples/s."""
     from benchmarks import bench_data as bench
+
     text = bench.table(50.0, 40.0, {("cache", 1): 1600.0}, {("cache", 1): 2.0}, 10.0)
     assert "-> 160 samples/s" in text and "5.0 ms -> 1600 samples/s" in text
     assert "| cache | 1 | 1600 | 10.0x | 1.00x | 2.00 | 4.8% |" in text  # 2 / (2 + 40) CPU ms

@@ -1,4 +1,5 @@
 """Pictures: turntable GIFs, the interactive window's linked views, --visualize without a display."""
+
 from argparse import Namespace
 
 import imageio.v2 as imageio
@@ -14,8 +15,12 @@ RED, BLUE = [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]
 def _l_shape(n=60):
     """An L of points (not symmetric about the vertical axis, so it looks different as it turns)."""
     t = np.linspace(-0.4, 0.4, n // 2)
-    return np.concatenate([np.stack([t, np.full_like(t, -0.4), np.zeros_like(t)], 1),
-                           np.stack([np.full_like(t, 0.4), t, np.zeros_like(t)], 1)])
+    return np.concatenate(
+        [
+            np.stack([t, np.full_like(t, -0.4), np.zeros_like(t)], 1),
+            np.stack([np.full_like(t, 0.4), t, np.zeros_like(t)], 1),
+        ]
+    )
 
 
 def _share(frame, colour):
@@ -26,20 +31,22 @@ def _share(frame, colour):
 def test_turntable_gif_turns_both_clouds_side_by_side(tmp_path):
     xyz = _l_shape()
     path = tmp_path / "sub" / "turn.gif"
-    visualize.save_turntable_gif(str(path), [(xyz, np.tile(RED, (len(xyz), 1))), (xyz, np.tile(BLUE, (len(xyz), 1)))],
-                                 n_frames=8)
+    visualize.save_turntable_gif(
+        str(path), [(xyz, np.tile(RED, (len(xyz), 1))), (xyz, np.tile(BLUE, (len(xyz), 1)))], n_frames=8
+    )
     frames = imageio.mimread(str(path))
     assert len(frames) == 8 and all(f.shape == frames[0].shape for f in frames)
     w = frames[0].shape[1]
     for f in frames:  # the first cloud on the left, the second on the right, in every frame
-        assert _share(f[:, : w // 2], RED) > 0.001 and _share(f[:, w // 2:], RED) == 0
-        assert _share(f[:, w // 2:], BLUE) > 0.001 and _share(f[:, : w // 2], BLUE) == 0
+        assert _share(f[:, : w // 2], RED) > 0.001 and _share(f[:, w // 2 :], RED) == 0
+        assert _share(f[:, w // 2 :], BLUE) > 0.001 and _share(f[:, : w // 2], BLUE) == 0
     assert len({f.tobytes() for f in frames}) == 8  # every frame a different angle
 
 
 def _figure_with_two_clouds():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
     fig = Figure(figsize=(6, 3))
     FigureCanvasAgg(fig)
     axes = [fig.add_subplot(1, 2, i + 1, projection="3d") for i in range(2)]
@@ -52,6 +59,7 @@ def _figure_with_two_clouds():
 def _drag_event(fig, ax):
     """A mouse move over ``ax``, as matplotlib sends while the user drags it."""
     from matplotlib.backend_bases import MouseEvent
+
     x0, y0, x1, y1 = ax.bbox.extents
     return MouseEvent("motion_notify_event", fig.canvas, (x0 + x1) / 2, (y0 + y1) / 2)
 
@@ -69,6 +77,7 @@ def test_linked_views_follow_the_dragged_cloud():
 
 def test_interactive_viewer_links_its_views(monkeypatch):
     import matplotlib.pyplot as plt
+
     seen = []
 
     def show():  # stands for the user dragging the ground truth in the window
@@ -81,14 +90,21 @@ def test_interactive_viewer_links_its_views(monkeypatch):
 
     monkeypatch.setattr(plt, "show", show)
     xyz = _l_shape()
-    visualize.interactive_viewer([dict(title="x", image=np.zeros((8, 8, 3)),
-                                       clouds=[("ground truth", xyz, np.tile(RED, (60, 1))),
-                                               ("prediction", xyz, np.tile(BLUE, (60, 1)))])])
+    visualize.interactive_viewer(
+        [
+            dict(
+                title="x",
+                image=np.zeros((8, 8, 3)),
+                clouds=[("ground truth", xyz, np.tile(RED, (60, 1))), ("prediction", xyz, np.tile(BLUE, (60, 1)))],
+            )
+        ]
+    )
     assert seen == [(35, -150)]
 
 
 def test_visualize_without_a_display_says_so(capsys):
     from utils.eval import evaluate
+
     problem = visualize.display_problem()  # the Agg backend draws no window
     assert problem is not None and "no display" in problem
     margs = Namespace(visualize=True, save_gifs=False)

@@ -1,11 +1,30 @@
 """The tiny training configuration every test that trains starts from (one argument list, not one per
 test file): a few iterations on small batches, few points, no progress bar, snapshots only when
 asked. A test adds the flags it is about after it (argparse keeps the last value of a flag)."""
+
 import importlib
 
-TINY_TRAIN = ("--category", "chair", "--N_VIEWS", "2", "--batch_size", "2", "--N_PTS", "256", "--bottleneck", "16",
-              "--save_n", "100", "--save_model_n", "100", "--val_batches", "1", "--num_workers", "1",
-              "--no_progress")
+TINY_TRAIN = (
+    "--category",
+    "chair",
+    "--N_VIEWS",
+    "2",
+    "--batch_size",
+    "2",
+    "--N_PTS",
+    "256",
+    "--bottleneck",
+    "16",
+    "--save_n",
+    "100",
+    "--save_model_n",
+    "100",
+    "--val_batches",
+    "1",
+    "--num_workers",
+    "1",
+    "--no_progress",
+)
 
 
 def train_argv(exp, data_dir, iters, *extra):
@@ -22,6 +41,7 @@ def train(task, data_dir, exp, iters=2, extra=()):
         done = importlib.import_module(f"{task}.train_{task}").main(argv)
     else:
         from utils.train import loop
+
         done = loop.main(task, argv)
     assert done == iters
     return str(exp)

@@ -38,13 +38,26 @@ is ``utils.render.mask_projection`` / ``utils.render.feature_projection`` (same 
 the kernel when it loads and a graph-op form otherwise, tensor ``beta``); see
 docs/renderer.md.
 """
+
 from tf_ops._common import LOADER, backend, load_error
+from tf_ops.chamfer.nn_distance_op import nn_distance
 from tf_ops.emd.approx_match_op import approx_match, match_cost
 from tf_ops.emd.auction_match_op import auction_match
-from tf_ops.chamfer.nn_distance_op import nn_distance
 from tf_ops.params import gaussian_half_width, well_half_width
 from tf_ops.projection.pixel_nearest_op import pixel_nearest
 from tf_ops.projection.projection_op import feature_projection, mask_projection
 
-__all__ = ["nn_distance", "approx_match", "match_cost", "auction_match", "mask_projection", "feature_projection",
-           "pixel_nearest", "backend", "load_error", "LOADER", "gaussian_half_width", "well_half_width"]
+__all__ = [
+    "nn_distance",
+    "approx_match",
+    "match_cost",
+    "auction_match",
+    "mask_projection",
+    "feature_projection",
+    "pixel_nearest",
+    "backend",
+    "load_error",
+    "LOADER",
+    "gaussian_half_width",
+    "well_half_width",
+]

@@ -14,6 +14,7 @@ Backend choice, in this order:
 The outcome is kept by :data:`LOADER`, a :class:`Loader`; ``LOADER.reset(...)`` makes the next
 use try again (tests: the package without its library, the environment switch).
 """
+
 import os
 import threading
 import warnings
@@ -25,9 +26,11 @@ from tf_ops import build
 LIB_PATH = build.LIB_PATH
 BACKEND_ENV = "DIFFER_TF_OPS_BACKEND"
 BUILD_HINT = "build it with:  python tf_ops/build.py   (scripts/setup_env.sh does this on every run)"
-FALLBACK_NOTE = ("using the pure-TF fallbacks (slower, more memory; auction_match runs scipy's exact solver on "
-                 "the CPU; mask_projection and feature_projection have none here: utils.render.projection renders "
-                 "with its 'local' graph ops instead)")
+FALLBACK_NOTE = (
+    "using the pure-TF fallbacks (slower, more memory; auction_match runs scipy's exact solver on "
+    "the CPU; mask_projection and feature_projection have none here: utils.render.projection renders "
+    "with its 'local' graph ops instead)"
+)
 
 
 def _warn(msg):
@@ -74,8 +77,9 @@ class Loader:
         """(library, None) or (None, reason); warns about a fallback nobody asked for."""
         mode = os.environ.get(BACKEND_ENV, "").strip().lower()
         if mode not in ("", "fallback", "compiled"):
-            raise ValueError(f"tf_ops: {BACKEND_ENV} must be 'fallback', 'compiled' or unset, "
-                             f"got {os.environ[BACKEND_ENV]!r}")
+            raise ValueError(
+                f"tf_ops: {BACKEND_ENV} must be 'fallback', 'compiled' or unset, got {os.environ[BACKEND_ENV]!r}"
+            )
         if mode == "fallback":
             return None, f"{BACKEND_ENV}=fallback"
         if not os.path.isfile(self.lib_path):
@@ -102,8 +106,10 @@ def _warn_if_stale(lib_path):
         _warn(f"cannot tell whether {lib_path} is up to date ({e}); using it anyway")
         return
     if stale:
-        _warn(f"{lib_path} is older than its sources, TensorFlow or build options; using it anyway. "
-              f"Rebuild: python tf_ops/build.py")
+        _warn(
+            f"{lib_path} is older than its sources, TensorFlow or build options; using it anyway. "
+            f"Rebuild: python tf_ops/build.py"
+        )
 
 
 LOADER = Loader()
@@ -163,6 +169,8 @@ def pair(xyz1, xyz2, op, same_points=False):
         if sa[0] is not None and sb[0] is not None and sa[0] != sb[0]:
             raise ValueError(f"{op}: xyz1 and xyz2 must have the same batch size, got shapes {sa} and {sb}")
         if same_points and sa[1] is not None and sb[1] is not None and sa[1] != sb[1]:
-            raise ValueError(f"{op}: xyz1 and xyz2 must have the same number of points for a one-to-one "
-                             f"assignment, got shapes {sa} and {sb}")
+            raise ValueError(
+                f"{op}: xyz1 and xyz2 must have the same number of points for a one-to-one "
+                f"assignment, got shapes {sa} and {sb}"
+            )
     return a, b

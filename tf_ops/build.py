@@ -36,6 +36,7 @@ in ``$CUDA_HOME/bin``), ``DIFFER_TF_OPS_MARCH`` (default ``native``; set e.g.
 value; default ``native`` when ``nvidia-smi`` lists a GPU, else ``all-major``),
 ``DIFFER_TF_OPS_NO_CUDA=1`` (same as ``--no-cuda``).
 """
+
 import argparse
 import concurrent.futures
 import contextlib
@@ -55,15 +56,28 @@ LIB_NAME = "libdiffer_ops.so"
 LIB_PATH = os.path.join(BUILD_DIR, LIB_NAME)
 STAMP_PATH = os.path.join(BUILD_DIR, "stamp.json")
 # One folder per op family; each op has <family>/<op>_cpu.cc, <op>_op.cc and <op>.cu.
-FAMILIES = {"nn_distance": "chamfer", "approx_match": "emd", "auction_match": "emd", "projection": "projection",
-            "pixel_nearest": "projection"}
+FAMILIES = {
+    "nn_distance": "chamfer",
+    "approx_match": "emd",
+    "auction_match": "emd",
+    "projection": "projection",
+    "pixel_nearest": "projection",
+}
 OPS = tuple(FAMILIES)
 CPU_SOURCES = [f"{FAMILIES[op]}/{op}_cpu.cc" for op in OPS] + [f"{FAMILIES[op]}/{op}_op.cc" for op in OPS]
 CUDA_SOURCES = [f"{FAMILIES[op]}/{op}.cu" for op in OPS]
 INCLUDE_DIR = os.path.join(HERE, "include")  # the headers shared by every family
 HEADERS = [f"include/{h}" for h in ("kernels_cpu.h", "simd.h", "op_util.h", "launchers.h", "raster_common.h")]
-OPT_FLAGS = ["-O3", "-fPIC", "-ffp-contract=fast", "-fno-math-errno", "-Wall", "-Wno-deprecated-declarations",
-             "-Wno-sign-compare", "-Wno-unused-function"]
+OPT_FLAGS = [
+    "-O3",
+    "-fPIC",
+    "-ffp-contract=fast",
+    "-fno-math-errno",
+    "-Wall",
+    "-Wno-deprecated-declarations",
+    "-Wno-sign-compare",
+    "-Wno-unused-function",
+]
 
 
 class BuildError(RuntimeError):
@@ -109,8 +123,9 @@ def find_cuda_home(nvcc):
     if nvcc:
         cands.append(os.path.dirname(os.path.dirname(nvcc)))
         try:  # nvcc may be a wrapper script: ask it where its toolkit is
-            out = subprocess.run([nvcc, "--dryrun", "-E", "-x", "cu", os.devnull],
-                                 capture_output=True, text=True).stderr
+            out = subprocess.run(
+                [nvcc, "--dryrun", "-E", "-x", "cu", os.devnull], capture_output=True, text=True
+            ).stderr
             for line in out.splitlines():
                 if "TOP=" in line:
                     cands.append(os.path.normpath(line.split("TOP=", 1)[1].strip()))
@@ -133,6 +148,7 @@ def _cpu_signature():
     except OSError:
         pass
     import platform
+
     return platform.machine() + platform.processor()
 
 
@@ -140,7 +156,7 @@ def _tensorflow_signature():
     """Identify the installed TensorFlow without importing it."""
     spec = importlib.util.find_spec("tensorflow")
     if spec is None or not spec.origin:
-        raise BuildError("tensorflow is not installed in this interpreter (%s)" % sys.executable)
+        raise BuildError(f"tensorflow is not installed in this interpreter ({sys.executable})")
     tf_dir = os.path.dirname(spec.origin)
     parts = [tf_dir]
     for name in sorted(os.listdir(tf_dir)):
@@ -166,9 +182,19 @@ def stamp_key(opts):
     srcs = [(n, _read(n)) for n in sorted(CPU_SOURCES + CUDA_SOURCES + HEADERS)]
     cxx = shutil.which(opts["cxx"]) or opts["cxx"]
     nvcc = None if opts["no_cuda"] else find_nvcc()
-    return _sha(*[x for n, c in srcs for x in (n, c)], _read("build.py"), sys.executable, sys.version,
-                *_tensorflow_signature(), json.dumps(opts, sort_keys=True), cxx, _mtime(cxx), nvcc,
-                _mtime(nvcc), _cpu_signature() if opts["march"] == "native" else "")
+    return _sha(
+        *[x for n, c in srcs for x in (n, c)],
+        _read("build.py"),
+        sys.executable,
+        sys.version,
+        *_tensorflow_signature(),
+        json.dumps(opts, sort_keys=True),
+        cxx,
+        _mtime(cxx),
+        nvcc,
+        _mtime(nvcc),
+        _cpu_signature() if opts["march"] == "native" else "",
+    )
 
 
 def _mtime(path):
@@ -207,8 +233,7 @@ def is_up_to_date(opts=None, build_dir=None):
 def _run(cmd, what):
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise BuildError(f"{what} failed (exit {proc.returncode}):\n  {' '.join(cmd)}\n"
-                         f"{proc.stdout}{proc.stderr}")
+        raise BuildError(f"{what} failed (exit {proc.returncode}):\n  {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
     return proc
 
 
@@ -275,17 +300,21 @@ def _tf_python(code, what):
 
 def _tensorflow_info():
     """Compile/link flags, version and CUDA support of the installed TensorFlow."""
-    out = _tf_python("import json, tensorflow as tf; print(json.dumps({'cflags': tf.sysconfig.get_compile_flags(), "
-                     "'lflags': tf.sysconfig.get_link_flags(), 'version': tf.__version__, "
-                     "'cuda': bool(tf.test.is_built_with_cuda())}))", "asking TensorFlow for its build flags")
+    out = _tf_python(
+        "import json, tensorflow as tf; print(json.dumps({'cflags': tf.sysconfig.get_compile_flags(), "
+        "'lflags': tf.sysconfig.get_link_flags(), 'version': tf.__version__, "
+        "'cuda': bool(tf.test.is_built_with_cuda())}))",
+        "asking TensorFlow for its build flags",
+    )
     return json.loads(out.strip().splitlines()[-1])
 
 
 def _check_loads(lib_path):
     """The linked library must load into TensorFlow (catches ABI and undefined-symbol errors)."""
     try:
-        _tf_python(f"import tensorflow as tf; tf.load_op_library({lib_path!r})",
-                   "loading the linked library into TensorFlow")
+        _tf_python(
+            f"import tensorflow as tf; tf.load_op_library({lib_path!r})", "loading the linked library into TensorFlow"
+        )
     except BuildError as e:
         raise BuildError(f"the linked library does not load into TensorFlow: {e}") from e
 
@@ -293,6 +322,7 @@ def _check_loads(lib_path):
 @dataclasses.dataclass
 class _Cuda:
     """Whether the CUDA kernels are built (``use``), why not (``reason``), and with which toolkit."""
+
     use: bool
     reason: str = ""
     nvcc: str = None
@@ -341,7 +371,9 @@ def _compile_jobs(opts, cflags, cuda, obj_dir):
         arch = opts["cuda_arch"] or ("native" if shutil.which("nvidia-smi") else "all-major")
         nv_flags = ["-O3", "-std=c++17", "-Xcompiler", "-fPIC", f"-arch={arch}", f"-I{INCLUDE_DIR}"]
         for src in CUDA_SOURCES:
-            obj = os.path.join(obj_dir, f"{os.path.basename(src)}-{_sha(_read(src), headers, cuda.nvcc, nv_flags)[:16]}.o")
+            obj = os.path.join(
+                obj_dir, f"{os.path.basename(src)}-{_sha(_read(src), headers, cuda.nvcc, nv_flags)[:16]}.o"
+            )
             jobs.append(([cuda.nvcc, "-c", os.path.join(HERE, src)] + nv_flags, obj, src))
     return jobs
 
@@ -351,8 +383,11 @@ def _link_flags(tf_info, cuda):
     if not cuda.use:
         return list(tf_info["lflags"])
     lib_dirs = [os.path.join(cuda.home, d) for d in ("lib64", "lib", "targets/x86_64-linux/lib")]
-    return tf_info["lflags"] + [f"-L{d}" for d in lib_dirs if os.path.isdir(d)] + ["-lcudart_static", "-ldl", "-lrt",
-                                                                                   "-lpthread"]
+    return (
+        tf_info["lflags"]
+        + [f"-L{d}" for d in lib_dirs if os.path.isdir(d)]
+        + ["-lcudart_static", "-ldl", "-lrt", "-lpthread"]
+    )
 
 
 def _link_checked(cxx, objects, lflags, build_dir, lib_path, verbose):
@@ -386,10 +421,12 @@ def _summary(lib_path, seconds, cxx, cflags, cuda, tf_info):
     cuda_line = f"built (nvcc {cuda.nvcc})" if cuda.use else cuda.reason
     if cuda.use and not tf_info["cuda"]:
         cuda_line += " -- --assume-tf-cuda: TensorFlow has no CUDA, so unused"
-    return (f"built {_shown(lib_path)} in {seconds:.1f} s\n"
-            f"  CPU kernels:  nn_distance, approx_match, match_cost, auction_match, mask/feature_projection, "
-            f"pixel_nearest ({cxx} {shown_flags})\n"
-            f"  CUDA kernels: {cuda_line}")
+    return (
+        f"built {_shown(lib_path)} in {seconds:.1f} s\n"
+        f"  CPU kernels:  nn_distance, approx_match, match_cost, auction_match, mask/feature_projection, "
+        f"pixel_nearest ({cxx} {shown_flags})\n"
+        f"  CUDA kernels: {cuda_line}"
+    )
 
 
 def _build(opts, verbose, quiet, build_dir):
@@ -403,13 +440,23 @@ def _build(opts, verbose, quiet, build_dir):
     os.makedirs(obj_dir, exist_ok=True)
     jobs = _compile_jobs(opts, cflags, cuda, obj_dir)
     cxx = opts["cxx"]
-    _log(f"compiling {len([j for j in jobs if not os.path.isfile(j[1])])} of {len(jobs)} sources "
-         f"({cxx}{', nvcc' if cuda.use else ''}) ...", quiet)
+    _log(
+        f"compiling {len([j for j in jobs if not os.path.isfile(j[1])])} of {len(jobs)} sources "
+        f"({cxx}{', nvcc' if cuda.use else ''}) ...",
+        quiet,
+    )
     _compile_all(jobs, verbose)
     _link_checked(cxx, [j[1] for j in jobs], _link_flags(tf_info, cuda), build_dir, lib_path, verbose)
     _drop_unused_objects(obj_dir, jobs)
-    info = {"key": stamp_key(opts), "tensorflow": tf_info["version"], "cuda": cuda.use, "cuda_note": cuda.reason,
-            "cxx": cxx, "cflags": cflags, "built": time.strftime("%Y-%m-%d %H:%M:%S")}
+    info = {
+        "key": stamp_key(opts),
+        "tensorflow": tf_info["version"],
+        "cuda": cuda.use,
+        "cuda_note": cuda.reason,
+        "cxx": cxx,
+        "cflags": cflags,
+        "built": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     _atomic_write(stamp_path, json.dumps(info, indent=1))
     _log(_summary(lib_path, time.time() - t0, cxx, cflags, cuda, tf_info), quiet)
     return info
@@ -427,8 +474,7 @@ def build(force=False, no_cuda=False, verbose=False, quiet=False, build_dir=None
     build_dir, lib_path, _ = _paths(build_dir)
     if not force and is_up_to_date(opts, build_dir):
         info = _read_stamp(build_dir)
-        _log(f"up to date ({_shown(lib_path)}, CUDA kernels: {'yes' if info.get('cuda') else 'no'})",
-             quiet)
+        _log(f"up to date ({_shown(lib_path)}, CUDA kernels: {'yes' if info.get('cuda') else 'no'})", quiet)
         return info
     with _lock(build_dir):
         if not force and is_up_to_date(opts, build_dir):  # another process built it while we waited
@@ -445,17 +491,26 @@ def main(argv=None):
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing unless there is an error")
     p.add_argument("--check", action="store_true", help="exit 0 if up to date, 1 if a build is needed")
     p.add_argument("--build-dir", default=None, help="output folder (default: tf_ops/build, where tf_ops loads from)")
-    p.add_argument("--assume-tf-cuda", action="store_true",
-                   help="build the CUDA kernels and GPU registration even if TensorFlow has no CUDA "
-                        "(a compile/link/load check; the GPU kernels are unused then)")
+    p.add_argument(
+        "--assume-tf-cuda",
+        action="store_true",
+        help="build the CUDA kernels and GPU registration even if TensorFlow has no CUDA "
+        "(a compile/link/load check; the GPU kernels are unused then)",
+    )
     args = p.parse_args(argv)
     try:
         if args.check:
             ok = is_up_to_date(_options(args.no_cuda, args.assume_tf_cuda), args.build_dir)
             _log("up to date" if ok else "needs a build", args.quiet)
             return 0 if ok else 1
-        build(force=args.force, no_cuda=args.no_cuda, verbose=args.verbose, quiet=args.quiet,
-              build_dir=args.build_dir, assume_tf_cuda=args.assume_tf_cuda)
+        build(
+            force=args.force,
+            no_cuda=args.no_cuda,
+            verbose=args.verbose,
+            quiet=args.quiet,
+            build_dir=args.build_dir,
+            assume_tf_cuda=args.assume_tf_cuda,
+        )
     except BuildError as e:
         print(f"tf_ops: BUILD FAILED: {e}", file=sys.stderr, flush=True)
         return 1

@@ -18,6 +18,7 @@
 The compile step alone (``compile_library``) is what tests/test_tf_ops_cuda.py runs
 on machines with nvcc but no GPU.
 """
+
 import argparse
 import ctypes
 import importlib.util
@@ -85,14 +86,53 @@ def load(path):
     lib.differ_gpu_name.argtypes = [ctypes.c_char_p, _int]
     for name, args in {
         "differ_host_nn_distance": [_int, _int, _f32, _int, _f32, _f32, _i32, _f32, _i32, _int, _pf],
-        "differ_host_nn_distance_grad": [_int, _int, _f32, _int, _f32, _f32, _i32, _f32, _i32, _f32, _f32, _int,
-                                         _pf],
+        "differ_host_nn_distance_grad": [_int, _int, _f32, _int, _f32, _f32, _i32, _f32, _i32, _f32, _f32, _int, _pf],
         "differ_host_approx_match": [_int, _int, _int, _f32, _f32, _f32, _f32, _f32, _f32, _int, _pf, _pf, _pf],
         "differ_host_auction_match": [_int, _int, _f32, _f32, _float, _i32, _i32, _int, _pf],
-        "differ_host_projection": [_int, _int, _int, _f32, _f32, _int, _int, _float, _int, _float, _int, _float,
-                                   _f32, _f32, _f32, _f32, _f32, _f32, _f32, _f32, _int, _pf, _pf, _pf, _pf],
-        "differ_host_pixel_nearest": [_int, _int, _int, _f32, _int, _int, _f32, ctypes.c_double, _f32, _i32, _f32,
-                                      _f32, _int, _pf, _pf],
+        "differ_host_projection": [
+            _int,
+            _int,
+            _int,
+            _f32,
+            _f32,
+            _int,
+            _int,
+            _float,
+            _int,
+            _float,
+            _int,
+            _float,
+            _f32,
+            _f32,
+            _f32,
+            _f32,
+            _f32,
+            _f32,
+            _f32,
+            _f32,
+            _int,
+            _pf,
+            _pf,
+            _pf,
+            _pf,
+        ],
+        "differ_host_pixel_nearest": [
+            _int,
+            _int,
+            _int,
+            _f32,
+            _int,
+            _int,
+            _f32,
+            ctypes.c_double,
+            _f32,
+            _i32,
+            _f32,
+            _f32,
+            _int,
+            _pf,
+            _pf,
+        ],
     }.items():
         fn = getattr(lib, name)
         fn.restype = ctypes.c_char_p
@@ -146,9 +186,12 @@ def check_nn_distance(lib, rng, b, n, m, reps):
         scale = max(np.abs(rg1).max(), np.abs(rg2).max(), 1e-12)
         err_g = max(err_g, np.abs(o1[k] - rg1).max() / scale, np.abs(o2[k] - rg2).max() / scale)
     ok = err_d < 1e-5 and err_i < 1e-6 and err_g < 1e-5
-    return {"op": f"nn_distance B={b} N={n} M={m}", "ok": ok,
-            "error": f"dist rel {err_d:.1e}, idx {err_i:.1e}, grad rel {err_g:.1e}",
-            "gpu_ms": f"{t.value:.3f} fwd, {tg.value:.3f} grad"}
+    return {
+        "op": f"nn_distance B={b} N={n} M={m}",
+        "ok": ok,
+        "error": f"dist rel {err_d:.1e}, idx {err_i:.1e}, grad rel {err_g:.1e}",
+        "gpu_ms": f"{t.value:.3f} fwd, {tg.value:.3f} grad",
+    }
 
 
 def check_approx_match(lib, rng, b, n, m, reps):
@@ -159,8 +202,22 @@ def check_approx_match(lib, rng, b, n, m, reps):
     cost = np.empty(b, np.float32)
     g1, g2 = np.empty((b, n, 3), np.float32), np.empty((b, m, 3), np.float32)
     tm, tc, tg = _ms(), _ms(), _ms()
-    _call(lib.differ_host_approx_match, b, n, m, p, q, match, cost, g1, g2, reps, ctypes.byref(tm),
-          ctypes.byref(tc), ctypes.byref(tg))
+    _call(
+        lib.differ_host_approx_match,
+        b,
+        n,
+        m,
+        p,
+        q,
+        match,
+        cost,
+        g1,
+        g2,
+        reps,
+        ctypes.byref(tm),
+        ctypes.byref(tc),
+        ctypes.byref(tg),
+    )
     err_m = err_c = err_g = 0.0
     for k in range(b):
         rm = reference.approx_match(p[k], q[k])
@@ -171,29 +228,36 @@ def check_approx_match(lib, rng, b, n, m, reps):
         scale = max(np.abs(rg1).max(), np.abs(rg2).max())
         err_g = max(err_g, np.abs(g1[k] - rg1).max() / scale, np.abs(g2[k] - rg2).max() / scale)
     ok = err_m < 1e-3 and err_c < 1e-3 and err_g < 1e-4
-    return {"op": f"approx_match+match_cost B={b} N={n} M={m}", "ok": ok,
-            "error": f"match abs {err_m:.1e}, cost rel {err_c:.1e}, grad rel {err_g:.1e}",
-            "gpu_ms": f"{tm.value:.2f} match, {tc.value:.3f} cost, {tg.value:.3f} grad"}
+    return {
+        "op": f"approx_match+match_cost B={b} N={n} M={m}",
+        "ok": ok,
+        "error": f"match abs {err_m:.1e}, cost rel {err_c:.1e}, grad rel {err_g:.1e}",
+        "gpu_ms": f"{tm.value:.2f} match, {tc.value:.3f} cost, {tg.value:.3f} grad",
+    }
 
 
 def check_auction_match(lib, rng, b, n, reps, rel_tol=1e-4):
     reference = _sibling("reference")
     p = (rng.random((b, n, 3)) - 0.5).astype(np.float32)
     q = (rng.random((b, n, 3)) - 0.5).astype(np.float32)
-    l, r = np.empty((b, n), np.int32), np.empty((b, n), np.int32)
+    match_l, match_r = np.empty((b, n), np.int32), np.empty((b, n), np.int32)
     t = _ms()
-    _call(lib.differ_host_auction_match, b, n, p, q, rel_tol, l, r, reps, ctypes.byref(t))
+    _call(lib.differ_host_auction_match, b, n, p, q, rel_tol, match_l, match_r, reps, ctypes.byref(t))
     worst, perm_ok = 0.0, True
     t0 = time.perf_counter()
     exact = [reference.emd_exact(p[k], q[k]) for k in range(b)]
     t_exact = (time.perf_counter() - t0) * 1e3
     for k in range(b):
-        perm_ok &= bool(np.array_equal(np.sort(l[k]), np.arange(n)) and np.array_equal(r[k][l[k]], np.arange(n)))
-        worst = max(worst, reference.assignment_cost(p[k], q[k], l[k]) / exact[k])
+        is_perm = np.array_equal(np.sort(match_l[k]), np.arange(n))
+        perm_ok &= bool(is_perm and np.array_equal(match_r[k][match_l[k]], np.arange(n)))
+        worst = max(worst, reference.assignment_cost(p[k], q[k], match_l[k]) / exact[k])
     ok = perm_ok and worst <= 1 + max(rel_tol, 1e-5) + 1e-6
-    return {"op": f"auction_match B={b} N={n}", "ok": ok,
-            "error": f"permutation {'yes' if perm_ok else 'NO'}, cost/exact max {worst:.6f}",
-            "gpu_ms": f"{t.value:.2f} (scipy exact: {t_exact:.0f} for all {b})"}
+    return {
+        "op": f"auction_match B={b} N={n}",
+        "ok": ok,
+        "error": f"permutation {'yes' if perm_ok else 'NO'}, cost/exact max {worst:.6f}",
+        "gpu_ms": f"{t.value:.2f} (scipy exact: {t_exact:.0f} for all {b})",
+    }
 
 
 SIGMA_SQ, RADIUS, BETA = 0.4, 1.0, 100.0  # the original's values, as in tests/test_tf_ops_projection.py
@@ -207,8 +271,8 @@ def projection_scene(rng, b, n, h, w):
     k = n // 10
     if k:
         pix[:, :k, :2] = rng.integers(-2, min(h, w) + 2, (b, k, 2))
-        pix[:, k:2 * k, :2] = rng.integers(-2, min(h, w) + 2, (b, k, 2)) + 0.5
-        pix[:, 2 * k:2 * k + 2] = [-1e4, -1e4, 1e-3]
+        pix[:, k : 2 * k, :2] = rng.integers(-2, min(h, w) + 2, (b, k, 2)) + 0.5
+        pix[:, 2 * k : 2 * k + 2] = [-1e4, -1e4, 1e-3]
         ties = np.arange(2 * k + 2, 3 * k + 2)
         pix[:, ties, :2] = pix[:, rng.integers(0, n, len(ties)), :2] + rng.uniform(-0.3, 0.3, (b, len(ties), 2))
         pix[:, ties, 2] = 1.25
@@ -225,9 +289,31 @@ def check_projection(lib, rng, b, n, h, w, c, reps):
     fmap = np.empty((b, h, w, c), np.float32)
     gpm, gpf, gfe = np.empty((b, n, 3), np.float32), np.empty((b, n, 3), np.float32), np.empty((b, n, c), np.float32)
     t = [_ms() for _ in range(4)]
-    _call(lib.differ_host_projection, b, n, c, pix, feat, h, w, SIGMA_SQ,
-          params.gaussian_half_width(SIGMA_SQ), RADIUS, params.well_half_width(RADIUS), BETA,
-          g_mask, g_map, mask, fmap, cov, gpm, gpf, gfe, reps, *[ctypes.byref(x) for x in t])
+    _call(
+        lib.differ_host_projection,
+        b,
+        n,
+        c,
+        pix,
+        feat,
+        h,
+        w,
+        SIGMA_SQ,
+        params.gaussian_half_width(SIGMA_SQ),
+        RADIUS,
+        params.well_half_width(RADIUS),
+        BETA,
+        g_mask,
+        g_map,
+        mask,
+        fmap,
+        cov,
+        gpm,
+        gpf,
+        gfe,
+        reps,
+        *[ctypes.byref(x) for x in t],
+    )
     err_v = err_g = 0.0
     cov_ok = True
     for k in range(b):
@@ -236,30 +322,49 @@ def check_projection(lib, rng, b, n, h, w, c, reps):
         err_v = max(err_v, np.abs(fmap[k] - rf).max())
         cov_ok &= bool(np.array_equal(cov[k], rc))
         pairs = [(gpm[k], reference.mask_projection_grad(pix[k], h, w, SIGMA_SQ, g_mask[k]))]
-        pairs += list(zip((gpf[k], gfe[k]), reference.feature_projection_grad(pix[k], feat[k], h, w, RADIUS, BETA,
-                                                                            g_map[k])))
+        pairs += list(
+            zip((gpf[k], gfe[k]), reference.feature_projection_grad(pix[k], feat[k], h, w, RADIUS, BETA, g_map[k]))
+        )
         for got, want in pairs:
             err_g = max(err_g, np.abs(got - want).max() / max(np.abs(want).max(), 1e-12))
     ok = err_v < 1e-5 and err_g < 1e-4 and cov_ok
-    return {"op": f"mask+feature_projection B={b} N={n} {h}x{w} C={c}", "ok": ok,
-            "error": f"values abs {err_v:.1e}, coverage {'equal' if cov_ok else 'DIFFERS'}, grads rel {err_g:.1e}",
-            "gpu_ms": f"mask {t[0].value:.3f} + {t[1].value:.3f} grad, features {t[2].value:.3f} + "
-                      f"{t[3].value:.3f} grad"}
+    return {
+        "op": f"mask+feature_projection B={b} N={n} {h}x{w} C={c}",
+        "ok": ok,
+        "error": f"values abs {err_v:.1e}, coverage {'equal' if cov_ok else 'DIFFERS'}, grads rel {err_g:.1e}",
+        "gpu_ms": f"mask {t[0].value:.3f} + {t[1].value:.3f} grad, features {t[2].value:.3f} + {t[3].value:.3f} grad",
+    }
 
 
 def check_pixel_nearest(lib, rng, b, n, h, w, reps):
     reference = _sibling("reference")
     pts = np.stack([rng.uniform(-10, h + 10, (b, n)), rng.uniform(-10, w + 10, (b, n)), np.ones((b, n))], -1)
-    pts[:, :n // 8, :2] = rng.integers(-3, min(h, w) + 3, (b, n // 8, 2)) + 0.5 * rng.integers(0, 2, (b, n // 8, 2))
-    pts[:, n // 8:n // 8 + 2, :2] = -1e4
+    pts[:, : n // 8, :2] = rng.integers(-3, min(h, w) + 3, (b, n // 8, 2)) + 0.5 * rng.integers(0, 2, (b, n // 8, 2))
+    pts[:, n // 8 : n // 8 + 2, :2] = -1e4
     pts = pts.astype(np.float32)
     query = (rng.random((b, h, w)) < 0.6).astype(np.float32)
     cap = float(h * h + w * w)
     g_dist = rng.standard_normal((b, h, w)).astype(np.float32)
     idx, dist, grad = np.empty((b, h, w), np.int32), np.empty((b, h, w), np.float32), np.empty((b, n, 3), np.float32)
     t, tg = _ms(), _ms()
-    _call(lib.differ_host_pixel_nearest, b, n, 3, pts, h, w, query, cap, g_dist, idx, dist, grad, reps,
-          ctypes.byref(t), ctypes.byref(tg))
+    _call(
+        lib.differ_host_pixel_nearest,
+        b,
+        n,
+        3,
+        pts,
+        h,
+        w,
+        query,
+        cap,
+        g_dist,
+        idx,
+        dist,
+        grad,
+        reps,
+        ctypes.byref(t),
+        ctypes.byref(tg),
+    )
     err, err_g, same_found, agree = 0.0, 0.0, True, []
     for k in range(b):
         ref_idx, ref_d = reference.pixel_nearest(pts[k], query[k], cap)
@@ -268,8 +373,11 @@ def check_pixel_nearest(lib, rng, b, n, h, w, reps):
         rows, cols = np.nonzero(hit)
         p = pts[k].astype(np.float64)[idx[k][hit]]
         d = (rows - p[:, 0]) ** 2 + (cols - p[:, 1]) ** 2
-        err = max(err, float(np.max(np.abs(d - ref_d[hit]) / np.maximum(ref_d[hit], 1e-12), initial=0.0)),
-                  float(np.max(np.abs(dist[k][hit] - ref_d[hit]) / np.maximum(ref_d[hit], 1e-6), initial=0.0)))
+        err = max(
+            err,
+            float(np.max(np.abs(d - ref_d[hit]) / np.maximum(ref_d[hit], 1e-12), initial=0.0)),
+            float(np.max(np.abs(dist[k][hit] - ref_d[hit]) / np.maximum(ref_d[hit], 1e-6), initial=0.0)),
+        )
         agree.append(np.mean(idx[k][hit] == ref_idx[hit]) if hit.any() else 1.0)
         want = np.zeros((n, 3))  # the gradient for the returned indices: 2 g (point - pixel)
         rows, cols = np.nonzero(idx[k] >= 0)
@@ -278,10 +386,13 @@ def check_pixel_nearest(lib, rng, b, n, h, w, reps):
         np.add.at(want[:, 1], j, 2 * g_dist[k][rows, cols] * (pts[k, j, 1] - cols))
         err_g = max(err_g, np.abs(grad[k] - want).max() / max(np.abs(want).max(), 1e-12))
     ok = bool(same_found and err < 1e-6 and err_g < 1e-5)
-    return {"op": f"pixel_nearest B={b} N={n} {h}x{w}", "ok": ok,
-            "error": f"found {'same' if same_found else 'DIFFERS'}, dist rel {err:.1e}, "
-                     f"same index {100 * min(agree):.2f}% (ties), grad rel {err_g:.1e}",
-            "gpu_ms": f"{t.value:.3f} + {tg.value:.3f} grad"}
+    return {
+        "op": f"pixel_nearest B={b} N={n} {h}x{w}",
+        "ok": ok,
+        "error": f"found {'same' if same_found else 'DIFFERS'}, dist rel {err:.1e}, "
+        f"same index {100 * min(agree):.2f}% (ties), grad rel {err_g:.1e}",
+        "gpu_ms": f"{t.value:.3f} + {tg.value:.3f} grad",
+    }
 
 
 def main(argv=None):
@@ -301,8 +412,13 @@ def main(argv=None):
         print(f"no usable GPU ({e}): the CUDA sources compile, but nothing was run", file=sys.stderr)
         return 2
     smi = shutil.which("nvidia-smi")
-    driver = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
-                            text=True).stdout.strip() if smi else "?"
+    driver = (
+        subprocess.run(
+            [smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True
+        ).stdout.strip()
+        if smi
+        else "?"
+    )
     print(f"GPU: {name} (driver {driver})")
     rng = np.random.default_rng(args.seed)
     rows = [

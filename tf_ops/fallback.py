@@ -25,6 +25,7 @@ compiled kernels.
   another index than the compiled op. The distance is recomputed from the
   gathered point (its gradient goes through the gather).
 """
+
 import math
 
 import numpy as np
@@ -51,8 +52,9 @@ def _runtime_checks(a, b, op, same_points=False):
         tf.debugging.assert_equal(sa[0], sb[0], message=f"{op}: xyz1 and xyz2 must have the same batch size"),
     ]
     if same_points:
-        checks.append(tf.debugging.assert_equal(sa[1], sb[1], message=f"{op}: xyz1 and xyz2 must have the "
-                                                                      "same number of points"))
+        checks.append(
+            tf.debugging.assert_equal(sa[1], sb[1], message=f"{op}: xyz1 and xyz2 must have the same number of points")
+        )
     return checks
 
 
@@ -69,13 +71,15 @@ def _nn_indices(a, b):
     sq_b = tf.reduce_sum(tf.square(b), -1)  # (B, M)
 
     def block(a_blk):
-        d = (tf.reduce_sum(tf.square(a_blk), -1)[:, :, None] + sq_b[:, None, :]
-             - 2.0 * tf.matmul(a_blk, b, transpose_b=True))
+        d = (
+            tf.reduce_sum(tf.square(a_blk), -1)[:, :, None]
+            + sq_b[:, None, :]
+            - 2.0 * tf.matmul(a_blk, b, transpose_b=True)
+        )
         # TF's arg/reduce-min over a non-last axis is several times slower than a transpose
         # followed by a last-axis reduction.
         d_t = tf.transpose(d, [0, 2, 1])
-        return (tf.argmin(d, 2, output_type=tf.int32), tf.reduce_min(d_t, 2),
-                tf.argmin(d_t, 2, output_type=tf.int32))
+        return (tf.argmin(d, 2, output_type=tf.int32), tf.reduce_min(d_t, 2), tf.argmin(d_t, 2, output_type=tf.int32))
 
     bsz, n, m = a.shape[0], a.shape[1], b.shape[1]
     rows = None
@@ -86,7 +90,7 @@ def _nn_indices(a, b):
         return idx1, idx2
     parts, best, best_idx = [], None, None
     for r0 in range(0, n, rows):
-        i1, dmin, i2 = block(a[:, r0:r0 + rows])
+        i1, dmin, i2 = block(a[:, r0 : r0 + rows])
         parts.append(i1)
         i2 = i2 + r0
         if best is None:
@@ -157,8 +161,9 @@ def auction_match(xyz1, xyz2, rel_tol=None):
 
     def solve(p, q):
         if p.ndim != 3 or q.ndim != 3 or p.shape[0] != q.shape[0] or p.shape[1] != q.shape[1] or p.shape[1] == 0:
-            raise ValueError(f"auction_match: need two non-empty clouds (B, N, 3) of equal shape, got {p.shape}, "
-                             f"{q.shape}")
+            raise ValueError(
+                f"auction_match: need two non-empty clouds (B, N, 3) of equal shape, got {p.shape}, {q.shape}"
+            )
         if not (np.isfinite(p).all() and np.isfinite(q).all()):
             raise ValueError("auction_match: xyz1 or xyz2 contains NaN or Inf")
         from tf_ops import reference  # scipy: imported only when this fallback runs
@@ -189,18 +194,20 @@ def pixel_nearest(points, query, max_dist_sq=math.inf):
         # the cap: they stay out of reach, and coordinates stay small for the matmul form.
         bound = float(max(img_h, img_w)) + (2.0 * math.sqrt(max_dist_sq) if max_dist_sq < 1e12 else 1e6)
         search = tf.cast(tf.stop_gradient(rc), tf.float32)
-        search = tf.where(tf.math.is_finite(search), tf.clip_by_value(search, -bound, bound),
-                          tf.fill(tf.shape(search), bound))
+        search = tf.where(
+            tf.math.is_finite(search), tf.clip_by_value(search, -bound, bound), tf.fill(tf.shape(search), bound)
+        )
         search = tf.concat([search, tf.zeros_like(search[..., :1])], -1)  # (B, N, 3)
         rows, cols = tf.meshgrid(tf.range(img_h), tf.range(img_w), indexing="ij")
         grid = tf.stack([rows, cols], -1)  # (H, W, 2)
-        grid3 = tf.cast(tf.concat([tf.reshape(grid, [-1, 2]), tf.zeros([img_h * img_w, 1], tf.int32)], -1),
-                        tf.float32)
+        grid3 = tf.cast(tf.concat([tf.reshape(grid, [-1, 2]), tf.zeros([img_h * img_w, 1], tf.int32)], -1), tf.float32)
         _, idx, _, _ = nn_distance(tf.tile(grid3[None], [tf.shape(search)[0], 1, 1]), search)
         idx = tf.reshape(idx, tf.shape(query))  # (B, H, W)
         # the distance, exactly and differentiably, from the gathered point
         near = tf.gather(rc, idx, batch_dims=1)  # (B, H, W, 2)
         dist = tf.reduce_sum(tf.square(near - tf.cast(grid, dtype)), -1)
         keep = tf.logical_and(dist <= max_dist_sq, tf.not_equal(query, 0))
-        return (tf.where(keep, dist, tf.fill(tf.shape(dist), tf.constant(math.inf, dtype))),
-                tf.where(keep, idx, -tf.ones_like(idx)))
+        return (
+            tf.where(keep, dist, tf.fill(tf.shape(dist), tf.constant(math.inf, dtype))),
+            tf.where(keep, idx, -tf.ones_like(idx)),
+        )

@@ -5,12 +5,13 @@ loads this file without importing TensorFlow) and ``utils/render/projection.py``
 renderer uses the same windows as the fused kernels). The C++/CUDA kernels restate
 :data:`APPROX_MATCH_LEVELS` and receive the window half-widths from the Python wrappers.
 """
+
 import math
 
 # approx_match: the sharpness of each of its ten levels, exp(level * squared distance), from
 # very sharp (-4^7) to flat (0), as in PSGN's kernel (approx_match_cpu.cc and approx_match.cu
 # compute the same values as -2^(2 (7 - t))).
-APPROX_MATCH_LEVELS = [-4.0 ** p for p in range(7, -2, -1)] + [0.0]
+APPROX_MATCH_LEVELS = [-(4.0**p) for p in range(7, -2, -1)] + [0.0]
 
 # auction_match: stop once the assignment is certified within (1 + rel_tol) of the optimum.
 AUCTION_REL_TOL = 1e-4

@@ -3,6 +3,7 @@
 Used by the tests, the benchmark, tf_ops/check_gpu.py and the auction_match
 fallback. Every function takes one cloud pair or a batch, as noted.
 """
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
@@ -19,8 +20,12 @@ def nn_distance(xyz1, xyz2):
     """
     xyz1 = np.asarray(xyz1, np.float64)
     xyz2 = np.asarray(xyz2, np.float64)
-    out = [np.empty(xyz1.shape[:2]), np.empty(xyz1.shape[:2], np.int64),
-           np.empty(xyz2.shape[:2]), np.empty(xyz2.shape[:2], np.int64)]
+    out = [
+        np.empty(xyz1.shape[:2]),
+        np.empty(xyz1.shape[:2], np.int64),
+        np.empty(xyz2.shape[:2]),
+        np.empty(xyz2.shape[:2], np.int64),
+    ]
     for k in range(xyz1.shape[0]):
         _, i1 = cKDTree(xyz2[k]).query(xyz1[k])
         _, i2 = cKDTree(xyz1[k]).query(xyz2[k])
@@ -120,6 +125,7 @@ def nn_distance_grad(p, q, grad_dist1, idx1, grad_dist2, idx2):
 # pixel row by pixel row over the points whose well reaches that row. One batch item each;
 # pix (N, 3) = row px, column px, depth; points with a non-finite row or column are ignored.
 
+
 def _finite_points(pix):
     pix = np.asarray(pix, np.float64)
     return pix, np.isfinite(pix[:, 0]) & np.isfinite(pix[:, 1])
@@ -131,7 +137,7 @@ def _gauss_tables(pix, h, w, sigma_sq):
     c = np.where(ok, pix[:, 1], 1e9)[:, None]
     d_r = np.arange(h)[None, :] - r  # (N, H) pixel minus point
     d_c = np.arange(w)[None, :] - c  # (N, W)
-    return d_r, d_c, np.exp(-d_r ** 2 / (2 * sigma_sq)), np.exp(-d_c ** 2 / (2 * sigma_sq))
+    return d_r, d_c, np.exp(-(d_r**2) / (2 * sigma_sq)), np.exp(-(d_c**2) / (2 * sigma_sq))
 
 
 def mask_projection(pix, h, w, sigma_sq):
@@ -144,7 +150,7 @@ def mask_projection_grad(pix, h, w, sigma_sq, grad_mask):
     """(N, 3): gradient of sum(grad_mask * mask_projection) w.r.t. pix (depth column 0)."""
     d_r, d_c, g_r, g_c = _gauss_tables(pix, h, w, sigma_sq)
     m = np.tanh(g_r.T @ g_c)
-    a = np.asarray(grad_mask, np.float64) * (1 - m ** 2)  # (H, W) d loss / d sum
+    a = np.asarray(grad_mask, np.float64) * (1 - m**2)  # (H, W) d loss / d sum
     out = np.zeros((len(d_r), 3))
     out[:, 0] = np.sum(g_r * d_r / sigma_sq * (g_c @ a.T), 1)  # sum_h g_r (h - r)/s sum_w a g_c
     out[:, 1] = np.sum(g_c * d_c / sigma_sq * (g_r @ a), 1)

@@ -27,6 +27,7 @@ kernel releases the lock when its holder dies, so a lock left by a killed run
 is taken over. Readers (``Experiment(root, create=False)``, metrics) take no
 lock and may run while training goes on.
 """
+
 import glob
 import json
 import os
@@ -59,8 +60,10 @@ def check_task(exp_dir, trained, task_name, kind):
     """Raise :class:`WrongTask` unless the experiment (``trained``: args.json's task) is ``task_name``'s;
     ``kind``: the tool family ('metrics', 'predict'), to name the right script."""
     if trained != task_name:
-        raise WrongTask(f"{os.path.join(os.path.abspath(exp_dir), 'args.json')}: the experiment was trained for "
-                        f"'{trained}', not '{task_name}'; use {trained}/{kind}_{trained}.py")
+        raise WrongTask(
+            f"{os.path.join(os.path.abspath(exp_dir), 'args.json')}: the experiment was trained for "
+            f"'{trained}', not '{task_name}'; use {trained}/{kind}_{trained}.py"
+        )
 
 
 def read_checkpoint(prefix):
@@ -69,6 +72,7 @@ def read_checkpoint(prefix):
     Raises what TensorFlow raises on a truncated or corrupt file (OutOfRangeError, DataLossError, ...).
     """
     from utils.common.tfv1 import tf  # (this module is otherwise free of TensorFlow)
+
     reader = tf.train.load_checkpoint(prefix)
     for name in reader.get_variable_to_shape_map():
         reader.get_tensor(name)
@@ -79,10 +83,10 @@ def describe_damage(root, prefix, err):
     """'snapshots/step-N (model.index, model.data-...): OutOfRangeError: ...' for a checkpoint that fails to read."""
     files = sorted(os.path.basename(f) for f in glob.glob(glob.escape(prefix) + ".*"))
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return (f"{os.path.relpath(os.path.dirname(prefix), root)} ({', '.join(files) or 'no files'}): "
-            f"{type(err).__name__}{': ' + text if text else ''}")
-
-
+    return (
+        f"{os.path.relpath(os.path.dirname(prefix), root)} ({', '.join(files) or 'no files'}): "
+        f"{type(err).__name__}{': ' + text if text else ''}"
+    )
 
 
 class Experiment:
@@ -111,8 +115,12 @@ class Experiment:
     # -- lock ----------------------------------------------------------------
     def _acquire_lock(self):
         self._lock = lock.FolderLock(
-            self.root, "experiment folder", "trainer", error=ExperimentInUse,
-            advice="Wait for it to finish or stop it, or choose another --exp (metrics may read the folder meanwhile)")
+            self.root,
+            "experiment folder",
+            "trainer",
+            error=ExperimentInUse,
+            advice="Wait for it to finish or stop it, or choose another --exp (metrics may read the folder meanwhile)",
+        )
         self._lock_fd = self._lock._fd  # (truthy while held: log() and pointer() test it)
         self.took_over = self._lock.took_over
 
@@ -179,14 +187,16 @@ class Experiment:
             tmp = os.path.join(folder, f".tmp-{name}-{os.getpid()}")
             shutil.rmtree(tmp, ignore_errors=True)
             os.makedirs(tmp)
-            saver.save(sess, os.path.join(tmp, CKPT_NAME), write_meta_graph=False,
-                       write_state=False)
+            saver.save(sess, os.path.join(tmp, CKPT_NAME), write_meta_graph=False, write_state=False)
             final = os.path.join(folder, name)
             if os.path.exists(final):
                 shutil.rmtree(final)
             os.replace(tmp, final)
-            atomic_io.write_json(os.path.join(folder, POINTER[kind]),
-                                 dict(step=int(step), dir=name, time=time.time(), **(extra or {})), fsync=True)
+            atomic_io.write_json(
+                os.path.join(folder, POINTER[kind]),
+                dict(step=int(step), dir=name, time=time.time(), **(extra or {})),
+                fsync=True,
+            )
             self._prune(kind, keep if kind == SNAPSHOTS else 1)
         return os.path.join(final, CKPT_NAME)
 
@@ -296,9 +306,12 @@ class Experiment:
                 problems.append(describe_damage(self.root, candidate, err))
                 continue
             if problems and warn is not None:
-                warn(f"skipped unreadable checkpoint(s) {'; '.join(problems)}; using "
-                     f"{os.path.relpath(os.path.dirname(candidate), self.root)} (iteration {step})")
+                warn(
+                    f"skipped unreadable checkpoint(s) {'; '.join(problems)}; using "
+                    f"{os.path.relpath(os.path.dirname(candidate), self.root)} (iteration {step})"
+                )
             return candidate, step
-        hint = ("" if which in ("latest", SNAPSHOTS) else "; try --snapshot latest or another iteration number")
-        raise ExperimentStateError(f"no readable checkpoint for --snapshot {which} in {self.root}: "
-                                   f"{'; '.join(problems)}{hint}")
+        hint = "" if which in ("latest", SNAPSHOTS) else "; try --snapshot latest or another iteration number"
+        raise ExperimentStateError(
+            f"no readable checkpoint for --snapshot {which} in {self.root}: {'; '.join(problems)}{hint}"
+        )

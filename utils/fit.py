@@ -18,6 +18,7 @@ It prints the losses and the Chamfer distance to the ground-truth cloud (:mod:`u
 both clouds scaled to the unit cube, mean nearest-neighbour distance both ways) and writes a
 figure of the fit over the iterations (``--figure``).
 """
+
 import argparse
 import os
 import sys
@@ -27,8 +28,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository (this file: utils/fit.py)
-LOSS_SETS = {"bce": ("bce",), "bce+aff": ("bce", "aff"), "bce+aff+colour": ("bce", "aff", "colour"),
-             "bce+colour": ("bce", "colour")}
+LOSS_SETS = {
+    "bce": ("bce",),
+    "bce+aff": ("bce", "aff"),
+    "bce+aff+colour": ("bce", "aff", "colour"),
+    "bce+colour": ("bce", "colour"),
+}
 
 
 # ----------------------------------------------------------------------------- data
@@ -36,6 +41,7 @@ def _arm_fraction(data_dir, category, mid, n_pts):
     """Fraction of the model's GT points labelled 'arm' (demo part labels), or None."""
     from utils.data import PART_TREE_DIR, PCL_LABELS_FILE, part_names, read_cloud_labels, tree_dirs
     from utils.data.shapenet import synset_id
+
     path = os.path.join(tree_dirs(data_dir, PART_TREE_DIR)["pcl"], synset_id(category), mid, PCL_LABELS_FILE)
     try:
         names = part_names(data_dir, category)
@@ -49,11 +55,14 @@ def choose_model(data_dir, category, split, model):
     """The model id to fit: ``model`` itself, or for 'auto' the first model of the split that has
     arms (a concave seat between arm rests; demo part labels), else the split's first model."""
     from utils.data import N_GT_PTS, list_models
+
     ids = list_models(data_dir, category, split)
     if model != "auto":
         if model not in ids:
-            raise ValueError(f"--model {model}: not in the {split} split of {category} in {data_dir} "
-                             f"(first ids: {', '.join(ids[:5])})")
+            raise ValueError(
+                f"--model {model}: not in the {split} split of {category} in {data_dir} "
+                f"(first ids: {', '.join(ids[:5])})"
+            )
         return model
     for mid in ids:
         frac = _arm_fraction(data_dir, category, mid, N_GT_PTS)
@@ -70,9 +79,23 @@ def load_views(data_dir, category, mid, n_views):
     renderer frame; colours float32 (N, 3).
     """
     import cv2
-    from utils.data import (N_GT_PTS, PCL_COLOURS_FILE, PCL_FILE, VIEWS_FILE, depth_file, read_cloud,
-                            read_cloud_colours, read_mask, read_rgb, read_views, render_file, tree_dirs)
+
+    from utils.data import (
+        N_GT_PTS,
+        PCL_COLOURS_FILE,
+        PCL_FILE,
+        VIEWS_FILE,
+        depth_file,
+        read_cloud,
+        read_cloud_colours,
+        read_mask,
+        read_rgb,
+        read_views,
+        render_file,
+        tree_dirs,
+    )
     from utils.data.shapenet import synset_id
+
     dirs = tree_dirs(data_dir)
     rdir = os.path.join(dirs["rendered"], synset_id(category), mid)
     pdir = os.path.join(dirs["pcl"], synset_id(category), mid)
@@ -86,9 +109,14 @@ def load_views(data_dir, category, mid, n_views):
     views = range(n_views)
     mask = np.stack([read_mask(os.path.join(rdir, depth_file(v)), img_h, img_w) for v in views])
     rgb = np.stack([read_rgb(os.path.join(rdir, render_file(v)), img_h, img_w) for v in views]) * mask[..., None]
-    return dict(az=angles[:n_views, 0].astype(np.float32), el=angles[:n_views, 1].astype(np.float32),
-                mask=mask, rgb=rgb.astype(np.float32), xyz=read_cloud(os.path.join(pdir, PCL_FILE), N_GT_PTS),
-                colours=read_cloud_colours(os.path.join(pdir, PCL_COLOURS_FILE), N_GT_PTS))
+    return dict(
+        az=angles[:n_views, 0].astype(np.float32),
+        el=angles[:n_views, 1].astype(np.float32),
+        mask=mask,
+        rgb=rgb.astype(np.float32),
+        xyz=read_cloud(os.path.join(pdir, PCL_FILE), N_GT_PTS),
+        colours=read_cloud_colours(os.path.join(pdir, PCL_COLOURS_FILE), N_GT_PTS),
+    )
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -113,8 +141,8 @@ def cloud_errors(gt_xyz, gt_col, xyz, col):
     from utils.common.tfv1 import tf
 
     def run():
-        return metrics.cloud_metrics(np.asarray(gt_xyz, np.float32)[None], np.asarray(xyz, np.float32)[None],
-                                     emd=False)
+        return metrics.cloud_metrics(np.asarray(gt_xyz, np.float32)[None], np.asarray(xyz, np.float32)[None], emd=False)
+
     if tf.executing_eagerly():
         out = run()
     else:  # called from a graph-mode process: a graph and session of its own
@@ -122,8 +150,9 @@ def cloud_errors(gt_xyz, gt_col, xyz, col):
             out = sess.run(run())
     res = {k: float(np.asarray(out[k])[0]) for k in ("chamfer", "chamfer_fwd", "chamfer_bwd")}
     if gt_col is not None and col is not None:
-        fwd, bwd = metrics.colour_errors(np.asarray(gt_col)[None], np.asarray(col)[None], np.asarray(out["idx_fwd"]),
-                                         np.asarray(out["idx_bwd"]))
+        fwd, bwd = metrics.colour_errors(
+            np.asarray(gt_col)[None], np.asarray(col)[None], np.asarray(out["idx_fwd"]), np.asarray(out["idx_bwd"])
+        )
         res.update(colour=float(fwd[0] + bwd[0]), colour_fwd=float(fwd[0]), colour_bwd=float(bwd[0]))
     return res
 
@@ -132,7 +161,9 @@ def far_points(gt, pred, threshold=0.05):
     """Fraction of predicted points farther than ``threshold`` (unit-cube units) from every GT
     point, after scaling both clouds to the unit cube: points floating off the surface."""
     from scipy.spatial import cKDTree
+
     from utils.metrics import scale_to_unit_cube_np
+
     d = cKDTree(scale_to_unit_cube_np(gt)).query(scale_to_unit_cube_np(pred))[0]
     return float(np.mean(d > threshold))
 
@@ -148,8 +179,10 @@ def hull_stats(views, xyz, threshold=0.05, part_labels=None, part_names=None):
     each part among the GT points nearest to the inside_far points.
     """
     from scipy.spatial import cKDTree
+
     from utils.metrics import scale_to_unit_cube_np
     from utils.render.camera import project_np
+
     n_views, img_h, img_w = views["mask"].shape
     inside = np.ones(len(xyz), bool)
     for v in range(n_views):
@@ -171,6 +204,7 @@ def part_labels_of(data_dir, category, mid, n_pts):
     """The GT cloud's 0-based part labels and the part names, or (None, None) without them."""
     from utils.data import PART_TREE_DIR, PCL_LABELS_FILE, part_names, read_cloud_labels, tree_dirs
     from utils.data.shapenet import synset_id
+
     path = os.path.join(tree_dirs(data_dir, PART_TREE_DIR)["pcl"], synset_id(category), mid, PCL_LABELS_FILE)
     try:
         return read_cloud_labels(path, n_pts), part_names(data_dir, category)
@@ -190,6 +224,7 @@ def reference_band(data_dir, category, mid, gt):
     from utils.data.layout import RESAMPLE_PCL_FILE
     from utils.data.shapenet import synset_id
     from utils.metrics import medoid_index
+
     out = {}
     pdir = os.path.join(tree_dirs(data_dir)["pcl"], synset_id(category))
     again = os.path.join(pdir, mid, RESAMPLE_PCL_FILE)
@@ -202,8 +237,23 @@ def reference_band(data_dir, category, mid, gt):
 
 
 # ----------------------------------------------------------------------------- the fit
-def fit(views, steps=600, n_pts=1024, losses=("bce", "aff", "colour"), beta=100.0, sigma_sq=0.4, well_radius=1.0,
-        lr=0.01, seed=0, init_radius=0.3, wt_aff=1.0, wt_rgb=1.0, log_every=100, snapshots=(), log=print):
+def fit(
+    views,
+    steps=600,
+    n_pts=1024,
+    losses=("bce", "aff", "colour"),
+    beta=100.0,
+    sigma_sq=0.4,
+    well_radius=1.0,
+    lr=0.01,
+    seed=0,
+    init_radius=0.3,
+    wt_aff=1.0,
+    wt_rgb=1.0,
+    log_every=100,
+    snapshots=(),
+    log=print,
+):
     """Optimise a free cloud (and colours) against ``views`` (see :func:`load_views`).
 
     Args:
@@ -221,6 +271,7 @@ def fit(views, steps=600, n_pts=1024, losses=("bce", "aff", "colour"), beta=100.
         snapshots {step: (xyz, colours)}, seconds.
     """
     import tensorflow as tf
+
     from utils import losses as L
     from utils import render
 
@@ -234,6 +285,7 @@ def fit(views, steps=600, n_pts=1024, losses=("bce", "aff", "colour"), beta=100.
     gt_mask = tf.constant(views["mask"])
     gt_rgb = tf.constant(views["rgb"])
     from utils.data.distance_map import gt_distance_transform
+
     gt_dist = tf.constant(gt_distance_transform(views["mask"]))  # (V, H, W) px^2 to the GT silhouette
     opt = tf.keras.optimizers.Adam(lr)
     variables = [xyz, logits] if "colour" in losses else [xyz]
@@ -268,14 +320,22 @@ def fit(views, steps=600, n_pts=1024, losses=("bce", "aff", "colour"), beta=100.
             cd = chamfer(views["xyz"], xyz.numpy())[0]
             history.append(dict(step=it, chamfer=cd, **{k: float(v) for k, v in terms.items()} if it else {}))
             if it:
-                log(f"step {it:5d}  " + "  ".join(f"{k} {float(v):.4g}" for k, v in terms.items())
-                    + f"  chamfer {cd:.4f}")
+                log(
+                    f"step {it:5d}  "
+                    + "  ".join(f"{k} {float(v):.4g}" for k, v in terms.items())
+                    + f"  chamfer {cd:.4f}"
+                )
             else:
                 log(f"step {it:5d}  chamfer {cd:.4f} (the initial ball)")
         if it < steps:
             terms = step()
-    return dict(xyz=xyz.numpy(), colours=tf.sigmoid(logits).numpy(), history=history, snapshots=kept,
-                seconds=time.perf_counter() - t0)
+    return dict(
+        xyz=xyz.numpy(),
+        colours=tf.sigmoid(logits).numpy(),
+        history=history,
+        snapshots=kept,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 # ----------------------------------------------------------------------------- figure
@@ -283,8 +343,10 @@ def figure(views, result, path, title):
     """The fit over the iterations: the cloud seen from view 0 (world points projected and
     coloured), its rendered silhouette, and the Chamfer curve. Written atomically."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from utils.render.camera import project_np
 
     steps = sorted(result["snapshots"])
@@ -328,6 +390,7 @@ def figure(views, result, path, title):
 def _silhouette(xyz, views, v):
     """A hard silhouette of the points in view v (numpy): the pixels they fall on."""
     from utils.render.camera import project_np
+
     img_h, img_w = views["mask"].shape[1:]
     pix = np.round(project_np(xyz, views["az"][v], views["el"][v], img_h, img_w)[:, :2]).astype(int)
     ok = (pix[:, 0] >= 0) & (pix[:, 0] < img_h) & (pix[:, 1] >= 0) & (pix[:, 1] < img_w)
@@ -338,8 +401,11 @@ def _silhouette(xyz, views, v):
 
 # ----------------------------------------------------------------------------- entry point
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="fit_cloud_to_views.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="fit_cloud_to_views.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--data_dir", default=str(ROOT / "data"), help="a data root in the DIFFER layout")
     p.add_argument("--category", default="chair")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
@@ -348,22 +414,36 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=1000, help="Adam steps")
     p.add_argument("--n_pts", type=int, default=1024, help="points of the fitted cloud")
     p.add_argument("--lr", type=float, default=0.005, help="Adam learning rate")
-    p.add_argument("--losses", default="bce+aff+colour", choices=sorted(LOSS_SETS),
-                   help="loss terms: mask BCE, + affinities (forward, backward, point-wise), + colour L2")
-    p.add_argument("--BETA", type=float, default=100.0,
-                   help="depth-aware softmax sharpness of the colour projection; 0: depth-unaware")
+    p.add_argument(
+        "--losses",
+        default="bce+aff+colour",
+        choices=sorted(LOSS_SETS),
+        help="loss terms: mask BCE, + affinities (forward, backward, point-wise), + colour L2",
+    )
+    p.add_argument(
+        "--BETA",
+        type=float,
+        default=100.0,
+        help="depth-aware softmax sharpness of the colour projection; 0: depth-unaware",
+    )
     p.add_argument("--SIGMA_SQ", type=float, default=0.4, help="variance of the silhouette Gaussian (px^2)")
     p.add_argument("--WELL_RADIUS", type=float, default=1.0, help="half-side of the colour well (px)")
     p.add_argument("--wt_aff", type=float, default=1.0, help="weight of the affinity terms")
     p.add_argument("--wt_rgb", type=float, default=1.0, help="weight of the colour term")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial ball of points")
     p.add_argument("--log_every", type=int, default=100, help="steps between printed lines")
-    p.add_argument("--figure", default=str(ROOT / "outputs" / "fit_cloud_to_views.png"),
-                   help="PNG to write, its folder made if needed ('' for none)")
+    p.add_argument(
+        "--figure",
+        default=str(ROOT / "outputs" / "fit_cloud_to_views.png"),
+        help="PNG to write, its folder made if needed ('' for none)",
+    )
     p.add_argument("--json", default="", help="also write the numbers to this JSON file")
-    p.add_argument("--reference", action="store_true",
-                   help="also measure the Chamfer floor (generated data: the second, independent sampling of "
-                        "the GT surface) and baselines (training medoid, the initial ball)")
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="also measure the Chamfer floor (generated data: the second, independent sampling of "
+        "the GT surface) and baselines (training medoid, the initial ball)",
+    )
     args = p.parse_args(argv)
     for flag in ("n_views", "steps", "n_pts", "log_every"):
         if getattr(args, flag) < 1:
@@ -377,9 +457,13 @@ def main(argv=None):
     """The tutorial's command line (``examples/fit_cloud_to_views.py``): 0, or 2 after a one-line error."""
     args = parse_args(argv)
     from utils.data import DataError, has_dataset
+
     if not has_dataset(args.data_dir, args.category):
-        print(f"fit_cloud_to_views: no {args.category} data in {args.data_dir}; make the demo data with "
-              f"'python data/make_demo_data.py' or pass --data_dir", file=sys.stderr)
+        print(
+            f"fit_cloud_to_views: no {args.category} data in {args.data_dir}; make the demo data with "
+            f"'python data/make_demo_data.py' or pass --data_dir",
+            file=sys.stderr,
+        )
         return 2
     try:
         mid = choose_model(args.data_dir, args.category, args.split, args.model)
@@ -388,38 +472,73 @@ def main(argv=None):
         print(f"fit_cloud_to_views: {err}", file=sys.stderr)
         return 2
     from utils import render
+
     losses = LOSS_SETS[args.losses]
-    print(f"model {mid} ({args.category}, {args.split}), {args.n_views} views of "
-          f"{views['mask'].shape[1]}x{views['mask'].shape[2]} px; losses {args.losses}, BETA {args.BETA:g}; "
-          f"projection: {render.auto_impl()}")
+    print(
+        f"model {mid} ({args.category}, {args.split}), {args.n_views} views of "
+        f"{views['mask'].shape[1]}x{views['mask'].shape[2]} px; losses {args.losses}, BETA {args.BETA:g}; "
+        f"projection: {render.auto_impl()}"
+    )
     snaps = sorted({0, args.steps // 10, args.steps // 3, args.steps})
-    result = fit(views, steps=args.steps, n_pts=args.n_pts, losses=losses, beta=args.BETA, sigma_sq=args.SIGMA_SQ,
-                 well_radius=args.WELL_RADIUS, lr=args.lr, seed=args.seed, wt_aff=args.wt_aff, wt_rgb=args.wt_rgb,
-                 log_every=args.log_every, snapshots=snaps)
+    result = fit(
+        views,
+        steps=args.steps,
+        n_pts=args.n_pts,
+        losses=losses,
+        beta=args.BETA,
+        sigma_sq=args.SIGMA_SQ,
+        well_radius=args.WELL_RADIUS,
+        lr=args.lr,
+        seed=args.seed,
+        wt_aff=args.wt_aff,
+        wt_rgb=args.wt_rgb,
+        log_every=args.log_every,
+        snapshots=snaps,
+    )
     cd, fwd, bwd = chamfer(views["xyz"], result["xyz"])
-    summary = dict(model=mid, losses=args.losses, BETA=args.BETA, steps=args.steps, n_views=args.n_views,
-                   chamfer=cd, chamfer_fwd=fwd, chamfer_bwd=bwd, far_points=far_points(views["xyz"], result["xyz"]),
-                   initial_chamfer=result["history"][0]["chamfer"], seconds=round(result["seconds"], 1))
+    summary = dict(
+        model=mid,
+        losses=args.losses,
+        BETA=args.BETA,
+        steps=args.steps,
+        n_views=args.n_views,
+        chamfer=cd,
+        chamfer_fwd=fwd,
+        chamfer_bwd=bwd,
+        far_points=far_points(views["xyz"], result["xyz"]),
+        initial_chamfer=result["history"][0]["chamfer"],
+        seconds=round(result["seconds"], 1),
+    )
     from utils.data import N_GT_PTS
+
     labels, names = part_labels_of(args.data_dir, args.category, mid, N_GT_PTS)
     summary.update(hull_stats(views, result["xyz"], part_labels=labels, part_names=names))
-    print(f"final chamfer {cd:.4f} (GT->fit {fwd:.4f}, fit->GT {bwd:.4f}); points farther than 0.05 from the GT: "
-          f"{100 * summary['far_points']:.1f}%; outside the views' visual hull: {100 * summary['outside_hull']:.1f}%; "
-          f"inside it but far from the surface: {100 * summary['inside_far']:.1f}%"
-          + (f" (nearest GT part: {summary['inside_far_parts']})" if "inside_far_parts" in summary else "")
-          + f"; {summary['seconds']} s")
+    print(
+        f"final chamfer {cd:.4f} (GT->fit {fwd:.4f}, fit->GT {bwd:.4f}); points farther than 0.05 from the GT: "
+        f"{100 * summary['far_points']:.1f}%; outside the views' visual hull: {100 * summary['outside_hull']:.1f}%; "
+        f"inside it but far from the surface: {100 * summary['inside_far']:.1f}%"
+        + (f" (nearest GT part: {summary['inside_far_parts']})" if "inside_far_parts" in summary else "")
+        + f"; {summary['seconds']} s"
+    )
     if args.reference:
         band = reference_band(args.data_dir, args.category, mid, views["xyz"])
         band["sphere"] = summary["initial_chamfer"]
         summary.update({f"{k}_chamfer": v for k, v in band.items()})
         lo = band.get("floor")
-        print("reference: " + ", ".join(f"{k} {v:.4f}" for k, v in band.items())
-              + (f"; the fit is {'inside' if lo <= cd <= band['medoid'] else 'OUTSIDE'} the floor-to-medoid band"
-                 if lo is not None else ""))
+        print(
+            "reference: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in band.items())
+            + (
+                f"; the fit is {'inside' if lo <= cd <= band['medoid'] else 'OUTSIDE'} the floor-to-medoid band"
+                if lo is not None
+                else ""
+            )
+        )
     if args.figure:
         figure(views, result, args.figure, f"{mid}: {args.losses}, BETA {args.BETA:g}; final Chamfer {cd:.4f}")
         print(f"figure: {args.figure}")
     if args.json:
         from utils.common.atomic_io import write_json
+
         write_json(args.json, summary)
     return 0

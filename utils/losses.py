@@ -244,7 +244,6 @@ def affinity_points(pix, gt_dist, min_depth=2e-3):
     def at(dr, dc):
         return tf.gather(flat, base + (dr * img_w + dc))
 
-    inside = ((1 - fr) * (1 - fc) * at(0, 0) + (1 - fr) * fc * at(0, 1)
-              + fr * (1 - fc) * at(1, 0) + fr * fc * at(1, 1))
+    inside = (1 - fr) * (1 - fc) * at(0, 0) + (1 - fr) * fc * at(0, 1) + fr * (1 - fc) * at(1, 0) + fr * fc * at(1, 1)
     valid = tf.cast(depth > min_depth, pix.dtype)
     return tf.reduce_sum(valid * (inside + outside)) / tf.maximum(tf.reduce_sum(valid), 1.0)

@@ -29,6 +29,7 @@ Definitions (as the original's metrics code):
   TP / (|GT| + |pred| - TP); a part absent from both clouds counts as 1; mIoU is
   the mean over parts; optionally frequency weighted by the GT part counts.
 """
+
 import numpy as np
 
 from utils.common.tfv1 import tf  # before tf_ops: TensorFlow loads quietly, in graph mode
@@ -93,9 +94,12 @@ def cloud_metrics(gt, pred, emd=True, box_clip=None, squared=False):
     gt_s, pred_s = scale_to_unit_cube(gt), scale_to_unit_cube(pred, box_clip)
     d_fwd, idx_fwd, d_bwd, idx_bwd = tf_ops.nn_distance(gt_s, pred_s)
     per_point = (lambda d: d) if squared else (lambda d: tf.sqrt(d + SQRT_EPS))
-    out = dict(chamfer_fwd=tf.reduce_mean(per_point(d_fwd), axis=1),
-               chamfer_bwd=tf.reduce_mean(per_point(d_bwd), axis=1),
-               idx_fwd=idx_fwd, idx_bwd=idx_bwd)
+    out = dict(
+        chamfer_fwd=tf.reduce_mean(per_point(d_fwd), axis=1),
+        chamfer_bwd=tf.reduce_mean(per_point(d_bwd), axis=1),
+        idx_fwd=idx_fwd,
+        idx_bwd=idx_bwd,
+    )
     out["chamfer"] = out["chamfer_fwd"] + out["chamfer_bwd"]
     if emd:
         match, _ = tf_ops.auction_match(pred_s, gt_s)  # (B, M): GT index of each predicted point
@@ -135,6 +139,7 @@ def side_groups(gt, sides, edge_radius=EDGE_RADIUS):
         dict 'hidden', 'visible', 'edge' -> bool (N,), disjoint and covering every point.
     """
     from scipy.spatial import cKDTree
+
     gt, sides = np.asarray(gt, np.float64), np.asarray(sides, bool)
     to_other = np.full(len(gt), np.inf)
     if sides.any() and not sides.all():
@@ -196,8 +201,7 @@ def part_mious(gt_labels, pred_labels, idx_fwd, idx_bwd, n_cls, freq_wt=False):
     iou_fwd = part_iou(gt_labels, gather_np(pred_labels, idx_fwd), n_cls, freq_wt)
     iou_bwd = part_iou(gather_np(gt_labels, idx_bwd), pred_labels, n_cls, freq_wt)
     reduce = np.sum if freq_wt else np.mean
-    out = dict(iou_fwd=iou_fwd, iou_bwd=iou_bwd, miou_fwd=reduce(iou_fwd, axis=1),
-               miou_bwd=reduce(iou_bwd, axis=1))
+    out = dict(iou_fwd=iou_fwd, iou_bwd=iou_bwd, miou_fwd=reduce(iou_fwd, axis=1), miou_bwd=reduce(iou_bwd, axis=1))
     out["miou"] = (out["miou_fwd"] + out["miou_bwd"]) / 2.0
     return out
 
@@ -221,7 +225,7 @@ def medoid_index(clouds, batch_size=64):
             ii, jj = np.triu_indices(m, k=1)
             dist = np.zeros((m, m))
             for s in range(0, len(ii), batch_size):
-                i, j = ii[s:s + batch_size], jj[s:s + batch_size]
+                i, j = ii[s : s + batch_size], jj[s : s + batch_size]
                 dist[i, j] = dist[j, i] = sess.run(cd, {a: clouds[i], b: clouds[j]})
     mean = dist.sum(axis=1) / max(m - 1, 1)
     return int(np.argmin(mean)), mean

@@ -7,16 +7,17 @@ weight decay, the optional 3D loss and the validation Chamfer -- is built here o
 plain values of a :class:`GraphSettings` (made from the training flags by
 :meth:`GraphSettings.from_args` at the entry points).
 """
+
 import dataclasses
 
+from utils import losses, metrics
 from utils.common.tfv1 import tf  # before tf_ops: TensorFlow loads quietly, in graph mode
+from utils.data import N_GT_PTS
+from utils.net import layers
+from utils.net.recon_net import recon_net
+from utils.render import camera, projection
 
 import tf_ops
-from utils.render import camera, projection
-from utils.net import layers
-from utils import losses, metrics
-from utils.data import N_GT_PTS
-from utils.net.recon_net import recon_net
 
 NONFINITE_TAG = "non-finite network output"  # in the error raised when predictions become NaN/inf
 
@@ -88,6 +89,7 @@ class GraphSettings:
     ('equal' or 'original': :func:`affinity_view_weights`). Validation: val_clip_box (0 = no
     clipping), val_chamfer ('distance' or 'squared': :func:`validation_chamfer`).
     """
+
     n_views: int
     img_h: int
     img_w: int
@@ -118,29 +120,49 @@ class GraphSettings:
     def from_args(cls, args, task):
         """The settings the training flags (parsed, then Task.resolve_args; or args.json read back)
         give ``task``'s graph."""
-        return cls(n_views=args.N_VIEWS, img_h=args.IMG_H, img_w=args.IMG_W, n_pts=args.N_PTS,
-                   n_feat=task.n_feat(args), bottleneck=args.bottleneck, skipconn=getattr(args, "skipconn", False),
-                   init=args.init, input_scale=args.input_scale, projection=args.projection,
-                   sigma_sq_mask=args.SIGMA_SQ_MASK, well_radius=args.WELL_RADIUS, beta=args.BETA,
-                   affinity=args.affinity,
-                   affinity_view_weight=getattr(args, "affinity_view_weight", None) or "equal",
-                   wt_bce=args.wt_bce, wt_aff_fwd=args.wt_aff_fwd,
-                   wt_aff_bwd=args.wt_aff_bwd, wt_aff_pts=args.wt_aff_pts, wt_feat=task.weight(args),
-                   wt_decay=args.wt_decay, use_3d_loss=args.USE_3D_LOSS, wt_3d=args.wt_3d,
-                   val_clip_box=args.val_clip_box, val_chamfer=getattr(args, "val_chamfer", None) or "distance")
+        return cls(
+            n_views=args.N_VIEWS,
+            img_h=args.IMG_H,
+            img_w=args.IMG_W,
+            n_pts=args.N_PTS,
+            n_feat=task.n_feat(args),
+            bottleneck=args.bottleneck,
+            skipconn=getattr(args, "skipconn", False),
+            init=args.init,
+            input_scale=args.input_scale,
+            projection=args.projection,
+            sigma_sq_mask=args.SIGMA_SQ_MASK,
+            well_radius=args.WELL_RADIUS,
+            beta=args.BETA,
+            affinity=args.affinity,
+            affinity_view_weight=getattr(args, "affinity_view_weight", None) or "equal",
+            wt_bce=args.wt_bce,
+            wt_aff_fwd=args.wt_aff_fwd,
+            wt_aff_bwd=args.wt_aff_bwd,
+            wt_aff_pts=args.wt_aff_pts,
+            wt_feat=task.weight(args),
+            wt_decay=args.wt_decay,
+            use_3d_loss=args.USE_3D_LOSS,
+            wt_3d=args.wt_3d,
+            val_clip_box=args.val_clip_box,
+            val_chamfer=getattr(args, "val_chamfer", None) or "distance",
+        )
 
     def projection_kwargs(self):
         """Keyword arguments of :meth:`utils.task.Task.project`."""
-        return dict(img_h=self.img_h, img_w=self.img_w, well_radius=self.well_radius, beta=self.beta,
-                    impl=self.projection)
+        return dict(
+            img_h=self.img_h, img_w=self.img_w, well_radius=self.well_radius, beta=self.beta, impl=self.projection
+        )
 
 
 def _settings(settings):
     """``settings`` itself; a TypeError naming what is expected for anything else (parsed flags are
     turned into settings with :meth:`GraphSettings.from_args` by the caller)."""
     if not isinstance(settings, GraphSettings):
-        raise TypeError(f"expected GraphSettings (GraphSettings.from_args(flags, task) makes them from parsed "
-                        f"training flags), got {type(settings).__name__}")
+        raise TypeError(
+            f"expected GraphSettings (GraphSettings.from_args(flags, task) makes them from parsed "
+            f"training flags), got {type(settings).__name__}"
+        )
     return settings
 
 
@@ -158,8 +180,10 @@ def _affinity_terms(s, pred_mask, pix, gt_mask, gt_dist):
     weights = affinity_view_weights(s.affinity_view_weight, int(gt_mask.shape[0]) // n_views, n_views)
     kw = {} if weights is None else dict(image_weights=weights)  # (the plain call when views weigh alike)
     if s.affinity == "original":
-        return (losses.affinity_fwd_original(pred_mask, gt_mask, **kw),
-                losses.affinity_bwd_original(pred_mask, gt_mask, **kw))
+        return (
+            losses.affinity_fwd_original(pred_mask, gt_mask, **kw),
+            losses.affinity_bwd_original(pred_mask, gt_mask, **kw),
+        )
     if s.affinity == "paper":
         return losses.affinity_fwd(pred_mask, gt_dist, **kw), losses.affinity_bwd(pix, gt_mask, **kw)
     raise ValueError(f"affinity must be 'paper' or 'original', got {s.affinity!r}")
@@ -196,15 +220,25 @@ def loss_terms_2d(s, task, pix, pred_mask, proj, gt_mask, gt_dist, gt_view):
         dict name -> float32 scalar.
     """
     aff_fwd, aff_bwd = _affinity_terms(s, pred_mask, pix, gt_mask, gt_dist)
-    return dict(bce=losses.mask_bce(pred_mask, gt_mask), aff_fwd=aff_fwd, aff_bwd=aff_bwd,
-                aff_pts=losses.affinity_points(pix, gt_dist), feat=task.view_loss(proj, gt_view))
+    return dict(
+        bce=losses.mask_bce(pred_mask, gt_mask),
+        aff_fwd=aff_fwd,
+        aff_bwd=aff_bwd,
+        aff_pts=losses.affinity_points(pix, gt_dist),
+        feat=task.view_loss(proj, gt_view),
+    )
 
 
 def loss_weights_2d(s):
     """[(weight, term name)] of the 2D terms in the loss, in the order they are summed (the
     affinities scaled by :data:`utils.losses.AFFINITY_SCALE`, as in the original)."""
-    return [(s.wt_bce, "bce"), (losses.AFFINITY_SCALE * s.wt_aff_fwd, "aff_fwd"),
-            (losses.AFFINITY_SCALE * s.wt_aff_bwd, "aff_bwd"), (s.wt_aff_pts, "aff_pts"), (s.wt_feat, "feat")]
+    return [
+        (s.wt_bce, "bce"),
+        (losses.AFFINITY_SCALE * s.wt_aff_fwd, "aff_fwd"),
+        (losses.AFFINITY_SCALE * s.wt_aff_bwd, "aff_bwd"),
+        (s.wt_aff_pts, "aff_pts"),
+        (s.wt_feat, "feat"),
+    ]
 
 
 def build_graph(settings, task, batch_size, n_gt_pts=N_GT_PTS, training=True):
@@ -228,17 +262,26 @@ def build_graph(settings, task, batch_size, n_gt_pts=N_GT_PTS, training=True):
     ph = dict(image=tf.placeholder(tf.float32, [B, H, W, 3], "image"))
     g = Graph()
     g.ph, g.settings = ph, s
-    g.xyz, g.feat = recon_net(network_input(ph["image"], s.input_scale), s.n_pts, s.n_feat,
-                              task.feat_activation(), s.bottleneck, s.skipconn, init=s.init)
+    g.xyz, g.feat = recon_net(
+        network_input(ph["image"], s.input_scale),
+        s.n_pts,
+        s.n_feat,
+        task.feat_activation(),
+        s.bottleneck,
+        s.skipconn,
+        init=s.init,
+    )
     if not training:
         g.feed = lambda batch: {ph[k]: batch[k] for k in ph}
         return g
 
-    ph.update(mask=tf.placeholder(tf.float32, [B, V, H, W], "mask"),
-              dist=tf.placeholder(tf.float32, [B, V, H, W], "dist"),
-              az=tf.placeholder(tf.float32, [B, V], "az"),
-              el=tf.placeholder(tf.float32, [B, V], "el"),
-              pcl=tf.placeholder(tf.float32, [B, n_gt_pts, 3], "pcl"))
+    ph.update(
+        mask=tf.placeholder(tf.float32, [B, V, H, W], "mask"),
+        dist=tf.placeholder(tf.float32, [B, V, H, W], "dist"),
+        az=tf.placeholder(tf.float32, [B, V], "az"),
+        el=tf.placeholder(tf.float32, [B, V], "el"),
+        pcl=tf.placeholder(tf.float32, [B, n_gt_pts, 3], "pcl"),
+    )
     ph[task.view_key] = tf.placeholder(task.view_dtype, [B, V, H, W] + list(task.feature_dims), task.view_key)
     ph[task.point_key] = tf.placeholder(task.point_dtype, [B, n_gt_pts] + list(task.feature_dims), task.point_key)
 
@@ -250,8 +293,16 @@ def build_graph(settings, task, batch_size, n_gt_pts=N_GT_PTS, training=True):
         pix, g.pred_mask, g.proj = render_views(s, task, xyz, feat, ph["az"], ph["el"])
 
     with tf.name_scope("loss"):
-        t = loss_terms_2d(s, task, pix, g.pred_mask, g.proj, _flatten_views(ph["mask"]),
-                          _flatten_views(ph["dist"]), _flatten_views(ph[task.view_key]))
+        t = loss_terms_2d(
+            s,
+            task,
+            pix,
+            g.pred_mask,
+            g.proj,
+            _flatten_views(ph["mask"]),
+            _flatten_views(ph["dist"]),
+            _flatten_views(ph[task.view_key]),
+        )
         t["decay"] = layers.weight_decay_loss("recon_net")
         weighted = loss_weights_2d(s) + [(s.wt_decay, "decay")]
         d_fwd, idx_fwd, d_bwd, idx_bwd = tf_ops.nn_distance(ph["pcl"], g.xyz)
@@ -284,8 +335,7 @@ def validation_chamfer(s, gt, xyz):
         the unit cube (utils.metrics.cloud_metrics): mean distances, or mean squared distances with
         ``--val_chamfer squared``.
     """
-    res = metrics.cloud_metrics(gt, xyz, emd=False, box_clip=s.val_clip_box or None,
-                                squared=s.val_chamfer == "squared")
+    res = metrics.cloud_metrics(gt, xyz, emd=False, box_clip=s.val_clip_box or None, squared=s.val_chamfer == "squared")
     return {k: res[k] for k in ("chamfer_fwd", "chamfer_bwd", "chamfer")}
 
 

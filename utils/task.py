@@ -12,6 +12,7 @@ The registry: training records the task's name and module in ``args.json`` (keys
 again with :func:`task_from_ref` (which imports that module). ``<name>`` alone means the module
 ``<name>.task``. This module imports no TensorFlow, so listing tasks stays quick.
 """
+
 import copy
 import importlib
 import os
@@ -49,6 +50,7 @@ class Task:
         feature_phrase: what the exported 'features' output means ('colours in [0, 1]').
         baseline_label: a line describing the task's image-blind baseline (ablation tables).
     """
+
     name = view_key = point_key = None
     view_dtype = point_dtype = "float32"
     feature_dims = ()
@@ -257,8 +259,10 @@ def task_from_ref(name, module=None):
     try:
         mod = importlib.import_module(module)
     except ImportError as err:
-        raise ValueError(f"task {name!r}: cannot import its module {module!r} ({err}); tasks found: "
-                         f"{', '.join(available_tasks()) or 'none'}") from None
+        raise ValueError(
+            f"task {name!r}: cannot import its module {module!r} ({err}); tasks found: "
+            f"{', '.join(available_tasks()) or 'none'}"
+        ) from None
     candidates = [getattr(mod, "TASK", None)] + list(vars(mod).values())
     for obj in candidates:
         if isinstance(obj, Task) and obj.name == name:
@@ -275,5 +279,8 @@ def available_tasks(root=ROOT):
     """Names of the task folders of the repository: top-level folders holding ``task.py`` (but
     ``utils/``, whose task.py is this interface), sorted."""
     here = os.path.basename(os.path.dirname(os.path.abspath(__file__)))
-    return sorted(d for d in os.listdir(root) if not d.startswith((".", "_")) and d != here
-                  and os.path.isfile(os.path.join(root, d, TASK_FILE)))
+    return sorted(
+        d
+        for d in os.listdir(root)
+        if not d.startswith((".", "_")) and d != here and os.path.isfile(os.path.join(root, d, TASK_FILE))
+    )

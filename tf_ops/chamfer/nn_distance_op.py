@@ -1,4 +1,5 @@
 """nn_distance: the compiled op (CPU, and GPU where built), its gradient, and the fallback switch."""
+
 import tensorflow.compat.v1 as tf
 
 from tf_ops import _common, fallback
@@ -33,9 +34,11 @@ def _grad(op, grad_dist1, grad_idx1, grad_dist2, grad_idx2):
     del grad_idx1, grad_idx2  # integer outputs
     xyz1, xyz2 = op.inputs
     _, idx1, dist2, idx2 = op.outputs
-    return list(_common.library().differ_nn_distance_grad(
-        xyz1, xyz2, _zeros_if_none(grad_dist1, op.outputs[0]), idx1,
-        _zeros_if_none(grad_dist2, dist2), idx2))
+    return list(
+        _common.library().differ_nn_distance_grad(
+            xyz1, xyz2, _zeros_if_none(grad_dist1, op.outputs[0]), idx1, _zeros_if_none(grad_dist2, dist2), idx2
+        )
+    )
 
 
 _common.register_gradient("DifferNnDistance", _grad)

@@ -1,4 +1,5 @@
 """approx_match and match_cost: the compiled ops, match_cost's gradient, and the fallback switch."""
+
 import tensorflow.compat.v1 as tf
 
 from tf_ops import _common, fallback

@@ -1,4 +1,5 @@
 """auction_match: the compiled op (epsilon-scaling auction) and the fallback switch."""
+
 from tf_ops import _common, fallback
 from tf_ops.params import AUCTION_REL_TOL
 

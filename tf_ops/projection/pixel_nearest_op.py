@@ -1,4 +1,5 @@
 """pixel_nearest: the compiled op (CPU, and GPU where built) and the fallback switch."""
+
 import math
 
 import tensorflow.compat.v1 as tf
@@ -34,8 +35,9 @@ def pixel_nearest(points, query, max_dist_sq=math.inf):
     points = tf.convert_to_tensor(points)
     if points.dtype not in (tf.float32, tf.float64):
         points = tf.cast(points, tf.float32)
-    if points.shape.rank is not None and (points.shape.rank != 3 or (points.shape[2] is not None
-                                                                     and points.shape[2] < 2)):
+    if points.shape.rank is not None and (
+        points.shape.rank != 3 or (points.shape[2] is not None and points.shape[2] < 2)
+    ):
         raise ValueError(f"pixel_nearest: points must have shape (batch, points, 2 or more), got {points.shape}")
     query = tf.cast(query, points.dtype)
     if query.shape.rank is not None and query.shape.rank != 3:

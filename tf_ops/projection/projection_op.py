@@ -5,6 +5,7 @@ They have no fallback in tf_ops: without the compiled library they raise Runtime
 pure-TF form is the ``local`` renderer of ``utils/render/projection.py``, which that module uses
 instead (``impl='fused'`` or ``'auto'`` resolve to it, after tf_ops's one warning).
 """
+
 import tensorflow.compat.v1 as tf
 
 from tf_ops import _common
@@ -26,9 +27,11 @@ def _compiled(op):
     """The compiled library; RuntimeError naming the reason and the alternative when there is none."""
     lib = _common.library()
     if lib is None:
-        raise RuntimeError(f"tf_ops.{op} needs the compiled library ({_common.load_error()}); "
-                           f"{_common.BUILD_HINT}. Without it, use utils.render.projection.{op}, which falls back "
-                           f"to its 'local' graph implementation")
+        raise RuntimeError(
+            f"tf_ops.{op} needs the compiled library ({_common.load_error()}); "
+            f"{_common.BUILD_HINT}. Without it, use utils.render.projection.{op}, which falls back "
+            f"to its 'local' graph implementation"
+        )
     return lib
 
 
@@ -59,8 +62,9 @@ def mask_projection(pix, img_h, img_w, sigma_sq=0.4, window_half=None):
     lib = _compiled("mask_projection")
     if window_half is None:
         window_half = gaussian_half_width(sigma_sq)
-    return lib.differ_mask_projection(_pix(pix, "mask_projection"), img_h=img_h, img_w=img_w,
-                                      sigma_sq=float(sigma_sq), window_half=int(window_half))
+    return lib.differ_mask_projection(
+        _pix(pix, "mask_projection"), img_h=img_h, img_w=img_w, sigma_sq=float(sigma_sq), window_half=int(window_half)
+    )
 
 
 def feature_projection(pix, feat, img_h, img_w, well_radius=1.0, beta=100.0):
@@ -90,8 +94,14 @@ def feature_projection(pix, feat, img_h, img_w, well_radius=1.0, beta=100.0):
     if feat.shape.rank is not None and feat.shape.rank != 3:
         raise ValueError(f"feature_projection: feat must have shape (batch, points, channels), got {feat.shape}")
     feat_map, coverage, _ = lib.differ_feature_projection(
-        pix, feat, img_h=img_h, img_w=img_w, well_radius=float(well_radius),
-        window_half=well_half_width(well_radius), beta=float(beta))
+        pix,
+        feat,
+        img_h=img_h,
+        img_w=img_w,
+        well_radius=float(well_radius),
+        window_half=well_half_width(well_radius),
+        beta=float(beta),
+    )
     return feat_map, coverage
 
 
@@ -101,8 +111,11 @@ def _attrs(op, names):
 
 def _mask_grad(op, grad_mask):
     (pix,) = op.inputs
-    return [_common.library().differ_mask_projection_grad(
-        pix, op.outputs[0], grad_mask, **_attrs(op, ("img_h", "img_w", "sigma_sq", "window_half")))]
+    return [
+        _common.library().differ_mask_projection_grad(
+            pix, op.outputs[0], grad_mask, **_attrs(op, ("img_h", "img_w", "sigma_sq", "window_half"))
+        )
+    ]
 
 
 def _feature_grad(op, grad_map, grad_coverage, grad_stats):
@@ -111,8 +124,13 @@ def _feature_grad(op, grad_map, grad_coverage, grad_stats):
     if grad_map is None:
         grad_map = tf.zeros_like(op.outputs[0])
     g_pix, g_feat = _common.library().differ_feature_projection_grad(
-        pix, feat, op.outputs[0], op.outputs[2], grad_map,
-        **_attrs(op, ("img_h", "img_w", "well_radius", "window_half", "beta")))
+        pix,
+        feat,
+        op.outputs[0],
+        op.outputs[2],
+        grad_map,
+        **_attrs(op, ("img_h", "img_w", "well_radius", "window_half", "beta")),
+    )
     return [g_pix, g_feat]
 
 

@@ -1,6 +1,7 @@
 """Files replaced in one step: a reader, or a run killed half-way, sees the old file or the new
 one, never part of one. Standard library only (``benchmarks/ablation.py`` imports it before
 TensorFlow)."""
+
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ def write_npz(path, **arrays):
     """``numpy.savez_compressed(path, **arrays)`` through a temporary file renamed into place (numpy is
     imported here, not at the module's import)."""
     import numpy as np
+
     path = Path(path)
     tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
     try:

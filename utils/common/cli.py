@@ -15,6 +15,7 @@
 
 Standard library only: every room may import it.
 """
+
 import argparse
 import contextlib
 import math
@@ -103,8 +104,11 @@ def deferred_signals(signals=STOP_SIGNALS):
         yield
         return
     received = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
-                for sig in signals if signal.getsignal(sig) is not signal.SIG_IGN}
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+        for sig in signals
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
     try:
         yield
     finally:
@@ -155,8 +159,12 @@ def run(tool, main, argv=None, expected=(), status=1, interrupted_hint=""):
         result = main(argv)
     except KeyboardInterrupt as err:
         signum = getattr(err, "signum", signal.SIGINT)
-        print(f"{tool}: interrupted by {signal.Signals(signum).name}"
-              + (f"; {interrupted_hint}" if interrupted_hint else ""), file=sys.stderr, flush=True)
+        print(
+            f"{tool}: interrupted by {signal.Signals(signum).name}"
+            + (f"; {interrupted_hint}" if interrupted_hint else ""),
+            file=sys.stderr,
+            flush=True,
+        )
         return 128 + signum
     except EXPECTED + tuple(expected) as err:
         if not getattr(err, "reported", False):
@@ -166,8 +174,11 @@ def run(tool, main, argv=None, expected=(), status=1, interrupted_hint=""):
         if getattr(err, "reported", False):  # its line (and traceback) are logged already
             return 1
         path = crash_log(tool, err)
-        print(f"{tool}: error: unexpected {type(err).__name__}: {first_line(err)}; the traceback is in {path}",
-              file=sys.stderr, flush=True)
+        print(
+            f"{tool}: error: unexpected {type(err).__name__}: {first_line(err)}; the traceback is in {path}",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
     finally:
         warnings.showwarning = show

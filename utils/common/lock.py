@@ -7,6 +7,7 @@ by a killed run is taken over (``took_over`` then names the dead holder). Used b
 experiment folder (:mod:`utils.experiment`) and the data tools' ``--out`` folder
 (:mod:`utils.datagen.demo_data`, :mod:`utils.datagen.mesh_dataset`).
 """
+
 import fcntl
 import json
 import os
@@ -58,8 +59,9 @@ class FolderLock:
                 except OSError:
                     who = holder_text("")
                 os.close(fd)
-                raise error(f"{what} {self.folder} is in use by another {holder}: {who}"
-                            + (f". {advice}" if advice else "")) from None
+                raise error(
+                    f"{what} {self.folder} is in use by another {holder}: {who}" + (f". {advice}" if advice else "")
+                ) from None
             try:  # a holder that removes its file on release may have unlinked this one meanwhile
                 same = os.path.samestat(os.fstat(fd), os.stat(self.path))
             except FileNotFoundError:

@@ -10,6 +10,7 @@ The environment variable ``DIFFER_PROGRESS`` overrides the terminal test: ``1`` 
 the bar, ``0`` never does (``benchmarks/ablation.py`` passes its own terminal's answer to the
 runs whose output it relays through a pipe).
 """
+
 import os
 import sys
 import time
@@ -57,6 +58,7 @@ class Progress:
         self._bar = None
         if enabled and on_terminal():
             from tqdm import tqdm
+
             self._bar = tqdm(total=self.total, desc=desc, unit=unit, **bar_options)
         self._every = max(1, round(self.total * lines)) if enabled and lines and self._bar is None else None
         self._start = time.time()
@@ -70,10 +72,11 @@ class Progress:
         self.n += n
         if self._bar is not None:
             self._bar.update(n)
-        elif self._every and (self.n // self._every > (self.n - n) // self._every
-                              or self.n >= self.total > self.n - n):
-            self._write(f"{self.desc}: {self.n}/{self.total} {_plural(self.unit)} "
-                        f"({100 * self.n / max(self.total, 1):.0f}%, {time.time() - self._start:.0f} s)")
+        elif self._every and (self.n // self._every > (self.n - n) // self._every or self.n >= self.total > self.n - n):
+            self._write(
+                f"{self.desc}: {self.n}/{self.total} {_plural(self.unit)} "
+                f"({100 * self.n / max(self.total, 1):.0f}%, {time.time() - self._start:.0f} s)"
+            )
 
     def set_postfix(self, **values):
         """Values shown at the end of the bar (nothing without a bar)."""

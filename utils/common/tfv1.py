@@ -24,6 +24,7 @@ back. They show with ``--verbose`` on the command line of an entry point (read h
 ``sys.argv``, because they are printed before any parser runs) or with
 ``TF_CPP_MIN_LOG_LEVEL=0``. :func:`set_verbose` does the rest of ``--verbose``.
 """
+
 import os
 import re
 import sys
@@ -32,8 +33,10 @@ import tempfile
 VERBOSE_FLAG = "--verbose"
 # Lines TensorFlow writes while it loads that say nothing to our users: absl's notice, and
 # absl-formatted INFO lines ("I0000 00:00:1795715210.040975    3771 port.cc:153] ...").
-_STARTUP_NOISE = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-                            r"|I\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*")
+_STARTUP_NOISE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|I\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*"
+)
 
 
 def _verbose_start():
@@ -45,6 +48,7 @@ def _import_tensorflow():
     if _verbose_start():
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         import tensorflow.compat.v1 as module
+
         return module
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's own C++ info/warning lines
     try:
@@ -52,6 +56,7 @@ def _import_tensorflow():
         saved = os.dup(2)
     except (OSError, ValueError, AttributeError):  # no file descriptor 2 to capture
         import tensorflow.compat.v1 as module
+
         return module
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)

@@ -5,6 +5,7 @@ uses whatever GUI backend matplotlib finds) + imageio + trimesh; no TensorFlow.
 Clouds are drawn in the data's frame with world -x pointing up (the axis the
 camera orbits around, see utils/render/camera.py).
 """
+
 import os
 
 import numpy as np
@@ -14,9 +15,18 @@ import numpy as np
 PICTURE_BOX_CLIP = 0.5
 
 # Part colours (RGB in [0, 1]); index 0 is part 0 (the background has no points).
-PART_COLOURS = np.array([[0.00, 0.73, 1.00], [0.24, 1.00, 0.00], [1.00, 0.27, 0.00],
-                         [0.73, 0.00, 1.00], [1.00, 0.85, 0.10], [0.50, 0.50, 0.50],
-                         [0.90, 0.10, 0.50], [0.10, 0.40, 0.20]])
+PART_COLOURS = np.array(
+    [
+        [0.00, 0.73, 1.00],
+        [0.24, 1.00, 0.00],
+        [1.00, 0.27, 0.00],
+        [0.73, 0.00, 1.00],
+        [1.00, 0.85, 0.10],
+        [0.50, 0.50, 0.50],
+        [0.90, 0.10, 0.50],
+        [0.10, 0.40, 0.20],
+    ]
+)
 
 
 def part_colours(labels):
@@ -44,6 +54,7 @@ def to_uint8(img):
 def save_image_row(path, images, scale=3):
     """Save images (each (H, W) or (H, W, 3) in [0, 1]) side by side as one PNG, upscaled."""
     import imageio.v2 as imageio
+
     tiles = [np.kron(to_uint8(im), np.ones((scale, scale, 1), np.uint8)) for im in images]
     sep = np.full((tiles[0].shape[0], 2, 3), 128, np.uint8)
     row = np.concatenate([t for tile in tiles for t in (tile, sep)][:-1], axis=1)
@@ -55,8 +66,7 @@ def draw_cloud(ax, xyz, colours, elev=20, azim=-60, point_size=6.0):
     """Scatter a cloud (N, 3), colours (N, 3) in [0, 1], on a matplotlib 3D axis; angles in degrees."""
     # The camera orbits about world x and world -x is "up" in the renders (utils/render/camera.py,
     # utils/data/shapenet.py): matplotlib z (up) <- -x, matplotlib x <- y, matplotlib y <- z.
-    ax.scatter(xyz[:, 1], xyz[:, 2], -xyz[:, 0], c=np.clip(colours, 0, 1), s=point_size,
-               depthshade=False, linewidths=0)
+    ax.scatter(xyz[:, 1], xyz[:, 2], -xyz[:, 0], c=np.clip(colours, 0, 1), s=point_size, depthshade=False, linewidths=0)
     ax.view_init(elev=elev, azim=azim)
     lim = 0.55
     ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim), ax.set_zlim(-lim, lim)
@@ -68,6 +78,7 @@ def _offscreen_figure(figsize, dpi):
     """A figure drawn by the Agg canvas, whatever GUI backend pyplot would pick."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
     fig = Figure(figsize=figsize, dpi=dpi)
     FigureCanvasAgg(fig)
     return fig
@@ -78,8 +89,16 @@ def _figure_to_array(fig):
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
-def cloud_grid(image, clouds, angles=((20, -60), (20, 30), (20, 120), (80, 0)), titles=None,
-               point_size=6.0, cell=2.2, legend=None, panels=None):
+def cloud_grid(
+    image,
+    clouds,
+    angles=((20, -60), (20, 30), (20, 120), (80, 0)),
+    titles=None,
+    point_size=6.0,
+    cell=2.2,
+    legend=None,
+    panels=None,
+):
     """One figure: the input image, then each cloud seen from several angles.
 
     Args:
@@ -109,8 +128,9 @@ def cloud_grid(image, clouds, angles=((20, -60), (20, 30), (20, 120), (80, 0)), 
             else:
                 ax.set_axis_off()
             if panels and r == 0:
-                ax.set_title(panels[i][0] if i else f"{titles[r]}: {panels[0][0]}" if titles else panels[0][0],
-                             fontsize=9)
+                ax.set_title(
+                    panels[i][0] if i else f"{titles[r]}: {panels[0][0]}" if titles else panels[0][0], fontsize=9
+                )
             elif titles and i == 0:
                 ax.set_title(titles[r], fontsize=10)
         for c, (elev, azim) in enumerate(angles):
@@ -126,19 +146,27 @@ def cloud_grid(image, clouds, angles=((20, -60), (20, 30), (20, 120), (80, 0)), 
 def _legend_strip(legend, width_px, dpi, height_in=0.35):
     """uint8 (h, width_px, 3) white strip with a row of coloured patches and names."""
     from matplotlib.patches import Patch
+
     fig = _offscreen_figure((width_px / dpi, height_in), dpi)
-    fig.legend(handles=[Patch(color=np.clip(c, 0, 1), label=n) for n, c in legend], loc="center",
-               ncol=len(legend), frameon=False, fontsize=9)
+    fig.legend(
+        handles=[Patch(color=np.clip(c, 0, 1), label=n) for n, c in legend],
+        loc="center",
+        ncol=len(legend),
+        frameon=False,
+        fontsize=9,
+    )
     strip = _figure_to_array(fig)
     if strip.shape[1] != width_px:  # rounding of the figure size
-        strip = np.pad(strip, ((0, 0), (0, max(0, width_px - strip.shape[1])), (0, 0)),
-                       constant_values=255)[:, :width_px]
+        strip = np.pad(strip, ((0, 0), (0, max(0, width_px - strip.shape[1])), (0, 0)), constant_values=255)[
+            :, :width_px
+        ]
     return strip
 
 
 def save_screenshot(path, image, clouds, titles=None, legend=None, panels=None):
     """Write :func:`cloud_grid` to ``path`` (PNG)."""
     import imageio.v2 as imageio
+
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     imageio.imwrite(path, cloud_grid(image, clouds, titles=titles, legend=legend, panels=panels))
 
@@ -146,6 +174,7 @@ def save_screenshot(path, image, clouds, titles=None, legend=None, panels=None):
 def save_turntable_gif(path, clouds, n_frames=24, elev=20, point_size=6.0, duration=0.15):
     """Turntable GIF: the clouds (list of (xyz, colours)) side by side, rotating."""
     import imageio.v2 as imageio
+
     frames = []
     fig = _offscreen_figure((2.6 * len(clouds), 2.6), 70)
     axes = [fig.add_subplot(1, len(clouds), i + 1, projection="3d") for i in range(len(clouds))]
@@ -167,8 +196,8 @@ def save_ply(path, xyz, colours, properties=None):
             colour (e.g. ``{"label": int32 part indices}``), typed as the array's dtype.
     """
     import trimesh
-    rgba = np.concatenate([to_uint8(np.asarray(colours)[None])[0],
-                           np.full((len(xyz), 1), 255, np.uint8)], axis=1)
+
+    rgba = np.concatenate([to_uint8(np.asarray(colours)[None])[0], np.full((len(xyz), 1), 255, np.uint8)], axis=1)
     cloud = trimesh.PointCloud(np.asarray(xyz, np.float64), colors=rgba)
     if properties:
         for name, values in properties.items():
@@ -188,9 +217,11 @@ def display_problem():
     """
     import matplotlib
     import matplotlib.pyplot  # noqa: F401  (resolves the backend)
+
     backend = matplotlib.get_backend().lower()
     try:
         from matplotlib.backends import BackendFilter, backend_registry
+
         interactive = backend_registry.list_builtin(BackendFilter.INTERACTIVE)
     except ImportError:  # matplotlib < 3.9
         from matplotlib.rcsetup import interactive_bk as interactive
@@ -226,6 +257,7 @@ def interactive_viewer(samples):
     Keys: n / right arrow / space -> next sample; q / escape -> quit.
     """
     import matplotlib.pyplot as plt
+
     for sample in samples:
         clouds = sample["clouds"]
         fig = plt.figure(figsize=(4 * (len(clouds) + 1), 4))

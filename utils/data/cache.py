@@ -48,9 +48,10 @@ Build it ahead (otherwise the first training run with ``--view_cache auto`` does
 
     python -m utils.data.cache --data_dir data --category chair --task rgb partseg
 """
+
 import argparse
-import importlib
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -64,11 +65,34 @@ import numpy as np
 
 from utils.common import atomic_io
 from utils.data.distance_map import gt_distance_transform
-from utils.data.layout import (N_GT_PTS, PCL_COLOURS_FILE, PCL_FILE, PCL_LABELS_FILE, SPLITS, VIEWS_FILE, _synset,
-                               check_views_match_renders, depth_file, label_map_file, list_models, n_parts,
-                               render_file, split_file, tree_dirs)
-from utils.data.readers import (DataError, read_cloud, read_cloud_colours, read_cloud_labels, read_label_map,
-                                read_mask_bool, read_rgb_u8, read_views, rgb_to_float)
+from utils.data.layout import (
+    N_GT_PTS,
+    PCL_COLOURS_FILE,
+    PCL_FILE,
+    PCL_LABELS_FILE,
+    SPLITS,
+    VIEWS_FILE,
+    _synset,
+    check_views_match_renders,
+    depth_file,
+    label_map_file,
+    list_models,
+    n_parts,
+    render_file,
+    split_file,
+    tree_dirs,
+)
+from utils.data.readers import (
+    DataError,
+    read_cloud,
+    read_cloud_colours,
+    read_cloud_labels,
+    read_label_map,
+    read_mask_bool,
+    read_rgb_u8,
+    read_views,
+    rgb_to_float,
+)
 
 FORMAT = 1  # bump when the layout of a cache folder changes: older folders are then rebuilt
 MANIFEST = "manifest.json"
@@ -108,8 +132,10 @@ class CacheSpec:
 
     def __init__(self, data_dir, category, split, task, img_h=64, img_w=64, n_pts=N_GT_PTS, n_cls=None):
         if not supports(task):
-            raise ValueError(f"the view cache holds per-point colours or part labels; task "
-                             f"{getattr(task, 'name', task)!r} has other targets")
+            raise ValueError(
+                f"the view cache holds per-point colours or part labels; task "
+                f"{getattr(task, 'name', task)!r} has other targets"
+            )
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.data_dir, self.category, self.split = str(data_dir), category, split
@@ -122,8 +148,15 @@ class CacheSpec:
         self.n_cls = int(n_cls) if labels else None
 
     def params(self):
-        return dict(task=self.task, synset=self.synset, split=self.split, img_h=self.img_h, img_w=self.img_w,
-                    n_pts=self.n_pts, n_cls=self.n_cls)
+        return dict(
+            task=self.task,
+            synset=self.synset,
+            split=self.split,
+            img_h=self.img_h,
+            img_w=self.img_w,
+            n_pts=self.n_pts,
+            n_cls=self.n_cls,
+        )
 
     def name(self):
         tail = f"_c{self.n_cls}" if self.n_cls is not None else ""
@@ -134,7 +167,7 @@ class CacheSpec:
 
     def dist_dtype(self):
         """uint16 holds every squared distance of an H x W image (at most H^2 + W^2) up to 181 x 181."""
-        return np.uint16 if self.img_h ** 2 + self.img_w ** 2 <= np.iinfo(np.uint16).max else np.float32
+        return np.uint16 if self.img_h**2 + self.img_w**2 <= np.iinfo(np.uint16).max else np.float32
 
     def label_dtype(self):
         return np.uint8 if (self.n_cls or 0) <= np.iinfo(np.uint8).max else np.int32
@@ -199,8 +232,14 @@ class _Inexact(Exception):
 def _shapes(spec, n_models, n_views):
     """{name: (shape, dtype)} of the cache's arrays."""
     H, W, N, T = spec.img_h, spec.img_w, spec.n_pts, n_views
-    out = dict(rgb=((T, H, W, 3), np.uint8), mask=((T, H, W), np.bool_), dist=((T, H, W), spec.dist_dtype()),
-               angles=((T, 2), np.float64), pcl=((n_models, N, 3), np.float32), start=((n_models + 1,), np.int64))
+    out = dict(
+        rgb=((T, H, W, 3), np.uint8),
+        mask=((T, H, W), np.bool_),
+        dist=((T, H, W), spec.dist_dtype()),
+        angles=((T, 2), np.float64),
+        pcl=((n_models, N, 3), np.float32),
+        start=((n_models + 1,), np.int64),
+    )
     if spec.point_key == LABEL_POINTS:
         out["labels"] = ((T, H, W), spec.label_dtype())
         out["pcl_labels"] = ((n_models, N), np.int32)
@@ -226,8 +265,10 @@ def _write_arrays(spec, models, angles, folder, dist_dtype):
     counts = [len(a) for a in angles]
     shapes = _shapes(spec, len(models), sum(counts))
     shapes["dist"] = (shapes["dist"][0], dist_dtype)
-    arr = {k: np.lib.format.open_memmap(folder / f"{k}.npy", mode="w+", dtype=dt, shape=shape)
-           for k, (shape, dt) in shapes.items()}
+    arr = {
+        k: np.lib.format.open_memmap(folder / f"{k}.npy", mode="w+", dtype=dt, shape=shape)
+        for k, (shape, dt) in shapes.items()
+    }
     arr["start"][:] = np.concatenate([[0], np.cumsum(counts)])
     for m, mid in enumerate(models):
         rdir = os.path.join(dirs["rendered"], spec.synset, mid)
@@ -247,8 +288,9 @@ def _write_arrays(spec, models, angles, folder, dist_dtype):
         if "pcl_rgb" in arr:
             arr["pcl_rgb"][m] = read_cloud_colours(os.path.join(pdir, PCL_COLOURS_FILE), spec.n_pts)
         if "labels" in arr:
-            arr["labels"][a:b] = np.stack([read_label_map(_label_map_path(spec, mid, v), H, W, spec.n_cls)
-                                           for v in views])
+            arr["labels"][a:b] = np.stack(
+                [read_label_map(_label_map_path(spec, mid, v), H, W, spec.n_cls) for v in views]
+            )
         if "pcl_labels" in arr:
             arr["pcl_labels"][m] = read_cloud_labels(os.path.join(pdir, PCL_LABELS_FILE), spec.n_pts, spec.n_cls)
     for a in arr.values():
@@ -287,9 +329,16 @@ def build(spec, models, folder, fingerprint, log=_log_stderr):
             except _Inexact as err:  # not expected (squared distances of pixel centres are integers)
                 log(f"view cache: distance map of {err} not exact as {np.dtype(dist_dtype).name}; storing float32")
                 shutil.rmtree(tmp)
-        manifest = dict(format=FORMAT, params=spec.params(), models=list(models),
-                        fingerprint=fingerprint[0], source_files=fingerprint[1], files=files,
-                        built=time.strftime("%Y-%m-%d %H:%M:%S"), build_seconds=round(time.time() - t0, 2))
+        manifest = dict(
+            format=FORMAT,
+            params=spec.params(),
+            models=list(models),
+            fingerprint=fingerprint[0],
+            source_files=fingerprint[1],
+            files=files,
+            built=time.strftime("%Y-%m-%d %H:%M:%S"),
+            build_seconds=round(time.time() - t0, 2),
+        )
         atomic_io.write_json(tmp / MANIFEST, manifest)
         atomic_io.replace_dir(tmp, folder)
     finally:
@@ -306,8 +355,10 @@ def _map(path, shape, dtype):
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            read_header = {
+                (1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0,
+            }.get(version)
             if read_header is None:
                 raise ValueError(f".npy format version {version}")
             got_shape, fortran, got_dtype = read_header(f)
@@ -317,8 +368,9 @@ def _map(path, shape, dtype):
     except (OSError, ValueError) as err:
         raise CacheInvalid(f"{path.name} has no valid .npy header ({err})") from None
     if list(got_shape) != list(shape) or got_dtype != np.dtype(dtype) or fortran:
-        raise CacheInvalid(f"{path.name} holds {got_dtype} {tuple(got_shape)}, the manifest says "
-                           f"{np.dtype(dtype)} {tuple(shape)}")
+        raise CacheInvalid(
+            f"{path.name} holds {got_dtype} {tuple(got_shape)}, the manifest says {np.dtype(dtype)} {tuple(shape)}"
+        )
     size, want = path.stat().st_size, offset + int(np.prod(shape)) * np.dtype(dtype).itemsize
     if size != want:
         raise CacheInvalid(f"{path.name} is {size} bytes, expected {want} (truncated or damaged)")
@@ -340,15 +392,18 @@ def check(folder, spec, models, fingerprint):
     except (OSError, ValueError) as err:
         raise CacheInvalid(f"{MANIFEST} cannot be read ({err})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise CacheInvalid(f"format {manifest.get('format') if isinstance(manifest, dict) else None}, "
-                           f"this code reads format {FORMAT}")
+        raise CacheInvalid(
+            f"format {manifest.get('format') if isinstance(manifest, dict) else None}, this code reads format {FORMAT}"
+        )
     if manifest.get("params") != spec.params():
         raise CacheInvalid(f"built for {manifest.get('params')}, needed {spec.params()}")
     if manifest.get("models") != list(models):
         raise CacheInvalid("the split lists other models")
     if manifest.get("fingerprint") != fingerprint[0]:
-        raise CacheInvalid(f"source files changed ({fingerprint[1]} files now, {manifest.get('source_files')} "
-                           "when built; size or modification time differs)")
+        raise CacheInvalid(
+            f"source files changed ({fingerprint[1]} files now, {manifest.get('source_files')} "
+            "when built; size or modification time differs)"
+        )
     want = _shapes(spec, len(models), None)
     files = manifest.get("files") or {}
     if set(files) != set(want):
@@ -360,10 +415,15 @@ def check(folder, spec, models, fingerprint):
     except (KeyError, TypeError) as err:
         raise CacheInvalid(f"{MANIFEST} is malformed ({err})") from None
     start, T = arrays["start"], arrays["rgb"].shape[0]
-    if (start.shape != (len(models) + 1,) or start[0] != 0 or start[-1] != T or np.any(np.diff(start) < 1)
-            or arrays["pcl"].shape[:2] != (len(models), spec.n_pts)
-            or any(a.shape[0] != T for k, a in arrays.items() if k not in PER_MODEL)
-            or arrays["rgb"].shape[1:3] != (spec.img_h, spec.img_w)):
+    if (
+        start.shape != (len(models) + 1,)
+        or start[0] != 0
+        or start[-1] != T
+        or np.any(np.diff(start) < 1)
+        or arrays["pcl"].shape[:2] != (len(models), spec.n_pts)
+        or any(a.shape[0] != T for k, a in arrays.items() if k not in PER_MODEL)
+        or arrays["rgb"].shape[1:3] != (spec.img_h, spec.img_w)
+    ):
         raise CacheInvalid("array shapes disagree with each other or with the parameters")
     return manifest, arrays
 
@@ -389,7 +449,7 @@ class ViewCache:
 
     def angles(self, m):
         """View angles of model ``m``: float64 (V_m, 2) degrees (azimuth, elevation)."""
-        return np.asarray(self.arrays["angles"][self.start[m]:self.start[m + 1]])
+        return np.asarray(self.arrays["angles"][self.start[m] : self.start[m + 1]])
 
     def batch(self, models, input_views, views):
         """Arrays of a batch, exactly as the PNG path computes them.
@@ -410,12 +470,16 @@ class ViewCache:
         ang_in, ang = a["angles"][rows_in], a["angles"][rows]
         fg = a["mask"][rows]
         masks = fg.astype(np.float32)
-        out = dict(image=rgb_to_float(a["rgb"][rows_in]),
-                   input_az=np.radians(ang_in[:, 0]).astype(np.float32),
-                   input_el=np.radians(ang_in[:, 1]).astype(np.float32),
-                   az=np.radians(ang[..., 0]).astype(np.float32), el=np.radians(ang[..., 1]).astype(np.float32),
-                   mask=masks, dist=a["dist"][rows].astype(np.float32),
-                   pcl=np.array(a["pcl"][models], np.float32))
+        out = dict(
+            image=rgb_to_float(a["rgb"][rows_in]),
+            input_az=np.radians(ang_in[:, 0]).astype(np.float32),
+            input_el=np.radians(ang_in[:, 1]).astype(np.float32),
+            az=np.radians(ang[..., 0]).astype(np.float32),
+            el=np.radians(ang[..., 1]).astype(np.float32),
+            mask=masks,
+            dist=a["dist"][rows].astype(np.float32),
+            pcl=np.array(a["pcl"][models], np.float32),
+        )
         if "pcl_rgb" in a:
             out["rgb"] = rgb_to_float(a["rgb"][rows])
             # x * 0 or 1, as the PNG path's rgb * mask[..., None], without a length-3 broadcast loop
@@ -456,9 +520,11 @@ def open_cache(spec, models=None, cache_dir=None, rebuild=False, log=_log_stderr
         except CacheInvalid:
             raise err from None
     cache = ViewCache(folder, *check(folder, spec, models, fingerprint))
-    log(f"view cache: {folder.name} ready: {cache.n_models} models, {len(cache.arrays['rgb'])} views, "
-        f"{sum(f['bytes'] for f in cache.manifest['files'].values()) / 2 ** 20:.1f} MiB, "
-        f"built in {cache.manifest['build_seconds']} s")
+    log(
+        f"view cache: {folder.name} ready: {cache.n_models} models, {len(cache.arrays['rgb'])} views, "
+        f"{sum(f['bytes'] for f in cache.manifest['files'].values()) / 2**20:.1f} MiB, "
+        f"built in {cache.manifest['build_seconds']} s"
+    )
     return cache
 
 
@@ -469,17 +535,26 @@ def build_parser():
     p = argparse.ArgumentParser(
         prog="python -m utils.data.cache",
         description="Build (or check) the packed view caches that training reads with --view_cache auto: "
-                    "decoded views, masks, distance maps, angles and clouds as memory-mapped .npy files. A "
-                    "cache whose sources changed, or that is damaged, is rebuilt.")
+        "decoded views, masks, distance maps, angles and clouds as memory-mapped .npy files. A "
+        "cache whose sources changed, or that is damaged, is rebuilt.",
+    )
     p.add_argument("--data_dir", required=True, help="root of the data layout (see data/README.md)")
     p.add_argument("--category", default="chair", help="category name or synset id (default: %(default)s)")
     p.add_argument("--split", nargs="+", choices=SPLITS, default=list(SPLITS), help="splits (default: all)")
-    p.add_argument("--task", nargs="+", required=True,
-                   help="tasks whose caches to build: names of task folders (e.g. the colour and part-label tasks)")
+    p.add_argument(
+        "--task",
+        nargs="+",
+        required=True,
+        help="tasks whose caches to build: names of task folders (e.g. the colour and part-label tasks)",
+    )
     p.add_argument("--IMG_H", type=int, default=64, help="image height in px, as training (default: 64)")
     p.add_argument("--IMG_W", type=int, default=64, help="image width in px (default: 64)")
-    p.add_argument("--n_cls", type=int, default=0,
-                   help="partseg part classes, as training's --n_cls (default: 0 = from the data set)")
+    p.add_argument(
+        "--n_cls",
+        type=int,
+        default=0,
+        help="partseg part classes, as training's --n_cls (default: 0 = from the data set)",
+    )
     p.add_argument("--cache_dir", default=None, help="folder of the caches (default: <data_dir>/.cache)")
     p.add_argument("--rebuild", action="store_true", help="rebuild even when the cache is valid")
     p.add_argument("--verify", action="store_true", help="also check every file's CRC-32 (reads all of it)")
@@ -493,8 +568,9 @@ def main(argv=None):
         for split in args.split:
             try:
                 task_obj = importlib.import_module(f"{task}.task").TASK  # the task folder's plug-in
-                spec = CacheSpec(args.data_dir, args.category, split, task_obj, args.IMG_H, args.IMG_W,
-                                 n_cls=args.n_cls or None)
+                spec = CacheSpec(
+                    args.data_dir, args.category, split, task_obj, args.IMG_H, args.IMG_W, n_cls=args.n_cls or None
+                )
                 cache = open_cache(spec, cache_dir=args.cache_dir, rebuild=args.rebuild)
                 if args.verify:
                     try:

@@ -5,6 +5,7 @@ The data pipeline (:mod:`utils.data`) computes one per supervision view (batch k
 affinity (:func:`utils.losses.affinity_points`) read it. It does not depend on the
 prediction, so it is computed once per image here, never as an (H, W, H, W) tensor.
 """
+
 import numpy as np
 from scipy import ndimage
 

@@ -25,6 +25,7 @@ Conventions, following the original loader:
 Every problem with the files raises :class:`DataError` naming the file and what
 was expected. ``.npy`` files are always loaded with ``allow_pickle=False``.
 """
+
 import json
 import os
 import re
@@ -55,7 +56,6 @@ VIEWS_FILE = "view.txt"
 PART_NAMES_FILE = "part_names.json"
 
 
-
 def render_file(view):
     """``render_{k}.png``: the RGB render of view k."""
     return f"render_{view}.png"
@@ -84,12 +84,16 @@ def check_data_dir(data_dir, tree=""):
     name, a task's ``data_tree``; '' = the data root)."""
     if not os.path.isdir(data_dir):
         what = "is not a folder" if os.path.exists(data_dir) else "does not exist"
-        raise DataError(f"data directory {os.path.abspath(data_dir)} {what} (--data_dir); expected the layout "
-                        "described in data/README.md (make the demo set with python data/make_demo_data.py)")
+        raise DataError(
+            f"data directory {os.path.abspath(data_dir)} {what} (--data_dir); expected the layout "
+            "described in data/README.md (make the demo set with python data/make_demo_data.py)"
+        )
     root = tree_root(data_dir, tree)
     if not os.path.isdir(root):
-        raise DataError(f"data directory {os.path.abspath(data_dir)} has no {tree}/ folder; this task expects "
-                        f"{tree}/{RENDERED_DIR}, {tree}/{PCL_DIR}, {tree}/{SPLITS_DIR} there")
+        raise DataError(
+            f"data directory {os.path.abspath(data_dir)} has no {tree}/ folder; this task expects "
+            f"{tree}/{RENDERED_DIR}, {tree}/{PCL_DIR}, {tree}/{SPLITS_DIR} there"
+        )
 
 
 def tree_root(data_dir, tree=""):
@@ -104,8 +108,12 @@ def tree_dirs(data_dir, tree=""):
     (a list of candidate folders, first match wins; writers use the first)."""
     root = tree_root(data_dir, tree)
     rendered = os.path.join(root, RENDERED_DIR)
-    return dict(rendered=rendered, pcl=os.path.join(root, PCL_DIR), labels=os.path.join(root, LABELS_DIR),
-                splits=[os.path.join(root, SPLITS_DIR), os.path.join(rendered, SPLITS_DIR)])
+    return dict(
+        rendered=rendered,
+        pcl=os.path.join(root, PCL_DIR),
+        labels=os.path.join(root, LABELS_DIR),
+        splits=[os.path.join(root, SPLITS_DIR), os.path.join(rendered, SPLITS_DIR)],
+    )
 
 
 def _synset(category):
@@ -128,13 +136,18 @@ def split_file(data_dir, category, split, tree=""):
             if os.path.isfile(path):
                 return path
             tried.append(path)
-    found = sorted(os.path.join(folder, name) for folder in tree_dirs(data_dir, tree)["splits"]
-                   if os.path.isdir(folder) for name in os.listdir(folder)
-                   if name.startswith(f"{syn}_") and "_list." in name)
-    raise DataError(f"no split file for category {category} ({syn}), split '{split}'"
-                    + (f", tree '{tree}'" if tree else "") + ": "
-                    f"expected one of {', '.join(tried)}; split lists found for this category: "
-                    f"{', '.join(found) if found else 'none'}")
+    found = sorted(
+        os.path.join(folder, name)
+        for folder in tree_dirs(data_dir, tree)["splits"]
+        if os.path.isdir(folder)
+        for name in os.listdir(folder)
+        if name.startswith(f"{syn}_") and "_list." in name
+    )
+    raise DataError(
+        f"no split file for category {category} ({syn}), split '{split}'" + (f", tree '{tree}'" if tree else "") + ": "
+        f"expected one of {', '.join(tried)}; split lists found for this category: "
+        f"{', '.join(found) if found else 'none'}"
+    )
 
 
 _PLAIN_NAME = re.compile(r"[^/\\\x00]+")
@@ -143,8 +156,10 @@ _PLAIN_NAME = re.compile(r"[^/\\\x00]+")
 def _check_model_id(path, mid):
     """A model id must be a plain folder name: no separators, not '.', '..' or absolute."""
     if not _PLAIN_NAME.fullmatch(mid) or mid in (".", ".."):
-        raise DataError(f"{path}: model id {mid!r} is not a plain folder name; expected names like "
-                        "1a6f615e8b1b5ae4dbbc9440457e303e (no '/', '\\', '.' or '..')")
+        raise DataError(
+            f"{path}: model id {mid!r} is not a plain folder name; expected names like "
+            "1a6f615e8b1b5ae4dbbc9440457e303e (no '/', '\\', '.' or '..')"
+        )
 
 
 def read_split(path):
@@ -188,11 +203,9 @@ def list_models(data_dir, category, split, tree=""):
             continue  # without a ShapeNet_labels tree the label maps sit beside the renders
         cat_dir = os.path.join(dirs[key], syn)
         if not os.path.isdir(cat_dir):
-            raise DataError(f"category folder {cat_dir} is missing; expected one sub-folder per model of "
-                            f"{category}")
+            raise DataError(f"category folder {cat_dir} is missing; expected one sub-folder per model of {category}")
         if not any(e.is_dir() for e in os.scandir(cat_dir)):
-            raise DataError(f"category folder {cat_dir} is empty; expected one sub-folder per model of "
-                            f"{category}")
+            raise DataError(f"category folder {cat_dir} is empty; expected one sub-folder per model of {category}")
         for mid in ids:
             if not os.path.isdir(os.path.join(cat_dir, mid)):
                 raise DataError(f"model folder {os.path.join(cat_dir, mid)} is missing (listed in {path})")
@@ -226,8 +239,7 @@ def part_names(data_dir, category):
         return list(shapenet.DEMO_PART_NAMES[name])
     if name in shapenet.PART_COUNTS:
         return [f"part{k + 1}" for k in range(shapenet.PART_COUNTS[name])]
-    raise DataError(f"no part annotation for category {name}: neither {path} nor the ShapeNet part "
-                    f"table lists it")
+    raise DataError(f"no part annotation for category {name}: neither {path} nor the ShapeNet part table lists it")
 
 
 def has_dataset(data_dir, category, tree=""):
@@ -249,8 +261,12 @@ def check_views_match_renders(path, n_views):
     expected = set(range(n_views))
     if found - expected:
         extra = sorted(found - expected)
-        raise DataError(f"{path}: {n_views} view line(s), but {folder} also holds {render_file(extra[0])} "
-                        f"({len(found)} renders); expected one 'azimuth elevation' line per render")
+        raise DataError(
+            f"{path}: {n_views} view line(s), but {folder} also holds {render_file(extra[0])} "
+            f"({len(found)} renders); expected one 'azimuth elevation' line per render"
+        )
     if expected - found:
-        raise DataError(f"{path}: lists {n_views} views, but {render_file(min(expected - found))} is missing "
-                        f"in {folder}; expected one render per line")
+        raise DataError(
+            f"{path}: lists {n_views} views, but {render_file(min(expected - found))} is missing "
+            f"in {folder}; expected one render per line"
+        )

@@ -1,4 +1,5 @@
 """The batch pipeline: deterministic, prefetching batches of (image, views, cloud) (numpy only)."""
+
 import math
 import os
 import sys
@@ -10,8 +11,20 @@ import numpy as np
 
 from utils.data import cache as view_cache_mod
 from utils.data.distance_map import gt_distance_transform
-from utils.data.layout import (N_GT_PTS, PCL_FILE, PCL_SIDES_FILE, RESAMPLE_PCL_FILE, VIEW_MODES, VIEWS_FILE, _synset,
-                               check_views_match_renders, depth_file, list_models, render_file, tree_dirs)
+from utils.data.layout import (
+    N_GT_PTS,
+    PCL_FILE,
+    PCL_SIDES_FILE,
+    RESAMPLE_PCL_FILE,
+    VIEW_MODES,
+    VIEWS_FILE,
+    _synset,
+    check_views_match_renders,
+    depth_file,
+    list_models,
+    render_file,
+    tree_dirs,
+)
 from utils.data.readers import DataError, read_cloud, read_mask, read_point_sides, read_rgb, read_views
 
 # Salt of the seed of each epoch's sample order, rng([seed, epoch, EPOCH_ORDER_SALT]): it keeps that
@@ -79,10 +92,31 @@ class BatchPipeline:
     'pcl_rgb' float32 (B,N,3).
     """
 
-    def __init__(self, data_dir, category, split, task=None, batch_size=1, n_views=1, img_h=64, img_w=64,
-                 n_pts=N_GT_PTS, view_mode="random", use_input_view=False, shuffle=True, seed=0, num_workers=2,
-                 prefetch=4, start_step=0, repeat=True, all_input_views=False, pairs=None, view_cache="off",
-                 cache_dir=None, **task_options):
+    def __init__(
+        self,
+        data_dir,
+        category,
+        split,
+        task=None,
+        batch_size=1,
+        n_views=1,
+        img_h=64,
+        img_w=64,
+        n_pts=N_GT_PTS,
+        view_mode="random",
+        use_input_view=False,
+        shuffle=True,
+        seed=0,
+        num_workers=2,
+        prefetch=4,
+        start_step=0,
+        repeat=True,
+        all_input_views=False,
+        pairs=None,
+        view_cache="off",
+        cache_dir=None,
+        **task_options,
+    ):
         if view_mode not in VIEW_MODES:
             raise ValueError(f"view_mode must be one of {VIEW_MODES}, got {view_mode!r}")
         if batch_size < 1 or n_views < 1:
@@ -184,11 +218,21 @@ class BatchPipeline:
             overrides: constructor arguments that replace the mapped ones (e.g. ``shuffle=False,
                 repeat=False, view_mode='fixed', batch_size=1, start_step=k``).
         """
-        kw = dict(task=task, batch_size=args.batch_size, n_views=args.N_VIEWS, img_h=args.IMG_H, img_w=args.IMG_W,
-                  view_mode=args.views, use_input_view=args.CORR, seed=args.seed, num_workers=args.num_workers,
-                  all_input_views=args.input_views == "all",
-                  view_cache=getattr(args, "view_cache", "off"), cache_dir=getattr(args, "cache_dir", None),
-                  **(task.data_options(args) if task is not None else {}))
+        kw = dict(
+            task=task,
+            batch_size=args.batch_size,
+            n_views=args.N_VIEWS,
+            img_h=args.IMG_H,
+            img_w=args.IMG_W,
+            view_mode=args.views,
+            use_input_view=args.CORR,
+            seed=args.seed,
+            num_workers=args.num_workers,
+            all_input_views=args.input_views == "all",
+            view_cache=getattr(args, "view_cache", "off"),
+            cache_dir=getattr(args, "cache_dir", None),
+            **(task.data_options(args) if task is not None else {}),
+        )
         kw.update(overrides)
         return cls(args.data_dir, args.category, split, **kw)
 
@@ -218,13 +262,25 @@ class BatchPipeline:
         """The split's valid view cache (built when needed); None, said on stderr, when it cannot be written."""
         if not view_cache_mod.supports(self.task):  # a task whose targets the cache does not hold
             return None
-        spec = view_cache_mod.CacheSpec(self.data_dir, self.category, self.split, self.task, self.img_h, self.img_w,
-                                        self.n_pts, getattr(self, "n_cls", None))
+        spec = view_cache_mod.CacheSpec(
+            self.data_dir,
+            self.category,
+            self.split,
+            self.task,
+            self.img_h,
+            self.img_w,
+            self.n_pts,
+            getattr(self, "n_cls", None),
+        )
         try:
             return view_cache_mod.open_cache(spec, self.models, cache_dir)
         except OSError as err:
-            print(f"view cache: cannot write {spec.folder(cache_dir)} ({err}); reading the PNG files "
-                  "(--cache_dir moves the cache)", file=sys.stderr, flush=True)
+            print(
+                f"view cache: cannot write {spec.folder(cache_dir)} ({err}); reading the PNG files "
+                "(--cache_dir moves the cache)",
+                file=sys.stderr,
+                flush=True,
+            )
             return None
 
     def _views_deg(self, m):
@@ -291,8 +347,10 @@ class BatchPipeline:
         angles = self._views_deg(m)
         n_avail = len(angles)
         if self.n_views > n_avail and self.view_mode == "random":  # distinct views ('fixed' wraps, as the original)
-            raise DataError(f"--N_VIEWS {self.n_views}: {os.path.join(self.model_dir('rendered', m), VIEWS_FILE)} "
-                            f"lists {n_avail} views; expected --N_VIEWS <= {n_avail} (distinct supervision views)")
+            raise DataError(
+                f"--N_VIEWS {self.n_views}: {os.path.join(self.model_dir('rendered', m), VIEWS_FILE)} "
+                f"lists {n_avail} views; expected --N_VIEWS <= {n_avail} (distinct supervision views)"
+            )
         rng = np.random.default_rng([self.seed, step, i])
         if input_view is None:
             input_view = int(rng.integers(n_avail))
@@ -303,11 +361,16 @@ class BatchPipeline:
         angles = self._views_deg(m)
         rdir, pdir = self.model_dir("rendered", m), self.model_dir("pcl", m)
         H, W = self.img_h, self.img_w
-        out = dict(image=read_rgb(os.path.join(rdir, render_file(input_view)), H, W),
-                   input_view=input_view, views=np.array(views, np.int32),
-                   input_az=np.radians(angles[input_view, 0]), input_el=np.radians(angles[input_view, 1]),
-                   az=np.radians(angles[views, 0]), el=np.radians(angles[views, 1]),
-                   model_id=self.models[m])
+        out = dict(
+            image=read_rgb(os.path.join(rdir, render_file(input_view)), H, W),
+            input_view=input_view,
+            views=np.array(views, np.int32),
+            input_az=np.radians(angles[input_view, 0]),
+            input_el=np.radians(angles[input_view, 1]),
+            az=np.radians(angles[views, 0]),
+            el=np.radians(angles[views, 1]),
+            model_id=self.models[m],
+        )
         masks = np.stack([read_mask(os.path.join(rdir, depth_file(v)), H, W) for v in views])
         out["mask"] = masks
         out["dist"] = gt_distance_transform(masks)
@@ -346,9 +409,12 @@ class BatchPipeline:
             valid.append(ok)
         models = np.array([p[0] for p in plans], np.int64)
         batch = self._cache.batch(models, [p[1] for p in plans], [p[2] for p in plans])
-        batch.update(input_view=np.array([p[1] for p in plans], np.int32),
-                     views=np.array([p[2] for p in plans], np.int32),
-                     model_id=np.array([self.models[m] for m in models], dtype=str), valid=np.array(valid, bool))
+        batch.update(
+            input_view=np.array([p[1] for p in plans], np.int32),
+            views=np.array([p[2] for p in plans], np.int32),
+            model_id=np.array([self.models[m] for m in models], dtype=str),
+            valid=np.array(valid, bool),
+        )
         return batch
 
     # ---------------------------------------------------------------- iteration

@@ -3,12 +3,14 @@
 Every problem raises :class:`utils.data.layout.DataError` naming the file and what was expected;
 ``.npy`` files are always loaded with ``allow_pickle=False``.
 """
+
 import os
 
 import cv2
 import numpy as np
 
 from utils.data import shapenet
+
 MASK_THRESHOLD = 254  # depth_{k}.png: foreground where value < 254
 
 
@@ -36,8 +38,9 @@ def load_npy(path, shape=None, kinds=None):
         arr = np.load(path, allow_pickle=False)
     except Exception as err:  # corrupt file, pickled objects, ...
         raise DataError(f"{path}: cannot load as a plain .npy array ({type(err).__name__}: {err})") from None
-    if shape is not None and (arr.ndim != len(shape) or
-                              any(s is not None and s != a for s, a in zip(shape, arr.shape))):
+    if shape is not None and (
+        arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape))
+    ):
         want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
         raise DataError(f"{path}: expected shape {want}, got {arr.shape}")
     if kinds is not None and arr.dtype.kind not in kinds:
@@ -63,8 +66,10 @@ def read_views(path):
     angles = np.array(rows, np.float64)
     bad = np.flatnonzero(~np.all(np.isfinite(angles), axis=1))
     if len(bad):
-        raise DataError(f"{path}: view {bad[0]} has a non-finite angle ({angles[bad[0]].tolist()}); expected "
-                        "finite 'azimuth elevation' degrees on every line")
+        raise DataError(
+            f"{path}: view {bad[0]} has a non-finite angle ({angles[bad[0]].tolist()}); expected "
+            "finite 'azimuth elevation' degrees on every line"
+        )
     return angles
 
 
@@ -111,8 +116,9 @@ def read_label_map(path, img_h, img_w, n_cls=None):
     if lab.size and lab.min() < 0:
         raise DataError(f"{path}: expected labels >= 0 (0 = background), found {lab.min()}")
     if n_cls is not None and lab.size and lab.max() > n_cls:
-        raise DataError(f"{path}: found label {lab.max()}; expected 0 (background) .. {n_cls} "
-                        f"(the number of parts, --n_cls)")
+        raise DataError(
+            f"{path}: found label {lab.max()}; expected 0 (background) .. {n_cls} (the number of parts, --n_cls)"
+        )
     return lab.astype(np.int32)
 
 
@@ -143,8 +149,10 @@ def read_point_sides(path, n_pts):
     lies on a part's hidden side (the demo data's record, utils.data.layout.PCL_SIDES_FILE)."""
     sides = load_npy(path, (n_pts,), "iub")
     if sides.size and not np.isin(sides, (0, 1)).all():
-        raise DataError(f"{path}: expected 0 (not on a hidden side) or 1 (on a part's hidden side) per point, "
-                        f"found {sorted(set(np.unique(sides).tolist()) - {0, 1})[:5]}")
+        raise DataError(
+            f"{path}: expected 0 (not on a hidden side) or 1 (on a part's hidden side) per point, "
+            f"found {sorted(set(np.unique(sides).tolist()) - {0, 1})[:5]}"
+        )
     return sides.astype(bool)
 
 
@@ -154,6 +162,5 @@ def read_cloud_labels(path, n_pts, n_cls=None):
     if lab.size and lab.min() < 1:
         raise DataError(f"{path}: expected 1-based part labels (>= 1), found {lab.min()}")
     if n_cls is not None and lab.size and lab.max() > n_cls:
-        raise DataError(f"{path}: found part label {lab.max()}; expected 1 .. {n_cls} "
-                        f"(the number of parts, --n_cls)")
+        raise DataError(f"{path}: found part label {lab.max()}; expected 1 .. {n_cls} (the number of parts, --n_cls)")
     return (lab - 1).astype(np.int32)

@@ -5,6 +5,7 @@ of the usual single-view reconstruction benchmark are listed first, followed by
 the extra categories of the part-annotated subset (Yi et al., 2016), which share
 the id space.
 """
+
 import numpy as np
 
 # The 13 categories used by 3D-R2N2 / DRC / CAPNet / DIFFER, then the rest of the
@@ -40,17 +41,37 @@ SYNSET_TO_CATEGORY = {v: k for k, v in CATEGORY_TO_SYNSET.items()}
 
 # Other spellings met in ShapeNet tooling (the original code says 'aero').
 ALIASES = {
-    "aero": "airplane", "aeroplane": "airplane", "plane": "airplane",
-    "monitor": "display", "loudspeaker": "speaker", "phone": "telephone",
-    "cellphone": "telephone", "watercraft": "vessel", "boat": "vessel",
-    "couch": "sofa", "automobile": "car",
+    "aero": "airplane",
+    "aeroplane": "airplane",
+    "plane": "airplane",
+    "monitor": "display",
+    "loudspeaker": "speaker",
+    "phone": "telephone",
+    "cellphone": "telephone",
+    "watercraft": "vessel",
+    "boat": "vessel",
+    "couch": "sofa",
+    "automobile": "car",
 }
 
 # Number of part classes per category in the part annotations of Yi et al.
 PART_COUNTS = {
-    "airplane": 4, "bag": 2, "cap": 2, "car": 4, "chair": 4, "earphone": 3,
-    "guitar": 3, "knife": 2, "lamp": 4, "laptop": 2, "motorbike": 6, "mug": 2,
-    "pistol": 3, "rocket": 3, "skateboard": 3, "table": 3,
+    "airplane": 4,
+    "bag": 2,
+    "cap": 2,
+    "car": 4,
+    "chair": 4,
+    "earphone": 3,
+    "guitar": 3,
+    "knife": 2,
+    "lamp": 4,
+    "laptop": 2,
+    "motorbike": 6,
+    "mug": 2,
+    "pistol": 3,
+    "rocket": 3,
+    "skateboard": 3,
+    "table": 3,
 }
 
 # Part names of the demo data set, in label order (label k+1 in the files, k in
@@ -76,8 +97,8 @@ def synset_id(category):
     key = ALIASES.get(key, key)
     if key in CATEGORY_TO_SYNSET:
         return CATEGORY_TO_SYNSET[key]
-    raise ValueError("unknown ShapeNet category %r; known: %s (or their synset ids)"
-                     % (category, ", ".join(sorted(CATEGORY_TO_SYNSET))))
+    known = ", ".join(sorted(CATEGORY_TO_SYNSET))
+    raise ValueError(f"unknown ShapeNet category {category!r}; known: {known} (or their synset ids)")
 
 
 def category_name(category):

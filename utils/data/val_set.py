@@ -18,6 +18,7 @@ Rules (``--val_selection``):
   from ``--seed``), not Python 2's ``random.shuffle`` seeded with 1024, so the pairs differ
   from the original's even on its data; the rule is the same.
 """
+
 import numpy as np
 
 SELECTIONS = ("balanced", "every_10th")
@@ -49,6 +50,5 @@ def choose_pairs(n_views, n_samples, seed, selection="balanced"):
     else:
         models = rng.permutation(len(n_views))
         views = [rng.permutation(count) for count in n_views]
-        pairs = [(int(m), int(views[m][r])) for r in range(max(n_views, default=0)) for m in models
-                 if r < n_views[m]]
+        pairs = [(int(m), int(views[m][r])) for r in range(max(n_views, default=0)) for m in models if r < n_views[m]]
     return [(int(m), int(v)) for m, v in (pairs[:n_samples] if n_samples else pairs)]

@@ -16,6 +16,7 @@ or a mesh file) and
 The result is a pure function of the source and the options; :func:`utils.datagen.writer.write_model`
 writes it into the data layout.
 """
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,7 @@ class RenderOptions:
         supersample: rays per pixel side (coverage masks); shading: Lambert shading of the renders.
         n_dense: dense surface samples before farthest point sampling.
     """
+
     n_views: int = 10
     img_size: int = 64
     azimuth: tuple = (0.0, 360.0)
@@ -73,17 +75,20 @@ def build_model(source, opts):
     renderer = MeshRenderer(surface)
     rgb, depth, label_maps = [], [], []
     for a, e in zip(az, el):
-        view = renderer.render(np.radians(a), np.radians(e), opts.img_size, opts.img_size, opts.shading,
-                               opts.supersample)
+        view = renderer.render(
+            np.radians(a), np.radians(e), opts.img_size, opts.img_size, opts.shading, opts.supersample
+        )
         rgb.append(np.round(view.rgb * 255).astype(np.uint8))
         depth.append(encode_depth(view.depth, view.hit))
         label_maps.append(view.label)
     covered = max(int(np.sum(d < 254)) for d in depth)
     if covered < MIN_COVERED_PIXELS:
-        raise MeshError(f"{getattr(source, 'path', source.model_id)}: the views are nearly empty (at most {covered} "
-                        f"object pixels of {opts.img_size}x{opts.img_size}); far-off geometry (stray vertices in "
-                        f"faces) makes the object tiny after normalisation; expected a mesh whose faces all belong "
-                        f"to the object")
+        raise MeshError(
+            f"{getattr(source, 'path', source.model_id)}: the views are nearly empty (at most {covered} "
+            f"object pixels of {opts.img_size}x{opts.img_size}); far-off geometry (stray vertices in "
+            f"faces) makes the object tiny after normalisation; expected a mesh whose faces all belong "
+            f"to the object"
+        )
 
     def cloud(stream):
         rng = np.random.default_rng(stream)
@@ -97,8 +102,14 @@ def build_model(source, opts):
             out["sides"] = loaded.hidden[face].astype(np.uint8)
         return out
 
-    model = dict(views=np.stack([az, el], 1), rgb=np.stack(rgb), depth=np.stack(depth), **cloud(streams["sample"]),
-                 resample=cloud(streams["resample"]), report=loaded.report)
+    model = dict(
+        views=np.stack([az, el], 1),
+        rgb=np.stack(rgb),
+        depth=np.stack(depth),
+        **cloud(streams["sample"]),
+        resample=cloud(streams["resample"]),
+        report=loaded.report,
+    )
     if loaded.labelled:
         model["labels"] = np.stack(label_maps)
         model["report"]["part_labels"] = sorted(int(k) for k in np.unique(surface.labels))

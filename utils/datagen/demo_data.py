@@ -40,6 +40,7 @@ renderer frame with :func:`utils.data.shapenet.preprocess_pcl_gt`, exactly as fo
 real data. ``view.txt`` holds "azimuth elevation" in degrees, the angles the
 loaders hand to :func:`utils.render.camera.world2cam` after conversion to radians.
 """
+
 import argparse
 import fcntl
 import json
@@ -51,18 +52,27 @@ import time
 from pathlib import Path
 
 from utils.common import cli, lock
-from utils.data import N_GT_PTS, PART_NAMES_FILE, PART_TREE_DIR, PCL_DIR, RENDERED_DIR, SPLITS, SPLITS_DIR, \
-    split_list_file, tree_dirs
+from utils.common.progress import Progress
+from utils.data import (
+    N_GT_PTS,
+    PART_NAMES_FILE,
+    PART_TREE_DIR,
+    PCL_DIR,
+    RENDERED_DIR,
+    SPLITS,
+    SPLITS_DIR,
+    split_list_file,
+    tree_dirs,
+)
 from utils.data.shapenet import DEMO_PART_NAMES, synset_id
 from utils.datagen import writer
 from utils.datagen.build import RenderOptions, build_model
 from utils.datagen.mesh_render import BOUND_RADIUS, SUPERSAMPLE
 from utils.datagen.shapes import BUILDERS, model_id
 from utils.datagen.sources import ProceduralSource
-from utils.datagen.styles import COLOUR_STYLES, colour_figure
 from utils.datagen.splits import SPLIT_FRACTIONS, split_models, write_splits
+from utils.datagen.styles import COLOUR_STYLES, colour_figure
 from utils.datagen.writer import DEFAULT_WORKERS, check_out_folder, lock_data_folder, run_jobs
-from utils.common.progress import Progress
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "data"  # the repository's data/ (this file: utils/datagen/)
 DEFAULT_CATEGORIES = ("chair", "airplane", "car")
@@ -76,8 +86,18 @@ N_DENSE = 8000  # dense surface samples per cloud, before farthest point samplin
 # --------------------------------------------------------------------------
 # one model
 # --------------------------------------------------------------------------
-def make_model(category, index, seed=0, n_views=10, img_size=64, shading=False,
-               el_range=(-10.0, 40.0), n_dense=N_DENSE, supersample=SUPERSAMPLE, colours="flat"):
+def make_model(
+    category,
+    index,
+    seed=0,
+    n_views=10,
+    img_size=64,
+    shading=False,
+    el_range=(-10.0, 40.0),
+    n_dense=N_DENSE,
+    supersample=SUPERSAMPLE,
+    colours="flat",
+):
     """Build, render and sample one demo model: :func:`utils.datagen.build.build_model` of its
     :class:`~utils.datagen.sources.ProceduralSource`. Pure function of its arguments.
 
@@ -88,8 +108,15 @@ def make_model(category, index, seed=0, n_views=10, img_size=64, shading=False,
     lies on a part's hidden side (the same in every style); ``resample``: the second, independent
     sampling's cloud keys. ``colours`` (the argument): one of :data:`COLOUR_STYLES`.
     """
-    opts = RenderOptions(n_views=n_views, img_size=img_size, azimuth=(0.0, 360.0), elevation=tuple(el_range),
-                         supersample=supersample, shading=shading, n_dense=n_dense)
+    opts = RenderOptions(
+        n_views=n_views,
+        img_size=img_size,
+        azimuth=(0.0, 360.0),
+        elevation=tuple(el_range),
+        supersample=supersample,
+        shading=shading,
+        n_dense=n_dense,
+    )
     return build_model(ProceduralSource(category, index, seed, colours), opts)
 
 
@@ -133,7 +160,7 @@ def remove_stale_temporaries(out):
         try:
             fd = os.open(owner, os.O_RDONLY)
         except FileNotFoundError:
-            pid = tmp.name[len(TMP_PREFIX):].split("_")[0]
+            pid = tmp.name[len(TMP_PREFIX) :].split("_")[0]
             if pid.isdigit() and _pid_alive(int(pid)):
                 continue
         else:
@@ -154,8 +181,11 @@ def category_paths(root, synset):
     for tree in ("", PART_TREE_DIR):  # the colour tree at the root, the part-label tree below it
         dirs = tree_dirs(root, tree)
         paths += [Path(dirs[key]) / synset for key in ("rendered", "pcl", "labels") if key in dirs]
-        paths += [Path(dirs["splits"][0]) / split_list_file(synset, split, ext)
-                  for split in SPLITS for ext in (".npy", ".txt")]
+        paths += [
+            Path(dirs["splits"][0]) / split_list_file(synset, split, ext)
+            for split in SPLITS
+            for ext in (".npy", ".txt")
+        ]
     return paths
 
 
@@ -170,9 +200,21 @@ def _read_json(path):
         return {}
 
 
-def generate(out, categories=DEFAULT_CATEGORIES, n_models=200, n_views=10, img_size=64, seed=0,
-             shading=False, workers=2, el_range=(-10.0, 40.0), supersample=SUPERSAMPLE, force=False,
-             progress=True, colours="flat"):
+def generate(
+    out,
+    categories=DEFAULT_CATEGORIES,
+    n_models=200,
+    n_views=10,
+    img_size=64,
+    seed=0,
+    shading=False,
+    workers=2,
+    el_range=(-10.0, 40.0),
+    supersample=SUPERSAMPLE,
+    force=False,
+    progress=True,
+    colours="flat",
+):
     """Generate the demo data set into ``out`` (see the module docstring).
 
     Everything is written into a temporary folder inside ``out`` first and moved
@@ -195,22 +237,50 @@ def generate(out, categories=DEFAULT_CATEGORIES, n_models=200, n_views=10, img_s
     existing = {c: _present(out, synset_id(c)) for c in categories}
     existing = {c: paths for c, paths in existing.items() if paths}
     if existing and not force:  # (checked again under the lock)
-        raise FileExistsError(f"{out} already holds {', '.join(existing)}; pass --force to replace "
-                              f"{'them' if len(existing) > 1 else 'it'} (other categories are kept)")
+        raise FileExistsError(
+            f"{out} already holds {', '.join(existing)}; pass --force to replace "
+            f"{'them' if len(existing) > 1 else 'it'} (other categories are kept)"
+        )
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
         with lock_data_folder(out):
-            return _generate_locked(out, categories, n_models, n_views, img_size, seed, shading, workers, el_range,
-                                    supersample, force, progress, colours)
+            return _generate_locked(
+                out,
+                categories,
+                n_models,
+                n_views,
+                img_size,
+                seed,
+                shading,
+                workers,
+                el_range,
+                supersample,
+                force,
+                progress,
+                colours,
+            )
     except BaseException:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # no empty --out left behind
         raise
 
 
-def _generate_locked(out, categories, n_models, n_views, img_size, seed, shading, workers, el_range,
-                     supersample, force, progress, colours):
+def _generate_locked(
+    out,
+    categories,
+    n_models,
+    n_views,
+    img_size,
+    seed,
+    shading,
+    workers,
+    el_range,
+    supersample,
+    force,
+    progress,
+    colours,
+):
     existing = {c: _present(out, synset_id(c)) for c in categories}
     existing = {c: paths for c, paths in existing.items() if paths}
     if existing and not force:
@@ -222,8 +292,15 @@ def _generate_locked(out, categories, n_models, n_views, img_size, seed, shading
     owner = os.open(tmp / TMP_OWNER, os.O_WRONLY | os.O_CREAT, 0o644)
     fcntl.flock(owner, fcntl.LOCK_EX)  # released by the kernel if this process dies
     try:
-        kw = dict(seed=seed, n_views=n_views, img_size=img_size, shading=shading, el_range=tuple(el_range),
-                  supersample=supersample, colours=colours)
+        kw = dict(
+            seed=seed,
+            n_views=n_views,
+            img_size=img_size,
+            shading=shading,
+            el_range=tuple(el_range),
+            supersample=supersample,
+            colours=colours,
+        )
         jobs = [(str(tmp), c, i, kw) for c in categories for i in range(n_models)]
         bar = Progress(len(jobs), "demo data", unit="model", enabled=progress)
         for _ in run_jobs(_job, jobs, workers, chunksize=4):
@@ -238,23 +315,40 @@ def _generate_locked(out, categories, n_models, n_views, img_size, seed, shading
         names = _read_json(out / PART_TREE_DIR / PART_NAMES_FILE)  # other categories' names are kept
         names.update({synset_id(c): list(DEMO_PART_NAMES[c]) for c in categories})
         (tmp / PART_TREE_DIR / PART_NAMES_FILE).write_text(json.dumps(names, indent=1) + "\n")
-        info = dict(generator="utils.datagen.demo_data", categories={c: synset_id(c) for c in categories},
-                    n_models=n_models, n_views=n_views, img_size=img_size, seed=seed, shading=shading,
-                    colours=colours,
-                    elevation_range_deg=list(el_range), supersample=supersample, n_pts=N_GT_PTS,
-                    bound_radius=BOUND_RADIUS, resampled_clouds=True,
-                    split_fractions=list(SPLIT_FRACTIONS), seconds=round(time.time() - t0, 1))
+        info = dict(
+            generator="utils.datagen.demo_data",
+            categories={c: synset_id(c) for c in categories},
+            n_models=n_models,
+            n_views=n_views,
+            img_size=img_size,
+            seed=seed,
+            shading=shading,
+            colours=colours,
+            elevation_range_deg=list(el_range),
+            supersample=supersample,
+            n_pts=N_GT_PTS,
+            bound_radius=BOUND_RADIUS,
+            resampled_clouds=True,
+            split_fractions=list(SPLIT_FRACTIONS),
+            seconds=round(time.time() - t0, 1),
+        )
         old_info = _read_json(out / INFO_FILE)
-        kept = {c: s for c, s in old_info.get("categories", {}).items() if c not in info["categories"]} \
-            if old_info.get("generator") == info["generator"] else {}
+        kept = (
+            {c: s for c, s in old_info.get("categories", {}).items() if c not in info["categories"]}
+            if old_info.get("generator") == info["generator"]
+            else {}
+        )
         if kept:
             info["other_categories_kept"] = kept
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=1) + "\n")
 
         with cli.deferred_signals():  # the moves into place are not cut short by Ctrl-C / SIGTERM
             for c, paths in existing.items():  # only with force
-                cli.warn(f"--force: replacing {c} ({synset_id(c)}) in {out}: "
-                         f"{', '.join(str(p.relative_to(out)) for p in paths)}", tool="make_demo_data")
+                cli.warn(
+                    f"--force: replacing {c} ({synset_id(c)}) in {out}: "
+                    f"{', '.join(str(p.relative_to(out)) for p in paths)}",
+                    tool="make_demo_data",
+                )
             if (out / INFO_FILE).exists():
                 (out / INFO_FILE).unlink()  # until the new one is written, the set is not marked complete
             for c in categories:
@@ -276,45 +370,72 @@ def _generate_locked(out, categories, n_models, n_views, img_size, seed, shading
     return info
 
 
-
-
 def build_parser():
     p = argparse.ArgumentParser(
         prog="make_demo_data.py",
         description="Generate the procedural demo data set (chairs, airplanes, cars with coloured parts) "
-                    "in the original DIFFER layout: RGB renders, masks, part-label maps, view angles, "
-                    "1024-point ground-truth clouds with colours and part labels, train/val/test splits.")
-    p.add_argument("--out", default=str(DEFAULT_OUT),
-                   help="data folder to fill (default: the repository's data/, %(default)s)")
-    p.add_argument("--categories", nargs="+", default=list(DEFAULT_CATEGORIES),
-                   help="categories to generate, space- or comma-separated, from: chair airplane car "
-                        "(default: all three)")
+        "in the original DIFFER layout: RGB renders, masks, part-label maps, view angles, "
+        "1024-point ground-truth clouds with colours and part labels, train/val/test splits.",
+    )
+    p.add_argument(
+        "--out", default=str(DEFAULT_OUT), help="data folder to fill (default: the repository's data/, %(default)s)"
+    )
+    p.add_argument(
+        "--categories",
+        nargs="+",
+        default=list(DEFAULT_CATEGORIES),
+        help="categories to generate, space- or comma-separated, from: chair airplane car (default: all three)",
+    )
     p.add_argument("--n_models", type=int, default=200, help="models per category (default: %(default)s)")
     p.add_argument("--n_views", type=int, default=10, help="rendered views per model (default: %(default)s)")
     p.add_argument("--img_size", type=int, default=64, help="image side in pixels (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (default: %(default)s)")
-    p.add_argument("--colours", choices=COLOUR_STYLES, default="flat",
-                   help="colour style: 'flat' one colour per part (default); 'two-sided' the hidden side of a "
-                        "part (a chair's backrest rear and seat underside, ...) in a second colour drawn at random; "
-                        "'textured' two-sided plus stripes, checks or gradients on the other faces; "
-                        "'complementary' two-sided with the hidden side in a fixed function of the visible "
-                        "colour (each 8-bit channel v becomes 286 - v), so one view of a part tells both sides")
-    p.add_argument("--figure", default=None, metavar="PNG",
-                   help="only draw a figure of a few chairs in every colour style (front and back) into PNG, "
-                        "e.g. docs/demo_colours.png, and write no data")
-    p.add_argument("--shading", action="store_true",
-                   help="shade the renders (Lambert); default flat colours, equal to the point colours")
-    p.add_argument("--elevation", type=float, nargs=2, default=[-10.0, 40.0], metavar=("MIN", "MAX"),
-                   help="elevation range of the views in degrees (default: %(default)s)")
-    p.add_argument("--supersample", type=int, default=SUPERSAMPLE,
-                   help="rays per pixel side; a pixel is foreground when any of its rays hits "
-                        "(default: %(default)s; 1 = one ray through the pixel centre)")
-    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
-                   help="worker processes (default: %(default)s)")
-    p.add_argument("--force", action="store_true",
-                   help="replace the categories asked for when --out already holds them (others are kept)")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress bar (on a terminal) or progress lines (in a log file)")
+    p.add_argument(
+        "--colours",
+        choices=COLOUR_STYLES,
+        default="flat",
+        help="colour style: 'flat' one colour per part (default); 'two-sided' the hidden side of a "
+        "part (a chair's backrest rear and seat underside, ...) in a second colour drawn at random; "
+        "'textured' two-sided plus stripes, checks or gradients on the other faces; "
+        "'complementary' two-sided with the hidden side in a fixed function of the visible "
+        "colour (each 8-bit channel v becomes 286 - v), so one view of a part tells both sides",
+    )
+    p.add_argument(
+        "--figure",
+        default=None,
+        metavar="PNG",
+        help="only draw a figure of a few chairs in every colour style (front and back) into PNG, "
+        "e.g. docs/demo_colours.png, and write no data",
+    )
+    p.add_argument(
+        "--shading",
+        action="store_true",
+        help="shade the renders (Lambert); default flat colours, equal to the point colours",
+    )
+    p.add_argument(
+        "--elevation",
+        type=float,
+        nargs=2,
+        default=[-10.0, 40.0],
+        metavar=("MIN", "MAX"),
+        help="elevation range of the views in degrees (default: %(default)s)",
+    )
+    p.add_argument(
+        "--supersample",
+        type=int,
+        default=SUPERSAMPLE,
+        help="rays per pixel side; a pixel is foreground when any of its rays hits "
+        "(default: %(default)s; 1 = one ray through the pixel centre)",
+    )
+    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="worker processes (default: %(default)s)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the categories asked for when --out already holds them (others are kept)",
+    )
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bar (on a terminal) or progress lines (in a log file)"
+    )
     return p
 
 
@@ -325,21 +446,39 @@ def _main(argv=None):
         colour_figure(args.figure, seed=args.seed)
         print(f"make_demo_data: figure written to {args.figure}")
         return 0
-    info = generate(args.out, categories, n_models=args.n_models, n_views=args.n_views,
-                    img_size=args.img_size, seed=args.seed, shading=args.shading, workers=args.workers,
-                    el_range=args.elevation, supersample=args.supersample, force=args.force,
-                    progress=not args.quiet, colours=args.colours)
-    print(f"make_demo_data: {len(info['categories'])} categories x {info['n_models']} models x "
-          f"{info['n_views']} views written to {Path(args.out).resolve()} in {info['seconds']} s")
+    info = generate(
+        args.out,
+        categories,
+        n_models=args.n_models,
+        n_views=args.n_views,
+        img_size=args.img_size,
+        seed=args.seed,
+        shading=args.shading,
+        workers=args.workers,
+        el_range=args.elevation,
+        supersample=args.supersample,
+        force=args.force,
+        progress=not args.quiet,
+        colours=args.colours,
+    )
+    print(
+        f"make_demo_data: {len(info['categories'])} categories x {info['n_models']} models x "
+        f"{info['n_views']} views written to {Path(args.out).resolve()} in {info['seconds']} s"
+    )
     return 0
 
 
 def main(argv=None):
     """The command line (utils.common.cli): status 0, 2 after a one-line error, 128 + signal when interrupted."""
-    return cli.run("make_demo_data", _main, argv, expected=(ValueError, lock.FolderInUse), status=2,
-                   interrupted_hint="its working folder was removed, nothing else was changed; re-run the command")
+    return cli.run(
+        "make_demo_data",
+        _main,
+        argv,
+        expected=(ValueError, lock.FolderInUse),
+        status=2,
+        interrupted_hint="its working folder was removed, nothing else was changed; re-run the command",
+    )
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -12,6 +12,7 @@
   (OBJ ``o`` / ``g`` names, glTF node and mesh names).
 * :class:`PartMap` turns part names into labels (a JSON file of name patterns).
 """
+
 import fnmatch
 import json
 import re
@@ -43,6 +44,7 @@ class MeshError(ValueError):
 @dataclass(frozen=True)
 class MeshSource:
     """One model to render: its file, synset id and model id, and how they were found."""
+
     path: Path
     synset: str
     model_id: str
@@ -85,8 +87,11 @@ def find_meshes(src, synset=None):
     src = Path(src)
     if not src.exists():
         raise MeshError(f"--meshes {src}: no such file or folder")
-    files = [src] if src.is_file() else sorted(p for p in src.rglob("*")
-                                                if p.is_file() and p.suffix.lower() in MESH_SUFFIXES)
+    files = (
+        [src]
+        if src.is_file()
+        else sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in MESH_SUFFIXES)
+    )
     if src.is_file() and src.suffix.lower() not in MESH_SUFFIXES:
         raise MeshError(f"--meshes {src}: expected a folder or a mesh file ({' '.join(MESH_SUFFIXES)})")
     out, loose = [], []
@@ -99,20 +104,22 @@ def find_meshes(src, synset=None):
             loose.append(f)
     if loose:
         if synset is None:
-            raise MeshError(f"--meshes {src}: {len(loose)} mesh file(s) outside the ShapeNetCore layouts "
-                            f"(e.g. {loose[0]}); pass --category to name their category")
+            raise MeshError(
+                f"--meshes {src}: {len(loose)} mesh file(s) outside the ShapeNetCore layouts "
+                f"(e.g. {loose[0]}); pass --category to name their category"
+            )
         root = src.parent if src.is_file() else src
         out += [MeshSource(f, synset, safe_model_id(f.relative_to(root)), "files") for f in loose]
     if not out:
-        raise MeshError(f"--meshes {src}: no mesh files ({' '.join(MESH_SUFFIXES)})"
-                        + (f" of synset {synset}" if synset else ""))
+        raise MeshError(
+            f"--meshes {src}: no mesh files ({' '.join(MESH_SUFFIXES)})" + (f" of synset {synset}" if synset else "")
+        )
     out.sort(key=lambda s: (s.synset, s.model_id))
     seen = {}
     for s in out:
         key = (s.synset, s.model_id)
         if key in seen:
-            raise MeshError(f"two meshes get the model id {s.model_id} (synset {s.synset}): {seen[key]} and "
-                            f"{s.path}")
+            raise MeshError(f"two meshes get the model id {s.model_id} (synset {s.synset}): {seen[key]} and {s.path}")
         seen[key] = s.path
     return out
 
@@ -128,7 +135,7 @@ def obj_face_parts(path):
     """
     verts, cents, names = [], [], []
     obj = grp = ""
-    with open(path, "r", errors="replace") as f:
+    with open(path, errors="replace") as f:
         for line in f:
             head, _, rest = line.strip().partition(" ")
             if head == "v":
@@ -157,6 +164,7 @@ def obj_face_parts(path):
 @dataclass
 class LoadedMesh:
     """A mesh file's surface (ShapeNet frame, not yet normalised) and its face part names."""
+
     surface: Surface
     part_names: list  # distinct name tuples
     face_part: np.ndarray  # int (F,) index into part_names
@@ -229,8 +237,7 @@ def _obj_materials_without_colour(path):
     """Names of the materials of an OBJ's material libraries that set no diffuse colour (``Kd``)."""
     path, names = Path(path), set()
     try:
-        libs = [line.split(None, 1)[1].strip() for line in open(path, errors="replace")
-                if line.startswith("mtllib ")]
+        libs = [line.split(None, 1)[1].strip() for line in open(path, errors="replace") if line.startswith("mtllib ")]
     except OSError:
         return names
     for lib in libs:
@@ -255,8 +262,7 @@ def _missing_obj_textures(path):
     path = Path(path)
     missing = []
     try:
-        libs = [line.split(None, 1)[1].strip() for line in open(path, errors="replace")
-                if line.startswith("mtllib ")]
+        libs = [line.split(None, 1)[1].strip() for line in open(path, errors="replace") if line.startswith("mtllib ")]
     except OSError:
         return missing
     for lib in libs:
@@ -319,8 +325,15 @@ def load_mesh(path, up="y"):
     faces = np.concatenate(faces)
     if up == "z":
         vertices = vertices @ Z_UP_TO_Y_UP.T
-    surface = Surface(vertices, faces, corner_colours=np.concatenate(corners), uv=np.concatenate(uvs),
-                      texture_index=np.concatenate(tex_idx), textures=textures, tint=np.concatenate(tints))
+    surface = Surface(
+        vertices,
+        faces,
+        corner_colours=np.concatenate(corners),
+        uv=np.concatenate(uvs),
+        texture_index=np.concatenate(tex_idx),
+        textures=textures,
+        tint=np.concatenate(tints),
+    )
     notes = []
     if is_obj:
         cents, obj_names = obj_face_parts(path)
@@ -330,8 +343,10 @@ def load_mesh(path, up="y"):
             names = [obj_names[i] for i in nearest]
         missing = _missing_obj_textures(path)
         if missing:
-            notes.append(f"texture/material file(s) not found: {', '.join(sorted(set(missing)))} "
-                         f"(those faces use the material colour)")
+            notes.append(
+                f"texture/material file(s) not found: {', '.join(sorted(set(missing)))} "
+                f"(those faces use the material colour)"
+            )
     distinct = sorted(set(names))
     lookup = {n: i for i, n in enumerate(distinct)}
     return LoadedMesh(surface, distinct, np.array([lookup[n] for n in names], np.int64), notes)
@@ -356,8 +371,10 @@ def normalise(surface, mode="diagonal"):
         area2 = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
         extent = np.abs(tri).max()
     if not np.all(np.isfinite(area2)):
-        raise MeshError(f"numeric overflow: vertex coordinates up to {extent:.3g} overflow float64 in the face "
-                        f"areas; expected coordinates below about 1e150 (rescale the mesh)")
+        raise MeshError(
+            f"numeric overflow: vertex coordinates up to {extent:.3g} overflow float64 in the face "
+            f"areas; expected coordinates below about 1e150 (rescale the mesh)"
+        )
     if not np.any(area2 > 0):
         raise MeshError("the mesh is degenerate (every face has zero area)")
     used = surface.vertices[np.unique(surface.faces[area2 > 0])]
@@ -373,8 +390,10 @@ def normalise(surface, mode="diagonal"):
     with np.errstate(over="ignore", invalid="ignore"):
         reach = np.abs((surface.vertices[np.unique(surface.faces)] - centre) * scale).max()
     if not reach < FLOAT32_MAX:  # a vertex of a zero-area face, far away: the ray caster works in float32
-        raise MeshError(f"numeric overflow: a vertex at {extent:.3g} lies beyond the float32 range of the ray "
-                        f"caster after normalisation; expected coordinates below about 1e30 (remove stray vertices)")
+        raise MeshError(
+            f"numeric overflow: a vertex at {extent:.3g} lies beyond the float32 range of the ray "
+            f"caster after normalisation; expected coordinates below about 1e30 (remove stray vertices)"
+        )
     return surface.transformed(scale=scale, offset=-centre * scale), centre, scale
 
 
@@ -414,8 +433,10 @@ class PartMap:
 
     @classmethod
     def from_dict(cls, data, source="part map"):
-        bad = f"{source}: expected a JSON object {{pattern: label name or number}} or " \
-              f"{{\"labels\": [names], \"parts\": {{pattern: label}}}}"
+        bad = (
+            f"{source}: expected a JSON object {{pattern: label name or number}} or "
+            f'{{"labels": [names], "parts": {{pattern: label}}}}'
+        )
         if not isinstance(data, dict):
             raise MeshError(bad)
         names = None
@@ -460,9 +481,12 @@ class PartMap:
     def face_labels(self, loaded, path=""):
         """int (F,) labels of a :class:`LoadedMesh`'s faces; MeshError naming unmatched parts."""
         per_part = [self.label(n) for n in loaded.part_names]
-        unmatched = [" / ".join(x for x in n if x) or "(unnamed)" for n, lab in zip(loaded.part_names, per_part)
-                     if lab is None]
+        unmatched = [
+            " / ".join(x for x in n if x) or "(unnamed)" for n, lab in zip(loaded.part_names, per_part) if lab is None
+        ]
         if unmatched:
-            raise MeshError(f"{path}: part(s) {', '.join(repr(u) for u in unmatched[:8])}"
-                            f"{' ...' if len(unmatched) > 8 else ''} match no pattern of {self.source}")
+            raise MeshError(
+                f"{path}: part(s) {', '.join(repr(u) for u in unmatched[:8])}"
+                f"{' ...' if len(unmatched) > 8 else ''} match no pattern of {self.source}"
+            )
         return np.asarray(per_part, np.int64)[loaded.face_part]

@@ -22,6 +22,7 @@ of :mod:`utils.render.camera` (the surface is turned into the renderer frame wit
 anti-aliased renders) and takes colour, part label and depth from the hitting
 ray nearest its centre, without blending.
 """
+
 from collections import namedtuple
 
 import numpy as np
@@ -102,8 +103,9 @@ class Surface:
         tint: float (F, 3) multiplies the texture colour (default 1).
     """
 
-    def __init__(self, vertices, faces, corner_colours=None, labels=None, uv=None, texture_index=None,
-                 textures=(), tint=None):
+    def __init__(
+        self, vertices, faces, corner_colours=None, labels=None, uv=None, texture_index=None, textures=(), tint=None
+    ):
         self.vertices = np.asarray(vertices, np.float64)
         self.faces = np.asarray(faces, np.int64).reshape(-1, 3)
         n = len(self.faces)
@@ -111,13 +113,17 @@ class Surface:
             raise ValueError("a surface needs at least one triangle")
         if self.faces.min() < 0 or self.faces.max() >= len(self.vertices):
             raise ValueError("face indices out of range of the vertices")
-        self.corner_colours = (np.full((n, 3, 3), GREY) if corner_colours is None
-                               else np.asarray(corner_colours, np.float64).reshape(n, 3, 3))
+        self.corner_colours = (
+            np.full((n, 3, 3), GREY)
+            if corner_colours is None
+            else np.asarray(corner_colours, np.float64).reshape(n, 3, 3)
+        )
         self.labels = np.ones(n, np.int64) if labels is None else np.asarray(labels, np.int64).reshape(n)
         if self.labels.min() < 0 or self.labels.max() > 255:
             raise ValueError("part labels must lie in 0..255")
-        self.texture_index = (np.full(n, -1, np.int64) if texture_index is None
-                              else np.asarray(texture_index, np.int64).reshape(n))
+        self.texture_index = (
+            np.full(n, -1, np.int64) if texture_index is None else np.asarray(texture_index, np.int64).reshape(n)
+        )
         self.uv = np.zeros((n, 3, 2)) if uv is None else np.asarray(uv, np.float64).reshape(n, 3, 2)
         self.textures = [t if np.asarray(t).dtype == np.uint8 else np.asarray(t, np.float32) for t in textures]
         for t in self.textures:
@@ -142,9 +148,12 @@ class Surface:
         faces = np.concatenate([m.faces + o for m, o in zip(meshes, offsets)])
         n_faces = [len(m.faces) for m in meshes]
         colours = np.repeat(np.array([c for _, _, c in parts], np.float64), n_faces, axis=0)
-        return cls(np.concatenate([m.vertices for m in meshes]), faces,
-                   corner_colours=np.repeat(colours[:, None], 3, axis=1),
-                   labels=np.repeat([lab for _, lab, _ in parts], n_faces))
+        return cls(
+            np.concatenate([m.vertices for m in meshes]),
+            faces,
+            corner_colours=np.repeat(colours[:, None], 3, axis=1),
+            labels=np.repeat([lab for _, lab, _ in parts], n_faces),
+        )
 
     @property
     def triangles(self):
@@ -212,7 +221,7 @@ def sphere_directions(n):
     """``n`` unit vectors spread evenly over the sphere (a Fibonacci lattice), float (n, 3)."""
     i = np.arange(n) + 0.5
     z = 1 - 2 * i / n
-    phi = np.pi * (1 + 5 ** 0.5) * i
+    phi = np.pi * (1 + 5**0.5) * i
     r = np.sqrt(1 - z * z)
     return np.stack([r * np.cos(phi), r * np.sin(phi), z], 1)
 
@@ -300,8 +309,12 @@ class MeshRenderer:
         rgb[hit] = colour
         label[hit] = self.surface.labels[tri]
         depth[hit] = -camera.world2cam_np(loc, az, el)[:, 2]
-        return View(rgb.reshape(img_h, img_w, 3), label.reshape(img_h, img_w), depth.reshape(img_h, img_w),
-                    hit.reshape(img_h, img_w))
+        return View(
+            rgb.reshape(img_h, img_w, 3),
+            label.reshape(img_h, img_w),
+            depth.reshape(img_h, img_w),
+            hit.reshape(img_h, img_w),
+        )
 
     def visible_from_outside(self, points, n_directions=64, offset=2e-4):
         """Which surface points can be seen from outside the object.

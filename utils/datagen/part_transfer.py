@@ -21,6 +21,7 @@ the fraction of annotated points whose nearest mesh surface sample lies on a
 face of their own label; with the distance of the aligned points to the mesh
 it is reported per model.
 """
+
 import itertools
 from pathlib import Path
 
@@ -53,8 +54,10 @@ def read_annotation(pts_path, seg_path):
     if pts.ndim != 2 or pts.shape[1] < 3 or len(pts) == 0:
         raise AnnotationError(f"{pts_path}: expected one 'x y z' line per point")
     if seg.shape != (len(pts),) or np.any(seg != np.round(seg)) or seg.min() < 1:
-        raise AnnotationError(f"{seg_path}: expected one integer label >= 1 per point of {pts_path} "
-                              f"({len(pts)} points), got {seg.size} values")
+        raise AnnotationError(
+            f"{seg_path}: expected one integer label >= 1 per point of {pts_path} "
+            f"({len(pts)} points), got {seg.size} values"
+        )
     return pts[:, :3], seg.astype(np.int64)
 
 
@@ -107,8 +110,12 @@ def align_points(points, samples):
         shift = bm - scale * am
     aligned = (a * scale + shift) * s_diag + s_centre
     dist = cKDTree(samples).query(aligned)[0]
-    info = dict(rotation=rot.astype(int).tolist(), scale=float(scale * s_diag / (p_diag if p_diag > 0 else 1.0)),
-                chamfer=float(chamfer), rmse=float(np.sqrt(np.mean(dist ** 2))))
+    info = dict(
+        rotation=rot.astype(int).tolist(),
+        scale=float(scale * s_diag / (p_diag if p_diag > 0 else 1.0)),
+        chamfer=float(chamfer),
+        rmse=float(np.sqrt(np.mean(dist**2))),
+    )
     return aligned, info
 
 

@@ -14,6 +14,7 @@ texture (the row of renders in ``docs/``).
 Command line: ``python -m utils.datagen.sample_meshes --out DIR`` writes both;
 ``--figures docs`` also draws the pictures of ``data/README.md`` from them.
 """
+
 import argparse
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ FEET_PER_DEGREE = 364000.0  # about 111 km per degree of latitude
 
 def _sample_data(name):
     from matplotlib import cbook
+
     return cbook.get_sample_data(name, asfileobj=False)
 
 
@@ -36,8 +38,10 @@ def _write_obj(path, vertices, uvs, faces, groups, materials, texture_name=None)
     (group name, material name) per face; ``materials``: {name: (rgb, has_texture)}."""
     path = Path(path)
     mtl = path.with_suffix(".mtl")
-    lines = [f"newmtl {name}\nKd {r:.4f} {g:.4f} {b:.4f}\n" + (f"map_Kd {texture_name}\n" if tex else "")
-             for name, ((r, g, b), tex) in materials.items()]
+    lines = [
+        f"newmtl {name}\nKd {r:.4f} {g:.4f} {b:.4f}\n" + (f"map_Kd {texture_name}\n" if tex else "")
+        for name, ((r, g, b), tex) in materials.items()
+    ]
     mtl.write_text("".join(lines))
     out = [f"mtllib {mtl.name}\n", f"o {path.stem}\n"]
     out += [f"v {x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in vertices]
@@ -77,7 +81,7 @@ def write_terrain_tiles(folder, n_tiles=5, tile=48, exaggeration=10.0, seed=0):
     for k in range(n_tiles):
         r0 = int(rng.integers(0, elev.shape[0] - tile))
         c0 = int(rng.integers(0, elev.shape[1] - tile))
-        h = elev[r0:r0 + tile, c0:c0 + tile] / FEET_PER_DEGREE * exaggeration
+        h = elev[r0 : r0 + tile, c0 : c0 + tile] / FEET_PER_DEGREE * exaggeration
         base = h.min() - 0.15 * tile * step
         rows, cols = np.meshgrid(np.arange(tile), np.arange(tile), indexing="ij")
         top = np.stack([cols.ravel() * step, -rows.ravel() * step, h.ravel()], 1)  # row 0 = north edge
@@ -106,11 +110,20 @@ def write_terrain_tiles(folder, n_tiles=5, tile=48, exaggeration=10.0, seed=0):
         y0 = int(rng.integers(0, photo.shape[0] // 3))
         x0 = int(rng.integers(0, photo.shape[1] // 3))
         side = min(photo.shape[0] - y0, photo.shape[1] - x0)
-        crop = cv2.resize(photo[y0:y0 + side, x0:x0 + side], (128, 128), interpolation=cv2.INTER_AREA)
+        crop = cv2.resize(photo[y0 : y0 + side, x0 : x0 + side], (128, 128), interpolation=cv2.INTER_AREA)
         tex_name = f"terrain_{k}_photo.png"
         cv2.imwrite(str(folder / tex_name), crop)
-        paths.append(_write_obj(folder / f"terrain_{k}.obj", verts, uv, faces, groups,
-                                {"photo": ((1.0, 1.0, 1.0), True), "rock": ((0.55, 0.5, 0.45), False)}, tex_name))
+        paths.append(
+            _write_obj(
+                folder / f"terrain_{k}.obj",
+                verts,
+                uv,
+                faces,
+                groups,
+                {"photo": ((1.0, 1.0, 1.0), True), "rock": ((0.55, 0.5, 0.45), False)},
+                tex_name,
+            )
+        )
     return paths
 
 
@@ -120,7 +133,7 @@ def checker_texture(cells=4, px=16):
     img = np.zeros((cells * px, cells * px, 3), np.uint8)
     for r in range(cells):
         for c in range(cells):
-            img[r * px:(r + 1) * px, c * px:(c + 1) * px] = (235, 235, 235) if (r + c) % 2 else (40, 40, 40)
+            img[r * px : (r + 1) * px, c * px : (c + 1) * px] = (235, 235, 235) if (r + c) % 2 else (40, 40, 40)
     img[:px, :px] = (220, 30, 30)
     img[-px:, -px:] = (30, 60, 220)
     return img
@@ -134,30 +147,40 @@ def write_checker_cube(folder):
     corners = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])
     idx = {tuple(c): i for i, c in enumerate(corners)}
     # each face: four corners anticlockwise seen from outside, starting bottom-left (y up on the sides)
-    quads = {"front": [(-1, -1, 1), (1, -1, 1), (1, 1, 1), (-1, 1, 1)],
-             "back": [(1, -1, -1), (-1, -1, -1), (-1, 1, -1), (1, 1, -1)],
-             "right": [(1, -1, 1), (1, -1, -1), (1, 1, -1), (1, 1, 1)],
-             "left": [(-1, -1, -1), (-1, -1, 1), (-1, 1, 1), (-1, 1, -1)],
-             "top": [(-1, 1, 1), (1, 1, 1), (1, 1, -1), (-1, 1, -1)],
-             "bottom": [(-1, -1, -1), (1, -1, -1), (1, -1, 1), (-1, -1, 1)]}
+    quads = {
+        "front": [(-1, -1, 1), (1, -1, 1), (1, 1, 1), (-1, 1, 1)],
+        "back": [(1, -1, -1), (-1, -1, -1), (-1, 1, -1), (1, 1, -1)],
+        "right": [(1, -1, 1), (1, -1, -1), (1, 1, -1), (1, 1, 1)],
+        "left": [(-1, -1, -1), (-1, -1, 1), (-1, 1, 1), (-1, 1, -1)],
+        "top": [(-1, 1, 1), (1, 1, 1), (1, 1, -1), (-1, 1, -1)],
+        "bottom": [(-1, -1, -1), (1, -1, -1), (1, -1, 1), (-1, -1, 1)],
+    }
     uvs = [(0, 0), (1, 0), (1, 1), (0, 1)]
     faces, groups = [], []
     for name, q in quads.items():
         vids = [idx[tuple(np.array(c) * 0.5)] for c in q]
         faces.append((vids, [0, 1, 2, 3]))
         groups.append((name, "checker"))
-    return _write_obj(folder / "checker_cube.obj", corners, uvs, faces, groups,
-                      {"checker": ((1.0, 1.0, 1.0), True)}, "checker.png")
+    return _write_obj(
+        folder / "checker_cube.obj", corners, uvs, faces, groups, {"checker": ((1.0, 1.0, 1.0), True)}, "checker.png"
+    )
 
 
 def turntable(path, up="y", azimuths=range(0, 360, 45), elevation=20.0, size=64, shading=False):
     """Views of one mesh file at fixed angles (degrees), as make_dataset renders it: uint8 (V, H, W, 3)."""
     from utils.datagen.mesh_io import load_mesh, normalise
     from utils.datagen.mesh_render import MeshRenderer
+
     surface, _, _ = normalise(load_mesh(path, up).surface)
     renderer = MeshRenderer(surface)
-    return np.stack([np.round(renderer.render(np.radians(a), np.radians(elevation), size, size, shading).rgb
-                              * 255).astype(np.uint8) for a in azimuths])
+    return np.stack(
+        [
+            np.round(renderer.render(np.radians(a), np.radians(elevation), size, size, shading).rgb * 255).astype(
+                np.uint8
+            )
+            for a in azimuths
+        ]
+    )
 
 
 def _row(views, zoom=2, gap=4):
@@ -166,15 +189,17 @@ def _row(views, zoom=2, gap=4):
     h = big[0].shape[0]
     strip = np.full((h, len(big) * (h + gap) - gap, 3), 32, np.uint8)
     for k, b in enumerate(big):
-        strip[:, k * (h + gap):k * (h + gap) + h] = b
+        strip[:, k * (h + gap) : k * (h + gap) + h] = b
     return strip
 
 
 def figures(out, work):
     """The two pictures of data/README.md: ``mesh_renders.png`` and ``mesh_up_axis.png`` in ``out``."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     out, work = Path(out), Path(work)
     out.mkdir(parents=True, exist_ok=True)
     cube = write_checker_cube(work / "cube")
@@ -187,8 +212,10 @@ def figures(out, work):
     grid = fig.add_gridspec(2, 2, width_ratios=(1.25, 4))
     ax = fig.add_subplot(grid[:, 0])
     into, out_of = np.array([0.35, 0.25]), np.array([-0.35, -0.25])  # oblique drawing of the depth axis
-    for origin, axes3, title in (((0.0, 0.0), (("x", (1, 0)), ("y", into), ("z", (0, 1))), "source, z up"),
-                                 ((1.9, 0.0), (("x", (1, 0)), ("y", (0, 1)), ("z", out_of)), "ShapeNet frame")):
+    for origin, axes3, title in (
+        ((0.0, 0.0), (("x", (1, 0)), ("y", into), ("z", (0, 1))), "source, z up"),
+        ((1.9, 0.0), (("x", (1, 0)), ("y", (0, 1)), ("z", out_of)), "ShapeNet frame"),
+    ):
         for name, d in axes3:
             d = np.asarray(d, float) * 0.8
             ax.annotate("", xy=np.add(origin, d), xytext=origin, arrowprops=dict(arrowstyle="->", lw=1.2))
@@ -204,8 +231,11 @@ def figures(out, work):
         ax = fig.add_subplot(grid[k, 1])
         ax.imshow(_row(turntable(tile, up=up, azimuths=range(0, 360, 60)), zoom=1))
         ax.set_axis_off()
-        label = "--up y (default): a z-up source lies on its side" if up == "y" else \
-            "--up z: (x, y, z) -> (x, z, -y), upright"
+        label = (
+            "--up y (default): a z-up source lies on its side"
+            if up == "y"
+            else "--up z: (x, y, z) -> (x, z, -y), upright"
+        )
         ax.set_title(label, fontsize=8, loc="left")
     fig.tight_layout(pad=0.3)
     fig.savefig(out / "mesh_up_axis.png")
@@ -217,10 +247,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="sample_meshes.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="folder to write the OBJ files into")
     p.add_argument("--n_tiles", type=int, default=5, help="terrain blocks (default: %(default)s)")
-    p.add_argument("--figures", default=None, metavar="DIR",
-                   help="also draw the pictures of data/README.md into DIR (e.g. docs)")
+    p.add_argument(
+        "--figures", default=None, metavar="DIR", help="also draw the pictures of data/README.md into DIR (e.g. docs)"
+    )
     args = p.parse_args(argv)
-    paths = write_terrain_tiles(Path(args.out) / "terrain", args.n_tiles) + [write_checker_cube(Path(args.out) / "cube")]
+    paths = write_terrain_tiles(Path(args.out) / "terrain", args.n_tiles) + [
+        write_checker_cube(Path(args.out) / "cube")
+    ]
     if args.figures:
         paths += figures(args.figures, Path(args.out) / "figures")
     print("\n".join(str(p) for p in paths))

@@ -1,6 +1,7 @@
 """Sampling a surface into a ground-truth cloud: random points on triangles, farthest point
 sampling (numpy only). The sources' dense samplers (:mod:`utils.datagen.sources`) and the
 one render -> sample -> write path (:mod:`utils.datagen.build`) use them."""
+
 import numpy as np
 
 

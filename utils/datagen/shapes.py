@@ -13,6 +13,7 @@ samples buried inside another primitive (every primitive is convex). The colour 
 demo data are in :mod:`utils.datagen.styles`; the shapes become a model source of the one
 render -> sample -> write path in :mod:`utils.datagen.sources`.
 """
+
 import numpy as np
 import trimesh
 
@@ -24,19 +25,49 @@ from utils.datagen.writer import quantise
 # --------------------------------------------------------------------------
 # colours (RGB in [0, 1]); none is very dark, the background is black
 # --------------------------------------------------------------------------
-BRIGHT = np.array([[0.82, 0.16, 0.14], [0.18, 0.36, 0.80], [0.16, 0.60, 0.30],
-                   [0.96, 0.56, 0.10], [0.95, 0.84, 0.20], [0.56, 0.30, 0.72],
-                   [0.10, 0.62, 0.62], [0.86, 0.76, 0.56], [0.76, 0.76, 0.78],
-                   [0.58, 0.36, 0.20], [0.92, 0.45, 0.62]])
-WOOD_METAL = np.array([[0.46, 0.29, 0.15], [0.76, 0.59, 0.36], [0.62, 0.64, 0.68],
-                       [0.30, 0.30, 0.33], [0.90, 0.90, 0.90]])
-PLANE_BODY = np.array([[0.93, 0.93, 0.93], [0.75, 0.77, 0.80], [0.60, 0.75, 0.90],
-                       [0.45, 0.50, 0.35], [0.68, 0.70, 0.72]])
-PLANE_ACCENT = np.array([[0.85, 0.12, 0.12], [0.15, 0.25, 0.65], [0.95, 0.55, 0.10],
-                         [0.15, 0.55, 0.30], [0.95, 0.82, 0.15], [0.45, 0.45, 0.50]])
-CAR_BODY = np.array([[0.80, 0.10, 0.10], [0.15, 0.30, 0.75], [0.72, 0.74, 0.76],
-                     [0.94, 0.94, 0.92], [0.95, 0.80, 0.10], [0.15, 0.50, 0.25],
-                     [0.95, 0.45, 0.05], [0.35, 0.20, 0.55]])
+BRIGHT = np.array(
+    [
+        [0.82, 0.16, 0.14],
+        [0.18, 0.36, 0.80],
+        [0.16, 0.60, 0.30],
+        [0.96, 0.56, 0.10],
+        [0.95, 0.84, 0.20],
+        [0.56, 0.30, 0.72],
+        [0.10, 0.62, 0.62],
+        [0.86, 0.76, 0.56],
+        [0.76, 0.76, 0.78],
+        [0.58, 0.36, 0.20],
+        [0.92, 0.45, 0.62],
+    ]
+)
+WOOD_METAL = np.array(
+    [[0.46, 0.29, 0.15], [0.76, 0.59, 0.36], [0.62, 0.64, 0.68], [0.30, 0.30, 0.33], [0.90, 0.90, 0.90]]
+)
+PLANE_BODY = np.array(
+    [[0.93, 0.93, 0.93], [0.75, 0.77, 0.80], [0.60, 0.75, 0.90], [0.45, 0.50, 0.35], [0.68, 0.70, 0.72]]
+)
+PLANE_ACCENT = np.array(
+    [
+        [0.85, 0.12, 0.12],
+        [0.15, 0.25, 0.65],
+        [0.95, 0.55, 0.10],
+        [0.15, 0.55, 0.30],
+        [0.95, 0.82, 0.15],
+        [0.45, 0.45, 0.50],
+    ]
+)
+CAR_BODY = np.array(
+    [
+        [0.80, 0.10, 0.10],
+        [0.15, 0.30, 0.75],
+        [0.72, 0.74, 0.76],
+        [0.94, 0.94, 0.92],
+        [0.95, 0.80, 0.10],
+        [0.15, 0.50, 0.25],
+        [0.95, 0.45, 0.05],
+        [0.35, 0.20, 0.55],
+    ]
+)
 GLASS = np.array([[0.30, 0.36, 0.48], [0.55, 0.70, 0.85], [0.42, 0.45, 0.50]])
 TYRE = np.array([[0.22, 0.22, 0.22], [0.28, 0.28, 0.30]])
 
@@ -152,8 +183,7 @@ def build_chair(rng):
         for sx in (-1, 1):
             x = sx * (w / 2 + arm_w / 2 - 0.01)
             parts.append((_box([x, seat_h + arm_h, z0 + arm_l / 2], [arm_w, 0.035, arm_l]), ARM, col_arm))
-            parts.append((_box([x, seat_h + arm_h / 2, z0 + arm_l - 0.03], [arm_w * 0.7, arm_h, 0.04]),
-                           ARM, col_arm))
+            parts.append((_box([x, seat_h + arm_h / 2, z0 + arm_l - 0.03], [arm_w * 0.7, arm_h, 0.04]), ARM, col_arm))
     return parts
 
 
@@ -180,16 +210,18 @@ def build_airplane(rng):
     z_front, z_back = length / 2 - nose, -length / 2 + tail
     parts = [(_rod([0, 0, z_back], [0, 0, z_front], r, 16), BODY, col_body)]
     parts.append((_hull(np.vstack([_disc([0, 0, z_front], r, 2), [[0, -0.2 * r, length / 2]]])), BODY, col_body))
-    parts.append((_hull(np.vstack([_disc([0, 0, z_back], r, 2), _disc([0, 0.5 * r, -length / 2], 0.3 * r, 2)])),
-                  BODY, col_body))
+    parts.append(
+        (_hull(np.vstack([_disc([0, 0, z_back], r, 2), _disc([0, 0.5 * r, -length / 2], 0.3 * r, 2)])), BODY, col_body)
+    )
 
     span = length * U(0.85, 1.0)
     chord, taper, sweep = U(0.16, 0.26), U(0.3, 0.6), U(0.0, 0.25)
     thick, dihedral = U(0.025, 0.035), U(0.0, 0.06)
     z_wing, y_wing = U(-0.05, 0.12), U(-0.6, 0.3) * r
     for s in (-1, 1):
-        parts.append((_wing(0, s * span / 2, y_wing, z_wing, chord, chord * taper, sweep, dihedral, thick),
-                      WING, col_wing))
+        parts.append(
+            (_wing(0, s * span / 2, y_wing, z_wing, chord, chord * taper, sweep, dihedral, thick), WING, col_wing)
+        )
 
     fin_chord, fin_h, fin_sweep = U(0.12, 0.2), U(0.1, 0.18), U(0.03, 0.1)
     z_fin = -length / 2 + fin_chord + 0.02
@@ -204,8 +236,13 @@ def build_airplane(rng):
     st_y = 0.4 * r + fin_h if t_tail else 0.3 * r
     st_z = z_fin - (fin_sweep if t_tail else 0.0) + 0.01
     for s in (-1, 1):
-        parts.append((_wing(0, s * st_span / 2, st_y, st_z, st_chord, st_chord * 0.6, st_chord * 0.4,
-                            0.0, thick * 0.8), TAIL, col_tail))
+        parts.append(
+            (
+                _wing(0, s * st_span / 2, st_y, st_z, st_chord, st_chord * 0.6, st_chord * 0.4, 0.0, thick * 0.8),
+                TAIL,
+                col_tail,
+            )
+        )
 
     if U() < 0.7:
         re, le = U(0.03, 0.045), U(0.1, 0.16)
@@ -223,8 +260,9 @@ def build_car(rng):
     """Chamfered body, hood wedge, cabin (sedan or hatchback), four wheels."""
     U = rng.uniform
     col_body = _colour(rng, CAR_BODY, 0.03)
-    col_hood = col_body if U() < 0.5 else _other_colour(rng, np.vstack([CAR_BODY, [[0.25, 0.25, 0.27]]]),
-                                                          col_body, 0.03)
+    col_hood = (
+        col_body if U() < 0.5 else _other_colour(rng, np.vstack([CAR_BODY, [[0.25, 0.25, 0.27]]]), col_body, 0.03)
+    )
     col_roof = _colour(rng, GLASS, 0.03)
     col_wheel = _colour(rng, TYRE, 0.02)
     BODY, ROOF, HOOD, WHEEL = 1, 2, 3, 4
@@ -233,8 +271,16 @@ def build_car(rng):
     y0 = rw * U(0.5, 0.8)
     y1 = y0 + U(0.13, 0.2)
     c0, c1 = U(0.02, 0.05), U(0.03, 0.07)  # chamfers at the bottom and top edges
-    profile = [(y0, -length / 2 + c0), (y0, length / 2 - c0), (y0 + c0, length / 2), (y1 - c1, length / 2),
-               (y1, length / 2 - c1), (y1, -length / 2 + c1), (y1 - c1, -length / 2), (y0 + c0, -length / 2)]
+    profile = [
+        (y0, -length / 2 + c0),
+        (y0, length / 2 - c0),
+        (y0 + c0, length / 2),
+        (y1 - c1, length / 2),
+        (y1, length / 2 - c1),
+        (y1, -length / 2 + c1),
+        (y1 - c1, -length / 2),
+        (y0 + c0, -length / 2),
+    ]
     body = [[x, y, z] for x in (-width / 2, width / 2) for y, z in profile]
     parts = [(_hull(body), BODY, col_body)]
 
@@ -242,8 +288,12 @@ def build_car(rng):
     z_hood_back = length / 2 - c1 - hood_len
     hood = []
     for x in (-width * 0.48, width * 0.48):
-        hood += [[x, y1 - 0.01, length / 2 - c1], [x, y1 + 0.3 * hood_h, length / 2 - c1],
-                 [x, y1 - 0.01, z_hood_back], [x, y1 + hood_h, z_hood_back]]
+        hood += [
+            [x, y1 - 0.01, length / 2 - c1],
+            [x, y1 + 0.3 * hood_h, length / 2 - c1],
+            [x, y1 - 0.01, z_hood_back],
+            [x, y1 + hood_h, z_hood_back],
+        ]
     parts.append((_hull(hood), HOOD, col_hood))
 
     cabin_h = U(0.12, 0.18)
@@ -254,9 +304,10 @@ def build_car(rng):
     wind = U(0.1, 0.2)
     top_w = width * U(0.75, 0.85)
     cabin = []
-    for x_lo, x_hi, y, za, zb in ((-width * 0.46, width * 0.46, y1 - 0.01, z_rear, z_hood_back),
-                                  (-top_w / 2, top_w / 2, y1 + hood_h * 0.5 + cabin_h, z_rear + rear_slope,
-                                   z_hood_back - wind)):
+    for x_lo, x_hi, y, za, zb in (
+        (-width * 0.46, width * 0.46, y1 - 0.01, z_rear, z_hood_back),
+        (-top_w / 2, top_w / 2, y1 + hood_h * 0.5 + cabin_h, z_rear + rear_slope, z_hood_back - wind),
+    ):
         cabin += [[x_lo, y, za], [x_hi, y, za], [x_lo, y, zb], [x_hi, y, zb]]
     parts.append((_hull(cabin), ROOF, col_roof))
 

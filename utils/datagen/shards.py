@@ -11,6 +11,7 @@ parts (:func:`shard_sources`); shard k renders only its part, with its own tempo
 writes a report instead of the splits and summary, so n processes on any machines sharing the
 output folder fill one tree without touching each other's files.
 """
+
 import json
 import os
 import shutil
@@ -94,7 +95,7 @@ def shard_sources(sources, k, n):
     (synset, model id), starting at the k-th. The parts cover the list, differ in size by at most
     one model, and depend only on the list (the same on every machine and every re-run)."""
     ordered = sorted(sources, key=lambda s: (s.synset, s.model_id))
-    return ordered[k - 1::n]
+    return ordered[k - 1 :: n]
 
 
 def shard_name(shard):

@@ -15,6 +15,7 @@ and how to sample that surface densely (:meth:`dense_sample`):
   part map or the ShapeNet part annotations; the dense sample drops points that cannot be seen
   from outside the object (interior geometry) unless asked to keep them.
 """
+
 import hashlib
 from dataclasses import dataclass, field
 
@@ -41,6 +42,7 @@ class Loaded:
         report: JSON-able notes on the model (make_dataset.py's records).
         parts: the procedural source's [(trimesh.Trimesh, label, colour)] (its dense sampler's input).
     """
+
     surface: Surface
     labelled: bool
     hidden: np.ndarray = None
@@ -79,7 +81,7 @@ class ProceduralSource:
 def mesh_seed(seed, synset, model):
     """SeedSequence of a mesh file's model: depends only on (seed, synset, model id)."""
     digest = hashlib.sha256(f"{synset}/{model}".encode()).digest()
-    words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
+    words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
     return np.random.SeedSequence([int(seed)] + words)
 
 
@@ -136,6 +138,8 @@ class MeshFileSource:
         seen = renderer.visible_from_outside(xyz)
         loaded.report.setdefault("hidden_samples", round(float(1 - seen.mean()), 4))
         if seen.sum() < N_GT_PTS:
-            raise MeshError(f"{self.path}: only {int(seen.sum())} of {n} surface samples can be seen "
-                            f"from outside; raise --n_dense or pass --keep_hidden")
+            raise MeshError(
+                f"{self.path}: only {int(seen.sum())} of {n} surface samples can be seen "
+                f"from outside; raise --n_dense or pass --keep_hidden"
+            )
         return xyz[seen], face[seen], bary[seen]

@@ -1,6 +1,7 @@
 """Train/val/test split lists of a generated data set: a seeded partition per category, or lists
 reused from elsewhere (a folder of split files, ShapeNetCore's ``all.csv``), written as the
 layout's ``<synset>_<split>_list.{txt,npy}`` files."""
+
 import csv
 from pathlib import Path
 

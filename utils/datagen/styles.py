@@ -20,6 +20,7 @@ stream), so the shapes, views and points of a model are the same in every style,
 data are the files this generator has always written. :func:`hidden_faces` (which faces are a
 part's hidden side) does not depend on the style: the data record it per point in every style.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +33,11 @@ from utils.datagen.writer import quantise
 COLOUR_STYLES = ("flat", "two-sided", "textured", "complementary")
 # The hidden side of a part, per category and part label: faces whose outward normal points along
 # sign * axis (ShapeNet frame: x across, y up, z towards the object's front) within HIDDEN_COS.
-HIDDEN_SIDES = {"chair": {1: (2, -1), 2: (1, -1)},  # backrest: its rear; seat: its underside
-                "airplane": {1: (1, -1), 2: (1, -1), 3: (1, -1)},  # body, wings, tail: undersides
-                "car": {1: (2, -1), 2: (2, -1)}}  # body and cabin: their rear
+HIDDEN_SIDES = {
+    "chair": {1: (2, -1), 2: (1, -1)},  # backrest: its rear; seat: its underside
+    "airplane": {1: (1, -1), 2: (1, -1), 3: (1, -1)},  # body, wings, tail: undersides
+    "car": {1: (2, -1), 2: (2, -1)},
+}  # body and cabin: their rear
 HIDDEN_COS = 0.5  # cosine of the largest angle between a hidden face's normal and its direction
 PATTERNS = ("stripes", "checks", "gradient")
 TEXTURE_SIZE = 32  # texels per side of a pattern's image (one period of the pattern)
@@ -133,8 +136,15 @@ def styled_surface(parts, category, style, rng):
             idx = np.arange(sl.start, sl.stop)[visible]
             texture_index[idx] = len(textures) - 1
             uv[idx] = face_uv[visible]
-    return Surface(surface.vertices, surface.faces, corner_colours=np.repeat(colours[:, None], 3, axis=1),
-                   labels=surface.labels, uv=uv, texture_index=texture_index, textures=textures)
+    return Surface(
+        surface.vertices,
+        surface.faces,
+        corner_colours=np.repeat(colours[:, None], 3, axis=1),
+        labels=surface.labels,
+        uv=uv,
+        texture_index=texture_index,
+        textures=textures,
+    )
 
 
 def model_surface(category, index, seed=0, colours="flat", parts=None):
@@ -152,6 +162,7 @@ def model_surface(category, index, seed=0, colours="flat", parts=None):
 def camera_position(az, el):
     """The camera centre of view (az, el) (radians) in the ShapeNet frame, float (3,)."""
     from utils.render import camera
+
     return (camera.cam2world_np(np.zeros((1, 3)), az, el) @ ALIGN)[0]
 
 
@@ -163,19 +174,25 @@ def facing_azimuth(direction, el, step_deg=1.0):
     return float(azs[np.argmax(pos @ np.asarray(direction, float))])
 
 
-def colour_figure(path, category="chair", n_models=4, seed=0, styles=COLOUR_STYLES, img_size=96,
-                  el_deg=20.0, side_deg=35.0):
+def colour_figure(
+    path, category="chair", n_models=4, seed=0, styles=COLOUR_STYLES, img_size=96, el_deg=20.0, side_deg=35.0
+):
     """A PNG of ``n_models`` models in every colour style, each from the front and from behind
     (three-quarter views, ``side_deg`` off the axis). Returns ``path``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
     el = np.radians(el_deg)
     front = facing_azimuth([np.sin(np.radians(side_deg)), 0, np.cos(np.radians(side_deg))], el)
     back = facing_azimuth([np.sin(np.radians(side_deg)), 0, -np.cos(np.radians(side_deg))], el)
     fig = Figure(figsize=(1.25 * 2 * n_models, 1.35 * len(styles)), dpi=80)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(len(styles), 2 * n_models, squeeze=False,
-                        gridspec_kw=dict(wspace=0.02, hspace=0.15, left=0.01, right=0.99, top=0.9, bottom=0.01))
+    axes = fig.subplots(
+        len(styles),
+        2 * n_models,
+        squeeze=False,
+        gridspec_kw=dict(wspace=0.02, hspace=0.15, left=0.01, right=0.99, top=0.9, bottom=0.01),
+    )
     for m in range(n_models):
         parts = model_parts(category, m, seed)
         for r, style in enumerate(styles):

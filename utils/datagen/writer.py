@@ -7,6 +7,7 @@ byte the same kind of files: 8-bit PNG renders and depth codes, ``view.txt`` in 
 clouds in the ShapeNet frame (and the second sampling beside them). Also here: the output
 folder's checks and lock, the worker pool. Split lists: :mod:`utils.datagen.splits`.
 """
+
 import multiprocessing
 import os
 import sys
@@ -16,8 +17,17 @@ import cv2
 import numpy as np
 
 from utils.common import cli, lock
-from utils.data import (PART_TREE_DIR, PCL_COLOURS_FILE, PCL_FILE, PCL_LABELS_FILE, VIEWS_FILE, depth_file,
-                        label_map_file, render_file, tree_dirs)
+from utils.data import (
+    PART_TREE_DIR,
+    PCL_COLOURS_FILE,
+    PCL_FILE,
+    PCL_LABELS_FILE,
+    VIEWS_FILE,
+    depth_file,
+    label_map_file,
+    render_file,
+    tree_dirs,
+)
 from utils.data.layout import PCL_SIDES_FILE, RESAMPLE_COLOURS_FILE, RESAMPLE_LABELS_FILE, RESAMPLE_PCL_FILE
 
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)  # the generators' worker processes (--workers)
@@ -34,8 +44,14 @@ class DataFolderInUse(lock.FolderInUse):
 
 def lock_data_folder(out):
     """The data tools' exclusive lock on their output folder (utils.common.lock; refused naming the holder)."""
-    return lock.FolderLock(out, "data folder", "data tool", error=DataFolderInUse,
-                           advice="Wait for it to finish or stop it, or choose another --out", remove=True)
+    return lock.FolderLock(
+        out,
+        "data folder",
+        "data tool",
+        error=DataFolderInUse,
+        advice="Wait for it to finish or stop it, or choose another --out",
+        remove=True,
+    )
 
 
 def check_out_folder(out, flag="--out"):
@@ -146,8 +162,9 @@ def write_model(root, synset, model_id, model):
     if partseg:
         write_part_cloud(folders[4], model["pcl"], model["point_labels"])
         if again is not None:
-            write_part_cloud(folders[4], again["pcl"], again["point_labels"],
-                             files=(RESAMPLE_PCL_FILE, RESAMPLE_LABELS_FILE))
+            write_part_cloud(
+                folders[4], again["pcl"], again["point_labels"], files=(RESAMPLE_PCL_FILE, RESAMPLE_LABELS_FILE)
+            )
 
 
 def run_jobs(fn, jobs, workers, chunksize=1):

@@ -22,6 +22,7 @@ sample) and its share of the total error. Between two variants (``--reference``,
 each group's contribution to the difference of the mean errors: ``share * (mean - mean_ref)``,
 which over a grouping sums to the whole difference.
 """
+
 import argparse
 import json
 import os
@@ -30,7 +31,7 @@ import time
 
 import numpy as np
 
-from utils.data.layout import DEPTH_NEAR, DEPTH_FAR, MASK_THRESHOLD
+from utils.data.layout import DEPTH_FAR, DEPTH_NEAR, MASK_THRESHOLD
 
 GROUPINGS = ("part", "side", "boundary", "views")
 SNAPSHOT = "best"
@@ -38,6 +39,7 @@ SNAPSHOT = "best"
 
 def _unit(xyz):
     from utils.metrics import scale_to_unit_cube_np
+
     return scale_to_unit_cube_np(xyz)
 
 
@@ -54,6 +56,7 @@ def seen_in_views(xyz, angles_deg, depth_codes, depth_tol=0.03):
         bool (N,).
     """
     from utils.render.camera import project_np
+
     n_views, img_h, img_w = depth_codes.shape
     seen = np.zeros(len(xyz), bool)
     for v in range(n_views):
@@ -72,12 +75,22 @@ def point_groups(data_dir, category, model_id, gt_xyz, edge_radius, depth_tol):
     (a grouping is left out when the data lack what it needs), and the part names."""
     import cv2
     from scipy.spatial import cKDTree
+
     from utils import metrics
-    from utils.data import PART_TREE_DIR, PCL_LABELS_FILE, VIEWS_FILE, depth_file, part_names, read_cloud_labels, \
-        read_views, tree_dirs
+    from utils.data import (
+        PART_TREE_DIR,
+        PCL_LABELS_FILE,
+        VIEWS_FILE,
+        depth_file,
+        part_names,
+        read_cloud_labels,
+        read_views,
+        tree_dirs,
+    )
     from utils.data.layout import PCL_FILE, PCL_SIDES_FILE
     from utils.data.readers import read_cloud, read_point_sides
     from utils.data.shapenet import synset_id
+
     syn = synset_id(category)
     n = len(gt_xyz)
     unit = _unit(gt_xyz)
@@ -104,8 +117,9 @@ def point_groups(data_dir, category, model_id, gt_xyz, edge_radius, depth_tol):
     rdir = os.path.join(tree_dirs(data_dir)["rendered"], syn, model_id)
     if _generated(data_dir):
         angles = read_views(os.path.join(rdir, VIEWS_FILE))
-        codes = np.stack([cv2.imread(os.path.join(rdir, depth_file(v)), cv2.IMREAD_GRAYSCALE) for v in
-                          range(len(angles))])
+        codes = np.stack(
+            [cv2.imread(os.path.join(rdir, depth_file(v)), cv2.IMREAD_GRAYSCALE) for v in range(len(angles))]
+        )
         seen = seen_in_views(gt_xyz, angles, codes, depth_tol)
         out["views"] = {"seen": seen, "unseen in every view": ~seen}
     return out, names
@@ -120,6 +134,7 @@ def forward_errors(gt_xyz, gt_col, xyz, col):
     """Per ground-truth point: the squared colour difference to its nearest predicted point (mean over
     channels), both clouds scaled to the unit cube. float (N,)."""
     from scipy.spatial import cKDTree
+
     nearest = cKDTree(_unit(xyz)).query(_unit(gt_xyz))[1]
     return np.mean((np.asarray(col, np.float64)[nearest] - gt_col) ** 2, axis=1)
 
@@ -130,14 +145,31 @@ def predictions(exp, data_dir, snapshot=SNAPSHOT, log=print):
     from utils.eval import evaluate
     from utils.task import task_from_ref
     from utils.train import config
+
     saved = config.load_train_args(exp)
     task = task_from_ref(saved.task, getattr(saved, "task_module", None))
     out = os.path.join(exp, f"breakdown_{snapshot}")
     path = os.path.join(out, evaluate.PREDICTIONS_FILE)
     if not os.path.isfile(path):
         log(f"breakdown: predicting the test split with {exp} ({snapshot} snapshot)")
-        evaluate.main(task, ["--exp", exp, "--snapshot", snapshot, "--eval_set", "test", "--input_views", "all",
-                             "--data_dir", data_dir, "--out", out, "--save_predictions"])
+        evaluate.main(
+            task,
+            [
+                "--exp",
+                exp,
+                "--snapshot",
+                snapshot,
+                "--eval_set",
+                "test",
+                "--input_views",
+                "all",
+                "--data_dir",
+                data_dir,
+                "--out",
+                out,
+                "--save_predictions",
+            ],
+        )
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
     return np.load(path), summary
@@ -154,6 +186,7 @@ def breakdown(exp, data_dir, category="chair", edge_radius=None, depth_tol=0.03,
     from utils.data.layout import N_GT_PTS, PCL_COLOURS_FILE, PCL_FILE, tree_dirs
     from utils.data.readers import read_cloud, read_cloud_colours
     from utils.data.shapenet import synset_id
+
     edge_radius = metrics.EDGE_RADIUS if edge_radius is None else edge_radius
     pred, summary = predictions(exp, data_dir, snapshot, log)
     pdir = os.path.join(tree_dirs(data_dir)["pcl"], synset_id(category))
@@ -176,13 +209,22 @@ def breakdown(exp, data_dir, category="chair", edge_radius=None, depth_tol=0.03,
                 totals[key] = totals.get(key, 0.0) + float(err[mask].sum())
                 counts[key] = counts.get(key, 0) + int(mask.sum())
     mean = err_sum / max(n_points, 1)
-    out = dict(exp=os.path.abspath(exp), snapshot=snapshot, step=summary.get("step"), n_samples=len(pred["model_id"]),
-               mean=mean, metrics_colour_fwd=summary["methods"]["model"].get("colour_fwd"),
-               edge_radius=edge_radius, depth_tol=depth_tol, groups={})
+    out = dict(
+        exp=os.path.abspath(exp),
+        snapshot=snapshot,
+        step=summary.get("step"),
+        n_samples=len(pred["model_id"]),
+        mean=mean,
+        metrics_colour_fwd=summary["methods"]["model"].get("colour_fwd"),
+        edge_radius=edge_radius,
+        depth_tol=depth_tol,
+        groups={},
+    )
     for (grouping, name), total in totals.items():
         n = counts[(grouping, name)]
         out["groups"].setdefault(grouping, {})[name] = dict(
-            share=n / n_points, mean=total / n if n else None, error_share=total / err_sum if err_sum else None)
+            share=n / n_points, mean=total / n if n else None, error_share=total / err_sum if err_sum else None
+        )
     return out
 
 
@@ -192,9 +234,11 @@ def contributions(result, reference):
     out = {}
     for grouping, groups in result["groups"].items():
         ref = reference["groups"].get(grouping, {})
-        out[grouping] = {name: ref[name]["share"] * (g["mean"] - ref[name]["mean"])
-                         for name, g in groups.items() if name in ref and g["mean"] is not None
-                         and ref[name]["mean"] is not None}
+        out[grouping] = {
+            name: ref[name]["share"] * (g["mean"] - ref[name]["mean"])
+            for name, g in groups.items()
+            if name in ref and g["mean"] is not None and ref[name]["mean"] is not None
+        }
     return out
 
 
@@ -209,8 +253,15 @@ def _experiments(args):
             for seed in sorted(os.listdir(vdir)):
                 exp = os.path.join(vdir, seed)
                 if seed.startswith("seed") and os.path.isfile(os.path.join(exp, "args.json")):
-                    found.append((f"{variant}@{os.path.basename(os.path.normpath(root))}"
-                                  if len(args.ablation) > 1 else variant, seed[4:], exp))
+                    found.append(
+                        (
+                            f"{variant}@{os.path.basename(os.path.normpath(root))}"
+                            if len(args.ablation) > 1
+                            else variant,
+                            seed[4:],
+                            exp,
+                        )
+                    )
     for exp in args.exp or []:
         found.append((os.path.basename(os.path.normpath(exp)), "-", exp))
     return found
@@ -222,10 +273,15 @@ def table(results, reference_variant):
     reference variant."""
     variants = list(dict.fromkeys(v for v, _, _ in results))
     by_variant = {v: [r for vv, _, r in results if vv == v] for v in variants}
-    lines = ["| grouping | group | share of points | " + " | ".join(f"{v}: error (share of error)" for v in variants)
-             + " |", "| --- | --- | --- | " + " | ".join("---" for _ in variants) + " |"]
-    lines.append("| all | all points | 1.00 | " + " | ".join(
-        f"{np.mean([r['mean'] for r in by_variant[v]]):.4f}" for v in variants) + " |")
+    lines = [
+        "| grouping | group | share of points | " + " | ".join(f"{v}: error (share of error)" for v in variants) + " |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in variants) + " |",
+    ]
+    lines.append(
+        "| all | all points | 1.00 | "
+        + " | ".join(f"{np.mean([r['mean'] for r in by_variant[v]]):.4f}" for v in variants)
+        + " |"
+    )
     first = by_variant[variants[0]][0]
     for grouping in GROUPINGS:
         for name, g in first["groups"].get(grouping, {}).items():
@@ -237,12 +293,17 @@ def table(results, reference_variant):
                 cells.append(f"{np.mean(means):.4f} ({100 * np.mean(shares):.0f} %)" if means else "-")
             lines.append(f"| {grouping} | {name} | {g['share']:.2f} | " + " | ".join(cells) + " |")
     if reference_variant in by_variant and len(variants) > 1:
-        lines += ["", f"Contribution of each group to the difference from `{reference_variant}` (share of points x "
-                      f"difference of the group's mean error; over a grouping the contributions add up to the whole "
-                      f"difference), mean over paired seeds:", "",
-                  "| grouping | group | " + " | ".join(f"{v} − {reference_variant}" for v in variants
-                                                       if v != reference_variant) + " |",
-                  "| --- | --- | " + " | ".join("---" for v in variants if v != reference_variant) + " |"]
+        lines += [
+            "",
+            f"Contribution of each group to the difference from `{reference_variant}` (share of points x "
+            f"difference of the group's mean error; over a grouping the contributions add up to the whole "
+            f"difference), mean over paired seeds:",
+            "",
+            "| grouping | group | "
+            + " | ".join(f"{v} − {reference_variant}" for v in variants if v != reference_variant)
+            + " |",
+            "| --- | --- | " + " | ".join("---" for v in variants if v != reference_variant) + " |",
+        ]
         ref_by_seed = {s: r for v, s, r in results if v == reference_variant}
         gaps = {v: [] for v in variants if v != reference_variant}
         contrib = {v: [] for v in gaps}
@@ -250,8 +311,9 @@ def table(results, reference_variant):
             if v in gaps and s in ref_by_seed:
                 gaps[v].append(r["mean"] - ref_by_seed[s]["mean"])
                 contrib[v].append(contributions(r, ref_by_seed[s]))
-        lines.append("| all | all points | " + " | ".join(f"{np.mean(gaps[v]):+.4f}" if gaps[v] else "-" for v in gaps)
-                     + " |")
+        lines.append(
+            "| all | all points | " + " | ".join(f"{np.mean(gaps[v]):+.4f}" if gaps[v] else "-" for v in gaps) + " |"
+        )
         for grouping in GROUPINGS:
             for name in first["groups"].get(grouping, {}):
                 cells = []
@@ -264,19 +326,34 @@ def table(results, reference_variant):
 
 def build_parser():
     p = argparse.ArgumentParser(
-        prog="colour_breakdown.py", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--ablation", nargs="+", default=None, metavar="DIR",
-                   help="ablation folders (claims/ablation.py --out): every <variant>/seed<k> experiment in them")
+        prog="colour_breakdown.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--ablation",
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="ablation folders (claims/ablation.py --out): every <variant>/seed<k> experiment in them",
+    )
     p.add_argument("--exp", nargs="+", default=None, metavar="EXP", help="single experiment folders")
     p.add_argument("--variants", default=None, help="comma-separated variants of the ablation folders (default: all)")
     p.add_argument("--reference", default="3d", help="the variant the differences are taken from")
     p.add_argument("--data_dir", required=True, help="the data the experiments were trained on (its test split)")
     p.add_argument("--category", default="chair")
-    p.add_argument("--edge_radius", type=float, default=None,
-                   help="unit-cube units: the side and boundary groups' edge (default: utils.metrics.EDGE_RADIUS)")
-    p.add_argument("--depth_tol", type=float, default=0.03,
-                   help="world units a point may lie behind a pixel's depth and count as seen in that view")
+    p.add_argument(
+        "--edge_radius",
+        type=float,
+        default=None,
+        help="unit-cube units: the side and boundary groups' edge (default: utils.metrics.EDGE_RADIUS)",
+    )
+    p.add_argument(
+        "--depth_tol",
+        type=float,
+        default=0.03,
+        help="world units a point may lie behind a pixel's depth and count as seen in that view",
+    )
     p.add_argument("--out", required=True, help="folder for table.md and table.json")
     return p
 
@@ -294,19 +371,31 @@ def main(argv=None):
     results = []
     for variant, seed, exp in found:
         r = breakdown(exp, args.data_dir, args.category, args.edge_radius, args.depth_tol)
-        print(f"colour_breakdown: {variant} seed {seed}: forward colour error {r['mean']:.4f} "
-              f"(metrics: {r['metrics_colour_fwd']:.4f}), {r['n_samples']} samples", flush=True)
+        print(
+            f"colour_breakdown: {variant} seed {seed}: forward colour error {r['mean']:.4f} "
+            f"(metrics: {r['metrics_colour_fwd']:.4f}), {r['n_samples']} samples",
+            flush=True,
+        )
         results.append((variant, seed, r))
     from utils.common.atomic_io import write_json, write_text
+
     os.makedirs(args.out, exist_ok=True)
-    head = [f"Forward colour error (each ground-truth point against its nearest predicted point) by group of "
-            f"ground-truth points; {os.path.abspath(args.data_dir)} test split, every input view; best validation "
-            f"snapshot; edge radius {results[0][2]['edge_radius']:g} (unit cube), depth tolerance "
-            f"{args.depth_tol:g}. Mean over seeds.", ""]
+    head = [
+        f"Forward colour error (each ground-truth point against its nearest predicted point) by group of "
+        f"ground-truth points; {os.path.abspath(args.data_dir)} test split, every input view; best validation "
+        f"snapshot; edge radius {results[0][2]['edge_radius']:g} (unit cube), depth tolerance "
+        f"{args.depth_tol:g}. Mean over seeds.",
+        "",
+    ]
     text = "\n".join(head + table(results, args.reference)) + "\n"
     write_text(os.path.join(args.out, "table.md"), text)
-    write_json(os.path.join(args.out, "table.json"),
-               dict(data_dir=os.path.abspath(args.data_dir), reference=args.reference,
-                    runs=[dict(variant=v, seed=s, **r) for v, s, r in results]))
+    write_json(
+        os.path.join(args.out, "table.json"),
+        dict(
+            data_dir=os.path.abspath(args.data_dir),
+            reference=args.reference,
+            runs=[dict(variant=v, seed=s, **r) for v, s, r in results],
+        ),
+    )
     print("\n" + text + f"colour_breakdown: {time.time() - t0:.0f} s; {os.path.join(args.out, 'table.md')}")
     return 0

@@ -5,6 +5,7 @@ row per metric: the model's value in each summary, then the image-blind baseline
 (ground truth vs an independent resampling of the same surface) of the first one (they do not
 depend on the snapshot). run_demo.sh uses it.
 """
+
 import argparse
 import json
 import math
@@ -20,9 +21,11 @@ def side_by_side(summaries, labels):
     keys = [k for k in first.get("headline", []) if k in first["methods"]["model"]]
     keys += [k for k in first["methods"]["model"] if k not in keys]
     width = max(14, *(len(c) for c in columns))
-    lines = [f"{first['task']} metrics, {first['category']} {first['eval_set']} split, {first['n_samples']} samples: "
-             + ", ".join(f"{label} = snapshot {s['snapshot']}" for label, s in zip(labels, summaries)),
-             f"{'metric':<16}" + "".join(f"{c:>{width + 2}}" for c in columns)]
+    lines = [
+        f"{first['task']} metrics, {first['category']} {first['eval_set']} split, {first['n_samples']} samples: "
+        + ", ".join(f"{label} = snapshot {s['snapshot']}" for label, s in zip(labels, summaries)),
+        f"{'metric':<16}" + "".join(f"{c:>{width + 2}}" for c in columns),
+    ]
     for k in keys:
         values = [s["methods"]["model"].get(k, math.nan) for s in summaries]
         values += [first["methods"][m].get(k, math.nan) for m in others]
@@ -46,8 +49,9 @@ def main(argv=None):
             with open(path) as f:
                 summaries.append(json.load(f))
         except (OSError, ValueError) as err:
-            print(f"compare: cannot read {path} ({err}); expected a summary.json written by the metrics",
-                  file=sys.stderr)
+            print(
+                f"compare: cannot read {path} ({err}); expected a summary.json written by the metrics", file=sys.stderr
+            )
             return 2
     print(side_by_side(summaries, labels))
     return 0

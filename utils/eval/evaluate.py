@@ -17,6 +17,7 @@ side, visible side and the edge between them (:func:`utils.metrics.side_groups`,
 model-vs-baseline table, and makes the pictures asked for (screenshots, GIFs,
 PLY, an interactive window).
 """
+
 import argparse
 import csv
 import math
@@ -26,25 +27,29 @@ import types
 
 import numpy as np
 
-from utils.common import atomic_io, cli, tfv1, visualize
 from utils import metrics
-from utils.train import config
+from utils.common import atomic_io, cli, tfv1, visualize
+from utils.common.progress import Progress
+from utils.common.tfv1 import tf
 from utils.data import SPLITS, BatchPipeline, DataError, list_models
 from utils.experiment import Experiment, ExperimentStateError, WrongTask, check_task
 from utils.model import GraphSettings, build_graph
 from utils.task import as_task
-from utils.common.progress import Progress
-from utils.common.tfv1 import tf
+from utils.train import config
 
 # One pass over the samples in file order, one input view each (unless told otherwise), the
 # first views supervising: the evaluation's pipelines differ from training's in these arguments.
 _ONE_PASS = dict(n_views=1, view_mode="fixed", use_input_view=False, shuffle=False, repeat=False)
 FLOOR = "floor_resampled_gt"  # the method name of the floor row: ground truth vs its second sampling
 FLOOR_LABEL = "ground truth vs an independent resampling of the same surface"
-NO_FLOOR = ("not available: the data holds no second sampling of its surfaces (the authors' ShapeNet "
-            "clouds have none; the demo data writes one, data/README.md)")
-NO_SIDES = ("not available: the data holds no side record of its ground-truth points (pcl_1024_fps_trimesh_sides.npy; "
-            "the demo data writes one, data/README.md), so the errors are not split by side")
+NO_FLOOR = (
+    "not available: the data holds no second sampling of its surfaces (the authors' ShapeNet "
+    "clouds have none; the demo data writes one, data/README.md)"
+)
+NO_SIDES = (
+    "not available: the data holds no side record of its ground-truth points (pcl_1024_fps_trimesh_sides.npy; "
+    "the demo data writes one, data/README.md), so the errors are not split by side"
+)
 
 
 def _collect_training_clouds(targs, task, n_models):
@@ -64,11 +69,18 @@ def _eval_pipeline(targs, task, margs):
         list_models(targs.data_dir, targs.category, margs.eval_set, task.data_tree)
     except DataError as err:
         if "no split file" in str(err) and margs.eval_set != "val":
-            raise DataError(f"{err}. The authors' ShapeNet release has only train and val lists: "
-                            f"evaluate with --eval_set val") from None
+            raise DataError(
+                f"{err}. The authors' ShapeNet release has only train and val lists: evaluate with --eval_set val"
+            ) from None
         raise
-    return BatchPipeline.from_args(targs, task, margs.eval_set, batch_size=margs.batch_size,
-                                   all_input_views=margs.input_views == "all", **_ONE_PASS)
+    return BatchPipeline.from_args(
+        targs,
+        task,
+        margs.eval_set,
+        batch_size=margs.batch_size,
+        all_input_views=margs.input_views == "all",
+        **_ONE_PASS,
+    )
 
 
 def evaluate(task, margs):
@@ -90,19 +102,32 @@ def evaluate(task, margs):
         medoid, baselines = _baselines(targs, task, margs)
         floor = floor_method(data, task)
         groups = point_groups(data, margs.edge_radius)
-        rows, pictures, predictions = _run(task, margs, targs, prefix, data,
-                                           baselines + ([(FLOOR, floor)] if floor else []), groups)
+        rows, pictures, predictions = _run(
+            task, margs, targs, prefix, data, baselines + ([(FLOOR, floor)] if floor else []), groups
+        )
     finally:
         data.close()
     floor_info = dict(method=FLOOR, label=FLOOR_LABEL, available=floor is not None)
     if floor is None:
         floor_info["note"] = NO_FLOOR
-    summary = _summarise(rows, ["model"] + [name for name, _ in baselines] + ([FLOOR] if floor else []),
-                         dict(exp=os.path.abspath(margs.exp), snapshot=margs.snapshot, step=step,
-                              eval_set=margs.eval_set, category=targs.category, input_views=margs.input_views,
-                              clip_box=margs.clip_box, medoid_model=int(medoid), task=task.name,
-                              headline=list(task.headline), floor=floor_info,
-                              point_groups=_groups_info(groups)))
+    summary = _summarise(
+        rows,
+        ["model"] + [name for name, _ in baselines] + ([FLOOR] if floor else []),
+        dict(
+            exp=os.path.abspath(margs.exp),
+            snapshot=margs.snapshot,
+            step=step,
+            eval_set=margs.eval_set,
+            category=targs.category,
+            input_views=margs.input_views,
+            clip_box=margs.clip_box,
+            medoid_model=int(medoid),
+            task=task.name,
+            headline=list(task.headline),
+            floor=floor_info,
+            point_groups=_groups_info(groups),
+        ),
+    )
     _report(out_dir, rows, summary, pictures, task, margs, predictions)
     return summary
 
@@ -113,8 +138,12 @@ def _check_window(margs):
     problem = margs.visualize and visualize.display_problem()
     if not problem:
         return margs
-    print(f"metrics: --visualize: {problem}, so no window will open. Write the pictures to files instead: "
-          "--save_screenshots (PNG grids) or --save_gifs (turntables).", file=sys.stderr, flush=True)
+    print(
+        f"metrics: --visualize: {problem}, so no window will open. Write the pictures to files instead: "
+        "--save_screenshots (PNG grids) or --save_gifs (turntables).",
+        file=sys.stderr,
+        flush=True,
+    )
     return argparse.Namespace(**dict(vars(margs), visualize=False))
 
 
@@ -127,8 +156,7 @@ def check_out_dir(path, flag="--out"):
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        raise cli.CLIError(f"{flag} {path}: {parent} is not a writable folder; expected a folder this user "
-                           f"can write")
+        raise cli.CLIError(f"{flag} {path}: {parent} is not a writable folder; expected a folder this user can write")
 
 
 def open_trained(exp_dir, task, snapshot, kind):
@@ -146,8 +174,9 @@ def open_trained(exp_dir, task, snapshot, kind):
     except FileNotFoundError as err:
         raise cli.CLIError(str(err)) from None
     except ValueError as err:  # truncated or edited by hand
-        raise cli.CLIError(f"{err}; expected the args.json training wrote (earlier versions: "
-                           f"{config.HISTORY_FILE})") from None
+        raise cli.CLIError(
+            f"{err}; expected the args.json training wrote (earlier versions: {config.HISTORY_FILE})"
+        ) from None
     check_task(exp_dir, getattr(targs, "task", task.name), task.name, kind)
     exp = Experiment(exp_dir, create=False)
     try:
@@ -192,12 +221,15 @@ def floor_method(data, task):
             if mid not in cache:
                 again = data.resampled_gt(mid)
                 if again is None:
-                    raise DataError(f"model {mid} has no second sampling of its surface (other models of the "
-                                    f"split have one): regenerate the data set")
+                    raise DataError(
+                        f"model {mid} has no second sampling of its surface (other models of the "
+                        f"split have one): regenerate the data set"
+                    )
                 cache[mid] = again
             clouds.append(cache[mid]["pcl"])
             feats.append(_as_prediction(task, cache[mid][task.point_key], batch))
         return np.stack(clouds), np.stack(feats)
+
     return resampled
 
 
@@ -222,8 +254,9 @@ class PointGroups:
             if mid not in self._cache:
                 sides = self.data.point_sides(mid)
                 if sides is None:
-                    raise DataError(f"model {mid} has no side record (other models of the split have one): "
-                                    f"regenerate the data set")
+                    raise DataError(
+                        f"model {mid} has no side record (other models of the split have one): regenerate the data set"
+                    )
                 self._cache[mid] = metrics.side_groups(metrics.scale_to_unit_cube_np(gt), sides, self.edge_radius)
             per_sample.append(self._cache[mid])
         return {g: np.stack([s[g] for s in per_sample]) for g in metrics.SIDE_GROUPS}
@@ -247,11 +280,15 @@ def _groups_info(groups):
     group's share of the evaluated GT points, or why there are none."""
     if groups is None:
         return dict(available=False, note=NO_SIDES)
-    return dict(available=True, metrics=list(groups.metric_keys), edge_radius=groups.edge_radius,
-                definition="forward error (each ground-truth point against its nearest predicted point) over the "
-                           "ground-truth points within edge_radius (unit-cube units) of a point of the other side "
-                           "(edge), the other points on a part's hidden side (hidden), and the rest (visible)",
-                share={g: groups.counts[g] / max(groups.n_points, 1) for g in metrics.SIDE_GROUPS})
+    return dict(
+        available=True,
+        metrics=list(groups.metric_keys),
+        edge_radius=groups.edge_radius,
+        definition="forward error (each ground-truth point against its nearest predicted point) over the "
+        "ground-truth points within edge_radius (unit-cube units) of a point of the other side "
+        "(edge), the other points on a part's hidden side (hidden), and the rest (visible)",
+        share={g: groups.counts[g] / max(groups.n_points, 1) for g in metrics.SIDE_GROUPS},
+    )
 
 
 def _as_prediction(task, gt_feat, batch):
@@ -309,8 +346,10 @@ def _run(task, margs, targs, prefix, data, baselines, groups=None):
     rows, pictures = [], _Pictures(task, margs.n_pictures or n_total, every_sample=margs.visualize)
     saved = [] if getattr(margs, "save_predictions", False) else None
     n_batches = math.ceil(n_total / B)
-    with tf.Session(graph=m.graph, config=tfv1.session_config()) as sess, \
-            Progress(n_batches, f"metrics {margs.eval_set}", unit="batch", enabled=margs.tqdm) as progress:
+    with (
+        tf.Session(graph=m.graph, config=tfv1.session_config()) as sess,
+        Progress(n_batches, f"metrics {margs.eval_set}", unit="batch", enabled=margs.tqdm) as progress,
+    ):
         m.saver.restore(sess, prefix)
         for k in range(n_batches):
             batch = data.get_batch(k)  # always B samples; the pipeline pads the last batch of the pass
@@ -329,9 +368,12 @@ def _run(task, margs, targs, prefix, data, baselines, groups=None):
 
             for i in range(n_valid):
                 mid, view = str(batch["model_id"][i]), int(batch["input_view"][i])
-                rows += [dict(model_id=mid, input_view=view, method=method, **{key: float(v[i]) for key, v in
-                                                                                values.items()})
-                         for method, values in results.items()]
+                rows += [
+                    dict(
+                        model_id=mid, input_view=view, method=method, **{key: float(v[i]) for key, v in values.items()}
+                    )
+                    for method, values in results.items()
+                ]
                 pictures.offer(batch, i, xyz[i], feat[i])
                 if saved is not None:
                     saved.append((mid, view, xyz[i], feat[i]))
@@ -351,9 +393,16 @@ class _Pictures:
         mid = str(batch["model_id"][i])
         if self.every_sample or (len(self.taken) < self.limit and mid not in self._models):
             self._models.add(mid)
-            self.taken.append(dict(model_id=f"{mid}_view{int(batch['input_view'][i])}", image=batch["image"][i],
-                                   gt=batch["pcl"][i], gt_col=self.task.gt_point_colours(batch[self.task.point_key][i]),
-                                   pred=xyz, pred_col=self.task.point_colours(feat)))
+            self.taken.append(
+                dict(
+                    model_id=f"{mid}_view{int(batch['input_view'][i])}",
+                    image=batch["image"][i],
+                    gt=batch["pcl"][i],
+                    gt_col=self.task.gt_point_colours(batch[self.task.point_key][i]),
+                    pred=xyz,
+                    pred_col=self.task.point_colours(feat),
+                )
+            )
 
 
 def _report(out_dir, rows, summary, pictures, task, margs, predictions=None):
@@ -362,16 +411,21 @@ def _report(out_dir, rows, summary, pictures, task, margs, predictions=None):
     _write(out_dir, rows, summary)
     if predictions:
         path = os.path.join(out_dir, PREDICTIONS_FILE)
-        atomic_io.write_npz(path, model_id=np.array([p[0] for p in predictions], dtype=str),
-                            input_view=np.array([p[1] for p in predictions], np.int32),
-                            xyz=np.stack([p[2] for p in predictions]).astype(np.float32),
-                            features=np.stack([p[3] for p in predictions]).astype(np.float32))
+        atomic_io.write_npz(
+            path,
+            model_id=np.array([p[0] for p in predictions], dtype=str),
+            input_view=np.array([p[1] for p in predictions], np.int32),
+            xyz=np.stack([p[2] for p in predictions]).astype(np.float32),
+            features=np.stack([p[3] for p in predictions]).astype(np.float32),
+        )
         print(f"predictions: {path}")
     _print_table(summary, task.headline)
     _pictures(pictures, margs, out_dir)
-    print(f"per-sample metrics: {os.path.join(out_dir, 'per_sample.csv')}\n"
-          f"per-model means: {os.path.join(out_dir, 'per_model.csv')}\n"
-          f"summary: {os.path.join(out_dir, 'summary.json')}")
+    print(
+        f"per-sample metrics: {os.path.join(out_dir, 'per_sample.csv')}\n"
+        f"per-model means: {os.path.join(out_dir, 'per_model.csv')}\n"
+        f"summary: {os.path.join(out_dir, 'summary.json')}"
+    )
 
 
 ID_KEYS = ("model_id", "input_view", "method")
@@ -384,8 +438,13 @@ def _summarise(rows, methods, info):
     model_rows = [r for r in rows if r["method"] == "model"]
     optional = set((info.get("point_groups") or {}).get("metrics", []))  # NaN where a sample's group is empty
     summary = dict(info, n_samples=len(model_rows), n_models=len({r["model_id"] for r in model_rows}), methods={})
-    nan_ids = sorted({f"{r['model_id']}/{r['input_view']}" for r in model_rows
-                      if any(math.isnan(r[k]) for k in keys if k not in optional)})
+    nan_ids = sorted(
+        {
+            f"{r['model_id']}/{r['input_view']}"
+            for r in model_rows
+            if any(math.isnan(r[k]) for k in keys if k not in optional)
+        }
+    )
     summary["nan_samples"] = dict(count=len(nan_ids), samples=nan_ids)
     for method in methods:
         sel = [r for r in rows if r["method"] == method]
@@ -401,8 +460,14 @@ def per_model_rows(rows):
     out = []
     for (mid, method), sel in groups.items():
         keys = [k for k in sel[0] if k not in ID_KEYS]
-        out.append(dict(model_id=mid, method=method, n_views=len(sel),
-                        **{k: float(np.nanmean([r[k] for r in sel])) for k in keys}))
+        out.append(
+            dict(
+                model_id=mid,
+                method=method,
+                n_views=len(sel),
+                **{k: float(np.nanmean([r[k] for r in sel])) for k in keys},
+            )
+        )
     return out
 
 
@@ -426,23 +491,32 @@ def _print_table(summary, headline):
     keys = [k for k in headline if k in summary["methods"]["model"]]
     keys += [k for k in summary["methods"]["model"] if k not in keys]
     width = max(12, *(len(m) for m in methods))
-    print(f"\n{summary['task']} metrics, {summary['category']} {summary['eval_set']} split, "
-          f"{summary['n_samples']} samples ({summary['n_models']} models, input views: {summary['input_views']}), "
-          f"snapshot {summary['snapshot']} (iteration {summary['step']})")
+    print(
+        f"\n{summary['task']} metrics, {summary['category']} {summary['eval_set']} split, "
+        f"{summary['n_samples']} samples ({summary['n_models']} models, input views: {summary['input_views']}), "
+        f"snapshot {summary['snapshot']} (iteration {summary['step']})"
+    )
     print(f"{'metric':<16}" + "".join(f"{m:>{width + 2}}" for m in methods))
     for k in keys:
         print(f"{k:<16}" + "".join(f"{summary['methods'][m].get(k, float('nan')):>{width + 2}.5f}" for m in methods))
     floor = summary.get("floor") or {}
     if floor:
-        print(f"{floor['method']}: {floor['label']}"
-              + (": what a perfect prediction with other points would score" if floor["available"]
-                 else f": {floor['note']}"))
+        print(
+            f"{floor['method']}: {floor['label']}"
+            + (
+                ": what a perfect prediction with other points would score"
+                if floor["available"]
+                else f": {floor['note']}"
+            )
+        )
     groups = summary.get("point_groups") or {}
     if groups.get("available"):
         share = groups["share"]
-        print(f"{', '.join(groups['metrics'])}: forward error over the ground-truth points on a part's hidden "
-              f"side ({100 * share['hidden']:.0f} % of them), the rest ({100 * share['visible']:.0f} %) and those "
-              f"within {groups['edge_radius']:g} of the other side (edge, {100 * share['edge']:.0f} %)")
+        print(
+            f"{', '.join(groups['metrics'])}: forward error over the ground-truth points on a part's hidden "
+            f"side ({100 * share['hidden']:.0f} % of them), the rest ({100 * share['visible']:.0f} %) and those "
+            f"within {groups['edge_radius']:g} of the other side (edge, {100 * share['edge']:.0f} %)"
+        )
     elif groups:
         print(f"side-resolved errors: {groups['note']}")
     nan = summary["nan_samples"]
@@ -457,12 +531,16 @@ def _pictures(pictures, margs, out_dir):
         gt, pred = _shown(p)
         name = f"{margs.eval_set}_{i:03d}_{p['model_id'].replace('/', '_')}"
         if margs.save_screenshots:
-            visualize.save_screenshot(os.path.join(out_dir, "screenshots", name + ".png"), p["image"],
-                                      [(gt, p["gt_col"]), (pred, p["pred_col"])],
-                                      titles=["input / ground truth", "prediction"])
+            visualize.save_screenshot(
+                os.path.join(out_dir, "screenshots", name + ".png"),
+                p["image"],
+                [(gt, p["gt_col"]), (pred, p["pred_col"])],
+                titles=["input / ground truth", "prediction"],
+            )
         if margs.save_gifs:
-            visualize.save_turntable_gif(os.path.join(out_dir, "gifs", name + ".gif"),
-                                         [(gt, p["gt_col"]), (pred, p["pred_col"])])
+            visualize.save_turntable_gif(
+                os.path.join(out_dir, "gifs", name + ".gif"), [(gt, p["gt_col"]), (pred, p["pred_col"])]
+            )
         if margs.save_ply:
             visualize.save_ply(os.path.join(out_dir, "ply", name + "_pred.ply"), p["pred"], p["pred_col"])
             visualize.save_ply(os.path.join(out_dir, "ply", name + "_gt.ply"), p["gt"], p["gt_col"])
@@ -471,16 +549,23 @@ def _pictures(pictures, margs, out_dir):
             print(f"{kind}: {os.path.join(out_dir, kind)}")
     if margs.visualize:
         visualize.interactive_viewer(
-            dict(title=p["model_id"], image=p["image"],
-                 clouds=[("ground truth", gt, p["gt_col"]), ("prediction", pred, p["pred_col"])])
-            for p in pictures for gt, pred in [_shown(p)])
+            dict(
+                title=p["model_id"],
+                image=p["image"],
+                clouds=[("ground truth", gt, p["gt_col"]), ("prediction", pred, p["pred_col"])],
+            )
+            for p in pictures
+            for gt, pred in [_shown(p)]
+        )
 
 
 def _shown(picture):
     """The GT and predicted clouds of a picture as drawn: each scaled to the unit cube (the
     prediction's box measured on coordinates clipped to visualize.PICTURE_BOX_CLIP)."""
-    return (metrics.scale_to_unit_cube_np(picture["gt"]),
-            metrics.scale_to_unit_cube_np(picture["pred"], visualize.PICTURE_BOX_CLIP))
+    return (
+        metrics.scale_to_unit_cube_np(picture["gt"]),
+        metrics.scale_to_unit_cube_np(picture["pred"], visualize.PICTURE_BOX_CLIP),
+    )
 
 
 def metrics_parser(task):
@@ -490,41 +575,80 @@ def metrics_parser(task):
     p = argparse.ArgumentParser(
         prog=f"metrics_{task.name}.py",
         description=f"Evaluate a trained DIFFER ({task.name}) experiment: Chamfer, EMD and "
-                    f"{task.metric_phrase} against a baseline that ignores the image.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        f"{task.metric_phrase} against a baseline that ignores the image.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--exp", required=True, help="experiment folder written by training (holds args.json)")
     p.add_argument("--snapshot", default="best", help="'best', 'latest' or an iteration number")
-    p.add_argument("--eval_set", choices=SPLITS, default="test",
-                   help="split to evaluate (the authors' ShapeNet release has only train and val lists)")
-    p.add_argument("--input_views", choices=("all", "random"), default="all",
-                   help="'all': every input view of every model is a sample (the paper's protocol); "
-                        "'random': one seeded random input view per model")
-    p.add_argument("--clip_box", type=cli.non_negative_float, default=0.0,
-                   help="measure the prediction's bounding box (unit-cube scaling) on coordinates clipped to "
-                        "+-clip_box, so far stray points do not shrink the cloud; 0 = off (the original's metrics)")
+    p.add_argument(
+        "--eval_set",
+        choices=SPLITS,
+        default="test",
+        help="split to evaluate (the authors' ShapeNet release has only train and val lists)",
+    )
+    p.add_argument(
+        "--input_views",
+        choices=("all", "random"),
+        default="all",
+        help="'all': every input view of every model is a sample (the paper's protocol); "
+        "'random': one seeded random input view per model",
+    )
+    p.add_argument(
+        "--clip_box",
+        type=cli.non_negative_float,
+        default=0.0,
+        help="measure the prediction's bounding box (unit-cube scaling) on coordinates clipped to "
+        "+-clip_box, so far stray points do not shrink the cloud; 0 = off (the original's metrics)",
+    )
     p.add_argument("--data_dir", default=None, help="override the data root stored in args.json")
     p.add_argument("--gpu", default=None, help="GPU index to use (sets CUDA_VISIBLE_DEVICES)")
     p.add_argument("--batch_size", type=cli.positive_int, default=16)
-    p.add_argument("--max_samples", type=cli.non_negative_int, default=0, help="evaluate at most this many samples (0 = all)")
-    p.add_argument("--baseline_models", type=cli.positive_int, default=200,
-                   help="training clouds used to find the baseline's medoid")
+    p.add_argument(
+        "--max_samples", type=cli.non_negative_int, default=0, help="evaluate at most this many samples (0 = all)"
+    )
+    p.add_argument(
+        "--baseline_models",
+        type=cli.positive_int,
+        default=200,
+        help="training clouds used to find the baseline's medoid",
+    )
     p.add_argument("--out", default=None, help="output folder (default: <exp>/metrics_<eval_set>_<snapshot>)")
-    p.add_argument("--edge_radius", type=cli.non_negative_float, default=0.05,  # utils.metrics.EDGE_RADIUS
-                   help="data with a side record (the demo data): ground-truth points closer than this to a point "
-                        "of the other side (unit-cube units) form the 'edge' group of the side-resolved errors")
+    p.add_argument(
+        "--edge_radius",
+        type=cli.non_negative_float,
+        default=0.05,  # utils.metrics.EDGE_RADIUS
+        help="data with a side record (the demo data): ground-truth points closer than this to a point "
+        "of the other side (unit-cube units) form the 'edge' group of the side-resolved errors",
+    )
     task.add_metrics_flags(p)
     g = p.add_argument_group("pictures")
-    g.add_argument("--visualize", action="store_true",
-                   help="interactive window per sample (needs a display); n / right arrow: next, q: quit")
-    g.add_argument("--save_screenshots", action="store_true", help="PNG grids (input, GT, prediction from several angles)")
+    g.add_argument(
+        "--visualize",
+        action="store_true",
+        help="interactive window per sample (needs a display); n / right arrow: next, q: quit",
+    )
+    g.add_argument(
+        "--save_screenshots", action="store_true", help="PNG grids (input, GT, prediction from several angles)"
+    )
     g.add_argument("--save_gifs", action="store_true", help="turntable GIFs of GT and prediction")
     g.add_argument("--save_ply", action="store_true", help="predicted clouds as coloured PLY files")
-    g.add_argument("--save_predictions", action="store_true",
-                   help="every sample's predicted cloud and features, unrounded, in predictions.npz (model_id, "
-                        "input_view, xyz (S, N, 3) in the renderer frame, features (S, N, C)), for analyses")
-    g.add_argument("--n_pictures", type=cli.non_negative_int, default=8, help="samples to draw with --save_screenshots/--save_gifs (0 = all)")
-    g.add_argument("--tqdm", action="store_true",
-                   help="progress bar on a terminal (elsewhere: a plain line every 10%% of the batches)")
+    g.add_argument(
+        "--save_predictions",
+        action="store_true",
+        help="every sample's predicted cloud and features, unrounded, in predictions.npz (model_id, "
+        "input_view, xyz (S, N, 3) in the renderer frame, features (S, N, C)), for analyses",
+    )
+    g.add_argument(
+        "--n_pictures",
+        type=cli.non_negative_int,
+        default=8,
+        help="samples to draw with --save_screenshots/--save_gifs (0 = all)",
+    )
+    g.add_argument(
+        "--tqdm",
+        action="store_true",
+        help="progress bar on a terminal (elsewhere: a plain line every 10%% of the batches)",
+    )
     p.add_argument("--verbose", action="store_true", help=config.VERBOSE_HELP)
     p.set_defaults(task=task.name)
     return p

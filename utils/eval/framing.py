@@ -6,6 +6,7 @@ on the experiment's training data (``args.json``'s data_dir) the first time it i
 them to ``<exp>/input_framing.json``; later calls, and machines without the data set, read that
 file. ``--export`` copies the numbers into the SavedModel's ``differ.json`` (key ``framing``).
 """
+
 import json
 import os
 
@@ -21,6 +22,7 @@ def measure_training_framing(targs, tree, max_models=200):
     ``max_models`` training models, evenly spaced in the split. Raises DataError/OSError/ValueError
     when the training renders cannot be read."""
     from utils import data
+
     models = data.list_models(targs.data_dir, targs.category, "train", tree)
     step = max(1, len(models) // max_models)
     rendered = os.path.join(data.tree_dirs(targs.data_dir, tree)["rendered"], shapenet.synset_id(targs.category))
@@ -44,6 +46,7 @@ def training_framing(exp_dir, targs, tree):
     file (atomically; a read-only folder is only reported). None when neither is there.
     """
     from utils import data
+
     path = os.path.join(exp_dir, FRAMING_FILE)
     if os.path.isfile(path):
         try:

@@ -20,6 +20,7 @@ Shared by ``rgb/predict_rgb.py`` and ``partseg/predict_partseg.py``::
 
 A file that cannot be read as an image is reported with its path and skipped; the others go on.
 """
+
 import argparse
 import json
 import os
@@ -30,18 +31,19 @@ import time
 import cv2
 import numpy as np
 
-from utils.train import config
-from utils.common import cli, tfv1, visualize
 from utils import metrics
+from utils.common import cli, tfv1, visualize
+from utils.common.progress import Progress
+from utils.common.tfv1 import tf
 from utils.data import DataError, shapenet
-from utils.eval import framing as input_framing, preprocess
+from utils.eval import framing as input_framing
+from utils.eval import preprocess
 from utils.eval.evaluate import check_out_dir, open_trained
 from utils.eval.preprocess import to_network_input
 from utils.experiment import ExperimentStateError, WrongTask
 from utils.model import GraphSettings, build_graph
-from utils.common.progress import Progress
 from utils.task import as_task
-from utils.common.tfv1 import tf
+from utils.train import config
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 DEMO_BACKGROUND = (0.0, 0.0, 0.0)  # utils/datagen/demo_data.py renders on black
@@ -84,8 +86,11 @@ def find_images(paths):
     files, errors = [], []
     for p in paths:
         if os.path.isdir(p):
-            found = sorted(os.path.join(p, n) for n in os.listdir(p)
-                           if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(p, n)))
+            found = sorted(
+                os.path.join(p, n)
+                for n in os.listdir(p)
+                if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(p, n))
+            )
             if not found:
                 errors.append((p, f"folder holds no image ({', '.join(IMAGE_EXTENSIONS)})"))
             files.extend(found)
@@ -141,6 +146,7 @@ def training_background(targs, tree="", n_models=4):
     Without the data set: the demo's black. ``tree``: the task's data tree (Task.data_tree).
     """
     from utils import data
+
     try:
         models = data.list_models(targs.data_dir, targs.category, "train", tree)[:n_models]
         rendered = os.path.join(data.tree_dirs(targs.data_dir, tree)["rendered"], shapenet.synset_id(targs.category))
@@ -207,7 +213,7 @@ class Predictor:
             raise ValueError(f"expected images of shape (n, {H}, {W}, 3), got {images.shape}")
         B, xyz, feat = self.batch_size, [], []
         for start in range(0, len(images), B):
-            chunk = images[start:start + B]
+            chunk = images[start : start + B]
             n = len(chunk)
             if n < B:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], B - n, axis=0)])
@@ -244,21 +250,32 @@ class Predictor:
             with tf.Session(graph=graph, config=tfv1.session_config(self.threads)) as sess:
                 saver.restore(sess, self.checkpoint)
                 signature = tf.saved_model.predict_signature_def(
-                    inputs={"image": g.ph["image"]}, outputs={"xyz": g.xyz, "features": g.feat})
+                    inputs={"image": g.ph["image"]}, outputs={"xyz": g.xyz, "features": g.feat}
+                )
                 builder = tf.saved_model.Builder(tmp)
-                builder.add_meta_graph_and_variables(sess, [tf.saved_model.SERVING],
-                                                     signature_def_map={SIGNATURE: signature},
-                                                     strip_default_attrs=True)
+                builder.add_meta_graph_and_variables(
+                    sess, [tf.saved_model.SERVING], signature_def_map={SIGNATURE: signature}, strip_default_attrs=True
+                )
                 builder.save()
         H, W = self.image_size
-        meta = dict(task=self.task.name, signature=SIGNATURE, input="image",
-                    input_spec=f"float32 (batch, {H}, {W}, 3), RGB in [0, 1]",
-                    outputs=dict(xyz=f"float32 (batch, {self.args.N_PTS}, 3), network frame (world -x up)",
-                                 features=f"float32 (batch, {self.args.N_PTS}, {self.g.feat.shape[-1]}), "
-                                          + self.task.feature_phrase),
-                    to_shapenet_frame="(x, y, z) -> (z, -x, -y): the frame of the data set's clouds, y up",
-                    IMG_H=H, IMG_W=W, N_PTS=int(self.args.N_PTS), checkpoint=self.checkpoint, step=int(self.step),
-                    train_args=vars(self.args), **(info or {}))
+        meta = dict(
+            task=self.task.name,
+            signature=SIGNATURE,
+            input="image",
+            input_spec=f"float32 (batch, {H}, {W}, 3), RGB in [0, 1]",
+            outputs=dict(
+                xyz=f"float32 (batch, {self.args.N_PTS}, 3), network frame (world -x up)",
+                features=f"float32 (batch, {self.args.N_PTS}, {self.g.feat.shape[-1]}), " + self.task.feature_phrase,
+            ),
+            to_shapenet_frame="(x, y, z) -> (z, -x, -y): the frame of the data set's clouds, y up",
+            IMG_H=H,
+            IMG_W=W,
+            N_PTS=int(self.args.N_PTS),
+            checkpoint=self.checkpoint,
+            step=int(self.step),
+            train_args=vars(self.args),
+            **(info or {}),
+        )
         os.makedirs(os.path.join(tmp, os.path.dirname(EXPORT_INFO)), exist_ok=True)
         with open(os.path.join(tmp, EXPORT_INFO), "w") as f:
             json.dump(meta, f, indent=2, sort_keys=True, default=str)
@@ -305,8 +322,9 @@ def _sheet_panels(photo, prep):
     return panels + [(f"network input ({prep.fit})", prep.image)]
 
 
-def write_outputs(out_dir, name, image, xyz, feat, task, frame="shapenet", sheet=True, gif=False, npy=False,
-                  legend=None, panels=None):
+def write_outputs(
+    out_dir, name, image, xyz, feat, task, frame="shapenet", sheet=True, gif=False, npy=False, legend=None, panels=None
+):
     """Write one prediction. Returns the list of written paths.
 
     Args:
@@ -328,8 +346,7 @@ def write_outputs(out_dir, name, image, xyz, feat, task, frame="shapenet", sheet
     shown = metrics.scale_to_unit_cube_np(xyz, visualize.PICTURE_BOX_CLIP)
     if sheet:
         written.append(os.path.join(out_dir, name + ".png"))
-        visualize.save_screenshot(written[-1], image, [(shown, colours)], titles=[name], legend=legend,
-                                  panels=panels)
+        visualize.save_screenshot(written[-1], image, [(shown, colours)], titles=[name], legend=legend, panels=panels)
     if gif:
         written.append(os.path.join(out_dir, name + ".gif"))
         visualize.save_turntable_gif(written[-1], [(shown, colours)])
@@ -349,8 +366,9 @@ def _background_arg(text):
     except ValueError:
         values = []
     if len(values) != 3 or not all(0 <= v <= 255 for v in values):
-        raise argparse.ArgumentTypeError(f"expected R,G,B with values in 0..255 (e.g. 0,0,0 or 255,255,255), "
-                                         f"got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected R,G,B with values in 0..255 (e.g. 0,0,0 or 255,255,255), got {text!r}"
+        )
     return tuple(v / 255.0 for v in values)
 
 
@@ -370,41 +388,70 @@ def predict_parser(task):
     p = argparse.ArgumentParser(
         prog=f"predict_{task.name}.py",
         description=f"Reconstruct {task.output_phrase} point clouds from your own images with a trained DIFFER "
-                    f"({task.name})\nexperiment, and/or export it as a TensorFlow SavedModel. Writes per image into "
-                    f"--out:\n<name>.ply ({task.ply_phrase}), <name>.png (input + the cloud from 4 angles),\n"
-                    "with --gif <name>.gif (turntable), with --npy <name>_xyz.npy and <name>_features.npy.",
-        epilog=INPUT_NOTE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="*", metavar="IMAGE_OR_FOLDER",
-                   help="PNG/JPEG files of any size, or folders of them")
+        f"({task.name})\nexperiment, and/or export it as a TensorFlow SavedModel. Writes per image into "
+        f"--out:\n<name>.ply ({task.ply_phrase}), <name>.png (input + the cloud from 4 angles),\n"
+        "with --gif <name>.gif (turntable), with --npy <name>_xyz.npy and <name>_features.npy.",
+        epilog=INPUT_NOTE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "inputs", nargs="*", metavar="IMAGE_OR_FOLDER", help="PNG/JPEG files of any size, or folders of them"
+    )
     p.add_argument("--exp", required=True, help="experiment folder written by training (holds args.json)")
     p.add_argument("--snapshot", default="best", help="'best', 'latest' or an iteration number (default: best)")
     p.add_argument("--out", default=None, help="output folder (default: <exp>/predictions)")
-    p.add_argument("--segment", choices=preprocess.SEGMENTS, default="auto",
-                   help="find the object in images without alpha: 'border' removes the background connected "
-                        "to the image border (colours within --tolerance of the border's), 'grabcut' runs "
-                        "OpenCV's GrabCut from the border (also on a textured background), 'none' keeps the image "
-                        "(default auto: border when the border is nearly uniform and differs from the training "
-                        "background, else none)")
-    p.add_argument("--tolerance", type=_tolerance_arg, default=preprocess.DEFAULT_TOLERANCE, metavar="T",
-                   help=f"0..255 colour difference (largest channel) still counted as background "
-                        f"(default: {round(255 * preprocess.DEFAULT_TOLERANCE)})")
-    p.add_argument("--fit", choices=preprocess.FITS, default="auto",
-                   help="'object': scale and shift so the object fills the frame as in the training renders; "
-                        "'crop'/'pad': centre-crop or pad with the background to the trained aspect ratio "
-                        "(default auto: object when there is a mask, else crop)")
-    p.add_argument("--background", type=_background_arg, default=None, metavar="R,G,B",
-                   help="0..255 colour under transparent pixels and in the padding (default: the training "
-                        "renders' background, see below)")
-    p.add_argument("--frame", choices=FRAMES, default="shapenet",
-                   help="frame of the PLY/.npy coordinates: 'shapenet' (y up, like the data set's clouds) "
-                        "or 'network' (the network's output, world -x up) (default: shapenet)")
+    p.add_argument(
+        "--segment",
+        choices=preprocess.SEGMENTS,
+        default="auto",
+        help="find the object in images without alpha: 'border' removes the background connected "
+        "to the image border (colours within --tolerance of the border's), 'grabcut' runs "
+        "OpenCV's GrabCut from the border (also on a textured background), 'none' keeps the image "
+        "(default auto: border when the border is nearly uniform and differs from the training "
+        "background, else none)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=_tolerance_arg,
+        default=preprocess.DEFAULT_TOLERANCE,
+        metavar="T",
+        help=f"0..255 colour difference (largest channel) still counted as background "
+        f"(default: {round(255 * preprocess.DEFAULT_TOLERANCE)})",
+    )
+    p.add_argument(
+        "--fit",
+        choices=preprocess.FITS,
+        default="auto",
+        help="'object': scale and shift so the object fills the frame as in the training renders; "
+        "'crop'/'pad': centre-crop or pad with the background to the trained aspect ratio "
+        "(default auto: object when there is a mask, else crop)",
+    )
+    p.add_argument(
+        "--background",
+        type=_background_arg,
+        default=None,
+        metavar="R,G,B",
+        help="0..255 colour under transparent pixels and in the padding (default: the training "
+        "renders' background, see below)",
+    )
+    p.add_argument(
+        "--frame",
+        choices=FRAMES,
+        default="shapenet",
+        help="frame of the PLY/.npy coordinates: 'shapenet' (y up, like the data set's clouds) "
+        "or 'network' (the network's output, world -x up) (default: shapenet)",
+    )
     p.add_argument("--batch_size", type=cli.positive_int, default=8, help="images per session run (default: 8)")
     p.add_argument("--gif", action="store_true", help="also write a turntable GIF per image")
     p.add_argument("--npy", action="store_true", help="also write the raw arrays (xyz, features) as .npy")
     p.add_argument("--no_sheet", action="store_true", help="skip the PNG sheets (faster on large folders)")
-    p.add_argument("--export", default=None, metavar="DIR",
-                   help="write a TensorFlow SavedModel (signature serving_default: image -> xyz, features) "
-                        "to DIR; loads with plain TensorFlow, without this repository")
+    p.add_argument(
+        "--export",
+        default=None,
+        metavar="DIR",
+        help="write a TensorFlow SavedModel (signature serving_default: image -> xyz, features) "
+        "to DIR; loads with plain TensorFlow, without this repository",
+    )
     p.add_argument("--gpu", default=None, help="GPU index to use (sets CUDA_VISIBLE_DEVICES)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar (it only shows on a terminal)")
     p.add_argument("--verbose", action="store_true", help=config.VERBOSE_HELP)
@@ -424,27 +471,38 @@ def run(task, args):
     result = dict(outputs={}, errors=[], warnings=[], export=None, images_per_s=None, total_s=0.0)
     t_start = time.perf_counter()
     with Predictor(args.exp, task, args.snapshot, args.batch_size) as pred:
-        print(f"{task.name} model: {args.exp}, snapshot {args.snapshot} (iteration {pred.step}), "
-              f"input {pred.image_size[0]}x{pred.image_size[1]}, {pred.args.N_PTS} points")
-        background, source = (args.background, "--background") if args.background is not None else \
-            training_background(pred.args, task.data_tree)
+        print(
+            f"{task.name} model: {args.exp}, snapshot {args.snapshot} (iteration {pred.step}), "
+            f"input {pred.image_size[0]}x{pred.image_size[1]}, {pred.args.N_PTS} points"
+        )
+        background, source = (
+            (args.background, "--background")
+            if args.background is not None
+            else training_background(pred.args, task.data_tree)
+        )
         framing, framing_source = input_framing.training_framing(args.exp, pred.args, task.data_tree)
         if args.fit == "object" and framing is None:
             raise ValueError(f"--fit object: the training framing is {framing_source}; use --fit crop")
         if args.export:
             legend = task.legend(pred.args.data_dir, pred.args.category, pred.g.settings.n_feat)
-            info = dict(background_rgb=[round(255 * c) for c in background], background_source=source,
-                        framing=framing, framing_source=framing_source,
-                        preprocess="utils/eval/preprocess.py (numpy + OpenCV): prepare_image(image, IMG_H, IMG_W, "
-                                   "background_rgb / 255, framing); see docs/inference.md")
+            info = dict(
+                background_rgb=[round(255 * c) for c in background],
+                background_source=source,
+                framing=framing,
+                framing_source=framing_source,
+                preprocess="utils/eval/preprocess.py (numpy + OpenCV): prepare_image(image, IMG_H, IMG_W, "
+                "background_rgb / 255, framing); see docs/inference.md",
+            )
             if legend:
                 info["part_names"] = [name for name, _ in legend]
             result["export"] = pred.export(args.export, info)
             print(f"SavedModel: {result['export']} (signature '{SIGNATURE}': image -> xyz, features)")
         if args.inputs:
-            print(f"background for transparent pixels and padding: RGB "
-                  f"{tuple(round(255 * c) for c in background)} ({source})\n"
-                  f"training framing for --fit object: {framing_source}")
+            print(
+                f"background for transparent pixels and padding: RGB "
+                f"{tuple(round(255 * c) for c in background)} ({source})\n"
+                f"training framing for --fit object: {framing_source}"
+            )
             _predict_files(pred, task, args, background, result, framing)
     result["total_s"] = time.perf_counter() - t_start
     if result["errors"]:
@@ -472,8 +530,7 @@ EXPECTED_ERRORS = (DataError, ExperimentStateError, WrongTask, ImageError)
 def cli_main(task):
     """``predict_<task>.py`` on the command line: :func:`main` behind utils.common.cli's one error path;
     status 1 when an input was skipped."""
-    cli.exit_with(f"predict_{task.name}", lambda argv: 1 if main(task, argv)["errors"] else 0,
-                  expected=EXPECTED_ERRORS)
+    cli.exit_with(f"predict_{task.name}", lambda argv: 1 if main(task, argv)["errors"] else 0, expected=EXPECTED_ERRORS)
 
 
 SMALL_INPUT_FACTOR = 2  # an input whose side is under 1/2 of the network's is announced
@@ -483,8 +540,10 @@ def small_input_note(path, shape, img_h, img_w):
     """A warning text when an image of ``shape`` (h, w, ...) is far smaller than the network's input, else None."""
     h, w = shape[:2]
     if h * SMALL_INPUT_FACTOR <= img_h or w * SMALL_INPUT_FACTOR <= img_w:
-        return (f"{path}: {w}x{h} px, far smaller than the network's {img_w}x{img_h} input; it is enlarged "
-                f"and the cloud is likely poor")
+        return (
+            f"{path}: {w}x{h} px, far smaller than the network's {img_w}x{img_h} input; it is enlarged "
+            f"and the cloud is likely poor"
+        )
     return None
 
 
@@ -508,7 +567,7 @@ def _predict_files(pred, task, args, background, result, framing=None):
     with Progress(len(files), f"predict {task.name}", unit="image", enabled=not args.no_progress) as bar:
         for start in range(0, len(files), B):
             batch, images, panels = [], [], []
-            for path in files[start:start + B]:
+            for path in files[start : start + B]:
                 try:
                     photo = read_image(path)
                     note = small_input_note(path, photo.shape, H, W)
@@ -517,8 +576,9 @@ def _predict_files(pred, task, args, background, result, framing=None):
                 except ImageError as err:
                     _skip(result, path, str(err), bar.write)
                     continue
-                prep = preprocess.prepare_image(photo, H, W, background, framing, args.segment, args.fit,
-                                          args.tolerance)
+                prep = preprocess.prepare_image(
+                    photo, H, W, background, framing, args.segment, args.fit, args.tolerance
+                )
                 for warning in prep.warnings:
                     cli.warn(f"{path}: {warning}")
                 result["warnings"].extend((path, w) for w in prep.warnings)
@@ -532,14 +592,26 @@ def _predict_files(pred, task, args, background, result, framing=None):
                 n_done += len(batch)
                 os.makedirs(out_dir, exist_ok=True)
                 for i, path in enumerate(batch):
-                    result["outputs"][path] = write_outputs(out_dir, names[path], images[i], xyz[i], feat[i], task,
-                                                            frame=args.frame, sheet=not args.no_sheet,
-                                                            gif=args.gif, npy=args.npy, legend=legend,
-                                                            panels=panels[i])
-            bar.update(len(files[start:start + B]))
+                    result["outputs"][path] = write_outputs(
+                        out_dir,
+                        names[path],
+                        images[i],
+                        xyz[i],
+                        feat[i],
+                        task,
+                        frame=args.frame,
+                        sheet=not args.no_sheet,
+                        gif=args.gif,
+                        npy=args.npy,
+                        legend=legend,
+                        panels=panels[i],
+                    )
+            bar.update(len(files[start : start + B]))
     if n_done:
         result["images_per_s"] = n_done / net_s
         total = time.perf_counter() - t_start
-        print(f"predicted {n_done} image(s) -> {os.path.abspath(out_dir)}\n"
-              f"speed: network {result['images_per_s']:.1f} images/s at batch {B}; with reading and "
-              f"writing {n_done / total:.1f} images/s")
+        print(
+            f"predicted {n_done} image(s) -> {os.path.abspath(out_dir)}\n"
+            f"speed: network {result['images_per_s']:.1f} images/s at batch {B}; with reading and "
+            f"writing {n_done / total:.1f} images/s"
+        )

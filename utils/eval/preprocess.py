@@ -37,6 +37,7 @@ Steps (:func:`prepare_image`):
 4. **Say when the input is out of reach**: :attr:`Prepared.warnings`, one sentence each (see
    :func:`prepare_image`).
 """
+
 import math
 
 import cv2
@@ -44,15 +45,15 @@ import numpy as np
 
 SEGMENTS = ("auto", "none", "border", "grabcut")
 FITS = ("auto", "object", "crop", "pad")
-DEFAULT_TOLERANCE = 24 / 255   # largest channel difference that still counts as background (0..1)
-UNIFORM_SHARE = 0.95           # a border is nearly uniform when this share of it is within tolerance
-TOUCH_SIDES = 3                # warn when the mask touches at least this many of the 4 image sides
-FULL_COVER = 0.9               # warn when the mask covers at least this share of the image
-SHARE_FACTOR = 1.5             # warn when the fitted share is outside [p05 / this, p95 * this] of training
-GRABCUT_MAX_SIDE = 256         # GrabCut runs on the image shrunk to at most this many pixels a side
-BAND_SHARE = 0.1               # GrabCut's background colour model: a border band this share of the shorter side
-COLOUR_BINS = 16               # ... as a colour histogram with this many levels per channel
-RARE_COLOUR = 0.002            # a colour is probable object when under this share of the band has it
+DEFAULT_TOLERANCE = 24 / 255  # largest channel difference that still counts as background (0..1)
+UNIFORM_SHARE = 0.95  # a border is nearly uniform when this share of it is within tolerance
+TOUCH_SIDES = 3  # warn when the mask touches at least this many of the 4 image sides
+FULL_COVER = 0.9  # warn when the mask covers at least this share of the image
+SHARE_FACTOR = 1.5  # warn when the fitted share is outside [p05 / this, p95 * this] of training
+GRABCUT_MAX_SIDE = 256  # GrabCut runs on the image shrunk to at most this many pixels a side
+BAND_SHARE = 0.1  # GrabCut's background colour model: a border band this share of the shorter side
+COLOUR_BINS = 16  # ... as a colour histogram with this many levels per channel
+RARE_COLOUR = 0.002  # a colour is probable object when under this share of the band has it
 
 
 class Prepared:
@@ -125,7 +126,7 @@ def border_colour_frequency(img8, band, bins=COLOUR_BINS):
     """
     q = img8.astype(np.int64) // (256 // bins)
     flat = (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
-    hist = np.bincount(flat[band], minlength=bins ** 3).astype(np.float64).reshape((bins,) * 3)
+    hist = np.bincount(flat[band], minlength=bins**3).astype(np.float64).reshape((bins,) * 3)
     for axis in range(3):
         padded = np.pad(hist, [(1, 1) if a == axis else (0, 0) for a in range(3)])
         part = [np.take(padded, np.arange(k, k + bins), axis=axis) for k in range(3)]
@@ -150,8 +151,9 @@ def segment_grabcut(rgb, tolerance=DEFAULT_TOLERANCE, iterations=5):
     rgb = np.asarray(rgb, np.float32)
     h, w = rgb.shape[:2]
     k = min(1.0, GRABCUT_MAX_SIDE / max(h, w))
-    small = cv2.resize(rgb, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA) \
-        if k < 1 else rgb
+    small = (
+        cv2.resize(rgb, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA) if k < 1 else rgb
+    )
     sh, sw = small.shape[:2]
     img8 = np.clip(np.round(small * 255), 0, 255).astype(np.uint8)
     probable = segment_border(small, tolerance) > 0
@@ -160,7 +162,7 @@ def segment_grabcut(rgb, tolerance=DEFAULT_TOLERANCE, iterations=5):
         probable &= border_colour_frequency(img8, band) < RARE_COLOUR
     gc = np.where(probable, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
     gc[_ring(sh, sw, max(1, round(0.02 * min(sh, sw))))] = cv2.GC_BGD
-    if np.any((gc == cv2.GC_PR_FGD)):
+    if np.any(gc == cv2.GC_PR_FGD):
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         cv2.setRNGSeed(0)  # GrabCut's k-means starts from OpenCV's global RNG: the same mask every call
         cv2.grabCut(img8, gc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
@@ -211,16 +213,21 @@ def measure_framing(masks):
         box = bounding_box(m)
         if box is None:
             continue
-        t, b, l, r = box
-        sizes.append(max(b - t, r - l))
-        centres.append(((t + b) / 2, (l + r) / 2))
+        top, bottom, left, right = box
+        sizes.append(max(bottom - top, right - left))
+        centres.append(((top + bottom) / 2, (left + right) / 2))
         shares.append(float(np.mean(m > 0.5)))
     if not sizes:
         raise ValueError("no mask with an object to measure the framing on")
-    return dict(img_h=int(shape[0]), img_w=int(shape[1]), bbox_size=float(np.median(sizes)),
-                bbox_centre=[float(c) for c in np.median(centres, axis=0)], share=float(np.median(shares)),
-                share_range=[float(np.percentile(shares, 5)), float(np.percentile(shares, 95))],
-                n_renders=len(sizes))
+    return dict(
+        img_h=int(shape[0]),
+        img_w=int(shape[1]),
+        bbox_size=float(np.median(sizes)),
+        bbox_centre=[float(c) for c in np.median(centres, axis=0)],
+        share=float(np.median(shares)),
+        share_range=[float(np.percentile(shares, 5)), float(np.percentile(shares, 95))],
+        n_renders=len(sizes),
+    )
 
 
 def fit_object(rgb, mask, framing, img_h, img_w, background):
@@ -233,12 +240,12 @@ def fit_object(rgb, mask, framing, img_h, img_w, background):
         (image float32 (img_h, img_w, 3), mask float32 (img_h, img_w)); the frame is padded with
         ``background`` (mask 0) where it leaves the image.
     """
-    t, b, l, r = bounding_box(mask)
+    y0, y1, x0, x1 = bounding_box(mask)  # top, bottom, left, right
     sy, sx = img_h / framing["img_h"], img_w / framing["img_w"]
     size = framing["bbox_size"] * math.sqrt(sy * sx)
     cy, cx = framing["bbox_centre"][0] * sy, framing["bbox_centre"][1] * sx
-    k = size / max(b - t, r - l)                    # network px per image px
-    top, left = (t + b) / 2 - cy / k, (l + r) / 2 - cx / k   # the frame's corner in image px
+    k = size / max(y1 - y0, x1 - x0)  # network px per image px
+    top, left = (y0 + y1) / 2 - cy / k, (x0 + x1) / 2 - cx / k  # the frame's corner in image px
     rgb, mask = np.asarray(rgb, np.float32), np.asarray(mask, np.float32)
     h, w = rgb.shape[:2]
     ky = kx = 1.0
@@ -251,10 +258,10 @@ def fit_object(rgb, mask, framing, img_h, img_w, background):
     ay, ax = k / ky, k / kx
     m = np.array([[ax, 0, 0.5 * ax - k * left - 0.5], [0, ay, 0.5 * ay - k * top - 0.5]], np.float64)
     bg = tuple(float(c) for c in np.asarray(background, np.float32).reshape(3))
-    out = cv2.warpAffine(rgb, m, (img_w, img_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                         borderValue=bg)
-    out_mask = cv2.warpAffine(mask, m, (img_w, img_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                              borderValue=0.0)
+    out = cv2.warpAffine(rgb, m, (img_w, img_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=bg)
+    out_mask = cv2.warpAffine(
+        mask, m, (img_w, img_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0
+    )
     return np.clip(out, 0.0, 1.0).astype(np.float32), np.clip(out_mask, 0.0, 1.0).astype(np.float32)
 
 
@@ -270,13 +277,13 @@ def frame_image(img, img_h, img_w, fit="crop", background=(0.0, 0.0, 0.0)):
         if fit == "crop":
             ch, cw = min(h, round(w * img_h / img_w)), min(w, round(h * img_w / img_h))
             top, left = (h - ch) // 2, (w - cw) // 2
-            img = img[top:top + ch, left:left + cw]
+            img = img[top : top + ch, left : left + cw]
         else:
             ph, pw = max(h, math.ceil(w * img_h / img_w)), max(w, math.ceil(h * img_w / img_h))
             canvas = np.empty((ph, pw) + img.shape[2:], np.float32)
             canvas[:] = np.asarray(background, np.float32)
             top, left = (ph - h) // 2, (pw - w) // 2
-            canvas[top:top + h, left:left + w] = img
+            canvas[top : top + h, left : left + w] = img
             img = canvas
     if img.shape[:2] != (img_h, img_w):
         shrink = img.shape[0] > img_h or img.shape[1] > img_w
@@ -309,8 +316,9 @@ def _rgb_text(c):
     return "RGB " + ", ".join(str(round(255 * float(v))) for v in c)
 
 
-def prepare_image(img, img_h, img_w, background=(0.0, 0.0, 0.0), framing=None, segment="auto", fit="auto",
-            tolerance=DEFAULT_TOLERANCE):
+def prepare_image(
+    img, img_h, img_w, background=(0.0, 0.0, 0.0), framing=None, segment="auto", fit="auto", tolerance=DEFAULT_TOLERANCE
+):
     """Segment, composite on ``background`` and frame one image for the network.
 
     Args:
@@ -356,21 +364,26 @@ def prepare_image(img, img_h, img_w, background=(0.0, 0.0, 0.0), framing=None, s
             if used != "alpha":
                 mask, used = None, "none"
         else:
-            t, b, l, r = box
+            top, bottom, left, right = box
             h, w = mask.shape
-            sides = (t == 0) + (b == h) + (l == 0) + (r == w)
+            sides = (top == 0) + (bottom == h) + (left == 0) + (right == w)
             if sides >= TOUCH_SIDES:
-                warnings.append(f"the object mask ({used}) touches the image border on {sides} of 4 sides: "
-                                "the object may be cut off, or the background was not removed")
+                warnings.append(
+                    f"the object mask ({used}) touches the image border on {sides} of 4 sides: "
+                    "the object may be cut off, or the background was not removed"
+                )
             cover = float(np.mean(mask > 0.5))
             if cover >= FULL_COVER:
-                warnings.append(f"the object mask ({used}) covers {cover:.0%} of the image: the background "
-                                "was probably not found")
+                warnings.append(
+                    f"the object mask ({used}) covers {cover:.0%} of the image: the background was probably not found"
+                )
     if used == "none" and img.shape[-1] == 3 and (differs or not uniform):
         what = f"border {_rgb_text(border)}" if uniform else "the border is not uniform"
-        warnings.append(f"the background differs from the training background ({what}; training "
-                        f"{_rgb_text(bg)}) and no segmentation was applied; try --segment border "
-                        "(plain background) or --segment grabcut")
+        warnings.append(
+            f"the background differs from the training background ({what}; training "
+            f"{_rgb_text(bg)}) and no segmentation was applied; try --segment border "
+            "(plain background) or --segment grabcut"
+        )
     if fit == "auto":
         fit = "object" if mask is not None and bounding_box(mask) is not None and framing is not None else "crop"
     if fit == "object" and (mask is None or bounding_box(mask) is None):
@@ -387,6 +400,8 @@ def prepare_image(img, img_h, img_w, background=(0.0, 0.0, 0.0), framing=None, s
     if result.share is not None and framing is not None:
         lo, hi = framing["share_range"]
         if not lo / SHARE_FACTOR <= result.share <= hi * SHARE_FACTOR:
-            warnings.append(f"the object covers {result.share:.0%} of the network's input, far from the "
-                            f"training renders' {framing['share']:.0%} (5th-95th percentile {lo:.0%}-{hi:.0%})")
+            warnings.append(
+                f"the object covers {result.share:.0%} of the network's input, far from the "
+                f"training renders' {framing['share']:.0%} (5th-95th percentile {lo:.0%}-{hi:.0%})"
+            )
     return result

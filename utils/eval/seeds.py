@@ -10,6 +10,7 @@ on both sides), and read as a finding only when it exceeds its spread (:func:`ex
 ablation (``claims/ablation.py``) and the renderer-alone comparison (``claims/renderer_alone.py``,
 models instead of seeds) share it.
 """
+
 import numpy as np
 
 STD_MIN_RUNS = 4  # from this many runs on, the spread is the standard deviation; below, the range
@@ -29,8 +30,14 @@ def spread(values):
     if v.size == 0:
         return dict(n=0, mean=None, kind="none", std=None, min=None, max=None)
     kind = "std" if v.size >= STD_MIN_RUNS else "range"
-    return dict(n=int(v.size), mean=float(v.mean()), kind=kind,
-                std=float(v.std(ddof=1)) if kind == "std" else None, min=float(v.min()), max=float(v.max()))
+    return dict(
+        n=int(v.size),
+        mean=float(v.mean()),
+        kind=kind,
+        std=float(v.std(ddof=1)) if kind == "std" else None,
+        min=float(v.min()),
+        max=float(v.max()),
+    )
 
 
 def exceeds_spread(stats):
@@ -73,8 +80,11 @@ def aggregate(runs, keys, reference):
         if name != reference and ref:
             entry["diff"] = {}
             for k in keys:
-                d = [values[s][k] - ref[s][k] for s in pairs
-                     if values[s].get(k) is not None and ref[s].get(k) is not None]
+                d = [
+                    values[s][k] - ref[s][k]
+                    for s in pairs
+                    if values[s].get(k) is not None and ref[s].get(k) is not None
+                ]
                 stats = spread(d)
                 entry["diff"][k] = dict(stats, finding=exceeds_spread(stats), pairs=pairs)
         out[name] = entry
@@ -97,12 +107,24 @@ def fmt_spread(stats, signed=False):
 def summary_lines(summary, keys, reference):
     """Markdown lines of the seeded table: per variant, the seeds, mean and spread of each metric,
     and the paired difference from ``reference`` (``*``: it exceeds its spread)."""
-    lines = ["| variant | seeds | " + " | ".join(keys) + " | "
-             + " | ".join(f"Δ {k} vs {reference}" for k in keys) + " |",
-             "| --- | --- | " + " | ".join("---" for _ in 2 * list(keys)) + " |"]
+    lines = [
+        "| variant | seeds | " + " | ".join(keys) + " | " + " | ".join(f"Δ {k} vs {reference}" for k in keys) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in 2 * list(keys)) + " |",
+    ]
     for name, e in summary.items():
-        diffs = [("-" if e["diff"] is None else fmt_spread(e["diff"][k], signed=True)
-                  + (" *" if e["diff"][k]["finding"] else "")) for k in keys]
-        lines.append(f"| {name} | {len(e['seeds'])} | " + " | ".join(fmt_spread(e["metrics"][k]) for k in keys)
-                     + " | " + " | ".join(diffs) + " |")
+        diffs = [
+            (
+                "-"
+                if e["diff"] is None
+                else fmt_spread(e["diff"][k], signed=True) + (" *" if e["diff"][k]["finding"] else "")
+            )
+            for k in keys
+        ]
+        lines.append(
+            f"| {name} | {len(e['seeds'])} | "
+            + " | ".join(fmt_spread(e["metrics"][k]) for k in keys)
+            + " | "
+            + " | ".join(diffs)
+            + " |"
+        )
     return lines

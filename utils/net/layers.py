@@ -5,13 +5,18 @@ tf_keras package with Keras 3). Weight-decay terms are added to the
 ``REGULARIZATION_LOSSES`` collection; :func:`weight_decay_loss` sums them so a
 training script can (and must) add them to its loss.
 """
+
 import numpy as np
 
 from utils.common.tfv1 import tf
 
 _ACTIVATIONS = {
-    None: lambda x: x, "linear": lambda x: x, "relu": tf.nn.relu,
-    "sigmoid": tf.nn.sigmoid, "tanh": tf.nn.tanh, "softmax": tf.nn.softmax,
+    None: lambda x: x,
+    "linear": lambda x: x,
+    "relu": tf.nn.relu,
+    "sigmoid": tf.nn.sigmoid,
+    "tanh": tf.nn.tanh,
+    "softmax": tf.nn.softmax,
     "leaky_relu": lambda x: tf.nn.leaky_relu(x, 0.2),
 }
 
@@ -47,12 +52,12 @@ def _weights_init(init, kind, scale=2.0):
 
 def _add_decay(w, weight_decay):
     if weight_decay and weight_decay > 0:
-        tf.add_to_collection(tf.GraphKeys.REGULARIZATION_LOSSES,
-                             tf.multiply(weight_decay, tf.nn.l2_loss(w), name="weight_decay"))
+        tf.add_to_collection(
+            tf.GraphKeys.REGULARIZATION_LOSSES, tf.multiply(weight_decay, tf.nn.l2_loss(w), name="weight_decay")
+        )
 
 
-def conv2d(x, filters, kernel_size=3, strides=1, activation="relu", weight_decay=1e-5,
-           scope="conv", init="he"):
+def conv2d(x, filters, kernel_size=3, strides=1, activation="relu", weight_decay=1e-5, scope="conv", init="he"):
     """2D convolution, 'SAME' padding, zero bias; weights initialised by ``init``
     (:func:`_weights_init`: He-normal or tflearn's uniform scaling).
 
@@ -65,16 +70,14 @@ def conv2d(x, filters, kernel_size=3, strides=1, activation="relu", weight_decay
     """
     c_in = int(x.shape[-1])
     with tf.variable_scope(scope):
-        w = tf.get_variable("W", [kernel_size, kernel_size, c_in, filters], tf.float32,
-                            _weights_init(init, "conv"))
+        w = tf.get_variable("W", [kernel_size, kernel_size, c_in, filters], tf.float32, _weights_init(init, "conv"))
         b = tf.get_variable("b", [filters], tf.float32, tf.zeros_initializer())
         _add_decay(w, weight_decay)
         y = tf.nn.conv2d(x, w, [1, strides, strides, 1], "SAME") + b
         return _activation(activation)(y)
 
 
-def fully_connected(x, units, activation="relu", weight_decay=1e-5, scope="fc",
-                    init_scale=2.0, init="he"):
+def fully_connected(x, units, activation="relu", weight_decay=1e-5, scope="fc", init_scale=2.0, init="he"):
     """Dense layer on the flattened input, zero bias.
 
     Args:
@@ -88,8 +91,7 @@ def fully_connected(x, units, activation="relu", weight_decay=1e-5, scope="fc",
     d = int(np.prod([int(s) for s in x.shape[1:]]))
     x = tf.reshape(x, [-1, d])
     with tf.variable_scope(scope):
-        w = tf.get_variable("W", [d, units], tf.float32,
-                            _weights_init(init, "fc", init_scale))
+        w = tf.get_variable("W", [d, units], tf.float32, _weights_init(init, "fc", init_scale))
         b = tf.get_variable("b", [units], tf.float32, tf.zeros_initializer())
         _add_decay(w, weight_decay)
         return _activation(activation)(tf.matmul(x, w) + b)

@@ -11,8 +11,9 @@ Weight decay as in the original (1e-5 on convolutions, 1e-3 on fully connected
 layers) is registered by :mod:`utils.net.layers`; the training graph adds it to the
 loss (the original declared it and never used it).
 """
-from utils.net import layers
+
 from utils.common.tfv1 import tf
+from utils.net import layers
 
 CONV_DECAY = 1e-5
 FC_DECAY = 1e-3
@@ -38,8 +39,9 @@ def structure_branch(img, n_pts, bottleneck=128, init="he"):
     x = layers.fully_connected(x, 128, weight_decay=FC_DECAY, scope="fc2", init=init)
     hidden = layers.fully_connected(x, 128, weight_decay=FC_DECAY, scope="fc3", init=init)
     # A small output init keeps the first clouds near the object's size.
-    xyz = layers.fully_connected(hidden, n_pts * 3, activation=None, weight_decay=FC_DECAY,
-                                 scope="fc_out", init_scale=0.05, init=init)
+    xyz = layers.fully_connected(
+        hidden, n_pts * 3, activation=None, weight_decay=FC_DECAY, scope="fc_out", init_scale=0.05, init=init
+    )
     return tf.reshape(xyz, [-1, n_pts, 3]), hidden
 
 
@@ -63,8 +65,9 @@ def feature_branch(img, n_pts, n_feat, activation, bottleneck=128, skip=None, in
     if skip is not None:
         y = tf.concat([skip, y], axis=-1)
     y = layers.fully_connected(y, 128, weight_decay=FC_DECAY, scope="fc4", init=init)
-    y = layers.fully_connected(y, n_pts * n_feat, activation=None, weight_decay=FC_DECAY,
-                               scope="fc_out", init_scale=0.1, init=init)
+    y = layers.fully_connected(
+        y, n_pts * n_feat, activation=None, weight_decay=FC_DECAY, scope="fc_out", init_scale=0.1, init=init
+    )
     y = tf.reshape(y, [-1, n_pts, n_feat])
     if activation == "sigmoid":
         return tf.nn.sigmoid(y)
@@ -73,8 +76,7 @@ def feature_branch(img, n_pts, n_feat, activation, bottleneck=128, skip=None, in
     raise ValueError(f"activation must be 'sigmoid' or 'softmax', got {activation!r}")
 
 
-def recon_net(img, n_pts, n_feat, feat_activation, bottleneck=128, skipconn=False,
-              scope="recon_net", init="he"):
+def recon_net(img, n_pts, n_feat, feat_activation, bottleneck=128, skipconn=False, scope="recon_net", init="he"):
     """Both branches under one variable scope (``init``: 'he' or 'tflearn', utils.net.layers).
 
     Returns:
@@ -84,6 +86,7 @@ def recon_net(img, n_pts, n_feat, feat_activation, bottleneck=128, skipconn=Fals
         with tf.variable_scope("structure"):
             xyz, hidden = structure_branch(img, n_pts, bottleneck, init)
         with tf.variable_scope("feature"):
-            feat = feature_branch(img, n_pts, n_feat, feat_activation, bottleneck,
-                                  skip=hidden if skipconn else None, init=init)
+            feat = feature_branch(
+                img, n_pts, n_feat, feat_activation, bottleneck, skip=hidden if skipconn else None, init=init
+            )
     return xyz, feat

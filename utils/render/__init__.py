@@ -16,10 +16,18 @@ whatever the backend: the fused compiled kernel when ``tf_ops``'s library loads,
 ``tf_ops.feature_projection`` are the raw kernels underneath: same definition, but they raise
 without the compiled library and take only Python-number settings; use these names instead.
 """
-from utils.render.camera import (DEFAULT_DISTANCE, MIN_DEPTH, OFF_IMAGE, Camera, intrinsics, perspective_transform,
-                                 project, world2cam)
-from utils.render.projection import (CHOICES, IMPLS, feature_projection, mask_projection, part_projection,
-                                     resolve_impl)
+
+from utils.render.camera import (
+    DEFAULT_DISTANCE,
+    MIN_DEPTH,
+    OFF_IMAGE,
+    Camera,
+    intrinsics,
+    perspective_transform,
+    project,
+    world2cam,
+)
+from utils.render.projection import CHOICES, IMPLS, feature_projection, mask_projection, part_projection, resolve_impl
 
 
 def auto_impl():
@@ -28,6 +36,20 @@ def auto_impl():
     return resolve_impl("auto")
 
 
-__all__ = ["Camera", "project", "world2cam", "perspective_transform", "intrinsics", "DEFAULT_DISTANCE",
-           "MIN_DEPTH", "OFF_IMAGE", "mask_projection", "feature_projection", "part_projection", "resolve_impl",
-           "auto_impl", "IMPLS", "CHOICES"]
+__all__ = [
+    "Camera",
+    "project",
+    "world2cam",
+    "perspective_transform",
+    "intrinsics",
+    "DEFAULT_DISTANCE",
+    "MIN_DEPTH",
+    "OFF_IMAGE",
+    "mask_projection",
+    "feature_projection",
+    "part_projection",
+    "resolve_impl",
+    "auto_impl",
+    "IMPLS",
+    "CHOICES",
+]

@@ -26,6 +26,7 @@ looking down -z). The original's azimuth/elevation camera is its constructor
 OpenCV's ``K, R, t`` (x -> columns, y -> rows, looking down +z). All of it builds ordinary
 TensorFlow ops: it runs eagerly (``tf.function``, ``tf.GradientTape``) or in a graph.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,8 +46,7 @@ def intrinsics(img_h, img_w):
     Returns ``(f_row, f_col, c_row, c_col)`` in pixels: focal 120 and centre 32
     at 64x64, scaled linearly with each side (focal = 120*H/64, centre = H/2).
     """
-    return (BASE_FOCAL * img_h / BASE_SIZE, BASE_FOCAL * img_w / BASE_SIZE,
-            img_h / 2.0, img_w / 2.0)
+    return (BASE_FOCAL * img_h / BASE_SIZE, BASE_FOCAL * img_w / BASE_SIZE, img_h / 2.0, img_w / 2.0)
 
 
 def rotation_np(az, el):
@@ -55,12 +55,8 @@ def rotation_np(az, el):
     el = np.asarray(el, np.float64)
     ca, sa, ce, se = np.cos(az), np.sin(az), np.cos(el), np.sin(el)
     one, zero = np.ones_like(az), np.zeros_like(az)
-    r_az = np.stack([np.stack([one, zero, zero], -1),
-                     np.stack([zero, ca, -sa], -1),
-                     np.stack([zero, sa, ca], -1)], -2)
-    r_el = np.stack([np.stack([ce, zero, se], -1),
-                     np.stack([zero, one, zero], -1),
-                     np.stack([-se, zero, ce], -1)], -2)
+    r_az = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, ca, -sa], -1), np.stack([zero, sa, ca], -1)], -2)
+    r_el = np.stack([np.stack([ce, zero, se], -1), np.stack([zero, one, zero], -1), np.stack([-se, zero, ce], -1)], -2)
     return r_el @ r_az
 
 
@@ -106,8 +102,7 @@ def pixel_rays_np(az, el, img_h, img_w, distance=DEFAULT_DISTANCE):
     """
     f_r, f_c, c_r, c_c = intrinsics(img_h, img_w)
     rows, cols = np.meshgrid(np.arange(img_h), np.arange(img_w), indexing="ij")
-    d_cam = np.stack([(rows.ravel() - c_r) / f_r, (cols.ravel() - c_c) / f_c,
-                      -np.ones(img_h * img_w)], -1)
+    d_cam = np.stack([(rows.ravel() - c_r) / f_r, (cols.ravel() - c_c) / f_c, -np.ones(img_h * img_w)], -1)
     d_world = cam2world_np(d_cam, az, el, distance=0.0)
     d_world /= np.linalg.norm(d_world, axis=-1, keepdims=True)
     origin = cam2world_np(np.zeros((1, 3)), az, el, distance)
@@ -118,12 +113,8 @@ def _rotation(az, el):
     """Graph version of :func:`rotation_np`: ``az``, ``el`` (B,) radians -> (B, 3, 3)."""
     ca, sa, ce, se = tf.cos(az), tf.sin(az), tf.cos(el), tf.sin(el)
     one, zero = tf.ones_like(az), tf.zeros_like(az)
-    r_az = tf.stack([tf.stack([one, zero, zero], -1),
-                     tf.stack([zero, ca, -sa], -1),
-                     tf.stack([zero, sa, ca], -1)], -2)
-    r_el = tf.stack([tf.stack([ce, zero, se], -1),
-                     tf.stack([zero, one, zero], -1),
-                     tf.stack([-se, zero, ce], -1)], -2)
+    r_az = tf.stack([tf.stack([one, zero, zero], -1), tf.stack([zero, ca, -sa], -1), tf.stack([zero, sa, ca], -1)], -2)
+    r_el = tf.stack([tf.stack([ce, zero, se], -1), tf.stack([zero, one, zero], -1), tf.stack([-se, zero, ce], -1)], -2)
     return tf.matmul(r_el, r_az)
 
 
@@ -179,8 +170,9 @@ def _pinhole(xyz_cam, f_r, f_c, c_r, c_c):
     return tf.stack([row, col, depth], -1)
 
 
-def project(xyz: tf.Tensor, az: tf.Tensor, el: tf.Tensor, img_h: int, img_w: int,
-            distance: float = DEFAULT_DISTANCE) -> tf.Tensor:
+def project(
+    xyz: tf.Tensor, az: tf.Tensor, el: tf.Tensor, img_h: int, img_w: int, distance: float = DEFAULT_DISTANCE
+) -> tf.Tensor:
     """``perspective_transform(world2cam(...))``: (B, N, 3) world -> (B, N, 3) row, col, depth."""
     return perspective_transform(world2cam(xyz, az, el, distance), img_h, img_w)
 
@@ -221,8 +213,7 @@ class Camera:
     parameters held in ``tf.Variable``s, build the Camera inside the ``tf.GradientTape``.
     """
 
-    def __init__(self, rotation: tf.Tensor, translation: tf.Tensor, f_row, f_col, c_row, c_col, img_h: int,
-                 img_w: int):
+    def __init__(self, rotation: tf.Tensor, translation: tf.Tensor, f_row, f_col, c_row, c_col, img_h: int, img_w: int):
         """Args: as the attributes; each intrinsic may be a scalar (shared) or (B,)."""
         self.rotation = tf.cast(tf.convert_to_tensor(rotation), tf.float32)
         if self.rotation.shape.rank != 3 or tuple(self.rotation.shape[1:]) != (3, 3):
@@ -238,8 +229,9 @@ class Camera:
         self.c_row, self.c_col = _per_view(c_row, batch, "c_row"), _per_view(c_col, batch, "c_col")
 
     @classmethod
-    def from_az_el(cls, az: tf.Tensor, el: tf.Tensor, img_h: int, img_w: int,
-                   distance: float = DEFAULT_DISTANCE) -> Camera:
+    def from_az_el(
+        cls, az: tf.Tensor, el: tf.Tensor, img_h: int, img_w: int, distance: float = DEFAULT_DISTANCE
+    ) -> Camera:
         """The original's camera: rotation R = R_el @ R_az (:func:`world2cam`), t = (0, 0, -distance),
         focal 120 px and principal point 32 px at 64x64, scaled with the image (:func:`intrinsics`).
 
@@ -306,5 +298,10 @@ class Camera:
             points behind the camera at row = col = -1e4, depth 1e-3, zero gradient.
             Differentiable w.r.t. xyz and every camera tensor.
         """
-        return _pinhole(self.world_to_camera(xyz), self.f_row[:, None], self.f_col[:, None],
-                        self.c_row[:, None], self.c_col[:, None])
+        return _pinhole(
+            self.world_to_camera(xyz),
+            self.f_row[:, None],
+            self.f_col[:, None],
+            self.c_row[:, None],
+            self.c_col[:, None],
+        )

@@ -30,7 +30,8 @@ is loaded and ``'local'`` otherwise; see :func:`resolve_impl`):
 * ``'local'``: each point only touches the pixels of its kernel window:
   a (2K+1)^2 square around the point for the Gaussian (see :func:`gaussian_half_width`:
   K = 3 px at sigma_sq = 0.4), and the (2*ceil(well_radius)+1)^2 square (3x3 at radius 1,
-  :func:`well_half_width`) for the well; both rules are tf_ops's, shared with the fused ops. Window entries (B, N, k, k) carry a flat pixel id ``b*H*W + row*W + col``
+  :func:`well_half_width`) for the well; both rules are tf_ops's, shared with the fused ops.
+  Window entries (B, N, k, k) carry a flat pixel id ``b*H*W + row*W + col``
   (clamped into the image; entries off the image or outside the well get weight 0). The
   per-pixel sums (Gaussians; softmax numerators and normaliser) are scatter-adds over those
   ids (``bincount`` with weights on CPU, ``unsorted_segment_sum`` with a GPU, see
@@ -67,11 +68,11 @@ Settings and gradients:
   have ZERO gradient w.r.t. row/column by design: the well is a hard indicator, as in the
   original; the silhouette (mask) is what moves points sideways. ``coverage`` has no gradient.
 """
+
 from __future__ import annotations
 
 import functools
 import numbers
-from typing import Tuple, Union
 
 from utils.common.tfv1 import tf  # before tf_ops: TensorFlow loads quietly (no change of mode)
 
@@ -139,7 +140,7 @@ def _flat_ids(r_idx, c_idx, img_h, img_w):
     return ((batch + r_idx) * img_w)[..., :, None] + c_idx[..., None, :]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gpu_visible():
     return bool(tf.config.list_physical_devices("GPU"))
 
@@ -162,12 +163,13 @@ def _scatter_sum(values, ids, num_segments):
 
     @tf.custom_gradient
     def _bincount(vals):
-        out = tf.math.bincount(ids, weights=vals, minlength=num_segments,
-                               maxlength=num_segments, dtype=vals.dtype)
+        out = tf.math.bincount(ids, weights=vals, minlength=num_segments, maxlength=num_segments, dtype=vals.dtype)
 
         def grad(d_out):
             return tf.gather(d_out, ids)
+
         return out, grad
+
     return _bincount(values)
 
 
@@ -195,8 +197,10 @@ def mask_projection(pix: tf.Tensor, img_h: int, img_w: int, sigma_sq: float = 0.
         row and column (depth gets zero).
     """
     if not isinstance(sigma_sq, numbers.Real) or not sigma_sq > 0:
-        raise ValueError(f"mask_projection: sigma_sq must be a Python number > 0 (px^2), got {sigma_sq!r}; it sets "
-                         f"each point's window when the ops are built (to anneal it, pass a new float per step)")
+        raise ValueError(
+            f"mask_projection: sigma_sq must be a Python number > 0 (px^2), got {sigma_sq!r}; it sets "
+            f"each point's window when the ops are built (to anneal it, pass a new float per step)"
+        )
     impl = resolve_impl(impl)
     pix, row, col, _ = _split(pix)
     if impl == "fused":
@@ -236,8 +240,15 @@ def _mask_local(row, col, img_h, img_w, sigma_sq):
 
 
 # ----------------------------------------------------------------------------- features
-def feature_projection(pix: tf.Tensor, feat: tf.Tensor, img_h: int, img_w: int, well_radius: float = 1.0,
-                       beta: Union[float, tf.Tensor] = 100.0, impl: str = "auto") -> Tuple[tf.Tensor, tf.Tensor]:
+def feature_projection(
+    pix: tf.Tensor,
+    feat: tf.Tensor,
+    img_h: int,
+    img_w: int,
+    well_radius: float = 1.0,
+    beta: float | tf.Tensor = 100.0,
+    impl: str = "auto",
+) -> tuple[tf.Tensor, tf.Tensor]:
     """DIFFER depth-aware feature projection.
 
     Args:
@@ -279,8 +290,15 @@ def feature_projection(pix: tf.Tensor, feat: tf.Tensor, img_h: int, img_w: int, 
     return _feature_local(row, col, logits, feat, img_h, img_w, well_radius)
 
 
-def part_projection(pix: tf.Tensor, probs: tf.Tensor, img_h: int, img_w: int, well_radius: float = 1.0,
-                    beta: Union[float, tf.Tensor] = 100.0, impl: str = "auto") -> Tuple[tf.Tensor, tf.Tensor]:
+def part_projection(
+    pix: tf.Tensor,
+    probs: tf.Tensor,
+    img_h: int,
+    img_w: int,
+    well_radius: float = 1.0,
+    beta: float | tf.Tensor = 100.0,
+    impl: str = "auto",
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Part-label projection: :func:`feature_projection` plus a background channel.
 
     Args:

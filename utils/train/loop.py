@@ -27,6 +27,7 @@ Test hook: ``DIFFER_TEST_SIGNAL_AT="<iteration>:<SIGNAME>[,...]"`` makes the
 trainer send itself that signal right after the training step of that
 iteration, so tests can interrupt at a known point.
 """
+
 import contextlib
 import json
 import math
@@ -40,18 +41,26 @@ import types
 
 import numpy as np
 
-from utils.common import atomic_io
-from utils.train import config
-from utils.render import projection
-from utils.common import cli as cli_tools, tfv1, visualize
-from utils.data import BatchPipeline, DataError, check_data_dir
-from utils.data.val_set import choose_pairs
-from utils.task import task_ref
-from utils.experiment import (BEST, CKPT_NAME, SNAPSHOTS, STOP_SIGNALS, Experiment, ExperimentInUse,
-                              ExperimentStateError, read_checkpoint)
-from utils.model import NONFINITE_TAG, GraphSettings, build_graph, build_validation_graph
+from utils.common import atomic_io, tfv1, visualize
+from utils.common import cli as cli_tools
 from utils.common.progress import Progress
 from utils.common.tfv1 import tf
+from utils.data import BatchPipeline, DataError, check_data_dir
+from utils.data.val_set import choose_pairs
+from utils.experiment import (
+    BEST,
+    CKPT_NAME,
+    SNAPSHOTS,
+    STOP_SIGNALS,
+    Experiment,
+    ExperimentInUse,
+    ExperimentStateError,
+    read_checkpoint,
+)
+from utils.model import NONFINITE_TAG, GraphSettings, build_graph, build_validation_graph
+from utils.render import projection
+from utils.task import task_ref
+from utils.train import config
 
 TEST_SIGNAL_ENV = "DIFFER_TEST_SIGNAL_AT"
 # Errors whose message says everything: no traceback in log.txt.
@@ -142,14 +151,16 @@ def find_resume(exp):
             exp.log(f"warning: skipped unreadable checkpoint {problem}")
             cli_tools.warn(f"skipped unreadable checkpoint {problem} (see {exp.log_file})")
         return prefix, step
-    leftovers = [f"{kind}/{n}" for kind in (SNAPSHOTS, BEST) for n in sorted(os.listdir(exp.path(kind)))
-                 if n.startswith("step-")]
+    leftovers = [
+        f"{kind}/{n}" for kind in (SNAPSHOTS, BEST) for n in sorted(os.listdir(exp.path(kind))) if n.startswith("step-")
+    ]
     if problems or leftovers:
         raise ExperimentStateError(
             f"{exp.root} holds earlier training ({', '.join(leftovers)}) but no checkpoint can be restored"
             + (f" ({'; '.join(problems)})" if problems else " (none is complete)")
             + ". Nothing was started over it: repair or move those folders away to start afresh, "
-              "or choose another --exp")
+            "or choose another --exp"
+        )
     return None
 
 
@@ -175,19 +186,24 @@ def prepare_experiment(args, exp, defaults=None, task=None):
             if resume is not None:
                 raise ExperimentStateError(
                     f"{err}; it records the flags this experiment was trained with. Repair it (earlier "
-                    f"versions: {exp.path(config.HISTORY_FILE)}) or choose another --exp") from None
+                    f"versions: {exp.path(config.HISTORY_FILE)}) or choose another --exp"
+                ) from None
             saved = None
         if saved is not None and resume is not None:
             for key in config.SWITCHABLE_KEYS:
                 if getattr(saved, key, None) != getattr(args, key, None):
-                    exp.log(f"--{key}: {getattr(saved, key, None)!r} in args.json, {getattr(args, key, None)!r} "
-                            f"now (allowed: the implementations agree to 1e-5)")
+                    exp.log(
+                        f"--{key}: {getattr(saved, key, None)!r} in args.json, {getattr(args, key, None)!r} "
+                        f"now (allowed: the implementations agree to 1e-5)"
+                    )
         if saved is not None and resume is not None and resume[1] >= args.N_ITERS and not args.override:
             config.check_compatible(saved, args, task)
             changes = config.changed_flags(saved, args, defaults)
             if changes:
-                exp.log(f"nothing to train (iteration {resume[1]}, --N_ITERS {args.N_ITERS}); args.json is kept, "
-                        f"these flags of the command are not used: {config.describe_changes(changes)}")
+                exp.log(
+                    f"nothing to train (iteration {resume[1]}, --N_ITERS {args.N_ITERS}); args.json is kept, "
+                    f"these flags of the command are not used: {config.describe_changes(changes)}"
+                )
                 return resume, None
         elif saved is not None and resume is not None:
             config.check_compatible(saved, args, task)
@@ -245,8 +261,13 @@ def validation_set(args, exp, models, n_views):
     Returns:
         (list of (model id, input view), True when an existing record was replaced).
     """
-    spec = dict(selection=args.val_selection, val_samples=int(args.val_samples), seed=int(args.seed),
-                category=args.category, split="val")
+    spec = dict(
+        selection=args.val_selection,
+        val_samples=int(args.val_samples),
+        seed=int(args.seed),
+        category=args.category,
+        split="val",
+    )
     path = exp.path(VAL_SET_FILE)
     saved = None
     if os.path.isfile(path):
@@ -258,8 +279,16 @@ def validation_set(args, exp, models, n_views):
         if all(saved.get(k) == v for k, v in spec.items()) and saved.get("pairs"):
             return [(str(m), int(v)) for m, v in saved["pairs"]], False
     pairs = [(models[m], v) for m, v in choose_pairs(n_views, args.val_samples, args.seed, args.val_selection)]
-    atomic_io.write_json(path, dict(spec, n_models=len(models), n_samples=len(pairs),
-                                    n_models_covered=len({m for m, _ in pairs}), pairs=[list(p) for p in pairs]))
+    atomic_io.write_json(
+        path,
+        dict(
+            spec,
+            n_models=len(models),
+            n_samples=len(pairs),
+            n_models_covered=len({m for m, _ in pairs}),
+            pairs=[list(p) for p in pairs],
+        ),
+    )
     return pairs, saved is not None
 
 
@@ -277,22 +306,33 @@ def build_training_graph(args, task, n_gt_pts):
     g = build_graph(GraphSettings.from_args(args, task), task, args.batch_size, n_gt_pts=n_gt_pts)
     global_step = tf.train.get_or_create_global_step()
     train_op = tf.train.AdamOptimizer(args.lr, beta1=0.9).minimize(
-        g.loss, global_step=global_step, var_list=tf.trainable_variables("recon_net"))
+        g.loss, global_step=global_step, var_list=tf.trainable_variables("recon_net")
+    )
     saver = tf.train.Saver(tf.global_variables(), max_to_keep=None)
-    all_finite = tf.reduce_all([tf.reduce_all(tf.is_finite(v)) for v in tf.global_variables()
-                                if v.dtype.base_dtype.is_floating])
+    all_finite = tf.reduce_all(
+        [tf.reduce_all(tf.is_finite(v)) for v in tf.global_variables() if v.dtype.base_dtype.is_floating]
+    )
     V = args.N_VIEWS
     with tf.name_scope("images"):
         gt_view = tf.reshape(g.ph[task.view_key], [-1] + g.ph[task.view_key].shape.as_list()[2:])
-        pictures = tf.concat([
-            tf.image.grayscale_to_rgb(tf.reshape(g.ph["mask"], [-1, args.IMG_H, args.IMG_W, 1])[:V]),
-            tf.image.grayscale_to_rgb(g.pred_mask[:V, :, :, None]),
-            task.display_gt(gt_view)[:V], task.display(g.proj)[:V]], axis=2)
-        image_summary = tf.summary.merge([
-            tf.summary.image("input", g.ph["image"][:1]),
-            tf.summary.image("views_gtmask_predmask_gtfeat_predfeat", pictures, max_outputs=V)])
-    return types.SimpleNamespace(g=g, global_step=global_step, train_op=train_op, saver=saver,
-                                 all_finite=all_finite, image_summary=image_summary)
+        pictures = tf.concat(
+            [
+                tf.image.grayscale_to_rgb(tf.reshape(g.ph["mask"], [-1, args.IMG_H, args.IMG_W, 1])[:V]),
+                tf.image.grayscale_to_rgb(g.pred_mask[:V, :, :, None]),
+                task.display_gt(gt_view)[:V],
+                task.display(g.proj)[:V],
+            ],
+            axis=2,
+        )
+        image_summary = tf.summary.merge(
+            [
+                tf.summary.image("input", g.ph["image"][:1]),
+                tf.summary.image("views_gtmask_predmask_gtfeat_predfeat", pictures, max_outputs=V),
+            ]
+        )
+    return types.SimpleNamespace(
+        g=g, global_step=global_step, train_op=train_op, saver=saver, all_finite=all_finite, image_summary=image_summary
+    )
 
 
 class _Trainer:
@@ -304,16 +344,26 @@ class _Trainer:
         self.start_step = resume[1] if resume else 0
         self.train_data = BatchPipeline.from_args(args, task, "train", start_step=self.start_step)
         # The training graph's view of the validation split: its 2D loss terms and the pictures.
-        self.val_data = BatchPipeline.from_args(args, task, "val", shuffle=False, view_mode="fixed",
-                                                all_input_views=False)
+        self.val_data = BatchPipeline.from_args(
+            args, task, "val", shuffle=False, view_mode="fixed", all_input_views=False
+        )
         n_gt = self.val_data.get_batch(0)["pcl"].shape[1]
         self.n_val = max(1, min(args.val_batches, self.val_data.n_models // args.batch_size))
         # The validation set that chooses the best snapshot (own batches, any --batch_size).
         views = [self.val_data.n_views_of(m) for m in range(self.val_data.n_models)]
         self.val_pairs, val_set_changed = validation_set(args, exp, self.val_data.models, views)
         self.val_set_data = BatchPipeline.from_args(
-            args, task, "val", pairs=self.val_pairs, batch_size=VAL_BATCH_SIZE, n_views=1, view_mode="fixed",
-            use_input_view=False, shuffle=False, repeat=False)
+            args,
+            task,
+            "val",
+            pairs=self.val_pairs,
+            batch_size=VAL_BATCH_SIZE,
+            n_views=1,
+            view_mode="fixed",
+            use_input_view=False,
+            shuffle=False,
+            repeat=False,
+        )
         self._val_cache = None
         self.t = build_training_graph(args, task, n_gt)
         self.g = self.t.g
@@ -323,18 +373,23 @@ class _Trainer:
         self.val_set_note = ""
         if val_set_changed and resume:
             self.best_value = math.inf  # a value on another set does not compare
-            self.val_set_note = (f"; the validation set changed ({VAL_SET_FILE} rewritten for the new --val_* flags): "
-                                 "the next validation starts a new best")
+            self.val_set_note = (
+                f"; the validation set changed ({VAL_SET_FILE} rewritten for the new --val_* flags): "
+                "the next validation starts a new best"
+            )
         self.val_seconds = 0.0
         self.step_seconds = 0.0  # time in training steps (next batch + session run), for the speed line
 
     # ------------------------------------------------------------------ snapshots, errors
     def diverged(self, step, value="nan", why=""):
         last = self.exp.pointer(SNAPSHOTS)
-        kept = (f"the last good snapshot (iteration {last['step']}) stays 'latest'" if last
-                else "no snapshot was written")
-        return FloatingPointError(f"loss became {value} at iteration {step}{f' ({why})' if why else ''} — "
-                                  f"lower --lr or check the data; {kept}")
+        kept = (
+            f"the last good snapshot (iteration {last['step']}) stays 'latest'" if last else "no snapshot was written"
+        )
+        return FloatingPointError(
+            f"loss became {value} at iteration {step}{f' ({why})' if why else ''} — "
+            f"lower --lr or check the data; {kept}"
+        )
 
     def save(self, sess, step, **kw):
         """Snapshot (or best model) after checking every variable is finite; FloatingPointError if not."""
@@ -399,8 +454,10 @@ class _Trainer:
             sums[key] = float(np.mean(values))
         sums["chamfer_se"] = float(np.std(scores["chamfer"], ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
         writer.add_summary(_scalar_summary({f"val/{k}": v for k, v in sums.items()}), step)
-        msg = (f"val @ {step}: chamfer {sums['chamfer']:.4f} ± {sums['chamfer_se']:.4f} (s.e., {n} samples; "
-               f"fwd {sums['chamfer_fwd']:.4f}, bwd {sums['chamfer_bwd']:.4f})")
+        msg = (
+            f"val @ {step}: chamfer {sums['chamfer']:.4f} ± {sums['chamfer_se']:.4f} (s.e., {n} samples; "
+            f"fwd {sums['chamfer_fwd']:.4f}, bwd {sums['chamfer_bwd']:.4f})"
+        )
         previous, self._previous_scores = getattr(self, "_previous_scores", None), scores["chamfer"]
         if previous is not None and len(previous) == n > 1:  # paired: the same samples, so their spread cancels
             change = scores["chamfer"] - previous
@@ -422,9 +479,12 @@ class _Trainer:
         for b in range(min(PICTURE_SAMPLES, self.args.batch_size)):
             row = [batch["image"][b]]
             for v in range(min(V, PICTURE_VIEWS)):
-                row += [batch["mask"][b, v], pred_mask[b * V + v],
-                        task.display_np(batch[task.view_key][b, v], gt=True),
-                        task.display_np(proj[b * V + v], gt=False)]
+                row += [
+                    batch["mask"][b, v],
+                    pred_mask[b * V + v],
+                    task.display_np(batch[task.view_key][b, v], gt=True),
+                    task.display_np(proj[b * V + v], gt=False),
+                ]
             name = str(batch["model_id"][b]).replace("/", "_")
             visualize.save_image_row(os.path.join(folder, f"{b}_{name}.png"), row)
 
@@ -458,11 +518,16 @@ class _Trainer:
             spent = time.time() - self.run_start
             share = 100 * self.val_seconds / max(spent, 1e-9)
             trained = step - self.start_step
-            speed = (f"; training speed {trained / self.step_seconds:.1f} it/s on average over this run's {trained} "
-                     f"iterations (waiting for the batch and the step; validation and snapshots excluded)"
-                     if trained and self.step_seconds > 0 else "")
-            self.log(f"finished: {step} iterations; best validation Chamfer {self.best_value:.4f}; validation "
-                     f"took {self.val_seconds:.1f} s of this run's {spent:.1f} s ({share:.1f} %){speed}")
+            speed = (
+                f"; training speed {trained / self.step_seconds:.1f} it/s on average over this run's {trained} "
+                f"iterations (waiting for the batch and the step; validation and snapshots excluded)"
+                if trained and self.step_seconds > 0
+                else ""
+            )
+            self.log(
+                f"finished: {step} iterations; best validation Chamfer {self.best_value:.4f}; validation "
+                f"took {self.val_seconds:.1f} s of this run's {spent:.1f} s ({share:.1f} %){speed}"
+            )
         return step
 
     def _initialise(self, sess):
@@ -482,8 +547,15 @@ class _Trainer:
         self.train_writer = tf.summary.FileWriter(self.exp.path("logs", "train"), sess.graph if step == 0 else None)
         self.val_writer = tf.summary.FileWriter(self.exp.path("logs", "val"))
         # The bar only on a terminal; in a file the periodic "iter" lines (--print_n) are the progress.
-        self.progress = Progress(args.N_ITERS, f"train {self.task.name}", unit="it", enabled=not args.no_progress,
-                                 lines=None, initial=step, dynamic_ncols=True)
+        self.progress = Progress(
+            args.N_ITERS,
+            f"train {self.task.name}",
+            unit="it",
+            enabled=not args.no_progress,
+            lines=None,
+            initial=step,
+            dynamic_ncols=True,
+        )
         self.running, self.count, self.since = {}, 0, time.time()
         self._test_signals = _test_signals()
 
@@ -498,13 +570,18 @@ class _Trainer:
     def _log_start(self, step):
         args = self.args
         where = f" from {os.path.relpath(self.resume[0], self.exp.root)}" if self.resume else ""
-        per_epoch = (f" ({self.train_data.n_samples} samples: every input view)"
-                     if self.train_data.n_samples != self.train_data.n_models else "")
-        self.log(("resumed at" if step else "started at") + f" iteration {step}{where} ({args.preset} preset, "
-                 f"flags in args.json); {self.train_data.n_models} training models{per_epoch}, "
-                 f"{self.n_val} validation batches (2D loss terms); validation set: {len(self.val_pairs)} "
-                 f"(model, view) pairs of {self.val_data.n_models} models ({args.val_selection}, {VAL_SET_FILE})"
-                 f"{self.val_set_note}; projection: {args.projection}")
+        per_epoch = (
+            f" ({self.train_data.n_samples} samples: every input view)"
+            if self.train_data.n_samples != self.train_data.n_models
+            else ""
+        )
+        self.log(
+            ("resumed at" if step else "started at") + f" iteration {step}{where} ({args.preset} preset, "
+            f"flags in args.json); {self.train_data.n_models} training models{per_epoch}, "
+            f"{self.n_val} validation batches (2D loss terms); validation set: {len(self.val_pairs)} "
+            f"(model, view) pairs of {self.val_data.n_models} models ({args.val_selection}, {VAL_SET_FILE})"
+            f"{self.val_set_note}; projection: {args.projection}"
+        )
 
     def _iterate(self, sess, step):
         """One training step, then what is due at its iteration (log line, validation, snapshot)."""
@@ -548,8 +625,9 @@ class _Trainer:
         means = {k: v / self.count for k, v in self.running.items()}
         self.train_writer.add_summary(_scalar_summary({f"train/{k}": v for k, v in means.items()}), step)
         rate = self.count / max(time.time() - self.since, 1e-9)
-        self.log(f"iter {step}: " + "  ".join(f"{k} {v:.5f}" for k, v in sorted(means.items()))
-                 + f"  ({rate:.1f} it/s)")
+        self.log(
+            f"iter {step}: " + "  ".join(f"{k} {v:.5f}" for k, v in sorted(means.items())) + f"  ({rate:.1f} it/s)"
+        )
         self.running, self.count, self.since = {}, 0, time.time()
 
     def _stop(self, sess, step, signum):
