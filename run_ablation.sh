@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the paper's claims:  bash run_ablation.sh [rgb|partseg] [benchmarks/ablation.py flags]
+# Reproduce the paper's claims:  bash run_ablation.sh [rgb|partseg] [claims/ablation.py flags]
 #
 # Sets up .venv (scripts/setup_env.sh), makes the demo data set in data/ unless it holds one,
 # then trains and evaluates every ablation variant (2d, 3d, 2d+3d, depth-unaware, no-affinity,
@@ -11,7 +11,7 @@
 #   bash run_ablation.sh rgb --variants 2d,depth-unaware --iters 2000 --seeds 1
 #   bash run_ablation.sh rgb --data_dir data/two_sided --out experiments/ablation_rgb_two-sided
 #   bash run_ablation.sh rgb --copy_figure docs/ablation_rgb.png
-# ('python benchmarks/ablation.py --help' lists them.)
+# ('python claims/ablation.py --help' lists them.)
 set -euo pipefail
 cd "$(dirname "$0")"
 task="rgb"
@@ -22,4 +22,4 @@ case " $* " in
     *" --data_dir"*) ;;  # the caller's own data set
     *) bash scripts/ensure_demo_data.sh chair "$task";;
 esac
-python benchmarks/ablation.py --task "$task" "$@"
+python claims/ablation.py --task "$task" "$@"

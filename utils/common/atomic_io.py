@@ -1,5 +1,5 @@
 """Files replaced in one step: a reader, or a run killed half-way, sees the old file or the new
-one, never part of one. Standard library only (``benchmarks/ablation.py`` imports it before
+one, never part of one. Standard library only (``claims/ablation.py`` imports it before
 TensorFlow)."""
 
 import json

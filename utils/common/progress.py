@@ -7,7 +7,7 @@ writes a plain line every ``lines`` fraction of the work (or nothing, when the c
 its own periodic lines, as training does).
 
 The environment variable ``DIFFER_PROGRESS`` overrides the terminal test: ``1`` always draws
-the bar, ``0`` never does (``benchmarks/ablation.py`` passes its own terminal's answer to the
+the bar, ``0`` never does (``claims/ablation.py`` passes its own terminal's answer to the
 runs whose output it relays through a pipe).
 """
 
