@@ -23,6 +23,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ def _arm_fraction(data_dir, category, mid, n_pts):
     return float(np.mean(labels == names.index("arm"))) if "arm" in names else None
 
 
-def choose_model(data_dir, category, split, model):
+def choose_model(data_dir: str, category: str, split: str, model: str) -> str:
     """The model id to fit: ``model`` itself, or for 'auto' the first model of the split that has
     arms (a concave seat between arm rests; demo part labels), else the split's first model."""
     from utils.data import N_GT_PTS, list_models
@@ -71,7 +72,7 @@ def choose_model(data_dir, category, split, model):
     return ids[0]
 
 
-def load_views(data_dir, category, mid, n_views):
+def load_views(data_dir: str, category: str, mid: str, n_views: int) -> dict[str, np.ndarray]:
     """One model's first ``n_views`` views and its GT cloud.
 
     Returns a dict: az, el float32 (V,) radians; mask float32 (V, H, W) in {0, 1}; rgb float32
@@ -120,7 +121,7 @@ def load_views(data_dir, category, mid, n_views):
 
 
 # ----------------------------------------------------------------------------- metrics
-def chamfer(gt, pred):
+def chamfer(gt: np.ndarray, pred: np.ndarray) -> tuple[float, float, float]:
     """The Chamfer distance of :func:`utils.metrics.cloud_metrics` between two clouds (N, 3), (M, 3)
     (eager): both scaled to the unit cube, mean nearest-neighbour distance GT -> pred plus pred -> GT.
     Returns (total, fwd, bwd) as floats."""
@@ -128,7 +129,9 @@ def chamfer(gt, pred):
     return out["chamfer"], out["chamfer_fwd"], out["chamfer_bwd"]
 
 
-def cloud_errors(gt_xyz, gt_col, xyz, col):
+def cloud_errors(
+    gt_xyz: np.ndarray, gt_col: np.ndarray | None, xyz: np.ndarray, col: np.ndarray | None
+) -> dict[str, float]:
     """The rgb task's metrics of one fitted cloud (eager): Chamfer (and, with colours, the colour error)
     of :mod:`utils.metrics`.
 
@@ -212,7 +215,7 @@ def part_labels_of(data_dir, category, mid, n_pts):
         return None, None
 
 
-def reference_band(data_dir, category, mid, gt):
+def reference_band(data_dir: str, category: str, mid: str, gt: np.ndarray) -> dict[str, float]:
     """The floor and the baseline of the Chamfer distance for this model.
 
     floor: GT vs the data's second, independent sampling of the same surface
@@ -238,22 +241,22 @@ def reference_band(data_dir, category, mid, gt):
 
 # ----------------------------------------------------------------------------- the fit
 def fit(
-    views,
-    steps=600,
-    n_pts=1024,
-    losses=("bce", "aff", "colour"),
-    beta=100.0,
-    sigma_sq=0.4,
-    well_radius=1.0,
-    lr=0.01,
-    seed=0,
-    init_radius=0.3,
-    wt_aff=1.0,
-    wt_rgb=1.0,
-    log_every=100,
-    snapshots=(),
-    log=print,
-):
+    views: dict[str, np.ndarray],
+    steps: int = 600,
+    n_pts: int = 1024,
+    losses: Sequence[str] = ("bce", "aff", "colour"),
+    beta: float = 100.0,
+    sigma_sq: float = 0.4,
+    well_radius: float = 1.0,
+    lr: float = 0.01,
+    seed: int = 0,
+    init_radius: float = 0.3,
+    wt_aff: float = 1.0,
+    wt_rgb: float = 1.0,
+    log_every: int = 100,
+    snapshots: Sequence[int] = (),
+    log: Callable[[str], None] = print,
+) -> dict:
     """Optimise a free cloud (and colours) against ``views`` (see :func:`load_views`).
 
     Args:
@@ -453,7 +456,7 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     """The tutorial's command line (``examples/fit_cloud_to_views.py``): 0, or 2 after a one-line error."""
     args = parse_args(argv)
     from utils.data import DataError, has_dataset

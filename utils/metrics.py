@@ -46,7 +46,7 @@ SIDE_GROUPS = ("hidden", "visible", "edge")
 EDGE_RADIUS = 0.05
 
 
-def scale_to_unit_cube(pcl, box_clip=None):
+def scale_to_unit_cube(pcl: tf.Tensor, box_clip: float | None = None) -> tf.Tensor:
     """Scale each cloud so its bounding box's longest side is 1, centred at 0.
 
     Args:
@@ -67,7 +67,7 @@ def scale_to_unit_cube(pcl, box_clip=None):
     return (pcl - (lo + hi) / 2.0) / tf.maximum(size, MIN_BOX)
 
 
-def scale_to_unit_cube_np(pcl, box_clip=None):
+def scale_to_unit_cube_np(pcl: np.ndarray, box_clip: float | None = None) -> np.ndarray:
     """Numpy twin of :func:`scale_to_unit_cube` for ``(N, 3)`` or ``(B, N, 3)``."""
     pcl = np.asarray(pcl, np.float64)
     box = pcl if box_clip is None else np.clip(pcl, -box_clip, box_clip)
@@ -76,7 +76,9 @@ def scale_to_unit_cube_np(pcl, box_clip=None):
     return (pcl - (lo + hi) / 2.0) / np.maximum(size, MIN_BOX)
 
 
-def cloud_metrics(gt, pred, emd=True, box_clip=None, squared=False):
+def cloud_metrics(
+    gt: tf.Tensor, pred: tf.Tensor, emd: bool = True, box_clip: float | None = None, squared: bool = False
+) -> dict[str, tf.Tensor]:
     """Per-sample Chamfer (and EMD) between unit-cube-scaled clouds.
 
     Args:
@@ -108,12 +110,14 @@ def cloud_metrics(gt, pred, emd=True, box_clip=None, squared=False):
     return out
 
 
-def gather_np(values, idx):
+def gather_np(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """values (B, N, ...) gathered along axis 1 by idx (B, M) -> (B, M, ...)."""
     return np.take_along_axis(values, idx.reshape(idx.shape + (1,) * (values.ndim - 2)), axis=1)
 
 
-def colour_errors(gt_rgb, pred_rgb, idx_fwd, idx_bwd):
+def colour_errors(
+    gt_rgb: np.ndarray, pred_rgb: np.ndarray, idx_fwd: np.ndarray, idx_bwd: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Colour error through nearest-neighbour correspondences.
 
     Args:
@@ -127,7 +131,7 @@ def colour_errors(gt_rgb, pred_rgb, idx_fwd, idx_bwd):
     return fwd, bwd
 
 
-def side_groups(gt, sides, edge_radius=EDGE_RADIUS):
+def side_groups(gt: np.ndarray, sides: np.ndarray, edge_radius: float = EDGE_RADIUS) -> dict[str, np.ndarray]:
     """Split one ground-truth cloud's points by the side of the part they lie on.
 
     Args:
@@ -149,7 +153,7 @@ def side_groups(gt, sides, edge_radius=EDGE_RADIUS):
     return dict(hidden=sides & ~edge, visible=~sides & ~edge, edge=edge)
 
 
-def group_mean(per_point, groups):
+def group_mean(per_point: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Mean of per-point values over each group's points, per sample.
 
     Args:
@@ -164,7 +168,7 @@ def group_mean(per_point, groups):
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def part_iou(gt_labels, pred_labels, n_cls, freq_wt=False):
+def part_iou(gt_labels: np.ndarray, pred_labels: np.ndarray, n_cls: int, freq_wt: bool = False) -> np.ndarray:
     """Per-part IoU of two label arrays over the same points.
 
     Args:
@@ -189,7 +193,14 @@ def part_iou(gt_labels, pred_labels, n_cls, freq_wt=False):
     return ious
 
 
-def part_mious(gt_labels, pred_labels, idx_fwd, idx_bwd, n_cls, freq_wt=False):
+def part_mious(
+    gt_labels: np.ndarray,
+    pred_labels: np.ndarray,
+    idx_fwd: np.ndarray,
+    idx_bwd: np.ndarray,
+    n_cls: int,
+    freq_wt: bool = False,
+) -> dict[str, np.ndarray]:
     """Forward/backward part IoU through nearest-neighbour correspondences.
 
     Forward: every GT point takes the label of its nearest predicted point;
@@ -206,7 +217,7 @@ def part_mious(gt_labels, pred_labels, idx_fwd, idx_bwd, n_cls, freq_wt=False):
     return out
 
 
-def medoid_index(clouds, batch_size=64):
+def medoid_index(clouds: np.ndarray, batch_size: int = 64) -> tuple[int, np.ndarray]:
     """Index of the cloud with the lowest mean Chamfer distance to all others.
 
     Args:

@@ -8,6 +8,9 @@ plain values of a :class:`GraphSettings` (made from the training flags by
 :meth:`GraphSettings.from_args` at the entry points).
 """
 
+from __future__ import annotations
+
+import argparse
 import dataclasses
 
 from utils import losses, metrics
@@ -16,6 +19,7 @@ from utils.data import N_GT_PTS
 from utils.net import layers
 from utils.net.recon_net import recon_net
 from utils.render import camera, projection
+from utils.task import Task
 
 import tf_ops
 
@@ -38,7 +42,7 @@ def _repeat_views(x, n_views):
 INPUT_SCALES = {"unit": 1.0, "255": 255.0}
 
 
-def network_input(image, input_scale="unit"):
+def network_input(image: tf.Tensor, input_scale: str = "unit") -> tf.Tensor:
     """What the network sees of an input image.
 
     Args:
@@ -59,7 +63,7 @@ def network_input(image, input_scale="unit"):
 AFFINITY_VIEW_WEIGHTS = ("equal", "original")
 
 
-def affinity_view_weights(mode, batch_size, n_views):
+def affinity_view_weights(mode: str, batch_size: int, n_views: int) -> tf.Tensor:
     """Per-image factors of the affinity terms, for images flattened from (B, V) to (B*V,).
 
     Args:
@@ -117,7 +121,7 @@ class GraphSettings:
     val_chamfer: str = "distance"
 
     @classmethod
-    def from_args(cls, args, task):
+    def from_args(cls, args: argparse.Namespace, task: Task) -> GraphSettings:
         """The settings the training flags (parsed, then Task.resolve_args; or args.json read back)
         give ``task``'s graph."""
         return cls(
@@ -148,7 +152,7 @@ class GraphSettings:
             val_chamfer=getattr(args, "val_chamfer", None) or "distance",
         )
 
-    def projection_kwargs(self):
+    def projection_kwargs(self) -> dict:
         """Keyword arguments of :meth:`utils.task.Task.project`."""
         return dict(
             img_h=self.img_h, img_w=self.img_w, well_radius=self.well_radius, beta=self.beta, impl=self.projection
@@ -241,7 +245,9 @@ def loss_weights_2d(s):
     ]
 
 
-def build_graph(settings, task, batch_size, n_gt_pts=N_GT_PTS, training=True):
+def build_graph(
+    settings: GraphSettings, task: Task, batch_size: int | None, n_gt_pts: int = N_GT_PTS, training: bool = True
+) -> Graph:
     """Build placeholders, network, projections, losses and validation metrics.
 
     Args:
@@ -325,7 +331,7 @@ def build_graph(settings, task, batch_size, n_gt_pts=N_GT_PTS, training=True):
     return g
 
 
-def validation_chamfer(s, gt, xyz):
+def validation_chamfer(s: GraphSettings, gt: tf.Tensor, xyz: tf.Tensor) -> dict[str, tf.Tensor]:
     """The validation Chamfer of the settings ``s`` (GraphSettings: val_chamfer, val_clip_box).
 
     Args:
@@ -339,7 +345,7 @@ def validation_chamfer(s, gt, xyz):
     return {k: res[k] for k in ("chamfer_fwd", "chamfer_bwd", "chamfer")}
 
 
-def build_validation_graph(settings, task, batch_size, n_gt_pts=N_GT_PTS):
+def build_validation_graph(settings: GraphSettings, task: Task, batch_size: int, n_gt_pts: int = N_GT_PTS) -> Graph:
     """The network on a batch of validation images and its validation Chamfer.
 
     Reuses the variables of a network already built in this graph (``recon_net``, e.g. by

@@ -13,9 +13,19 @@ again with :func:`task_from_ref` (which imports that module). ``<name>`` alone m
 ``<name>.task``. This module imports no TensorFlow, so listing tasks stays quick.
 """
 
+from __future__ import annotations
+
+import argparse
 import copy
 import importlib
 import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only: this module imports neither numpy nor TensorFlow
+    import numpy as np
+
+    from utils.common.tfv1 import tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASK_FILE = "task.py"  # a folder of the repository holding this file is a task
@@ -67,7 +77,7 @@ class Task:
     baseline_label = "image-blind baseline (training medoid)"
 
     # -- flags (utils.train.config) -------------------------------------------------------
-    def add_train_flags(self, groups):
+    def add_train_flags(self, groups: dict[str, argparse._ArgumentGroup]) -> None:
         """Add the task's training flags.
 
         Args:
@@ -77,10 +87,10 @@ class Task:
         """
         raise NotImplementedError
 
-    def add_metrics_flags(self, parser):
+    def add_metrics_flags(self, parser: argparse.ArgumentParser) -> None:
         """Add the task's own flags to the metrics parser (none by default)."""
 
-    def resolve_args(self, args):
+    def resolve_args(self, args: argparse.Namespace) -> argparse.Namespace:
         """Fill in flag values that depend on the data (e.g. partseg's ``--n_cls 0``).
 
         Args:
@@ -91,18 +101,18 @@ class Task:
         return copy.copy(args)
 
     # -- data (utils.data.pipeline.BatchPipeline) ------------------------------------------
-    def data_options(self, args):
+    def data_options(self, args: argparse.Namespace) -> dict[str, Any]:
         """The pipeline options the training flags give this task (keyword arguments of
         BatchPipeline that it passes to :meth:`open_data`); none by default."""
         return {}
 
-    def open_data(self, pipe, **options):
+    def open_data(self, pipe: Any, **options: Any) -> None:
         """Called once by a BatchPipeline of this task (``options``: :meth:`data_options`), to
         read what its targets need (e.g. the number of parts). Nothing by default."""
         if options:
             raise TypeError(f"task {self.name} takes no pipeline options, got {sorted(options)}")
 
-    def load_targets(self, pipe, model, views, masks):
+    def load_targets(self, pipe: Any, model: int, views: list[int], masks: np.ndarray) -> dict[str, np.ndarray]:
         """The task's targets of one sample, numpy (the pipeline stacks them into the batch).
 
         Args:
@@ -117,26 +127,28 @@ class Task:
         """
         raise NotImplementedError
 
-    def load_resampled_targets(self, pipe, model):
+    def load_resampled_targets(self, pipe: Any, model: int) -> dict[str, np.ndarray]:
         """The per-point targets of the second, independent sampling of the model's surface (the
         floor row; ``*_resample*.npy``, data/README.md): dict ``point_key`` -> (n_pts,) +
         feature_dims, or {} (the default) when the task has none."""
         return {}
 
     # -- graph hooks (utils.model.build_graph, the training pictures) ---------------------
-    def n_feat(self, args):
+    def n_feat(self, args: argparse.Namespace) -> int:
         """C, the per-point feature width the network predicts, from the (resolved) flags."""
         raise NotImplementedError
 
-    def feat_activation(self):
+    def feat_activation(self) -> str | None:
         """The feature branch's output activation (:attr:`activation`)."""
         return self.activation
 
-    def weight(self, args):
+    def weight(self, args: argparse.Namespace) -> float:
         """The weight of the task's 2D feature loss (the flag :attr:`weight_flag`)."""
         return getattr(args, self.weight_flag)
 
-    def project(self, pix, feat, *, img_h, img_w, well_radius, beta, impl):
+    def project(
+        self, pix: tf.Tensor, feat: tf.Tensor, *, img_h: int, img_w: int, well_radius: float, beta: float, impl: str
+    ) -> tf.Tensor:
         """Depth-aware feature projection.
 
         Args:
@@ -150,11 +162,11 @@ class Task:
         """
         raise NotImplementedError
 
-    def view_loss(self, proj, gt_view):
+    def view_loss(self, proj: tf.Tensor, gt_view: tf.Tensor) -> tf.Tensor:
         """Scalar loss between a projected map (B, H, W, C') and GT maps (B, H, W) + feature_dims."""
         raise NotImplementedError
 
-    def feature_loss_3d(self, feat, gt_feat, idx_fwd, idx_bwd):
+    def feature_loss_3d(self, feat: tf.Tensor, gt_feat: tf.Tensor, idx_fwd: tf.Tensor, idx_bwd: tf.Tensor) -> tf.Tensor:
         """Scalar 3D feature loss through nearest neighbours (``--USE_3D_LOSS``).
 
         Args:
@@ -164,33 +176,33 @@ class Task:
         """
         raise NotImplementedError
 
-    def display(self, proj):
+    def display(self, proj: tf.Tensor) -> tf.Tensor:
         """(B, H, W, C') projected map -> float32 (B, H, W, 3) picture in [0, 1] (TensorBoard)."""
         raise NotImplementedError
 
-    def display_gt(self, gt_view):
+    def display_gt(self, gt_view: tf.Tensor) -> tf.Tensor:
         """(B, H, W) + feature_dims GT maps -> float32 (B, H, W, 3) picture in [0, 1] (TensorBoard)."""
         raise NotImplementedError
 
-    def display_np(self, view, gt):
+    def display_np(self, view: np.ndarray, gt: bool) -> np.ndarray:
         """Numpy twin of :meth:`display` (``gt=False``, a projected map (H, W, C')) and of
         :meth:`display_gt` (``gt=True``, a GT map) -> (H, W, 3) in [0, 1] (PNG pictures)."""
         raise NotImplementedError
 
     # -- evaluation hooks (utils.eval.evaluate, utils.eval.inference) ----------------------
-    def point_colours(self, feat):
+    def point_colours(self, feat: np.ndarray) -> np.ndarray:
         """(N, C) predicted features -> (N, 3) colours in [0, 1] for pictures and PLY files."""
         raise NotImplementedError
 
-    def gt_point_colours(self, gt_feat):
+    def gt_point_colours(self, gt_feat: np.ndarray) -> np.ndarray:
         """(N,) + feature_dims GT features -> (N, 3) colours in [0, 1]."""
         raise NotImplementedError
 
-    def point_properties(self, feat):
+    def point_properties(self, feat: np.ndarray) -> dict[str, np.ndarray]:
         """(N, C) predicted features -> dict name -> (N,) extra PLY vertex properties (none by default)."""
         return {}
 
-    def legend(self, data_dir, category, n_feat):
+    def legend(self, data_dir: str, category: str, n_feat: int) -> list[tuple[str, np.ndarray]] | None:
         """[(name, colour (3,) in [0, 1])] drawn beside prediction pictures; None (default): no legend.
 
         Args:
@@ -199,7 +211,9 @@ class Task:
         """
         return None
 
-    def feature_metrics(self, gt_feat, feat, idx_fwd, idx_bwd, margs):
+    def feature_metrics(
+        self, gt_feat: np.ndarray, feat: np.ndarray, idx_fwd: np.ndarray, idx_bwd: np.ndarray, margs: argparse.Namespace
+    ) -> dict[str, np.ndarray]:
         """Per-sample feature metrics through nearest-neighbour correspondences.
 
         Args:
@@ -211,7 +225,9 @@ class Task:
         """
         raise NotImplementedError
 
-    def group_feature_metrics(self, gt_feat, feat, idx_fwd, groups):
+    def group_feature_metrics(
+        self, gt_feat: np.ndarray, feat: np.ndarray, idx_fwd: np.ndarray, groups: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         """Feature errors over groups of ground-truth points (the side record of the demo data,
         utils.metrics.side_groups), forward only: each GT point against its nearest predicted point.
 
@@ -225,7 +241,9 @@ class Task:
         """
         return {}
 
-    def baselines(self, train_clouds, train_feats, medoid, n_feat):
+    def baselines(
+        self, train_clouds: np.ndarray, train_feats: np.ndarray, medoid: int, n_feat: int
+    ) -> list[tuple[str, Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]]]:
         """Predictors that ignore the image, scored beside the model.
 
         Args:
@@ -242,12 +260,12 @@ class Task:
 # --------------------------------------------------------------------------
 # registry
 # --------------------------------------------------------------------------
-def task_ref(task):
+def task_ref(task: Task) -> dict[str, str]:
     """What args.json records of ``task``: {'task': name, 'task_module': module defining it}."""
     return dict(task=task.name, task_module=type(task).__module__)
 
 
-def task_from_ref(name, module=None):
+def task_from_ref(name: str, module: str | None = None) -> Task:
     """The task called ``name``, defined in ``module`` (default ``<name>.task``).
 
     The module is imported and searched for a :class:`Task` instance of that name (its ``TASK``
@@ -270,12 +288,12 @@ def task_from_ref(name, module=None):
     raise ValueError(f"module {module!r} defines no Task named {name!r} (expected TASK = {name.title()}Task())")
 
 
-def as_task(task):
+def as_task(task: Task | str) -> Task:
     """A :class:`Task` from a task or a task name (looked up with :func:`task_from_ref`)."""
     return task if isinstance(task, Task) else task_from_ref(task)
 
 
-def available_tasks(root=ROOT):
+def available_tasks(root: str = ROOT) -> list[str]:
     """Names of the task folders of the repository: top-level folders holding ``task.py`` (but
     ``utils/``, whose task.py is this interface), sorted."""
     here = os.path.basename(os.path.dirname(os.path.abspath(__file__)))

@@ -42,7 +42,7 @@ from utils.eval.evaluate import check_out_dir, open_trained
 from utils.eval.preprocess import to_network_input
 from utils.experiment import ExperimentStateError, WrongTask
 from utils.model import GraphSettings, build_graph
-from utils.task import as_task
+from utils.task import Task, as_task
 from utils.train import config
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -178,7 +178,9 @@ class Predictor:
         threads: TensorFlow thread pools (0 = TensorFlow's choice).
     """
 
-    def __init__(self, exp_dir, task, snapshot="best", batch_size=8, threads=0):
+    def __init__(
+        self, exp_dir: str, task: Task | str, snapshot: str = "best", batch_size: int = 8, threads: int = 0
+    ) -> None:
         # args.json, the task and a checkpoint that reads back in full, before any graph is built
         args, _, self.checkpoint, self.step = open_trained(exp_dir, task, snapshot, "predict")
         self.args = task.resolve_args(args)
@@ -192,16 +194,16 @@ class Predictor:
         saver.restore(self.sess, self.checkpoint)
 
     @property
-    def image_size(self):
+    def image_size(self) -> tuple[int, int]:
         """(IMG_H, IMG_W), the trained input size in pixels."""
         return int(self.args.IMG_H), int(self.args.IMG_W)
 
-    def warm_up(self):
+    def warm_up(self) -> None:
         """One run on a blank batch, so that TensorFlow's one-off set-up is not timed later."""
         H, W = self.image_size
         self.sess.run(self.g.xyz, {self.g.ph["image"]: np.zeros((self.batch_size, H, W, 3), np.float32)})
 
-    def predict(self, images):
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """float32 (n, H, W, 3) RGB in [0, 1] -> xyz (n, N, 3), features (n, N, C), network frame.
 
         Runs ceil(n / batch_size) session calls; the last batch is padded by
@@ -225,7 +227,7 @@ class Predictor:
             return np.zeros((0, n_pts, 3), np.float32), np.zeros((0, n_pts, n_feat), np.float32)
         return np.concatenate(xyz), np.concatenate(feat)
 
-    def export(self, out_dir, info=None):
+    def export(self, out_dir: str, info: dict | None = None) -> str:
         """Write a SavedModel of the network to ``out_dir`` (which must not exist or be empty).
 
         Signature ``serving_default``: input ``image`` float32 (batch, H, W, 3) RGB in [0, 1]
@@ -285,7 +287,7 @@ class Predictor:
         os.replace(tmp, out_dir)
         return out_dir
 
-    def close(self):
+    def close(self) -> None:
         self.sess.close()
 
     def __enter__(self):
