@@ -207,3 +207,107 @@ def test_side_groups_hand_computed():
     means = metrics.group_mean(np.array([[1.0, 2, 3, 4]]), np.array([[True, False, True, False]]))
     assert means.tolist() == [2.0]
     assert np.isnan(metrics.group_mean(np.ones((1, 4)), np.zeros((1, 4), bool)))[0]
+
+
+# --------------------------------------------------------------------------- the breakdown (claims 1 and 2)
+def _moller_trumbore(origin, direction, triangles):
+    """Distances along ``direction`` (unit) from ``origin`` to every triangle it crosses (inf where it
+    misses): the textbook ray-triangle test, written apart from trimesh."""
+    a, b, c = triangles[:, 0], triangles[:, 1], triangles[:, 2]
+    e1, e2 = b - a, c - a
+    p = np.cross(direction, e2)
+    det = np.einsum("ij,ij->i", e1, p)
+    ok = np.abs(det) > 1e-12
+    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+    s = origin - a
+    u = np.einsum("ij,ij->i", s, p) * inv
+    q = np.cross(s, e1)
+    v = (q @ direction) * inv
+    t = np.einsum("ij,ij->i", e2, q) * inv
+    hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 0)
+    return np.where(hit, t, np.inf)
+
+
+def test_seen_in_views_matches_a_brute_force_ray_cast():
+    """MeshRenderer.seen_in_views on a demo chair against every ray tested on every triangle."""
+    from utils.data.shapenet import ALIGN
+    from utils.datagen import demo_data, styles
+    from utils.datagen.mesh_render import MeshRenderer
+    from utils.render import camera
+
+    model = demo_data.make_model("chair", 2, n_views=3)
+    surface = styles.model_surface("chair", 2)
+    counts = MeshRenderer(surface).seen_in_views(model["pcl"], model["views"])
+    tris = surface.triangles @ ALIGN.T  # the renderer frame
+    pts = model["pcl"].astype(np.float64) @ ALIGN.T
+    rng = np.random.default_rng(0)
+    picks = rng.choice(len(pts), 120, replace=False)
+    expected = np.zeros(len(picks), int)
+    for az, el in np.radians(model["views"]):
+        centre = camera.cam2world_np(np.zeros((1, 3)), az, el)[0]
+        for k, i in enumerate(picks):
+            d = pts[i] - centre
+            dist = np.linalg.norm(d)
+            expected[k] += _moller_trumbore(centre, d / dist, tris).min() >= dist - 1e-3
+    assert 0 < (expected == 0).sum() < len(picks)  # some of these points no view sees
+    np.testing.assert_array_equal(counts[picks], expected)
+
+
+def test_breakdown_equals_brute_force(complementary_data, evaluated):
+    """The breakdown of the tiny experiment: every group's mean error and share against numpy (full
+    distance matrices), the groups of a grouping adding up, and the contributions to a difference."""
+    from utils.eval import breakdown
+
+    exp, out, summary, rows = evaluated
+    data = complementary_data
+    seen_counts = {}
+
+    def visibility(model_id):  # a fixed, made-up record: the test checks the bookkeeping, not the ray cast
+        seen_counts.setdefault(model_id, np.arange(1024) % 3)
+        return seen_counts[model_id]
+
+    res = breakdown.breakdown(exp, data, snapshot="latest", visibility=visibility, log=lambda *a: None)
+    pred = np.load(os.path.join(exp, "breakdown_latest", "predictions.npz"))
+    names = json.load(open(os.path.join(data, "partseg", "part_names.json")))[CHAIR]
+    err_all, groups = [], {}
+    for mid, xyz, col in zip(pred["model_id"], pred["xyz"], pred["features"]):
+        mid = str(mid)
+        gt_xyz, gt_col = _gt(data, mid)
+        g, p = _unit(gt_xyz), _unit(xyz)
+        err = ((np.clip(col, 0, 1)[((g[:, None] - p[None]) ** 2).sum(-1).argmin(1)] - gt_col) ** 2).mean(1)
+        err_all.append(err)
+        labels = np.load(os.path.join(data, "partseg", "ShapeNet_pcl", CHAIR, mid, "pointcloud_labels.npy")) - 1
+        sides = np.load(os.path.join(_pcl_dir(data, mid), "pcl_1024_fps_trimesh_sides.npy")).astype(bool)
+        dist = np.sqrt(((g[:, None] - g[None]) ** 2).sum(-1))
+        near_part = np.where(labels[:, None] != labels[None], dist, np.inf).min(1) < RADIUS
+        edge = np.where(sides[:, None] != sides[None], dist, np.inf).min(1) < RADIUS
+        masks = {("part", n): labels == k for k, n in enumerate(names)}
+        masks.update({("side", "hidden"): sides & ~edge, ("side", "visible"): ~sides & ~edge, ("side", "edge"): edge})
+        masks.update({("boundary", "near another part"): near_part, ("boundary", "inside a part"): ~near_part})
+        masks.update(
+            {("views", "seen"): np.arange(1024) % 3 > 0, ("views", "unseen in every view"): np.arange(1024) % 3 == 0}
+        )
+        masks[("part and side", f"{names[0]}, hidden")] = (labels == 0) & sides & ~edge
+        for key, m in masks.items():
+            groups.setdefault(key, []).append((err, m))
+    err_all = np.concatenate(err_all)
+    assert res["mean"] == pytest.approx(err_all.mean(), rel=1e-5)
+    assert res["mean"] == pytest.approx(summary["methods"]["model"]["colour_fwd"], rel=1e-4)  # the metrics' own
+    for (grouping, name), parts in groups.items():
+        e = np.concatenate([x[m] for x, m in parts])
+        got = res["groups"][grouping][name]
+        assert got["share"] == pytest.approx(len(e) / len(err_all)), (grouping, name)
+        if len(e):
+            assert got["mean"] == pytest.approx(e.mean(), rel=1e-5), (grouping, name)
+            assert got["error_share"] == pytest.approx(e.sum() / err_all.sum(), rel=1e-5), (grouping, name)
+    for grouping in ("part", "side", "boundary", "views", "part and side"):
+        values = res["groups"][grouping].values()
+        assert sum(g["share"] for g in values) == pytest.approx(1.0)
+    # contributions: against a reference with every group's error halved, they add up to the difference
+    ref = json.loads(json.dumps(res))
+    for grouping in ref["groups"].values():
+        for g in grouping.values():
+            g["mean"] = None if g["mean"] is None else g["mean"] / 2
+    ref["mean"] = res["mean"] / 2
+    for grouping, parts in breakdown.contributions(res, ref).items():
+        assert sum(parts.values()) == pytest.approx(res["mean"] - ref["mean"], rel=1e-6), grouping

@@ -49,6 +49,10 @@ PCL_LABELS_FILE = "pointcloud_labels.npy"
 RESAMPLE_PCL_FILE = f"pcl_{N_GT_PTS}_fps_trimesh_resample.npy"
 RESAMPLE_COLOURS_FILE = f"pcl_{N_GT_PTS}_fps_trimesh_resample_colors.npy"
 RESAMPLE_LABELS_FILE = "pointcloud_labels_resample.npy"
+# depth_{k}.png of the generated data (utils/datagen): codes 0..253 span [DEPTH_NEAR, DEPTH_FAR] world
+# units from the camera, 255 off the object. The loaders read only the mask (code < 254); analyses
+# of generated data (utils/eval/breakdown.py) read the depth too. The authors' renders use their own.
+DEPTH_NEAR, DEPTH_FAR = 1.0, 3.0
 # Which ground-truth points lie on a part's hidden side (uint8 (N,), 1 = hidden side; the demo data
 # writes it beside the colour cloud; the rgb metrics split the colour error by it). Others have none.
 PCL_SIDES_FILE = f"pcl_{N_GT_PTS}_fps_trimesh_sides.npy"

@@ -51,6 +51,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from utils.common import cli, lock
 from utils.common.progress import Progress
 from utils.data import (
@@ -58,16 +60,19 @@ from utils.data import (
     PART_NAMES_FILE,
     PART_TREE_DIR,
     PCL_DIR,
+    PCL_FILE,
     RENDERED_DIR,
     SPLITS,
     SPLITS_DIR,
+    VIEWS_FILE,
     split_list_file,
     tree_dirs,
 )
+from utils.data.readers import read_views
 from utils.data.shapenet import DEMO_PART_NAMES, synset_id
 from utils.datagen import writer
 from utils.datagen.build import RenderOptions, build_model
-from utils.datagen.mesh_render import BOUND_RADIUS, SUPERSAMPLE
+from utils.datagen.mesh_render import BOUND_RADIUS, SUPERSAMPLE, MeshRenderer
 from utils.datagen.shapes import BUILDERS, model_id
 from utils.datagen.sources import ProceduralSource
 from utils.datagen.splits import SPLIT_FRACTIONS, split_models, write_splits
@@ -123,6 +128,32 @@ def make_model(
 def write_model(root, category, index, model):
     """Write one model's files into both trees (RGB and partseg) under ``root``."""
     writer.write_model(root, synset_id(category), model_id(category, index), model)
+
+
+def point_visibility(data_dir, category):
+    """``visibility(model_id) -> int (N,)``: in how many of a demo model's views each of its
+    ground-truth points is seen (:meth:`~utils.datagen.mesh_render.MeshRenderer.seen_in_views` on the
+    model's mesh, rebuilt from ``demo_info.json``'s seed and colour style); None when ``data_dir``
+    holds no demo data. Used by ``claims/colour_breakdown.py``."""
+    info_path = Path(data_dir) / INFO_FILE
+    if not info_path.is_file():
+        return None
+    info = json.loads(info_path.read_text())
+    seed = int(info.get("seed", 0))
+    prefix = f"{category}_"
+    rgb = tree_dirs(data_dir)
+
+    def visibility(model):
+        if not model.startswith(prefix) or not model[len(prefix) :].isdigit():
+            raise ValueError(f"{model}: not a demo model id ({prefix}NNNN)")
+        source = ProceduralSource(category, int(model[len(prefix) :]), seed, info.get("colours", "flat"))
+        surface = source.load(source.streams()).surface
+        rel = Path(synset_id(category)) / model
+        pcl = np.load(Path(rgb["pcl"]) / rel / PCL_FILE)
+        views = read_views(str(Path(rgb["rendered"]) / rel / VIEWS_FILE))
+        return MeshRenderer(surface).seen_in_views(pcl, views)
+
+    return visibility
 
 
 def _job(job):

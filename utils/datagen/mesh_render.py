@@ -28,12 +28,12 @@ from collections import namedtuple
 import numpy as np
 import trimesh
 
+from utils.data.layout import DEPTH_FAR, DEPTH_NEAR  # depth_k.png's codes span this range
 from utils.data.shapenet import ALIGN
 from utils.datagen.sampling import sample_faces
 from utils.render import camera
 
 SUPERSAMPLE = 3  # rays per pixel side for the coverage masks
-DEPTH_NEAR, DEPTH_FAR = 1.0, 3.0  # depth_k.png: codes 0..253 span this depth range (world units)
 GREY = 0.6  # colour of a surface with no texture, colours or material
 # Demo models (and make_dataset.py --normalise sphere) fit in a sphere of this radius: at camera
 # distance 2 they fill most of a 64x64 view without touching its border.
@@ -315,6 +315,30 @@ class MeshRenderer:
             depth.reshape(img_h, img_w),
             hit.reshape(img_h, img_w),
         )
+
+    def seen_in_views(self, points, views_deg, tol=1e-3):
+        """Which surface points some camera sees: no part of the surface lies between the camera
+        of a view and the point (the first hit along the ray from the camera centre to the point is
+        not nearer than the point, ``tol`` world units allowed).
+
+        Args:
+            points: float (N, 3), ShapeNet frame (as the surface), e.g. a ground-truth cloud.
+            views_deg: float (V, 2), azimuth and elevation in degrees (view.txt).
+        Returns:
+            int (N,): in how many of the V views each point is seen.
+        """
+        pts = np.asarray(points, np.float64) @ ALIGN.T  # into the renderer frame, like the mesh
+        count = np.zeros(len(pts), np.int64)
+        for az, el in np.radians(np.asarray(views_deg, np.float64)):
+            centre = camera.cam2world_np(np.zeros((1, 3)), az, el)[0]
+            dirs = pts - centre
+            dist = np.linalg.norm(dirs, axis=1)
+            dirs /= dist[:, None]
+            loc, ray, _ = self.rays.intersects_location(np.repeat(centre[None], len(pts), 0), dirs, multiple_hits=False)
+            first = np.full(len(pts), np.inf)
+            first[ray] = np.linalg.norm(loc - centre, axis=1)
+            count += first >= dist - tol
+        return count
 
     def visible_from_outside(self, points, n_directions=64, offset=2e-4):
         """Which surface points can be seen from outside the object.

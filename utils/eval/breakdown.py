@@ -10,12 +10,14 @@ ways:
 
 * **part**: the part label of the point (the data's part tree; the same points as the colour tree);
 * **side**: a part's hidden side, its visible side, or within ``edge_radius`` of the other side
-  (:func:`utils.metrics.side_groups`; data with a side record);
+  (:func:`utils.metrics.side_groups`; data with a side record); **part and side**: both at once
+  (the hidden side of the backrest apart from the seat's underside, ...);
 * **boundary**: within ``edge_radius`` of a ground-truth point of another part, or not;
-* **views**: seen in at least one of the model's rendered views, or in none (a point is seen in a
-  view when it projects onto a foreground pixel whose depth code is no more than ``depth_tol`` in
-  front of the point: generated data, whose depth codes span [DEPTH_NEAR, DEPTH_FAR]). A training
-  model's unseen points get no 2D supervision at all.
+* **views**: seen in at least one of the model's rendered views, or in none. The caller gives it
+  (``visibility``): for the demo data, ``claims/colour_breakdown.py`` rebuilds each model's mesh
+  and casts a ray from every view's camera to every point
+  (:meth:`utils.datagen.mesh_render.MeshRenderer.seen_in_views`). A training model's unseen
+  points get no 2D supervision at all.
 
 For each group: its share of the points, the mean error over its points (pooled over every
 sample) and its share of the total error. Between two variants (``--reference``, default ``3d``),
@@ -31,9 +33,7 @@ import time
 
 import numpy as np
 
-from utils.data.layout import DEPTH_FAR, DEPTH_NEAR, MASK_THRESHOLD
-
-GROUPINGS = ("part", "side", "boundary", "views")
+GROUPINGS = ("part", "side", "part and side", "boundary", "views")
 SNAPSHOT = "best"
 
 
@@ -43,48 +43,23 @@ def _unit(xyz):
     return scale_to_unit_cube_np(xyz)
 
 
-def seen_in_views(xyz, angles_deg, depth_codes, depth_tol=0.03):
-    """Which points are seen in at least one view (generated data's depth codes).
+def point_groups(data_dir, category, model_id, gt_xyz, edge_radius, visibility=None):
+    """The groups of one model's ground-truth points: dict grouping -> dict group name -> bool (N,)
+    (a grouping is left out when the data lack what it needs), and the part names.
 
     Args:
-        xyz: float (N, 3), renderer frame (the loaders' clouds).
-        angles_deg: float (V, 2) azimuth, elevation in degrees (view.txt).
-        depth_codes: uint8 (V, H, W), depth_{k}.png's first channel: codes 0..253 over
-            [DEPTH_NEAR, DEPTH_FAR] world units, >= MASK_THRESHOLD off the object.
-        depth_tol: world units a point may lie behind the pixel's depth and count as seen.
-    Returns:
-        bool (N,).
+        gt_xyz: float (N, 3), the model's ground-truth cloud (the loaders' frame).
+        edge_radius: unit-cube units, the side and boundary groups' edge.
+        visibility: None, or ``visibility(model_id) -> int (N,)``: in how many views each GT point is seen.
     """
-    from utils.render.camera import project_np
-
-    n_views, img_h, img_w = depth_codes.shape
-    seen = np.zeros(len(xyz), bool)
-    for v in range(n_views):
-        pix = project_np(xyz, np.radians(angles_deg[v, 0]), np.radians(angles_deg[v, 1]), img_h, img_w)
-        r, c = np.round(pix[:, 0]).astype(int), np.round(pix[:, 1]).astype(int)
-        inside = (r >= 0) & (r < img_h) & (c >= 0) & (c < img_w)
-        code = np.full(len(xyz), 255)
-        code[inside] = depth_codes[v][r[inside], c[inside]]
-        surface = DEPTH_NEAR + code / 253.0 * (DEPTH_FAR - DEPTH_NEAR)
-        seen |= (code < MASK_THRESHOLD) & (pix[:, 2] <= surface + depth_tol)
-    return seen
-
-
-def point_groups(data_dir, category, model_id, gt_xyz, edge_radius, depth_tol):
-    """The groups of one model's ground-truth points: dict grouping -> dict group name -> bool (N,)
-    (a grouping is left out when the data lack what it needs), and the part names."""
-    import cv2
     from scipy.spatial import cKDTree
 
     from utils import metrics
     from utils.data import (
         PART_TREE_DIR,
         PCL_LABELS_FILE,
-        VIEWS_FILE,
-        depth_file,
         part_names,
         read_cloud_labels,
-        read_views,
         tree_dirs,
     )
     from utils.data.layout import PCL_FILE, PCL_SIDES_FILE
@@ -114,20 +89,16 @@ def point_groups(data_dir, category, model_id, gt_xyz, edge_radius, depth_tol):
     if os.path.isfile(os.path.join(pdir, PCL_SIDES_FILE)):
         sides = read_point_sides(os.path.join(pdir, PCL_SIDES_FILE), n)
         out["side"] = metrics.side_groups(unit, sides, edge_radius)
-    rdir = os.path.join(tree_dirs(data_dir)["rendered"], syn, model_id)
-    if _generated(data_dir):
-        angles = read_views(os.path.join(rdir, VIEWS_FILE))
-        codes = np.stack(
-            [cv2.imread(os.path.join(rdir, depth_file(v)), cv2.IMREAD_GRAYSCALE) for v in range(len(angles))]
-        )
-        seen = seen_in_views(gt_xyz, angles, codes, depth_tol)
+        if "part" in out:
+            out["part and side"] = {
+                f"{part}, {side}": pmask & smask
+                for part, pmask in out["part"].items()
+                for side, smask in out["side"].items()
+            }
+    if visibility is not None:
+        seen = np.asarray(visibility(model_id)) > 0
         out["views"] = {"seen": seen, "unseen in every view": ~seen}
     return out, names
-
-
-def _generated(data_dir):
-    """Whether the data were made by this repository's generators (their depth codes are known)."""
-    return any(os.path.isfile(os.path.join(data_dir, f)) for f in ("demo_info.json", "dataset_info.json"))
 
 
 def forward_errors(gt_xyz, gt_col, xyz, col):
@@ -175,9 +146,13 @@ def predictions(exp, data_dir, snapshot=SNAPSHOT, log=print):
     return np.load(path), summary
 
 
-def breakdown(exp, data_dir, category="chair", edge_radius=None, depth_tol=0.03, snapshot=SNAPSHOT, log=print):
+def breakdown(exp, data_dir, category="chair", edge_radius=None, snapshot=SNAPSHOT, visibility=None, log=print):
     """One experiment's forward colour error by group (see the module docstring).
 
+    Args:
+        exp: an rgb experiment folder; data_dir: the data it is evaluated on (its test split).
+        edge_radius: unit-cube units (default :data:`utils.metrics.EDGE_RADIUS`); snapshot: 'best', ...
+        visibility: None, or ``visibility(model_id) -> int (N,)`` (:func:`point_groups`).
     Returns:
         dict: n_samples, mean (the pooled forward colour error), metrics_colour_fwd (the metrics' own
         mean over samples, for comparison), groups {grouping: {group: {share, mean, error_share}}}.
@@ -198,7 +173,7 @@ def breakdown(exp, data_dir, category="chair", edge_radius=None, depth_tol=0.03,
         if mid not in cache:
             gt_xyz = read_cloud(os.path.join(pdir, mid, PCL_FILE), N_GT_PTS)
             gt_col = read_cloud_colours(os.path.join(pdir, mid, PCL_COLOURS_FILE), len(gt_xyz))
-            cache[mid] = (gt_xyz, gt_col, point_groups(data_dir, category, mid, gt_xyz, edge_radius, depth_tol)[0])
+            cache[mid] = (gt_xyz, gt_col, point_groups(data_dir, category, mid, gt_xyz, edge_radius, visibility)[0])
         gt_xyz, gt_col, groups = cache[mid]
         err = forward_errors(gt_xyz, gt_col, xyz, np.clip(col, 0.0, 1.0))
         err_sum += err.sum()
@@ -217,7 +192,6 @@ def breakdown(exp, data_dir, category="chair", edge_radius=None, depth_tol=0.03,
         mean=mean,
         metrics_colour_fwd=summary["methods"]["model"].get("colour_fwd"),
         edge_radius=edge_radius,
-        depth_tol=depth_tol,
         groups={},
     )
     for (grouping, name), total in totals.items():
@@ -285,6 +259,8 @@ def table(results, reference_variant):
     first = by_variant[variants[0]][0]
     for grouping in GROUPINGS:
         for name, g in first["groups"].get(grouping, {}).items():
+            if not g["share"]:
+                continue
             cells = []
             for v in variants:
                 vals = [r["groups"][grouping][name] for r in by_variant[v] if name in r["groups"].get(grouping, {})]
@@ -320,7 +296,8 @@ def table(results, reference_variant):
                 for v in gaps:
                     vals = [c[grouping][name] for c in contrib[v] if name in c.get(grouping, {})]
                     cells.append(f"{np.mean(vals):+.4f}" if vals else "-")
-                lines.append(f"| {grouping} | {name} | " + " | ".join(cells) + " |")
+                if any(c != "-" for c in cells):
+                    lines.append(f"| {grouping} | {name} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -348,18 +325,16 @@ def build_parser():
         default=None,
         help="unit-cube units: the side and boundary groups' edge (default: utils.metrics.EDGE_RADIUS)",
     )
-    p.add_argument(
-        "--depth_tol",
-        type=float,
-        default=0.03,
-        help="world units a point may lie behind a pixel's depth and count as seen in that view",
-    )
+    p.add_argument("--snapshot", default=SNAPSHOT, help="the snapshot of each experiment: 'best', 'latest' or a step")
     p.add_argument("--out", required=True, help="folder for table.md and table.json")
     return p
 
 
-def main(argv=None):
-    """The command line of ``claims/colour_breakdown.py``: 0, or 2 when there is nothing to break down."""
+def main(argv=None, visibility_of=None):
+    """The command line of ``claims/colour_breakdown.py``: 0, or 2 when there is nothing to break down.
+
+    ``visibility_of(data_dir, category)``: None, or a function that returns the ``visibility``
+    callback of :func:`point_groups` for that data (None when it cannot tell)."""
     args = build_parser().parse_args(argv)
     if args.variants:
         args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -368,9 +343,15 @@ def main(argv=None):
         print("colour_breakdown: no experiment found (--ablation DIR or --exp EXP)", file=sys.stderr)
         return 2
     t0 = time.time()
+    visibility = visibility_of(args.data_dir, args.category) if visibility_of else None
+    if visibility is None:
+        print(
+            "colour_breakdown: no 'views' grouping: which points a view sees is known for the demo data only",
+            flush=True,
+        )
     results = []
     for variant, seed, exp in found:
-        r = breakdown(exp, args.data_dir, args.category, args.edge_radius, args.depth_tol)
+        r = breakdown(exp, args.data_dir, args.category, args.edge_radius, args.snapshot, visibility)
         print(
             f"colour_breakdown: {variant} seed {seed}: forward colour error {r['mean']:.4f} "
             f"(metrics: {r['metrics_colour_fwd']:.4f}), {r['n_samples']} samples",
@@ -382,9 +363,9 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     head = [
         f"Forward colour error (each ground-truth point against its nearest predicted point) by group of "
-        f"ground-truth points; {os.path.abspath(args.data_dir)} test split, every input view; best validation "
-        f"snapshot; edge radius {results[0][2]['edge_radius']:g} (unit cube), depth tolerance "
-        f"{args.depth_tol:g}. Mean over seeds.",
+        f"ground-truth points; {os.path.abspath(args.data_dir)} test split, every input view; snapshot "
+        f"{args.snapshot!r} ('best': the best validation snapshot); edge radius "
+        f"{results[0][2]['edge_radius']:g} (unit cube). Mean over seeds.",
         "",
     ]
     text = "\n".join(head + table(results, args.reference)) + "\n"
