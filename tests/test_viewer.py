@@ -43,6 +43,7 @@ def test_page_holds_the_images_and_clouds_it_was_given(tmp_path, rng):
         ],
         "a run",
         ["first line"],
+        legend=[("seat <1>", (0.0, 0.73, 1.0))],
     )
     text = path.read_text()
     assert info == dict(n_shown=2, n_given=2, path=str(path), bytes=len(text.encode()))
@@ -60,6 +61,7 @@ def test_page_holds_the_images_and_clouds_it_was_given(tmp_path, rng):
     png = base64.b64decode(first["image"].split(",", 1)[1])
     np.testing.assert_array_equal(imageio.imread(io.BytesIO(png)), np.floor(image * 255 + 0.5).astype(np.uint8))
     assert second["image"] is None and "first line" in text and "a run" in text
+    assert "background:rgb(0,186,255)" in text and "seat &lt;1&gt;" in text  # the legend: 0.73 * 255 = 186.15
 
 
 def test_page_is_bounded_and_says_so(tmp_path, rng):

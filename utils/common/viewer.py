@@ -181,7 +181,19 @@ _SCRIPT = """
 """
 
 
-def render_page(samples, title, lines=(), point_size=2.5, background="#ffffff", n_given=None):
+def _legend_html(legend):
+    """<p> of coloured squares and names, from [(name, colour (3,) in [0, 1])]."""
+    items = []
+    for name, colour in legend:
+        r, g, b = (int(round(255 * float(np.clip(c, 0.0, 1.0)))) for c in colour[:3])
+        items.append(
+            f"<span style='display:inline-block;width:11px;height:11px;background:rgb({r},{g},{b});"
+            f"margin:0 4px 0 10px;vertical-align:middle'></span>{html.escape(str(name))}"
+        )
+    return "<p>" + "".join(items) + "</p>"
+
+
+def render_page(samples, title, lines=(), point_size=2.5, background="#ffffff", n_given=None, legend=None):
     """The page's HTML text (see :func:`write_viewer`) and what it holds: (text, dict n_shown, n_given)."""
     import plotly.offline
 
@@ -201,6 +213,7 @@ def render_page(samples, title, lines=(), point_size=2.5, background="#ffffff", 
         f"<script>{plotly.offline.get_plotlyjs()}</script>\n</head><body>\n"
         f"<header><h1>{html.escape(title)}</h1>"
         + "".join(f"<p>{html.escape(line)}</p>" for line in notes)
+        + (_legend_html(legend) if legend else "")
         + "</header>\n<div id='wrap'><div id='list'></div><div id='main'><h2 id='title'></h2>\n"
         "<div id='row'><div><img id='input' alt='input image'><p class='cap'>input</p></div>"
         "<div id='clouds'></div></div></div></div>\n"
@@ -210,7 +223,7 @@ def render_page(samples, title, lines=(), point_size=2.5, background="#ffffff", 
     return text, dict(n_shown=len(shown), n_given=n_given)
 
 
-def write_viewer(path, samples, title, lines=(), point_size=2.5, n_given=None):
+def write_viewer(path, samples, title, lines=(), point_size=2.5, n_given=None, legend=None):
     """Write the viewer page to ``path`` (atomically; folders made).
 
     Args:
@@ -220,10 +233,11 @@ def write_viewer(path, samples, title, lines=(), point_size=2.5, n_given=None):
         title: the page's title; lines: text lines under it (what the run was).
         point_size: marker size in pixels.
         n_given: how many samples the run had, when the caller passes only the first ones.
+        legend: optional [(name, colour (3,) in [0, 1])] shown under the title (part names).
     Returns:
         dict: path, n_shown, n_given (samples), bytes (the file's size).
     """
-    text, info = render_page(samples, title, lines, point_size, n_given=n_given)
+    text, info = render_page(samples, title, lines, point_size, n_given=n_given, legend=legend)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_io.write_text(path, text)
     return dict(info, path=path, bytes=os.path.getsize(path))

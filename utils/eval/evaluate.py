@@ -136,7 +136,8 @@ def evaluate(task, margs):
             point_groups=_groups_info(groups),
         ),
     )
-    _report(out_dir, rows, summary, pictures, task, margs, predictions, exp)
+    legend = task.legend(targs.data_dir, targs.category, task.n_feat(targs))
+    _report(out_dir, rows, summary, pictures, task, margs, predictions, legend)
     return summary
 
 
@@ -449,7 +450,7 @@ class _Pictures:
             )
 
 
-def _report(out_dir, rows, summary, pictures, task, margs, predictions=None, exp=None):
+def _report(out_dir, rows, summary, pictures, task, margs, predictions=None, legend=None):
     """Write the CSV and JSON files (and predictions.npz), print the table, make the pictures, say where
     everything is."""
     _write(out_dir, rows, summary)
@@ -464,7 +465,7 @@ def _report(out_dir, rows, summary, pictures, task, margs, predictions=None, exp
         )
         print(f"predictions: {path}")
     _print_table(summary, task.headline)
-    _pictures(pictures, margs, out_dir, summary)
+    _pictures(pictures, margs, out_dir, summary, legend)
     print(
         f"per-sample metrics: {os.path.join(out_dir, 'per_sample.csv')}\n"
         f"per-model means: {os.path.join(out_dir, 'per_model.csv')}\n"
@@ -580,13 +581,13 @@ def _print_table(summary, headline):
     print(f"samples with NaN metrics: {nan['count']}" + (f" ({', '.join(nan['samples'])})" if nan["count"] else ""))
 
 
-def _pictures(pictures, margs, out_dir, summary=None):
+def _pictures(pictures, margs, out_dir, summary=None, legend=None):
     viewer_page = margs.save_viewer or margs.save_screenshots or margs.save_gifs or margs.save_ply
     if not (viewer_page or margs.visualize):
         return
     limit = margs.n_pictures or len(pictures)
     if viewer_page:
-        _viewer_page(pictures[:limit], out_dir, summary or {})
+        _viewer_page(pictures[:limit], out_dir, summary or {}, legend)
     for i, p in enumerate(pictures[:limit]):
         gt, pred = _shown(p)
         name = f"{margs.eval_set}_{i:03d}_{p['model_id'].replace('/', '_')}"
@@ -619,7 +620,7 @@ def _pictures(pictures, margs, out_dir, summary=None):
         )
 
 
-def _viewer_page(pictures, out_dir, summary):
+def _viewer_page(pictures, out_dir, summary, legend=None):
     """``<out>/viewer.html`` (utils.common.viewer): each picture's input, ground truth and prediction."""
     from utils.train.clouds import upright
 
@@ -641,11 +642,9 @@ def _viewer_page(pictures, out_dir, summary):
         )
         for p in pictures
     ]
-    info = viewer.write_viewer(path, samples, title, lines)
-    print(
-        f"viewer: {path} ({info['n_shown']} samples, {info['bytes'] / 2**20:.1f} MB; open it in a browser, "
-        f"no network needed)"
-    )
+    info = viewer.write_viewer(path, samples, title, lines, legend=legend)
+    n = info["n_shown"]
+    print(f"viewer: {path} ({n} sample{'s' * (n != 1)}, {info['bytes'] / 2**20:.1f} MB; open it in a browser, offline)")
 
 
 def _shown(picture):

@@ -393,7 +393,8 @@ def predict_parser(task):
         description=f"Reconstruct {task.output_phrase} point clouds from your own images with a trained DIFFER "
         f"({task.name})\nexperiment, and/or export it as a TensorFlow SavedModel. Writes per image into "
         f"--out:\n<name>.ply ({task.ply_phrase}), <name>.png (input + the cloud from 4 angles),\n"
-        "with --gif <name>.gif (turntable), with --npy <name>_xyz.npy and <name>_features.npy.",
+        "with --gif <name>.gif (turntable), with --npy <name>_xyz.npy and <name>_features.npy;\n"
+        f"per run {viewer.VIEWER_FILE} (every input beside its cloud, to turn in a browser, offline).",
         epilog=INPUT_NOTE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -621,7 +622,7 @@ def _predict_files(pred, task, args, background, result, framing=None):
                         page.append(dict(title=names[path], image=images[i], clouds=[cloud]))
             bar.update(len(files[start : start + B]))
     if n_done and not args.no_viewer:
-        _viewer_page(pred, task, args, out_dir, page, n_done, result)
+        _viewer_page(pred, task, args, out_dir, page, n_done, result, legend)
     if n_done:
         result["images_per_s"] = n_done / net_s
         total = time.perf_counter() - t_start
@@ -632,14 +633,16 @@ def _predict_files(pred, task, args, background, result, framing=None):
         )
 
 
-def _viewer_page(pred, task, args, out_dir, page, n_done, result):
+def _viewer_page(pred, task, args, out_dir, page, n_done, result, legend=None):
     """``<out>/viewer.html`` (utils.common.viewer): each input image beside its predicted cloud."""
     path = os.path.join(out_dir, viewer.VIEWER_FILE)
     lines = [
         f"snapshot {args.snapshot} (iteration {pred.step}); left: the network's input (after --segment and --fit), "
         f"right: the predicted {task.output_phrase} cloud, scaled to the unit cube, y up"
     ]
-    info = viewer.write_viewer(path, page, f"{task.name} predictions: {args.exp}", lines, n_given=n_done)
+    info = viewer.write_viewer(path, page, f"{task.name} predictions: {args.exp}", lines, n_given=n_done, legend=legend)
     result["viewer"] = path
-    shown = f"{info['n_shown']} of {n_done} images" if info["n_shown"] < n_done else f"{n_done} images"
+    shown = f"{n_done} image{'s' * (n_done != 1)}"
+    if info["n_shown"] < n_done:
+        shown = f"the first {info['n_shown']} of {n_done} images"
     print(f"viewer: {path} ({shown}, {info['bytes'] / 2**20:.1f} MB; open it in a browser, no network needed)")
