@@ -129,3 +129,23 @@ def test_partseg_run_colours_the_clouds_by_part(runs, tiny_data):
         predicted = events[f"clouds/{k}_{m}_view{v}/prediction_COLOR"][2][0]
         palette = np.round(visualize.PART_COLOURS * 255).astype(np.uint8)
         assert all((palette == c).all(axis=1).any() for c in predicted)  # every point a part colour
+
+
+def test_without_tensorboard_training_goes_on_and_says_why(monkeypatch):
+    """A user's own environment without the tensorboard package: no clouds, one reason, nothing run."""
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "tensorboard.plugins.mesh", None)  # makes the import fail
+    vg = types.SimpleNamespace(ph={"image": tf.placeholder(tf.float32, [32, 64, 64, 3])})
+    batch = dict(
+        valid=np.ones(32, bool),
+        image=np.zeros((32, 64, 64, 3), np.float32),
+        model_id=np.array(["m"] * 32),
+        input_view=np.zeros(32, np.int32),
+        pcl=np.random.default_rng(0).uniform(-0.5, 0.5, (32, 8, 3)),
+        pcl_rgb=np.zeros((32, 8, 3), np.float32),
+    )
+    summaries = clouds.CloudSummaries(task_from_ref("rgb"), vg, batch)
+    assert summaries.n == 0 and "tensorboard" in summaries.note and "requirements.txt" in summaries.note
+    assert summaries.write(sess=None, writer=None, step=1) == 0.0

@@ -7,9 +7,10 @@ double-click: back to the first view; keys n / p: next / previous sample).
 
 The page needs no network and no server: the JavaScript is plotly.js as the ``plotly`` pip package
 ships it (``plotly.offline.get_plotlyjs()``), embedded in the page, and the data (clouds as base64
-float32 and uint8, images as PNG data URIs) are embedded too. Its size is about 4.8 MB of
-plotly.js plus about 30 kB per sample of two 1024-point clouds and a 64 x 64 image. A page holds at
-most :data:`MAX_SAMPLES` samples of at most :data:`MAX_CLOUDS_PER_SAMPLE` clouds, each cloud at most
+float32 and uint8, images as PNG data URIs) are embedded too; its Content-Security-Policy (:data:`CSP`)
+makes the browser refuse any request. Its size is 4.6 MiB of plotly.js plus about 40 kB per sample
+of two 1024-point clouds and a 64 x 64 image (20 kB with one cloud). A page holds at most
+:data:`MAX_SAMPLES` samples of at most :data:`MAX_CLOUDS_PER_SAMPLE` clouds, each cloud at most
 :data:`MAX_POINTS` points (more are thinned by a regular stride, and the page says so). Only the
 chosen sample is drawn, in one WebGL context per cloud, so the page stays light in any browser.
 

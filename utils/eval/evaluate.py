@@ -625,11 +625,11 @@ def _viewer_page(pictures, out_dir, summary, legend=None):
     from utils.train.clouds import upright
 
     path = os.path.join(out_dir, viewer.VIEWER_FILE)
-    title = f"{summary.get('task', '')} metrics: {summary.get('exp', '')}".strip()
+    title = f"{summary.get('task', '')} metrics: {_short(summary.get('exp', ''))}".strip()
     lines = [
         f"snapshot {summary.get('snapshot')} (iteration {summary.get('step')}), {summary.get('category')} "
-        f"{summary.get('eval_set')} split of {summary.get('data_dir')}: one sample per model (its first evaluated "
-        f"input view), clouds scaled to the unit cube, y up"
+        f"{summary.get('eval_set')} split of {_short(summary.get('data_dir', ''))}: one sample per model (its first "
+        f"evaluated input view), clouds scaled to the unit cube, y up"
     ]
     samples = [
         dict(
@@ -644,7 +644,13 @@ def _viewer_page(pictures, out_dir, summary, legend=None):
     ]
     info = viewer.write_viewer(path, samples, title, lines, legend=legend)
     n = info["n_shown"]
-    print(f"viewer: {path} ({n} sample{'s' * (n != 1)}, {info['bytes'] / 2**20:.1f} MB; open it in a browser, offline)")
+    print(f"viewer: {path} ({n} sample{'s' * (n != 1)}, {info['bytes'] / 2**20:.1f} MiB; open it in a browser)")
+
+
+def _short(path):
+    """``path`` relative to the working folder when it lies inside it, else as given."""
+    rel = os.path.relpath(path) if path else path
+    return rel if rel and not rel.startswith("..") else path
 
 
 def _shown(picture):

@@ -645,4 +645,4 @@ def _viewer_page(pred, task, args, out_dir, page, n_done, result, legend=None):
     shown = f"{n_done} image{'s' * (n_done != 1)}"
     if info["n_shown"] < n_done:
         shown = f"the first {info['n_shown']} of {n_done} images"
-    print(f"viewer: {path} ({shown}, {info['bytes'] / 2**20:.1f} MB; open it in a browser, no network needed)")
+    print(f"viewer: {path} ({shown}, {info['bytes'] / 2**20:.1f} MiB; open it in a browser, no network needed)")

@@ -66,11 +66,21 @@ class CloudSummaries:
             ``ph['image']`` with a static batch size, ``xyz``, ``feat``).
         first_batch: the validation set's first batch (a BatchPipeline batch: image, pcl, the task's
             point features, model_id, input_view, valid).
-        n: samples (at most the batch's valid ones).
+        n: samples (at most the batch's valid ones); none, with ``note`` saying why, when TensorBoard
+            is not installed.
     """
 
     def __init__(self, task, vg, first_batch, n=CLOUD_SAMPLES):
         n = min(int(n), int(np.sum(first_batch["valid"])))
+        self.note = None  # why no clouds are written, for the log
+        try:
+            from tensorboard.plugins.mesh import summary_v2  # noqa: F401
+        except ImportError as err:
+            n = 0
+            self.note = (
+                f"no clouds in TensorBoard: the tensorboard package cannot be imported ({err}); "
+                "pip install -r requirements.txt"
+            )
         self.task, self.vg, self.n = task, vg, n
         batch_size = vg.ph["image"].shape.as_list()[0]
         images = first_batch["image"][:n]

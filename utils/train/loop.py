@@ -594,6 +594,8 @@ class _Trainer:
             f"(model, view) pairs of {self.val_data.n_models} models ({args.val_selection}, {VAL_SET_FILE})"
             f"{self.val_set_note}; projection: {args.projection}"
         )
+        if self.clouds.note:
+            self.log(f"warning: {self.clouds.note}")
 
     def _iterate(self, sess, step):
         """One training step, then what is due at its iteration (log line, validation, snapshot)."""
