@@ -36,6 +36,7 @@ from utils.experiment import Experiment, ExperimentStateError, WrongTask, check_
 from utils.model import GraphSettings, build_graph
 from utils.task import as_task
 from utils.train import config
+from utils.train.clouds import upright
 
 # One pass over the samples in file order, one input view each (unless told otherwise), the
 # first views supervising: the evaluation's pipelines differ from training's in these arguments.
@@ -229,6 +230,7 @@ def _baselines(targs, task, margs, trained_on):
             continue
         medoid, _ = metrics.medoid_index(train_clouds)
         source = "the experiment's training data" if root == trained_on else "the evaluated data set's training split"
+        baselines = task.baselines(train_clouds, train_feats, medoid, task.n_feat(targs))
         info = dict(
             available=True,
             data_dir=root,
@@ -236,10 +238,8 @@ def _baselines(targs, task, margs, trained_on):
             split="train",
             n_models=len(ids),
             medoid_model_id=ids[medoid],
-            methods=[],
+            methods=[name for name, _ in baselines],
         )
-        baselines = task.baselines(train_clouds, train_feats, medoid, task.n_feat(targs))
-        info["methods"] = [name for name, _ in baselines]
         if problems:
             cli.warn(f"baselines: {'; '.join(problems)}; taking the training medoid from {root}")
         return medoid, baselines, info
@@ -622,8 +622,6 @@ def _pictures(pictures, margs, out_dir, summary=None, legend=None):
 
 def _viewer_page(pictures, out_dir, summary, legend=None):
     """``<out>/viewer.html`` (utils.common.viewer): each picture's input, ground truth and prediction."""
-    from utils.train.clouds import upright
-
     path = os.path.join(out_dir, viewer.VIEWER_FILE)
     title = f"{summary.get('task', '')} metrics: {_short(summary.get('exp', ''))}".strip()
     lines = [
