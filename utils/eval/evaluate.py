@@ -28,7 +28,7 @@ import types
 import numpy as np
 
 from utils import metrics
-from utils.common import atomic_io, cli, tfv1, visualize
+from utils.common import atomic_io, cli, tfv1, viewer, visualize
 from utils.common.progress import Progress
 from utils.common.tfv1 import tf
 from utils.data import SPLITS, BatchPipeline, DataError, list_models
@@ -36,6 +36,7 @@ from utils.experiment import Experiment, ExperimentStateError, WrongTask, check_
 from utils.model import GraphSettings, build_graph
 from utils.task import as_task
 from utils.train import config
+from utils.train.clouds import upright
 
 # One pass over the samples in file order, one input view each (unless told otherwise), the
 # first views supervising: the evaluation's pipelines differ from training's in these arguments.
@@ -53,13 +54,18 @@ NO_SIDES = (
 
 
 def _collect_training_clouds(targs, task, n_models):
-    """Up to n_models (cloud, point features) pairs from the training split, in a fixed order."""
+    """Up to n_models (cloud, point features, model id) from the training split, in a fixed order:
+    (float32 (M, N, 3), (M, N) + feature_dims, list of M str)."""
     data = BatchPipeline.from_args(targs, task, "train", batch_size=1, all_input_views=False, **_ONE_PASS)
     try:
         batches = [data.get_batch(k) for k in range(min(n_models, data.n_models))]
     finally:
         data.close()
-    return (np.concatenate([b["pcl"] for b in batches]), np.concatenate([b[task.point_key] for b in batches]))
+    return (
+        np.concatenate([b["pcl"] for b in batches]),
+        np.concatenate([b[task.point_key] for b in batches]),
+        [str(b["model_id"][0]) for b in batches],
+    )
 
 
 def _eval_pipeline(targs, task, margs):
@@ -94,12 +100,12 @@ def evaluate(task, margs):
     tfv1.select_gpu(margs.gpu)
     tfv1.set_verbose(margs.verbose)
     margs = _check_window(margs)
-    targs, exp, prefix, step = _trained(task, margs)
+    targs, exp, prefix, step, trained_on = _trained(task, margs)
     out_dir = margs.out or exp.path(f"metrics_{margs.eval_set}_{margs.snapshot}")
     check_out_dir(out_dir, "--out")
     data = _eval_pipeline(targs, task, margs)  # the folder is made once there are results to write
     try:
-        medoid, baselines = _baselines(targs, task, margs)
+        medoid, baselines, baseline_info = _baselines(targs, task, margs, trained_on)
         floor = floor_method(data, task)
         groups = point_groups(data, margs.edge_radius)
         rows, pictures, predictions = _run(
@@ -117,18 +123,22 @@ def evaluate(task, margs):
             exp=os.path.abspath(margs.exp),
             snapshot=margs.snapshot,
             step=step,
+            data_dir=os.path.abspath(targs.data_dir),
+            trained_on=trained_on,
             eval_set=margs.eval_set,
             category=targs.category,
             input_views=margs.input_views,
             clip_box=margs.clip_box,
-            medoid_model=int(medoid),
+            medoid_model=None if medoid is None else int(medoid),
+            baseline=baseline_info,
             task=task.name,
             headline=list(task.headline),
             floor=floor_info,
             point_groups=_groups_info(groups),
         ),
     )
-    _report(out_dir, rows, summary, pictures, task, margs, predictions)
+    legend = task.legend(targs.data_dir, targs.category, task.n_feat(targs))
+    _report(out_dir, rows, summary, pictures, task, margs, predictions, legend)
     return summary
 
 
@@ -188,19 +198,54 @@ def open_trained(exp_dir, task, snapshot, kind):
 
 def _trained(task, margs):
     """The experiment's training flags (args.json, ``--data_dir`` replacing its data root, resolved
-    by the task) and the snapshot to evaluate: (targs, Experiment, checkpoint prefix, iteration)."""
+    by the task) and the snapshot to evaluate: (targs, Experiment, checkpoint prefix, iteration,
+    the data root the experiment was trained on (args.json's, absolute))."""
     targs, exp, prefix, step = open_trained(margs.exp, task, margs.snapshot, "metrics")
+    trained_on = os.path.abspath(os.path.expanduser(targs.data_dir))
     if margs.data_dir:
-        targs.data_dir = margs.data_dir
-    return task.resolve_args(targs), exp, prefix, step
+        targs.data_dir = os.path.abspath(os.path.expanduser(margs.data_dir))
+    return task.resolve_args(targs), exp, prefix, step, trained_on
 
 
-def _baselines(targs, task, margs):
+def _baselines(targs, task, margs, trained_on):
     """The training medoid (over ``--baseline_models`` training clouds) and the task's image-blind
-    baselines built on it: (medoid index, [(name, fn)])."""
-    train_clouds, train_feats = _collect_training_clouds(targs, task, margs.baseline_models)
-    medoid, _ = metrics.medoid_index(train_clouds)
-    return medoid, task.baselines(train_clouds, train_feats, medoid, task.n_feat(targs))
+    baselines built on it: (medoid index or None, [(name, fn)], summary.json's ``baseline`` record).
+
+    The training clouds come from the data the experiment was trained on (``trained_on``, args.json);
+    where that holds no training split (moved, or another machine), from the training split of the
+    evaluated data (``--data_dir``); where neither has one (a data set with only a test split, and
+    the training data gone), or with ``--baseline_models 0``, the baselines are skipped, with a line
+    saying why.
+    """
+    if margs.baseline_models == 0:
+        return None, [], dict(available=False, note="skipped: --baseline_models 0")
+    roots = [trained_on] + ([targs.data_dir] if os.path.abspath(targs.data_dir) != trained_on else [])
+    problems = []
+    for root in roots:
+        bargs = argparse.Namespace(**dict(vars(targs), data_dir=root))
+        try:
+            train_clouds, train_feats, ids = _collect_training_clouds(bargs, task, margs.baseline_models)
+        except (DataError, OSError) as err:
+            problems.append(f"{root}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+            continue
+        medoid, _ = metrics.medoid_index(train_clouds)
+        source = "the experiment's training data" if root == trained_on else "the evaluated data set's training split"
+        baselines = task.baselines(train_clouds, train_feats, medoid, task.n_feat(targs))
+        info = dict(
+            available=True,
+            data_dir=root,
+            source=source,
+            split="train",
+            n_models=len(ids),
+            medoid_model_id=ids[medoid],
+            methods=[name for name, _ in baselines],
+        )
+        if problems:
+            cli.warn(f"baselines: {'; '.join(problems)}; taking the training medoid from {root}")
+        return medoid, baselines, info
+    note = "skipped: no training split to take the medoid from (" + "; ".join(problems) + ")"
+    cli.warn(f"image-blind baselines {note}; the model's metrics are complete without them")
+    return None, [], dict(available=False, note=note)
 
 
 def floor_method(data, task):
@@ -405,7 +450,7 @@ class _Pictures:
             )
 
 
-def _report(out_dir, rows, summary, pictures, task, margs, predictions=None):
+def _report(out_dir, rows, summary, pictures, task, margs, predictions=None, legend=None):
     """Write the CSV and JSON files (and predictions.npz), print the table, make the pictures, say where
     everything is."""
     _write(out_dir, rows, summary)
@@ -420,7 +465,7 @@ def _report(out_dir, rows, summary, pictures, task, margs, predictions=None):
         )
         print(f"predictions: {path}")
     _print_table(summary, task.headline)
-    _pictures(pictures, margs, out_dir)
+    _pictures(pictures, margs, out_dir, summary, legend)
     print(
         f"per-sample metrics: {os.path.join(out_dir, 'per_sample.csv')}\n"
         f"per-model means: {os.path.join(out_dir, 'per_model.csv')}\n"
@@ -496,6 +541,19 @@ def _print_table(summary, headline):
         f"{summary['n_samples']} samples ({summary['n_models']} models, input views: {summary['input_views']}), "
         f"snapshot {summary['snapshot']} (iteration {summary['step']})"
     )
+    if summary.get("data_dir"):
+        print(
+            f"data set: {summary['data_dir']}"
+            + ("" if summary["data_dir"] == summary.get("trained_on") else f" (trained on {summary['trained_on']})")
+        )
+    base = summary.get("baseline") or {}
+    if base.get("available"):
+        print(
+            f"baselines ({', '.join(base['methods'])}): from the medoid of {base['n_models']} training models "
+            f"of {base['data_dir']} ({base['source']})"
+        )
+    elif base:
+        print(f"baselines: {base['note']}")
     print(f"{'metric':<16}" + "".join(f"{m:>{width + 2}}" for m in methods))
     for k in keys:
         print(f"{k:<16}" + "".join(f"{summary['methods'][m].get(k, float('nan')):>{width + 2}.5f}" for m in methods))
@@ -523,10 +581,13 @@ def _print_table(summary, headline):
     print(f"samples with NaN metrics: {nan['count']}" + (f" ({', '.join(nan['samples'])})" if nan["count"] else ""))
 
 
-def _pictures(pictures, margs, out_dir):
-    if not (margs.save_screenshots or margs.save_gifs or margs.save_ply or margs.visualize):
+def _pictures(pictures, margs, out_dir, summary=None, legend=None):
+    viewer_page = margs.save_viewer or margs.save_screenshots or margs.save_gifs or margs.save_ply
+    if not (viewer_page or margs.visualize):
         return
     limit = margs.n_pictures or len(pictures)
+    if viewer_page:
+        _viewer_page(pictures[:limit], out_dir, summary or {}, legend)
     for i, p in enumerate(pictures[:limit]):
         gt, pred = _shown(p)
         name = f"{margs.eval_set}_{i:03d}_{p['model_id'].replace('/', '_')}"
@@ -557,6 +618,37 @@ def _pictures(pictures, margs, out_dir):
             for p in pictures
             for gt, pred in [_shown(p)]
         )
+
+
+def _viewer_page(pictures, out_dir, summary, legend=None):
+    """``<out>/viewer.html`` (utils.common.viewer): each picture's input, ground truth and prediction."""
+    path = os.path.join(out_dir, viewer.VIEWER_FILE)
+    title = f"{summary.get('task', '')} metrics: {_short(summary.get('exp', ''))}".strip()
+    lines = [
+        f"snapshot {summary.get('snapshot')} (iteration {summary.get('step')}), {summary.get('category')} "
+        f"{summary.get('eval_set')} split of {_short(summary.get('data_dir', ''))}: one sample per model (its first "
+        f"evaluated input view), clouds scaled to the unit cube, y up"
+    ]
+    samples = [
+        dict(
+            title=p["model_id"],
+            image=p["image"],
+            clouds=[
+                ("ground truth", upright(p["gt"]), p["gt_col"]),
+                ("prediction", upright(p["pred"], visualize.PICTURE_BOX_CLIP), p["pred_col"]),
+            ],
+        )
+        for p in pictures
+    ]
+    info = viewer.write_viewer(path, samples, title, lines, legend=legend)
+    n = info["n_shown"]
+    print(f"viewer: {path} ({n} sample{'s' * (n != 1)}, {info['bytes'] / 2**20:.1f} MiB; open it in a browser)")
+
+
+def _short(path):
+    """``path`` relative to the working folder when it lies inside it, else as given."""
+    rel = os.path.relpath(path) if path else path
+    return rel if rel and not rel.startswith("..") else path
 
 
 def _shown(picture):
@@ -608,9 +700,10 @@ def metrics_parser(task):
     )
     p.add_argument(
         "--baseline_models",
-        type=cli.positive_int,
+        type=cli.non_negative_int,
         default=200,
-        help="training clouds used to find the baseline's medoid",
+        help="training clouds used to find the baseline's medoid, taken from the data the experiment was "
+        "trained on (args.json; else from --data_dir's training split); 0 = no baselines",
     )
     p.add_argument("--out", default=None, help="output folder (default: <exp>/metrics_<eval_set>_<snapshot>)")
     p.add_argument(
@@ -633,6 +726,13 @@ def metrics_parser(task):
     g.add_argument("--save_gifs", action="store_true", help="turntable GIFs of GT and prediction")
     g.add_argument("--save_ply", action="store_true", help="predicted clouds as coloured PLY files")
     g.add_argument(
+        "--save_viewer",
+        action="store_true",
+        help=f"{viewer.VIEWER_FILE}: one offline HTML page to turn the clouds in a browser (input, ground truth "
+        f"and prediction of the pictured samples; {viewer.LIMITS}); written with any of the "
+        "other picture flags too",
+    )
+    g.add_argument(
         "--save_predictions",
         action="store_true",
         help="every sample's predicted cloud and features, unrounded, in predictions.npz (model_id, "
@@ -642,7 +742,7 @@ def metrics_parser(task):
         "--n_pictures",
         type=cli.non_negative_int,
         default=8,
-        help="samples to draw with --save_screenshots/--save_gifs (0 = all)",
+        help="samples to draw with --save_screenshots/--save_gifs/--save_viewer, one per model (0 = all)",
     )
     g.add_argument(
         "--tqdm",

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from utils import metrics
-from utils.common import cli, tfv1, visualize
+from utils.common import cli, tfv1, viewer, visualize
 from utils.common.progress import Progress
 from utils.common.tfv1 import tf
 from utils.data import DataError, shapenet
@@ -44,6 +44,7 @@ from utils.experiment import ExperimentStateError, WrongTask
 from utils.model import GraphSettings, build_graph
 from utils.task import Task, as_task
 from utils.train import config
+from utils.train.clouds import upright
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 DEMO_BACKGROUND = (0.0, 0.0, 0.0)  # utils/datagen/demo_data.py renders on black
@@ -392,7 +393,8 @@ def predict_parser(task):
         description=f"Reconstruct {task.output_phrase} point clouds from your own images with a trained DIFFER "
         f"({task.name})\nexperiment, and/or export it as a TensorFlow SavedModel. Writes per image into "
         f"--out:\n<name>.ply ({task.ply_phrase}), <name>.png (input + the cloud from 4 angles),\n"
-        "with --gif <name>.gif (turntable), with --npy <name>_xyz.npy and <name>_features.npy.",
+        "with --gif <name>.gif (turntable), with --npy <name>_xyz.npy and <name>_features.npy;\n"
+        f"per run {viewer.VIEWER_FILE} (every input beside its cloud, to turn in a browser, offline).",
         epilog=INPUT_NOTE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -448,6 +450,12 @@ def predict_parser(task):
     p.add_argument("--npy", action="store_true", help="also write the raw arrays (xyz, features) as .npy")
     p.add_argument("--no_sheet", action="store_true", help="skip the PNG sheets (faster on large folders)")
     p.add_argument(
+        "--no_viewer",
+        action="store_true",
+        help=f"skip {viewer.VIEWER_FILE}, the offline HTML page that shows each input beside its cloud to turn "
+        f"in a browser (the first {viewer.MAX_SAMPLES} images of the run)",
+    )
+    p.add_argument(
         "--export",
         default=None,
         metavar="DIR",
@@ -470,7 +478,7 @@ def run(task, args):
     tfv1.use_graph_mode()  # the process-wide switch, here in the entry point, not at import
     tfv1.select_gpu(args.gpu)
     tfv1.set_verbose(args.verbose)
-    result = dict(outputs={}, errors=[], warnings=[], export=None, images_per_s=None, total_s=0.0)
+    result = dict(outputs={}, errors=[], warnings=[], export=None, viewer=None, images_per_s=None, total_s=0.0)
     t_start = time.perf_counter()
     with Predictor(args.exp, task, args.snapshot, args.batch_size) as pred:
         print(
@@ -566,6 +574,7 @@ def _predict_files(pred, task, args, background, result, framing=None):
     if files:
         pred.warm_up()
     net_s, n_done, t_start = 0.0, 0, time.perf_counter()
+    page = []  # the viewer page's samples (the first viewer.MAX_SAMPLES)
     with Progress(len(files), f"predict {task.name}", unit="image", enabled=not args.no_progress) as bar:
         for start in range(0, len(files), B):
             batch, images, panels = [], [], []
@@ -608,7 +617,12 @@ def _predict_files(pred, task, args, background, result, framing=None):
                         legend=legend,
                         panels=panels[i],
                     )
+                    if len(page) < viewer.MAX_SAMPLES:
+                        cloud = ("prediction", upright(xyz[i], visualize.PICTURE_BOX_CLIP), task.point_colours(feat[i]))
+                        page.append(dict(title=names[path], image=images[i], clouds=[cloud]))
             bar.update(len(files[start : start + B]))
+    if n_done and not args.no_viewer:
+        _viewer_page(pred, task, args, out_dir, page, n_done, result, legend)
     if n_done:
         result["images_per_s"] = n_done / net_s
         total = time.perf_counter() - t_start
@@ -617,3 +631,18 @@ def _predict_files(pred, task, args, background, result, framing=None):
             f"speed: network {result['images_per_s']:.1f} images/s at batch {B}; with reading and "
             f"writing {n_done / total:.1f} images/s"
         )
+
+
+def _viewer_page(pred, task, args, out_dir, page, n_done, result, legend=None):
+    """``<out>/viewer.html`` (utils.common.viewer): each input image beside its predicted cloud."""
+    path = os.path.join(out_dir, viewer.VIEWER_FILE)
+    lines = [
+        f"snapshot {args.snapshot} (iteration {pred.step}); left: the network's input (after --segment and --fit), "
+        f"right: the predicted {task.output_phrase} cloud, scaled to the unit cube, y up"
+    ]
+    info = viewer.write_viewer(path, page, f"{task.name} predictions: {args.exp}", lines, n_given=n_done, legend=legend)
+    result["viewer"] = path
+    shown = f"{n_done} image{'s' * (n_done != 1)}"
+    if info["n_shown"] < n_done:
+        shown = f"the first {info['n_shown']} of {n_done} images"
+    print(f"viewer: {path} ({shown}, {info['bytes'] / 2**20:.1f} MiB; open it in a browser, no network needed)")

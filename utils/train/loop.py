@@ -61,6 +61,7 @@ from utils.model import NONFINITE_TAG, GraphSettings, build_graph, build_validat
 from utils.render import projection
 from utils.task import task_ref
 from utils.train import config
+from utils.train.clouds import CloudSummaries
 
 TEST_SIGNAL_ENV = "DIFFER_TEST_SIGNAL_AT"
 # Errors whose message says everything: no traceback in log.txt.
@@ -377,7 +378,11 @@ class _Trainer:
                 f"; the validation set changed ({VAL_SET_FILE} rewritten for the new --val_* flags): "
                 "the next validation starts a new best"
             )
+        # The predicted clouds of the validation set's first samples, in TensorBoard (utils.train.clouds).
+        started = time.time()
+        self.clouds = CloudSummaries(task, self.vg, self.val_set_data.get_batch(0))
         self.val_seconds = 0.0
+        self.cloud_seconds = time.time() - started  # (reading the samples once; each write adds its time)
         self.step_seconds = 0.0  # time in training steps (next batch + session run), for the speed line
 
     # ------------------------------------------------------------------ snapshots, errors
@@ -449,6 +454,8 @@ class _Trainer:
         t_set = time.time()
         scores = self.validation_scores(sess)
         seconds_set = time.time() - t_set
+        seconds_clouds = self.clouds.write(sess, writer, step)
+        self.cloud_seconds += seconds_clouds
         n = len(scores["chamfer"])
         for key, values in scores.items():
             sums[key] = float(np.mean(values))
@@ -469,7 +476,10 @@ class _Trainer:
             msg += "  [new best, saved]"
         seconds = time.time() - start
         self.val_seconds += seconds
-        self.log(msg + f"  ({seconds:.2f} s, of which the validation set {seconds_set:.2f} s)")
+        self.log(
+            msg + f"  ({seconds:.2f} s, of which the validation set {seconds_set:.2f} s, "
+            f"the clouds for TensorBoard {seconds_clouds:.2f} s)"
+        )
 
     def _save_pictures(self, sess, batch, step, writer):
         g, task, V = self.g, self.task, self.args.N_VIEWS
@@ -524,9 +534,11 @@ class _Trainer:
                 if trained and self.step_seconds > 0
                 else ""
             )
+            clouds = 100 * self.cloud_seconds / max(spent, 1e-9)
             self.log(
                 f"finished: {step} iterations; best validation Chamfer {self.best_value:.4f}; validation "
-                f"took {self.val_seconds:.1f} s of this run's {spent:.1f} s ({share:.1f} %){speed}"
+                f"took {self.val_seconds:.1f} s of this run's {spent:.1f} s ({share:.1f} %), of which the clouds "
+                f"for TensorBoard {self.cloud_seconds:.2f} s ({clouds:.2f} %){speed}"
             )
         return step
 
@@ -582,6 +594,8 @@ class _Trainer:
             f"(model, view) pairs of {self.val_data.n_models} models ({args.val_selection}, {VAL_SET_FILE})"
             f"{self.val_set_note}; projection: {args.projection}"
         )
+        if self.clouds.note:
+            self.log(f"warning: {self.clouds.note}")
 
     def _iterate(self, sess, step):
         """One training step, then what is due at its iteration (log line, validation, snapshot)."""
