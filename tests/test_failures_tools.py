@@ -128,6 +128,74 @@ def test_unexpected_errors_leave_a_traceback_in_a_log_and_warnings_are_one_line(
     assert warnings.showwarning is not cli._show_warning  # restored
 
 
+KILLED_IN_CSV = """
+import os, signal, sys
+from rgb.task import TASK
+from utils.eval import evaluate
+
+def killed(path, rows):  # half of per_sample.csv written, then the process dies (kill -9)
+    with open(path, "w") as f:
+        f.write(",".join(rows[0]) + "\\n" + ",".join(str(v) for v in rows[0].values())[:9])
+        f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+evaluate._write_csv = killed
+evaluate.main(TASK, sys.argv[1:])
+"""
+
+
+def _csv_means(path, method="model"):
+    """Means of the columns of a per_sample.csv's rows of ``method``, by hand (csv module, float sums)."""
+    import csv
+
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["method"] == method]
+    keys = [k for k in rows[0] if k not in ("model_id", "input_view", "method")]
+    return {k: sum(float(r[k]) for r in rows) / len(rows) for k in keys}, len(rows)
+
+
+def test_metrics_killed_while_writing_leaves_the_previous_set_whole(rgb_exp, tmp_path, capsys):
+    """A metrics run killed while it writes per_sample.csv: the folder still holds the previous run's
+    files, each consistent with the others (summary.json's means are per_sample.csv's); the next run
+    removes the killed run's working folder (one line) and replaces the set."""
+    from rgb.task import TASK
+    from utils.eval import evaluate
+
+    out = tmp_path / "metrics"
+    evaluate.main(TASK, _metrics_argv(rgb_exp, out, "--snapshot", "1"))
+    before = {n: (out / n).read_bytes() for n in sorted(os.listdir(out))}
+    assert sorted(before) == ["per_model.csv", "per_sample.csv", "summary.json"]
+    res = subprocess.run(
+        [sys.executable, "-c", KILLED_IN_CSV, *_metrics_argv(rgb_exp, out, "--snapshot", "2")],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=os.getcwd()),
+        timeout=600,
+    )
+    assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
+    assert {n: (out / n).read_bytes() for n in sorted(os.listdir(out))} == before  # untouched
+    summary = json.loads((out / "summary.json").read_text())
+    means, n = _csv_means(out / "per_sample.csv")
+    assert summary["step"] == 1 and summary["n_samples"] == n
+    for k, v in means.items():
+        assert summary["methods"]["model"][k] == pytest.approx(v, rel=1e-12), k
+    left = [n for n in os.listdir(tmp_path) if n != "metrics"]
+    assert len(left) == 1 and left[0].startswith(".metrics.tmp-")  # the killed run's working folder
+    capsys.readouterr()
+    evaluate.main(TASK, _metrics_argv(rgb_exp, out, "--snapshot", "2"))
+    assert f"warning: removed {tmp_path / left[0]}, left by an interrupted run" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == ["metrics"]
+    summary = json.loads((out / "summary.json").read_text())
+    means, n = _csv_means(out / "per_sample.csv")
+    assert summary["step"] == 2 and summary["n_samples"] == n
+    for k, v in means.items():
+        assert summary["methods"]["model"][k] == pytest.approx(v, rel=1e-12), k
+    # a folder that holds other files is not taken: the set would replace them
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(cli.CLIError, match=r"holds files that metrics did not write \(notes.txt\)"):
+        evaluate.main(TASK, _metrics_argv(rgb_exp, out, "--snapshot", "2"))
+
+
 # --------------------------------------------------------------------------- 2. task, checkpoints
 def test_metrics_and_predict_check_the_task_and_the_checkpoint_before_any_graph(rgb_exp, tmp_path, monkeypatch, capsys):
     from partseg import metrics_partseg
