@@ -333,27 +333,6 @@ print("cache used:", cached._cache is not None, "same batch:", same)
 """
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 512 KiB file system (tmpfs) when this process may mount one, else None."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if not shutil.which("mount") or os.geteuid() != 0:
-        yield None
-        return
-    try:
-        ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], capture_output=True)
-    except OSError:
-        ok = None
-    if ok is None or ok.returncode != 0:
-        yield None
-        return
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
 @pytest.mark.parametrize("mode", ["honest", "full"])
 def test_a_full_disk_falls_back_to_the_png_files(mode, small_disk, tiny_data, tmp_path):
     """The cache (about 1 MiB here) on a 512 KiB disk. ``honest``: the free-space check refuses to
@@ -433,3 +412,14 @@ def test_bench_data_table_arithmetic():
     text = bench.table(50.0, 40.0, {("cache", 1): 1600.0}, {("cache", 1): 2.0}, 10.0)
     assert "-> 160 samples/s" in text and "5.0 ms -> 1600 samples/s" in text
     assert "| cache | 1 | 1600 | 10.0x | 1.00x | 2.00 | 4.8% |" in text  # 2 / (2 + 40) CPU ms
+
+
+def test_bench_cache_verify_runs_and_its_arithmetic(tmp_path):
+    """benchmarks/bench_cache_verify.py on 2 MiB: 170 views of 12 KiB (under the 341 rows of one chunk); the
+    seconds per GiB are the inverse of the MiB/s (by hand: 1024 / rate)."""
+    from benchmarks import bench_cache_verify as bench
+
+    r = bench.measure(mib=2, rounds=1, folder=str(tmp_path))
+    assert r["chunks"] == 1 and r["mib"] == pytest.approx((128 + 170 * 64 * 64 * 3) / 2**20)
+    assert r["verify_s_per_gib"] == pytest.approx(1024 / r["verify_mib_s"])
+    assert r["verify_mib_s"] > 0 and r["sample_ms"] > 0 and r["batch_us"] > 0 and 0 < r["crc_share_of_write"]
