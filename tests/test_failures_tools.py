@@ -277,6 +277,19 @@ def test_leftovers_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
     held.discard()
 
 
+def test_training_removes_what_a_killed_run_left_half_written(tiny_data, tmp_path, capsys):
+    """A pointer file half-written when training was killed (``snapshots/.latest.json.<pid>.tmp``)
+    is removed at the next start, with a warning line."""
+    exp = tmp_path / "exp"
+    (exp / "snapshots").mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = exp / "snapshots" / f".latest.json.{int(dead.stdout)}.tmp"
+    left.write_text('{"step": 1')
+    tiny.train("rgb", tiny_data, exp, 1)
+    assert not left.exists()
+    assert f"warning: removed {left}, left by an interrupted run" in capsys.readouterr().err
+
+
 def test_metrics_on_a_full_disk_is_one_line_and_leaves_nothing(rgb_exp, small_disk, tmp_path, monkeypatch, capsys):
     """Metrics writing its set onto a disk that is full: one line naming the file, no traceback, no
     half-written folder (a real 512 KiB tmpfs, filled first)."""
