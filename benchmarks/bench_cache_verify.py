@@ -5,7 +5,7 @@ Usage::
     python benchmarks/bench_cache_verify.py              # 512 MiB of views
     python benchmarks/bench_cache_verify.py --mib 64     # quicker
 
-Writes one array file of ``--mib`` MiB of random uint8 views (64 x 64 x 3, as ``rgb.npy``) with the
+Writes one array file of ``--mib`` MiB of random uint8 views (64 x 64 x 3, as the cache's renders) with the
 cache's writer (``_ArrayFile``: plain ``write()`` calls, a CRC-32 per chunk of rows) into a
 temporary folder, reads it back through a memory map from the page cache (as training does after
 the first pass) and measures, best of ``--rounds``:
@@ -22,16 +22,12 @@ A cold read from disk adds the disk's read time, which the first epoch pays anyw
 """
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 import zlib
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _best(fn, rounds):
@@ -52,7 +48,7 @@ def measure(mib=512, rounds=3, folder=None):
     rng = np.random.default_rng(0)
     block = rng.integers(0, 256, (256,) + row, dtype=np.uint8)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        path = Path(tmp) / "rgb.npy"
+        path = Path(tmp) / "views.npy"
 
         def write():
             f = vc._ArrayFile(path, (n,) + row, np.uint8)
@@ -66,19 +62,19 @@ def measure(mib=512, rounds=3, folder=None):
         crc_s = _best(lambda: zlib.crc32(data), rounds)
         data = None
         array = np.load(path, mmap_mode="r")
-        manifest = dict(files=dict(rgb=info, start=dict(chunk_rows=1, chunk_crc32=[0])))
-        arrays = dict(rgb=array, start=np.array([0, n]))
+        manifest = dict(files=dict(views=info, start=dict(chunk_rows=1, chunk_crc32=[0])))
+        arrays = dict(views=array, start=np.array([0, n]))
 
         def verify_all():
             for k in range(len(info["chunk_crc32"])):
-                vc.verify_chunk("rgb", array, info, k)
+                vc.verify_chunk("views", array, info, k)
 
         all_s = _best(verify_all, rounds)
-        sample_s = _best(lambda: vc.verify_sample(dict(files=dict(rgb=info)), dict(rgb=array)), rounds)
+        sample_s = _best(lambda: vc.verify_sample(dict(files=dict(views=info)), dict(views=array)), rounds)
         cache = vc.ViewCache(tmp, manifest, arrays)
-        cache.verify_rows("rgb", np.arange(n))
+        cache.verify_rows("views", np.arange(n))
         rows = rng.integers(0, n, (8, 5))
-        per_batch = _best(lambda: [cache.verify_rows("rgb", rows) for _ in range(1000)], rounds) / 1000
+        per_batch = _best(lambda: [cache.verify_rows("views", rows) for _ in range(1000)], rounds) / 1000
         size = path.stat().st_size
     return dict(
         mib=size / 2**20,

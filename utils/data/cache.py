@@ -404,51 +404,49 @@ def _write_arrays(spec, models, angles, folder, dist_dtype):
         for k, (shape, dt) in shapes.items():
             with atomic_io.naming(folder / f"{k}.npy"):
                 out[k] = _ArrayFile(folder / f"{k}.npy", shape, dt)
-        arr = _NamedWriters(out)
-        arr.write("start", np.concatenate([[0], np.cumsum(counts)]))
+        arr = {k: _Named(f) for k, f in out.items()}
+        arr["start"].write(np.concatenate([[0], np.cumsum(counts)]))
         for m, mid in enumerate(models):
             rdir = os.path.join(dirs["rendered"], spec.synset, mid)
             pdir = os.path.join(dirs["pcl"], spec.synset, mid)
             views = range(counts[m])
-            arr.write("angles", angles[m])
-            arr.write("rgb", np.stack([read_rgb_u8(os.path.join(rdir, render_file(v)), H, W) for v in views]))
+            arr["angles"].write(angles[m])
+            arr["rgb"].write(np.stack([read_rgb_u8(os.path.join(rdir, render_file(v)), H, W) for v in views]))
             masks = np.stack([read_mask_bool(os.path.join(rdir, depth_file(v)), H, W) for v in views])
-            arr.write("mask", masks)
+            arr["mask"].write(masks)
             dist = gt_distance_transform(masks.astype(np.float32))  # what the PNG path computes per batch
             compact = dist.astype(dist_dtype)
             if not np.array_equal(compact.astype(np.float32), dist):
                 raise _Inexact(mid)
-            arr.write("dist", compact)
-            arr.write("pcl", read_cloud(os.path.join(pdir, PCL_FILE), spec.n_pts)[None])
+            arr["dist"].write(compact)
+            arr["pcl"].write(read_cloud(os.path.join(pdir, PCL_FILE), spec.n_pts)[None])
             if "pcl_rgb" in out:
-                arr.write("pcl_rgb", read_cloud_colours(os.path.join(pdir, PCL_COLOURS_FILE), spec.n_pts)[None])
+                arr["pcl_rgb"].write(read_cloud_colours(os.path.join(pdir, PCL_COLOURS_FILE), spec.n_pts)[None])
             if "labels" in out:
-                arr.write(
-                    "labels",
-                    np.stack([read_label_map(_label_map_path(spec, mid, v), H, W, spec.n_cls) for v in views]),
-                )
+                maps = [read_label_map(_label_map_path(spec, mid, v), H, W, spec.n_cls) for v in views]
+                arr["labels"].write(np.stack(maps))
             if "pcl_labels" in out:
                 labels = read_cloud_labels(os.path.join(pdir, PCL_LABELS_FILE), spec.n_pts, spec.n_cls)
-                arr.write("pcl_labels", labels[None])
-        return {k: arr.finish(k) for k in out}
+                arr["pcl_labels"].write(labels[None])
+        return {k: a.finish() for k, a in arr.items()}
     finally:
         for f in out.values():
             f.close()
 
 
-class _NamedWriters:
-    """:class:`_ArrayFile` writes whose OSErrors name the file (a failed ``write()`` names none)."""
+class _Named:
+    """An :class:`_ArrayFile` whose OSErrors name its file (a failed ``write()`` names none)."""
 
-    def __init__(self, files):
-        self.files = files
+    def __init__(self, f):
+        self.f = f
 
-    def write(self, name, rows):
-        with atomic_io.naming(self.files[name].path):
-            self.files[name].write(rows)
+    def write(self, rows):
+        with atomic_io.naming(self.f.path):
+            self.f.write(rows)
 
-    def finish(self, name):
-        with atomic_io.naming(self.files[name].path):
-            return self.files[name].finish()
+    def finish(self):
+        with atomic_io.naming(self.f.path):
+            return self.f.finish()
 
 
 def check_free_space(spec, n_models, n_views, folder):
@@ -672,14 +670,12 @@ class ViewCache:
         rows = first[:, None] + np.asarray(views, np.int64)
         # every byte below is verified before it is used (CacheDamaged otherwise)
         both = np.concatenate([rows_in, rows.reshape(-1)])
-        self.verify_rows("rgb", both if "pcl_rgb" in a else rows_in)
-        self.verify_rows("angles", both)
-        for name in ("mask", "dist", "labels"):
-            if name in a:
-                self.verify_rows(name, rows)
-        for name in ("pcl", "pcl_rgb", "pcl_labels"):
-            if name in a:
-                self.verify_rows(name, models)
+        used = {name: rows for name in a if name not in PER_MODEL}  # per view: the supervision views
+        used.update({name: models for name in a if name in PER_MODEL and name != "start"})
+        used["angles"] = both
+        used["rgb"] = both if "pcl_rgb" in a else rows_in  # the input image (and the colour views)
+        for name, r in used.items():
+            self.verify_rows(name, r)
         ang_in, ang = a["angles"][rows_in], a["angles"][rows]
         fg = a["mask"][rows]
         masks = fg.astype(np.float32)
