@@ -5,6 +5,10 @@ Scripts outside the packages (``benchmarks/``, ``claims/``, ``examples/``) are i
 namespace packages they are from the repository root (``from claims import ablation``): the test
 command runs pytest there."""
 
+import os
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -116,3 +120,24 @@ def tf_ops_without_library(tmp_path):
     tf_ops.LOADER.reset(lib_path=str(tmp_path / "no-such-lib.so"))
     yield
     tf_ops.LOADER.reset()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 512 KiB file system (tmpfs) when this process may mount one, else None."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if not shutil.which("mount") or os.geteuid() != 0:
+        yield None
+        return
+    try:
+        ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], capture_output=True)
+    except OSError:
+        ok = None
+    if ok is None or ok.returncode != 0:
+        yield None
+        return
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

@@ -8,13 +8,16 @@ Oracles: set operations (splits), hand-made meshes whose rendered size is known 
 process that really holds the lock, file listings before and after, byte comparisons.
 """
 
+import errno
 import glob
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import time
 import warnings
 
 import cv2
@@ -23,7 +26,7 @@ import pytest
 import trimesh
 
 import tiny
-from utils.common import cli
+from utils.common import atomic_io, cli
 from utils.data import BatchPipeline, DataError, tree_dirs
 from utils.datagen import demo_data, mesh_dataset, splits
 from utils.datagen.mesh_io import MeshError, MeshSource, load_mesh, normalise
@@ -107,6 +110,36 @@ def test_expected_errors_are_one_line_and_create_nothing(rgb_exp, tmp_path, monk
     assert sorted(os.listdir(tmp_path)) == ["a_file", "bad_exp"]
 
 
+@pytest.mark.parametrize(
+    "key, value, problem",
+    [
+        ("N_PTS", -5, "expected a positive integer, got -5"),
+        ("IMG_H", "big", "expected a whole number"),
+        ("projection", "magic", "expected one of auto, fused, local, dense"),
+        ("skipconn", "yes", "expected true or false"),
+    ],
+)
+def test_args_json_with_an_impossible_value_is_named(key, value, problem, rgb_exp, tmp_path, monkeypatch, capsys):
+    """args.json edited by hand (N_PTS -5): one line naming the file, the key, the value and what its
+    flag accepts, before anything is built (it failed later with a message about something else)."""
+    from rgb import metrics_rgb
+    from utils.eval import evaluate
+
+    exp = tmp_path / "edited"
+    shutil.copytree(rgb_exp, exp)
+    args = json.loads((exp / "args.json").read_text())
+    args[key] = value
+    (exp / "args.json").write_text(json.dumps(args))
+    cli_main = lambda: evaluate.cli_main(metrics_rgb.TASK)  # noqa: E731
+    status, err = _run_cli(monkeypatch, cli_main, _metrics_argv(str(exp), tmp_path / "out"), capsys)
+    assert status == 1 and len(err) == 1, err
+    assert err[0].startswith(
+        f"metrics_rgb: error: {exp / 'args.json'}: {key} is {json.dumps(value)}, a value --{key} refuses ({problem}); "
+        "the file was changed after training wrote it"
+    ), err[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_unexpected_errors_leave_a_traceback_in_a_log_and_warnings_are_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(cli.LOG_DIR_ENV, str(tmp_path / "logs"))
 
@@ -126,6 +159,160 @@ def test_unexpected_errors_leave_a_traceback_in_a_log_and_warnings_are_one_line(
     assert "Traceback (most recent call last)" in text and "in broken" in text and "KeyError" in text
     assert cli.run("some_tool", lambda argv: 3, []) == 3
     assert warnings.showwarning is not cli._show_warning  # restored
+
+
+KILLED_IN_CSV = """
+import os, signal, sys
+from rgb.task import TASK
+from utils.eval import evaluate
+
+def killed(path, rows):  # half of per_sample.csv written, then the process dies (kill -9)
+    with open(path, "w") as f:
+        f.write(",".join(rows[0]) + "\\n" + ",".join(str(v) for v in rows[0].values())[:9])
+        f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+evaluate._write_csv = killed
+evaluate.main(TASK, sys.argv[1:])
+"""
+
+
+def _csv_means(path, method="model"):
+    """Means of the columns of a per_sample.csv's rows of ``method``, by hand (csv module, float sums)."""
+    import csv
+
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["method"] == method]
+    keys = [k for k in rows[0] if k not in ("model_id", "input_view", "method")]
+    return {k: sum(float(r[k]) for r in rows) / len(rows) for k in keys}, len(rows)
+
+
+def test_metrics_killed_while_writing_leaves_the_previous_set_whole(rgb_exp, tmp_path, capsys):
+    """A metrics run killed while it writes per_sample.csv: the folder still holds the previous run's
+    files, each consistent with the others (summary.json's means are per_sample.csv's); the next run
+    removes the killed run's working folder (one line) and replaces the set."""
+    from rgb.task import TASK
+    from utils.eval import evaluate
+
+    out = tmp_path / "metrics"
+    evaluate.main(TASK, _metrics_argv(rgb_exp, out, "--snapshot", "1"))
+    before = {n: (out / n).read_bytes() for n in sorted(os.listdir(out))}
+    assert sorted(before) == ["per_model.csv", "per_sample.csv", "summary.json"]
+    res = subprocess.run(
+        [sys.executable, "-c", KILLED_IN_CSV, *_metrics_argv(rgb_exp, out, "--snapshot", "2")],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=os.getcwd()),
+        timeout=600,
+    )
+    assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
+    assert {n: (out / n).read_bytes() for n in sorted(os.listdir(out))} == before  # untouched
+    summary = json.loads((out / "summary.json").read_text())
+    means, n = _csv_means(out / "per_sample.csv")
+    assert summary["step"] == 1 and summary["n_samples"] == n
+    for k, v in means.items():
+        assert summary["methods"]["model"][k] == pytest.approx(v, rel=1e-12), k
+    left = [n for n in os.listdir(tmp_path) if n != "metrics"]
+    assert len(left) == 1 and left[0].startswith(".metrics.tmp-")  # the killed run's working folder
+    capsys.readouterr()
+    evaluate.main(TASK, _metrics_argv(rgb_exp, out, "--snapshot", "2"))
+    assert f"warning: removed {tmp_path / left[0]}, left by an interrupted run" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == ["metrics"]
+    summary = json.loads((out / "summary.json").read_text())
+    means, n = _csv_means(out / "per_sample.csv")
+    assert summary["step"] == 2 and summary["n_samples"] == n
+    for k, v in means.items():
+        assert summary["methods"]["model"][k] == pytest.approx(v, rel=1e-12), k
+    # a folder that holds other files is not taken: the set would replace them
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(cli.CLIError, match=r"holds files that metrics did not write \(notes.txt\)"):
+        evaluate.main(TASK, _metrics_argv(rgb_exp, out, "--snapshot", "2"))
+
+
+def test_disk_problems_are_one_line_naming_the_file_and_what_to_do(tmp_path, capsys):
+    """Every tool's error path: no space, read-only, permission denied, each one line naming the file
+    (a failed write() names none: the writer adds it) and what to do, no crash log."""
+
+    def full(argv):  # a write that fails as f.write() does on a full disk: no file name
+        with atomic_io.writing(tmp_path / "out.csv") as tmp, open(tmp, "w"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    assert cli.run("some_tool", full, []) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"some_tool: error: {tmp_path / 'out.csv'}: no space left on the disk; free space there or write elsewhere"
+    ]
+    assert os.listdir(tmp_path) == []  # its temporary file removed
+    for code, text in [
+        (errno.EROFS, "the file system is read-only; write to a folder on a writable disk"),
+        (errno.EACCES, "permission denied; choose a folder this user can write, or change its permissions"),
+        (errno.EDQUOT, "disk quota exceeded; free space in your quota or write elsewhere"),
+    ]:
+
+        def fails(argv, code=code):
+            raise OSError(code, os.strerror(code), "/data/out/summary.json")
+
+        assert cli.run("some_tool", fails, [], status=2) == 2
+        assert capsys.readouterr().err.splitlines() == [f"some_tool: error: /data/out/summary.json: {text}"]
+
+
+def test_leftovers_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    """atomic_io's temporaries: a file of a dead PID, a working folder whose lock is free, a folder
+    moved aside by replace_dir, go; a live process's file and a held working folder stay."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    names = [f".latest.json.{pid}.tmp", f".shot.png.{pid}.tmp.png", f".x.old-{pid}-0123abcd"]
+    (tmp_path / names[0]).write_text("{")
+    (tmp_path / names[1]).write_bytes(b"")
+    (tmp_path / names[2]).mkdir()
+    free = atomic_io.WorkDir(tmp_path / "out")
+    free._release()  # as after kill -9: the folder stays, its lock is free
+    held = atomic_io.WorkDir(tmp_path / "other")
+    live = tmp_path / f".summary.json.{os.getpid()}.tmp"
+    live.write_text("")
+    (tmp_path / "results.csv").write_text("")  # not a temporary
+    removed = atomic_io.remove_leftovers(tmp_path)
+    assert sorted(p.name for p in removed) == sorted(names + [free.path.name])
+    assert sorted(os.listdir(tmp_path)) == sorted([held.path.name, live.name, "results.csv"])
+    assert atomic_io.remove_leftovers(tmp_path, names={"other"}) == []
+    held.discard()
+
+
+def test_training_removes_what_a_killed_run_left_half_written(tiny_data, tmp_path, capsys):
+    """A pointer file half-written when training was killed (``snapshots/.latest.json.<pid>.tmp``)
+    is removed at the next start, with a warning line."""
+    exp = tmp_path / "exp"
+    (exp / "snapshots").mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = exp / "snapshots" / f".latest.json.{int(dead.stdout)}.tmp"
+    left.write_text('{"step": 1')
+    tiny.train("rgb", tiny_data, exp, 1)
+    assert not left.exists()
+    assert f"warning: removed {left}, left by an interrupted run" in capsys.readouterr().err
+
+
+def test_metrics_on_a_full_disk_is_one_line_and_leaves_nothing(rgb_exp, small_disk, tmp_path, monkeypatch, capsys):
+    """Metrics writing its set onto a disk that is full: one line naming the file, no traceback, no
+    half-written folder (a real 512 KiB tmpfs, filled first)."""
+    if small_disk is None:
+        pytest.skip("no small file system can be mounted here (the error path is tested with simulated errors)")
+    from rgb import metrics_rgb
+    from utils.eval import evaluate
+
+    filler = small_disk / "filler"
+    with open(filler, "wb") as f:  # leave one page free
+        f.write(b"\0" * (shutil.disk_usage(small_disk).free - 4096))
+    out = small_disk / "metrics"
+    cli_main = lambda: evaluate.cli_main(metrics_rgb.TASK)  # noqa: E731
+    status, err = _run_cli(monkeypatch, cli_main, _metrics_argv(rgb_exp, out), capsys)
+    assert status == 1
+    errors = [line for line in err if "error" in line]
+    assert len(errors) == 1, err
+    assert re.fullmatch(
+        r"metrics_rgb: error: .*/\.metrics\.tmp-\d+-[0-9a-f]{8}/\S+: no space left on the disk; "
+        r"free space there or write elsewhere",
+        errors[0],
+    ), errors[0]
+    assert sorted(os.listdir(small_disk)) == ["filler"]  # no working folder, no --out
 
 
 # --------------------------------------------------------------------------- 2. task, checkpoints
@@ -417,6 +604,132 @@ def test_outlier_vertices_overflow_missing_files_and_grey(tmp_path, capsys):
     assert re.search(r"make_dataset: warning: .*nomtl.obj: texture/material file\(s\) not found: gone.mtl", lines.out)
     assert re.search(r"make_dataset: skipped .*sliver.off: the views are nearly empty", lines.out)
     assert "1 rendered now, 0 already complete, 1 failed" in lines.out
+
+
+def _gltf_quad(folder, image_uri):
+    """A textured unit square as a .gltf whose image is the external file ``image_uri`` (a red
+    8x8 PNG written at ``folder / "red.png"``), buffers beside it."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[..., 0] = 255
+    Image.fromarray(red).save(folder / "red.png")
+    quad = trimesh.Trimesh(
+        [[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]],
+        [[0, 1, 2], [0, 2, 3]],
+        visual=trimesh.visual.TextureVisuals(uv=[[0, 0], [1, 0], [1, 1], [0, 1]], image=Image.fromarray(red)),
+        process=False,
+    )
+    files = trimesh.exchange.gltf.export_gltf(trimesh.Scene(quad))
+    doc = json.loads(files.pop("model.gltf"))
+    doc["images"] = [{"uri": image_uri}]  # the texture as a file of its own, not in a buffer
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    (folder / "quad.gltf").write_text(json.dumps(doc))
+    return folder / "quad.gltf"
+
+
+def test_gltf_missing_texture_reported_and_files_outside_the_mesh_folder_refused(tmp_path, capsys):
+    """A .gltf whose texture file is missing is reported like an OBJ's (it rendered grey without a
+    word); a material or texture named outside the mesh's folder is not read, with a warning naming
+    it, unless --allow_outside_files."""
+    gltf = _gltf_quad(tmp_path / "ok", "red.png")
+    loaded = load_mesh(gltf)
+    assert len(loaded.surface.textures) == 1 and loaded.notes == []
+    gone = _gltf_quad(tmp_path / "meshes" / "gone", "red.png")
+    (gone.parent / "red.png").unlink()
+    loaded = load_mesh(gone)
+    assert loaded.surface.textures == []
+    assert loaded.notes == ["texture/material file(s) not found: red.png (those faces use the material colour)"]
+    argv = ["--meshes", str(tmp_path / "meshes"), "--out", str(tmp_path / "out"), "--category", "chair"]
+    argv += ["--n_views", "1", "--size", "16", "--n_dense", "2048", "--quiet", "--workers", "1"]
+    assert mesh_dataset.main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"make_dataset: warning: {gone}: texture/material file(s) not found: red.png" in out
+
+    # outside the mesh's folder: a glTF image, an OBJ material library (a red Kd there)
+    outside = _gltf_quad(tmp_path / "in", "../ok/red.png")
+    loaded = load_mesh(outside)
+    assert loaded.surface.textures == []
+    assert loaded.notes == [
+        f"file(s) outside the mesh's folder {tmp_path / 'in'} not read: ../ok/red.png (those faces use "
+        "the material colour; make_dataset.py --allow_outside_files reads them)"
+    ]
+    assert len(load_mesh(outside, allow_outside=True).surface.textures) == 1
+    (tmp_path / "red.mtl").write_text("newmtl red\nKd 1 0 0\n")
+    box = trimesh.creation.box()
+    obj = _obj(tmp_path / "in" / "box.obj", box.vertices, box.faces, "mtllib ../red.mtl\nusemtl red\n")
+    loaded = load_mesh(obj)
+    assert np.allclose(loaded.surface.corner_colours, GREY)
+    assert loaded.notes == [
+        f"file(s) outside the mesh's folder {tmp_path / 'in'} not read: ../red.mtl (those faces use the "
+        "material colour; make_dataset.py --allow_outside_files reads them)"
+    ]
+    assert np.allclose(load_mesh(obj, allow_outside=True).surface.corner_colours, [1, 0, 0])
+    absolute = _obj(tmp_path / "in" / "abs.obj", box.vertices, box.faces, f"mtllib {tmp_path / 'red.mtl'}\n")
+    assert "not read: " + str(tmp_path / "red.mtl") in load_mesh(absolute).notes[0]
+
+
+ORPHANS = """
+import os, sys, time
+from utils.datagen import mesh_dataset
+
+real = mesh_dataset.render_model
+
+def slow(source, opts):  # in a worker: say so, then take a while
+    open(os.path.join(sys.argv[3], f"started-{os.getpid()}"), "w").close()
+    time.sleep(3)
+    return real(source, opts)
+
+mesh_dataset.render_model = slow
+sys.exit(mesh_dataset.main(["--meshes", sys.argv[1], "--out", sys.argv[2], "--category", "90000001",
+                            "--n_views", "1", "--size", "16", "--supersample", "1", "--n_dense", "2048",
+                            "--quiet", "--workers", "2"]))
+"""
+
+
+def test_workers_of_a_killed_make_dataset_end_without_tracebacks(tmp_path):
+    """make_dataset killed with SIGKILL while its two workers render: the workers end with it, and
+    print nothing (they used to finish their model and die on a BrokenPipeError traceback)."""
+    meshes, marks = tmp_path / "meshes", tmp_path / "marks"
+    meshes.mkdir()
+    marks.mkdir()
+    for k in range(4):
+        trimesh.creation.box(extents=[1, 1 + k, 1]).export(meshes / f"box{k}.ply")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ORPHANS, str(meshes), str(tmp_path / "out"), str(marks)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=os.getcwd(), TF_CPP_MIN_LOG_LEVEL="2"),
+    )
+    try:
+        for _ in range(600):  # until both workers are rendering (at most a minute)
+            if len(os.listdir(marks)) >= 2 or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert len(os.listdir(marks)) >= 2, proc.communicate()
+        proc.kill()
+        out, err = proc.communicate(timeout=60)  # returns when every writer of the pipes (the workers) is gone
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+    def state(pid):  # 'gone', or the /proc state letter (Z: dead, not yet reaped by its new parent)
+        try:
+            return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return "gone"
+
+    pids = [name.split("-")[1] for name in os.listdir(marks)]
+    for _ in range(100):  # the pipes close a moment before a process has finished exiting
+        if all(state(pid) in ("gone", "Z", "X") for pid in pids):
+            break
+        time.sleep(0.1)
+    assert all(state(pid) in ("gone", "Z", "X") for pid in pids), [state(pid) for pid in pids]
 
 
 # --------------------------------------------------------------------------- 6. --force, N_VIEWS, small inputs

@@ -8,6 +8,7 @@ fresh process that imports nothing but TensorFlow and numpy.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -290,3 +291,149 @@ def test_read_image_kinds_and_errors(tmp_path):
     assert [os.path.basename(f) for f in files] == ["empty.png", "grey16.png", "red.png", "text.jpg"]
     assert errors == [(str(tmp_path / "absent"), "no such file or folder")]
     assert inference.output_names(["a/x.png", "b/x.png", "x.jpg", "y.png"]) == ["x", "x_2", "x_3", "y"]
+
+
+def _exif_jpeg(path, rgb, orientation):
+    """A JPEG of the pixels ``rgb`` (uint8 (h, w, 3)) tagged with EXIF ``orientation`` (written with Pillow)."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(rgb).save(path, "JPEG", quality=95, exif=exif.tobytes())
+
+
+@pytest.mark.slow
+def test_exif_rotated_jpeg_predicts_the_same_cloud_as_the_upright_image(rgb_exp, tiny_data, tmp_path, capsys):
+    """A phone's photo: the pixels stored sideways, EXIF orientation 6 (turn 90 degrees clockwise to
+    view). Its cloud is the one of the upright picture, written as a PNG from the JPEG's decoded
+    pixels turned by hand (upright[r, c] = stored[h - 1 - c, r]); the sideways pixels give another."""
+    from rgb import predict_rgb
+
+    render = os.path.join(_render_dir(tiny_data, "rgb", _test_models(tiny_data)[0]), "render_0.png")
+    upright = cv2.imread(render)[..., ::-1]
+    upright = np.ascontiguousarray(np.pad(upright, ((0, 0), (16, 16), (0, 0))))  # 64 x 96: not square
+    _exif_jpeg(tmp_path / "phone.jpg", np.ascontiguousarray(np.rot90(upright)), 6)  # stored turned left
+    stored = cv2.imread(str(tmp_path / "phone.jpg"), cv2.IMREAD_UNCHANGED)  # the pixels as stored (BGR)
+    h, w = stored.shape[:2]
+    assert (h, w) == (96, 64)
+    r, c = np.mgrid[:w, :h]
+    assert cv2.imwrite(str(tmp_path / "upright.png"), stored[h - 1 - c, r])
+    assert cv2.imwrite(str(tmp_path / "sideways.png"), stored)
+    clouds = {}
+    for name in ("phone.jpg", "upright.png", "sideways.png"):  # one image per run: the same batch position
+        out = tmp_path / name.replace(".", "_")
+        args = ["--exp", rgb_exp, "--snapshot", "latest", str(tmp_path / name), "--out", str(out)]
+        res = predict_rgb.main(args + ["--npy", "--no_sheet", "--no_progress"])
+        assert not res["errors"]
+        clouds[name] = np.load(out / f"{name.split('.')[0]}_xyz.npy")
+    np.testing.assert_array_equal(clouds["phone.jpg"], clouds["upright.png"])
+    assert np.abs(clouds["sideways.png"] - clouds["upright.png"]).max() > 1e-3  # the orientation matters
+
+
+def test_read_image_applies_every_exif_orientation(tmp_path):
+    """All eight EXIF orientations, in PNG (lossless) and JPEG, against Pillow's ImageOps.exif_transpose
+    (an independent implementation of what a photo viewer shows)."""
+    from PIL import Image, ImageOps
+
+    rng = np.random.default_rng(0)
+    stored = rng.integers(0, 256, (5, 7, 3)).astype(np.uint8)
+    for o in range(1, 9):
+        for ext in ("png", "jpg"):
+            path = tmp_path / f"o{o}.{ext}"
+            exif = Image.Exif()
+            exif[0x0112] = o
+            Image.fromarray(stored).save(path, quality=100, exif=exif.tobytes())
+            want = np.asarray(ImageOps.exif_transpose(Image.open(path))).astype(np.float32) / 255
+            got = inference.read_image(str(path))
+            assert got.shape == want.shape == ((5, 7, 3) if o <= 4 else (7, 5, 3)), (o, ext)
+            if ext == "png":
+                np.testing.assert_array_equal(got, want, err_msg=f"orientation {o}")
+            else:  # two JPEG decoders: a few levels apart at most, never another orientation
+                assert np.abs(got - want).max() <= 8 / 255, (o, ext)
+
+
+def test_large_inputs_are_reduced_with_a_note_or_refused(tmp_path):
+    """Over MAX_SIDE px a side: reduced on reading, with a note (a flat colour stays that colour);
+    over MAX_PIXELS: refused from the header, before anything is decoded."""
+    wide = np.zeros((300, 5000, 3), np.uint8)
+    wide[...] = (10, 200, 90)  # BGR
+    cv2.imwrite(str(tmp_path / "wide.png"), wide)
+    notes = []
+    img = inference.read_image(str(tmp_path / "wide.png"), notes)
+    assert img.shape == (round(300 * 4096 / 5000), 4096, 3)  # 246 x 4096
+    np.testing.assert_array_equal(img[0, 0], np.float32([90, 200, 10]) / 255)
+    assert np.all(img == img[0, 0])
+    assert notes == [
+        f"{tmp_path / 'wide.png'}: 5000x300 px, reduced to 4096x246 px "
+        "(inputs over 4096 px a side are reduced before use)"
+    ]
+    data = bytearray(cv2.imencode(".png", np.zeros((2, 2), np.uint8))[1].tobytes())
+    data[16:24] = (12000).to_bytes(4, "big") + (9000).to_bytes(4, "big")  # the header says 12000 x 9000
+    (tmp_path / "huge.png").write_bytes(bytes(data))
+    with pytest.raises(inference.ImageError, match=r"huge\.png: 12000x9000 px \(108 megapixels\), more than the 100"):
+        inference.read_image(str(tmp_path / "huge.png"))
+
+
+WRONG_INPUTS = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+
+f = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+cases = {
+    "good": np.zeros((2, 64, 64, 3), np.float32),
+    "larger": np.zeros((2, 128, 128, 3), np.float32),
+    "no batch axis": np.zeros((64, 64, 3), np.float32),
+    "rgba": np.zeros((1, 64, 64, 4), np.float32),
+    "uint8": np.zeros((1, 64, 64, 3), np.uint8),
+    "float64": np.zeros((1, 64, 64, 3), np.float64),
+}
+out = {}
+for name, x in cases.items():
+    try:
+        out[name] = ["clouds", int(f(image=tf.constant(x))["xyz"].shape[0])]
+    except Exception as err:
+        out[name] = [type(err).__name__, str(err)]
+print(json.dumps(out))
+print("survived")
+"""
+
+
+@pytest.mark.slow
+def test_savedmodel_and_predict_refuse_wrong_inputs_clearly(rgb_exp, tmp_path):
+    """The exported signature fixes rank, size and dtype: a (2, 128, 128, 3) batch (which gave 8
+    clouds), an image without its batch axis (which aborted the process in a oneDNN check), 4
+    channels, uint8, float64 each raise an error saying what was expected, in a process that goes
+    on; Predictor.predict checks the same in Python."""
+    from rgb.task import TASK
+
+    with inference.Predictor(rgb_exp, TASK, "latest", batch_size=2) as pred:
+        export = pred.export(str(tmp_path / "saved"))
+        for images, match in [
+            (np.zeros((2, 128, 128, 3), np.float32), r"got shape \(2, 128, 128, 3\); resize it first"),
+            (np.zeros((64, 64, 3), np.float32), r"got shape \(64, 64, 3\); one image: add a batch axis"),
+            (np.zeros((1, 64, 64, 4), np.float32), r"got shape \(1, 64, 64, 4\)"),
+            (np.zeros((1, 64, 64, 3), np.uint8), r"got dtype uint8; divide 8-bit pixels by 255"),
+            (np.full((1, 64, 64, 3), 255.0), r"got values from 255 to 255"),
+            (np.full((1, 64, 64, 3), np.nan, np.float32), r"got NaN or inf"),
+        ]:
+            with pytest.raises(
+                ValueError, match=r"^images: expected float32 \(n, 64, 64, 3\) RGB in \[0, 1\], " + match
+            ):
+                pred.predict(images)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    proc = subprocess.run(
+        [sys.executable, "-c", WRONG_INPUTS, export], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("survived")
+    got = json.loads(proc.stdout.strip().splitlines()[-2])
+    assert got["good"] == ["clouds", 2]
+    for name in ("larger", "no batch axis", "rgba"):
+        kind, text = got[name]
+        assert kind == "InvalidArgumentError", (name, got[name])
+        assert re.search(r"Shape of tensor image \[[\d,]+\] is not compatible with expected shape \[\?,64,64,3\]", text)
+    for name, dtype in (("uint8", "uint8"), ("float64", "double")):
+        kind, text = got[name]
+        assert kind == "InvalidArgumentError" and f"expected to be a float tensor but is a {dtype} tensor" in text

@@ -342,9 +342,10 @@ def test_photo_like_inputs_predict_the_clean_render(rgb_exp_30, tiny_data, tmp_p
     shutil.copy(pp.__file__, tmp_path / "preprocess.py")
     script = (
         "import json, sys, cv2, numpy as np\n"
-        "from preprocess import prepare_image\n"
+        "from preprocess import prepare_image, exif_orientation, apply_orientation\n"
         "info = json.load(open(sys.argv[1]))\n"
-        "bgr = cv2.imread(sys.argv[2], cv2.IMREAD_UNCHANGED)\n"
+        "data = np.fromfile(sys.argv[2], np.uint8)\n"
+        "bgr = apply_orientation(cv2.imdecode(data, cv2.IMREAD_UNCHANGED), exif_orientation(data))\n"
         "img = cv2.cvtColor(bgr, cv2.COLOR_BGRA2RGBA if bgr.shape[2] == 4 else cv2.COLOR_BGR2RGB) / 255.0\n"
         "p = prepare_image(img, info['IMG_H'], info['IMG_W'], np.array(info['background_rgb']) / 255.0,\n"
         "                  info['framing'])\n"

@@ -8,11 +8,14 @@ transform, batch by batch), which the cache must reproduce exactly.
 import os
 import re
 import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
 
+from utils.common import atomic_io
 from utils.data import BatchPipeline
 from utils.data import cache as vc
 from utils.task import task_from_ref
@@ -184,20 +187,208 @@ def test_damaged_cache_is_detected_and_rebuilt(damage, tiny_data, tmp_path, caps
     vc.check(folder, spec, cached.models, vc.source_fingerprint(spec, cached.models))  # valid again
 
 
-def test_command_line_builds_and_verify_finds_flipped_bytes(tiny_data, tmp_path, capsys):
+def _flip(path, offsets):
+    """Invert the bytes at ``offsets`` of ``path`` in place: same size, same modification time."""
+    st = os.stat(path)
+    data = bytearray(path.read_bytes())
+    for k in offsets:
+        data[k] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_flipped_pixels_are_found_at_open_and_rebuilt(tiny_data, tmp_path, capsys):
+    """The issue's case: the pixels of rgb.npy inverted in place (same size and mtime). The next
+    pipeline finds it (the CRC-32 of its chunks), rebuilds, and gives the PNG path's batches."""
+    png, cached = _pipes(tiny_data, tmp_path)
+    reference = png.get_batch(0)
+    folder = cached._cache.folder
+    del cached
+    path = folder / "rgb.npy"
+    _flip(path, range(path.stat().st_size - 64 * 64 * 3 * 8, path.stat().st_size))  # the last 8 views
+    capsys.readouterr()
+    _, cached = _pipes(tiny_data, tmp_path)
+    err = capsys.readouterr().err
+    assert re.search(r"rgb\.npy rows \d+\.\.\d+: CRC-32 differs from the one recorded at build", err), err
+    assert "view cache: building" in err
+    for step in range(3):
+        _same(png.get_batch(step), cached.get_batch(step))
+    _same(reference, cached.get_batch(0))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_damage_seen_only_when_read_rebuilds_before_the_batch(workers, tiny_data, tmp_path, monkeypatch, capsys):
+    """A damaged chunk that the sample at open does not check (none here) is found when a batch
+    first reads it: the cache is rebuilt and every batch is still the PNG path's, with threads too."""
+    monkeypatch.setattr(vc, "CHUNK_BYTES", 4096)  # a row (a view) is more: one view per chunk
+    monkeypatch.setattr(vc, "OPEN_SAMPLE_CHUNKS", 0)
+    kw = dict(repeat=False, num_workers=workers, batch_size=2)
+    png, cached = _pipes(tiny_data, tmp_path, **kw)
+    cache = cached._cache
+    assert len(cache.manifest["files"]["dist"]["chunk_crc32"]) == 8 * 4  # 8 models x 4 views
+    path = cache.folder / "dist.npy"
+    _flip(path, [path.stat().st_size - 3])  # one byte of the last view's distance map
+    capsys.readouterr()
+    png, cached = _pipes(tiny_data, tmp_path, **kw)
+    assert "building" not in capsys.readouterr().err  # not seen at open
+    with png, cached:
+        for a, b in zip(png, cached):
+            _same(a, b)
+    err = capsys.readouterr().err
+    assert re.search(r"dist\.npy rows \d+\.\.\d+: CRC-32 differs .*; rebuilding it", err), err
+    assert err.count("rebuilding it") == 1
+    assert cached._cache is not None and cached._cache.verified_share() > 0
+
+
+def test_command_line_builds_and_verify_finds_flipped_bytes(tiny_data, tmp_path, monkeypatch, capsys):
     argv = ["--data_dir", str(tiny_data), "--split", "val", "--task", "rgb", "--cache_dir", str(tmp_path)]
     assert vc.main(argv) == 0
     assert "view cache: building" in capsys.readouterr().err
     folder = tmp_path / vc.CacheSpec(tiny_data, "chair", "val", task_from_ref("rgb")).name()
     path = folder / "dist.npy"
     data = bytearray(path.read_bytes())
-    data[-5] ^= 0xFF  # same size, one byte wrong: only the checksum sees it
+    data[-5] ^= 0xFF  # same size, one byte wrong: only a checksum sees it
     path.write_bytes(bytes(data))
+    monkeypatch.setattr(vc, "OPEN_SAMPLE_CHUNKS", 0)  # the sample at open would see it: switched off
     assert vc.main(argv) == 0 and "building" not in capsys.readouterr().err
     assert vc.main(argv + ["--verify"]) == 0
     assert "dist.npy: CRC-32 differs" in capsys.readouterr().err
     assert path.read_bytes() != bytes(data)
     assert vc.main(argv + ["--verify"]) == 0 and "CRC-32" not in capsys.readouterr().err
+
+
+def test_a_copy_that_keeps_the_modification_time_invalidates_the_cache(data_copy, tmp_path, capsys):
+    """``cp -p`` / ``rsync -a`` of a changed render over an old one, with the same size and the same
+    modification time: the change time the kernel sets gives it away; the rebuilt cache holds the
+    new pixels."""
+    png = BatchPipeline(data_copy, "chair", "train", task=task_from_ref("rgb"), batch_size=3, n_views=3, num_workers=0)
+    b = png.get_batch(0)
+    path = os.path.join(
+        png.model_dir("rendered", png.models.index(b["model_id"][0])), f"render_{b['input_view'][0]}.png"
+    )
+    old = cv2.imread(path)
+    new = old.copy()
+    new[:8, :8] = 255 - new[:8, :8]
+    encoded = [cv2.imencode(".png", x)[1].tobytes() for x in (old, new)]
+    size = max(len(e) for e in encoded) + 16  # both padded after their IEND chunk (decoders stop there)
+    with open(path, "wb") as f:
+        f.write(encoded[0].ljust(size, b"\0"))
+    png, cached = _pipes(data_copy, tmp_path / "cache")
+    _same(png.get_batch(0), cached.get_batch(0))
+    st = os.stat(path)
+    with open(path, "wb") as f:  # cp -p: the new bytes, then the old times
+        f.write(encoded[1].ljust(size, b"\0"))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_size == st.st_size and os.stat(path).st_mtime_ns == st.st_mtime_ns
+    capsys.readouterr()
+    png, cached = _pipes(data_copy, tmp_path / "cache")
+    assert "source files changed" in capsys.readouterr().err
+    got = cached.get_batch(0)
+    _same(png.get_batch(0), got)
+    assert got["image"][0, :8, :8].tolist() == (1 - b["image"][0, :8, :8]).tolist()  # the new pixels, inverted
+
+
+FULL_DISK = """
+import errno, shutil, sys
+import numpy as np
+from utils.data import BatchPipeline
+from utils.data import cache as vc
+from utils.task import task_from_ref
+
+data, cache_dir, mode, disk = sys.argv[1:5]
+free = 512 << 10 if mode == "honest" else 1 << 40  # "full": the check passes, the disk fills while writing
+if disk == "simulated" or mode == "full":
+    shutil.disk_usage = lambda path: shutil._ntuple_diskusage(free, 0, free)
+if disk == "simulated":  # no small file system to mount: every write past 512 KiB fails with ENOSPC
+    written, real_open = [0], open
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, b):
+            written[0] += memoryview(b).nbytes
+            if written[0] > 512 << 10:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.f.write(b)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    def full_open(path, mode="r", *args, **kw):
+        f = real_open(path, mode, *args, **kw)
+        return Full(f) if "w" in mode else f
+
+    def no_map(*args, **kw):  # a memory map would not see the full disk: its writes fail too
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    vc.open = full_open
+    np.lib.format.open_memmap = no_map
+kw = dict(batch_size=3, n_views=3, num_workers=0)
+png = BatchPipeline(data, "chair", "train", task=task_from_ref("rgb"), **kw)
+cached = BatchPipeline(data, "chair", "train", task=task_from_ref("rgb"), view_cache="auto", cache_dir=cache_dir, **kw)
+a, b = png.get_batch(0), cached.get_batch(0)
+same = all(np.asarray(a[k]).tobytes() == np.asarray(b[k]).tobytes() for k in a)
+print("cache used:", cached._cache is not None, "same batch:", same)
+"""
+
+
+@pytest.mark.parametrize("mode", ["honest", "full"])
+def test_a_full_disk_falls_back_to_the_png_files(mode, small_disk, tiny_data, tmp_path):
+    """The cache (about 1 MiB here) on a 512 KiB disk. ``honest``: the free-space check refuses to
+    build, one line. ``full``: the check is fooled and the disk fills during the writes, which
+    memory-mapped stores turned into SIGBUS (the process died, exit 135, no message); now an
+    ENOSPC error, the same one line, no folder left. Either way the PNG path's batches follow.
+    Without a small file system to mount (not root, no tmpfs), the full disk is simulated."""
+    cache_dir = (small_disk if small_disk is not None else tmp_path) / "cache"
+    disk = "tmpfs" if small_disk is not None else "simulated"
+    res = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(tiny_data), str(cache_dir), mode, disk],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=os.getcwd()),
+        timeout=600,
+    )
+    assert res.returncode == 0, (res.returncode, res.stderr[-2000:])
+    assert "cache used: False same batch: True" in res.stdout, res.stdout + res.stderr
+    lines = [line for line in res.stderr.splitlines() if "view cache:" in line]
+    if mode == "honest":  # one line, nothing started
+        want = r"not enough free space to build the view cache: it needs [\d.]+ MiB plus a 64.0 MiB margin"
+        assert len(lines) == 1, res.stderr
+    else:  # "building ...", then one line
+        want = r"\.npy: no space left on the disk; free space there or write elsewhere"
+        assert len(lines) == 2 and "view cache: building" in lines[0], res.stderr
+    assert re.search(want, lines[-1]), lines[-1]
+    assert lines[-1].endswith("reading the PNG files instead (the same batches; --cache_dir moves the cache)")
+    assert "Traceback" not in res.stderr
+    assert not cache_dir.exists() or os.listdir(cache_dir) == []  # no unfinished folder left
+
+
+def test_folders_of_killed_builds_are_removed_at_the_next_open(tiny_data, tmp_path, capsys):
+    """A build killed with SIGKILL leaves its working folder (its .owner lock then free); the next
+    open on the same cache folder removes it, with a line, and leaves a live build's folder alone."""
+    cache_dir = tmp_path / "cache"
+    code = (
+        "import os, sys\n"
+        "from utils.data import cache as vc\n"
+        "from utils.task import task_from_ref\n"
+        "def killed(*a, **k):\n"
+        "    os.kill(os.getpid(), 9)\n"
+        "vc._write_arrays = killed\n"
+        "vc.open_cache(vc.CacheSpec(sys.argv[1], 'chair', 'val', task_from_ref('rgb')), cache_dir=sys.argv[2])\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    res = subprocess.run([sys.executable, "-c", code, str(tiny_data), str(cache_dir)], env=env)
+    assert res.returncode == -9
+    [left] = os.listdir(cache_dir)
+    assert left.startswith(".rgb_03001627_val_64x64_n1024.tmp-")
+    live = atomic_io.WorkDir(cache_dir / "rgb_03001627_test_64x64_n1024")  # a build still running
+    capsys.readouterr()
+    vc.open_cache(vc.CacheSpec(tiny_data, "chair", "val", task_from_ref("rgb")), cache_dir=cache_dir)
+    err = capsys.readouterr().err
+    assert f"view cache: removed {cache_dir / left}, left by an interrupted run" in err
+    assert sorted(os.listdir(cache_dir)) == sorted([live.path.name, "rgb_03001627_val_64x64_n1024"])
+    live.discard()
 
 
 def test_training_flags_reach_the_pipeline(tiny_data, tmp_path):
@@ -221,3 +412,14 @@ def test_bench_data_table_arithmetic():
     text = bench.table(50.0, 40.0, {("cache", 1): 1600.0}, {("cache", 1): 2.0}, 10.0)
     assert "-> 160 samples/s" in text and "5.0 ms -> 1600 samples/s" in text
     assert "| cache | 1 | 1600 | 10.0x | 1.00x | 2.00 | 4.8% |" in text  # 2 / (2 + 40) CPU ms
+
+
+def test_bench_cache_verify_runs_and_its_arithmetic(tmp_path):
+    """benchmarks/bench_cache_verify.py on 2 MiB: 170 views of 12 KiB (under the 341 rows of one chunk); the
+    seconds per GiB are the inverse of the MiB/s (by hand: 1024 / rate)."""
+    from benchmarks import bench_cache_verify as bench
+
+    r = bench.measure(mib=2, rounds=1, folder=str(tmp_path))
+    assert r["chunks"] == 1 and r["mib"] == pytest.approx((128 + 170 * 64 * 64 * 3) / 2**20)
+    assert r["verify_s_per_gib"] == pytest.approx(1024 / r["verify_mib_s"])
+    assert r["verify_mib_s"] > 0 and r["sample_ms"] > 0 and r["batch_us"] > 0 and 0 < r["crc_share_of_write"]

@@ -162,11 +162,16 @@ class Experiment:
                 pass
 
     def _remove_temporaries(self):
+        """Remove what killed runs left half-written: checkpoint folders (``.tmp-step-N-PID``) and the
+        temporaries of atomic writes (``.latest.json.PID.tmp``, :mod:`utils.common.atomic_io`; one
+        warning line each) in the folder, ``snapshots/`` and ``best/``."""
         for kind in (SNAPSHOTS, BEST):
             folder = self.path(kind)
             for name in os.listdir(folder):
                 if name.startswith(".tmp-"):
                     shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+        for folder in (self.root, self.path(SNAPSHOTS), self.path(BEST)):
+            atomic_io.remove_leftovers(folder, warn=cli.warn)
 
     # -- writing -------------------------------------------------------------
     def save(self, saver, sess, step, kind=SNAPSHOTS, keep=2, extra=None):

@@ -246,7 +246,12 @@ def loss_weights_2d(s):
 
 
 def build_graph(
-    settings: GraphSettings, task: Task, batch_size: int | None, n_gt_pts: int = N_GT_PTS, training: bool = True
+    settings: GraphSettings,
+    task: Task,
+    batch_size: int | None,
+    n_gt_pts: int = N_GT_PTS,
+    training: bool = True,
+    image: tf.Tensor | None = None,
 ) -> Graph:
     """Build placeholders, network, projections, losses and validation metrics.
 
@@ -256,6 +261,8 @@ def build_graph(
         batch_size: int, B (static: the projection's scatter ids need it).
         n_gt_pts: int, points in the ground-truth clouds.
         training: also build the 2D/3D losses (metrics only need the network).
+        image: the network's input to use instead of a new ``image`` placeholder, float32
+            (B, H, W, 3) (the SavedModel export feeds a checked copy of its input).
     Returns:
         :class:`Graph` with ``ph`` (dict batch key -> placeholder), ``xyz``
         (B, N, 3), ``feat`` (B, N, C), and with ``training``: ``pred_mask``
@@ -265,7 +272,7 @@ def build_graph(
     """
     s = _settings(settings)
     B, V, H, W = batch_size, s.n_views, s.img_h, s.img_w
-    ph = dict(image=tf.placeholder(tf.float32, [B, H, W, 3], "image"))
+    ph = dict(image=tf.placeholder(tf.float32, [B, H, W, 3], "image") if image is None else image)
     g = Graph()
     g.ph, g.settings = ph, s
     g.xyz, g.feat = recon_net(

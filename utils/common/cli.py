@@ -5,6 +5,9 @@
 * an **expected** failure (bad input, a flag, a file, a locked folder: :class:`CLIError` and the
   classes the tool names) prints one line ``<tool>: error: <what>, <which file or flag>, <what was
   expected>`` on stderr and exits with ``status`` (1, or the tool's own);
+* a **disk problem** (an OSError: no space left, quota, read-only file system, permission
+  denied), wherever it happens, prints one line naming the file and what to do
+  (:func:`utils.common.atomic_io.disk_problem`) and exits with ``status``;
 * an **unexpected** one (a bug, a library failure) writes its traceback to a log file
   (:func:`crash_log`) and prints one line pointing to it;
 * **Ctrl-C, SIGTERM, SIGHUP** raise :class:`Interrupted` (a KeyboardInterrupt) in the main
@@ -27,6 +30,8 @@ import threading
 import time
 import traceback
 import warnings
+
+from utils.common.atomic_io import disk_problem
 
 LOG_DIR_ENV = "DIFFER_LOG_DIR"  # where crash logs go (default: the system's temporary folder)
 STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
@@ -63,7 +68,9 @@ def first_line(err):
 
 
 def error_line(tool, err):
-    return f"{tool}: error: {first_line(err)}"
+    """``<tool>: error: <first line>``; a disk problem (full, read-only, permission) as
+    :func:`utils.common.atomic_io.disk_problem` says it."""
+    return f"{tool}: error: {disk_problem(err) or first_line(err)}"
 
 
 def warn(message, tool=None, log=None):
@@ -173,12 +180,15 @@ def run(tool, main, argv=None, expected=(), status=1, interrupted_hint=""):
     except Exception as err:
         if getattr(err, "reported", False):  # its line (and traceback) are logged already
             return 1
-        path = crash_log(tool, err)
-        print(
-            f"{tool}: error: unexpected {type(err).__name__}: {first_line(err)}; the traceback is in {path}",
-            file=sys.stderr,
-            flush=True,
-        )
+        if disk_problem(err):
+            print(error_line(tool, err), file=sys.stderr, flush=True)
+            return status
+        try:
+            where = f"the traceback is in {crash_log(tool, err)}"
+        except OSError as log_err:  # the log's folder is full or read-only too
+            where = f"its traceback could not be kept ({disk_problem(log_err) or first_line(log_err)})"
+        line = f"{tool}: error: unexpected {type(err).__name__}: {first_line(err)}; {where}"
+        print(line, file=sys.stderr, flush=True)
         return 1
     finally:
         warnings.showwarning = show

@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from utils.common import atomic_io
+
 # Pictures of a predicted cloud scale it by its bounding box measured on coordinates clipped
 # to +-PICTURE_BOX_CLIP (world units), so a few stray points do not shrink the drawing.
 PICTURE_BOX_CLIP = 0.5
@@ -59,7 +61,8 @@ def save_image_row(path, images, scale=3):
     sep = np.full((tiles[0].shape[0], 2, 3), 128, np.uint8)
     row = np.concatenate([t for tile in tiles for t in (tile, sep)][:-1], axis=1)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    imageio.imwrite(path, row)
+    with atomic_io.writing(path, keep_suffix=True) as tmp:
+        imageio.imwrite(tmp, row)
 
 
 def draw_cloud(ax, xyz, colours, elev=20, azim=-60, point_size=6.0):
@@ -167,8 +170,10 @@ def save_screenshot(path, image, clouds, titles=None, legend=None, panels=None):
     """Write :func:`cloud_grid` to ``path`` (PNG)."""
     import imageio.v2 as imageio
 
+    grid = cloud_grid(image, clouds, titles=titles, legend=legend, panels=panels)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    imageio.imwrite(path, cloud_grid(image, clouds, titles=titles, legend=legend, panels=panels))
+    with atomic_io.writing(path, keep_suffix=True) as tmp:  # whole or not at all
+        imageio.imwrite(tmp, grid)
 
 
 def save_turntable_gif(path, clouds, n_frames=24, elev=20, point_size=6.0, duration=0.15):
@@ -184,7 +189,8 @@ def save_turntable_gif(path, clouds, n_frames=24, elev=20, point_size=6.0, durat
             draw_cloud(ax, np.asarray(xyz), np.asarray(colours), elev, azim, point_size)
         frames.append(_figure_to_array(fig))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    imageio.mimsave(path, frames, duration=duration, loop=0)
+    with atomic_io.writing(path, keep_suffix=True) as tmp:
+        imageio.mimsave(tmp, frames, duration=duration, loop=0)
 
 
 def save_ply(path, xyz, colours, properties=None):
@@ -206,7 +212,8 @@ def save_ply(path, xyz, colours, properties=None):
         # trimesh's PLY exporter writes any per-vertex ``vertex_attributes`` as extra properties
         cloud.vertex_attributes = {name: np.asarray(v) for name, v in properties.items()}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    cloud.export(path, file_type="ply")
+    with atomic_io.writing(path, keep_suffix=True) as tmp:
+        cloud.export(str(tmp), file_type="ply")
 
 
 def display_problem():

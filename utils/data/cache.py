@@ -18,7 +18,7 @@ it needs). One folder per (task, category, split, image size, cloud size, part c
         pcl_labels.npy  int32   (M, N)        partseg: 0-based point labels
         start.npy       int64   (M + 1,)      model m's views are rows start[m] .. start[m+1]-1
         manifest.json   format, parameters, model ids, source fingerprint, every file's shape,
-                        dtype, size and CRC-32 (written last)
+                        dtype, size, CRC-32, and the CRC-32 of each chunk of rows (written last)
 
 Default ``<cache_dir>`` is ``<data_dir>/.cache`` (``--cache_dir`` moves it).
 
@@ -33,16 +33,38 @@ stores float32). The conversions to the batch's float32 are the PNG path's
 (:func:`~utils.data.readers.rgb_to_float`, ``astype``, ``np.radians``), so batches are
 bit-identical (``tests/test_view_cache.py``).
 
+**A full disk.** Before building, the free space of the cache's disk must hold the cache plus a
+margin (5 % of it, at least 64 MiB: :func:`required_space`); when it does not, the build is not
+started (:class:`CacheNoSpace`) and the pipeline reads the PNG files after one line saying so. The
+files are written front to back with plain ``write()`` calls, never through a memory map, so a
+disk that fills meanwhile raises an ``OSError`` (no space left) that is handled the same way,
+instead of killing the process with SIGBUS. The unfinished folder is removed; one left by a
+killed build (``.<name>.tmp-<pid>-<hex>``, its ``.owner`` lock free) is removed at the next
+:func:`open_cache` on the same ``<cache_dir>``.
+
 **Valid or rebuilt, never half read.** A cache is built in a temporary folder beside its place
-and renamed into place when complete (:func:`utils.common.atomic_io.replace_dir`). It is used only when
-``manifest.json`` exists and names this format, the same parameters and model list, and the same
-**source fingerprint**: the SHA-256 of (path, size, modification time in ns) of every file in the
-models' folders and of the split list, so editing, replacing or touching any source file
-invalidates it. Every array file must have the shape and dtype the manifest lists and exactly
+and renamed into place when complete (:class:`utils.common.atomic_io.WorkDir`). It is used only
+when ``manifest.json`` exists and names this format, the same parameters and model list, and the
+same **source fingerprint**: the SHA-256 of the split list's content and of (path, size,
+modification time and inode change time, in ns) of every file in the models' folders. Editing,
+replacing or touching any source file invalidates it, and so does a copy that keeps the
+modification time (``cp -p``, ``rsync -a``): the kernel sets the change time of any file written
+or renamed, and nothing can set it back. (Copying the whole data set elsewhere therefore rebuilds
+its cache once.) Every array file must have the shape and dtype the manifest lists and exactly
 the byte size its header implies. Anything else (stale sources, a missing manifest, a truncated
-or resized file) is logged with its reason and the cache is rebuilt. The CRC-32 of each file is
-checked only by ``python -m utils.data.cache --verify`` (it reads every byte). Changes made
-while a run is going are seen by the next run.
+or resized file) is logged with its reason and the cache is rebuilt. Changes made while a run is
+going are seen by the next run.
+
+**Damaged bytes** (a file changed in place, same size): the build records the CRC-32 of every
+chunk of :data:`CHUNK_BYTES` (4 MiB) of rows of every array. Opening a cache verifies
+:data:`OPEN_SAMPLE_CHUNKS` (2) chunks of each array, chosen at random (every chunk of a smaller
+array), and a damaged one is rebuilt at once. Every other chunk is
+verified the first time a batch reads a row of it, before the batch is made: a damaged chunk
+then rebuilds the cache in the middle of the run (the batches stay the PNG path's), and never
+reaches the network. Cost: one CRC-32 pass over the cache per process, spread over the first
+epoch (zlib's CRC-32: ``docs/failures.md`` gives the measurement), plus at most 8 MiB an array
+at open. ``python -m utils.data.cache --verify`` checks every byte at
+once (each file's CRC-32).
 
 Build it ahead (otherwise the first training run with ``--view_cache auto`` does)::
 
@@ -50,14 +72,15 @@ Build it ahead (otherwise the first training run with ``--view_cache auto`` does
 """
 
 import argparse
+import errno
 import hashlib
 import importlib
+import io
 import json
 import os
 import shutil
 import sys
 import time
-import uuid
 import zlib
 from pathlib import Path
 
@@ -94,7 +117,10 @@ from utils.data.readers import (
     rgb_to_float,
 )
 
-FORMAT = 1  # bump when the layout of a cache folder changes: older folders are then rebuilt
+FORMAT = 2  # bump when the layout of a cache folder changes: older folders are then rebuilt
+CHUNK_BYTES = 1 << 22  # rows of an array are checksummed in chunks of about this many bytes
+OPEN_SAMPLE_CHUNKS = 2  # chunks of each array verified when a cache is opened (the rest when first read)
+FREE_MARGIN_SHARE, FREE_MARGIN_MIN = 0.05, 64 << 20  # free space needed beyond the cache's size
 MANIFEST = "manifest.json"
 VIEW_CACHE_MODES = ("off", "auto")
 CACHE_DIR_NAME = ".cache"
@@ -107,6 +133,22 @@ PER_MODEL = ("start", "pcl", COLOUR_POINTS, LABEL_POINTS)  # arrays with a row p
 
 class CacheInvalid(Exception):
     """A cache folder that must not be read (its reason is the message)."""
+
+
+class CacheDamaged(CacheInvalid):
+    """A chunk of an array file whose CRC-32 differs from the one recorded at build time."""
+
+
+class CacheNoSpace(OSError):
+    """The cache's disk has too little free space to build it (errno ENOSPC); nothing was written."""
+
+    def __init__(self, folder, need, free, margin):
+        super().__init__(
+            errno.ENOSPC,
+            f"not enough free space to build the view cache: it needs {need / 2**20:.1f} MiB plus a "
+            f"{margin / 2**20:.1f} MiB margin, {free / 2**20:.1f} MiB are free on that disk",
+            str(folder),
+        )
 
 
 def default_cache_dir(data_dir):
@@ -186,18 +228,22 @@ def _model_dirs(spec, model_id):
 
 
 def source_fingerprint(spec, models):
-    """(SHA-256 hex, number of files) of (path relative to the data dir, size, mtime_ns) of every
-    file in the models' folders and of the split list."""
+    """(SHA-256 hex, number of files) of the split list's content and of (path relative to the data
+    dir, size, modification time, inode change time, in ns) of every file in the models' folders and
+    of the split list. The change time catches a file replaced by a copy that keeps its
+    modification time (``cp -p``, ``rsync -a``)."""
     h = hashlib.sha256()
     n = 0
     root = os.path.abspath(spec.data_dir)
 
     def add(path, st):
         nonlocal n
-        h.update(f"{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n".encode())
         n += 1
 
     split = split_file(spec.data_dir, spec.category, spec.split, spec.tree)
+    with open(split, "rb") as f:
+        h.update(hashlib.sha256(f.read()).digest())
     add(os.path.abspath(split), os.stat(split))
     for mid in models:
         for folder in _model_dirs(spec, mid):
@@ -258,56 +304,166 @@ def _crc32(path, chunk=1 << 22):
             crc = zlib.crc32(buf, crc)
 
 
+def _npy_header(shape, dtype):
+    """The bytes ``numpy.save`` puts before the data of a C-ordered array (format 1.0)."""
+    out = io.BytesIO()
+    header = dict(descr=np.lib.format.dtype_to_descr(np.dtype(dtype)), fortran_order=False, shape=tuple(shape))
+    np.lib.format.write_array_header_1_0(out, header)
+    return out.getvalue()
+
+
+def chunk_rows(shape, dtype):
+    """Rows of an array of ``shape`` and ``dtype`` per checksummed chunk (about CHUNK_BYTES)."""
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
+    return max(1, CHUNK_BYTES // max(1, row_bytes))
+
+
+def required_space(spec, n_models, n_views, dist_dtype=None):
+    """(bytes of the cache's array files, margin): the free space a build asks for is their sum."""
+    shapes = _shapes(spec, n_models, n_views)
+    if dist_dtype is not None:
+        shapes["dist"] = (shapes["dist"][0], dist_dtype)
+    need = sum(
+        len(_npy_header(shape, dt)) + int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize
+        for shape, dt in shapes.values()
+    )
+    need += 1 << 20  # the manifest (chunk checksums included), generously
+    return need, max(FREE_MARGIN_MIN, int(FREE_MARGIN_SHARE * need))
+
+
+class _ArrayFile:
+    """One ``.npy`` file written front to back with plain ``write()`` calls, never through a memory
+    map (a full disk then raises OSError ENOSPC, where a memory-mapped store dies of SIGBUS), with
+    the CRC-32 of the whole file and of every chunk of :func:`chunk_rows` rows."""
+
+    def __init__(self, path, shape, dtype):
+        self.path, self.shape, self.dtype = Path(path), tuple(shape), np.dtype(dtype)
+        self.chunk_rows = chunk_rows(self.shape, self.dtype)
+        self.rows, self.chunks, self._part, self._part_rows = 0, [], 0, 0
+        header = _npy_header(self.shape, self.dtype)
+        self.crc = zlib.crc32(header)
+        self._f = open(self.path, "wb")
+        self._f.write(header)
+
+    def write(self, rows):
+        """Append ``rows`` (converted to the file's dtype as an assignment would: (k,) + shape[1:])."""
+        a = np.ascontiguousarray(np.asarray(rows).astype(self.dtype, copy=False))
+        if a.shape[1:] != self.shape[1:] or self.rows + len(a) > self.shape[0]:
+            raise ValueError(f"{self.path.name}: rows of shape {a.shape} do not fit {self.shape} after {self.rows}")
+        flat = a.reshape(len(a), -1).view(np.uint8)
+        i = 0
+        while i < len(a):
+            take = min(len(a) - i, self.chunk_rows - self._part_rows)
+            part = flat[i : i + take]
+            self._part = zlib.crc32(part, self._part)
+            self.crc = zlib.crc32(part, self.crc)
+            self._f.write(part)
+            self._part_rows += take
+            i += take
+            if self._part_rows == self.chunk_rows:
+                self.chunks.append(self._part)
+                self._part, self._part_rows = 0, 0
+        self.rows += len(a)
+
+    def finish(self):
+        """Close the file (a full disk may show only here); the manifest's record of it."""
+        if self.rows != self.shape[0]:
+            raise ValueError(f"{self.path.name}: {self.rows} rows written, {self.shape[0]} expected")
+        if self._part_rows:
+            self.chunks.append(self._part)
+            self._part, self._part_rows = 0, 0
+        self._f.close()
+        return dict(
+            shape=list(self.shape),
+            dtype=self.dtype.str,
+            bytes=self.path.stat().st_size,
+            crc32=self.crc,
+            chunk_rows=self.chunk_rows,
+            chunk_crc32=self.chunks,
+        )
+
+    def close(self):
+        """Close without raising (after an error: the buffered rest cannot be written either)."""
+        if not self._f.closed:
+            try:
+                self._f.close()
+            except OSError:
+                pass
+
+
 def _write_arrays(spec, models, angles, folder, dist_dtype):
-    """Fill the array files of ``folder`` model by model (at most one model's views in memory)."""
+    """Write the array files of ``folder`` model by model (at most one model's views in memory);
+    returns the manifest's ``files``."""
     dirs = tree_dirs(spec.data_dir, spec.tree)
     H, W = spec.img_h, spec.img_w
     counts = [len(a) for a in angles]
     shapes = _shapes(spec, len(models), sum(counts))
     shapes["dist"] = (shapes["dist"][0], dist_dtype)
-    arr = {
-        k: np.lib.format.open_memmap(folder / f"{k}.npy", mode="w+", dtype=dt, shape=shape)
-        for k, (shape, dt) in shapes.items()
-    }
-    arr["start"][:] = np.concatenate([[0], np.cumsum(counts)])
-    for m, mid in enumerate(models):
-        rdir = os.path.join(dirs["rendered"], spec.synset, mid)
-        pdir = os.path.join(dirs["pcl"], spec.synset, mid)
-        a, b = int(arr["start"][m]), int(arr["start"][m + 1])
-        views = range(b - a)
-        arr["angles"][a:b] = angles[m]
-        arr["rgb"][a:b] = np.stack([read_rgb_u8(os.path.join(rdir, render_file(v)), H, W) for v in views])
-        masks = np.stack([read_mask_bool(os.path.join(rdir, depth_file(v)), H, W) for v in views])
-        arr["mask"][a:b] = masks
-        dist = gt_distance_transform(masks.astype(np.float32))  # what the PNG path computes per batch
-        compact = dist.astype(dist_dtype)
-        if not np.array_equal(compact.astype(np.float32), dist):
-            raise _Inexact(mid)
-        arr["dist"][a:b] = compact
-        arr["pcl"][m] = read_cloud(os.path.join(pdir, PCL_FILE), spec.n_pts)
-        if "pcl_rgb" in arr:
-            arr["pcl_rgb"][m] = read_cloud_colours(os.path.join(pdir, PCL_COLOURS_FILE), spec.n_pts)
-        if "labels" in arr:
-            arr["labels"][a:b] = np.stack(
-                [read_label_map(_label_map_path(spec, mid, v), H, W, spec.n_cls) for v in views]
-            )
-        if "pcl_labels" in arr:
-            arr["pcl_labels"][m] = read_cloud_labels(os.path.join(pdir, PCL_LABELS_FILE), spec.n_pts, spec.n_cls)
-    for a in arr.values():
-        a.flush()
-    files = {k: dict(shape=list(a.shape), dtype=a.dtype.str) for k, a in arr.items()}
-    del arr  # close the maps before the files are measured and renamed
-    for k, info in files.items():
-        path = folder / f"{k}.npy"
-        info.update(bytes=path.stat().st_size, crc32=_crc32(path))
-    return files
+    out = {}
+    try:
+        for k, (shape, dt) in shapes.items():
+            with atomic_io.naming(folder / f"{k}.npy"):
+                out[k] = _ArrayFile(folder / f"{k}.npy", shape, dt)
+        arr = {k: _Named(f) for k, f in out.items()}
+        arr["start"].write(np.concatenate([[0], np.cumsum(counts)]))
+        for m, mid in enumerate(models):
+            rdir = os.path.join(dirs["rendered"], spec.synset, mid)
+            pdir = os.path.join(dirs["pcl"], spec.synset, mid)
+            views = range(counts[m])
+            arr["angles"].write(angles[m])
+            arr["rgb"].write(np.stack([read_rgb_u8(os.path.join(rdir, render_file(v)), H, W) for v in views]))
+            masks = np.stack([read_mask_bool(os.path.join(rdir, depth_file(v)), H, W) for v in views])
+            arr["mask"].write(masks)
+            dist = gt_distance_transform(masks.astype(np.float32))  # what the PNG path computes per batch
+            compact = dist.astype(dist_dtype)
+            if not np.array_equal(compact.astype(np.float32), dist):
+                raise _Inexact(mid)
+            arr["dist"].write(compact)
+            arr["pcl"].write(read_cloud(os.path.join(pdir, PCL_FILE), spec.n_pts)[None])
+            if "pcl_rgb" in out:
+                arr["pcl_rgb"].write(read_cloud_colours(os.path.join(pdir, PCL_COLOURS_FILE), spec.n_pts)[None])
+            if "labels" in out:
+                maps = [read_label_map(_label_map_path(spec, mid, v), H, W, spec.n_cls) for v in views]
+                arr["labels"].write(np.stack(maps))
+            if "pcl_labels" in out:
+                labels = read_cloud_labels(os.path.join(pdir, PCL_LABELS_FILE), spec.n_pts, spec.n_cls)
+                arr["pcl_labels"].write(labels[None])
+        return {k: a.finish() for k, a in arr.items()}
+    finally:
+        for f in out.values():
+            f.close()
 
 
-def build(spec, models, folder, fingerprint, log=_log_stderr):
+class _Named:
+    """An :class:`_ArrayFile` whose OSErrors name its file (a failed ``write()`` names none)."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def write(self, rows):
+        with atomic_io.naming(self.f.path):
+            self.f.write(rows)
+
+    def finish(self):
+        with atomic_io.naming(self.f.path):
+            return self.f.finish()
+
+
+def check_free_space(spec, n_models, n_views, folder):
+    """Raise :class:`CacheNoSpace` unless the disk of ``folder`` has room for the cache and its margin."""
+    need, margin = required_space(spec, n_models, n_views)
+    free = shutil.disk_usage(folder).free
+    if free < need + margin:
+        raise CacheNoSpace(folder, need, free, margin)
+
+
+def build(spec, models, folder, fingerprint, log=_log_stderr, reason=None):
     """Decode every view of ``models`` into a new cache at ``folder`` (replacing what is there).
 
-    Reads with the PNG path's readers (DataError naming the file for bad data); writes into a
-    temporary folder beside ``folder``, renamed into place when complete. Returns the manifest.
+    Reads with the PNG path's readers (DataError naming the file for bad data); checks the free
+    space first (:class:`CacheNoSpace`), then logs that it builds (and ``reason``); writes into a
+    temporary folder beside ``folder``, renamed into place when complete, removed on any error.
+    Returns the manifest.
     """
     folder = Path(folder)
     t0 = time.time()
@@ -319,16 +475,15 @@ def build(spec, models, folder, fingerprint, log=_log_stderr):
         check_views_match_renders(path, len(a))
         angles.append(a)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
+    check_free_space(spec, len(models), sum(len(a) for a in angles), folder.parent)
+    log(f"view cache: building {folder} ({len(models)} models" + (f"; {reason})" if reason else ")"))
+    with atomic_io.WorkDir(folder) as work:
         for dist_dtype in dict.fromkeys([spec.dist_dtype(), np.float32]):
-            tmp.mkdir()
             try:
-                files = _write_arrays(spec, models, angles, tmp, dist_dtype)
+                files = _write_arrays(spec, models, angles, work.path, dist_dtype)
                 break
             except _Inexact as err:  # not expected (squared distances of pixel centres are integers)
                 log(f"view cache: distance map of {err} not exact as {np.dtype(dist_dtype).name}; storing float32")
-                shutil.rmtree(tmp)
         manifest = dict(
             format=FORMAT,
             params=spec.params(),
@@ -339,11 +494,8 @@ def build(spec, models, folder, fingerprint, log=_log_stderr):
             built=time.strftime("%Y-%m-%d %H:%M:%S"),
             build_seconds=round(time.time() - t0, 2),
         )
-        atomic_io.write_json(tmp / MANIFEST, manifest)
-        atomic_io.replace_dir(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        atomic_io.write_json(work.path / MANIFEST, manifest, indent=None)
+        work.commit()
     return manifest
 
 
@@ -402,7 +554,8 @@ def check(folder, spec, models, fingerprint):
     if manifest.get("fingerprint") != fingerprint[0]:
         raise CacheInvalid(
             f"source files changed ({fingerprint[1]} files now, {manifest.get('source_files')} "
-            "when built; size or modification time differs)"
+            "when built; the split list, a size, or a modification or change time differs: a file "
+            "edited, replaced, touched or copied over)"
         )
     want = _shapes(spec, len(models), None)
     files = manifest.get("files") or {}
@@ -412,7 +565,10 @@ def check(folder, spec, models, fingerprint):
     try:
         for name, info in files.items():
             arrays[name] = _map(folder / f"{name}.npy", info["shape"], np.dtype(info["dtype"]))
-    except (KeyError, TypeError) as err:
+            n_chunks = -(-int(info["shape"][0]) // int(info["chunk_rows"]))
+            if info["chunk_rows"] < 1 or len(info["chunk_crc32"]) != n_chunks:
+                raise CacheInvalid(f"{MANIFEST} is malformed (the chunk checksums of {name}.npy)")
+    except (KeyError, TypeError, ValueError) as err:
         raise CacheInvalid(f"{MANIFEST} is malformed ({err})") from None
     start, T = arrays["start"], arrays["rgb"].shape[0]
     if (
@@ -425,7 +581,34 @@ def check(folder, spec, models, fingerprint):
         or arrays["rgb"].shape[1:3] != (spec.img_h, spec.img_w)
     ):
         raise CacheInvalid("array shapes disagree with each other or with the parameters")
+    verify_sample(manifest, arrays)
     return manifest, arrays
+
+
+def verify_chunk(name, array, info, k):
+    """CacheDamaged unless chunk ``k`` of ``array`` (rows k * chunk_rows ...) has its recorded CRC-32."""
+    per = int(info["chunk_rows"])
+    part = np.ascontiguousarray(array[k * per : (k + 1) * per])
+    if zlib.crc32(part.reshape(-1).view(np.uint8)) != info["chunk_crc32"][k]:
+        last = min(len(array), (k + 1) * per) - 1
+        raise CacheDamaged(
+            f"{name}.npy rows {k * per}..{last}: CRC-32 differs from the one recorded at build (damaged)"
+        )
+
+
+def verify_sample(manifest, arrays, n=None, rng=None):
+    """Verify ``n`` (default :data:`OPEN_SAMPLE_CHUNKS`) random chunks of every array (all chunks of
+    an array with no more); CacheDamaged names the first bad one. Returns {name: chunks verified}."""
+    n = OPEN_SAMPLE_CHUNKS if n is None else n
+    rng = np.random.default_rng() if rng is None else rng  # another sample every time
+    done = {}
+    for name, info in manifest["files"].items():
+        n_chunks = len(info["chunk_crc32"])
+        ks = range(n_chunks) if n_chunks <= n else sorted(rng.choice(n_chunks, n, replace=False))
+        for k in ks:
+            verify_chunk(name, arrays[name], info, int(k))
+        done[name] = [int(k) for k in ks]
+    return done
 
 
 def verify_checksums(folder, manifest):
@@ -442,6 +625,24 @@ class ViewCache:
         self.folder, self.manifest = Path(folder), manifest
         self.arrays = {k: np.asarray(a) for k, a in arrays.items()}  # plain views of the maps: faster indexing
         self.start = np.asarray(arrays["start"])  # small: kept in memory
+        # chunks whose CRC-32 this object verified (check() verified a sample before)
+        self._verified = {k: np.zeros(len(f["chunk_crc32"]), bool) for k, f in manifest["files"].items()}
+
+    def verify_rows(self, name, rows):
+        """Verify (once per process) the chunks of array ``name`` that hold ``rows``: CacheDamaged
+        names a chunk whose CRC-32 differs from the build's. Threads may call it together (a chunk
+        is then at worst verified twice)."""
+        info = self.manifest["files"][name]
+        ids = np.unique(np.asarray(rows, np.int64).reshape(-1) // int(info["chunk_rows"]))
+        done = self._verified[name]
+        for k in ids[~done[ids]]:
+            verify_chunk(name, self.arrays[name], info, int(k))
+            done[k] = True
+
+    def verified_share(self):
+        """The share of the cache's chunks verified so far (0..1)."""
+        n = sum(len(v) for v in self._verified.values())
+        return sum(int(v.sum()) for v in self._verified.values()) / max(n, 1)
 
     @property
     def n_models(self):
@@ -467,6 +668,14 @@ class ViewCache:
         first = self.start[models]
         rows_in = first + np.asarray(input_views, np.int64)
         rows = first[:, None] + np.asarray(views, np.int64)
+        # every byte below is verified before it is used (CacheDamaged otherwise)
+        both = np.concatenate([rows_in, rows.reshape(-1)])
+        used = {name: rows for name in a if name not in PER_MODEL}  # per view: the supervision views
+        used.update({name: models for name in a if name in PER_MODEL and name != "start"})
+        used["angles"] = both
+        used["rgb"] = both if "pcl_rgb" in a else rows_in  # the input image (and the colour views)
+        for name, r in used.items():
+            self.verify_rows(name, r)
         ang_in, ang = a["angles"][rows_in], a["angles"][rows]
         fg = a["mask"][rows]
         masks = fg.astype(np.float32)
@@ -497,12 +706,15 @@ def open_cache(spec, models=None, cache_dir=None, rebuild=False, log=_log_stderr
     Args:
         spec: :class:`CacheSpec`; models: the split's model ids (default: read from the split list).
         cache_dir: folder of the caches (default ``<data_dir>/.cache``); rebuild: build even if valid.
+    Folders left in ``cache_dir`` by killed builds are removed first (one line each).
+
     Raises:
         DataError: a source file is bad (from the readers, naming it). OSError: the cache folder
-        cannot be written.
+        cannot be written; :class:`CacheNoSpace` (an OSError): its disk has too little free space.
     """
     models = list_models(spec.data_dir, spec.category, spec.split, spec.tree) if models is None else list(models)
     folder = spec.folder(cache_dir)
+    atomic_io.remove_leftovers(folder.parent, warn=lambda text: log(f"view cache: {text}"))
     fingerprint = source_fingerprint(spec, models)
     if not rebuild:
         try:
@@ -511,9 +723,8 @@ def open_cache(spec, models=None, cache_dir=None, rebuild=False, log=_log_stderr
             reason = str(err)
     else:
         reason = "rebuild asked for"
-    log(f"view cache: building {folder} ({len(models)} models; {reason})")
     try:
-        build(spec, models, folder, fingerprint, log)
+        build(spec, models, folder, fingerprint, log, reason)
     except OSError as err:
         try:  # another process may have put a valid cache in place meanwhile
             return ViewCache(folder, *check(folder, spec, models, fingerprint))

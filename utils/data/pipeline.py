@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from utils.common import atomic_io
 from utils.data import cache as view_cache_mod
 from utils.data.distance_map import gt_distance_transform
 from utils.data.layout import (
@@ -80,7 +81,9 @@ class BatchPipeline:
     :mod:`utils.data.cache` (built or rebuilt at construction when missing,
     stale or damaged; in ``cache_dir``, default ``<data_dir>/.cache``) instead
     of decoding PNG files: the same batches, bit for bit, for less CPU. When
-    the cache folder cannot be written, it says so and reads the PNG files.
+    the cache folder cannot be written (no space on its disk, read-only), it
+    says so in one line and reads the PNG files. A chunk found damaged while
+    reading (its CRC-32) rebuilds the cache before the batch is made.
 
     Batch dict (numpy): 'image' float32 (B,H,W,3) in [0,1]; 'input_az',
     'input_el' float32 (B,) radians; 'input_view' int32 (B,); 'views' int32
@@ -142,6 +145,7 @@ class BatchPipeline:
         self._angles = {}
         self._angles_lock = threading.Lock()
         self._perms, self._perm_lock = {}, threading.Lock()
+        self._cache_dir, self._cache_lock, self._cache_rebuilt = cache_dir, threading.Lock(), False
         self._cache = self._open_cache(cache_dir) if view_cache == "auto" else None
         if pairs is not None:  # an explicit list of (model id, input view): e.g. the validation set
             self.all_input_views = True
@@ -258,8 +262,9 @@ class BatchPipeline:
         'pcl' or 'labels')."""
         return os.path.join(self.dirs[key], self.synset, self.models[m])
 
-    def _open_cache(self, cache_dir):
-        """The split's valid view cache (built when needed); None, said on stderr, when it cannot be written."""
+    def _open_cache(self, cache_dir, rebuild=False):
+        """The split's valid view cache (built when needed); None, said in one line on stderr, when it
+        cannot be written (no space, a read-only or foreign folder): the PNG files are read then."""
         if not view_cache_mod.supports(self.task):  # a task whose targets the cache does not hold
             return None
         spec = view_cache_mod.CacheSpec(
@@ -273,15 +278,36 @@ class BatchPipeline:
             getattr(self, "n_cls", None),
         )
         try:
-            return view_cache_mod.open_cache(spec, self.models, cache_dir)
+            return view_cache_mod.open_cache(spec, self.models, cache_dir, rebuild=rebuild)
         except OSError as err:
+            if isinstance(err, view_cache_mod.CacheNoSpace):
+                why = err.strerror
+            else:
+                why = atomic_io.disk_problem(err) or f"{err.strerror or err}"
             print(
-                f"view cache: cannot write {spec.folder(cache_dir)} ({err}); reading the PNG files "
-                "(--cache_dir moves the cache)",
+                f"view cache: not built in {spec.folder(cache_dir)}: {why}; reading the PNG files "
+                "instead (the same batches; --cache_dir moves the cache)",
                 file=sys.stderr,
                 flush=True,
             )
             return None
+
+    def _replace_damaged_cache(self, cache, err):
+        """A chunk of ``cache`` failed its CRC-32 while a batch was read: rebuild the cache (once per
+        pipeline; a second damage reads the PNG files), said in one line. Threads that meet the same
+        damage wait here and then use what the first one made."""
+        with self._cache_lock:
+            if self._cache is not cache:  # another thread replaced it already
+                return
+            again = self._cache_rebuilt
+            print(
+                f"view cache: {cache.folder}: {err}; "
+                + ("damaged again: reading the PNG files instead" if again else "rebuilding it"),
+                file=sys.stderr,
+                flush=True,
+            )
+            self._cache_rebuilt = True
+            self._cache = None if again else self._open_cache(self._cache_dir, rebuild=True)
 
     def _views_deg(self, m):
         """The model's view angles, degrees (V, 2); read once, then cached."""
@@ -401,14 +427,22 @@ class BatchPipeline:
         return batch
 
     def _cached_batch(self, step):
-        """:meth:`get_batch` from the view cache: the same keys, dtypes and values."""
+        """:meth:`get_batch` from the view cache: the same keys, dtypes and values. A damaged chunk
+        (its CRC-32, verified when first read) rebuilds the cache and the batch is made again."""
+        cache = self._cache
+        if cache is None:  # the cache was given up (damaged twice): the PNG path
+            return self.get_batch(step)
         plans, valid = [], []
         for i in range(self.batch_size):
             k, ok = self._sample_index(step, i)
             plans.append(self._plan(step, i, k))
             valid.append(ok)
         models = np.array([p[0] for p in plans], np.int64)
-        batch = self._cache.batch(models, [p[1] for p in plans], [p[2] for p in plans])
+        try:
+            batch = cache.batch(models, [p[1] for p in plans], [p[2] for p in plans])
+        except view_cache_mod.CacheDamaged as err:
+            self._replace_damaged_cache(cache, err)
+            return self.get_batch(step)
         batch.update(
             input_view=np.array([p[1] for p in plans], np.int32),
             views=np.array([p[2] for p in plans], np.int32),

@@ -114,6 +114,7 @@ class Options:
     part_map: dict = None  # PartMap as a dict {'patterns': [[pattern, label]], 'names': [...]}
     part_annotations: str = None  # folder of the ShapeNet part annotations
     min_agreement: float = 0.9
+    allow_outside_files: bool = False  # read material/texture files named outside a mesh's folder
 
     def check(self):
         if self.n_views < 1 or self.img_size < 8 or self.supersample < 1:
@@ -306,9 +307,23 @@ def make_dataset(
         raise
 
 
+def remove_leftovers(out):
+    """Remove the temporary files of atomic writes that killed runs left (split lists, part names,
+    the info file, completion records, shard reports: ``.<name>.<pid>.tmp``), one warning line each.
+    Called under the folder's lock; the workers' folder is emptied separately."""
+    out = Path(out)
+    folders = [out, out / STATE_DIR, out / STATE_DIR / "shards"]
+    folders += sorted(p for p in (out / STATE_DIR / "models").glob("*") if p.is_dir())
+    for tree in ("", PART_TREE_DIR):
+        folders += [Path(f) for f in tree_dirs(str(out), tree)["splits"]] + [out / tree]
+    for folder in dict.fromkeys(folders):
+        atomic_io.remove_leftovers(folder, warn=lambda text: cli.warn(text, tool="make_dataset"))
+
+
 def _make_locked(
     meshes, sources, out, opts, fractions, splits_from, part_names, workers, force, progress, log, t0, shard, finalize
 ):
+    remove_leftovers(out)
     _check_params(out, opts, force and not finalize)
     if finalize:
         return _finalize(meshes, out, opts, sources, fractions, splits_from, part_names, t0)
@@ -601,6 +616,12 @@ def build_parser():
         action="store_true",
         help="shade the renders (Lambert term); default flat colours, equal to the cloud colours",
     )
+    p.add_argument(
+        "--allow_outside_files",
+        action="store_true",
+        help="read the material, texture and buffer files a mesh names outside its folder (the model's "
+        "folder in the ShapeNetCore layouts); by default they are not read and each is named in a warning",
+    )
     g = p.add_argument_group("ground-truth clouds")
     g.add_argument(
         "--n_dense",
@@ -714,6 +735,7 @@ def _main(argv=None):
         part_map=part_map,
         part_annotations=str(Path(args.part_annotations).resolve()) if args.part_annotations else None,
         min_agreement=args.min_agreement,
+        allow_outside_files=args.allow_outside_files,
     )
     names = [n.strip() for n in args.part_names.split(",")] if args.part_names else None
     info = make_dataset(

@@ -15,6 +15,7 @@
 
 import fnmatch
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,19 +234,91 @@ def _appearance(geom, textures, texture_ids, grey_materials=()):
     return corner, tex_index, uv, tint
 
 
-def _obj_materials_without_colour(path):
-    """Names of the materials of an OBJ's material libraries that set no diffuse colour (``Kd``)."""
-    path, names = Path(path), set()
-    try:
-        libs = [line.split(None, 1)[1].strip() for line in open(path, errors="replace") if line.startswith("mtllib ")]
-    except OSError:
-        return names
-    for lib in libs:
-        current, has_kd = None, False
+class MeshFiles(trimesh.resolvers.Resolver):
+    """The files a mesh file names (OBJ material libraries and textures, glTF buffers and images),
+    read for trimesh (its ``resolver``) and for this module, from the mesh's folder only.
+
+    A name that leads outside ``root`` (``../..``, an absolute path, a link out) is refused and
+    recorded in ``refused``, unless ``allow_outside``; one that cannot be read is recorded in
+    ``missing``. Either raises FileNotFoundError, which trimesh takes as a missing file (the
+    faces then use their material colour).
+
+    Args:
+        folder: the mesh file's folder (names are relative to it).
+        root: the folder names must stay in: the mesh's folder, or the model's folder of the
+            ShapeNetCore layouts (v2 textures sit in ``../images``).
+    """
+
+    def __init__(self, folder, root, allow_outside=False, records=None, file_name=None):
+        self.parent = Path(folder).absolute()
+        self.root = Path(root).resolve()
+        self.allow_outside = bool(allow_outside)
+        self.refused, self.missing = records if records is not None else ([], [])
+        self.file_name = file_name
+
+    def path(self, name):
+        """The file ``name`` stands for; FileNotFoundError (recorded in ``refused``) outside the root."""
+        name = str(name).strip()
+        path = (self.parent / name).resolve()
+        if not self.allow_outside and not path.is_relative_to(self.root):
+            if name not in self.refused:
+                self.refused.append(name)
+            raise FileNotFoundError(f"{name}: leads outside the mesh's folder {self.root}; not read")
+        return path
+
+    def get(self, name):
+        path = self.path(name)
         try:
-            lines = open(path.parent / lib, errors="replace").read().splitlines()
+            return path.read_bytes()
         except OSError:
+            if str(name).strip() not in self.missing:
+                self.missing.append(str(name).strip())
+            raise FileNotFoundError(name) from None
+
+    def text(self, name):
+        """:meth:`get` as text (undecodable bytes replaced); None when refused or missing."""
+        try:
+            return self.get(name).decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return None
+
+    def namespaced(self, namespace):
+        return MeshFiles(self.parent / namespace, self.root, self.allow_outside, (self.refused, self.missing))
+
+    def keys(self):
+        for folder, _, names in os.walk(self.parent):
+            for name in names:
+                yield os.path.relpath(os.path.join(folder, name), self.parent)
+
+    def write(self, name, data):
+        raise NotImplementedError("mesh files are only read here")
+
+
+def mesh_root(path):
+    """The folder whose files a mesh may name: the model's folder in the ShapeNetCore layouts (v2's
+    ``models/model_normalized.mtl`` names ``../images/...``), else the mesh file's folder."""
+    path = Path(path).absolute()
+    ids = _shapenet_ids(path)
+    return path.parent.parent if ids is not None and ids[2] == "shapenet_v2" else path.parent
+
+
+def _mtllibs(path, files):
+    """The material library names of an OBJ (its ``mtllib`` lines; a line may name several)."""
+    text = files.text(Path(path).name)
+    if text is None:
+        return []
+    return [name for line in text.splitlines() if line.startswith("mtllib ") for name in line.split()[1:]]
+
+
+def _obj_materials_without_colour(path, files):
+    """Names of the materials of an OBJ's material libraries that set no diffuse colour (``Kd``)."""
+    names = set()
+    for lib in _mtllibs(path, files):
+        current, has_kd = None, False
+        text = files.text(lib)
+        if text is None:
             continue
+        lines = text.splitlines()
         for line in lines + ["newmtl"]:
             parts = line.strip().split()
             if parts and parts[0] == "newmtl":
@@ -257,29 +330,55 @@ def _obj_materials_without_colour(path):
     return names
 
 
-def _missing_obj_textures(path):
-    """Texture files named by an OBJ's material libraries (``map_Kd``) that do not exist."""
-    path = Path(path)
-    missing = []
-    try:
-        libs = [line.split(None, 1)[1].strip() for line in open(path, errors="replace") if line.startswith("mtllib ")]
-    except OSError:
-        return missing
-    for lib in libs:
-        mtl = path.parent / lib
-        if not mtl.is_file():
-            missing.append(lib)
-            continue
-        for line in open(mtl, errors="replace"):
+def _obj_textures(path, files):
+    """Texture files named by an OBJ's material libraries (``map_Kd``, the colour), each looked up
+    through ``files`` (a missing or refused one is recorded there)."""
+    for lib in _mtllibs(path, files):
+        lib_files = files.namespaced(os.path.dirname(lib))
+        text = files.text(lib)
+        for line in (text or "").splitlines():
             parts = line.strip().split()
             if parts and parts[0] == "map_Kd" and len(parts) > 1:
-                tex = parts[-1]
-                if not (mtl.parent / tex).is_file():
-                    missing.append(tex)
-    return missing
+                try:
+                    lib_files.path(parts[-1]).stat()
+                except OSError:
+                    if parts[-1] not in files.missing + files.refused:
+                        files.missing.append(parts[-1])
 
 
-def load_mesh(path, up="y"):
+def _gltf_json(path, files):
+    """The JSON of a ``.gltf`` file or of a ``.glb`` file's first chunk, or None."""
+    try:
+        data = Path(path).read_bytes()
+        if data[:4] == b"glTF":
+            length, kind = int.from_bytes(data[12:16], "little"), data[16:20]
+            return json.loads(data[20 : 20 + length]) if kind == b"JSON" else None
+        return json.loads(data)
+    except (OSError, ValueError):
+        return None
+
+
+def _gltf_files(path, files):
+    """The external files (``uri``, not ``data:``) a glTF's images and buffers name, each looked up
+    through ``files`` (a missing or refused one is recorded there)."""
+    from urllib.parse import unquote
+
+    doc = _gltf_json(path, files)
+    if not isinstance(doc, dict):
+        return
+    for kind in ("images", "buffers"):
+        for item in doc.get(kind) or []:
+            uri = item.get("uri") if isinstance(item, dict) else None
+            if not isinstance(uri, str) or uri.startswith("data:"):
+                continue
+            try:
+                files.path(unquote(uri)).stat()
+            except OSError:
+                if unquote(uri) not in files.missing + files.refused:
+                    files.missing.append(unquote(uri))
+
+
+def load_mesh(path, up="y", allow_outside=False):
     """Read a mesh file into a :class:`LoadedMesh` (ShapeNet frame, original scale).
 
     Args:
@@ -287,20 +386,25 @@ def load_mesh(path, up="y"):
             ``.ply``, ``.off``, ``.stl``.
         up: 'y' (the file is y up, as ShapeNet and glTF) or 'z' (z up: rotated
             by :data:`Z_UP_TO_Y_UP`).
+        allow_outside: read material, texture and buffer files that the mesh names outside its
+            folder (:func:`mesh_root`); by default they are refused, named in the notes.
+    The notes (:attr:`LoadedMesh.notes`) name every material, texture or buffer file that is
+    missing, in every format, and every one refused.
     Raises:
         MeshError: the file cannot be read or holds no triangles.
     """
     if up not in UP_AXES:
         raise ValueError(f"up must be one of {UP_AXES}, got {up!r}")
     path = Path(path)
+    files = MeshFiles(path.absolute().parent, mesh_root(path), allow_outside, file_name=path.name)
     try:
-        scene = trimesh.load(str(path), force="scene", process=False)
+        scene = trimesh.load(str(path), force="scene", process=False, resolver=files)
     except Exception as err:  # trimesh raises many kinds of errors on bad files
         raise MeshError(f"{path}: cannot read as a mesh ({type(err).__name__}: {err})") from None
     is_obj = path.suffix.lower() == ".obj"
     verts, faces, corners, tex_idx, uvs, tints, names = [], [], [], [], [], [], []
     textures, texture_ids = [], {}
-    grey_materials = _obj_materials_without_colour(path) if is_obj else set()
+    grey_materials = _obj_materials_without_colour(path, files) if is_obj else set()
     offset = 0
     for node in scene.graph.nodes_geometry:
         transform, geom_name = scene.graph[node]
@@ -341,12 +445,19 @@ def load_mesh(path, up="y"):
             centroids = surface.triangles.mean(axis=1) @ (Z_UP_TO_Y_UP if up == "z" else np.eye(3))
             _, nearest = cKDTree(cents).query(centroids)
             names = [obj_names[i] for i in nearest]
-        missing = _missing_obj_textures(path)
-        if missing:
-            notes.append(
-                f"texture/material file(s) not found: {', '.join(sorted(set(missing)))} "
-                f"(those faces use the material colour)"
-            )
+        _obj_textures(path, files)
+    elif path.suffix.lower() in (".gltf", ".glb"):
+        _gltf_files(path, files)
+    if files.missing:
+        notes.append(
+            f"texture/material file(s) not found: {', '.join(sorted(set(files.missing)))} "
+            f"(those faces use the material colour)"
+        )
+    if files.refused:
+        notes.append(
+            f"file(s) outside the mesh's folder {files.root} not read: {', '.join(sorted(set(files.refused)))} "
+            "(those faces use the material colour; make_dataset.py --allow_outside_files reads them)"
+        )
     distinct = sorted(set(names))
     lookup = {n: i for i, n in enumerate(distinct)}
     return LoadedMesh(surface, distinct, np.array([lookup[n] for n in names], np.int64), notes)

@@ -93,7 +93,7 @@ class MeshFileSource:
     Args:
         mesh: the MeshSource (path, synset, model id, layout).
         opts: ``utils.datagen.mesh_dataset.Options`` (reads seed, up, normalise, part_map_obj(),
-            part_annotations, min_agreement, keep_hidden).
+            part_annotations, min_agreement, keep_hidden, allow_outside_files).
     """
 
     def __init__(self, mesh, opts):
@@ -106,7 +106,7 @@ class MeshFileSource:
 
     def load(self, streams):
         opts = self.opts
-        loaded = load_mesh(self.path, opts.up)
+        loaded = load_mesh(self.path, opts.up, getattr(opts, "allow_outside_files", False))
         surface, _, _ = normalise(loaded.surface, opts.normalise)
         report = dict(faces=int(len(surface.faces)), textures=len(surface.textures), notes=list(loaded.notes))
         labelled = False

@@ -10,6 +10,7 @@ folder's checks and lock, the worker pool. Split lists: :mod:`utils.datagen.spli
 
 import multiprocessing
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -167,12 +168,31 @@ def write_model(root, synset, model_id, model):
             )
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+
+
+def _die_with_parent(parent):
+    """Pool initializer: a worker ends (SIGTERM, silently) when the process that made it dies, even
+    by kill -9, instead of finishing its model and then printing a BrokenPipeError traceback when
+    it hands the result to nobody (Linux; elsewhere the worker only checks its parent at start)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(0)
+
+
 def run_jobs(fn, jobs, workers, chunksize=1):
     """Yield ``fn(job)`` for every job of ``jobs`` (a list), in the order they finish: in up to
-    ``workers`` processes (forked on Linux), or in this process when ``workers`` <= 1."""
+    ``workers`` processes (forked on Linux), or in this process when ``workers`` <= 1. Workers end
+    with the process that made them (:func:`_die_with_parent`)."""
     if workers > 1 and len(jobs) > 1:
         ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with ctx.Pool(min(workers, len(jobs))) as pool:
+        with ctx.Pool(min(workers, len(jobs)), initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
             yield from pool.imap_unordered(fn, jobs, chunksize=chunksize)
     else:
         yield from map(fn, jobs)

@@ -15,11 +15,14 @@ side, visible side and the edge between them (:func:`utils.metrics.side_groups`,
 ``group_feature_metrics``). Writes ``per_sample.csv`` (one row per sample and method), ``per_model.csv``
 (means over each model's views) and ``summary.json``, prints a
 model-vs-baseline table, and makes the pictures asked for (screenshots, GIFs,
-PLY, an interactive window).
+PLY, an interactive window). The files of a run are one set: written into a working folder beside
+``--out`` and moved onto it when complete, so a run killed meanwhile leaves the previous run's
+folder whole (:func:`_report`).
 """
 
 import argparse
 import csv
+import json
 import math
 import os
 import sys
@@ -103,6 +106,8 @@ def evaluate(task, margs):
     targs, exp, prefix, step, trained_on = _trained(task, margs)
     out_dir = margs.out or exp.path(f"metrics_{margs.eval_set}_{margs.snapshot}")
     check_out_dir(out_dir, "--out")
+    check_replaceable(out_dir, "--out")
+    remove_leftovers(out_dir)
     data = _eval_pipeline(targs, task, margs)  # the folder is made once there are results to write
     try:
         medoid, baselines, baseline_info = _baselines(targs, task, margs, trained_on)
@@ -167,6 +172,35 @@ def check_out_dir(path, flag="--out"):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
         raise cli.CLIError(f"{flag} {path}: {parent} is not a writable folder; expected a folder this user can write")
+
+
+# What a metrics run writes in its output folder: the folder is replaced as a whole by the next run.
+OUTPUTS = ("per_sample.csv", "per_model.csv", "summary.json", "predictions.npz", "screenshots", "gifs", "ply")
+
+
+def check_replaceable(path, flag="--out"):
+    """Refuse (CLIError) an output folder that holds files a metrics run did not write: the run
+    replaces the folder as a whole (its outputs are a set), which must not take anything else with it."""
+    try:
+        names = sorted(os.listdir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    foreign = [n for n in names if n not in OUTPUTS and not atomic_io.is_temporary(n)]
+    if foreign:
+        raise cli.CLIError(
+            f"{flag} {os.path.abspath(path)}: holds files that metrics did not write ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); expected a new or empty folder, or an earlier metrics "
+            "output folder (a run replaces its outputs as a set)"
+        )
+
+
+def remove_leftovers(out_dir):
+    """Remove what runs killed while writing into ``out_dir`` left beside it and in it (one warning line
+    each): their unfinished output folders (``.<name>.tmp-<pid>-<hex>``) and temporary files."""
+    out_dir = os.path.abspath(out_dir)
+    atomic_io.remove_leftovers(os.path.dirname(out_dir), names={os.path.basename(out_dir)}, warn=cli.warn)
+    if os.path.isdir(out_dir):
+        atomic_io.remove_leftovers(out_dir, warn=cli.warn)
 
 
 def open_trained(exp_dir, task, snapshot, kind):
@@ -451,26 +485,54 @@ class _Pictures:
 
 
 def _report(out_dir, rows, summary, pictures, task, margs, predictions=None, legend=None):
-    """Write the CSV and JSON files (and predictions.npz), print the table, make the pictures, say where
-    everything is."""
-    _write(out_dir, rows, summary)
+    """Write the CSV and JSON files (and predictions.npz, the pictures, the viewer page) as one set,
+    print the table, say where everything is, open the window.
+
+    The set is written into a working folder beside ``out_dir`` and moved onto it when complete
+    (:class:`utils.common.atomic_io.WorkDir`): a run killed or out of disk space meanwhile leaves
+    the previous run's folder as it was (and its working folder, removed by the next run)."""
+    out_dir = os.path.abspath(out_dir)
+    with atomic_io.WorkDir(out_dir) as work:
+        _write(str(work.path), rows, summary)
+        if predictions:
+            path = os.path.join(work.path, PREDICTIONS_FILE)
+            with atomic_io.naming(path):
+                np.savez_compressed(
+                    path,
+                    model_id=np.array([p[0] for p in predictions], dtype=str),
+                    input_view=np.array([p[1] for p in predictions], np.int32),
+                    xyz=np.stack([p[2] for p in predictions]).astype(np.float32),
+                    features=np.stack([p[3] for p in predictions]).astype(np.float32),
+                )
+        page = _pictures(pictures, margs, str(work.path), summary, legend)
+        work.commit()
     if predictions:
-        path = os.path.join(out_dir, PREDICTIONS_FILE)
-        atomic_io.write_npz(
-            path,
-            model_id=np.array([p[0] for p in predictions], dtype=str),
-            input_view=np.array([p[1] for p in predictions], np.int32),
-            xyz=np.stack([p[2] for p in predictions]).astype(np.float32),
-            features=np.stack([p[3] for p in predictions]).astype(np.float32),
-        )
-        print(f"predictions: {path}")
+        print(f"predictions: {os.path.join(out_dir, PREDICTIONS_FILE)}")
     _print_table(summary, task.headline)
-    _pictures(pictures, margs, out_dir, summary, legend)
+    if page:
+        n = page["n_shown"]
+        print(
+            f"viewer: {os.path.join(out_dir, viewer.VIEWER_FILE)} ({n} sample{'s' * (n != 1)}, "
+            f"{page['bytes'] / 2**20:.1f} MiB; open it in a browser)"
+        )
+    for kind, flag in (("screenshots", margs.save_screenshots), ("gifs", margs.save_gifs), ("ply", margs.save_ply)):
+        if flag:
+            print(f"{kind}: {os.path.join(out_dir, kind)}")
     print(
         f"per-sample metrics: {os.path.join(out_dir, 'per_sample.csv')}\n"
         f"per-model means: {os.path.join(out_dir, 'per_model.csv')}\n"
         f"summary: {os.path.join(out_dir, 'summary.json')}"
     )
+    if margs.visualize:
+        visualize.interactive_viewer(
+            dict(
+                title=p["model_id"],
+                image=p["image"],
+                clouds=[("ground truth", gt, p["gt_col"]), ("prediction", pred, p["pred_col"])],
+            )
+            for p in pictures
+            for gt, pred in [_shown(p)]
+        )
 
 
 ID_KEYS = ("model_id", "input_view", "method")
@@ -517,18 +579,21 @@ def per_model_rows(rows):
 
 
 def _write_csv(path, rows):
-    with open(path, "w", newline="") as f:
+    with atomic_io.naming(path), open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
 
 
 def _write(out_dir, rows, summary):
+    """The CSV files and summary.json into ``out_dir`` (a working folder, :func:`_report`)."""
     os.makedirs(out_dir, exist_ok=True)
     if rows:
         _write_csv(os.path.join(out_dir, "per_sample.csv"), rows)
         _write_csv(os.path.join(out_dir, "per_model.csv"), per_model_rows(rows))
-    atomic_io.write_json(os.path.join(out_dir, "summary.json"), summary)
+    path = os.path.join(out_dir, "summary.json")
+    with atomic_io.naming(path), open(path, "w") as f:
+        json.dump(summary, f, indent=2)
 
 
 def _print_table(summary, headline):
@@ -582,12 +647,13 @@ def _print_table(summary, headline):
 
 
 def _pictures(pictures, margs, out_dir, summary=None, legend=None):
+    """The viewer page, PNG grids, GIFs and PLY files asked for, into ``out_dir`` (a working folder,
+    :func:`_report`). Returns the viewer page's info (utils.common.viewer.write_viewer) or None."""
     viewer_page = margs.save_viewer or margs.save_screenshots or margs.save_gifs or margs.save_ply
-    if not (viewer_page or margs.visualize):
-        return
+    if not viewer_page:
+        return None
     limit = margs.n_pictures or len(pictures)
-    if viewer_page:
-        _viewer_page(pictures[:limit], out_dir, summary or {}, legend)
+    page = _viewer_page(pictures[:limit], out_dir, summary or {}, legend)
     for i, p in enumerate(pictures[:limit]):
         gt, pred = _shown(p)
         name = f"{margs.eval_set}_{i:03d}_{p['model_id'].replace('/', '_')}"
@@ -605,23 +671,12 @@ def _pictures(pictures, margs, out_dir, summary=None, legend=None):
         if margs.save_ply:
             visualize.save_ply(os.path.join(out_dir, "ply", name + "_pred.ply"), p["pred"], p["pred_col"])
             visualize.save_ply(os.path.join(out_dir, "ply", name + "_gt.ply"), p["gt"], p["gt_col"])
-    for kind, flag in (("screenshots", margs.save_screenshots), ("gifs", margs.save_gifs), ("ply", margs.save_ply)):
-        if flag:
-            print(f"{kind}: {os.path.join(out_dir, kind)}")
-    if margs.visualize:
-        visualize.interactive_viewer(
-            dict(
-                title=p["model_id"],
-                image=p["image"],
-                clouds=[("ground truth", gt, p["gt_col"]), ("prediction", pred, p["pred_col"])],
-            )
-            for p in pictures
-            for gt, pred in [_shown(p)]
-        )
+    return page
 
 
 def _viewer_page(pictures, out_dir, summary, legend=None):
-    """``<out>/viewer.html`` (utils.common.viewer): each picture's input, ground truth and prediction."""
+    """``<out>/viewer.html`` (utils.common.viewer): each picture's input, ground truth and prediction.
+    Returns write_viewer's info (samples shown, bytes)."""
     path = os.path.join(out_dir, viewer.VIEWER_FILE)
     title = f"{summary.get('task', '')} metrics: {_short(summary.get('exp', ''))}".strip()
     lines = [
@@ -640,9 +695,7 @@ def _viewer_page(pictures, out_dir, summary, legend=None):
         )
         for p in pictures
     ]
-    info = viewer.write_viewer(path, samples, title, lines, legend=legend)
-    n = info["n_shown"]
-    print(f"viewer: {path} ({n} sample{'s' * (n != 1)}, {info['bytes'] / 2**20:.1f} MiB; open it in a browser)")
+    return viewer.write_viewer(path, samples, title, lines, legend=legend)
 
 
 def _short(path):

@@ -24,7 +24,6 @@ A file that cannot be read as an image is reported with its path and skipped; th
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -32,7 +31,7 @@ import cv2
 import numpy as np
 
 from utils import metrics
-from utils.common import cli, tfv1, viewer, visualize
+from utils.common import atomic_io, cli, tfv1, viewer, visualize
 from utils.common.progress import Progress
 from utils.common.tfv1 import tf
 from utils.data import DataError, shapenet
@@ -102,24 +101,70 @@ def find_images(paths):
     return files, errors
 
 
-def read_image(path):
-    """Decode a PNG/JPEG (8 or 16 bit, grey, RGB or RGBA) -> float32 (h, w, 3 or 4) RGB(A) in [0, 1].
+MAX_SIDE = 4096  # a larger input is reduced to this many pixels on its longer side, with a note
+MAX_PIXELS = 100_000_000  # a larger one (over 100 megapixels) is refused before it is decoded
 
-    Raises ImageError naming the file when it cannot be read or decoded.
+
+def image_size(data):
+    """(width, height) from a PNG's or JPEG's header (bytes or a uint8 array), or None when unknown."""
+    buf = memoryview(data).cast("B")
+    if buf[:8] == b"\x89PNG\r\n\x1a\n" and len(buf) >= 24:
+        return int.from_bytes(buf[16:20], "big"), int.from_bytes(buf[20:24], "big")
+    if buf[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 <= len(buf) and buf[i] == 0xFF:
+            marker = buf[i + 1]
+            if marker == 0xFF:
+                i += 1
+                continue
+            if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+                i += 2
+                continue
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start of frame
+                return int.from_bytes(buf[i + 7 : i + 9], "big"), int.from_bytes(buf[i + 5 : i + 7], "big")
+            if marker in (0xD9, 0xDA):
+                return None
+            i += 2 + int.from_bytes(buf[i + 2 : i + 4], "big")
+    return None
+
+
+def read_image(path, notes=None):
+    """Decode a PNG/JPEG (8 or 16 bit, grey, RGB or RGBA) -> float32 (h, w, 3 or 4) RGB(A) in [0, 1],
+    upright as a photo viewer shows it (its EXIF orientation applied, :func:`preprocess.apply_orientation`).
+
+    An image over :data:`MAX_SIDE` px on its longer side is reduced to that size (area averaging)
+    before anything else, with a sentence in ``notes`` (a list, when given); one over
+    :data:`MAX_PIXELS` is refused before it is decoded. Raises ImageError naming the file when it
+    cannot be read or decoded.
     """
     try:
         data = np.fromfile(path, np.uint8)
     except OSError as err:
         raise ImageError(f"{path}: cannot read file ({err.strerror or err})") from None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    size = image_size(data) if data.size else None
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise ImageError(
+            f"{path}: {size[0]}x{size[1]} px ({size[0] * size[1] / 1e6:.0f} megapixels), more than the "
+            f"{MAX_PIXELS / 1e6:.0f} this tool reads; expected a smaller image (the network sees a few "
+            "dozen pixels: reduce it first)"
+        )
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None  # (no EXIF orientation applied)
     if img is None:
         raise ImageError(f"{path}: not a readable image; expected a PNG or JPEG file")
-    if img.dtype == np.uint8:
-        img = img.astype(np.float32) / 255.0
-    elif img.dtype == np.uint16:
-        img = img.astype(np.float32) / 65535.0
-    else:
+    if img.dtype not in (np.uint8, np.uint16):
         raise ImageError(f"{path}: unsupported pixel type {img.dtype}; expected 8- or 16-bit channels")
+    img = preprocess.apply_orientation(img, preprocess.exif_orientation(data))
+    h, w = img.shape[:2]
+    if max(h, w) > MAX_SIDE:
+        k = MAX_SIDE / max(h, w)
+        small = (max(1, round(w * k)), max(1, round(h * k)))
+        img = cv2.resize(img, small, interpolation=cv2.INTER_AREA).reshape(small[::-1] + img.shape[2:])
+        if notes is not None:
+            notes.append(
+                f"{path}: {w}x{h} px, reduced to {small[0]}x{small[1]} px (inputs over {MAX_SIDE} px a side "
+                "are reduced before use)"
+            )
+    img = img.astype(np.float32) / (255.0 if img.dtype == np.uint8 else 65535.0)
     if img.ndim == 2:
         img = img[..., None]
     channels = img.shape[-1]
@@ -163,6 +208,25 @@ def training_background(targs, tree="", n_models=4):
         return DEMO_BACKGROUND, "the demo's black (training renders not found)"
     colour = tuple(float(c) for c in np.median(pixels, axis=0))
     return colour, f"measured on {len(models)} training renders in {targs.data_dir}"
+
+
+def check_images(images, img_h, img_w):
+    """The network's input as float32, or ValueError saying what was expected: a floating-point
+    array (n, img_h, img_w, 3) of finite RGB values in [0, 1] (1e-3 of slack for resampling)."""
+    a = np.asarray(images)
+    want = f"expected float32 (n, {img_h}, {img_w}, 3) RGB in [0, 1]"
+    if a.dtype.kind != "f":
+        hint = "; divide 8-bit pixels by 255" if a.dtype.kind in "ui" else ""
+        raise ValueError(f"images: {want}, got dtype {a.dtype}{hint}")
+    if a.ndim != 4 or a.shape[1:] != (img_h, img_w, 3):
+        hint = "; one image: add a batch axis (images[None])" if a.shape == (img_h, img_w, 3) else ""
+        hint = hint or ("; resize it first (utils.eval.preprocess.prepare_image)" if a.ndim == 4 else "")
+        raise ValueError(f"images: {want}, got shape {a.shape}{hint}")
+    if a.size and not np.all(np.isfinite(a)):
+        raise ValueError(f"images: {want}, got NaN or inf values")
+    if a.size and (a.min() < -1e-3 or a.max() > 1 + 1e-3):
+        raise ValueError(f"images: {want}, got values from {a.min():g} to {a.max():g}")
+    return a.astype(np.float32, copy=False)
 
 
 # --------------------------------------------------------------------------
@@ -209,11 +273,9 @@ class Predictor:
 
         Runs ceil(n / batch_size) session calls; the last batch is padded by
         repeating its last image and the padding is dropped from the result.
+        Raises ValueError (:func:`check_images`) for another rank, size, dtype or value range.
         """
-        images = np.asarray(images, np.float32)
-        H, W = self.image_size
-        if images.ndim != 4 or images.shape[1:] != (H, W, 3):
-            raise ValueError(f"expected images of shape (n, {H}, {W}, 3), got {images.shape}")
+        images = check_images(images, *self.image_size)
         B, xyz, feat = self.batch_size, [], []
         for start in range(0, len(images), B):
             chunk = images[start : start + B]
@@ -241,31 +303,14 @@ class Predictor:
         out_dir = os.path.abspath(out_dir)
         if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
             raise FileExistsError(f"--export {out_dir}: already exists; choose a new folder or remove it")
-        tmp = f"{out_dir}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        graph = tf.Graph()
-        with graph.as_default():
-            # batch None: the network alone has no op that needs a static batch size. Resource
-            # variables: TF2's tf.saved_model.load tracks them (reference variables only warn).
-            with tf.variable_scope(tf.get_variable_scope(), use_resource=True):
-                g = build_graph(self.g.settings, self.task, None, training=False)
-            saver = tf.train.Saver(tf.global_variables("recon_net"))
-            with tf.Session(graph=graph, config=tfv1.session_config(self.threads)) as sess:
-                saver.restore(sess, self.checkpoint)
-                signature = tf.saved_model.predict_signature_def(
-                    inputs={"image": g.ph["image"]}, outputs={"xyz": g.xyz, "features": g.feat}
-                )
-                builder = tf.saved_model.Builder(tmp)
-                builder.add_meta_graph_and_variables(
-                    sess, [tf.saved_model.SERVING], signature_def_map={SIGNATURE: signature}, strip_default_attrs=True
-                )
-                builder.save()
+        atomic_io.remove_leftovers(os.path.dirname(out_dir), names={os.path.basename(out_dir)}, warn=cli.warn)
         H, W = self.image_size
         meta = dict(
             task=self.task.name,
             signature=SIGNATURE,
             input="image",
-            input_spec=f"float32 (batch, {H}, {W}, 3), RGB in [0, 1]",
+            input_spec=f"float32 (batch, {H}, {W}, 3), RGB in [0, 1]; another rank, size or dtype is refused "
+            "(InvalidArgumentError)",
             outputs=dict(
                 xyz=f"float32 (batch, {self.args.N_PTS}, 3), network frame (world -x up)",
                 features=f"float32 (batch, {self.args.N_PTS}, {self.g.feat.shape[-1]}), " + self.task.feature_phrase,
@@ -279,13 +324,39 @@ class Predictor:
             train_args=vars(self.args),
             **(info or {}),
         )
-        os.makedirs(os.path.join(tmp, os.path.dirname(EXPORT_INFO)), exist_ok=True)
-        with open(os.path.join(tmp, EXPORT_INFO), "w") as f:
-            json.dump(meta, f, indent=2, sort_keys=True, default=str)
-        if os.path.isdir(out_dir):
-            os.rmdir(out_dir)  # empty (checked above)
-        os.makedirs(os.path.dirname(out_dir), exist_ok=True)
-        os.replace(tmp, out_dir)
+        graph = tf.Graph()
+        # A working folder beside out_dir (removed on failure; a killed run's at the next export there)
+        with atomic_io.WorkDir(out_dir) as work, graph.as_default():
+            tmp = str(work.path / "model")  # the SavedModel builder makes its own folder
+            # The signature's input: float32 (batch, H, W, 3). A loaded TF1 signature does not check
+            # what it is fed, so a runtime check comes first: another rank or size fails there with
+            # "Shape of tensor image [...] is not compatible with expected shape [?,H,W,3]" (not a
+            # reshape into another number of clouds, nor an abort in a oneDNN kernel); another dtype
+            # is refused by the signature itself. Batch None: no op of the network needs a static
+            # batch size. Resource variables: TF2's tf.saved_model.load tracks them.
+            image = tf.placeholder(tf.float32, [None, H, W, 3], "image")
+            checked = tf.ensure_shape(image, [None, H, W, 3], name="image_checked")
+            with tf.variable_scope(tf.get_variable_scope(), use_resource=True):
+                g = build_graph(self.g.settings, self.task, None, training=False, image=checked)
+            saver = tf.train.Saver(tf.global_variables("recon_net"))
+            with tf.Session(graph=graph, config=tfv1.session_config(self.threads)) as sess:
+                saver.restore(sess, self.checkpoint)
+                signature = tf.saved_model.predict_signature_def(
+                    inputs={"image": image}, outputs={"xyz": g.xyz, "features": g.feat}
+                )
+                builder = tf.saved_model.Builder(tmp)
+                builder.add_meta_graph_and_variables(
+                    sess, [tf.saved_model.SERVING], signature_def_map={SIGNATURE: signature}, strip_default_attrs=True
+                )
+                with atomic_io.naming(tmp):
+                    builder.save()
+            info_path = os.path.join(tmp, EXPORT_INFO)
+            os.makedirs(os.path.dirname(info_path), exist_ok=True)
+            with atomic_io.naming(info_path), open(info_path, "w") as f:
+                json.dump(meta, f, indent=2, sort_keys=True, default=str)
+            if os.path.isdir(out_dir):
+                os.rmdir(out_dir)  # empty (checked above)
+            os.replace(tmp, out_dir)
         return out_dir
 
     def close(self) -> None:
@@ -355,8 +426,9 @@ def write_outputs(
         visualize.save_turntable_gif(written[-1], [(shown, colours)])
     if npy:
         written += [os.path.join(out_dir, name + "_xyz.npy"), os.path.join(out_dir, name + "_features.npy")]
-        np.save(written[-2], out_xyz)
-        np.save(written[-1], feat)
+        for path, array in ((written[-2], out_xyz), (written[-1], feat)):
+            with atomic_io.writing(path, keep_suffix=True) as tmp:  # whole or not at all
+                np.save(tmp, array)
     return written
 
 
@@ -567,6 +639,7 @@ def _predict_files(pred, task, args, background, result, framing=None):
     for path, reason in errors:
         _skip(result, path, f"{path}: {reason}")
     out_dir = args.out or os.path.join(args.exp, "predictions")  # made when the first output is written
+    atomic_io.remove_leftovers(out_dir, warn=cli.warn)  # files half-written by a killed run
     names = dict(zip(files, output_names(files)))
     legend = task.legend(pred.args.data_dir, pred.args.category, pred.g.settings.n_feat)
     H, W = pred.image_size
@@ -580,10 +653,11 @@ def _predict_files(pred, task, args, background, result, framing=None):
             batch, images, panels = [], [], []
             for path in files[start : start + B]:
                 try:
-                    photo = read_image(path)
+                    notes = []
+                    photo = read_image(path, notes)
                     note = small_input_note(path, photo.shape, H, W)
-                    if note:
-                        cli.warn(note)
+                    for text in notes + ([note] if note else []):
+                        cli.warn(text)
                 except ImageError as err:
                     _skip(result, path, str(err), bar.write)
                     continue

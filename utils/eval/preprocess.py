@@ -5,15 +5,21 @@ This file is meant to be copied: a SavedModel user (``predict_*.py --export``) a
 the export records in ``assets.extra/differ.json`` without the rest of this repository::
 
     import json, cv2, numpy as np
-    from preprocess import prepare_image                       # this file, copied
+    from preprocess import prepare_image, exif_orientation, apply_orientation  # this file, copied
     info = json.load(open("saved_model/assets.extra/differ.json"))
-    bgr = cv2.imread("photo.jpg", cv2.IMREAD_UNCHANGED)  # keeps an alpha channel if there is one
+    data = np.fromfile("photo.jpg", np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # keeps an alpha channel, ignores EXIF orientation
+    bgr = apply_orientation(bgr, exif_orientation(data.tobytes()))  # upright, as a photo viewer shows it
     img = cv2.cvtColor(bgr, cv2.COLOR_BGRA2RGBA if bgr.shape[2] == 4 else cv2.COLOR_BGR2RGB) / 255.0
     p = prepare_image(img, info["IMG_H"], info["IMG_W"], np.array(info["background_rgb"]) / 255.0,
                 info.get("framing"), segment="auto", fit="auto")
     for w in p.warnings:
         print("warning:", w)
     # p.image: float32 (IMG_H, IMG_W, 3) RGB in [0, 1], the network's input
+
+Before these steps, a photo is turned upright as a photo viewer shows it: its EXIF orientation
+(:func:`exif_orientation`, a phone's sideways or mirrored capture) is applied to the pixels
+(:func:`apply_orientation`); OpenCV's ``IMREAD_UNCHANGED``, which keeps the alpha channel, does not.
 
 Steps (:func:`prepare_image`):
 
@@ -71,6 +77,86 @@ class Prepared:
     def __init__(self, image, mask, segment, fit, warnings):
         self.image, self.mask, self.segment, self.fit, self.warnings = image, mask, segment, fit, warnings
         self.share = None if mask is None else float(np.mean(mask > 0.5))
+
+
+# --------------------------------------------------------------------------
+# orientation
+# --------------------------------------------------------------------------
+EXIF_ORIENTATION_TAG = 0x0112
+
+
+def _exif_block(data):
+    """The TIFF block of the EXIF data of a JPEG (APP1 'Exif') or PNG (eXIf chunk) file's bytes, or None."""
+    if data[:2] == b"\xff\xd8":  # JPEG: the markers before the image data
+        i = 2
+        while i + 4 <= len(data) and data[i] == 0xFF:
+            marker = data[i + 1]
+            if marker == 0xFF:  # a fill byte
+                i += 1
+                continue
+            if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
+                i += 2
+                continue
+            if marker in (0xD9, 0xDA):  # end of image, start of scan: no EXIF before
+                return None
+            length = int.from_bytes(data[i + 2 : i + 4], "big")
+            if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\0\0":
+                return data[i + 10 : i + 2 + length]
+            i += 2 + length
+        return None
+    if data[:8] == b"\x89PNG\r\n\x1a\n":  # PNG: the chunks
+        i = 8
+        while i + 8 <= len(data):
+            length, kind = int.from_bytes(data[i : i + 4], "big"), data[i + 4 : i + 8]
+            if kind == b"eXIf":
+                return data[i + 8 : i + 8 + length]
+            if kind == b"IEND":
+                return None
+            i += 12 + length
+    return None
+
+
+def exif_orientation(data):
+    """The EXIF orientation (1..8) of an image file's bytes (``bytes`` or a uint8 array; JPEG or PNG);
+    1 (upright) when the file
+    has none or it cannot be read. 6: the picture must be turned 90 degrees clockwise to be seen
+    upright (a phone held upright), 8: counter-clockwise, 3: 180 degrees; 2, 4, 5, 7 are mirrored."""
+    tiff = _exif_block(memoryview(data).cast("B"))  # bytes or a uint8 array, not copied
+    if tiff is None or len(tiff) < 8:
+        return 1
+    order = {b"II": "little", b"MM": "big"}.get(bytes(tiff[:2]))
+    if order is None:
+        return 1
+
+    def num(offset, size):
+        return int.from_bytes(tiff[offset : offset + size], order)
+
+    ifd = num(4, 4)
+    if ifd + 2 > len(tiff):
+        return 1
+    for k in range(num(ifd, 2)):
+        entry = ifd + 2 + 12 * k
+        if entry + 12 > len(tiff):
+            break
+        if num(entry, 2) == EXIF_ORIENTATION_TAG and num(entry + 2, 2) == 3:  # a SHORT
+            value = num(entry + 8, 2)
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def apply_orientation(img, orientation):
+    """The pixels ``img`` (h, w, ...) as a photo viewer shows them under EXIF ``orientation`` (1..8)."""
+    img = np.asarray(img)
+    turned = {
+        2: lambda a: a[:, ::-1],  # mirrored left-right
+        3: lambda a: a[::-1, ::-1],  # 180 degrees
+        4: lambda a: a[::-1],  # mirrored top-bottom
+        5: lambda a: a.swapaxes(0, 1),  # mirrored along the main diagonal
+        6: lambda a: np.rot90(a, -1),  # 90 degrees clockwise
+        7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],  # mirrored along the other diagonal
+        8: lambda a: np.rot90(a, 1),  # 90 degrees counter-clockwise
+    }.get(int(orientation))
+    return img if turned is None else np.ascontiguousarray(turned(img))
 
 
 # --------------------------------------------------------------------------

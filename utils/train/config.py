@@ -397,10 +397,41 @@ def load_train_args(exp_dir):
         task = task_from_ref(values["task"], values.get("task_module"))
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
+    check_saved_values(values, task, path)
     defaults = preset_values("recommended", task)
     missing = {k: v for k, v in defaults.items() if k not in values}
     # args.json files written before a flag existed: the flag's default is the behaviour they had.
     return argparse.Namespace(**{**missing, **values})
+
+
+def check_saved_values(values, task, path):
+    """ValueError naming the first value of a saved args.json that its flag would refuse on the command
+    line (``N_PTS: -5``, a word for a number, an unknown choice): an edited or damaged file is
+    reported as such, not later as a failure it leads to."""
+    for action in train_parser(task)._actions:
+        value = values.get(action.dest)
+        if action.dest == "help" or value is None:
+            continue
+        items = value if isinstance(value, list) and action.nargs not in (None, "?") else [value]
+        for item in items:
+            problem = None
+            flag = (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse.BooleanOptionalAction)
+            if isinstance(action, flag):
+                if not isinstance(item, bool):
+                    problem = "expected true or false"
+            elif action.choices is not None and item not in action.choices:
+                problem = f"expected one of {', '.join(map(str, action.choices))}"
+            elif callable(action.type):
+                try:
+                    action.type(str(item))
+                except (argparse.ArgumentTypeError, ValueError, TypeError) as err:
+                    kind = "a whole number" if "int" in getattr(action.type, "__name__", "") else "a number"
+                    problem = str(err) if isinstance(err, argparse.ArgumentTypeError) else f"expected {kind}"
+            if problem:
+                raise ValueError(
+                    f"{path}: {action.dest} is {json.dumps(item)}, a value --{action.dest} refuses ({problem}); "
+                    "the file was changed after training wrote it"
+                )
 
 
 def architecture_keys(task):

@@ -655,19 +655,24 @@ class _Trainer:
 
 def _report_fatal(err, exp, task):
     """One readable line on stderr and in log.txt (plus the traceback there for unexpected errors)."""
-    text = str(err).strip()
+    disk = atomic_io.disk_problem(err)  # full, read-only, permission: one line saying what to do
+    expected = isinstance(err, _EXPECTED_ERRORS) or disk is not None
+    text = disk or str(err).strip()
     line = f"train_{task.name}: error: {text.splitlines()[0] if text else type(err).__name__}"
-    if not isinstance(err, _EXPECTED_ERRORS):
+    if not expected:
         line += f" ({type(err).__name__})"
         if exp is not None:
             line += f"; the traceback is in {exp.log_file}"
     print(line, file=sys.stderr, flush=True)
     if exp is not None:
-        exp.log(line)
-        if not isinstance(err, _EXPECTED_ERRORS):
-            with open(exp.log_file, "a") as f:
-                f.write("".join(traceback.format_exception(err)))
-    if isinstance(err, _EXPECTED_ERRORS) or exp is not None:
+        try:  # log.txt may sit on the disk that is full
+            exp.log(line)
+            if not expected:
+                with open(exp.log_file, "a") as f:
+                    f.write("".join(traceback.format_exception(err)))
+        except OSError:
+            pass
+    if expected or exp is not None:
         err.reported = True  # (utils.common.cli prints nothing more)
 
 
