@@ -74,3 +74,15 @@ def test_documented_flags_exist(target, helps):
     listed = set(re.findall(r"--[\w-]+", proc.stdout))
     missing = {flag: docs for flag, docs in COMMANDS[target].items() if flag not in listed and flag != "--help"}
     assert not missing, f"python {target}: flags shown in the docs that its --help does not list: {missing}"
+
+
+def test_the_readme_stays_short_and_speaks_to_users():
+    """The README is the door (at most 200 lines: the rest lives in docs/); no doc speaks of how the
+    project was made (issue numbers, "the issue", "in this task")."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        n_lines = len(f.read().splitlines())
+    assert n_lines <= 200, f"README.md has {n_lines} lines; move detail into docs/"
+    making = re.compile(r"\bthe issue\b|\bin this task\b|\bissue #?\d+|(?<![\w(\]/])#\d{2,}\b", re.IGNORECASE)
+    for doc in DOCS:
+        for i, line in enumerate(_text(doc).splitlines(), 1):
+            assert not making.search(line), f"{doc}:{i} speaks of the project's making: {line.strip()}"

@@ -315,15 +315,15 @@ def build_parser():
         help="ablation folders (claims/ablation.py --out): every <variant>/seed<k> experiment in them",
     )
     p.add_argument("--exp", nargs="+", default=None, metavar="EXP", help="single experiment folders")
-    p.add_argument("--variants", default=None, help="comma-separated variants of the ablation folders (default: all)")
+    p.add_argument("--variants", default=None, help="comma-separated variants of the ablation folders (None: all)")
     p.add_argument("--reference", default="3d", help="the variant the differences are taken from")
     p.add_argument("--data_dir", required=True, help="the data the experiments were trained on (its test split)")
-    p.add_argument("--category", default="chair")
+    p.add_argument("--category", default="chair", help="the category of the data set (its models' folder)")
     p.add_argument(
         "--edge_radius",
         type=float,
         default=None,
-        help="unit-cube units: the side and boundary groups' edge (default: utils.metrics.EDGE_RADIUS)",
+        help="unit-cube units: the side and boundary groups' edge (None: utils.metrics.EDGE_RADIUS, 0.05)",
     )
     p.add_argument("--snapshot", default=SNAPSHOT, help="the snapshot of each experiment: 'best', 'latest' or a step")
     p.add_argument("--out", required=True, help="folder for table.md and table.json")
