@@ -103,25 +103,24 @@ def test_train_snapshot_resume_metrics(task, tiny_data, tmp_path, capsys, monkey
 
     out = str(tmp_path / "metrics")
     pictures = ["--save_screenshots", "--save_ply"] + (["--save_gifs"] if task == "partseg" else [])
-    summary = evaluate_mod.main(
-        [
-            "--exp",
-            exp,
-            "--snapshot",
-            "latest",
-            "--eval_set",
-            "test",
-            "--out",
-            out,
-            "--batch_size",
-            "3",
-            "--baseline_models",
-            "4",
-            "--n_pictures",
-            "1",
-            *pictures,
-        ]
-    )
+    metrics_argv = [
+        "--exp",
+        exp,
+        "--snapshot",
+        "latest",
+        "--eval_set",
+        "test",
+        "--out",
+        out,
+        "--batch_size",
+        "3",
+        "--baseline_models",
+        "4",
+        "--n_pictures",
+        "1",
+        *pictures,
+    ]
+    summary = evaluate_mod.main(metrics_argv)
     rows = _per_sample(out)
     model_rows = [r for r in rows if r["method"] == "model"]
     # Every input view of every test model is a sample (1 model x 4 views in the tiny set).
@@ -146,6 +145,12 @@ def test_train_snapshot_resume_metrics(task, tiny_data, tmp_path, capsys, monkey
     assert summary["floor"]["available"] and 0 < floor["chamfer"] < baseline["chamfer"]
     assert 0 < floor["emd"] < baseline["emd"]
     assert (0 <= floor["colour"] < baseline["colour"]) if task == "rgb" else (baseline["miou"] < floor["miou"] <= 1)
+    # Everything the run wrote is its own: a second run into the same folder replaces the set.
+    assert sorted(os.listdir(out)) == sorted(
+        ["per_sample.csv", "per_model.csv", "summary.json", "screenshots", "ply", "viewer.html"]
+        + (["gifs"] if task == "partseg" else [])
+    )
+    assert evaluate_mod.main(metrics_argv)["step"] == 5
     if task == "partseg":  # a turntable GIF of GT and prediction side by side
         [gif] = os.listdir(os.path.join(out, "gifs"))
         frames = imageio.mimread(os.path.join(out, "gifs", gif))

@@ -114,3 +114,20 @@ def test_visualize_without_a_display_says_so(capsys):
     assert "--visualize" in err and "--save_screenshots" in err and "--save_gifs" in err
     assert evaluate._check_window(Namespace(visualize=False)).visualize is False
     assert capsys.readouterr().err == ""
+
+
+def test_pictures_turn_the_object_and_never_mirror_it():
+    """Drawn clouds are the object turned, not its mirror image: the ShapeNet frame (right-handed,
+    y up) goes into the renderer frame by (x, y, z) -> (-y, -z, x) (written out here by hand), and
+    what matplotlib is given for its x, y, z axes must then be a rotation of it (determinant +1)
+    with ShapeNet's y as matplotlib's up."""
+    from matplotlib.figure import Figure
+
+    shapenet_axes = np.eye(3)  # rows: the tips of ShapeNet's x, y and z axes
+    renderer = np.stack([-shapenet_axes[:, 1], -shapenet_axes[:, 2], shapenet_axes[:, 0]], 1)
+    ax = Figure().add_subplot(projection="3d")
+    visualize.draw_cloud(ax, renderer, np.zeros((3, 3)))
+    plotted = np.stack([np.asarray(c, float) for c in ax.collections[0]._offsets3d], 1)  # (3, 3)
+    np.testing.assert_allclose(np.abs(plotted).sum(1), 1.0)  # axis tips go to axis tips
+    assert round(np.linalg.det(plotted)) == 1, f"the picture is a mirror image: {plotted.tolist()}"
+    np.testing.assert_array_equal(plotted[1], [0.0, 0.0, 1.0])  # ShapeNet's up is the picture's up

@@ -68,9 +68,13 @@ def save_image_row(path, images, scale=3):
 def draw_cloud(ax, xyz, colours, elev=20, azim=-60, point_size=6.0):
     """Scatter a cloud (N, 3), colours (N, 3) in [0, 1], on a matplotlib 3D axis; angles in degrees."""
     # The camera orbits about world x and world -x is "up" in the renders (utils/render/camera.py,
-    # utils/data/shapenet.py): matplotlib z (up) <- -x, matplotlib x <- y, matplotlib y <- z.
-    ax.scatter(xyz[:, 1], xyz[:, 2], -xyz[:, 0], c=np.clip(colours, 0, 1), s=point_size, depthshade=False, linewidths=0)
-    ax.view_init(elev=elev, azim=azim)
+    # utils/data/shapenet.py): matplotlib z (up) <- -x, x <- -y, y <- z. That is the ShapeNet frame
+    # (y up) turned so its y is up, a rotation: the picture is never the object's mirror image.
+    # (Earlier versions drew x <- y, a mirror image; 180 - azim keeps their panels' viewpoints.)
+    ax.scatter(
+        -xyz[:, 1], xyz[:, 2], -xyz[:, 0], c=np.clip(colours, 0, 1), s=point_size, depthshade=False, linewidths=0
+    )
+    ax.view_init(elev=elev, azim=180 - azim)
     lim = 0.55
     ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim), ax.set_zlim(-lim, lim)
     ax.set_box_aspect((1, 1, 1))

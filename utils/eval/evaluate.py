@@ -175,7 +175,16 @@ def check_out_dir(path, flag="--out"):
 
 
 # What a metrics run writes in its output folder: the folder is replaced as a whole by the next run.
-OUTPUTS = ("per_sample.csv", "per_model.csv", "summary.json", "predictions.npz", "screenshots", "gifs", "ply")
+OUTPUTS = (
+    "per_sample.csv",
+    "per_model.csv",
+    "summary.json",
+    "predictions.npz",
+    "screenshots",
+    "gifs",
+    "ply",
+    viewer.VIEWER_FILE,
+)
 
 
 def check_replaceable(path, flag="--out"):
