@@ -100,7 +100,7 @@ class Experiment:
 
     def __init__(self, root, create=True):
         self.root = os.path.abspath(root)
-        self._lock_fd = None
+        self._lock = None  # lock.FolderLock while this process writes here
         self._reported = set()
         self.took_over = None  # holder of a stale lock that was taken over (text), if any
         if not create and not os.path.isdir(self.root):
@@ -121,13 +121,16 @@ class Experiment:
             error=ExperimentInUse,
             advice="Wait for it to finish or stop it, or choose another --exp (metrics may read the folder meanwhile)",
         )
-        self._lock_fd = self._lock._fd  # (truthy while held: log() and pointer() test it)
         self.took_over = self._lock.took_over
+
+    @property
+    def _writing(self):
+        """True while this process holds the writer lock (pointer() logs its fallback warnings only then)."""
+        return self._lock is not None and self._lock.held
 
     def release(self):
         """Give up the writer lock (cleared, so the next holder does not see a stale one)."""
-        if self._lock_fd is not None:
-            self._lock_fd = None
+        if self._lock is not None:
             self._lock.release()
 
     def __enter__(self):
@@ -140,7 +143,7 @@ class Experiment:
     def __del__(self):
         # A writer dropped without release(): the lock goes with it. Nothing is swallowed: Python
         # reports an error raised in __del__ ("Exception ignored in ...") on stderr.
-        if getattr(self, "_lock_fd", None) is not None:
+        if getattr(self, "_lock", None) is not None:
             self.release()
 
     def path(self, *parts):
@@ -259,7 +262,7 @@ class Experiment:
         message = f"{path} {problem}; using the newest complete checkpoint, {kind}/{name}"
         if (kind, message) not in self._reported:
             self._reported.add((kind, message))
-            if self._lock_fd is not None:
+            if self._writing:
                 self.log("warning: " + message)
             warnings.warn(message, stacklevel=2)
         return dict(step=step, dir=name, recovered=True)
