@@ -169,14 +169,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         args.batches, args.rounds, args.repeats, args.train_first = 20, 1, 10, 10
-    from utils.data import has_dataset
+    from utils.data import missing_dataset
     from utils.task import task_from_ref
 
-    if not has_dataset(args.data_dir, "chair", task_from_ref(args.task).data_tree):
-        print(
-            f"bench_data: no chair data set in {args.data_dir}; make it with python data/make_demo_data.py",
-            file=sys.stderr,
-        )
+    problem = missing_dataset("bench_data", args.data_dir, "chair", task_from_ref(args.task).data_tree)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     with _pipeline(args.task, args.data_dir, "cache", 0, args.cache_dir):
         pass  # build (or check) the cache before timing

@@ -728,15 +728,13 @@ def run_all(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    from utils.data import has_dataset
+    from utils.data import missing_dataset
     from utils.task import task_from_ref
 
-    if not has_dataset(args.data_dir, args.category, task_from_ref(args.task).data_tree):
-        print(
-            f"ablation: no {args.task} data set for '{args.category}' in {args.data_dir}; make the demo data "
-            f"with 'python data/make_demo_data.py' (run_ablation.sh does this) or pass --data_dir",
-            file=sys.stderr,
-        )
+    tree = task_from_ref(args.task).data_tree
+    problem = missing_dataset("ablation", args.data_dir, args.category, tree, " (run_ablation.sh does this)")
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     os.makedirs(args.out, exist_ok=True)
     start = time.time()

@@ -91,14 +91,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from utils.data import DataError, has_dataset, list_models
+    from utils.data import DataError, list_models, missing_dataset
 
-    if not has_dataset(args.data_dir, args.category):
-        print(
-            f"renderer_alone: no {args.category} data in {args.data_dir}; make it with "
-            f"'python data/make_demo_data.py' or pass --data_dir",
-            file=sys.stderr,
-        )
+    problem = missing_dataset("renderer_alone", args.data_dir, args.category)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     from utils import fit
     from utils.common.atomic_io import write_json, write_text

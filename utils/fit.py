@@ -459,14 +459,11 @@ def parse_args(argv=None):
 def main(argv: list[str] | None = None) -> int:
     """The tutorial's command line (``examples/fit_cloud_to_views.py``): 0, or 2 after a one-line error."""
     args = parse_args(argv)
-    from utils.data import DataError, has_dataset
+    from utils.data import DataError, missing_dataset
 
-    if not has_dataset(args.data_dir, args.category):
-        print(
-            f"fit_cloud_to_views: no {args.category} data in {args.data_dir}; make the demo data with "
-            f"'python data/make_demo_data.py' or pass --data_dir",
-            file=sys.stderr,
-        )
+    problem = missing_dataset("fit_cloud_to_views", args.data_dir, args.category)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     try:
         mid = choose_model(args.data_dir, args.category, args.split, args.model)

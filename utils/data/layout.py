@@ -255,6 +255,18 @@ def has_dataset(data_dir, category, tree=""):
         return False
 
 
+def missing_dataset(tool, data_dir, category, tree="", hint=""):
+    """None when :func:`has_dataset`; else the one error line a tool prints before it exits with 2
+    (``hint``: what else makes the data, e.g. " (run_ablation.sh does this)")."""
+    if has_dataset(data_dir, category, tree):
+        return None
+    where = os.path.join(data_dir, tree) if tree else data_dir
+    return (
+        f"{tool}: no {category} data in {where}; make the demo data with 'python data/make_demo_data.py'{hint} "
+        "or pass --data_dir"
+    )
+
+
 _RENDER = re.compile(render_file(r"(\d+)").replace(".", r"\."))  # render_<k>.png
 
 
