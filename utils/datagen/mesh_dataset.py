@@ -46,7 +46,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from utils.common import atomic_io, cli
@@ -100,15 +100,16 @@ OUTPUT_OPTIONS = (
 class Options:
     """Everything that decides a model's files (see ``--help`` for each)."""
 
-    n_views: int = 10
-    img_size: int = 64
-    azimuth: tuple = (0.0, 360.0)
-    elevation: tuple = (-10.0, 40.0)
-    supersample: int = SUPERSAMPLE
-    shading: bool = False
+    # the render -> sample path's own options, with its defaults
+    n_views: int = RenderOptions.n_views
+    img_size: int = RenderOptions.img_size
+    azimuth: tuple = RenderOptions.azimuth
+    elevation: tuple = RenderOptions.elevation
+    supersample: int = RenderOptions.supersample
+    shading: bool = RenderOptions.shading
+    n_dense: int = RenderOptions.n_dense
     up: str = "y"
     normalise: str = "diagonal"
-    n_dense: int = 16384
     keep_hidden: bool = False
     seed: int = 0
     part_map: dict = None  # PartMap as a dict {'patterns': [[pattern, label]], 'names': [...]}
@@ -141,15 +142,9 @@ class Options:
 
     def render_options(self):
         """The options of the one render -> sample path (:class:`utils.datagen.build.RenderOptions`)."""
-        return RenderOptions(
-            n_views=self.n_views,
-            img_size=self.img_size,
-            azimuth=tuple(self.azimuth),
-            elevation=tuple(self.elevation),
-            supersample=self.supersample,
-            shading=self.shading,
-            n_dense=self.n_dense,
-        )
+        shared = {f.name: getattr(self, f.name) for f in fields(RenderOptions)}
+        shared["azimuth"], shared["elevation"] = tuple(self.azimuth), tuple(self.elevation)
+        return RenderOptions(**shared)
 
     def record(self):
         d = asdict(self)
