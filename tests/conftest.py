@@ -12,6 +12,7 @@ import subprocess
 import numpy as np
 import pytest
 
+import tiny
 from utils.common.tfv1 import tf, use_graph_mode
 
 use_graph_mode()  # the suite tests the TF1-style graphs; eager-mode tests run in a subprocess
@@ -80,34 +81,13 @@ def rng():
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """A tiny demo data set (chairs: 8 train / 1 val / 1 test models, 4 views each), made once."""
-    from utils.datagen import demo_data
-
-    out = tmp_path_factory.mktemp("tiny_data")
-    demo_data.main(
-        [
-            "--out",
-            str(out),
-            "--categories",
-            "chair",
-            "--n_models",
-            "10",
-            "--n_views",
-            "4",
-            "--seed",
-            "3",
-            "--workers",
-            "1",
-        ]
-    )
-    return str(out)
+    return tiny.make_data(tmp_path_factory.mktemp("tiny_data"), 3)
 
 
 @pytest.fixture(scope="session")
 def train_tiny():
     """``train_tiny(task, data_dir, exp, iters=2, extra=())``: :func:`tiny.train` (the one tiny training
     configuration, tests/tiny.py), as a fixture."""
-    import tiny
-
     return tiny.train
 
 

@@ -12,6 +12,8 @@ import sys
 import numpy as np
 import pytest
 
+import tiny
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIT = ["--split", "train", "--models", "2", "--n_views", "4", "--n_pts", "256", "--steps", "150", "--lr", "0.01"]
 
@@ -26,29 +28,7 @@ def renderer_alone():
 @pytest.fixture(scope="module")
 def two_sided_data(tmp_path_factory):
     """Tiny demo chairs in the two-sided colour style (8 train models, 4 views each)."""
-    from utils.datagen import demo_data
-
-    out = tmp_path_factory.mktemp("two_sided")
-    demo_data.main(
-        [
-            "--out",
-            str(out),
-            "--categories",
-            "chair",
-            "--n_models",
-            "10",
-            "--n_views",
-            "4",
-            "--seed",
-            "3",
-            "--workers",
-            "1",
-            "--colours",
-            "two-sided",
-            "--quiet",
-        ]
-    )
-    return str(out)
+    return tiny.make_data(tmp_path_factory.mktemp("two_sided"), 3, "--colours", "two-sided", "--quiet")
 
 
 def _run(data_dir, out):

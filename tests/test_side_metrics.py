@@ -14,6 +14,7 @@ import shutil
 import numpy as np
 import pytest
 
+import tiny
 from utils.data import shapenet
 
 CHAIR = "03001627"
@@ -22,29 +23,8 @@ RADIUS = 0.05
 
 @pytest.fixture(scope="module")
 def complementary_data(tmp_path_factory):
-    from utils.datagen import demo_data
-
     out = tmp_path_factory.mktemp("complementary") / "data"
-    demo_data.main(
-        [
-            "--out",
-            str(out),
-            "--categories",
-            "chair",
-            "--n_models",
-            "10",
-            "--n_views",
-            "4",
-            "--seed",
-            "0",
-            "--workers",
-            "1",
-            "--colours",
-            "complementary",
-            "--quiet",
-        ]
-    )  # its test chair has all three groups
-    return str(out)
+    return tiny.make_data(out, 0, "--colours", "complementary", "--quiet")  # its test chair has all three groups
 
 
 @pytest.fixture(scope="module")

@@ -45,3 +45,13 @@ def train(task, data_dir, exp, iters=2, extra=()):
         done = loop.main(task, argv)
     assert done == iters
     return str(exp)
+
+
+def make_data(out, seed=3, *extra):
+    """Make a tiny demo data set in ``out``: chairs, 8 train / 1 val / 1 test models, 4 views each, one
+    worker, then ``extra`` (e.g. ``--colours two-sided``); returns ``out`` (a str)."""
+    from utils.datagen import demo_data
+
+    argv = ["--out", str(out), "--categories", "chair", "--n_models", "10", "--n_views", "4", "--seed", str(seed)]
+    assert demo_data.main([*argv, "--workers", "1", *extra]) == 0
+    return str(out)
